@@ -1,0 +1,692 @@
+//! HomeIQ's configuration: one typed [`Settings`] struct, loaded in layers with the `config` crate.
+//!
+//! Layers, later ones winning:
+//! 1. built-in defaults (the `Default` impls below);
+//! 2. the file given by `--config` (TOML, YAML or JSON, by extension);
+//! 3. the add-on options, `/data/options.json` (path set by `--options` or `HOMEIQ_OPTIONS_FILE`;
+//!    a missing file is skipped);
+//! 4. environment variables `HOMEIQ_*`, with `__` between nesting levels
+//!    (`HOMEIQ_INFLUXDB__URL`, `HOMEIQ_HTTP__PORT`); list keys take comma-separated values.
+//!
+//! A value of the wrong type or out of range stops start-up with an error that names the key
+//! (`influxdb.schema: unknown variant ...`). Unknown keys are logged as warnings, never fatal, so an
+//! unrelated `HOMEIQ_*` variable cannot stop the add-on. Secrets are wrapped in [`Secret`], whose
+//! `Debug`, `Display` and `Serialize` never reveal the value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+/// Environment variable prefix of HomeIQ's settings.
+pub const ENV_PREFIX: &str = "HOMEIQ";
+/// Default location of the add-on options file.
+pub const DEFAULT_OPTIONS_FILE: &str = "/data/options.json";
+/// Supervisor proxy addresses used when `SUPERVISOR_TOKEN` is set.
+pub const SUPERVISOR_WS_URL: &str = "ws://supervisor/core/websocket";
+/// Supervisor proxy for Home Assistant's REST API.
+pub const SUPERVISOR_REST_URL: &str = "http://supervisor/core/api";
+
+/// A configuration error that names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type or is out of range.
+    #[error("invalid configuration value for `{key}`: {message}")]
+    Invalid {
+        /// Dotted key path, e.g. `influxdb.url`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A configuration source could not be read or parsed.
+    #[error("cannot read configuration: {0}")]
+    Source(String),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The key this error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Source(_) => None,
+        }
+    }
+}
+
+/// A secret string: never printed, logged or serialised in clear.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the secret is empty (treated as unset).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// Every HomeIQ setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Folder for SQLite, the spool and other state (the add-on's `/data`).
+    pub data_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`, or a full `tracing` filter.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// The HTTP server.
+    pub http: HttpSettings,
+    /// The Home Assistant connection.
+    pub ha: HaSettings,
+    /// The InfluxDB server history is written to.
+    pub influxdb: InfluxSettings,
+    /// Entities to record (empty: all).
+    pub include: EntityFilterSettings,
+    /// Entities never to record (wins over `include`).
+    pub exclude: EntityFilterSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("/data"),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            http: HttpSettings::default(),
+            ha: HaSettings::default(),
+            influxdb: InfluxSettings::default(),
+            include: EntityFilterSettings::default(),
+            exclude: EntityFilterSettings::default(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `http.*`: the REST API, health endpoints and (later) the ingress panel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Port to listen on (the add-on's ingress port is 8099).
+    pub port: u16,
+    /// Bearer token required by the API when set (health endpoints stay open).
+    pub api_token: Option<Secret>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            bind: "0.0.0.0".into(),
+            port: 8099,
+            api_token: None,
+        }
+    }
+}
+
+/// `ha.*`: how to reach Home Assistant when not running as an add-on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaSettings {
+    /// Base URL of Home Assistant (`http://homeassistant.local:8123`); ignored under the Supervisor.
+    pub url: Option<String>,
+    /// Long-lived access token; ignored under the Supervisor (which provides `SUPERVISOR_TOKEN`).
+    pub token: Option<Secret>,
+    /// Capacity of the queue between the WebSocket reader and the pipeline, in messages.
+    pub event_queue: usize,
+    /// Seconds between WebSocket pings.
+    pub ping_interval_secs: u64,
+    /// Seconds to wait for a pong (or any reply) before the connection counts as dead.
+    pub pong_timeout_secs: u64,
+    /// First reconnect delay, seconds.
+    pub reconnect_min_secs: f64,
+    /// Largest reconnect delay, seconds.
+    pub reconnect_max_secs: f64,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            url: None,
+            token: None,
+            event_queue: 20_000,
+            ping_interval_secs: 30,
+            pong_timeout_secs: 10,
+            reconnect_min_secs: 1.0,
+            reconnect_max_secs: 300.0,
+        }
+    }
+}
+
+/// The InfluxDB schema HomeIQ writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaMode {
+    /// HomeIQ's schema: measurement per domain, full entity id and registry tags.
+    Homeiq,
+    /// Exactly what Home Assistant's own InfluxDB integration writes.
+    HaCompat,
+}
+
+/// `influxdb.*`: the InfluxDB 1.x HTTP API (also InfluxDB 2.x/3 through their v1 endpoints).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InfluxSettings {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// Database (created when missing).
+    pub database: String,
+    /// Retention policy to write to (the database default when unset).
+    pub retention_policy: Option<String>,
+    /// User name for InfluxDB 1.x authentication.
+    pub username: Option<String>,
+    /// Password for InfluxDB 1.x authentication.
+    pub password: Option<Secret>,
+    /// Token for InfluxDB 2.x/3 (`Authorization: Token …`); wins over user/password.
+    pub token: Option<Secret>,
+    /// `homeiq` or `ha_compat`.
+    pub schema: SchemaMode,
+    /// Points per write request.
+    pub batch_size: usize,
+    /// Longest time a point waits for its batch to fill, milliseconds.
+    pub flush_interval_ms: u64,
+    /// Points held in memory while InfluxDB is slow or down; the oldest are dropped beyond it.
+    pub queue_capacity: usize,
+    /// Write requests in flight at once.
+    pub max_in_flight: usize,
+    /// Timeout of every request, seconds.
+    pub timeout_secs: u64,
+    /// Compress write bodies with gzip.
+    pub gzip: bool,
+    /// `ha_compat`: which attribute names the measurement (`unit_of_measurement`,
+    /// `domain__device_class` or `entity_id`), as the integration's `measurement_attr`.
+    pub measurement_attr: String,
+    /// `ha_compat`: measurement when the chosen attribute is missing (default: the entity id).
+    pub default_measurement: Option<String>,
+    /// `ha_compat`: one measurement for everything.
+    pub override_measurement: Option<String>,
+    /// Attributes never written as fields.
+    pub ignore_attributes: Vec<String>,
+}
+
+impl Default for InfluxSettings {
+    fn default() -> Self {
+        InfluxSettings {
+            url: "http://127.0.0.1:8086".into(),
+            database: "homeiq".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+            token: None,
+            schema: SchemaMode::Homeiq,
+            batch_size: 5_000,
+            flush_interval_ms: 250,
+            queue_capacity: 200_000,
+            max_in_flight: 2,
+            timeout_secs: 10,
+            gzip: false,
+            measurement_attr: "unit_of_measurement".into(),
+            default_measurement: None,
+            override_measurement: None,
+            ignore_attributes: Vec::new(),
+        }
+    }
+}
+
+impl InfluxSettings {
+    /// Timeout of every request.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Flush interval as a duration.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+/// `include.*` / `exclude.*`: which entities are recorded, as in Home Assistant's own filters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EntityFilterSettings {
+    /// Whole domains (`light`, `sensor`).
+    pub domains: Vec<String>,
+    /// Exact entity ids.
+    pub entities: Vec<String>,
+    /// Globs over entity ids (`sensor.*_power`).
+    pub entity_globs: Vec<String>,
+}
+
+impl EntityFilterSettings {
+    /// Whether no rule is set.
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty() && self.entities.is_empty() && self.entity_globs.is_empty()
+    }
+}
+
+/// Where configuration is read from.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSources {
+    /// File given by `--config`.
+    pub config_file: Option<PathBuf>,
+    /// Add-on options file (default `/data/options.json`).
+    pub options_file: Option<PathBuf>,
+}
+
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: &[&str] = &[
+    "include.domains",
+    "include.entities",
+    "include.entity_globs",
+    "exclude.domains",
+    "exclude.entities",
+    "exclude.entity_globs",
+    "influxdb.ignore_attributes",
+];
+
+impl Settings {
+    /// Loads settings from every layer and validates them. Returns the settings and the keys that
+    /// were present but unknown (to be logged as warnings once logging is up).
+    pub fn load(sources: &ConfigSources) -> Result<(Settings, Vec<String>), ConfigError> {
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        let env = LIST_KEYS
+            .iter()
+            .fold(env, |env, key| env.with_list_parse_key(key));
+        Self::load_with_env(sources, env)
+    }
+
+    /// [`Settings::load`] with an explicit environment source (tests pass a map).
+    pub fn load_with_env(
+        sources: &ConfigSources,
+        env: config::Environment,
+    ) -> Result<(Settings, Vec<String>), ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = &sources.config_file {
+            if !file.exists() {
+                return Err(ConfigError::Source(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(file.as_path()).required(true));
+        }
+        let options = sources
+            .options_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_OPTIONS_FILE));
+        builder = builder.add_source(
+            config::File::from(options.as_path())
+                .format(config::FileFormat::Json)
+                .required(false),
+        );
+        let merged = builder
+            .add_source(env)
+            .build()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+
+        let mut unknown = Vec::new();
+        let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
+        let ignored = serde_ignored::Deserializer::new(merged, &mut note_unknown);
+        let settings: Settings = serde_path_to_error::deserialize(ignored).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                key,
+                message: e.into_inner().to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok((settings, unknown))
+    }
+
+    /// Checks values that types alone cannot: URLs, ranges, non-empty names.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+        }
+        if self.http.port == 0 {
+            return Err(ConfigError::invalid("http.port", "must be 1..65535"));
+        }
+        if self.http.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "http.bind",
+                format!("`{}` is not an IP address", self.http.bind),
+            ));
+        }
+        if let Some(url) = &self.ha.url {
+            check_url("ha.url", url, &["http", "https", "ws", "wss"])?;
+        }
+        check_url("influxdb.url", &self.influxdb.url, &["http", "https"])?;
+        if self.influxdb.database.trim().is_empty() {
+            return Err(ConfigError::invalid("influxdb.database", "must not be empty"));
+        }
+        check_range("influxdb.batch_size", self.influxdb.batch_size, 1, 100_000)?;
+        check_range(
+            "influxdb.queue_capacity",
+            self.influxdb.queue_capacity,
+            self.influxdb.batch_size,
+            50_000_000,
+        )?;
+        check_range("influxdb.max_in_flight", self.influxdb.max_in_flight, 1, 16)?;
+        check_range("influxdb.timeout_secs", self.influxdb.timeout_secs, 1, 600)?;
+        check_range(
+            "influxdb.flush_interval_ms",
+            self.influxdb.flush_interval_ms,
+            1,
+            60_000,
+        )?;
+        if !["unit_of_measurement", "domain__device_class", "entity_id"]
+            .contains(&self.influxdb.measurement_attr.as_str())
+        {
+            return Err(ConfigError::invalid(
+                "influxdb.measurement_attr",
+                "must be unit_of_measurement, domain__device_class or entity_id",
+            ));
+        }
+        check_range("ha.event_queue", self.ha.event_queue, 100, 10_000_000)?;
+        check_range("ha.ping_interval_secs", self.ha.ping_interval_secs, 1, 3_600)?;
+        check_range("ha.pong_timeout_secs", self.ha.pong_timeout_secs, 1, 600)?;
+        if !(self.ha.reconnect_min_secs > 0.0
+            && self.ha.reconnect_min_secs <= self.ha.reconnect_max_secs)
+        {
+            return Err(ConfigError::invalid(
+                "ha.reconnect_min_secs",
+                "must be > 0 and <= ha.reconnect_max_secs",
+            ));
+        }
+        for (side, filter) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for (i, glob) in filter.entity_globs.iter().enumerate() {
+                globset::Glob::new(glob).map_err(|e| {
+                    ConfigError::invalid(&format!("{side}.entity_globs[{i}]"), e.to_string())
+                })?;
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
+        Ok(())
+    }
+
+    /// How to reach Home Assistant: the Supervisor proxy when `supervisor_token` is given,
+    /// otherwise `ha.url` + `ha.token`.
+    pub fn ha_endpoint(&self, supervisor_token: Option<&str>) -> Result<HaEndpoint, ConfigError> {
+        if let Some(token) = supervisor_token.filter(|t| !t.is_empty()) {
+            return Ok(HaEndpoint {
+                websocket_url: SUPERVISOR_WS_URL.into(),
+                rest_url: SUPERVISOR_REST_URL.into(),
+                token: Secret::new(token),
+                supervisor: true,
+            });
+        }
+        let base = self.ha.url.as_deref().ok_or_else(|| {
+            ConfigError::invalid(
+                "ha.url",
+                "required when SUPERVISOR_TOKEN is not set (e.g. http://homeassistant.local:8123)",
+            )
+        })?;
+        let token = self
+            .ha
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ConfigError::invalid("ha.token", "required when SUPERVISOR_TOKEN is not set")
+            })?;
+        let mut url = Url::parse(base).map_err(|e| ConfigError::invalid("ha.url", e.to_string()))?;
+        let (ws_scheme, http_scheme) = match url.scheme() {
+            "https" | "wss" => ("wss", "https"),
+            _ => ("ws", "http"),
+        };
+        let path = url.path().trim_end_matches('/').to_owned();
+        // a URL that already names the WebSocket endpoint is taken as the base above it
+        let base_path = path.strip_suffix("/api/websocket").unwrap_or(&path).to_owned();
+        url.set_path(&format!("{base_path}/api/websocket"));
+        url.set_scheme(ws_scheme)
+            .map_err(|()| ConfigError::invalid("ha.url", "cannot derive the WebSocket URL"))?;
+        let websocket_url = url.to_string();
+        url.set_path(&format!("{base_path}/api"));
+        url.set_scheme(http_scheme)
+            .map_err(|()| ConfigError::invalid("ha.url", "cannot derive the REST URL"))?;
+        Ok(HaEndpoint {
+            websocket_url,
+            rest_url: url.to_string(),
+            token,
+            supervisor: false,
+        })
+    }
+
+    /// Path of the SQLite metadata database.
+    pub fn metadata_db_path(&self) -> PathBuf {
+        self.data_dir.join("homeiq.db")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// Resolved Home Assistant addresses and credentials.
+#[derive(Debug, Clone)]
+pub struct HaEndpoint {
+    /// WebSocket API URL.
+    pub websocket_url: String,
+    /// REST API base URL (ends in `/api`).
+    pub rest_url: String,
+    /// Access token.
+    pub token: Secret,
+    /// Whether this goes through the Supervisor proxy.
+    pub supervisor: bool,
+}
+
+fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|e| ConfigError::invalid(key, format!("`{value}` is not a URL: {e}")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::invalid(
+            key,
+            format!("scheme must be one of {}", schemes.join(", ")),
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(ConfigError::invalid(key, "has no host"));
+    }
+    Ok(())
+}
+
+fn check_range<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value} is outside {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    fn env(vars: &[(&str, &str)]) -> config::Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(map));
+        LIST_KEYS
+            .iter()
+            .fold(env, |env, key| env.with_list_parse_key(key))
+    }
+
+    fn no_options() -> ConfigSources {
+        ConfigSources {
+            config_file: None,
+            options_file: Some(PathBuf::from("/nonexistent/options.json")),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let (s, unknown) = Settings::load_with_env(&no_options(), env(&[])).expect("loads");
+        assert!(unknown.is_empty());
+        assert_eq!(s.http.port, 8099);
+        assert_eq!(s.influxdb.database, "homeiq");
+        assert_eq!(s.influxdb.schema, SchemaMode::Homeiq);
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_options_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("homeiq.toml");
+        std::fs::File::create(&file)
+            .and_then(|mut f| {
+                f.write_all(b"data_dir = \"/from-file\"\n[http]\nport = 9000\n[influxdb]\ndatabase = \"file_db\"\n")
+            })
+            .expect("write");
+        let options = dir.path().join("options.json");
+        std::fs::write(
+            &options,
+            br#"{"http":{"port":9100},"influxdb":{"schema":"ha_compat"}}"#,
+        )
+        .expect("write");
+        let sources = ConfigSources {
+            config_file: Some(file),
+            options_file: Some(options),
+        };
+        let (s, _) = Settings::load_with_env(
+            &sources,
+            env(&[
+                ("HOMEIQ_HTTP__PORT", "9200"),
+                ("HOMEIQ_INCLUDE__DOMAINS", "light,sensor"),
+                ("HOMEIQ_HTTP__API_TOKEN", "12345"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(s.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(s.influxdb.database, "file_db");
+        assert_eq!(s.influxdb.schema, SchemaMode::HaCompat);
+        assert_eq!(s.http.port, 9200);
+        assert_eq!(s.include.domains, vec!["light", "sensor"]);
+        assert_eq!(s.http.api_token.as_ref().map(Secret::expose), Some("12345"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("HOMEIQ_INFLUXDB__SCHEMA", "grafana", "influxdb.schema"),
+            ("HOMEIQ_HTTP__PORT", "70000", "http.port"),
+            ("HOMEIQ_HTTP__PORT", "0", "http.port"),
+            ("HOMEIQ_INFLUXDB__URL", "not a url", "influxdb.url"),
+            ("HOMEIQ_INFLUXDB__BATCH_SIZE", "0", "influxdb.batch_size"),
+            ("HOMEIQ_HA__URL", "ftp://x", "ha.url"),
+            ("HOMEIQ_INCLUDE__ENTITY_GLOBS", "sensor.[", "include.entity_globs[0]"),
+        ];
+        for (var, value, key) in cases {
+            let err = Settings::load_with_env(&no_options(), env(&[(var, value)]))
+                .expect_err(&format!("{var}={value} must fail"));
+            assert_eq!(err.key(), Some(key), "{var}={value}: {err}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_not_fatal() {
+        let (_, unknown) =
+            Settings::load_with_env(&no_options(), env(&[("HOMEIQ_HA_VENV", "/x")]))
+                .expect("loads");
+        assert_eq!(unknown, vec!["ha_venv"]);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings {
+            ha: HaSettings {
+                token: Some(Secret::new("super-secret-token")),
+                ..HaSettings::default()
+            },
+            ..Settings::default()
+        };
+        let debug = format!("{s:?}");
+        let json = serde_json::to_string(&s).expect("serialises");
+        assert!(!debug.contains("super-secret-token"));
+        assert!(!json.contains("super-secret-token"));
+        assert!(json.contains("***"));
+    }
+
+    #[test]
+    fn endpoint_prefers_the_supervisor() {
+        let mut s = Settings::default();
+        let e = s.ha_endpoint(Some("sup")).expect("endpoint");
+        assert_eq!(e.websocket_url, SUPERVISOR_WS_URL);
+        assert_eq!(e.rest_url, SUPERVISOR_REST_URL);
+        assert!(s.ha_endpoint(None).is_err_and(|e| e.key() == Some("ha.url")));
+        s.ha.url = Some("https://ha.example:8443/".into());
+        assert!(s.ha_endpoint(None).is_err_and(|e| e.key() == Some("ha.token")));
+        s.ha.token = Some(Secret::new("t"));
+        let e = s.ha_endpoint(None).expect("endpoint");
+        assert_eq!(e.websocket_url, "wss://ha.example:8443/api/websocket");
+        assert_eq!(e.rest_url, "https://ha.example:8443/api");
+    }
+}

@@ -1,0 +1,273 @@
+//! Decoding of Home Assistant WebSocket frames.
+//!
+//! A text frame holds one JSON message, or (after `coalesce_messages` was negotiated) a JSON array
+//! of messages. Messages are decoded borrowing from the frame; event payloads are decoded into the
+//! typed structs of [`super::model`], anything else is kept as raw JSON for whoever asked for it.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::model::{RegistryEvent, RegistryKind, State, StateChanged};
+
+/// The error object of a failed command.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct CommandErrorBody {
+    /// Machine-readable code (`unknown_command`, `not_found`, `id_reuse`, …).
+    #[serde(default)]
+    pub code: String,
+    /// Human-readable message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// One decoded incoming message.
+#[derive(Debug)]
+pub enum Incoming {
+    /// `auth_required`: the server waits for our token.
+    AuthRequired,
+    /// `auth_ok`.
+    AuthOk {
+        /// Home Assistant's version.
+        ha_version: String,
+    },
+    /// `auth_invalid`: the token was refused; the server closes the socket.
+    AuthInvalid {
+        /// Why.
+        message: String,
+    },
+    /// A command's result.
+    Result {
+        /// Id of the command.
+        id: u64,
+        /// The result payload (or the error).
+        outcome: Result<Box<RawValue>, CommandErrorBody>,
+    },
+    /// `pong` for one of our pings.
+    Pong {
+        /// Id of the ping.
+        id: u64,
+    },
+    /// A `state_changed` event.
+    StateChanged(Box<StateChanged>),
+    /// A registry change event.
+    Registry(RegistryEvent),
+    /// Another event type (counted, not used).
+    OtherEvent {
+        /// The event type.
+        event_type: String,
+    },
+    /// A message type this client does not know.
+    Unknown {
+        /// Its `type`.
+        kind: String,
+    },
+}
+
+/// A frame or message that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable message from Home Assistant: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<CommandErrorBody>,
+    #[serde(default, borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(default)]
+    ha_version: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventEnvelope<'a> {
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default)]
+    time_fired: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct StateChangedData {
+    entity_id: String,
+    #[serde(default)]
+    old_state: Option<State>,
+    #[serde(default)]
+    new_state: Option<State>,
+}
+
+/// Decodes one text frame into its messages (one, or several when coalesced).
+pub fn decode_frame(text: &str) -> Result<Vec<Incoming>, DecodeError> {
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text)?;
+        items
+            .into_iter()
+            .map(|raw| decode_message(raw.get()))
+            .collect()
+    } else {
+        Ok(vec![decode_message(text)?])
+    }
+}
+
+fn decode_message(text: &str) -> Result<Incoming, DecodeError> {
+    let env: Envelope<'_> = serde_json::from_str(text)?;
+    Ok(match env.kind.as_ref() {
+        "auth_required" => Incoming::AuthRequired,
+        "auth_ok" => Incoming::AuthOk {
+            ha_version: env.ha_version.unwrap_or_default(),
+        },
+        "auth_invalid" => Incoming::AuthInvalid {
+            message: env
+                .message
+                .unwrap_or_else(|| "access token refused".to_owned()),
+        },
+        "result" => {
+            let id = env.id.unwrap_or(0);
+            let outcome = if env.success == Some(true) {
+                Ok(env
+                    .result
+                    .map(ToOwned::to_owned)
+                    .unwrap_or_else(null_raw))
+            } else {
+                Err(env.error.unwrap_or(CommandErrorBody {
+                    code: "unknown_error".into(),
+                    message: "command failed without an error object".into(),
+                }))
+            };
+            Incoming::Result { id, outcome }
+        }
+        "pong" => Incoming::Pong {
+            id: env.id.unwrap_or(0),
+        },
+        "event" => match env.event {
+            Some(event) => decode_event(event.get())?,
+            None => Incoming::Unknown {
+                kind: "event without payload".into(),
+            },
+        },
+        other => Incoming::Unknown {
+            kind: other.to_owned(),
+        },
+    })
+}
+
+fn decode_event(text: &str) -> Result<Incoming, DecodeError> {
+    let env: EventEnvelope<'_> = serde_json::from_str(text)?;
+    if env.event_type == "state_changed" {
+        let data: StateChangedData = serde_json::from_str(env.data.get())?;
+        let time_fired = env
+            .time_fired
+            .or_else(|| data.new_state.as_ref().map(|s| s.last_updated))
+            .unwrap_or_else(Utc::now);
+        return Ok(Incoming::StateChanged(Box::new(StateChanged {
+            entity_id: data.entity_id,
+            old_state: data.old_state,
+            new_state: data.new_state,
+            time_fired,
+        })));
+    }
+    if let Some(kind) = RegistryKind::from_event_type(&env.event_type) {
+        let data: serde_json::Value = serde_json::from_str(env.data.get())?;
+        let text_of = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        return Ok(Incoming::Registry(RegistryEvent {
+            kind,
+            action: text_of("action").unwrap_or_default(),
+            id: text_of(kind.event_id_key()).unwrap_or_default(),
+            old_entity_id: text_of("old_entity_id"),
+            data,
+        }));
+    }
+    Ok(Incoming::OtherEvent {
+        event_type: env.event_type.into_owned(),
+    })
+}
+
+fn null_raw() -> Box<RawValue> {
+    // serde_json's default raw value is `null`
+    Box::<RawValue>::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATE_EVENT: &str = r#"{"id":2,"type":"event","event":{"event_type":"state_changed","data":{"entity_id":"sensor.t","old_state":null,"new_state":{"entity_id":"sensor.t","state":"error","attributes":{"note":"a,b \"c\"\n"},"last_changed":"2025-04-01T10:00:00+00:00","last_updated":"2025-04-01T10:00:00+00:00","context":{"id":"x","parent_id":null,"user_id":null}}},"origin":"LOCAL","time_fired":"2025-04-01T10:00:00.5+00:00","context":{"id":"x"}}}"#;
+
+    #[test]
+    fn decodes_single_and_coalesced_frames() {
+        let one = decode_frame(STATE_EVENT).expect("decodes");
+        assert_eq!(one.len(), 1);
+        let coalesced = format!("[{STATE_EVENT},{{\"id\":3,\"type\":\"pong\"}}]");
+        let many = decode_frame(&coalesced).expect("decodes");
+        assert_eq!(many.len(), 2);
+        match &many[0] {
+            Incoming::StateChanged(ev) => {
+                let new = ev.new_state.as_ref().expect("new state");
+                assert_eq!(new.state, "error");
+                assert_eq!(new.attributes["note"], "a,b \"c\"\n");
+                assert_eq!(ev.time_fired.timestamp_subsec_millis(), 500);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(many[1], Incoming::Pong { id: 3 }));
+    }
+
+    #[test]
+    fn a_state_of_error_is_not_a_failed_result() {
+        let r = decode_frame(r#"{"id":5,"type":"result","success":true,"result":[{"state":"error"}]}"#)
+            .expect("decodes");
+        assert!(matches!(&r[0], Incoming::Result { id: 5, outcome: Ok(_) }));
+        let r = decode_frame(
+            r#"{"id":6,"type":"result","success":false,"error":{"code":"not_found","message":"nope"}}"#,
+        )
+        .expect("decodes");
+        match &r[0] {
+            Incoming::Result { outcome: Err(e), .. } => assert_eq!(e.code, "not_found"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_registry_events_and_renames() {
+        let frame = r#"{"id":4,"type":"event","event":{"event_type":"entity_registry_updated","data":{"action":"update","entity_id":"light.new","old_entity_id":"light.old","changes":{"entity_id":"light.old"}},"time_fired":"2025-04-01T10:00:00+00:00"}}"#;
+        match &decode_frame(frame).expect("decodes")[0] {
+            Incoming::Registry(ev) => {
+                assert_eq!(ev.kind, RegistryKind::Entity);
+                assert_eq!(ev.action, "update");
+                assert_eq!(ev.id, "light.new");
+                assert_eq!(ev.old_entity_id.as_deref(), Some("light.old"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn auth_messages_and_garbage() {
+        assert!(matches!(
+            decode_frame(r#"{"type":"auth_required","ha_version":"2025.4.4"}"#).expect("ok")[0],
+            Incoming::AuthRequired
+        ));
+        match &decode_frame(r#"{"type":"auth_invalid","message":"Invalid access token or password"}"#)
+            .expect("ok")[0]
+        {
+            Incoming::AuthInvalid { message } => assert!(message.contains("Invalid")),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(decode_frame("{not json").is_err());
+        assert!(decode_frame(r#"{"id":1}"#).is_err());
+    }
+}

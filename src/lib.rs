@@ -1,0 +1,14 @@
+//! HomeIQ: reads every state and registry change from Home Assistant and keeps it as durable
+//! history (InfluxDB) and a registry mirror (SQLite), served over an HTTP API.
+//!
+//! Capabilities live in their own modules; [`app`] wires them together and `main.rs` only parses
+//! the command line.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod ha;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;
