@@ -1,0 +1,421 @@
+//! Writes: full syncs, single-row upserts and removals, and the `state_meta` batch upsert.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IdenStatic,
+    IntoActiveModel, Iterable, QueryFilter, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use super::entities::{Mirror, area, device, entity, floor, label, state_meta};
+use super::{RegistryError, RegistryStore};
+use crate::ha::model::{
+    AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryKind, State,
+};
+
+/// Bound parameters per statement, below SQLite's limit of 32,766.
+const MAX_PARAMS: usize = 30_000;
+
+/// A whole registry listing (the reply of `config/<kind>_registry/list`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryRows {
+    /// Every area.
+    Areas(Vec<AreaEntry>),
+    /// Every floor.
+    Floors(Vec<FloorEntry>),
+    /// Every label.
+    Labels(Vec<LabelEntry>),
+    /// Every device.
+    Devices(Vec<DeviceEntry>),
+    /// Every entity registry row.
+    Entities(Vec<EntityEntry>),
+}
+
+impl RegistryRows {
+    /// The registry these rows belong to.
+    pub fn kind(&self) -> RegistryKind {
+        match self {
+            RegistryRows::Areas(_) => RegistryKind::Area,
+            RegistryRows::Floors(_) => RegistryKind::Floor,
+            RegistryRows::Labels(_) => RegistryKind::Label,
+            RegistryRows::Devices(_) => RegistryKind::Device,
+            RegistryRows::Entities(_) => RegistryKind::Entity,
+        }
+    }
+}
+
+/// One registry row, as a create or update event describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryRow {
+    /// An area.
+    Area(AreaEntry),
+    /// A floor.
+    Floor(FloorEntry),
+    /// A label.
+    Label(LabelEntry),
+    /// A device.
+    Device(DeviceEntry),
+    /// An entity registry row.
+    Entity(EntityEntry),
+}
+
+impl RegistryRow {
+    /// The registry this row belongs to.
+    pub fn kind(&self) -> RegistryKind {
+        match self {
+            RegistryRow::Area(_) => RegistryKind::Area,
+            RegistryRow::Floor(_) => RegistryKind::Floor,
+            RegistryRow::Label(_) => RegistryKind::Label,
+            RegistryRow::Device(_) => RegistryKind::Device,
+            RegistryRow::Entity(_) => RegistryKind::Entity,
+        }
+    }
+}
+
+/// What a full sync changed in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// The registry that was synced.
+    pub kind: RegistryKind,
+    /// Rows that were new.
+    pub inserted: usize,
+    /// Rows whose content changed.
+    pub updated: usize,
+    /// Rows that had vanished from Home Assistant.
+    pub removed: usize,
+    /// Rows in the table after the sync.
+    pub total: usize,
+}
+
+/// Metadata of one entity taken from its state attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// Full entity id.
+    pub entity_id: String,
+    /// `device_class` attribute.
+    pub device_class: Option<String>,
+    /// `unit_of_measurement` attribute.
+    pub unit: Option<String>,
+    /// `friendly_name` attribute.
+    pub friendly_name: Option<String>,
+    /// When the state was seen.
+    pub last_seen: DateTime<Utc>,
+}
+
+impl StateMeta {
+    /// The metadata carried by `state`, seen at `last_seen`.
+    pub fn from_state(state: &State, last_seen: DateTime<Utc>) -> Self {
+        Self {
+            entity_id: state.entity_id.clone(),
+            device_class: state.device_class().map(str::to_owned),
+            unit: state.unit().map(str::to_owned),
+            friendly_name: state
+                .attributes
+                .get("friendly_name")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            last_seen,
+        }
+    }
+}
+
+impl RegistryStore {
+    /// Makes one mirror table exactly equal to `rows`: inserts new rows, updates changed ones and
+    /// deletes those Home Assistant no longer lists, in one transaction. Duplicate ids (and, for
+    /// entities, duplicate entity ids) keep the last row.
+    pub async fn full_sync(&self, rows: RegistryRows) -> Result<SyncReport, RegistryError> {
+        let txn = self.begin_write().await?;
+        let report = match rows {
+            RegistryRows::Areas(rows) => sync_table::<area::Entity>(&txn, convert(rows)).await?,
+            RegistryRows::Floors(rows) => sync_table::<floor::Entity>(&txn, convert(rows)).await?,
+            RegistryRows::Labels(rows) => sync_table::<label::Entity>(&txn, convert(rows)).await?,
+            RegistryRows::Devices(rows) => {
+                sync_table::<device::Entity>(&txn, convert(rows)).await?
+            }
+            RegistryRows::Entities(rows) => sync_entities(&txn, rows).await?,
+        };
+        txn.commit().await?;
+        Ok(report)
+    }
+
+    /// Inserts or replaces one entity row, keyed by its registry id. Any other row holding the same
+    /// entity id is deleted first, so a rename (same registry id, new entity id) or an entity id
+    /// reused by a new registry entry never trips the unique entity id.
+    pub async fn upsert_entity(&self, entry: EntityEntry) -> Result<(), RegistryError> {
+        let model = entity::Model::from(entry);
+        let txn = self.begin_write().await?;
+        entity::Entity::delete_many()
+            .filter(entity::Column::EntityId.eq(model.entity_id.as_str()))
+            .filter(entity::Column::Id.ne(model.id.as_str()))
+            .exec(&txn)
+            .await?;
+        upsert_models::<entity::Entity, _>(&txn, vec![model]).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts or replaces one row of any registry (entities go through
+    /// [`RegistryStore::upsert_entity`]).
+    pub async fn upsert(&self, row: RegistryRow) -> Result<(), RegistryError> {
+        match row {
+            RegistryRow::Area(e) => {
+                upsert_models::<area::Entity, _>(&self.db, vec![e.into()]).await?;
+            }
+            RegistryRow::Floor(e) => {
+                upsert_models::<floor::Entity, _>(&self.db, vec![e.into()]).await?;
+            }
+            RegistryRow::Label(e) => {
+                upsert_models::<label::Entity, _>(&self.db, vec![e.into()]).await?;
+            }
+            RegistryRow::Device(e) => {
+                upsert_models::<device::Entity, _>(&self.db, vec![e.into()]).await?;
+            }
+            RegistryRow::Entity(e) => self.upsert_entity(e).await?,
+        }
+        Ok(())
+    }
+
+    /// Deletes one row: entities by entity id, the other registries by their id. Removing a row
+    /// that is not there is not an error. The entity's `state_meta` row is kept (its state may
+    /// outlive the registry entry).
+    pub async fn remove(&self, kind: RegistryKind, id: &str) -> Result<(), RegistryError> {
+        match kind {
+            RegistryKind::Area => delete_key::<area::Entity>(&self.db, id).await?,
+            RegistryKind::Floor => delete_key::<floor::Entity>(&self.db, id).await?,
+            RegistryKind::Label => delete_key::<label::Entity>(&self.db, id).await?,
+            RegistryKind::Device => delete_key::<device::Entity>(&self.db, id).await?,
+            RegistryKind::Entity => {
+                entity::Entity::delete_many()
+                    .filter(entity::Column::EntityId.eq(id))
+                    .exec(&self.db)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts state metadata in batched statements inside one transaction. The last row per
+    /// entity id wins, within the call and against the table (callers pass rows in arrival order).
+    pub async fn record_state_meta(&self, rows: Vec<StateMeta>) -> Result<(), RegistryError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut latest: HashMap<String, StateMeta> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            latest.insert(row.entity_id.clone(), row);
+        }
+        let models: Vec<state_meta::Model> = latest
+            .into_values()
+            .map(|m| state_meta::Model {
+                entity_id: m.entity_id,
+                device_class: m.device_class,
+                unit: m.unit,
+                friendly_name: m.friendly_name,
+                last_seen: m.last_seen,
+            })
+            .collect();
+
+        let txn = self.begin_write().await?;
+        let on_conflict = OnConflict::column(state_meta::Column::EntityId)
+            .update_columns([
+                state_meta::Column::DeviceClass,
+                state_meta::Column::Unit,
+                state_meta::Column::FriendlyName,
+                state_meta::Column::LastSeen,
+            ])
+            .to_owned();
+        let per_statement = rows_per_statement::<state_meta::Entity>();
+        let mut rest = models.into_iter().peekable();
+        while rest.peek().is_some() {
+            let batch = rest
+                .by_ref()
+                .take(per_statement)
+                .map(IntoActiveModel::into_active_model);
+            state_meta::Entity::insert_many(batch)
+                .on_conflict(on_conflict.clone())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`).
+    async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
+
+/// Converts Home Assistant rows into table models.
+fn convert<T, M: From<T>>(rows: Vec<T>) -> Vec<M> {
+    rows.into_iter().map(M::from).collect()
+}
+
+/// What a full sync has to write.
+struct Plan<M> {
+    /// Keys of rows to delete before writing.
+    deletes: Vec<String>,
+    /// Rows to upsert, each with its stored version when it is an update.
+    writes: Vec<(Option<M>, M)>,
+    /// The report (without removals of rewritten rows).
+    report: SyncReport,
+}
+
+/// Compares the stored rows with the wanted ones.
+fn plan<E>(existing: Vec<E::Model>, wanted: Vec<E::Model>) -> Plan<E::Model>
+where
+    E: Mirror,
+    E::Model: PartialEq,
+{
+    let mut stored: HashMap<String, E::Model> = existing
+        .into_iter()
+        .map(|m| (E::key(&m).to_owned(), m))
+        .collect();
+    let mut unique: HashMap<String, E::Model> = HashMap::with_capacity(wanted.len());
+    for m in wanted {
+        unique.insert(E::key(&m).to_owned(), m);
+    }
+
+    let total = unique.len();
+    let (mut inserted, mut updated) = (0, 0);
+    let mut writes = Vec::new();
+    for (key, new) in unique {
+        match stored.remove(&key) {
+            None => {
+                inserted += 1;
+                writes.push((None, new));
+            }
+            Some(old) if old != new => {
+                updated += 1;
+                writes.push((Some(old), new));
+            }
+            Some(_) => {}
+        }
+    }
+    let deletes: Vec<String> = stored.into_keys().collect();
+    Plan {
+        report: SyncReport {
+            kind: E::KIND,
+            inserted,
+            updated,
+            removed: deletes.len(),
+            total,
+        },
+        deletes,
+        writes,
+    }
+}
+
+/// Full sync of one table without secondary unique keys.
+async fn sync_table<E>(
+    txn: &DatabaseTransaction,
+    wanted: Vec<E::Model>,
+) -> Result<SyncReport, DbErr>
+where
+    E: Mirror,
+    E::Model: IntoActiveModel<E::ActiveModel> + PartialEq + Send + Sync,
+    E::ActiveModel: Send,
+{
+    let existing = E::find().all(txn).await?;
+    let plan = plan::<E>(existing, wanted);
+    delete_keys::<E>(txn, &plan.deletes).await?;
+    upsert_models::<E, _>(txn, plan.writes.into_iter().map(|(_, m)| m).collect()).await?;
+    Ok(plan.report)
+}
+
+/// Full sync of `entities`, whose entity id is unique besides the registry id.
+async fn sync_entities(
+    txn: &DatabaseTransaction,
+    rows: Vec<EntityEntry>,
+) -> Result<SyncReport, DbErr> {
+    // Keep one row per entity id (the last), so the batch cannot collide with itself.
+    let mut by_entity_id: HashMap<String, usize> = HashMap::with_capacity(rows.len());
+    let mut wanted: Vec<Option<entity::Model>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let model = entity::Model::from(row);
+        if let Some(previous) = by_entity_id.insert(model.entity_id.clone(), wanted.len()) {
+            wanted[previous] = None;
+        }
+        wanted.push(Some(model));
+    }
+    let wanted: Vec<entity::Model> = wanted.into_iter().flatten().collect();
+
+    let existing = entity::Entity::find().all(txn).await?;
+    let mut plan = plan::<entity::Entity>(existing, wanted);
+    // A stored row whose entity id changes could hold an id another written row takes (swaps,
+    // reuse): delete it first; the upsert writes it back under its new entity id.
+    plan.deletes
+        .extend(plan.writes.iter().filter_map(|(old, new)| {
+            old.as_ref()
+                .filter(|old| old.entity_id != new.entity_id)
+                .map(|old| old.id.clone())
+        }));
+    delete_keys::<entity::Entity>(txn, &plan.deletes).await?;
+    upsert_models::<entity::Entity, _>(txn, plan.writes.into_iter().map(|(_, m)| m).collect())
+        .await?;
+    Ok(plan.report)
+}
+
+/// How many rows of `E` fit in one statement.
+fn rows_per_statement<E: EntityTrait>() -> usize {
+    (MAX_PARAMS / E::Column::iter().count().max(1)).max(1)
+}
+
+/// Inserts rows, replacing every column of rows whose key exists, in batched statements.
+async fn upsert_models<E, C>(db: &C, models: Vec<E::Model>) -> Result<(), DbErr>
+where
+    E: Mirror,
+    E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync,
+    E::ActiveModel: Send,
+    C: ConnectionTrait,
+{
+    if models.is_empty() {
+        return Ok(());
+    }
+    let key = E::key_column();
+    let on_conflict = OnConflict::column(key)
+        .update_columns(E::Column::iter().filter(|c| c.as_str() != key.as_str()))
+        .to_owned();
+    let per_statement = rows_per_statement::<E>();
+    let mut rest = models.into_iter().peekable();
+    while rest.peek().is_some() {
+        let batch = rest
+            .by_ref()
+            .take(per_statement)
+            .map(IntoActiveModel::into_active_model);
+        E::insert_many(batch)
+            .on_conflict(on_conflict.clone())
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the rows with these keys, in batched statements.
+async fn delete_keys<E: Mirror>(db: &impl ConnectionTrait, keys: &[String]) -> Result<(), DbErr> {
+    for chunk in keys.chunks(MAX_PARAMS) {
+        E::delete_many()
+            .filter(E::key_column().is_in(chunk.iter().map(String::as_str)))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Deletes the row with this key, if any.
+async fn delete_key<E: Mirror>(db: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    E::delete_many()
+        .filter(E::key_column().eq(key))
+        .exec(db)
+        .await?;
+    Ok(())
+}
