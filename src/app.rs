@@ -1,1 +1,248 @@
-//! app (in progress).
+//! Start-up and shutdown: builds every part from [`Settings`] as named steps, runs them, and stops
+//! them in order.
+//!
+//! Shutdown (SIGTERM, SIGINT or [`Application::shutdown_token`]): stop reading from Home Assistant,
+//! let the pipeline drain its queue, flush the writer, let the registry task finish, stop the HTTP
+//! server — all within [`SHUTDOWN_BUDGET`], inside the Supervisor's 10 s stop timeout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::ha::{self, ClientOptions, HaHandle};
+use crate::ingest::{
+    CurrentStates, EntityFilter, IngestCounters, Pipeline, RegistrySyncState, registry_sync,
+    run_registry_task,
+};
+use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_writer};
+use crate::store::registry::RegistryStore;
+
+/// Everything that accepted data must be written or handed over within this time after SIGTERM.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+
+/// A start-up step that failed, named.
+#[derive(Debug, thiserror::Error)]
+#[error("start-up step `{step}` failed: {message}")]
+pub struct StartupError {
+    /// The step.
+    pub step: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn step<T, E: std::fmt::Display>(
+    name: &'static str,
+    result: Result<T, E>,
+) -> Result<T, StartupError> {
+    match result {
+        Ok(v) => {
+            tracing::debug!(step = name, "start-up step done");
+            Ok(v)
+        }
+        Err(e) => Err(StartupError {
+            step: name,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// A running HomeIQ.
+pub struct Application {
+    port: u16,
+    cancel: CancellationToken,
+    server: actix_web::dev::Server,
+    ha_task: JoinHandle<()>,
+    pipeline_task: JoinHandle<()>,
+    registry_task: JoinHandle<()>,
+    writer: WriterHandle,
+    ha: HaHandle,
+}
+
+impl Application {
+    /// Builds and starts every part. `supervisor_token` is `SUPERVISOR_TOKEN` when running as an
+    /// add-on.
+    pub async fn build(
+        settings: Settings,
+        supervisor_token: Option<String>,
+    ) -> Result<Self, StartupError> {
+        let started = Instant::now();
+        step(
+            "prepare data directory",
+            std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+                format!(
+                    "cannot create data_dir {}: {e}",
+                    settings.data_dir.display()
+                )
+            }),
+        )?;
+        let registry = step(
+            "open metadata database",
+            RegistryStore::open(&settings.metadata_db_path()).await,
+        )?;
+        let endpoint = step(
+            "resolve Home Assistant endpoint",
+            settings.ha_endpoint(supervisor_token.as_deref()),
+        )?;
+        tracing::info!(
+            websocket = %endpoint.websocket_url,
+            supervisor = endpoint.supervisor,
+            "Home Assistant endpoint"
+        );
+        let filter = step(
+            "compile entity filter",
+            EntityFilter::new(&settings.include, &settings.exclude),
+        )?;
+        let client = step(
+            "create InfluxDB client",
+            InfluxClient::new(&settings.influxdb),
+        )?;
+        let mapper = PointMapper::new(&settings.influxdb);
+        let writer = spawn_writer(&settings.influxdb, client, mapper.precision());
+        tracing::info!(
+            url = %settings.influxdb.url,
+            database = %settings.influxdb.database,
+            schema = ?settings.influxdb.schema,
+            "InfluxDB writer started"
+        );
+
+        let cancel = CancellationToken::new();
+        let (ha, messages, ha_task) = ha::spawn(
+            ClientOptions::new(&settings.ha, endpoint),
+            cancel.child_token(),
+        );
+        let states = CurrentStates::default();
+        let counters = Arc::new(IngestCounters::default());
+        let registry_sync = RegistrySyncState::default();
+        let (jobs_tx, jobs_rx) = mpsc::channel(registry_sync::REGISTRY_QUEUE);
+        let registry_task = tokio::spawn(run_registry_task(
+            registry.clone(),
+            jobs_rx,
+            registry_sync.clone(),
+        ));
+        let pipeline = Pipeline::new(
+            ha.clone(),
+            filter,
+            mapper,
+            writer.clone(),
+            jobs_tx,
+            states.clone(),
+            counters.clone(),
+        );
+        let pipeline_task = tokio::spawn(pipeline.run(messages));
+
+        let state = AppState {
+            ha: ha.clone(),
+            writer: writer.clone(),
+            registry,
+            registry_sync,
+            ingest: counters,
+            states,
+            started,
+        };
+        let (server, port) = step(
+            "bind HTTP server",
+            api::bind(state, &settings.http.bind, settings.http.port),
+        )?;
+        tracing::info!(
+            port,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "HomeIQ started"
+        );
+        Ok(Application {
+            port,
+            cancel,
+            server,
+            ha_task,
+            pipeline_task,
+            registry_task,
+            writer,
+            ha,
+        })
+    }
+
+    /// The HTTP port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token shuts the application down as SIGTERM would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The Home Assistant client's handle.
+    pub fn ha(&self) -> &HaHandle {
+        &self.ha
+    }
+
+    /// Serves until SIGTERM, SIGINT or the shutdown token, then shuts down in order.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application {
+            cancel,
+            server,
+            ha_task,
+            pipeline_task,
+            registry_task,
+            writer,
+            ..
+        } = self;
+        let server_handle = server.handle();
+        let mut server_task = tokio::spawn(server);
+        tokio::select! {
+            () = wait_for_signal() => tracing::info!("stop signal received; shutting down"),
+            () = cancel.cancelled() => tracing::info!("shutdown requested"),
+            r = &mut server_task => {
+                tracing::error!(?r, "HTTP server stopped unexpectedly");
+            }
+        }
+        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        cancel.cancel();
+        let left = |d: Instant| d.saturating_duration_since(Instant::now());
+        // stop reading; the pipeline then drains what was read
+        let _ = tokio::time::timeout(Duration::from_secs(2), ha_task).await;
+        if tokio::time::timeout(Duration::from_secs(2), pipeline_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("pipeline did not drain in time");
+        }
+        let flush_budget = left(deadline).saturating_sub(Duration::from_millis(1_500));
+        let report = writer.shutdown(flush_budget).await;
+        tracing::info!(?report, "writer flushed");
+        let _ = tokio::time::timeout(Duration::from_secs(1), registry_task).await;
+        let _ = tokio::time::timeout(left(deadline), server_handle.stop(true)).await;
+        server_task.abort();
+        tracing::info!("HomeIQ stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -386,6 +386,8 @@ impl Settings {
             }
         })?;
         settings.validate()?;
+        // `HOMEIQ_OPTIONS_FILE` names a source, not a setting
+        unknown.retain(|key| key != "options_file");
         Ok((settings, unknown))
     }
 
@@ -408,7 +410,10 @@ impl Settings {
         }
         check_url("influxdb.url", &self.influxdb.url, &["http", "https"])?;
         if self.influxdb.database.trim().is_empty() {
-            return Err(ConfigError::invalid("influxdb.database", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "influxdb.database",
+                "must not be empty",
+            ));
         }
         check_range("influxdb.batch_size", self.influxdb.batch_size, 1, 100_000)?;
         check_range(
@@ -434,7 +439,12 @@ impl Settings {
             ));
         }
         check_range("ha.event_queue", self.ha.event_queue, 100, 10_000_000)?;
-        check_range("ha.ping_interval_secs", self.ha.ping_interval_secs, 1, 3_600)?;
+        check_range(
+            "ha.ping_interval_secs",
+            self.ha.ping_interval_secs,
+            1,
+            3_600,
+        )?;
         check_range("ha.pong_timeout_secs", self.ha.pong_timeout_secs, 1, 600)?;
         if !(self.ha.reconnect_min_secs > 0.0
             && self.ha.reconnect_min_secs <= self.ha.reconnect_max_secs)
@@ -481,14 +491,18 @@ impl Settings {
             .ok_or_else(|| {
                 ConfigError::invalid("ha.token", "required when SUPERVISOR_TOKEN is not set")
             })?;
-        let mut url = Url::parse(base).map_err(|e| ConfigError::invalid("ha.url", e.to_string()))?;
+        let mut url =
+            Url::parse(base).map_err(|e| ConfigError::invalid("ha.url", e.to_string()))?;
         let (ws_scheme, http_scheme) = match url.scheme() {
             "https" | "wss" => ("wss", "https"),
             _ => ("ws", "http"),
         };
         let path = url.path().trim_end_matches('/').to_owned();
         // a URL that already names the WebSocket endpoint is taken as the base above it
-        let base_path = path.strip_suffix("/api/websocket").unwrap_or(&path).to_owned();
+        let base_path = path
+            .strip_suffix("/api/websocket")
+            .unwrap_or(&path)
+            .to_owned();
         url.set_path(&format!("{base_path}/api/websocket"));
         url.set_scheme(ws_scheme)
             .map_err(|()| ConfigError::invalid("ha.url", "cannot derive the WebSocket URL"))?;
@@ -641,7 +655,11 @@ mod tests {
             ("HOMEIQ_INFLUXDB__URL", "not a url", "influxdb.url"),
             ("HOMEIQ_INFLUXDB__BATCH_SIZE", "0", "influxdb.batch_size"),
             ("HOMEIQ_HA__URL", "ftp://x", "ha.url"),
-            ("HOMEIQ_INCLUDE__ENTITY_GLOBS", "sensor.[", "include.entity_globs[0]"),
+            (
+                "HOMEIQ_INCLUDE__ENTITY_GLOBS",
+                "sensor.[",
+                "include.entity_globs[0]",
+            ),
         ];
         for (var, value, key) in cases {
             let err = Settings::load_with_env(&no_options(), env(&[(var, value)]))
@@ -653,9 +671,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_not_fatal() {
-        let (_, unknown) =
-            Settings::load_with_env(&no_options(), env(&[("HOMEIQ_HA_VENV", "/x")]))
-                .expect("loads");
+        let (_, unknown) = Settings::load_with_env(
+            &no_options(),
+            env(&[("HOMEIQ_HA_VENV", "/x"), ("HOMEIQ_OPTIONS_FILE", "/y")]),
+        )
+        .expect("loads");
         assert_eq!(unknown, vec!["ha_venv"]);
     }
 
@@ -681,9 +701,15 @@ mod tests {
         let e = s.ha_endpoint(Some("sup")).expect("endpoint");
         assert_eq!(e.websocket_url, SUPERVISOR_WS_URL);
         assert_eq!(e.rest_url, SUPERVISOR_REST_URL);
-        assert!(s.ha_endpoint(None).is_err_and(|e| e.key() == Some("ha.url")));
+        assert!(
+            s.ha_endpoint(None)
+                .is_err_and(|e| e.key() == Some("ha.url"))
+        );
         s.ha.url = Some("https://ha.example:8443/".into());
-        assert!(s.ha_endpoint(None).is_err_and(|e| e.key() == Some("ha.token")));
+        assert!(
+            s.ha_endpoint(None)
+                .is_err_and(|e| e.key() == Some("ha.token"))
+        );
         s.ha.token = Some(Secret::new("t"));
         let e = s.ha_endpoint(None).expect("endpoint");
         assert_eq!(e.websocket_url, "wss://ha.example:8443/api/websocket");

@@ -1,1 +1,21 @@
-fn main() {}
+//! The `homeiq` binary: installs the TLS provider, parses the command line and runs it.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // one rustls crypto provider for reqwest and tokio-tungstenite; must precede any TLS use
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = homeiq::cli::Cli::parse();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(homeiq::cli::run(cli)),
+        Err(e) => {
+            eprintln!("homeiq: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

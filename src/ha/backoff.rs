@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn doubles_from_one_second_to_five_minutes_with_bounded_jitter() {
         let mut b = Backoff::new(1.0, 300.0);
-        let expected = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0];
+        let expected = [
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0,
+        ];
         for base in expected {
             let d = b.next_delay().as_secs_f64();
             assert!(
@@ -81,7 +83,11 @@ mod tests {
             let mut b = Backoff::new(1.0, 300.0);
             seen.insert(b.next_delay().as_millis());
         }
-        assert!(seen.len() > 5, "jitter produced {} distinct delays", seen.len());
+        assert!(
+            seen.len() > 5,
+            "jitter produced {} distinct delays",
+            seen.len()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - the **session** task runs the start-up sequence and the ping loop.
 //!
 //! Start-up order on every connection: auth → `supported_features` (coalescing) → subscribe to
-//! `state_changed` and the five registry events → only then `get_states` and the registry lists.
+//! `state_changed` and the five registry events → only then the registry lists and `get_states`.
 //! Their replies travel through the same ordered channel as the events ([`HaMessage::Reply`]), so a
 //! consumer sees every event either before or after the snapshot exactly as Home Assistant ordered
 //! them, and nothing that happened between snapshot and subscription is lost.
@@ -236,7 +236,10 @@ enum Route {
 }
 
 enum Outgoing {
-    Command { payload: Map<String, Value>, route: Route },
+    Command {
+        payload: Map<String, Value>,
+        route: Route,
+    },
     Close,
 }
 
@@ -410,7 +413,10 @@ async fn run(
     let mut connection = 0u64;
     loop {
         connection += 1;
-        shared.counters.connection.store(connection, Ordering::Relaxed);
+        shared
+            .counters
+            .connection
+            .store(connection, Ordering::Relaxed);
         shared.set_state(ConnectionState::Connecting {
             attempt: backoff.failures() + 1,
         });
@@ -455,7 +461,10 @@ async fn run(
             retry_at,
             attempt: backoff.failures(),
         });
-        tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting to Home Assistant after a delay");
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "reconnecting to Home Assistant after a delay"
+        );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = cancel.cancelled() => break,
@@ -464,9 +473,8 @@ async fn run(
     shared.set_state(ConnectionState::Stopped);
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn session(
     shared: &Arc<Shared>,
@@ -487,7 +495,11 @@ async fn session(
     let mut ws: WsStream = match connect {
         Ok(Ok((ws, _response))) => ws,
         Ok(Err(e)) => return lost(format!("cannot connect to {url}: {e}")),
-        Err(_) => return lost(format!("no WebSocket connection to {url} within {AUTH_TIMEOUT:?}")),
+        Err(_) => {
+            return lost(format!(
+                "no WebSocket connection to {url} within {AUTH_TIMEOUT:?}"
+            ));
+        }
     };
     let auth = tokio::select! {
         r = tokio::time::timeout(AUTH_TIMEOUT, authenticate(&mut ws, &options.endpoint)) => r,
@@ -497,7 +509,11 @@ async fn session(
         Ok(Ok(AuthResult::Ok(version))) => version,
         Ok(Ok(AuthResult::Invalid(message))) => return SessionEnd::AuthInvalid(message),
         Ok(Err(reason)) => return lost(reason),
-        Err(_) => return lost(format!("authentication did not finish within {AUTH_TIMEOUT:?}")),
+        Err(_) => {
+            return lost(format!(
+                "authentication did not finish within {AUTH_TIMEOUT:?}"
+            ));
+        }
     };
     shared.counters.connects.fetch_add(1, Ordering::Relaxed);
     *lock(&shared.ha_version) = Some(ha_version.clone());
@@ -628,14 +644,26 @@ async fn setup_and_ping(
         .store(types.len(), Ordering::Relaxed);
     *established = true;
     shared.set_state(ConnectionState::Connected { since: Utc::now() });
-    tracing::info!(connection, subscriptions = types.len(), "subscribed; taking snapshots");
-
-    // snapshots after the subscriptions, replies in-stream
-    let snapshot = std::iter::once((json!({"type": "get_states"}), ReplyTag::States)).chain(
-        RegistryKind::ALL
-            .iter()
-            .map(|k| (json!({"type": k.list_command()}), ReplyTag::RegistryList(*k))),
+    tracing::info!(
+        connection,
+        subscriptions = types.len(),
+        "subscribed; taking snapshots"
     );
+
+    // snapshots after the subscriptions, replies in-stream; registries first, so the states
+    // snapshot is mapped with every entity's device and area known
+    let snapshot = RegistryKind::ALL
+        .iter()
+        .map(|k| {
+            (
+                json!({"type": k.list_command()}),
+                ReplyTag::RegistryList(*k),
+            )
+        })
+        .chain(std::iter::once((
+            json!({"type": "get_states"}),
+            ReplyTag::States,
+        )));
     for (cmd, tag) in snapshot {
         let Value::Object(payload) = cmd else {
             continue;

@@ -74,7 +74,9 @@ pub fn domain_of(entity_id: &str) -> &str {
 
 /// The object-id part of an entity id (everything after the first `.`).
 pub fn object_id_of(entity_id: &str) -> &str {
-    entity_id.split_once('.').map_or(entity_id, |(_, object)| object)
+    entity_id
+        .split_once('.')
+        .map_or(entity_id, |(_, object)| object)
 }
 
 /// A `state_changed` event: `new_state` is `None` when the entity was removed, `old_state` is `None`

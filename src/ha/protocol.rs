@@ -138,10 +138,7 @@ fn decode_message(text: &str) -> Result<Incoming, DecodeError> {
         "result" => {
             let id = env.id.unwrap_or(0);
             let outcome = if env.success == Some(true) {
-                Ok(env
-                    .result
-                    .map(ToOwned::to_owned)
-                    .unwrap_or_else(null_raw))
+                Ok(env.result.map(ToOwned::to_owned).unwrap_or_else(null_raw))
             } else {
                 Err(env.error.unwrap_or(CommandErrorBody {
                     code: "unknown_error".into(),
@@ -228,15 +225,24 @@ mod tests {
 
     #[test]
     fn a_state_of_error_is_not_a_failed_result() {
-        let r = decode_frame(r#"{"id":5,"type":"result","success":true,"result":[{"state":"error"}]}"#)
-            .expect("decodes");
-        assert!(matches!(&r[0], Incoming::Result { id: 5, outcome: Ok(_) }));
+        let r =
+            decode_frame(r#"{"id":5,"type":"result","success":true,"result":[{"state":"error"}]}"#)
+                .expect("decodes");
+        assert!(matches!(
+            &r[0],
+            Incoming::Result {
+                id: 5,
+                outcome: Ok(_)
+            }
+        ));
         let r = decode_frame(
             r#"{"id":6,"type":"result","success":false,"error":{"code":"not_found","message":"nope"}}"#,
         )
         .expect("decodes");
         match &r[0] {
-            Incoming::Result { outcome: Err(e), .. } => assert_eq!(e.code, "not_found"),
+            Incoming::Result {
+                outcome: Err(e), ..
+            } => assert_eq!(e.code, "not_found"),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -261,8 +267,10 @@ mod tests {
             decode_frame(r#"{"type":"auth_required","ha_version":"2025.4.4"}"#).expect("ok")[0],
             Incoming::AuthRequired
         ));
-        match &decode_frame(r#"{"type":"auth_invalid","message":"Invalid access token or password"}"#)
-            .expect("ok")[0]
+        match &decode_frame(
+            r#"{"type":"auth_invalid","message":"Invalid access token or password"}"#,
+        )
+        .expect("ok")[0]
         {
             Incoming::AuthInvalid { message } => assert!(message.contains("Invalid")),
             other => panic!("unexpected {other:?}"),

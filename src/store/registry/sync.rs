@@ -244,6 +244,23 @@ impl RegistryStore {
         Ok(())
     }
 
+    /// Deletes the state metadata of entities whose state is gone from Home Assistant, so they stop
+    /// being listed as state-only entities. Unknown ids are not an error.
+    pub async fn forget_state_meta(&self, entity_ids: Vec<String>) -> Result<(), RegistryError> {
+        if entity_ids.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write().await?;
+        for batch in entity_ids.chunks(500) {
+            state_meta::Entity::delete_many()
+                .filter(state_meta::Column::EntityId.is_in(batch.iter().cloned()))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`).
     async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
         self.db

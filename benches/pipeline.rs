@@ -1,0 +1,347 @@
+//! End-to-end write benchmark against a real InfluxDB.
+//!
+//! `INFLUX_URL=http://127.0.0.1:18086 cargo bench --bench pipeline` (optional `EVENTS=`, default
+//! 200000). Generates realistic decoded `state_changed` events for ~2,000 entities, then:
+//!
+//! * RAW: the same points, pre-encoded, POSTed single-threaded in batches of 5,000 to a fresh
+//!   database: what InfluxDB takes from a simple client;
+//! * PIPELINE: `PointMapper` + the real `spawn_writer` (default settings except URL and database)
+//!   from decoded events until every point is acknowledged.
+//!
+//! Both databases are checked with `SELECT count(state)` and dropped afterwards.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use homeiq::config::InfluxSettings;
+use homeiq::ha::model::{State, StateChanged};
+use homeiq::store::influx::{
+    EntityMeta, InfluxClient, Point, PointMapper, Precision, encode_point, spawn_writer,
+};
+use serde_json::{Map, Value, json};
+
+const RAW_BATCH: usize = 5_000;
+const ENTITIES: usize = 2_000;
+
+/// A tiny deterministic generator (xorshift), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+struct Entity {
+    id: String,
+    kind: usize,
+    attrs: Map<String, Value>,
+    meta: EntityMeta,
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn make_entities(rng: &mut Rng) -> Vec<Entity> {
+    (0..ENTITIES)
+        .map(|i| {
+            // Mix: 55 % sensors, 12 % binary sensors, 10 % lights, 8 % switches, then a tail.
+            let kind = match rng.below(100) {
+                0..55 => 0,
+                55..67 => 1,
+                67..77 => 2,
+                77..85 => 3,
+                85..89 => 4,
+                89..92 => 5,
+                92..95 => 6,
+                95..98 => 7,
+                _ => 8,
+            };
+            let (id, attrs) = match kind {
+                0 => {
+                    let (unit, dc) = [
+                        ("°C", "temperature"),
+                        ("%", "humidity"),
+                        ("W", "power"),
+                        ("kWh", "energy"),
+                        ("lx", "illuminance"),
+                        ("ppm", "carbon_dioxide"),
+                    ][i % 6];
+                    (
+                        format!("sensor.{dc}_{i}"),
+                        json!({"state_class": "measurement", "unit_of_measurement": unit,
+                               "device_class": dc, "friendly_name": format!("Room {i} {dc}")}),
+                    )
+                }
+                1 => (
+                    format!("binary_sensor.motion_{i}"),
+                    json!({"device_class": "motion", "friendly_name": format!("Motion {i}")}),
+                ),
+                2 => (
+                    format!("light.lamp_{i}"),
+                    json!({"supported_color_modes": ["color_temp", "hs"], "color_mode": "hs",
+                           "brightness": 180, "hs_color": [30.0, 60.5], "min_mireds": 153,
+                           "max_mireds": 500, "friendly_name": format!("Lamp {i}"),
+                           "supported_features": 44}),
+                ),
+                3 => (
+                    format!("switch.plug_{i}"),
+                    json!({"friendly_name": format!("Plug {i}"), "icon": "mdi:power-socket-eu"}),
+                ),
+                4 => (
+                    format!("climate.room_{i}"),
+                    json!({"hvac_modes": ["off", "heat", "auto"], "min_temp": 7, "max_temp": 35,
+                           "current_temperature": 20.5, "temperature": 21, "hvac_action": "heating",
+                           "preset_modes": ["eco", "comfort"], "preset_mode": "eco",
+                           "friendly_name": format!("Room {i}"), "supported_features": 401}),
+                ),
+                5 => (
+                    format!("media_player.speaker_{i}"),
+                    json!({"volume_level": 0.35, "is_volume_muted": false,
+                           "media_title": "Song, \"live\"", "media_artist": "Band",
+                           "source_list": ["Radio", "Spotify"], "friendly_name": format!("Speaker {i}")}),
+                ),
+                6 => (
+                    format!("cover.blind_{i}"),
+                    json!({"current_position": 40, "device_class": "blind",
+                           "friendly_name": format!("Blind {i}"), "supported_features": 15}),
+                ),
+                7 => (
+                    format!("device_tracker.phone_{i}"),
+                    json!({"source_type": "gps", "latitude": 52.37, "longitude": 4.89,
+                           "gps_accuracy": 12, "battery_level": 80, "friendly_name": format!("Phone {i}")}),
+                ),
+                _ => (
+                    format!("lock.door_{i}"),
+                    json!({"friendly_name": format!("Door {i}"), "supported_features": 0}),
+                ),
+            };
+            Entity {
+                id,
+                kind,
+                attrs: obj(attrs),
+                meta: EntityMeta {
+                    device_id: Some(format!("{:032x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+                    area_id: Some(["kitchen", "living_room", "bedroom", "office", "garage"][i % 5].into()),
+                },
+            }
+        })
+        .collect()
+}
+
+fn make_events(n: usize, entities: &[Entity], rng: &mut Rng) -> Vec<(StateChanged, usize)> {
+    let base: DateTime<Utc> = Utc
+        .timestamp_millis_opt(1_743_500_000_000)
+        .single()
+        .unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            let e_idx = rng.below(entities.len() as u64) as usize;
+            let e = &entities[e_idx];
+            let mut attrs = e.attrs.clone();
+            let state = match e.kind {
+                0 => format!("{:.1}", 10.0 + rng.unit() * 30.0),
+                1 | 3 => ["on", "off"][rng.below(2) as usize].to_owned(),
+                2 => {
+                    let on = rng.below(3) > 0;
+                    attrs.insert(
+                        "brightness".into(),
+                        json!(if on { rng.below(255) } else { 0 }),
+                    );
+                    (if on { "on" } else { "off" }).to_owned()
+                }
+                4 => {
+                    attrs.insert(
+                        "current_temperature".into(),
+                        json!(18.0 + (rng.below(60) as f64) / 10.0),
+                    );
+                    "heat".to_owned()
+                }
+                5 => ["playing", "paused", "idle"][rng.below(3) as usize].to_owned(),
+                6 => ["open", "closed", "opening"][rng.below(3) as usize].to_owned(),
+                7 => ["home", "not_home", "Work"][rng.below(3) as usize].to_owned(),
+                _ => ["locked", "unlocked"][rng.below(2) as usize].to_owned(),
+            };
+            // Every event gets its own millisecond: no two points share series and time.
+            let t = base + chrono::Duration::milliseconds(i as i64);
+            let new_state = State {
+                entity_id: e.id.clone(),
+                state,
+                attributes: attrs,
+                last_changed: t,
+                last_updated: t,
+                last_reported: Some(t),
+                context: None,
+            };
+            (
+                StateChanged {
+                    entity_id: e.id.clone(),
+                    old_state: None,
+                    new_state: Some(new_state),
+                    time_fired: t,
+                },
+                e_idx,
+            )
+        })
+        .collect()
+}
+
+/// User + system CPU time of this process, seconds (from `/proc/self/stat`, USER_HZ = 100).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of the full line: 12 and 13 after `state`.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn count_states(client: &InfluxClient) -> u64 {
+    match client.query("SELECT count(\"state\") FROM /.*/").await {
+        Ok(r) => r
+            .first_series()
+            .iter()
+            .filter_map(|s| s.values.first()?.get(1)?.as_u64())
+            .sum(),
+        Err(e) => {
+            eprintln!("count failed: {e}");
+            0
+        }
+    }
+}
+
+fn settings(url: &str, database: String) -> InfluxSettings {
+    InfluxSettings {
+        url: url.to_owned(),
+        database,
+        ..InfluxSettings::default()
+    }
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Ok(url) = std::env::var("INFLUX_URL") else {
+        eprintln!("INFLUX_URL is not set (e.g. http://127.0.0.1:18086)");
+        std::process::exit(2);
+    };
+    let n: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let entities = make_entities(&mut rng);
+    let events = make_events(n, &entities, &mut rng);
+    let tag = std::process::id();
+    let mapper = PointMapper::new(&InfluxSettings::default());
+    rt.block_on(async {
+        // RAW: pre-encoded batches, one request at a time.
+        let raw_db = format!("bench_raw_{tag}");
+        let raw = InfluxClient::new(&settings(&url, raw_db)).unwrap_or_else(|e| panic!("{e}"));
+        raw.create_database().await.unwrap_or_else(|e| panic!("{e}"));
+        let points: Vec<Point> = events
+            .iter()
+            .filter_map(|(ev, i)| mapper.map_change(ev, &entities[*i].meta))
+            .collect();
+        let bodies: Vec<Vec<u8>> = points
+            .chunks(RAW_BATCH)
+            .map(|chunk| {
+                let mut s = String::new();
+                for p in chunk {
+                    let _ = encode_point(p, &mut s);
+                }
+                s.into_bytes()
+            })
+            .collect();
+        let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+        let started = Instant::now();
+        for body in bodies {
+            let outcome = raw.write(body, Precision::Millis).await;
+            assert!(outcome.is_written(), "raw write: {outcome:?}");
+        }
+        let raw_secs = started.elapsed().as_secs_f64();
+        let raw_count = count_states(&raw).await;
+
+        // PIPELINE: decoded events -> mapper -> writer -> acknowledged.
+        let pipe_db = format!("bench_pipeline_{tag}");
+        let s = settings(&url, pipe_db);
+        let client = InfluxClient::new(&s).unwrap_or_else(|e| panic!("{e}"));
+        client.create_database().await.unwrap_or_else(|e| panic!("{e}"));
+        let cpu0 = cpu_seconds();
+        let started = Instant::now();
+        let writer = spawn_writer(&s, client.clone(), mapper.precision());
+        // Keep below the queue bound when EVENTS exceeds it (a live feed is far slower).
+        let room = s.queue_capacity.saturating_sub(2_000);
+        for (k, (ev, i)) in events.iter().enumerate() {
+            if k % 1_000 == 0 {
+                while {
+                    let st = writer.stats();
+                    st.queued + st.in_flight > room
+                } {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            if let Some(p) = mapper.map_change(ev, &entities[*i].meta) {
+                writer.push(p);
+            }
+        }
+        let probe = writer.clone();
+        let report = writer.shutdown(Duration::from_secs(120)).await;
+        let pipe_secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+        let stats = probe.stats();
+        let pipe_count = count_states(&client).await;
+
+        let raw_rate = points.len() as f64 / raw_secs;
+        let pipe_rate = n as f64 / pipe_secs;
+        println!();
+        println!("events: {n}, points: {}, entities: {ENTITIES}, line protocol: {:.1} MB ({:.0} B/point)",
+            points.len(), body_bytes as f64 / 1e6, body_bytes as f64 / points.len().max(1) as f64);
+        println!("{:<10} {:>10} {:>14} {:>12} {:>16}", "run", "seconds", "per second", "counted", "CPU s/100k ev");
+        println!("{:<10} {:>10.2} {:>14.0} {:>12} {:>16}", "raw", raw_secs, raw_rate, raw_count, "-");
+        println!("{:<10} {:>10.2} {:>14.0} {:>12} {:>16.2}", "pipeline", pipe_secs, pipe_rate, pipe_count,
+            cpu / n as f64 * 100_000.0);
+        println!("ratio pipeline/raw: {:.0} %", pipe_rate / raw_rate * 100.0);
+        println!("writer: written {}, left {}, dropped_rejected {}, dropped_overflow {}, retries {}, mean write {:.1} ms",
+            report.written, report.left, stats.dropped_rejected, stats.dropped_overflow, stats.retries,
+            stats.mean_latency_ms.unwrap_or(f64::NAN));
+        let ok = raw_count == points.len() as u64
+            && pipe_count == points.len() as u64
+            && report.written == points.len() as u64;
+        println!("counts verified: {}", if ok { "yes" } else { "NO" });
+        let _ = raw.drop_database().await;
+        let _ = client.drop_database().await;
+        if !ok {
+            std::process::exit(1);
+        }
+    });
+}

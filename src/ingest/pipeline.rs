@@ -1,0 +1,510 @@
+//! The pipeline task: consumes [`HaMessage`]s in order and turns them into InfluxDB points,
+//! registry-mirror jobs and the in-memory current states.
+//!
+//! It never waits on InfluxDB (the writer's `push` only queues) and waits on SQLite only for rare
+//! registry jobs; state metadata for the mirror is batched and dropped (counted) rather than
+//! waited for.
+//!
+//! Two kinds of repeated events are recognised and not written again:
+//! - **duplicates**: the same event delivered twice (same entity, `time_fired`, `last_updated` and
+//!   context) — only a doubled subscription could cause this, so the counter must stay at zero;
+//! - **unchanged** states: a `new_state` equal to the state already held (same state string,
+//!   attributes and `last_updated`). Home Assistant re-sets every entity when it starts; entities it
+//!   restores keep their old `last_updated`, and writing them again would create points that never
+//!   happened. A state whose `last_updated` moved is always written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::filter::EntityFilter;
+use super::registry_sync::RegistryJob;
+use super::states::CurrentStates;
+use crate::ha::model::{
+    AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryEvent, RegistryKind,
+    State, StateChanged,
+};
+use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
+use crate::store::influx::{EntityMeta, PointMapper, WriterHandle};
+use crate::store::registry::{RegistryRow, RegistryRows, StateMeta};
+
+/// How often batched state metadata is handed to the registry task.
+const STATE_META_FLUSH: Duration = Duration::from_secs(1);
+
+/// Counters of the pipeline, shared with health and metrics.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// `state_changed` events consumed.
+    pub events: AtomicU64,
+    /// Events for entities the filter excludes.
+    pub filtered: AtomicU64,
+    /// The same event delivered twice (should stay 0).
+    pub duplicates: AtomicU64,
+    /// Events whose new state equals the one held (restart bursts).
+    pub unchanged: AtomicU64,
+    /// Points handed to the writer.
+    pub points: AtomicU64,
+    /// Points from connect-time snapshots.
+    pub snapshot_points: AtomicU64,
+    /// Events the schema maps to no point (removed entities, skipped states).
+    pub unmapped: AtomicU64,
+    /// State metadata rows dropped because the registry task was busy.
+    pub state_meta_dropped: AtomicU64,
+    /// Replies that could not be decoded or were errors.
+    pub reply_errors: AtomicU64,
+    /// Snapshots (`get_states`) applied.
+    pub snapshots: AtomicU64,
+}
+
+/// A serialisable copy of [`IngestCounters`].
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestStatus {
+    /// `state_changed` events consumed.
+    pub events: u64,
+    /// Events for excluded entities.
+    pub filtered: u64,
+    /// The same event delivered twice.
+    pub duplicates: u64,
+    /// Unchanged states not written again.
+    pub unchanged: u64,
+    /// Points handed to the writer.
+    pub points: u64,
+    /// Points from snapshots.
+    pub snapshot_points: u64,
+    /// Events mapped to no point.
+    pub unmapped: u64,
+    /// State metadata rows dropped.
+    pub state_meta_dropped: u64,
+    /// Bad or failed replies.
+    pub reply_errors: u64,
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Entities with a current state.
+    pub entities_tracked: usize,
+}
+
+impl IngestCounters {
+    /// A copy for health output.
+    pub fn snapshot(&self, entities_tracked: usize) -> IngestStatus {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IngestStatus {
+            events: get(&self.events),
+            filtered: get(&self.filtered),
+            duplicates: get(&self.duplicates),
+            unchanged: get(&self.unchanged),
+            points: get(&self.points),
+            snapshot_points: get(&self.snapshot_points),
+            unmapped: get(&self.unmapped),
+            state_meta_dropped: get(&self.state_meta_dropped),
+            reply_errors: get(&self.reply_errors),
+            snapshots: get(&self.snapshots),
+            entities_tracked,
+        }
+    }
+}
+
+/// Identity of a delivered event, to recognise the same event twice.
+#[derive(PartialEq, Eq)]
+struct EventKey {
+    time_fired: DateTime<Utc>,
+    last_updated: Option<DateTime<Utc>>,
+    context: Option<String>,
+}
+
+impl EventKey {
+    fn of(ev: &StateChanged) -> Self {
+        let new = ev.new_state.as_ref();
+        EventKey {
+            time_fired: ev.time_fired,
+            last_updated: new.map(|s| s.last_updated),
+            context: new.and_then(|s| s.context.as_ref()).map(|c| c.id.clone()),
+        }
+    }
+}
+
+/// Where an entity sits, from the registries.
+#[derive(Default)]
+struct Placement {
+    entities: HashMap<String, (Option<String>, Option<String>)>,
+    device_areas: HashMap<String, Option<String>>,
+}
+
+impl Placement {
+    fn meta(&self, entity_id: &str) -> EntityMeta {
+        match self.entities.get(entity_id) {
+            Some((device_id, area_id)) => {
+                let device_area = device_id
+                    .as_ref()
+                    .and_then(|d| self.device_areas.get(d))
+                    .cloned()
+                    .flatten();
+                EntityMeta {
+                    device_id: device_id.clone(),
+                    area_id: area_id.clone().or(device_area),
+                }
+            }
+            None => EntityMeta::default(),
+        }
+    }
+
+    fn set_entity(&mut self, e: &EntityEntry) {
+        self.entities.insert(
+            e.entity_id.clone(),
+            (e.device_id.clone(), e.area_id.clone()),
+        );
+    }
+}
+
+/// The pipeline's state; run with [`Pipeline::run`].
+pub struct Pipeline {
+    ha: HaHandle,
+    filter: EntityFilter,
+    mapper: PointMapper,
+    writer: WriterHandle,
+    registry: mpsc::Sender<RegistryJob>,
+    states: CurrentStates,
+    counters: Arc<IngestCounters>,
+    placement: Placement,
+    last_event: HashMap<String, EventKey>,
+    pending_meta: Vec<StateMeta>,
+    pending_forget: Vec<String>,
+    relist_outstanding: HashSet<RegistryKind>,
+    relist_dirty: HashSet<RegistryKind>,
+}
+
+impl Pipeline {
+    /// A pipeline feeding `writer` and the registry task behind `registry`.
+    pub fn new(
+        ha: HaHandle,
+        filter: EntityFilter,
+        mapper: PointMapper,
+        writer: WriterHandle,
+        registry: mpsc::Sender<RegistryJob>,
+        states: CurrentStates,
+        counters: Arc<IngestCounters>,
+    ) -> Self {
+        Pipeline {
+            ha,
+            filter,
+            mapper,
+            writer,
+            registry,
+            states,
+            counters,
+            placement: Placement::default(),
+            last_event: HashMap::new(),
+            pending_meta: Vec::new(),
+            pending_forget: Vec::new(),
+            relist_outstanding: HashSet::new(),
+            relist_dirty: HashSet::new(),
+        }
+    }
+
+    /// Consumes messages until the client's channel closes, then flushes what it holds.
+    pub async fn run(mut self, mut messages: mpsc::Receiver<HaMessage>) {
+        let mut tick = tokio::time::interval(STATE_META_FLUSH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                message = messages.recv() => match message {
+                    Some(message) => self.handle(message).await,
+                    None => break,
+                },
+                _ = tick.tick() => self.flush_state_meta(),
+            }
+        }
+        self.flush_state_meta();
+        tracing::debug!("pipeline drained");
+    }
+
+    async fn handle(&mut self, message: HaMessage) {
+        match message {
+            HaMessage::StateChanged(ev) => self.on_state_changed(&ev),
+            HaMessage::Registry(ev) => self.on_registry_event(ev).await,
+            HaMessage::Reply { tag, result, .. } => self.on_reply(tag, result).await,
+            HaMessage::Connected { connection, .. } => {
+                tracing::debug!(connection, "new connection; snapshot follows");
+                self.relist_outstanding.clear();
+                self.relist_dirty.clear();
+            }
+            HaMessage::Disconnected { .. } | HaMessage::AuthFailed { .. } => {}
+        }
+    }
+
+    fn on_state_changed(&mut self, ev: &StateChanged) {
+        let c = Arc::clone(&self.counters);
+        c.events.fetch_add(1, Ordering::Relaxed);
+        let key = EventKey::of(ev);
+        if self.last_event.get(&ev.entity_id) == Some(&key) {
+            c.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.last_event.insert(ev.entity_id.clone(), key);
+
+        let Some(new) = ev.new_state.as_ref() else {
+            self.forget_state(&ev.entity_id);
+            c.unmapped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let previous = self.states.get(&ev.entity_id);
+        if let Some(prev) = &previous
+            && prev.last_updated == new.last_updated
+            && prev.state == new.state
+            && prev.attributes == new.attributes
+        {
+            c.unchanged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.note_state_meta(previous.as_deref(), new);
+        self.states.insert(new.clone());
+
+        if !self.filter.allows(&ev.entity_id) {
+            c.filtered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self
+            .mapper
+            .map_change(ev, &self.placement.meta(&ev.entity_id))
+        {
+            Some(point) => {
+                self.writer.push(point);
+                c.points.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                c.unmapped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn apply_snapshot(&mut self, states: Vec<State>) {
+        let c = Arc::clone(&self.counters);
+        c.snapshots.fetch_add(1, Ordering::Relaxed);
+        let present: HashSet<&str> = states.iter().map(|s| s.entity_id.as_str()).collect();
+        let vanished: Vec<String> = self
+            .states
+            .entity_ids()
+            .into_iter()
+            .filter(|id| !present.contains(id.as_str()))
+            .collect();
+        for id in vanished {
+            self.forget_state(&id);
+        }
+        for state in states {
+            let previous = self.states.get(&state.entity_id);
+            let unchanged = previous
+                .as_ref()
+                .is_some_and(|p| p.last_updated == state.last_updated && p.state == state.state);
+            self.note_state_meta(previous.as_deref(), &state);
+            if !unchanged && self.filter.allows(&state.entity_id) {
+                let meta = self.placement.meta(&state.entity_id);
+                if let Some(point) = self.mapper.map_state(&state, &meta) {
+                    self.writer.push(point);
+                    c.snapshot_points.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.states.insert(state);
+        }
+        // the mirror's device classes and units are complete as soon as the snapshot is applied
+        self.flush_state_meta();
+    }
+
+    fn note_state_meta(&mut self, previous: Option<&State>, new: &State) {
+        let friendly = |s: &State| {
+            s.attributes
+                .get("friendly_name")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let changed = previous.is_none_or(|p| {
+            p.device_class() != new.device_class()
+                || p.unit() != new.unit()
+                || friendly(p) != friendly(new)
+        });
+        if changed {
+            self.pending_forget.retain(|id| *id != new.entity_id);
+            self.pending_meta.push(StateMeta {
+                entity_id: new.entity_id.clone(),
+                device_class: new.device_class().map(str::to_owned),
+                unit: new.unit().map(str::to_owned),
+                friendly_name: friendly(new),
+                last_seen: new.last_updated,
+            });
+        }
+    }
+
+    /// An entity's state is gone (removed, or missing from a snapshot).
+    fn forget_state(&mut self, entity_id: &str) {
+        self.states.remove(entity_id);
+        self.pending_meta.retain(|m| m.entity_id != entity_id);
+        self.pending_forget.push(entity_id.to_owned());
+    }
+
+    /// Hands batched state metadata to the registry task without waiting; dropped (and counted)
+    /// when it is busy, since the next change or snapshot records it again.
+    fn flush_state_meta(&mut self) {
+        if !self.pending_forget.is_empty() {
+            let ids = std::mem::take(&mut self.pending_forget);
+            let n = ids.len() as u64;
+            if self
+                .registry
+                .try_send(RegistryJob::ForgetStates(ids))
+                .is_err()
+            {
+                self.counters
+                    .state_meta_dropped
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if self.pending_meta.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.pending_meta);
+        let n = rows.len() as u64;
+        if self
+            .registry
+            .try_send(RegistryJob::StateMeta(rows))
+            .is_err()
+        {
+            self.counters
+                .state_meta_dropped
+                .fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    async fn on_registry_event(&mut self, ev: RegistryEvent) {
+        if ev.action == "remove" {
+            match ev.kind {
+                RegistryKind::Entity => {
+                    self.placement.entities.remove(&ev.id);
+                }
+                RegistryKind::Device => {
+                    self.placement.device_areas.remove(&ev.id);
+                }
+                _ => {}
+            }
+            self.send_job(RegistryJob::Remove(ev.kind, ev.id)).await;
+            return;
+        }
+        if ev.kind == RegistryKind::Entity && !ev.id.is_empty() {
+            if let Some(old) = &ev.old_entity_id {
+                self.placement.entities.remove(old);
+            }
+            let cmd = json!({"type": "config/entity_registry/get", "entity_id": ev.id});
+            if let Err(e) = self
+                .ha
+                .request_in_stream(cmd, ReplyTag::EntityGet(ev.id.clone()))
+            {
+                tracing::debug!(error = %e, "entity lookup not sent; the next full sync covers it");
+            }
+            return;
+        }
+        self.relist(ev.kind);
+    }
+
+    /// Asks for a fresh list of a registry, at most one request in flight per kind.
+    fn relist(&mut self, kind: RegistryKind) {
+        if self.relist_outstanding.contains(&kind) {
+            self.relist_dirty.insert(kind);
+            return;
+        }
+        let cmd = json!({"type": kind.list_command()});
+        match self.ha.request_in_stream(cmd, ReplyTag::RegistryList(kind)) {
+            Ok(_) => {
+                self.relist_outstanding.insert(kind);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "registry list not sent; the next full sync covers it")
+            }
+        }
+    }
+
+    async fn on_reply(&mut self, tag: ReplyTag, result: Result<Box<RawValue>, CommandError>) {
+        let raw = match result {
+            Ok(raw) => raw,
+            Err(e) => {
+                if let ReplyTag::RegistryList(kind) = tag {
+                    self.relist_outstanding.remove(&kind);
+                }
+                // an entity removed right after its update event is not found: nothing to do
+                tracing::debug!(?tag, error = %e, "Home Assistant refused a request");
+                self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        match tag {
+            ReplyTag::States => {
+                if let Some(states) = self.decode::<Vec<State>>(&raw, "get_states") {
+                    self.apply_snapshot(states);
+                }
+            }
+            ReplyTag::EntityGet(_) => {
+                if let Some(entry) = self.decode::<EntityEntry>(&raw, "entity_registry/get") {
+                    self.placement.set_entity(&entry);
+                    self.send_job(RegistryJob::Upsert(Box::new(RegistryRow::Entity(entry))))
+                        .await;
+                }
+            }
+            ReplyTag::RegistryList(kind) => {
+                self.relist_outstanding.remove(&kind);
+                if let Some(rows) = self.decode_rows(kind, &raw) {
+                    self.send_job(RegistryJob::FullSync(rows)).await;
+                }
+                if self.relist_dirty.remove(&kind) {
+                    self.relist(kind);
+                }
+            }
+            ReplyTag::Custom(_) => {}
+        }
+    }
+
+    fn decode_rows(&mut self, kind: RegistryKind, raw: &RawValue) -> Option<RegistryRows> {
+        let what = kind.list_command();
+        Some(match kind {
+            RegistryKind::Area => RegistryRows::Areas(self.decode::<Vec<AreaEntry>>(raw, what)?),
+            RegistryKind::Floor => RegistryRows::Floors(self.decode::<Vec<FloorEntry>>(raw, what)?),
+            RegistryKind::Label => RegistryRows::Labels(self.decode::<Vec<LabelEntry>>(raw, what)?),
+            RegistryKind::Device => {
+                let devices = self.decode::<Vec<DeviceEntry>>(raw, what)?;
+                self.placement.device_areas = devices
+                    .iter()
+                    .map(|d| (d.id.clone(), d.area_id.clone()))
+                    .collect();
+                RegistryRows::Devices(devices)
+            }
+            RegistryKind::Entity => {
+                let entities = self.decode::<Vec<EntityEntry>>(raw, what)?;
+                self.placement.entities.clear();
+                for e in &entities {
+                    self.placement.set_entity(e);
+                }
+                RegistryRows::Entities(entities)
+            }
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(&self, raw: &RawValue, what: &str) -> Option<T> {
+        match serde_json::from_str(raw.get()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, reply = what, "cannot decode a reply from Home Assistant");
+                None
+            }
+        }
+    }
+
+    async fn send_job(&self, job: RegistryJob) {
+        if self.registry.send(job).await.is_err() {
+            tracing::warn!("registry task stopped; registry change not mirrored");
+        }
+    }
+}

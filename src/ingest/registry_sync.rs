@@ -1,0 +1,107 @@
+//! The registry task: applies registry changes to the SQLite mirror, off the pipeline's path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::ha::model::RegistryKind;
+use crate::store::registry::{RegistryRow, RegistryRows, RegistryStore, StateMeta};
+
+/// Capacity of the queue to the registry task.
+pub const REGISTRY_QUEUE: usize = 256;
+
+/// One change to apply to the mirror.
+#[derive(Debug)]
+pub enum RegistryJob {
+    /// Make a table equal to Home Assistant's list.
+    FullSync(RegistryRows),
+    /// Insert or update one row.
+    Upsert(Box<RegistryRow>),
+    /// Remove one row (entities by entity id).
+    Remove(RegistryKind, String),
+    /// Device class, unit and name seen in state attributes.
+    StateMeta(Vec<StateMeta>),
+    /// Entities whose state is gone: forget their state metadata.
+    ForgetStates(Vec<String>),
+}
+
+/// What the registry task has done, for health.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RegistrySyncStatus {
+    /// Last full sync per registry.
+    pub last_full_sync: HashMap<&'static str, DateTime<Utc>>,
+    /// Jobs applied.
+    pub jobs_applied: u64,
+    /// Jobs that failed.
+    pub jobs_failed: u64,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// Shared view of the registry task's status.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySyncState {
+    inner: Arc<Mutex<RegistrySyncStatus>>,
+}
+
+impl RegistrySyncState {
+    /// A copy of the status.
+    pub fn status(&self) -> RegistrySyncStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistrySyncStatus> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Applies jobs until the channel closes.
+pub async fn run_registry_task(
+    store: RegistryStore,
+    mut jobs: mpsc::Receiver<RegistryJob>,
+    state: RegistrySyncState,
+) {
+    while let Some(job) = jobs.recv().await {
+        let (what, result) = match job {
+            RegistryJob::FullSync(rows) => {
+                let kind = rows.kind();
+                match store.full_sync(rows).await {
+                    Ok(report) => {
+                        tracing::info!(
+                            registry = kind.as_str(),
+                            total = report.total,
+                            inserted = report.inserted,
+                            updated = report.updated,
+                            removed = report.removed,
+                            "registry mirror synced"
+                        );
+                        state
+                            .lock()
+                            .last_full_sync
+                            .insert(kind.as_str(), Utc::now());
+                        ("full sync", Ok(()))
+                    }
+                    Err(e) => ("full sync", Err(e)),
+                }
+            }
+            RegistryJob::Upsert(row) => ("upsert", store.upsert(*row).await),
+            RegistryJob::Remove(kind, id) => ("remove", store.remove(kind, &id).await),
+            RegistryJob::StateMeta(rows) => ("state metadata", store.record_state_meta(rows).await),
+            RegistryJob::ForgetStates(ids) => ("forget states", store.forget_state_meta(ids).await),
+        };
+        let mut s = state.lock();
+        match result {
+            Ok(()) => s.jobs_applied += 1,
+            Err(e) => {
+                tracing::warn!(job = what, error = %e, "registry mirror update failed");
+                s.jobs_failed += 1;
+                s.last_error = Some(format!("{what}: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! From Home Assistant states to InfluxDB points, in either schema (see the module documentation
+//! of [`crate::store::influx`] for both schemas in full).
+
+use serde_json::Value;
+
+use super::line::{FieldValue, Point, Precision};
+use super::pyfmt;
+use crate::config::{InfluxSettings, SchemaMode};
+use crate::ha::model::{State, StateChanged, object_id_of};
+
+/// Registry facts about an entity that become tags (`homeiq` schema). The caller resolves the
+/// area (the entity's own, else its device's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntityMeta {
+    /// The entity's device, if it has one.
+    pub device_id: Option<String>,
+    /// The entity's area (already resolved through the device).
+    pub area_id: Option<String>,
+}
+
+/// Which attribute names the measurement in `ha_compat` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MeasurementAttr {
+    Unit,
+    DomainDeviceClass,
+    EntityId,
+}
+
+/// Field names the `homeiq` schema never gives to an attribute: the state fields, the tag keys
+/// (a field named like a tag makes queries ambiguous) and `time` (ignored by InfluxDB).
+const RESERVED: &[&str] = &[
+    "state",
+    "value",
+    "time",
+    "entity_id",
+    "device_id",
+    "area_id",
+    "device_class",
+    "unit",
+];
+
+/// Maps state changes to points for one schema.
+#[derive(Debug, Clone)]
+pub struct PointMapper {
+    mode: SchemaMode,
+    ignore: Vec<String>,
+    measurement_attr: MeasurementAttr,
+    default_measurement: Option<String>,
+    override_measurement: Option<String>,
+}
+
+impl PointMapper {
+    /// A mapper for `settings.schema` and its options.
+    pub fn new(settings: &InfluxSettings) -> Self {
+        let measurement_attr = match settings.measurement_attr.as_str() {
+            "domain__device_class" => MeasurementAttr::DomainDeviceClass,
+            "entity_id" => MeasurementAttr::EntityId,
+            _ => MeasurementAttr::Unit,
+        };
+        let non_empty = |o: &Option<String>| o.clone().filter(|s| !s.is_empty());
+        PointMapper {
+            mode: settings.schema,
+            ignore: settings.ignore_attributes.clone(),
+            measurement_attr,
+            default_measurement: non_empty(&settings.default_measurement),
+            override_measurement: non_empty(&settings.override_measurement),
+        }
+    }
+
+    /// The schema this mapper writes.
+    pub fn mode(&self) -> SchemaMode {
+        self.mode
+    }
+
+    /// The precision of the points' timestamps: microseconds, Home Assistant's own resolution,
+    /// in both schemas (two updates of one entity within a millisecond are distinct points).
+    pub fn precision(&self) -> Precision {
+        Precision::Micros
+    }
+
+    /// The point for a `state_changed` event, or `None` when nothing is written (entity removed;
+    /// in `ha_compat` mode also `unknown`, `unavailable` and empty states, and numeric states
+    /// that are NaN or infinite).
+    pub fn map_change(&self, ev: &StateChanged, meta: &EntityMeta) -> Option<Point> {
+        let state = ev.new_state.as_ref()?;
+        match self.mode {
+            SchemaMode::Homeiq => self.map_homeiq(state, meta),
+            SchemaMode::HaCompat => {
+                self.map_compat(state, Precision::Micros.timestamp(&ev.time_fired))
+            }
+        }
+    }
+
+    /// The point for a state read at connect time (`get_states`). `None` in `ha_compat` mode,
+    /// where Home Assistant's integration writes no snapshot.
+    pub fn map_state(&self, state: &State, meta: &EntityMeta) -> Option<Point> {
+        match self.mode {
+            SchemaMode::Homeiq => self.map_homeiq(state, meta),
+            SchemaMode::HaCompat => None,
+        }
+    }
+
+    fn ignored(&self, key: &str) -> bool {
+        self.ignore.iter().any(|i| i == key)
+    }
+
+    fn map_homeiq(&self, state: &State, meta: &EntityMeta) -> Option<Point> {
+        let domain = state.domain();
+        if domain.is_empty() {
+            return None;
+        }
+        let mut p = Point {
+            measurement: domain.to_owned(),
+            tags: Vec::with_capacity(5),
+            fields: Vec::with_capacity(2 + state.attributes.len()),
+            time: Precision::Micros.timestamp(&state.last_updated),
+        };
+        // Pushed in key order: area_id, device_class, device_id, entity_id, unit.
+        let mut tag = |key: &str, value: Option<&str>| {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                p.tags.push((key.to_owned(), v.to_owned()));
+            }
+        };
+        tag("area_id", meta.area_id.as_deref());
+        tag("device_class", state.device_class());
+        tag("device_id", meta.device_id.as_deref());
+        tag("entity_id", Some(&state.entity_id));
+        tag("unit", state.unit());
+
+        p.fields
+            .push(("state".to_owned(), FieldValue::Str(state.state.clone())));
+        if let Some(v) = homeiq_value(&state.state) {
+            p.fields.push(("value".to_owned(), FieldValue::Float(v)));
+        }
+        for (key, value) in &state.attributes {
+            if key.is_empty()
+                || key == "unit_of_measurement"
+                || key == "device_class"
+                || self.ignored(key)
+            {
+                continue;
+            }
+            let (name, field) = match value {
+                Value::Null => continue,
+                Value::Bool(b) => (float_name(key), FieldValue::Float(f64::from(u8::from(*b)))),
+                Value::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
+                    Some(f) => (float_name(key), FieldValue::Float(f)),
+                    None => continue,
+                },
+                Value::String(s) => (format!("{key}_str"), FieldValue::Str(s.clone())),
+                Value::Array(_) | Value::Object(_) => (
+                    format!("{key}_json"),
+                    FieldValue::Str(serde_json::to_string(value).unwrap_or_default()),
+                ),
+            };
+            let name = unique(name, &p.fields);
+            p.fields.push((name, field));
+        }
+        Some(p)
+    }
+
+    fn map_compat(&self, state: &State, time: i64) -> Option<Point> {
+        let s = state.state.as_str();
+        if matches!(s, "unknown" | "unavailable" | "") {
+            return None;
+        }
+        let (include_state, value) = match pyfmt::float_from_str(s) {
+            Some(v) => (false, Some(v)),
+            None => (true, state_as_number(s)),
+        };
+        if value.is_some_and(|v| !v.is_finite()) {
+            // Home Assistant sends `value=nan`/`value=inf`, which InfluxDB refuses as a line.
+            return None;
+        }
+
+        let attrs = &state.attributes;
+        let domain = state.domain();
+        let mut include_uom = true;
+        let mut include_dc = true;
+        let measurement = if let Some(m) = &self.override_measurement {
+            m.clone()
+        } else {
+            let chosen: Option<String> = match self.measurement_attr {
+                MeasurementAttr::EntityId => Some(state.entity_id.clone()),
+                MeasurementAttr::DomainDeviceClass => match attrs.get("device_class") {
+                    None | Some(Value::Null) => Some(domain.to_owned()),
+                    Some(dc) => {
+                        include_dc = false;
+                        Some(format!("{domain}__{}", pyfmt::str_of("device_class", dc)))
+                    }
+                },
+                MeasurementAttr::Unit => match attrs.get("unit_of_measurement") {
+                    None | Some(Value::Null) => None,
+                    Some(u) => Some(pyfmt::str_of("unit_of_measurement", u)),
+                },
+            };
+            match chosen.filter(|m| !m.is_empty()) {
+                Some(m) => {
+                    include_uom = self.measurement_attr != MeasurementAttr::Unit;
+                    m
+                }
+                None => self
+                    .default_measurement
+                    .clone()
+                    .unwrap_or_else(|| state.entity_id.clone()),
+            }
+        };
+
+        let mut fields: Vec<(String, FieldValue)> = Vec::with_capacity(2 + 2 * attrs.len());
+        if include_state {
+            fields.push(("state".to_owned(), FieldValue::Str(s.to_owned())));
+        }
+        if let Some(v) = value {
+            fields.push(("value".to_owned(), FieldValue::Float(v)));
+        }
+        for (attr, value) in attrs {
+            if (attr == "unit_of_measurement" && !include_uom)
+                || (attr == "device_class" && !include_dc)
+                || self.ignored(attr)
+            {
+                continue;
+            }
+            // One `_` when the name is taken (only once, like the integration).
+            let key = if fields.iter().any(|(k, _)| k == attr) {
+                format!("{attr}_")
+            } else {
+                attr.clone()
+            };
+            match pyfmt::float_of(value) {
+                Some(f) => set_field(&mut fields, &key, FieldValue::Float(f)),
+                None => {
+                    let text = pyfmt::str_of(attr, value);
+                    let number = pyfmt::has_digit_tail(&text)
+                        .then(|| pyfmt::digits_as_float(&text))
+                        .flatten();
+                    set_field(&mut fields, &format!("{key}_str"), FieldValue::Str(text));
+                    if let Some(f) = number {
+                        set_field(&mut fields, &key, FieldValue::Float(f));
+                    }
+                }
+            }
+            if let Some(i) = fields
+                .iter()
+                .position(|(k, v)| *k == key && matches!(v, FieldValue::Float(f) if !f.is_finite()))
+            {
+                fields.remove(i);
+            }
+        }
+        if fields.is_empty() {
+            return None;
+        }
+        // The integration's client writes `\` as `\\` and a newline as `\n` in names and
+        // (newline only) in strings; InfluxDB keeps both as written.
+        for (key, value) in &mut fields {
+            if let Some(k) = ha_escaped(key, true) {
+                *key = k;
+            }
+            if let FieldValue::Str(text) = value
+                && let Some(t) = ha_escaped(text, false)
+            {
+                *text = t;
+            }
+        }
+        let measurement = ha_escaped(&measurement, true).unwrap_or(measurement);
+        Some(Point {
+            measurement,
+            tags: vec![
+                ("domain".to_owned(), domain.to_owned()),
+                (
+                    "entity_id".to_owned(),
+                    object_id_of(&state.entity_id).to_owned(),
+                ),
+            ],
+            fields,
+            time,
+        })
+    }
+}
+
+/// What InfluxDB stores for a name (`name == true`) or string value the integration's client
+/// escaped; `None` when unchanged.
+fn ha_escaped(s: &str, name: bool) -> Option<String> {
+    let affected = |c: char| c == '\n' || (name && c == '\\');
+    if !s.contains(affected) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\\' if name => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+/// `dict[key] = value` on an ordered field list.
+fn set_field(fields: &mut Vec<(String, FieldValue)>, key: &str, value: FieldValue) {
+    match fields.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => fields.push((key.to_owned(), value)),
+    }
+}
+
+/// Home Assistant's `state_as_number`, without `unknown` (HomeIQ writes no value for it).
+fn state_as_number(state: &str) -> Option<f64> {
+    match state {
+        "on" | "locked" | "above_horizon" | "open" | "home" => Some(1.0),
+        "off" | "unlocked" | "below_horizon" | "closed" | "not_home" => Some(0.0),
+        _ => None,
+    }
+}
+
+/// The `value` field of the `homeiq` schema: a finite number, or the on/off-like mapping.
+fn homeiq_value(state: &str) -> Option<f64> {
+    state_as_number(state).or_else(|| {
+        let b = state.as_bytes();
+        // Only plain decimal numbers: not `nan`, `inf`, `infinity`.
+        let numeric = !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'-' | b'+' | b'e' | b'E'));
+        if numeric {
+            state.parse::<f64>().ok().filter(|f| f.is_finite())
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether a field name is of the text kind (`…_str` or `…_json`, ignoring trailing `_`).
+fn is_text_name(name: &str) -> bool {
+    let base = name.trim_end_matches('_');
+    base.ends_with("_str") || base.ends_with("_json")
+}
+
+/// The field name of a numeric attribute: its key, or `<key>_num` when the key looks like a text
+/// field name, so that a name never carries both types.
+fn float_name(key: &str) -> String {
+    if is_text_name(key) {
+        format!("{key}_num")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// Appends `_` until the name is neither reserved nor used.
+fn unique(mut name: String, fields: &[(String, FieldValue)]) -> String {
+    while RESERVED.contains(&name.as_str()) || fields.iter().any(|(k, _)| *k == name) {
+        name.push('_');
+    }
+    name
+}
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;

@@ -1,0 +1,507 @@
+//! Shared test harness: the real `homeiq` binary against the real Home Assistant and InfluxDB that
+//! `.ci/run` starts (`HA_URL`, `HA_TOKEN`, `INFLUX_URL`). Tests fail, never skip, without them.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Installs the one rustls provider (as `main` does).
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A required environment variable.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through .ci/run, which starts Home Assistant and InfluxDB")
+    })
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A name unique to this process and call, for databases and entities.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` until it yields `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Home Assistant as the tests reach it: REST and a raw WebSocket, independent of HomeIQ's client.
+#[derive(Clone)]
+pub struct Ha {
+    pub url: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Ha {
+    /// The Home Assistant `.ci/run` started.
+    pub fn from_env() -> Self {
+        init_tls();
+        Ha::new(&env("HA_URL"), &env("HA_TOKEN"))
+    }
+
+    /// A Home Assistant at `url` with `token`.
+    pub fn new(url: &str, token: &str) -> Self {
+        init_tls();
+        Ha {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    /// The WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("{}/api/websocket", self.url.replacen("http", "ws", 1))
+    }
+
+    /// GET a REST path under `/api`.
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/api/{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("HA GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    /// POST a REST path under `/api`.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/api/{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("HA POST");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Sets a state through `POST /api/states/<entity_id>` and returns HA's state object.
+    pub async fn set_state(&self, entity_id: &str, state: &str, attributes: Value) -> Value {
+        self.post(
+            &format!("states/{entity_id}"),
+            json!({"state": state, "attributes": attributes}),
+        )
+        .await
+    }
+
+    /// Calls a service.
+    pub async fn call_service(&self, domain: &str, service: &str, data: Value) -> Value {
+        self.post(&format!("services/{domain}/{service}"), data)
+            .await
+    }
+
+    /// The current state of an entity.
+    pub async fn state(&self, entity_id: &str) -> Value {
+        self.get(&format!("states/{entity_id}")).await
+    }
+
+    /// Runs WebSocket commands on a fresh connection and returns their results in order.
+    pub async fn ws(&self, commands: Vec<Value>) -> Vec<Value> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.ws_url())
+            .await
+            .expect("HA websocket");
+        let next_json = |m: Message| match m {
+            Message::Text(t) => serde_json::from_str::<Value>(t.as_str()).ok(),
+            _ => None,
+        };
+        let mut auth_sent = false;
+        while let Some(Ok(m)) = ws.next().await {
+            let Some(v) = next_json(m) else { continue };
+            match v["type"].as_str() {
+                Some("auth_required") if !auth_sent => {
+                    ws.send(Message::Text(
+                        json!({"type":"auth","access_token": self.token})
+                            .to_string()
+                            .into(),
+                    ))
+                    .await
+                    .expect("send auth");
+                    auth_sent = true;
+                }
+                Some("auth_ok") => break,
+                other => panic!("unexpected auth reply {other:?}: {v}"),
+            }
+        }
+        let mut results = Vec::new();
+        for (i, mut cmd) in commands.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            cmd["id"] = json!(id);
+            ws.send(Message::Text(cmd.to_string().into()))
+                .await
+                .expect("send command");
+            loop {
+                let m = ws.next().await.expect("reply").expect("frame");
+                let Some(v) = next_json(m) else { continue };
+                if v["id"] == json!(id) && v["type"] == "result" {
+                    assert_eq!(v["success"], json!(true), "command {cmd} failed: {v}");
+                    results.push(v["result"].clone());
+                    break;
+                }
+            }
+        }
+        let _ = ws.close(None).await;
+        results
+    }
+
+    /// One WebSocket command.
+    pub async fn ws1(&self, command: Value) -> Value {
+        self.ws(vec![command]).await.remove(0)
+    }
+}
+
+/// InfluxDB as the tests reach it.
+#[derive(Clone)]
+pub struct Influx {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Influx {
+    /// The InfluxDB `.ci/run` started.
+    pub fn from_env() -> Self {
+        init_tls();
+        Influx {
+            url: env("INFLUX_URL").trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Runs an InfluxQL query (epoch=ms) and returns the first statement's series.
+    pub async fn query(&self, db: &str, q: &str) -> Vec<Value> {
+        self.query_epoch(db, q, "ms").await
+    }
+
+    /// Runs an InfluxQL query with times in `epoch` (`ns`, `u`, `ms`, `s`).
+    pub async fn query_epoch(&self, db: &str, q: &str, epoch: &str) -> Vec<Value> {
+        let r: Value = self
+            .http
+            .post(format!("{}/query", self.url))
+            .form(&[("db", db), ("q", q), ("epoch", epoch)])
+            .send()
+            .await
+            .expect("influx query")
+            .json()
+            .await
+            .expect("influx json");
+        let statement = &r["results"][0];
+        assert!(statement.get("error").is_none(), "query {q}: {r}");
+        statement["series"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Rows of a query as objects keyed by column (tags merged in), across all series.
+    pub async fn rows(&self, db: &str, q: &str) -> Vec<serde_json::Map<String, Value>> {
+        let mut out = Vec::new();
+        for series in self.query(db, q).await {
+            let columns: Vec<String> = series["columns"]
+                .as_array()
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for values in series["values"].as_array().cloned().unwrap_or_default() {
+                let mut row = serde_json::Map::new();
+                row.insert("_measurement".into(), series["name"].clone());
+                if let Some(tags) = series["tags"].as_object() {
+                    for (k, v) in tags {
+                        row.insert(k.clone(), v.clone());
+                    }
+                }
+                for (c, v) in columns
+                    .iter()
+                    .zip(values.as_array().cloned().unwrap_or_default())
+                {
+                    row.insert(c.clone(), v);
+                }
+                out.push(row);
+            }
+        }
+        out
+    }
+
+    /// Creates a database.
+    pub async fn create_db(&self, db: &str) {
+        self.query("", &format!("CREATE DATABASE \"{db}\"")).await;
+    }
+}
+
+/// Options for a HomeIQ process under test.
+#[derive(Clone)]
+pub struct HomeIqOptions {
+    pub ha_url: String,
+    pub ha_token: String,
+    pub influx_url: String,
+    pub database: String,
+    pub data_dir: Option<PathBuf>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl HomeIqOptions {
+    /// Real HA and InfluxDB from the environment, a fresh database.
+    pub fn from_env() -> Self {
+        HomeIqOptions {
+            ha_url: env("HA_URL"),
+            ha_token: env("HA_TOKEN"),
+            influx_url: env("INFLUX_URL"),
+            database: unique("homeiq"),
+            data_dir: None,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// The real `homeiq` binary, running.
+pub struct HomeIq {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub database: String,
+    pub options: HomeIqOptions,
+    http: reqwest::Client,
+}
+
+impl HomeIq {
+    /// Starts the binary and waits for `/health`.
+    pub async fn spawn(options: HomeIqOptions) -> Self {
+        init_tls();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        let mut me = HomeIq {
+            child: None,
+            port: 0,
+            dir,
+            data_dir,
+            database: options.database.clone(),
+            options,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        };
+        me.start().await;
+        me
+    }
+
+    /// (Re)starts the process with the same data dir and database.
+    pub async fn start(&mut self) {
+        self.port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homeiq"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOMEIQ_OPTIONS_FILE",
+                self.dir.path().join("no-options.json"),
+            )
+            .env("HOMEIQ_DATA_DIR", &self.data_dir)
+            .env("HOMEIQ_LOG_LEVEL", "info,homeiq=debug")
+            .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
+            .env("HOMEIQ_HTTP__PORT", self.port.to_string())
+            .env("HOMEIQ_HA__URL", &self.options.ha_url)
+            .env("HOMEIQ_HA__TOKEN", &self.options.ha_token)
+            .env("HOMEIQ_INFLUXDB__URL", &self.options.influx_url)
+            .env("HOMEIQ_INFLUXDB__DATABASE", &self.options.database)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.options.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn homeiq"));
+        let url = self.url("/health");
+        let http = self.http.clone();
+        eventually("homeiq /health", Duration::from_secs(30), || {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// Where the process logs.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("homeiq.log")
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A URL on the process's HTTP server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `GET /health/deep` (whatever its status code).
+    pub async fn deep(&self) -> Value {
+        self.http
+            .get(self.url("/health/deep"))
+            .send()
+            .await
+            .expect("deep health")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    /// Waits until `/health/deep` satisfies `check`.
+    pub async fn wait_deep(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        eventually(what, timeout, || async {
+            let d = self.deep().await;
+            check(&d).then_some(d)
+        })
+        .await
+    }
+
+    /// Waits until connected to HA with the registry mirror fully synced once.
+    pub async fn wait_synced(&self) -> Value {
+        self.wait_deep("connected and synced", Duration::from_secs(60), |d| {
+            d["home_assistant"]["state"] == "connected"
+                && d["registry"]["last_full_sync"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 5)
+                && d["ingest"]["snapshots"].as_u64().unwrap_or(0) >= 1
+        })
+        .await
+    }
+
+    /// The SQLite mirror, opened through HomeIQ's own store.
+    pub async fn registry(&self) -> homeiq::store::registry::RegistryStore {
+        homeiq::store::registry::RegistryStore::open(&self.data_dir.join("homeiq.db"))
+            .await
+            .expect("open mirror")
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit code and how long that took.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return (status.code(), start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                panic!("homeiq did not exit within {timeout:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for HomeIq {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- homeiq log ----\n{}", self.log());
+        }
+        self.kill();
+    }
+}
+
+/// The shared folder with `start-ha` and `start-influxdb`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var("HOMEIQ_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
