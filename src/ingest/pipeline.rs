@@ -353,30 +353,22 @@ impl Pipeline {
     fn flush_state_meta(&mut self) {
         if !self.pending_forget.is_empty() {
             let ids = std::mem::take(&mut self.pending_forget);
-            let n = ids.len() as u64;
-            if self
-                .registry
-                .try_send(RegistryJob::ForgetStates(ids))
-                .is_err()
-            {
-                self.counters
-                    .state_meta_dropped
-                    .fetch_add(n, Ordering::Relaxed);
-            }
+            let n = ids.len();
+            self.offer_job(RegistryJob::ForgetStates(ids), n);
         }
-        if self.pending_meta.is_empty() {
-            return;
+        if !self.pending_meta.is_empty() {
+            let rows = std::mem::take(&mut self.pending_meta);
+            let n = rows.len();
+            self.offer_job(RegistryJob::StateMeta(rows), n);
         }
-        let rows = std::mem::take(&mut self.pending_meta);
-        let n = rows.len() as u64;
-        if self
-            .registry
-            .try_send(RegistryJob::StateMeta(rows))
-            .is_err()
-        {
+    }
+
+    /// Queues a job of `rows` rows if the registry task has room; otherwise counts them dropped.
+    fn offer_job(&self, job: RegistryJob, rows: usize) {
+        if self.registry.try_send(job).is_err() {
             self.counters
                 .state_meta_dropped
-                .fetch_add(n, Ordering::Relaxed);
+                .fetch_add(rows as u64, Ordering::Relaxed);
         }
     }
 
