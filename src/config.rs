@@ -118,6 +118,12 @@ pub struct Settings {
     pub ha: HaSettings,
     /// The InfluxDB server history is written to.
     pub influxdb: InfluxSettings,
+    /// The durable spool between the pipeline and InfluxDB.
+    pub spool: SpoolSettings,
+    /// Gap backfill from Home Assistant's history.
+    pub backfill: BackfillSettings,
+    /// Periodic re-writes of current values.
+    pub heartbeat: HeartbeatSettings,
     /// Entities to record (empty: all).
     pub include: EntityFilterSettings,
     /// Entities never to record (wins over `include`).
@@ -133,6 +139,9 @@ impl Default for Settings {
             http: HttpSettings::default(),
             ha: HaSettings::default(),
             influxdb: InfluxSettings::default(),
+            spool: SpoolSettings::default(),
+            backfill: BackfillSettings::default(),
+            heartbeat: HeartbeatSettings::default(),
             include: EntityFilterSettings::default(),
             exclude: EntityFilterSettings::default(),
         }
@@ -292,6 +301,56 @@ impl InfluxSettings {
     }
 }
 
+/// `spool.*`: batches InfluxDB cannot take yet are kept on disk (`<data_dir>/spool/`) and replayed
+/// oldest first when it is back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpoolSettings {
+    /// Largest size on disk; beyond it the oldest spooled points are dropped (and counted).
+    pub max_bytes: u64,
+    /// Spooled points older than this are dropped (and counted), hours; 0 keeps them until
+    /// `max_bytes` forces a drop.
+    pub max_age_hours: u64,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            max_bytes: 1 << 30,
+            max_age_hours: 24 * 7,
+        }
+    }
+}
+
+/// `backfill.*`: after a reconnect or a restart, the missed interval is read from Home Assistant's
+/// history and written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackfillSettings {
+    /// Whether gaps are backfilled.
+    pub enabled: bool,
+    /// The longest gap backfilled, hours (older history is left out and reported).
+    pub window_hours: u64,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings {
+            enabled: true,
+            window_hours: 24,
+        }
+    }
+}
+
+/// `heartbeat.*`: re-write every recorded entity's current value periodically so graphs have no
+/// gaps (HA's own integration cannot).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeartbeatSettings {
+    /// Minutes between re-writes; 0 turns the heartbeat off (the default).
+    pub interval_minutes: u64,
+}
+
 /// `include.*` / `exclude.*`: which entities are recorded, as in Home Assistant's own filters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -439,6 +498,19 @@ impl Settings {
             ));
         }
         check_range("ha.event_queue", self.ha.event_queue, 100, 10_000_000)?;
+        check_range("spool.max_bytes", self.spool.max_bytes, 1 << 20, 1 << 40)?;
+        check_range(
+            "backfill.window_hours",
+            self.backfill.window_hours,
+            1,
+            24 * 30,
+        )?;
+        check_range(
+            "heartbeat.interval_minutes",
+            self.heartbeat.interval_minutes,
+            0,
+            24 * 60,
+        )?;
         check_range(
             "ha.ping_interval_secs",
             self.ha.ping_interval_secs,

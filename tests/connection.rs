@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, eventually, unique};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -362,57 +362,6 @@ async fn sigterm_flushes_queued_points_within_eight_seconds() {
         "{}",
         homeiq.log()
     );
-}
-
-/// A Home Assistant of this test's own, so restarting it disturbs no other test.
-struct OwnHa {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl OwnHa {
-    fn start() -> (Self, Ha) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = common::free_port();
-        let me = OwnHa { dir, port };
-        let ha = me.run_start();
-        (me, ha)
-    }
-
-    fn run_start(&self) -> Ha {
-        let script = common::shared_dir().join("ha/start-ha");
-        let out = std::process::Command::new(script)
-            .arg(self.dir.path())
-            .arg(self.port.to_string())
-            .output()
-            .expect("start-ha");
-        assert!(
-            out.status.success(),
-            "start-ha failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = std::fs::read_to_string(self.dir.path().join("ha.env")).expect("ha.env");
-        let get = |k: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .expect("key in ha.env")
-                .to_owned()
-        };
-        Ha::new(&get("HA_URL"), &get("HA_TOKEN"))
-    }
-
-    fn stop(&self) {
-        let script = common::shared_dir().join("ha/stop-ha");
-        let _ = std::process::Command::new(script)
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-impl Drop for OwnHa {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Home Assistant itself restarts: HomeIQ reconnects, subscribes once more, re-syncs, and each

@@ -505,3 +505,121 @@ pub fn shared_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
 }
+
+fn run_script(script: &str, args: &[String]) -> String {
+    let path = shared_dir().join(script);
+    let out = Command::new(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn env_file_value(file: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(file).expect("env file");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing in {}", file.display()))
+        .to_owned()
+}
+
+/// A Home Assistant of one test's own, so stopping it disturbs no other test.
+pub struct OwnHa {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnHa {
+    /// Starts it (blocking: call from `spawn_blocking`).
+    pub fn start() -> (Self, Ha) {
+        let me = OwnHa {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+        };
+        let ha = me.run_start();
+        (me, ha)
+    }
+
+    /// (Re)starts it; the token survives restarts.
+    pub fn run_start(&self) -> Ha {
+        run_script(
+            "ha/start-ha",
+            &[self.dir.path().display().to_string(), self.port.to_string()],
+        );
+        let env = self.dir.path().join("ha.env");
+        Ha::new(
+            &env_file_value(&env, "HA_URL"),
+            &env_file_value(&env, "HA_TOKEN"),
+        )
+    }
+
+    /// Stops it.
+    pub fn stop(&self) {
+        let _ = Command::new(shared_dir().join("ha/stop-ha"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+impl Drop for OwnHa {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An InfluxDB of one test's own, so stopping it disturbs no other test.
+pub struct OwnInflux {
+    dir: tempfile::TempDir,
+    port: u16,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl OwnInflux {
+    /// Starts it (blocking).
+    pub fn start() -> Self {
+        let port = free_port();
+        let me = OwnInflux {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        me.run_start();
+        me
+    }
+
+    /// (Re)starts it with the same files.
+    pub fn run_start(&self) {
+        run_script(
+            "influxdb/start-influxdb",
+            &[self.dir.path().display().to_string(), self.port.to_string()],
+        );
+    }
+
+    /// Stops it.
+    pub fn stop(&self) {
+        let _ = Command::new(shared_dir().join("influxdb/stop-influxdb"))
+            .arg(self.dir.path())
+            .status();
+    }
+
+    /// A client for queries.
+    pub fn client(&self) -> Influx {
+        init_tls();
+        Influx {
+            url: self.url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for OwnInflux {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
