@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::InfluxSettings;
 use homeiq::ha::model::{State, StateChanged};
 use homeiq::store::influx::{
-    EntityMeta, InfluxClient, Point, PointMapper, Precision, encode_point, spawn_writer,
+    EntityMeta, InfluxClient, Point, PointMapper, encode_point, spawn_writer,
 };
 use serde_json::{Map, Value, json};
 
@@ -285,7 +285,7 @@ fn main() {
         let body_bytes: usize = bodies.iter().map(Vec::len).sum();
         let started = Instant::now();
         for body in bodies {
-            let outcome = raw.write(body, Precision::Millis).await;
+            let outcome = raw.write(body, mapper.precision()).await;
             assert!(outcome.is_written(), "raw write: {outcome:?}");
         }
         let raw_secs = started.elapsed().as_secs_f64();
