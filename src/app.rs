@@ -16,10 +16,10 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::ha::{self, ClientOptions, HaHandle};
 use crate::ingest::{
-    CurrentStates, EntityFilter, IngestCounters, Pipeline, RegistrySyncState, registry_sync,
-    run_registry_task,
+    BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
+    IngestCounters, Pipeline, RegistrySyncState, registry_sync, run_registry_task,
 };
-use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_writer};
+use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_spooled_writer};
 use crate::store::registry::RegistryStore;
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.
@@ -61,6 +61,8 @@ pub struct Application {
     registry_task: JoinHandle<()>,
     writer: WriterHandle,
     ha: HaHandle,
+    backfill: BackfillHandle,
+    cursor_task: JoinHandle<()>,
 }
 
 impl Application {
@@ -102,7 +104,17 @@ impl Application {
             InfluxClient::new(&settings.influxdb),
         )?;
         let mapper = PointMapper::new(&settings.influxdb);
-        let writer = spawn_writer(&settings.influxdb, client, mapper.precision());
+        let writer = step(
+            "open the spool",
+            spawn_spooled_writer(
+                &settings.influxdb,
+                &settings.spool,
+                &settings.data_dir,
+                client,
+                mapper.precision(),
+            )
+            .await,
+        )?;
         tracing::info!(
             url = %settings.influxdb.url,
             database = %settings.influxdb.database,
@@ -124,7 +136,26 @@ impl Application {
             jobs_rx,
             registry_sync.clone(),
         ));
-        let pipeline = Pipeline::new(
+        let backfill = BackfillHandle::open(
+            BackfillOptions::new(&settings),
+            ha.clone(),
+            mapper.clone(),
+            writer.clone(),
+        );
+        let heartbeat_counters = Arc::new(HeartbeatCounters::default());
+        if settings.heartbeat.interval_minutes > 0 {
+            let heartbeat = Heartbeat {
+                interval: Duration::from_secs(settings.heartbeat.interval_minutes * 60),
+                filter: filter.clone(),
+                mapper: mapper.clone(),
+                writer: writer.clone(),
+                states: states.clone(),
+                registry: registry.clone(),
+                counters: heartbeat_counters.clone(),
+            };
+            tokio::spawn(heartbeat.run(cancel.child_token()));
+        }
+        let mut pipeline = Pipeline::new(
             ha.clone(),
             filter,
             mapper,
@@ -133,6 +164,10 @@ impl Application {
             states.clone(),
             counters.clone(),
         );
+        if backfill.enabled() {
+            pipeline = pipeline.with_backfill(backfill.feed());
+        }
+        let cursor_task = tokio::spawn(backfill.clone().run_cursor(cancel.child_token()));
         let pipeline_task = tokio::spawn(pipeline.run(messages));
 
         let state = AppState {
@@ -142,6 +177,8 @@ impl Application {
             registry_sync,
             ingest: counters,
             states,
+            backfill: backfill.clone(),
+            heartbeat: heartbeat_counters,
             started,
         };
         let (server, port) = step(
@@ -162,6 +199,8 @@ impl Application {
             registry_task,
             writer,
             ha,
+            backfill,
+            cursor_task,
         })
     }
 
@@ -180,6 +219,11 @@ impl Application {
         &self.ha
     }
 
+    /// The gap backfill's handle (status for health and metrics).
+    pub fn backfill(&self) -> &BackfillHandle {
+        &self.backfill
+    }
+
     /// Serves until SIGTERM, SIGINT or the shutdown token, then shuts down in order.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
@@ -189,6 +233,8 @@ impl Application {
             pipeline_task,
             registry_task,
             writer,
+            backfill,
+            cursor_task,
             ..
         } = self;
         let server_handle = server.handle();
@@ -202,6 +248,8 @@ impl Application {
         }
         let deadline = Instant::now() + SHUTDOWN_BUDGET;
         cancel.cancel();
+        // a backfill run under way stops pushing; the next start repeats it
+        backfill.stop_run();
         let left = |d: Instant| d.saturating_duration_since(Instant::now());
         // stop reading; the pipeline then drains what was read
         let _ = tokio::time::timeout(Duration::from_secs(2), ha_task).await;
@@ -214,6 +262,9 @@ impl Application {
         let flush_budget = left(deadline).saturating_sub(Duration::from_millis(1_500));
         let report = writer.shutdown(flush_budget).await;
         tracing::info!(?report, "writer flushed");
+        // the cursor task stopped with the cancel; record how far everything is durable
+        let _ = tokio::time::timeout(Duration::from_secs(1), cursor_task).await;
+        backfill.shutdown(report.left == 0).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), registry_task).await;
         let _ = tokio::time::timeout(left(deadline), server_handle.stop(true)).await;
         server_task.abort();

@@ -406,3 +406,34 @@ async fn ha_compat_matches_home_assistants_own_integration() {
     );
     assert_eq!(mine, theirs, "same tags and fields");
 }
+
+/// `/metrics` exposes the same counters as `/health/deep`, in Prometheus text.
+#[tokio::test]
+async fn metrics_expose_connection_pipeline_and_writer_counters() {
+    let homeiq = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    homeiq.wait_synced().await;
+    homeiq
+        .wait_deep("snapshot written", WAIT, |d| {
+            d["influxdb"]["written"].as_u64().unwrap_or(0) >= 100
+        })
+        .await;
+    let response = reqwest::get(homeiq.url("/metrics")).await.expect("metrics");
+    assert!(response.status().is_success());
+    let text = response.text().await.expect("text");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    assert_eq!(value("homeiq_ha_connected"), 1.0);
+    assert_eq!(value("homeiq_ha_connects_total"), 1.0);
+    assert!(value("homeiq_ingest_snapshot_points_total") >= 100.0);
+    assert!(value("homeiq_influxdb_points_written_total") >= 100.0);
+    assert_eq!(value("homeiq_influxdb_reachable"), 1.0);
+    assert!(value("homeiq_process_resident_memory_bytes") > 1e6);
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+}

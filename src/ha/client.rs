@@ -489,7 +489,7 @@ async fn session(
     };
     let url = options.endpoint.websocket_url.as_str();
     let connect = tokio::select! {
-        r = tokio::time::timeout(AUTH_TIMEOUT, tokio_tungstenite::connect_async(url)) => r,
+        r = tokio::time::timeout(AUTH_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), true)) => r,
         () = cancel.cancelled() => return SessionEnd::Cancelled,
     };
     let mut ws: WsStream = match connect {
@@ -569,6 +569,16 @@ async fn session(
     // dropping the routes fails every waiting request with ConnectionLost
     lock(&pending).clear();
     end
+}
+
+/// Home Assistant sends every reply as one unfragmented frame; `get_states`, the registry lists
+/// and history replies of a large home exceed tungstenite's 16 MiB default.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
 enum AuthResult {

@@ -1,12 +1,16 @@
 //! The ingest pipeline: from Home Assistant's ordered message stream to InfluxDB points, the
 //! SQLite registry mirror and the in-memory current states.
 
+pub mod backfill;
 pub mod filter;
+pub mod heartbeat;
 pub mod pipeline;
 pub mod registry_sync;
 pub mod states;
 
+pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
 pub use filter::EntityFilter;
+pub use heartbeat::{Heartbeat, HeartbeatCounters};
 pub use pipeline::{IngestCounters, IngestStatus, Pipeline};
 pub use registry_sync::{RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task};
 pub use states::CurrentStates;

@@ -8,10 +8,14 @@
 //! Two kinds of repeated events are recognised and not written again:
 //! - **duplicates**: the same event delivered twice (same entity, `time_fired`, `last_updated` and
 //!   context) — only a doubled subscription could cause this, so the counter must stay at zero;
-//! - **unchanged** states: a `new_state` equal to the state already held (same state string,
-//!   attributes and `last_updated`). Home Assistant re-sets every entity when it starts; entities it
-//!   restores keep their old `last_updated`, and writing them again would create points that never
-//!   happened. A state whose `last_updated` moved is always written.
+//! - **unchanged** states (the restart-burst rule): a state *re-announced* with the same state
+//!   string and attributes as the one already held. Home Assistant re-sets every entity when it
+//!   starts (`old_state` null, often a new `last_updated`); writing those again would add points
+//!   for changes that never happened — the duplicate, misdated points users of HA's own InfluxDB
+//!   integration get. The rule covers `state_changed` events without an `old_state` and the
+//!   connect-time snapshot. A state HA really passes through while starting (a tracker going
+//!   `not_home` then `home`) differs from the held one and is written, as HA's recorder keeps it;
+//!   ordinary events with an `old_state` are always written (so `force_update` repeats stay).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -25,9 +29,11 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
+use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
 use super::registry_sync::RegistryJob;
 use super::states::CurrentStates;
+use crate::config::SchemaMode;
 use crate::ha::model::{
     AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryEvent, RegistryKind,
     State, StateChanged,
@@ -178,6 +184,7 @@ pub struct Pipeline {
     pending_forget: Vec<String>,
     relist_outstanding: HashSet<RegistryKind>,
     relist_dirty: HashSet<RegistryKind>,
+    backfill: Option<BackfillFeed>,
 }
 
 impl Pipeline {
@@ -205,7 +212,15 @@ impl Pipeline {
             pending_forget: Vec::new(),
             relist_outstanding: HashSet::new(),
             relist_dirty: HashSet::new(),
+            backfill: None,
         }
+    }
+
+    /// Reports every event and snapshot to the gap backfill, which then backfills what was missed
+    /// before each snapshot (see [`super::backfill`]).
+    pub fn with_backfill(mut self, feed: BackfillFeed) -> Self {
+        self.backfill = Some(feed);
+        self
     }
 
     /// Consumes messages until the client's channel closes, then flushes what it holds.
@@ -228,13 +243,21 @@ impl Pipeline {
 
     async fn handle(&mut self, message: HaMessage) {
         match message {
-            HaMessage::StateChanged(ev) => self.on_state_changed(&ev),
+            HaMessage::StateChanged(ev) => {
+                self.on_state_changed(&ev);
+                if let Some(feed) = &mut self.backfill {
+                    feed.on_event(&ev);
+                }
+            }
             HaMessage::Registry(ev) => self.on_registry_event(ev).await,
             HaMessage::Reply { tag, result, .. } => self.on_reply(tag, result).await,
             HaMessage::Connected { connection, .. } => {
                 tracing::debug!(connection, "new connection; snapshot follows");
                 self.relist_outstanding.clear();
                 self.relist_dirty.clear();
+                if let Some(feed) = &mut self.backfill {
+                    feed.on_connected();
+                }
             }
             HaMessage::Disconnected { .. } | HaMessage::AuthFailed { .. } => {}
         }
@@ -257,11 +280,14 @@ impl Pipeline {
         };
         let previous = self.states.get(&ev.entity_id);
         if let Some(prev) = &previous
-            && prev.last_updated == new.last_updated
             && prev.state == new.state
             && prev.attributes == new.attributes
+            && (prev.last_updated == new.last_updated || ev.old_state.is_none())
         {
             c.unchanged.fetch_add(1, Ordering::Relaxed);
+            if prev.last_updated != new.last_updated {
+                self.states.insert(new.clone());
+            }
             return;
         }
         self.note_state_meta(previous.as_deref(), new);
@@ -295,14 +321,53 @@ impl Pipeline {
             .into_iter()
             .filter(|id| !present.contains(id.as_str()))
             .collect();
+        // what the gap backfill needs: every recorded entity, the state held before the gap and
+        // whether the snapshot state is written (homeiq: by the snapshot; ha_compat, which writes
+        // no snapshot: only if it arrived as a live event)
+        let track = self.backfill.is_some();
+        let mut newest = None;
+        let mut recorded: Vec<SnapshotEntity> = Vec::new();
         for id in vanished {
+            if track && self.filter.allows(&id) {
+                recorded.push(SnapshotEntity {
+                    meta: self.placement.meta(&id),
+                    last_updated: None,
+                    written: false,
+                    before: self.states.get(&id),
+                    entity_id: id.clone(),
+                });
+            }
             self.forget_state(&id);
         }
         for state in states {
             let previous = self.states.get(&state.entity_id);
+            // re-announced with the same value (an HA restart) is not a change and not written
+            // here; if it hides a change made meanwhile (A→B→A), the backfill finds it in history
             let unchanged = previous
                 .as_ref()
-                .is_some_and(|p| p.last_updated == state.last_updated && p.state == state.state);
+                .is_some_and(|p| p.state == state.state && p.attributes == state.attributes);
+            if track {
+                newest = newest.max(Some(state.last_updated));
+                if self.filter.allows(&state.entity_id) {
+                    let written = match self.mapper.mode() {
+                        SchemaMode::Homeiq => !unchanged,
+                        SchemaMode::HaCompat => self
+                            .last_event
+                            .get(&state.entity_id)
+                            .is_some_and(|k| k.last_updated == Some(state.last_updated)),
+                    };
+                    recorded.push(SnapshotEntity {
+                        entity_id: state.entity_id.clone(),
+                        meta: self.placement.meta(&state.entity_id),
+                        last_updated: Some(state.last_updated),
+                        written,
+                        before: previous.clone(),
+                    });
+                }
+            }
+            if unchanged {
+                c.unchanged.fetch_add(1, Ordering::Relaxed);
+            }
             self.note_state_meta(previous.as_deref(), &state);
             if !unchanged && self.filter.allows(&state.entity_id) {
                 let meta = self.placement.meta(&state.entity_id);
@@ -312,6 +377,10 @@ impl Pipeline {
                 }
             }
             self.states.insert(state);
+        }
+        // the snapshot's points are with the writer: the backfill may start
+        if let Some(feed) = &mut self.backfill {
+            feed.on_snapshot(recorded, newest);
         }
         // the mirror's device classes and units are complete as soon as the snapshot is applied
         self.flush_state_meta();

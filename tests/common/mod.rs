@@ -241,6 +241,15 @@ impl Influx {
         statement["series"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Whether a database exists (HomeIQ creates its own when InfluxDB first answers).
+    pub async fn has_db(&self, db: &str) -> bool {
+        self.query("", "SHOW DATABASES")
+            .await
+            .iter()
+            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+            .any(|v| v[0] == db)
+    }
+
     /// Rows of a query as objects keyed by column (tags merged in), across all series.
     pub async fn rows(&self, db: &str, q: &str) -> Vec<serde_json::Map<String, Value>> {
         let mut out = Vec::new();

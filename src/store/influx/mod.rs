@@ -3,8 +3,10 @@
 //! Data flow: a decoded [`StateChanged`](crate::ha::model::StateChanged) goes through
 //! [`PointMapper::map_change`] to a [`Point`]; [`WriterHandle::push`] queues it without waiting;
 //! the writer task batches points into line protocol ([`encode_point`]) and sends them with
-//! [`InfluxClient::write`], which classifies the answer ([`WriteOutcome`]) so that rejected points
-//! are counted and dropped while batches hit by outages are kept and retried.
+//! [`InfluxClient::write`], which classifies the answer ([`WriteOutcome`]): points InfluxDB refuses
+//! go to the quarantine ([`WriterHandle::quarantine`]) and batches hit by outages go to the durable
+//! spool in `<data_dir>/spool/` and are replayed when InfluxDB is back ([`spawn_spooled_writer`];
+//! see `writer.rs`, `spool.rs` and `quarantine.rs` for the design).
 //!
 //! # Why our own client
 //!
@@ -86,7 +88,9 @@
 mod client;
 mod line;
 mod pyfmt;
+mod quarantine;
 mod schema;
+mod spool;
 mod writer;
 
 #[cfg(test)]
@@ -97,5 +101,7 @@ pub use client::{
     quote_ident, quote_literal,
 };
 pub use line::{EncodeError, FieldValue, Point, Precision, encode_point, stored_name};
+pub use quarantine::QuarantinedPoint;
 pub use schema::{EntityMeta, PointMapper};
-pub use writer::{ShutdownReport, WriterHandle, WriterStatus, spawn_writer};
+pub use spool::SpoolError;
+pub use writer::{ShutdownReport, WriterHandle, WriterStatus, spawn_spooled_writer, spawn_writer};

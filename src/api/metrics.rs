@@ -1,0 +1,311 @@
+//! Prometheus metrics at `GET /metrics` (OpenMetrics text).
+//!
+//! The numbers already live in the parts' status snapshots (the Home Assistant client, the
+//! pipeline, the writer); a `prometheus-client` [`Collector`] reads them at scrape time, so there is
+//! one source of truth and nothing to keep in step on the hot path.
+
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+use crate::ha::ConnectionState;
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Reads every status snapshot at scrape time.
+struct StatusCollector {
+    state: AppState,
+}
+
+impl fmt::Debug for StatusCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatusCollector")
+    }
+}
+
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+impl Collector for StatusCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let s = &self.state;
+        let ha = s.ha.status();
+        let connected = matches!(ha.state, ConnectionState::Connected { .. });
+        gauge(
+            &mut e,
+            "homeiq_ha_connected",
+            "1 while subscribed to Home Assistant",
+            f64::from(u8::from(connected)),
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ha_connects",
+            "Successful authentications with Home Assistant",
+            ha.connects,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ha_events_received",
+            "state_changed events received",
+            ha.events_received,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ha_registry_events_received",
+            "Registry change events received",
+            ha.registry_events_received,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ha_decode_errors",
+            "Frames from Home Assistant that could not be decoded",
+            ha.decode_errors,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_ha_queue_depth",
+            "Messages waiting between the WebSocket reader and the pipeline",
+            ha.queue_depth as f64,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ha_queue_full_waits",
+            "Times the reader found the pipeline queue full",
+            ha.queue_full_waits,
+        )?;
+        if let Some(age) = ha.last_event_age_secs {
+            gauge(
+                &mut e,
+                "homeiq_ha_last_event_age_seconds",
+                "Seconds since the last state_changed event",
+                age,
+            )?;
+        }
+
+        let ingest = s.ingest.snapshot(s.states.len());
+        counter(
+            &mut e,
+            "homeiq_ingest_events",
+            "state_changed events consumed by the pipeline",
+            ingest.events,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ingest_points",
+            "Points handed to the writer from live events",
+            ingest.points,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ingest_snapshot_points",
+            "Points handed to the writer from connect-time snapshots",
+            ingest.snapshot_points,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ingest_filtered",
+            "Events of excluded entities",
+            ingest.filtered,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ingest_duplicates",
+            "Events delivered twice (stays 0 unless subscriptions doubled)",
+            ingest.duplicates,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_ingest_unchanged",
+            "Re-announced states not written again (restart bursts)",
+            ingest.unchanged,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_entities_tracked",
+            "Entities with a current state",
+            ingest.entities_tracked as f64,
+        )?;
+
+        let w = s.writer.stats();
+        gauge(
+            &mut e,
+            "homeiq_influxdb_reachable",
+            "1 while InfluxDB answers",
+            f64::from(u8::from(w.reachable)),
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_points_written",
+            "Points InfluxDB acknowledged",
+            w.written,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_influxdb_queued_points",
+            "Points held in memory for InfluxDB",
+            w.queued as f64,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_influxdb_in_flight_points",
+            "Points in write requests under way",
+            w.in_flight as f64,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_points_rejected",
+            "Points InfluxDB rejected as invalid",
+            w.dropped_rejected,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_points_dropped_overflow",
+            "Points dropped because the memory bound was reached",
+            w.dropped_overflow,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_points_unencodable",
+            "Points that could not be encoded",
+            w.dropped_invalid,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_write_retries",
+            "Write requests retried",
+            w.retries,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_influxdb_write_errors",
+            "Write requests that failed",
+            w.write_errors,
+        )?;
+        if let Some(ms) = w.last_latency_ms {
+            gauge(
+                &mut e,
+                "homeiq_influxdb_last_write_latency_seconds",
+                "Latency of the last write request",
+                ms / 1000.0,
+            )?;
+        }
+
+        gauge(
+            &mut e,
+            "homeiq_spool_active",
+            "1 while batches go to the disk spool",
+            f64::from(u8::from(w.spooling)),
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_spool_bytes",
+            "Bytes in the disk spool",
+            w.spool_bytes as f64,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_spool_points",
+            "Points waiting in the disk spool",
+            w.spool_points as f64,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_spool_oldest_age_seconds",
+            "Age of the oldest spooled point",
+            w.spool_oldest_age_secs.unwrap_or(0.0),
+        )?;
+        counter(
+            &mut e,
+            "homeiq_spool_replayed_points",
+            "Spooled points written after InfluxDB came back",
+            w.replayed,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_spool_dropped_points",
+            "Spooled points dropped at the spool's size or age bound",
+            w.spool_dropped,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_quarantined_points",
+            "Points InfluxDB refused as invalid, kept in quarantine",
+            w.quarantined,
+        )?;
+
+        let heartbeat = s
+            .heartbeat
+            .points
+            .load(std::sync::atomic::Ordering::Relaxed);
+        counter(
+            &mut e,
+            "homeiq_heartbeat_points",
+            "Current values re-written by the heartbeat",
+            heartbeat,
+        )?;
+        let b = s.backfill.status();
+        counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;
+        counter(
+            &mut e,
+            "homeiq_backfill_points",
+            "Points written from Home Assistant's history",
+            b.total_points,
+        )?;
+        counter(
+            &mut e,
+            "homeiq_backfill_truncated",
+            "Gaps longer than backfill.window_hours",
+            b.truncated,
+        )?;
+
+        gauge(
+            &mut e,
+            "homeiq_uptime_seconds",
+            "Seconds since start",
+            s.started.elapsed().as_secs_f64(),
+        )?;
+        if let Some(rss) = resident_bytes() {
+            gauge(
+                &mut e,
+                "homeiq_process_resident_memory_bytes",
+                "Resident memory of the process",
+                rss as f64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// A registry whose collector reads `state` at every scrape.
+pub fn registry(state: AppState) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StatusCollector { state }));
+    registry
+}
+
+/// Renders the registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
