@@ -1,0 +1,159 @@
+//! What both benchmarks share: a deterministic home of ~2,000 entities and InfluxDB helpers.
+#![allow(dead_code)]
+
+use homeiq::config::InfluxSettings;
+use homeiq::store::influx::{EntityMeta, InfluxClient};
+use serde_json::{Map, Value, json};
+
+/// Entities in the generated home.
+pub const ENTITIES: usize = 2_000;
+
+/// A tiny deterministic generator (xorshift), so runs are comparable.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One generated entity.
+pub struct Entity {
+    /// Entity id.
+    pub id: String,
+    /// Which of the generated kinds it is.
+    pub kind: usize,
+    /// Its attributes.
+    pub attrs: Map<String, Value>,
+    /// Its registry tags.
+    pub meta: EntityMeta,
+}
+
+/// The object inside a JSON value (empty otherwise).
+pub fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The home's entities, deterministic for a given generator state.
+pub fn make_entities(rng: &mut Rng) -> Vec<Entity> {
+    (0..ENTITIES)
+        .map(|i| {
+            // Mix: 55 % sensors, 12 % binary sensors, 10 % lights, 8 % switches, then a tail.
+            let kind = match rng.below(100) {
+                0..55 => 0,
+                55..67 => 1,
+                67..77 => 2,
+                77..85 => 3,
+                85..89 => 4,
+                89..92 => 5,
+                92..95 => 6,
+                95..98 => 7,
+                _ => 8,
+            };
+            let (id, attrs) = match kind {
+                0 => {
+                    let (unit, dc) = [
+                        ("°C", "temperature"),
+                        ("%", "humidity"),
+                        ("W", "power"),
+                        ("kWh", "energy"),
+                        ("lx", "illuminance"),
+                        ("ppm", "carbon_dioxide"),
+                    ][i % 6];
+                    (
+                        format!("sensor.{dc}_{i}"),
+                        json!({"state_class": "measurement", "unit_of_measurement": unit,
+                               "device_class": dc, "friendly_name": format!("Room {i} {dc}")}),
+                    )
+                }
+                1 => (
+                    format!("binary_sensor.motion_{i}"),
+                    json!({"device_class": "motion", "friendly_name": format!("Motion {i}")}),
+                ),
+                2 => (
+                    format!("light.lamp_{i}"),
+                    json!({"supported_color_modes": ["color_temp", "hs"], "color_mode": "hs",
+                           "brightness": 180, "hs_color": [30.0, 60.5], "min_mireds": 153,
+                           "max_mireds": 500, "friendly_name": format!("Lamp {i}"),
+                           "supported_features": 44}),
+                ),
+                3 => (
+                    format!("switch.plug_{i}"),
+                    json!({"friendly_name": format!("Plug {i}"), "icon": "mdi:power-socket-eu"}),
+                ),
+                4 => (
+                    format!("climate.room_{i}"),
+                    json!({"hvac_modes": ["off", "heat", "auto"], "min_temp": 7, "max_temp": 35,
+                           "current_temperature": 20.5, "temperature": 21, "hvac_action": "heating",
+                           "preset_modes": ["eco", "comfort"], "preset_mode": "eco",
+                           "friendly_name": format!("Room {i}"), "supported_features": 401}),
+                ),
+                5 => (
+                    format!("media_player.speaker_{i}"),
+                    json!({"volume_level": 0.35, "is_volume_muted": false,
+                           "media_title": "Song, \"live\"", "media_artist": "Band",
+                           "source_list": ["Radio", "Spotify"], "friendly_name": format!("Speaker {i}")}),
+                ),
+                6 => (
+                    format!("cover.blind_{i}"),
+                    json!({"current_position": 40, "device_class": "blind",
+                           "friendly_name": format!("Blind {i}"), "supported_features": 15}),
+                ),
+                7 => (
+                    format!("device_tracker.phone_{i}"),
+                    json!({"source_type": "gps", "latitude": 52.37, "longitude": 4.89,
+                           "gps_accuracy": 12, "battery_level": 80, "friendly_name": format!("Phone {i}")}),
+                ),
+                _ => (
+                    format!("lock.door_{i}"),
+                    json!({"friendly_name": format!("Door {i}"), "supported_features": 0}),
+                ),
+            };
+            Entity {
+                id,
+                kind,
+                attrs: obj(attrs),
+                meta: EntityMeta {
+                    device_id: Some(format!("{:032x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+                    area_id: Some(["kitchen", "living_room", "bedroom", "office", "garage"][i % 5].into()),
+                },
+            }
+        })
+        .collect()
+}
+
+/// `count(state)` over every measurement of the client's database.
+pub async fn count_states(client: &InfluxClient) -> u64 {
+    match client.query("SELECT count(\"state\") FROM /.*/").await {
+        Ok(r) => r
+            .first_series()
+            .iter()
+            .filter_map(|s| s.values.first()?.get(1)?.as_u64())
+            .sum(),
+        Err(e) => {
+            eprintln!("count failed: {e}");
+            0
+        }
+    }
+}
+
+/// Default writer settings for `url` and `database`.
+pub fn settings(url: &str, database: String) -> InfluxSettings {
+    InfluxSettings {
+        url: url.to_owned(),
+        database,
+        ..InfluxSettings::default()
+    }
+}
