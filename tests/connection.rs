@@ -414,3 +414,35 @@ async fn home_assistant_restart_reconnects_and_resyncs() {
     assert_eq!(homeiq.deep().await["ingest"]["duplicates"], 0);
     drop(own);
 }
+
+/// `https` Home Assistant URLs go through TLS (`wss://`) with the one ring provider: a peer that
+/// does not speak TLS gives a reported connection error and a retry, never a panic.
+#[tokio::test]
+async fn wss_connections_use_tls_without_panicking() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.write_all(b"this is not TLS\r\n").await;
+        }
+    });
+    let mut options = HomeIqOptions::from_env();
+    options.ha_url = format!("https://127.0.0.1:{port}");
+    let homeiq = HomeIq::spawn(options).await;
+    let deep = homeiq
+        .wait_deep("TLS failure reported", WAIT, |d| {
+            ha_status(d)["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("wss://"))
+        })
+        .await;
+    assert_eq!(
+        ha_status(&deep)["websocket_url"],
+        format!("wss://127.0.0.1:{port}/api/websocket")
+    );
+    assert_eq!(deep["status"], "degraded", "{deep}");
+    assert!(!homeiq.log().contains("panicked"), "{}", homeiq.log());
+    reqwest::get(homeiq.url("/health"))
+        .await
+        .expect("still serving");
+}
