@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
-use crate::config::Settings;
+use crate::config::{Settings, StorageMode};
 use crate::ha::{self, ClientOptions, HaHandle};
 use crate::ingest::{
     BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
@@ -99,6 +99,12 @@ impl Application {
             "compile entity filter",
             EntityFilter::new(&settings.include, &settings.exclude),
         )?;
+        if settings.storage == StorageMode::Embedded {
+            tracing::warn!(
+                url = %settings.influxdb.url,
+                "storage = embedded is not available yet; writing to InfluxDB instead"
+            );
+        }
         let client = step(
             "create InfluxDB client",
             InfluxClient::new(&settings.influxdb),

@@ -118,6 +118,8 @@ pub struct Settings {
     pub ha: HaSettings,
     /// The InfluxDB server history is written to.
     pub influxdb: InfluxSettings,
+    /// Where history goes (the add-on's run scripts start the InfluxDB sidecar for `sidecar`).
+    pub storage: StorageMode,
     /// The durable spool between the pipeline and InfluxDB.
     pub spool: SpoolSettings,
     /// Gap backfill from Home Assistant's history.
@@ -139,6 +141,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             ha: HaSettings::default(),
             influxdb: InfluxSettings::default(),
+            storage: StorageMode::External,
             spool: SpoolSettings::default(),
             backfill: BackfillSettings::default(),
             heartbeat: HeartbeatSettings::default(),
@@ -146,6 +149,18 @@ impl Default for Settings {
             exclude: EntityFilterSettings::default(),
         }
     }
+}
+
+/// Where history is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageMode {
+    /// The add-on's own InfluxDB 1.8 on 127.0.0.1:8086 (started by its run scripts).
+    Sidecar,
+    /// The InfluxDB at `influxdb.url`.
+    External,
+    /// HomeIQ's own embedded store: not available yet; InfluxDB at `influxdb.url` is used.
+    Embedded,
 }
 
 /// Log line format.
@@ -722,6 +737,7 @@ mod tests {
     fn invalid_values_name_the_key() {
         let cases = [
             ("HOMEIQ_INFLUXDB__SCHEMA", "grafana", "influxdb.schema"),
+            ("HOMEIQ_STORAGE", "cloud", "storage"),
             ("HOMEIQ_HTTP__PORT", "70000", "http.port"),
             ("HOMEIQ_HTTP__PORT", "0", "http.port"),
             ("HOMEIQ_INFLUXDB__URL", "not a url", "influxdb.url"),
