@@ -113,6 +113,12 @@ pub enum SpoolError {
     /// A batch is larger than a record may be.
     #[error("spool: a batch of {0} bytes is larger than a spool record may be")]
     TooLarge(u64),
+    /// Another process (a second HomeIQ on the same data dir) holds the spool.
+    #[error("spool: {} is in use by another HomeIQ process; give each instance its own data_dir", path.display())]
+    Locked {
+        /// The spool directory.
+        path: PathBuf,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
@@ -360,6 +366,16 @@ pub(crate) struct Spool {
     cursor_written: Option<Pos>,
     dirty: bool,
     gauges: Arc<SpoolGauges>,
+    /// Exclusively locked while this spool may write: two writers would corrupt each other.
+    lock: Option<File>,
+}
+
+impl Spool {
+    /// Gives up the directory lock: called once the writer has shut down and will write no more,
+    /// so a new writer (a restart in the same process) can open the spool.
+    pub(crate) fn release(&mut self) {
+        self.lock = None;
+    }
 }
 
 impl std::fmt::Debug for Spool {
@@ -521,6 +537,22 @@ impl Spool {
         gauges: Arc<SpoolGauges>,
     ) -> Result<(Spool, OpenReport), SpoolError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("create", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
+        }
         let mut seqs = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
             let entry = entry.map_err(io_err("list", dir))?;
@@ -657,6 +689,7 @@ impl Spool {
             cursor_written: None,
             dirty: false,
             gauges,
+            lock: Some(lock),
         };
         spool.write_cursor()?;
         let dropped = spool.enforce_size()?;

@@ -407,3 +407,15 @@ fn records_given_back_are_read_again_first_and_count_against_the_bound() {
     assert_eq!(left + gauges.dropped.load(Ordering::Relaxed) + 10, 1_950);
     assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn a_second_writer_on_the_same_spool_is_refused_until_the_first_releases_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut first, _, _) = open(dir.path(), 1 << 20);
+    match Spool::open(dir.path(), limits(1 << 20), Arc::default()) {
+        Err(SpoolError::Locked { path }) => assert_eq!(path, dir.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    first.release();
+    let (_second, _, _) = open(dir.path(), 1 << 20);
+}

@@ -595,7 +595,13 @@ impl WriterHandle {
         }
         if let Some(spool) = shared.spool.clone() {
             // The data is in the page cache already; a slow disk must not hold up the exit.
-            let sync = blocking(move || lock(&spool).sync());
+            // after this the writer writes nothing: give up the spool's directory lock too
+            let sync = blocking(move || {
+                let mut spool = lock(&spool);
+                let synced = spool.sync();
+                spool.release();
+                synced
+            });
             let wait = end
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(200));
