@@ -12,73 +12,18 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::InfluxSettings;
-use homeiq::ha::model::{State, StateChanged};
+use homeiq::ha::model::StateChanged;
 use homeiq::store::influx::{InfluxClient, Point, PointMapper, encode_point, spawn_writer};
-use serde_json::json;
 
 const RAW_BATCH: usize = 5_000;
 
 mod common;
 
-use common::{ENTITIES, Entity, Rng, count_states, make_entities, settings};
+use common::{ENTITIES, Entity, Rng, count_states, event, make_entities, settings};
 
 fn make_events(n: usize, entities: &[Entity], rng: &mut Rng) -> Vec<(StateChanged, usize)> {
-    let base: DateTime<Utc> = Utc
-        .timestamp_millis_opt(1_743_500_000_000)
-        .single()
-        .unwrap_or_default();
-    (0..n)
-        .map(|i| {
-            let e_idx = rng.below(entities.len() as u64) as usize;
-            let e = &entities[e_idx];
-            let mut attrs = e.attrs.clone();
-            let state = match e.kind {
-                0 => format!("{:.1}", 10.0 + rng.unit() * 30.0),
-                1 | 3 => ["on", "off"][rng.below(2) as usize].to_owned(),
-                2 => {
-                    let on = rng.below(3) > 0;
-                    attrs.insert(
-                        "brightness".into(),
-                        json!(if on { rng.below(255) } else { 0 }),
-                    );
-                    (if on { "on" } else { "off" }).to_owned()
-                }
-                4 => {
-                    attrs.insert(
-                        "current_temperature".into(),
-                        json!(18.0 + (rng.below(60) as f64) / 10.0),
-                    );
-                    "heat".to_owned()
-                }
-                5 => ["playing", "paused", "idle"][rng.below(3) as usize].to_owned(),
-                6 => ["open", "closed", "opening"][rng.below(3) as usize].to_owned(),
-                7 => ["home", "not_home", "Work"][rng.below(3) as usize].to_owned(),
-                _ => ["locked", "unlocked"][rng.below(2) as usize].to_owned(),
-            };
-            // Every event gets its own millisecond: no two points share series and time.
-            let t = base + chrono::Duration::milliseconds(i as i64);
-            let new_state = State {
-                entity_id: e.id.clone(),
-                state,
-                attributes: attrs,
-                last_changed: t,
-                last_updated: t,
-                last_reported: Some(t),
-                context: None,
-            };
-            (
-                StateChanged {
-                    entity_id: e.id.clone(),
-                    old_state: None,
-                    new_state: Some(new_state),
-                    time_fired: t,
-                },
-                e_idx,
-            )
-        })
-        .collect()
+    (0..n).map(|i| event(i, entities, rng)).collect()
 }
 
 /// User + system CPU time of this process, seconds (from `/proc/self/stat`, USER_HZ = 100).

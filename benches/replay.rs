@@ -19,70 +19,25 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::{InfluxSettings, SpoolSettings};
-use homeiq::ha::model::{State, StateChanged};
 use homeiq::store::influx::{
     InfluxClient, Point, PointMapper, Precision, WriterHandle, encode_point, spawn_spooled_writer,
 };
-use serde_json::json;
 
 const RAW_BATCH: usize = 5_000;
 const CHILD_ENV: &str = "HOMEIQ_REPLAY_BENCH_CHILD";
 
 mod common;
 
-use common::{ENTITIES, Rng, count_states, make_entities, settings};
+use common::{ENTITIES, Rng, count_states, event, make_entities, settings};
 
 fn points(n: usize, mut f: impl FnMut(Point)) {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
     let entities = make_entities(&mut rng);
     let mapper = PointMapper::new(&InfluxSettings::default());
-    let base: DateTime<Utc> = Utc
-        .timestamp_millis_opt(1_743_500_000_000)
-        .single()
-        .unwrap_or_default();
     for i in 0..n {
-        let e = &entities[rng.below(entities.len() as u64) as usize];
-        let mut attrs = e.attrs.clone();
-        let state = match e.kind {
-            0 => format!("{:.1}", 10.0 + rng.unit() * 30.0),
-            1 | 3 => ["on", "off"][rng.below(2) as usize].to_owned(),
-            2 => {
-                let on = rng.below(3) > 0;
-                attrs.insert(
-                    "brightness".into(),
-                    json!(if on { rng.below(255) } else { 0 }),
-                );
-                (if on { "on" } else { "off" }).to_owned()
-            }
-            4 => {
-                attrs.insert(
-                    "current_temperature".into(),
-                    json!(18.0 + (rng.below(60) as f64) / 10.0),
-                );
-                "heat".to_owned()
-            }
-            5 => ["playing", "paused", "idle"][rng.below(3) as usize].to_owned(),
-            _ => ["home", "not_home", "Work"][rng.below(3) as usize].to_owned(),
-        };
-        // Every event gets its own millisecond: no two points share series and time.
-        let t = base + chrono::Duration::milliseconds(i as i64);
-        let ev = StateChanged {
-            entity_id: e.id.clone(),
-            old_state: None,
-            new_state: Some(State {
-                entity_id: e.id.clone(),
-                state,
-                attributes: attrs,
-                last_changed: t,
-                last_updated: t,
-                last_reported: Some(t),
-                context: None,
-            }),
-            time_fired: t,
-        };
-        if let Some(p) = mapper.map_change(&ev, &e.meta) {
+        let (ev, e_idx) = event(i, &entities, &mut rng);
+        if let Some(p) = mapper.map_change(&ev, &entities[e_idx].meta) {
             f(p);
         }
     }

@@ -1,7 +1,9 @@
 //! What both benchmarks share: a deterministic home of ~2,000 entities and InfluxDB helpers.
 #![allow(dead_code)]
 
+use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::InfluxSettings;
+use homeiq::ha::model::{State, StateChanged};
 use homeiq::store::influx::{EntityMeta, InfluxClient};
 use serde_json::{Map, Value, json};
 
@@ -156,4 +158,60 @@ pub fn settings(url: &str, database: String) -> InfluxSettings {
         database,
         ..InfluxSettings::default()
     }
+}
+
+/// The generator's first event time.
+pub fn base_time() -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_743_500_000_000)
+        .single()
+        .unwrap_or_default()
+}
+
+/// Event number `i`: a random entity of `entities` changes state; every event gets its own
+/// millisecond after [`base_time`], so no two points share series and time. Returns the event
+/// and the entity's index.
+pub fn event(i: usize, entities: &[Entity], rng: &mut Rng) -> (StateChanged, usize) {
+    let e_idx = rng.below(entities.len() as u64) as usize;
+    let e = &entities[e_idx];
+    let mut attrs = e.attrs.clone();
+    let state = match e.kind {
+        0 => format!("{:.1}", 10.0 + rng.unit() * 30.0),
+        1 | 3 => ["on", "off"][rng.below(2) as usize].to_owned(),
+        2 => {
+            let on = rng.below(3) > 0;
+            attrs.insert(
+                "brightness".into(),
+                json!(if on { rng.below(255) } else { 0 }),
+            );
+            (if on { "on" } else { "off" }).to_owned()
+        }
+        4 => {
+            attrs.insert(
+                "current_temperature".into(),
+                json!(18.0 + (rng.below(60) as f64) / 10.0),
+            );
+            "heat".to_owned()
+        }
+        5 => ["playing", "paused", "idle"][rng.below(3) as usize].to_owned(),
+        6 => ["open", "closed", "opening"][rng.below(3) as usize].to_owned(),
+        7 => ["home", "not_home", "Work"][rng.below(3) as usize].to_owned(),
+        _ => ["locked", "unlocked"][rng.below(2) as usize].to_owned(),
+    };
+    let t = base_time() + chrono::Duration::milliseconds(i as i64);
+    let new_state = State {
+        entity_id: e.id.clone(),
+        state,
+        attributes: attrs,
+        last_changed: t,
+        last_updated: t,
+        last_reported: Some(t),
+        context: None,
+    };
+    let ev = StateChanged {
+        entity_id: e.id.clone(),
+        old_state: None,
+        new_state: Some(new_state),
+        time_fired: t,
+    };
+    (ev, e_idx)
 }

@@ -46,6 +46,34 @@ fn test_config(settings: &InfluxSettings) -> WriterConfig {
     }
 }
 
+/// A fake InfluxDB answering in `mode` in front of a fresh real database: the fake, settings that
+/// point at it (adjusted by `tweak`), and a client of the real database, which exists.
+async fn fake_in_front(
+    test: &str,
+    mode: Mode,
+    tweak: impl FnOnce(&mut InfluxSettings),
+) -> (FakeInflux, InfluxSettings, InfluxClient) {
+    let real = fresh_settings(test);
+    let fake = FakeInflux::start(influx_url(), mode).await;
+    let mut settings = InfluxSettings {
+        url: fake.url.clone(),
+        ..real.clone()
+    };
+    tweak(&mut settings);
+    let client = InfluxClient::new(&real).expect("client");
+    client.create_database().await.expect("create");
+    (fake, settings, client)
+}
+
+/// A memory-only writer with the tests' short back-offs, writing to `settings.url`.
+fn memory_writer(settings: &InfluxSettings) -> WriterHandle {
+    spawn_writer_with(
+        test_config(settings),
+        InfluxClient::new(settings).expect("client"),
+        Precision::Millis,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_point_is_flushed_after_the_linger() {
     let settings = InfluxSettings {
@@ -446,21 +474,12 @@ async fn serve(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_retried_and_recovers() {
-    let real = fresh_settings("w_outage");
-    let fake = FakeInflux::start(influx_url(), Mode::Unavailable).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        flush_interval_ms: 20,
-        batch_size: 20,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
-    let writer = spawn_writer_with(
-        test_config(&settings),
-        InfluxClient::new(&settings).expect("client"),
-        Precision::Millis,
-    );
+    let (fake, settings, client) = fake_in_front("w_outage", Mode::Unavailable, |s| {
+        s.flush_interval_ms = 20;
+        s.batch_size = 20;
+    })
+    .await;
+    let writer = memory_writer(&settings);
     for i in 0..50 {
         writer.push(point(i));
     }
@@ -496,20 +515,11 @@ async fn an_outage_is_retried_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let real = fresh_settings("w_retry_after");
-    let fake = FakeInflux::start(influx_url(), Mode::TooMany).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        flush_interval_ms: 10,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
-    let writer = spawn_writer_with(
-        test_config(&settings),
-        InfluxClient::new(&settings).expect("client"),
-        Precision::Millis,
-    );
+    let (fake, settings, client) = fake_in_front("w_retry_after", Mode::TooMany, |s| {
+        s.flush_interval_ms = 10;
+    })
+    .await;
+    let writer = memory_writer(&settings);
     writer.push(point(1));
     assert!(
         eventually(Duration::from_secs(3), || async {
@@ -534,20 +544,11 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_are_reported_and_the_points_kept() {
-    let real = fresh_settings("w_auth");
-    let fake = FakeInflux::start(influx_url(), Mode::Unauthorized).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        flush_interval_ms: 10,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
-    let writer = spawn_writer_with(
-        test_config(&settings),
-        InfluxClient::new(&settings).expect("client"),
-        Precision::Millis,
-    );
+    let (fake, settings, client) = fake_in_front("w_auth", Mode::Unauthorized, |s| {
+        s.flush_interval_ms = 10;
+    })
+    .await;
+    let writer = memory_writer(&settings);
     for i in 0..3 {
         writer.push(point(i));
     }
@@ -574,21 +575,12 @@ async fn refused_credentials_are_reported_and_the_points_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_batches_are_split() {
-    let real = fresh_settings("w_split");
-    let fake = FakeInflux::start(influx_url(), Mode::SmallBodies).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        flush_interval_ms: 50,
-        batch_size: 200,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
-    let writer = spawn_writer_with(
-        test_config(&settings),
-        InfluxClient::new(&settings).expect("client"),
-        Precision::Millis,
-    );
+    let (fake, settings, client) = fake_in_front("w_split", Mode::SmallBodies, |s| {
+        s.flush_interval_ms = 50;
+        s.batch_size = 200;
+    })
+    .await;
+    let writer = memory_writer(&settings);
     for i in 0..200 {
         writer.push(point(i));
     }
@@ -890,15 +882,12 @@ async fn a_restart_reopens_the_spool_cuts_a_torn_tail_and_replays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_spools_what_it_cannot_write() {
-    let real = fresh_settings("w_shutdown_spool");
-    let fake = FakeInflux::start(influx_url(), Mode::Hang).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        batch_size: 100,
-        flush_interval_ms: 10,
-        timeout_secs: 30,
-        ..real.clone()
-    };
+    let (_fake, settings, client) = fake_in_front("w_shutdown_spool", Mode::Hang, |s| {
+        s.batch_size = 100;
+        s.flush_interval_ms = 10;
+        s.timeout_secs = 30;
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let writer = spooled(&settings, dir.path(), unbounded()).await;
     for i in 0..1_000 {
@@ -924,8 +913,11 @@ async fn shutdown_spools_what_it_cannot_write() {
             left: 0
         }
     );
-    // The next start writes them.
-    let client = InfluxClient::new(&real).expect("client");
+    // The next start, with InfluxDB itself answering, writes them.
+    let real = InfluxSettings {
+        url: influx_url(),
+        ..settings.clone()
+    };
     let writer = spooled(&real, dir.path(), unbounded()).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -1069,17 +1061,12 @@ async fn the_spool_bound_drops_the_oldest_and_counts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_influxdb_spills_to_the_spool_instead_of_dropping() {
-    let real = fresh_settings("w_spill");
-    let fake = FakeInflux::start(influx_url(), Mode::Slow).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        batch_size: 100,
-        flush_interval_ms: 10,
-        queue_capacity: 1_000,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
+    let (fake, settings, client) = fake_in_front("w_spill", Mode::Slow, |s| {
+        s.batch_size = 100;
+        s.flush_interval_ms = 10;
+        s.queue_capacity = 1_000;
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let writer = spooled(&settings, dir.path(), unbounded()).await;
     // About 1,000 points/s get through; 10,000 arrive within a second or two.
@@ -1104,15 +1091,10 @@ async fn a_slow_influxdb_spills_to_the_spool_instead_of_dropping() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_spool_and_recover() {
-    let real = fresh_settings("w_auth_spool");
-    let fake = FakeInflux::start(influx_url(), Mode::Unauthorized).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        flush_interval_ms: 10,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
+    let (fake, settings, client) = fake_in_front("w_auth_spool", Mode::Unauthorized, |s| {
+        s.flush_interval_ms = 10;
+    })
+    .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let writer = spooled(&settings, dir.path(), unbounded()).await;
     for i in 0..30 {
@@ -1163,16 +1145,11 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
 
     // InfluxDB is back but slow (200 ms a request): replaying 20 requests of 1,000 points, two
     // at a time, takes about 2 s.
-    let real = fresh_settings("w_fair");
-    let fake = FakeInflux::start(influx_url(), Mode::Slow).await;
-    let settings = InfluxSettings {
-        url: fake.url.clone(),
-        batch_size: 1_000,
-        flush_interval_ms: 10,
-        ..real.clone()
-    };
-    let client = InfluxClient::new(&real).expect("client");
-    client.create_database().await.expect("create");
+    let (_fake, settings, client) = fake_in_front("w_fair", Mode::Slow, |s| {
+        s.batch_size = 1_000;
+        s.flush_interval_ms = 10;
+    })
+    .await;
     let config = WriterConfig {
         replay_points: 1_000,
         ..test_config(&settings)
