@@ -12,15 +12,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::rates::EventRates;
+use crate::api::{self, AppState, ServerOptions};
 use crate::config::{Settings, StorageMode};
 use crate::ha::{self, ClientOptions, HaHandle};
+use crate::ingest::LiveBus;
 use crate::ingest::{
     BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
     IngestCounters, Pipeline, RegistrySyncState, registry_sync, run_registry_task,
 };
+use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_spooled_writer};
-use crate::store::registry::RegistryStore;
+use crate::store::registry::{CatalogHandle, RegistryStore};
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
@@ -86,6 +89,7 @@ impl Application {
             "open metadata database",
             RegistryStore::open(&settings.metadata_db_path()).await,
         )?;
+        let supervisor = supervisor_token.as_deref().is_some_and(|t| !t.is_empty());
         let endpoint = step(
             "resolve Home Assistant endpoint",
             settings.ha_endpoint(supervisor_token.as_deref()),
@@ -109,6 +113,7 @@ impl Application {
             "create InfluxDB client",
             InfluxClient::new(&settings.influxdb),
         )?;
+        let history_client = client.clone();
         let mapper = PointMapper::new(&settings.influxdb);
         let writer = step(
             "open the spool",
@@ -136,11 +141,14 @@ impl Application {
         let states = CurrentStates::default();
         let counters = Arc::new(IngestCounters::default());
         let registry_sync = RegistrySyncState::default();
+        let catalog = CatalogHandle::default();
+        step("load the registry catalog", catalog.reload(&registry).await)?;
         let (jobs_tx, jobs_rx) = mpsc::channel(registry_sync::REGISTRY_QUEUE);
         let registry_task = tokio::spawn(run_registry_task(
             registry.clone(),
             jobs_rx,
             registry_sync.clone(),
+            catalog.clone(),
         ));
         let backfill = BackfillHandle::open(
             BackfillOptions::new(&settings),
@@ -174,7 +182,11 @@ impl Application {
             pipeline = pipeline.with_backfill(backfill.feed());
         }
         let cursor_task = tokio::spawn(backfill.clone().run_cursor(cancel.child_token()));
+        let live = LiveBus::default();
+        pipeline = pipeline.with_live_bus(live.clone());
         let pipeline_task = tokio::spawn(pipeline.run(messages));
+        let rates = EventRates::default();
+        let counters_for_rates = counters.clone();
 
         let state = AppState {
             ha: ha.clone(),
@@ -186,11 +198,30 @@ impl Application {
             backfill: backfill.clone(),
             heartbeat: heartbeat_counters,
             started,
+            catalog,
+            history: HistoryStore::Influx(InfluxHistory::new(
+                history_client,
+                settings.influxdb.schema,
+            )),
+            live,
+            rates: rates.clone(),
+            settings: Arc::new(settings.clone()),
         };
-        let (server, port) = step(
-            "bind HTTP server",
-            api::bind(state, &settings.http.bind, settings.http.port),
-        )?;
+        tokio::spawn(rates.run(counters_for_rates, cancel.child_token()));
+        let options = ServerOptions {
+            bind: settings.http.bind.clone(),
+            port: settings.http.port,
+            gateway: settings.trusted_gateway(supervisor),
+            api_token: settings
+                .http
+                .api_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+        };
+        if let Some(gateway) = options.gateway {
+            tracing::info!(%gateway, token = options.api_token.is_some(), "API open to the ingress gateway; other clients need http.api_token");
+        }
+        let (server, port) = step("bind HTTP server", api::bind(state, &options))?;
         tracing::info!(
             port,
             elapsed_ms = started.elapsed().as_millis() as u64,

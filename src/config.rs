@@ -13,7 +13,9 @@
 //! unrelated `HOMEIQ_*` variable cannot stop the add-on. Secrets are wrapped in [`Secret`], whose
 //! `Debug`, `Display` and `Serialize` never reveal the value.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -130,6 +132,11 @@ pub struct Settings {
     pub include: EntityFilterSettings,
     /// Entities never to record (wins over `include`).
     pub exclude: EntityFilterSettings,
+    /// The REST API's limits.
+    pub api: ApiSettings,
+    /// Where each set key came from (`key` → source); keys not listed have their default.
+    #[serde(skip)]
+    pub provenance: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -147,6 +154,30 @@ impl Default for Settings {
             heartbeat: HeartbeatSettings::default(),
             include: EntityFilterSettings::default(),
             exclude: EntityFilterSettings::default(),
+            api: ApiSettings::default(),
+            provenance: BTreeMap::new(),
+        }
+    }
+}
+
+/// `api.*`: limits of the REST API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// Requests per second each client may make on average (0 turns rate limiting off).
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make in a burst above the average.
+    pub rate_limit_burst: u32,
+    /// The longest time range one history request may cover, in days.
+    pub max_history_days: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
+            max_history_days: 31,
         }
     }
 }
@@ -181,8 +212,12 @@ pub struct HttpSettings {
     pub bind: String,
     /// Port to listen on (the add-on's ingress port is 8099).
     pub port: u16,
-    /// Bearer token required by the API when set (health endpoints stay open).
+    /// Bearer token required by the API when set (`/health` stays open).
     pub api_token: Option<Secret>,
+    /// The ingress gateway's address: requests from it are trusted (the Supervisor already
+    /// authenticated the user); others need `api_token`. `auto` = `172.30.32.2` when running as an
+    /// add-on, `none` = no gateway.
+    pub ingress_gateway: String,
 }
 
 impl Default for HttpSettings {
@@ -191,6 +226,7 @@ impl Default for HttpSettings {
             bind: "0.0.0.0".into(),
             port: 8099,
             api_token: None,
+            ingress_gateway: "auto".into(),
         }
     }
 }
@@ -449,10 +485,11 @@ impl Settings {
             .build()
             .map_err(|e| ConfigError::Source(e.to_string()))?;
 
+        let provenance = provenance(&merged, sources.config_file.as_deref(), &options);
         let mut unknown = Vec::new();
         let mut note_unknown = |path: serde_ignored::Path| unknown.push(path.to_string());
         let ignored = serde_ignored::Deserializer::new(merged, &mut note_unknown);
-        let settings: Settings = serde_path_to_error::deserialize(ignored).map_err(|e| {
+        let mut settings: Settings = serde_path_to_error::deserialize(ignored).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Invalid {
                 key,
@@ -462,6 +499,10 @@ impl Settings {
         settings.validate()?;
         // `HOMEIQ_OPTIONS_FILE` names a source, not a setting
         unknown.retain(|key| key != "options_file");
+        settings.provenance = provenance
+            .into_iter()
+            .filter(|(key, _)| !unknown.contains(key) && key != "options_file")
+            .collect();
         Ok((settings, unknown))
     }
 
@@ -548,9 +589,48 @@ impl Settings {
                 })?;
             }
         }
+        self.ingress_gateway()?;
+        check_range(
+            "api.rate_limit_per_second",
+            self.api.rate_limit_per_second,
+            0,
+            1_000_000,
+        )?;
+        check_range(
+            "api.rate_limit_burst",
+            self.api.rate_limit_burst,
+            1,
+            1_000_000,
+        )?;
+        check_range("api.max_history_days", self.api.max_history_days, 1, 3_650)?;
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
         Ok(())
+    }
+
+    /// The trusted ingress gateway (`http.ingress_gateway`) before `auto` is resolved: `Ok(None)`
+    /// for `auto`, the address otherwise; `none` and an empty value give `Some(None)`.
+    fn ingress_gateway(&self) -> Result<Option<Option<IpAddr>>, ConfigError> {
+        match self.http.ingress_gateway.trim() {
+            "auto" => Ok(None),
+            "" | "none" => Ok(Some(None)),
+            ip => ip.parse().map(|ip| Some(Some(ip))).map_err(|_| {
+                ConfigError::invalid(
+                    "http.ingress_gateway",
+                    format!("`{ip}` is not an IP address, `auto` or `none`"),
+                )
+            }),
+        }
+    }
+
+    /// The ingress gateway whose requests are trusted: `http.ingress_gateway`, where `auto` means
+    /// the Supervisor's `172.30.32.2` when running as an add-on (`supervisor` is true).
+    pub fn trusted_gateway(&self, supervisor: bool) -> Option<IpAddr> {
+        match self.ingress_gateway() {
+            Ok(Some(explicit)) => explicit,
+            Ok(None) => supervisor.then_some(IpAddr::V4(std::net::Ipv4Addr::new(172, 30, 32, 2))),
+            Err(_) => None,
+        }
     }
 
     /// How to reach Home Assistant: the Supervisor proxy when `supervisor_token` is given,
@@ -642,6 +722,51 @@ fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError
         return Err(ConfigError::invalid(key, "has no host"));
     }
     Ok(())
+}
+
+/// Where each key of the merged configuration came from: the `--config` file, the add-on options
+/// or an environment variable. Keys absent from every layer keep their defaults.
+fn provenance(
+    merged: &config::Config,
+    config_file: Option<&Path>,
+    options_file: &Path,
+) -> BTreeMap<String, String> {
+    fn walk(
+        prefix: &str,
+        table: &config::Map<String, config::Value>,
+        out: &mut BTreeMap<String, String>,
+        describe: &dyn Fn(&str, Option<&str>) -> String,
+    ) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match &value.kind {
+                config::ValueKind::Table(inner) => walk(&path, inner, out, describe),
+                _ => {
+                    let source = describe(&path, value.origin());
+                    out.insert(path, source);
+                }
+            }
+        }
+    }
+    let options = options_file.display().to_string();
+    let file = config_file.map(|f| f.display().to_string());
+    let describe = |key: &str, origin: Option<&str>| match origin {
+        Some(o) if o == options => format!("add-on options ({o})"),
+        Some(o) if Some(o) == file.as_deref() => format!("config file ({o})"),
+        _ => format!(
+            "environment ({ENV_PREFIX}_{})",
+            key.to_uppercase().replace('.', "__")
+        ),
+    };
+    let mut out = BTreeMap::new();
+    if let config::ValueKind::Table(table) = &merged.cache.kind {
+        walk("", table, &mut out, &describe);
+    }
+    out
 }
 
 fn check_range<T: PartialOrd + fmt::Display>(

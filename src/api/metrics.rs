@@ -277,6 +277,25 @@ impl Collector for StatusCollector {
             "Seconds since start",
             s.started.elapsed().as_secs_f64(),
         )?;
+        gauge(
+            &mut e,
+            "homeiq_live_stream_listeners",
+            "Live stream clients and other listeners of state changes",
+            s.live.listeners() as f64,
+        )?;
+        let catalog = s.catalog.current();
+        gauge(
+            &mut e,
+            "homeiq_registry_devices",
+            "Devices in the registry mirror",
+            catalog.devices.len() as f64,
+        )?;
+        gauge(
+            &mut e,
+            "homeiq_registry_entities",
+            "Entities known (registry and state-only)",
+            catalog.entities.len() as f64,
+        )?;
         if let Some(rss) = resident_bytes() {
             gauge(
                 &mut e,
@@ -296,9 +315,20 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// A registry whose collector reads `state` at every scrape.
-pub fn registry(state: AppState) -> Registry {
+/// A registry whose collector reads `state` at every scrape, plus the live histograms: InfluxDB
+/// write durations and HTTP request durations by route.
+pub fn registry(state: AppState, http: super::guard::HttpDurations) -> Registry {
     let mut registry = Registry::default();
+    registry.register(
+        "homeiq_influxdb_write_duration_seconds",
+        "Duration of answered InfluxDB write requests",
+        state.writer.latency_histogram(),
+    );
+    registry.register(
+        "homeiq_http_request_duration_seconds",
+        "Duration of HTTP requests by method, route and status class",
+        http,
+    );
     registry.register_collector(Box::new(StatusCollector { state }));
     registry
 }

@@ -1,23 +1,41 @@
-//! The HTTP server: health endpoints now, the REST API and the panel later.
+//! The HTTP server: the REST API under `/api/v1`, health, metrics and the API documentation.
 //!
-//! - `GET /health`: liveness for the Supervisor's watchdog; no I/O, always 200 while the process
-//!   serves requests.
-//! - `GET /health/deep`: every dependency with a verdict. `status` is `ok`, `degraded` (working but
-//!   something needs attention: Home Assistant reconnecting, InfluxDB unreachable while points are
-//!   held in memory) or `failed` (cannot work until someone acts: token refused, InfluxDB
-//!   credentials refused, SQLite unusable), with `reasons` in plain words. `failed` answers 503.
-//! - `GET /metrics`: Prometheus / OpenMetrics text ([`metrics`]).
-//! - `GET /api/v1/quarantine?limit=&offset=`: points InfluxDB refused as invalid, newest first,
-//!   with InfluxDB's reason (`{"total", "items": [{"line", "reason", "at"}]}`).
+//! - Registry ([`registry`]): devices, entities, areas, floors, labels, integrations, from the
+//!   in-memory catalog and current states.
+//! - History ([`history`]): records, aggregates, event statistics, through
+//!   [`HistoryStore`](crate::store::history::HistoryStore).
+//! - Live ([`stream`]): state changes as Server-Sent Events.
+//! - Operations ([`ops`]): `/health`, `/health/deep`, `/metrics`, `/api/v1/metrics/realtime`,
+//!   `/api/v1/config`, `/api/v1/quarantine`.
+//! - `/api/openapi.json` and `/api/docs/` ([`docs`]).
+//!
+//! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
+//! are in [`guard`].
 
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod guard;
+pub mod history;
 pub mod metrics;
+pub mod ops;
+pub mod rates;
+pub mod registry;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use serde::Serialize;
 use serde_json::json;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::config::Settings;
+use crate::ingest::LiveBus;
+use crate::store::history::HistoryStore;
+use crate::store::registry::CatalogHandle;
 
 use crate::ha::{ConnectionState, HaHandle};
 use crate::ingest::{
@@ -47,6 +65,16 @@ pub struct AppState {
     pub heartbeat: Arc<HeartbeatCounters>,
     /// Process start.
     pub started: Instant,
+    /// The registry catalog.
+    pub catalog: CatalogHandle,
+    /// History reads.
+    pub history: HistoryStore,
+    /// Live state changes.
+    pub live: LiveBus,
+    /// Event rates for the dashboard.
+    pub rates: rates::EventRates,
+    /// The effective settings.
+    pub settings: Arc<Settings>,
 }
 
 /// Overall verdict of `/health/deep`.
@@ -61,88 +89,128 @@ pub enum Verdict {
     Failed,
 }
 
+/// What the server needs besides [`AppState`].
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to bind.
+    pub bind: String,
+    /// Port (0 picks a free one).
+    pub port: u16,
+    /// Trusted ingress gateway.
+    pub gateway: Option<std::net::IpAddr>,
+    /// Bearer token for other clients.
+    pub api_token: Option<String>,
+}
+
+/// The OpenAPI document of every route [`configure`] registers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(App::new().into_utoipa_app()).split_for_parts().1
+}
+
+/// Registers every documented route.
+fn routes<T>(app: utoipa_actix_web::UtoipaApp<T>) -> utoipa_actix_web::UtoipaApp<T>
+where
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+{
+    app.openapi(docs::ApiDoc::openapi())
+        .service(ops::health)
+        .service(ops::health_deep)
+        .service(ops::prometheus)
+        .service(ops::realtime)
+        .service(ops::config)
+        .service(ops::quarantine)
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .service(registry::list_devices)
+                .service(registry::get_device)
+                .service(registry::list_entities)
+                .service(registry::get_entity)
+                .service(registry::list_areas)
+                .service(registry::list_floors)
+                .service(registry::list_labels)
+                .service(registry::list_integrations)
+                .service(history::history)
+                .service(history::aggregate)
+                .service(history::event_stats)
+                .service(stream::stream_events),
+        )
+}
+
 /// Binds the HTTP server (port 0 picks a free port) and returns it with the bound port.
 pub fn bind(
     state: AppState,
-    bind: &str,
-    port: u16,
+    options: &ServerOptions,
 ) -> std::io::Result<(actix_web::dev::Server, u16)> {
-    let registry = web::Data::new(metrics::registry(state.clone()));
+    let durations = guard::http_durations();
+    let registry = web::Data::new(metrics::registry(state.clone(), durations.clone()));
+    let durations = web::Data::new(durations);
+    let settings = &state.settings.api;
+    let guard = guard::data(guard::Guard::new(
+        options.gateway,
+        options.api_token.clone(),
+        settings.rate_limit_per_second,
+        settings.rate_limit_burst,
+    ));
+    let spec = web::Data::new(docs::OpenApiJson(
+        openapi().to_json().unwrap_or_else(|_| "{}".into()),
+    ));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(registry.clone())
-            .route("/health", web::get().to(health))
-            .route("/health/deep", web::get().to(health_deep))
-            .route("/metrics", web::get().to(prometheus))
-            .route("/api/v1/quarantine", web::get().to(quarantine))
+        let (app, _) =
+            routes(
+                App::new()
+                    .app_data(data.clone())
+                    .app_data(registry.clone())
+                    .app_data(durations.clone())
+                    .app_data(guard.clone())
+                    .app_data(spec.clone())
+                    .app_data(error::json_config())
+                    .app_data(error::path_config())
+                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                        error::ApiError::invalid("query", e.to_string()).into()
+                    }))
+                    .into_utoipa_app(),
+            )
+            .split_for_parts();
+        app.route("/api/openapi.json", web::get().to(docs::openapi_json))
+            .route("/api/docs", web::get().to(docs::docs_redirect))
+            .route("/api/docs/", web::get().to(docs::docs_index))
+            .route(
+                "/api/docs/swagger-ui-bundle.js",
+                web::get().to(docs::docs_bundle),
+            )
+            .route("/api/docs/swagger-ui.css", web::get().to(docs::docs_css))
+            .default_service(web::to(not_found))
+            .wrap(actix_web::middleware::from_fn(guard::rate_limit))
+            .wrap(actix_web::middleware::from_fn(guard::access))
+            .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::from_fn(guard::request_context))
     })
     .workers(2)
     .disable_signals()
     .shutdown_timeout(2)
-    .bind((bind, port))?;
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .bind((options.bind.as_str(), options.port))?;
     let port = server
         .addrs()
         .first()
-        .map_or(port, std::net::SocketAddr::port);
+        .map_or(options.port, std::net::SocketAddr::port);
     Ok((server.run(), port))
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": state.started.elapsed().as_secs(),
-    }))
-}
-
-async fn prometheus(registry: web::Data<prometheus_client::registry::Registry>) -> HttpResponse {
-    match metrics::render(&registry) {
-        Ok(text) => HttpResponse::Ok()
-            .content_type(metrics::CONTENT_TYPE)
-            .body(text),
-        Err(e) => HttpResponse::InternalServerError().body(format!("cannot render metrics: {e}")),
-    }
-}
-
-/// Paging of `GET /api/v1/quarantine`.
-#[derive(Debug, serde::Deserialize)]
-struct Page {
-    #[serde(default = "default_limit")]
-    limit: usize,
-    #[serde(default)]
-    offset: usize,
-}
-
-fn default_limit() -> usize {
-    100
-}
-
-async fn quarantine(state: web::Data<AppState>, page: web::Query<Page>) -> HttpResponse {
-    if !(1..=1000).contains(&page.limit) {
-        return HttpResponse::BadRequest().json(json!({"error": {
-            "code": "invalid_parameter",
-            "message": "limit must be 1..1000",
-            "field": "limit",
-        }}));
-    }
-    HttpResponse::Ok().json(json!({
-        "total": state.writer.quarantine_len(),
-        "limit": page.limit,
-        "offset": page.offset,
-        "items": state.writer.quarantine(page.limit, page.offset),
-    }))
-}
-
-async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
-    let (verdict, body) = deep_report(&state).await;
-    let mut response = if verdict == Verdict::Failed {
-        HttpResponse::ServiceUnavailable()
-    } else {
-        HttpResponse::Ok()
-    };
-    response.json(body)
+async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// Builds the deep health report.

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 pub type Attributes = Map<String, Value>;
 
 /// Who or what caused a state change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Context {
     /// Context id (a ULID string).
     #[serde(default)]
@@ -25,7 +25,7 @@ pub struct Context {
 }
 
 /// One entity's state object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct State {
     /// Full entity id, e.g. `light.bed_light`.
     pub entity_id: String,
@@ -33,6 +33,7 @@ pub struct State {
     pub state: String,
     /// State attributes.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub attributes: Attributes,
     /// When the state string last changed.
     pub last_changed: DateTime<Utc>,

@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod filter;
 pub mod heartbeat;
+pub mod live;
 pub mod pipeline;
 pub mod registry_sync;
 pub mod states;
@@ -11,6 +12,7 @@ pub mod states;
 pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
 pub use filter::EntityFilter;
 pub use heartbeat::{Heartbeat, HeartbeatCounters};
+pub use live::{LiveBus, LiveEvent};
 pub use pipeline::{IngestCounters, IngestStatus, Pipeline};
 pub use registry_sync::{RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task};
 pub use states::CurrentStates;

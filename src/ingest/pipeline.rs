@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 
 use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
+use super::live::{LiveBus, LiveEvent};
 use super::registry_sync::RegistryJob;
 use super::states::CurrentStates;
 use crate::config::SchemaMode;
@@ -185,6 +186,7 @@ pub struct Pipeline {
     relist_outstanding: HashSet<RegistryKind>,
     relist_dirty: HashSet<RegistryKind>,
     backfill: Option<BackfillFeed>,
+    live: Option<LiveBus>,
 }
 
 impl Pipeline {
@@ -213,6 +215,30 @@ impl Pipeline {
             relist_outstanding: HashSet::new(),
             relist_dirty: HashSet::new(),
             backfill: None,
+            live: None,
+        }
+    }
+
+    /// Publishes every accepted change (live events and snapshot differences) on `bus`.
+    pub fn with_live_bus(mut self, bus: LiveBus) -> Self {
+        self.live = Some(bus);
+        self
+    }
+
+    fn publish(
+        &self,
+        entity_id: &str,
+        old_state: Option<Arc<State>>,
+        new_state: Option<Arc<State>>,
+        time_fired: DateTime<Utc>,
+    ) {
+        if let Some(bus) = self.live.as_ref().filter(|b| b.has_listeners()) {
+            bus.publish(LiveEvent {
+                entity_id: entity_id.to_owned(),
+                old_state,
+                new_state,
+                time_fired,
+            });
         }
     }
 
@@ -274,7 +300,9 @@ impl Pipeline {
         self.last_event.insert(ev.entity_id.clone(), key);
 
         let Some(new) = ev.new_state.as_ref() else {
+            let old = self.states.get(&ev.entity_id);
             self.forget_state(&ev.entity_id);
+            self.publish(&ev.entity_id, old, None, ev.time_fired);
             c.unmapped.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -291,7 +319,8 @@ impl Pipeline {
             return;
         }
         self.note_state_meta(previous.as_deref(), new);
-        self.states.insert(new.clone());
+        let current = self.states.insert(new.clone());
+        self.publish(&ev.entity_id, previous, Some(current), ev.time_fired);
 
         if !self.filter.allows(&ev.entity_id) {
             c.filtered.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +405,11 @@ impl Pipeline {
                     c.snapshot_points.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            self.states.insert(state);
+            let current = self.states.insert(state);
+            if !unchanged {
+                let at = current.last_updated;
+                self.publish(&current.entity_id, previous, Some(current.clone()), at);
+            }
         }
         // the snapshot's points are with the writer: the backfill may start
         if let Some(feed) = &mut self.backfill {

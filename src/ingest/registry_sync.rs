@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
 use crate::ha::model::RegistryKind;
-use crate::store::registry::{RegistryRow, RegistryRows, RegistryStore, StateMeta};
+use crate::store::registry::{CatalogHandle, RegistryRow, RegistryRows, RegistryStore, StateMeta};
 
 /// Capacity of the queue to the registry task.
 pub const REGISTRY_QUEUE: usize = 256;
@@ -60,13 +61,35 @@ impl RegistrySyncState {
     }
 }
 
-/// Applies jobs until the channel closes.
+/// How long after a change the catalog is re-read, so that a burst of changes (a full sync of
+/// five registries, a restart) costs one reload.
+const CATALOG_RELOAD_DELAY: Duration = Duration::from_millis(150);
+
+/// Applies jobs until the channel closes, reloading `catalog` shortly after changes.
 pub async fn run_registry_task(
     store: RegistryStore,
     mut jobs: mpsc::Receiver<RegistryJob>,
     state: RegistrySyncState,
+    catalog: CatalogHandle,
 ) {
-    while let Some(job) = jobs.recv().await {
+    let mut reload_at: Option<Instant> = None;
+    loop {
+        let job = match reload_at {
+            Some(at) => match tokio::time::timeout_at(at, jobs.recv()).await {
+                Ok(job) => job,
+                Err(_) => {
+                    reload_at = None;
+                    if let Err(e) = catalog.reload(&store).await {
+                        tracing::warn!(error = %e, "cannot reload the registry catalog");
+                        state.lock().last_error = Some(format!("catalog reload: {e}"));
+                    }
+                    continue;
+                }
+            },
+            None => jobs.recv().await,
+        };
+        let Some(job) = job else { break };
+        reload_at.get_or_insert_with(|| Instant::now() + CATALOG_RELOAD_DELAY);
         let (what, result) = match job {
             RegistryJob::FullSync(rows) => {
                 let kind = rows.kind();

@@ -17,13 +17,20 @@ impl CurrentStates {
         self.read().get(entity_id).cloned()
     }
 
-    /// Stores a state as the entity's latest.
-    pub fn insert(&self, state: State) {
+    /// Stores a state as the entity's latest and returns it shared.
+    pub fn insert(&self, state: State) -> Arc<State> {
+        let state = Arc::new(state);
         let mut map = self
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(state.entity_id.clone(), Arc::new(state));
+        map.insert(state.entity_id.clone(), Arc::clone(&state));
+        state
+    }
+
+    /// Every current state, in no particular order.
+    pub fn all(&self) -> Vec<Arc<State>> {
+        self.read().values().cloned().collect()
     }
 
     /// Forgets an entity (removed from Home Assistant).

@@ -1,4 +1,6 @@
-//! Storage: history in InfluxDB ([`influx`]) and the registry mirror in SQLite ([`registry`]).
+//! Storage: history in InfluxDB ([`influx`]), read back through [`history`], and the registry
+//! mirror in SQLite ([`registry`]).
 
+pub mod history;
 pub mod influx;
 pub mod registry;

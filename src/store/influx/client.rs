@@ -183,6 +183,7 @@ struct Inner {
     http: reqwest::Client,
     write_url: Url,
     query_url: Url,
+    query_url_us: Url,
     ping_url: Url,
     database: String,
     auth: Auth,
@@ -243,6 +244,11 @@ impl InfluxClient {
             .query_pairs_mut()
             .append_pair("db", &settings.database)
             .append_pair("epoch", "ms");
+        let mut query_url_us = join("query")?;
+        query_url_us
+            .query_pairs_mut()
+            .append_pair("db", &settings.database)
+            .append_pair("epoch", "u");
         let ping_url = join("ping")?;
 
         let auth = match (&settings.token, &settings.username, url_user) {
@@ -271,6 +277,7 @@ impl InfluxClient {
                 http,
                 write_url,
                 query_url,
+                query_url_us,
                 ping_url,
                 database: settings.database.clone(),
                 auth,
@@ -415,11 +422,21 @@ impl InfluxClient {
     /// statement error inside a `200` answer is returned as [`InfluxError::Statement`]; values
     /// are never inspected, so a value `"error"` is just a value.
     pub async fn query(&self, q: &str) -> Result<QueryResult, InfluxError> {
+        self.query_at(self.inner.query_url.clone(), q).await
+    }
+
+    /// [`InfluxClient::query`] with times in epoch microseconds (`epoch=u`), the resolution
+    /// HomeIQ writes.
+    pub async fn query_us(&self, q: &str) -> Result<QueryResult, InfluxError> {
+        self.query_at(self.inner.query_url_us.clone(), q).await
+    }
+
+    async fn query_at(&self, url: Url, q: &str) -> Result<QueryResult, InfluxError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("q", q)
             .finish();
         let req = self
-            .authorize(self.inner.http.post(self.inner.query_url.clone()))
+            .authorize(self.inner.http.post(url))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form);
         let resp = req

@@ -54,6 +54,7 @@
 //! queue and are retried after the back-off; when the queue is full the oldest points are dropped
 //! and counted, and whatever is left at the shutdown deadline is lost (and reported).
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -159,6 +160,10 @@ pub struct WriterStatus {
     pub last_latency_ms: Option<f64>,
     /// Mean duration of write requests, milliseconds.
     pub mean_latency_ms: Option<f64>,
+    /// Median duration of the last 256 write requests, milliseconds.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile duration of the last 256 write requests, milliseconds.
+    pub p95_latency_ms: Option<f64>,
     /// Whether points wait in the spool for InfluxDB (working, but degraded).
     pub spooling: bool,
     /// Size of the spool's files, bytes.
@@ -284,7 +289,19 @@ struct Shared {
     held: Mutex<HashMap<u64, Batch>>,
     next_key: AtomicU64,
     tasks: Mutex<Tasks>,
+    /// Durations of answered write requests, seconds (Prometheus).
+    latency: Histogram,
+    /// The most recent write durations, µs, for percentiles on the dashboard.
+    recent_latency: Mutex<VecDeque<u32>>,
 }
+
+/// Write durations kept for [`WriterStatus::p95_latency_ms`].
+const RECENT_LATENCIES: usize = 256;
+
+/// Buckets of the write latency histogram, seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -426,6 +443,8 @@ fn start(
         held: Mutex::new(HashMap::new()),
         next_key: AtomicU64::new(0),
         tasks: Mutex::new(Tasks::default()),
+        latency: Histogram::new(LATENCY_BUCKETS),
+        recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
     });
     tokio::spawn(create_database_at_start(Arc::clone(&shared)));
     let mut tasks = Tasks {
@@ -479,6 +498,11 @@ impl WriterHandle {
         }
     }
 
+    /// The histogram of write request durations (seconds), for Prometheus.
+    pub fn latency_histogram(&self) -> Histogram {
+        self.shared.latency.clone()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> WriterStatus {
         let shared = &*self.shared;
@@ -493,7 +517,21 @@ impl WriterHandle {
         let ms = |us: u64| us as f64 / 1000.0;
         let spool_points = g.points.load(Ordering::Relaxed);
         let oldest = g.oldest_ms.load(Ordering::Relaxed);
+        let (p50, p95) = {
+            let mut recent: Vec<u32> = lock(&shared.recent_latency).iter().copied().collect();
+            recent.sort_unstable();
+            let at = |q: f64| {
+                (!recent.is_empty()).then(|| {
+                    ms(u64::from(
+                        recent[((recent.len() - 1) as f64 * q).round() as usize],
+                    ))
+                })
+            };
+            (at(0.5), at(0.95))
+        };
         WriterStatus {
+            p50_latency_ms: p50,
+            p95_latency_ms: p95,
             queued,
             in_flight,
             written: c.written.load(Ordering::Relaxed),
@@ -1048,6 +1086,12 @@ async fn write_once(shared: &Shared, batch: &Batch) -> Attempt {
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.latency_total_us.fetch_add(us, Ordering::Relaxed);
             c.last_latency_us.store(us, Ordering::Relaxed);
+            shared.latency.observe(us as f64 / 1e6);
+            let mut recent = lock(&shared.recent_latency);
+            if recent.len() == RECENT_LATENCIES {
+                recent.pop_front();
+            }
+            recent.push_back(u32::try_from(us).unwrap_or(u32::MAX));
         }
         c.reachable.store(answered, Ordering::Relaxed);
         match outcome {

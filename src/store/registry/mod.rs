@@ -31,6 +31,7 @@
 //! failing on a lock upgrade. Schema changes live in [`migration`]; later features append their own
 //! migrations to the same [`migration::Migrator`].
 
+pub mod catalog;
 mod entities;
 mod error;
 pub mod migration;
@@ -48,6 +49,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub use catalog::{Catalog, CatalogHandle};
 pub use error::RegistryError;
 pub use query::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryCounts};
 pub use sync::{RegistryRow, RegistryRows, StateMeta, SyncReport};

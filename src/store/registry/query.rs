@@ -14,7 +14,7 @@ use super::{RegistryError, RegistryStore};
 use crate::ha::model::domain_of;
 
 /// An area of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AreaView {
     /// Area id.
     pub area_id: String,
@@ -35,7 +35,7 @@ pub struct AreaView {
 }
 
 /// A floor of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FloorView {
     /// Floor id.
     pub floor_id: String,
@@ -54,7 +54,7 @@ pub struct FloorView {
 }
 
 /// A label of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LabelView {
     /// Label id.
     pub label_id: String,
@@ -73,7 +73,7 @@ pub struct LabelView {
 }
 
 /// A device of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceView {
     /// Device id.
     pub id: String,
@@ -123,7 +123,7 @@ pub struct DeviceView {
 
 /// An entity: its registry row (if it has one) joined with its device's area and its state
 /// metadata. State-only entities (no registry row) have `id: None` and only the state fields.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EntityView {
     /// Registry id; `None` for a state-only entity.
     pub id: Option<String>,
@@ -174,7 +174,7 @@ pub struct EntityView {
 }
 
 /// Row counts of the mirror tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RegistryCounts {
     /// Areas.
     pub areas: u64,
@@ -273,6 +273,23 @@ impl From<state_meta::Model> for EntityView {
             created_at: None,
             modified_at: None,
         }
+    }
+}
+
+impl EntityView {
+    /// The view of an entity known only from its state (not yet in the mirror).
+    pub fn from_state(state: &crate::ha::model::State) -> Self {
+        Self::from(state_meta::Model {
+            entity_id: state.entity_id.clone(),
+            device_class: state.device_class().map(str::to_owned),
+            unit: state.unit().map(str::to_owned),
+            friendly_name: state
+                .attributes
+                .get("friendly_name")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            last_seen: state.last_updated,
+        })
     }
 }
 

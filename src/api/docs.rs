@@ -1,0 +1,105 @@
+//! The OpenAPI document (`GET /api/openapi.json`, generated from the handlers by utoipa) and the
+//! interactive documentation page (`GET /api/docs/`, Swagger UI from `assets/api-docs/`, embedded
+//! in the binary; every URL in the page is relative, so it also works behind ingress).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The document's fixed parts; paths and schemas are added as services are registered.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "HomeIQ API",
+        description = "Home Assistant history, registry, live state changes and operations. Errors share one shape: `{\"error\": {\"code\", \"message\", \"field\"?}}`. Clients other than Home Assistant's ingress gateway send `Authorization: Bearer <http.api_token>` when a token is configured; every client is rate limited (429 with `Retry-After`).",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "registry", description = "Devices, entities, areas, floors, labels, integrations"),
+        (name = "history", description = "Recorded states, aggregates and event statistics"),
+        (name = "live", description = "State changes as they happen"),
+        (name = "operations", description = "Health, metrics and configuration"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::default(),
+        ]);
+    }
+}
+
+/// The rendered document.
+pub struct OpenApiJson(pub String);
+
+/// `GET /api/openapi.json`.
+pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
+const INDEX: &str = r##"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>HomeIQ API</title>
+  <link rel="stylesheet" href="swagger-ui.css">
+</head>
+<body>
+  <div id="ui"></div>
+  <script src="swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({ url: "../openapi.json", dom_id: "#ui", deepLinking: true });
+  </script>
+</body>
+</html>
+"##;
+
+const BUNDLE_GZ: &[u8] = include_bytes!("../../assets/api-docs/swagger-ui-bundle.js.gz");
+const CSS_GZ: &[u8] = include_bytes!("../../assets/api-docs/swagger-ui.css.gz");
+
+/// `GET /api/docs`: to the page, keeping relative URLs working.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "docs/"))
+        .finish()
+}
+
+/// `GET /api/docs/`: the Swagger UI page.
+pub async fn docs_index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(INDEX)
+}
+
+fn gzipped(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CONTENT_ENCODING, "gzip"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(body)
+}
+
+/// `GET /api/docs/swagger-ui-bundle.js`.
+pub async fn docs_bundle() -> HttpResponse {
+    gzipped("text/javascript; charset=utf-8", BUNDLE_GZ)
+}
+
+/// `GET /api/docs/swagger-ui.css`.
+pub async fn docs_css() -> HttpResponse {
+    gzipped("text/css; charset=utf-8", CSS_GZ)
+}

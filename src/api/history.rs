@@ -1,0 +1,435 @@
+//! History endpoints: records, aggregates and event statistics, bounded in time and size.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use actix_web::{HttpResponse, get, web};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::Params;
+use crate::store::history::{
+    AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
+    choose_interval,
+};
+
+/// Entities one history request may name.
+pub const MAX_HISTORY_ENTITIES: usize = 50;
+/// Entities one aggregate request may name.
+pub const MAX_AGGREGATE_ENTITIES: usize = 20;
+/// Most records per history page.
+pub const MAX_HISTORY_LIMIT: usize = 10_000;
+/// Most buckets per aggregate series or statistics answer.
+pub const MAX_POINTS: u64 = 10_000;
+
+/// Parses an RFC 3339 time from a query parameter (a `+` decoded to a space is put back).
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text.replace(' ', "+"))
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            ApiError::invalid(
+                field,
+                format!("{field} must be an RFC 3339 time such as 2026-01-31T18:00:00Z ({e})"),
+            )
+        })
+}
+
+/// Parses a duration: seconds (`90`) or with a unit (`90s`, `5m`, `1h`, `2d`).
+fn parse_interval(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|&s| s > 0)
+}
+
+/// Splits and checks a comma-separated entity id list.
+fn entity_list(text: Option<&str>, max: usize) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<String> = text
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        return Err(ApiError::invalid(
+            "entity_id",
+            "entity_id is required: one entity id or several separated by commas",
+        ));
+    }
+    if ids.len() > max {
+        return Err(ApiError::invalid(
+            "entity_id",
+            format!("at most {max} entities per request, got {}", ids.len()),
+        ));
+    }
+    for id in &ids {
+        let valid = id.split_once('.').is_some_and(|(d, o)| {
+            !d.is_empty()
+                && !o.is_empty()
+                && id.len() <= 255
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+        });
+        if !valid {
+            return Err(ApiError::invalid(
+                "entity_id",
+                format!("`{id}` is not an entity id (domain.object_id)"),
+            ));
+        }
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    Ok(unique)
+}
+
+/// The range `[start, end]` with defaults (`end` = now, `start` = `end` − `default_span`) and the
+/// configured maximum.
+fn range(
+    state: &AppState,
+    start: Option<&str>,
+    end: Option<&str>,
+    default_span: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let end_t = parse_time("end", end)?.unwrap_or_else(Utc::now);
+    let start_t = parse_time("start", start)?.unwrap_or(end_t - default_span);
+    if start_t >= end_t {
+        return Err(ApiError::invalid("start", "start must be before end"));
+    }
+    let max_days = i64::from(state.settings.api.max_history_days);
+    if end_t - start_t > Duration::days(max_days) {
+        return Err(ApiError::invalid(
+            "start",
+            format!("the range may cover at most {max_days} days (api.max_history_days)"),
+        ));
+    }
+    Ok((start_t, end_t))
+}
+
+/// Parameters of `GET /api/v1/history`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// One entity id, or several separated by commas (at most 50).
+    entity_id: Option<String>,
+    /// Range start, RFC 3339 (default: `end` − 24 h).
+    start: Option<String>,
+    /// Range end, RFC 3339 (default: now).
+    end: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    /// Records per page, 1..10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Recorded states of entities over a time range: state, value, attributes, the previous state and
+/// how long each lasted; keyset-paged with `cursor`.
+#[utoipa::path(
+    tag = "history",
+    params(HistoryParams),
+    responses(
+        (status = 200, body = HistoryPage),
+        (status = 400, body = ErrorBody, description = "A parameter is invalid; `field` names it"),
+        (status = 503, body = ErrorBody, description = "History storage is unreachable"),
+    )
+)]
+#[get("/history")]
+pub async fn history(
+    state: web::Data<AppState>,
+    Params(p): Params<HistoryParams>,
+) -> Result<HttpResponse, ApiError> {
+    let entity_ids = entity_list(p.entity_id.as_deref(), MAX_HISTORY_ENTITIES)?;
+    let (start, end) = range(
+        &state,
+        p.start.as_deref(),
+        p.end.as_deref(),
+        Duration::hours(24),
+    )?;
+    let order = match p.order.as_deref() {
+        None | Some("asc") => Order::Ascending,
+        Some("desc") => Order::Descending,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "order",
+                format!("order must be asc or desc, got `{other}`"),
+            ));
+        }
+    };
+    let limit = match p.limit {
+        None => 1000,
+        Some(l) if (1..=MAX_HISTORY_LIMIT).contains(&l) => l,
+        Some(l) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be 1..{MAX_HISTORY_LIMIT}, got {l}"),
+            ));
+        }
+    };
+    let after = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            ApiError::invalid(
+                "cursor",
+                "cursor must be a next_cursor from an earlier page",
+            )
+        })?),
+    };
+    let page = state
+        .history
+        .history(&HistoryQuery {
+            entity_ids,
+            start,
+            end,
+            order,
+            limit,
+            after,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Parameters of `GET /api/v1/history/aggregate`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AggregateParams {
+    /// One entity id, or several separated by commas (at most 20).
+    entity_id: Option<String>,
+    /// Range start, RFC 3339 (default: `end` − 24 h).
+    start: Option<String>,
+    /// Range end, RFC 3339 (default: now).
+    end: Option<String>,
+    /// Bucket width: seconds or `30s`, `5m`, `1h`, `1d`; chosen from `max_points` when absent.
+    interval: Option<String>,
+    /// Most buckets when HomeIQ chooses the interval, 1..10000 (default 500).
+    #[param(minimum = 1, maximum = 10000)]
+    max_points: Option<u64>,
+}
+
+/// Aggregates of numeric entities.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AggregateAnswer {
+    /// Range start.
+    pub start: DateTime<Utc>,
+    /// Range end.
+    pub end: DateTime<Utc>,
+    /// Bucket width used, seconds.
+    pub interval_secs: u64,
+    /// One series per entity.
+    pub series: Vec<AggregateSeries>,
+}
+
+/// Mean, min, max, count and last value per interval for numeric entities.
+#[utoipa::path(
+    tag = "history",
+    params(AggregateParams),
+    responses(
+        (status = 200, body = AggregateAnswer),
+        (status = 400, body = ErrorBody, description = "A parameter is invalid; `field` names it"),
+        (status = 503, body = ErrorBody, description = "History storage is unreachable"),
+    )
+)]
+#[get("/history/aggregate")]
+pub async fn aggregate(
+    state: web::Data<AppState>,
+    Params(p): Params<AggregateParams>,
+) -> Result<HttpResponse, ApiError> {
+    let entity_ids = entity_list(p.entity_id.as_deref(), MAX_AGGREGATE_ENTITIES)?;
+    let (start, end) = range(
+        &state,
+        p.start.as_deref(),
+        p.end.as_deref(),
+        Duration::hours(24),
+    )?;
+    let max_points = match p.max_points {
+        None => 500,
+        Some(n) if (1..=MAX_POINTS).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::invalid(
+                "max_points",
+                format!("max_points must be 1..{MAX_POINTS}, got {n}"),
+            ));
+        }
+    };
+    let span = u64::try_from((end - start).num_seconds())
+        .unwrap_or(0)
+        .max(1);
+    let interval_secs = match p.interval.as_deref().filter(|i| !i.trim().is_empty()) {
+        None => choose_interval(span, max_points),
+        Some(text) => {
+            let secs = parse_interval(text).ok_or_else(|| {
+                ApiError::invalid(
+                    "interval",
+                    format!("interval must be seconds or a number with s, m, h or d, got `{text}`"),
+                )
+            })?;
+            if span.div_ceil(secs) > MAX_POINTS {
+                return Err(ApiError::invalid(
+                    "interval",
+                    format!(
+                        "interval {secs} s makes more than {MAX_POINTS} buckets over the range"
+                    ),
+                ));
+            }
+            secs
+        }
+    };
+    let series = state
+        .history
+        .aggregate(&AggregateQuery {
+            entity_ids,
+            start,
+            end,
+            interval_secs,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(AggregateAnswer {
+        start,
+        end,
+        interval_secs,
+        series,
+    }))
+}
+
+/// Parameters of `GET /api/v1/events/stats`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Range start, RFC 3339 (default: `end` − 1 h).
+    start: Option<String>,
+    /// Range end, RFC 3339 (default: now).
+    end: Option<String>,
+    /// Bucket width, at least 60 s (default `1m`).
+    interval: Option<String>,
+}
+
+/// Events per bucket by domain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsAnswer {
+    /// Range start.
+    pub start: DateTime<Utc>,
+    /// Range end.
+    pub end: DateTime<Utc>,
+    /// Bucket width, seconds.
+    pub interval_secs: u64,
+    /// Records in the whole range.
+    pub total: u64,
+    /// Buckets holding records, oldest first.
+    pub buckets: Vec<StatsBucket>,
+}
+
+/// Recorded events per minute (or `interval`) over a range, by domain.
+#[utoipa::path(
+    tag = "history",
+    params(StatsParams),
+    responses(
+        (status = 200, body = StatsAnswer),
+        (status = 400, body = ErrorBody, description = "A parameter is invalid; `field` names it"),
+        (status = 503, body = ErrorBody, description = "History storage is unreachable"),
+    )
+)]
+#[get("/events/stats")]
+pub async fn event_stats(
+    state: web::Data<AppState>,
+    Params(p): Params<StatsParams>,
+) -> Result<HttpResponse, ApiError> {
+    let (start, end) = range(
+        &state,
+        p.start.as_deref(),
+        p.end.as_deref(),
+        Duration::hours(1),
+    )?;
+    let interval_secs = match p.interval.as_deref().filter(|i| !i.trim().is_empty()) {
+        None => 60,
+        Some(text) => parse_interval(text).filter(|&s| s >= 60).ok_or_else(|| {
+            ApiError::invalid(
+                "interval",
+                format!("interval must be at least 60 s (`1m`, `5m`, `1h`…), got `{text}`"),
+            )
+        })?,
+    };
+    let span = u64::try_from((end - start).num_seconds())
+        .unwrap_or(0)
+        .max(1);
+    if span.div_ceil(interval_secs) > MAX_POINTS {
+        return Err(ApiError::invalid(
+            "interval",
+            format!("more than {MAX_POINTS} buckets; use a wider interval or a shorter range"),
+        ));
+    }
+    let buckets = state.history.event_stats(start, end, interval_secs).await?;
+    Ok(HttpResponse::Ok().json(StatsAnswer {
+        start,
+        end,
+        interval_secs,
+        total: buckets.iter().map(|b| b.total).sum(),
+        buckets,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_with_units() {
+        assert_eq!(parse_interval("90"), Some(90));
+        assert_eq!(parse_interval("5m"), Some(300));
+        assert_eq!(parse_interval("2h"), Some(7200));
+        assert_eq!(parse_interval("1d"), Some(86_400));
+        for bad in ["", "0", "5x", "m", "-5", "1.5h"] {
+            assert_eq!(parse_interval(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn entity_lists_are_checked() {
+        assert_eq!(
+            entity_list(Some("light.b, light.a,light.b"), 5).ok(),
+            Some(vec!["light.a".to_owned(), "light.b".to_owned()])
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("nodot"),
+            Some("Light.X"),
+            Some("a.b;drop"),
+        ] {
+            assert!(entity_list(bad, 5).is_err(), "{bad:?}");
+        }
+        assert!(entity_list(Some("a.b,a.c"), 1).is_err());
+    }
+
+    #[test]
+    fn times_accept_a_plus_decoded_as_space() {
+        let t = parse_time("start", Some("2026-01-01T00:00:00 01:00"))
+            .ok()
+            .flatten();
+        assert_eq!(
+            t.map(|t| t.to_rfc3339()),
+            Some("2025-12-31T23:00:00+00:00".into())
+        );
+        assert!(parse_time("start", Some("yesterday")).is_err());
+    }
+}

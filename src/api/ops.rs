@@ -1,0 +1,324 @@
+//! Operations endpoints: health, the dashboard's realtime numbers, Prometheus text, the effective
+//! configuration and the quarantine.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::Params;
+use super::rates::RateSnapshot;
+use super::{AppState, Verdict, deep_report, metrics};
+use crate::ha::ConnectionState;
+
+/// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
+#[get("/health")]
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+    }))
+}
+
+/// Every dependency with a verdict: `ok`, `degraded` (working, something needs attention) or
+/// `failed` (503: cannot work until someone acts), with reasons in plain words.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "ok or degraded", body = Object),
+        (status = 503, description = "failed", body = Object),
+    )
+)]
+#[get("/health/deep")]
+pub async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
+    let (verdict, body) = deep_report(&state).await;
+    let mut response = if verdict == Verdict::Failed {
+        HttpResponse::ServiceUnavailable()
+    } else {
+        HttpResponse::Ok()
+    };
+    response.json(body)
+}
+
+/// Prometheus / OpenMetrics text.
+#[utoipa::path(
+    tag = "operations",
+    responses((status = 200, content_type = "application/openmetrics-text", body = String))
+)]
+#[get("/metrics")]
+pub async fn prometheus(
+    registry: web::Data<prometheus_client::registry::Registry>,
+) -> Result<HttpResponse, ApiError> {
+    let text = metrics::render(&registry)
+        .map_err(|e| ApiError::internal(format!("cannot render metrics: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type(metrics::CONTENT_TYPE)
+        .body(text))
+}
+
+/// Home Assistant connection, for the dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HaSummary {
+    /// `connected`, `connecting`, `auth_failed`…
+    pub state: String,
+    /// Whether events flow.
+    pub connected: bool,
+    /// Home Assistant's version.
+    pub version: Option<String>,
+    /// Seconds since the last event.
+    pub last_event_age_secs: Option<f64>,
+    /// Successful connections since start.
+    pub connects: u64,
+    /// The last connection error.
+    pub last_error: Option<String>,
+}
+
+/// Queue and spool depths.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Queues {
+    /// Messages between the WebSocket reader and the pipeline.
+    pub ha_queue: usize,
+    /// Points waiting in memory for InfluxDB.
+    pub writer_queue: usize,
+    /// Points in write requests under way.
+    pub in_flight: usize,
+    /// Points in the disk spool.
+    pub spool_points: u64,
+    /// Size of the spool, bytes.
+    pub spool_bytes: u64,
+}
+
+/// Write latency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Latency {
+    /// The last write, ms.
+    pub last_ms: Option<f64>,
+    /// Median of the last 256 writes, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile of the last 256 writes, ms.
+    pub p95_ms: Option<f64>,
+    /// Mean since start, ms.
+    pub mean_ms: Option<f64>,
+}
+
+/// Counts for the dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Counts {
+    /// Devices.
+    pub devices: usize,
+    /// Entities (registry and state-only).
+    pub entities: usize,
+    /// Entities with a current state.
+    pub entities_with_state: usize,
+    /// Areas.
+    pub areas: usize,
+    /// Floors.
+    pub floors: usize,
+    /// Labels.
+    pub labels: usize,
+    /// Integrations.
+    pub integrations: usize,
+    /// Events received since start.
+    pub events_total: u64,
+    /// Points written since start.
+    pub points_written: u64,
+    /// Points quarantined since start.
+    pub quarantined: u64,
+    /// Live stream listeners.
+    pub live_listeners: usize,
+}
+
+/// Everything the dashboard shows, in one call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Realtime {
+    /// HomeIQ's version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Resident memory, bytes.
+    pub rss_bytes: Option<u64>,
+    /// `ok`, `degraded` or `failed`, as `/health/deep`.
+    pub status: String,
+    /// Current problems, in plain words.
+    pub reasons: Vec<String>,
+    /// Past losses worth knowing.
+    pub warnings: Vec<String>,
+    /// Home Assistant connection.
+    pub home_assistant: HaSummary,
+    /// Where history goes: `influxdb` (or `embedded`).
+    pub storage: String,
+    /// Whether InfluxDB answered the last request.
+    pub influxdb_reachable: bool,
+    /// Event rates.
+    pub events: RateSnapshot,
+    /// Queue depths.
+    pub queues: Queues,
+    /// InfluxDB write latency.
+    pub write_latency: Latency,
+    /// Counts.
+    pub counts: Counts,
+}
+
+/// One call for the dashboard: connection, event rates, queues, latency, counts, memory, uptime.
+#[utoipa::path(tag = "operations", responses((status = 200, body = Realtime)))]
+#[get("/api/v1/metrics/realtime")]
+pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
+    let (verdict, report) = deep_report(&state).await;
+    let strings = |key: &str| -> Vec<String> {
+        report
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    };
+    let ha = state.ha.status();
+    let writer = state.writer.stats();
+    let catalog = state.catalog.current();
+    let ha_state = serde_json::to_value(&ha.state)
+        .ok()
+        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let body = Realtime {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        rss_bytes: metrics::resident_bytes(),
+        status: serde_json::to_value(verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        reasons: strings("reasons"),
+        warnings: strings("warnings"),
+        home_assistant: HaSummary {
+            state: ha_state,
+            connected: matches!(ha.state, ConnectionState::Connected { .. }),
+            version: ha.ha_version.clone(),
+            last_event_age_secs: ha.last_event_age_secs,
+            connects: ha.connects,
+            last_error: ha.last_error.clone(),
+        },
+        storage: "influxdb".into(),
+        influxdb_reachable: writer.reachable,
+        events: state.rates.snapshot(),
+        queues: Queues {
+            ha_queue: ha.queue_depth,
+            writer_queue: writer.queued,
+            in_flight: writer.in_flight,
+            spool_points: writer.spool_points,
+            spool_bytes: writer.spool_bytes,
+        },
+        write_latency: Latency {
+            last_ms: writer.last_latency_ms,
+            p50_ms: writer.p50_latency_ms,
+            p95_ms: writer.p95_latency_ms,
+            mean_ms: writer.mean_latency_ms,
+        },
+        counts: Counts {
+            devices: catalog.devices.len(),
+            entities: catalog.entities.len(),
+            entities_with_state: state.states.len(),
+            areas: catalog.areas.len(),
+            floors: catalog.floors.len(),
+            labels: catalog.labels.len(),
+            integrations: catalog.integrations.len(),
+            events_total: ha.events_received,
+            points_written: writer.written,
+            quarantined: writer.quarantined,
+            live_listeners: state.live.listeners(),
+        },
+    };
+    HttpResponse::Ok().json(body)
+}
+
+/// The effective configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigAnswer {
+    /// Every setting with its value; secrets are `***` (or empty when unset).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Where each setting came from: `default`, `add-on options (…)`, `config file (…)` or
+    /// `environment (HOMEIQ_…)`, by dotted key.
+    pub sources: BTreeMap<String, String>,
+}
+
+/// Flattens nested settings to dotted keys.
+fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&key, v, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+/// The effective configuration, secrets redacted, with where each value came from.
+#[utoipa::path(tag = "operations", responses((status = 200, body = ConfigAnswer)))]
+#[get("/api/v1/config")]
+pub async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let settings = serde_json::to_value(&*state.settings)
+        .map_err(|e| ApiError::internal(format!("cannot show the settings: {e}")))?;
+    let mut keys = Vec::new();
+    leaves("", &settings, &mut keys);
+    let sources = keys
+        .into_iter()
+        .map(|k| {
+            let source = state
+                .settings
+                .provenance
+                .get(&k)
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            (k, source)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ConfigAnswer { settings, sources }))
+}
+
+/// Paging of `GET /api/v1/quarantine`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QuarantineParams {
+    /// Page size, 1..1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// Items to skip.
+    offset: Option<usize>,
+}
+
+/// Points InfluxDB refused as invalid, newest first, with InfluxDB's reason.
+#[utoipa::path(
+    tag = "operations",
+    params(QuarantineParams),
+    responses(
+        (status = 200, description = "`{total, limit, offset, items: [{line, reason, at}]}`", body = Object),
+        (status = 400, body = ErrorBody),
+    )
+)]
+#[get("/api/v1/quarantine")]
+pub async fn quarantine(
+    state: web::Data<AppState>,
+    Params(p): Params<QuarantineParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "limit must be 1..1000"));
+    }
+    let offset = p.offset.unwrap_or(0);
+    Ok(HttpResponse::Ok().json(json!({
+        "total": state.writer.quarantine_len(),
+        "limit": limit,
+        "offset": offset,
+        "items": state.writer.quarantine(limit, offset),
+    })))
+}

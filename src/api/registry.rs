@@ -1,0 +1,423 @@
+//! Registry endpoints: devices, entities, areas, floors, labels and integrations, answered from
+//! the in-memory [`Catalog`](crate::store::registry::Catalog) and the current states.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::Params;
+use crate::ha::model::State;
+use crate::store::registry::catalog::{
+    CatalogDevice, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
+};
+use crate::store::registry::{AreaView, DeviceView, EntityView, FloorView, LabelView};
+
+/// Largest page of a listing.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Default page size.
+const DEFAULT_LIMIT: usize = 100;
+
+fn check_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
+        Some(l) => Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1..{MAX_LIMIT}, got {l}"),
+        )),
+    }
+}
+
+/// Splits `-name` into (`name`, descending).
+fn sort_key(sort: Option<&str>) -> (&str, bool) {
+    match sort {
+        Some(s) => s.strip_prefix('-').map_or((s, false), |k| (k, true)),
+        None => ("", false),
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// A device with what HomeIQ derives for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceSummary {
+    /// The registry row.
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// The name shown: the user's, else the integration's.
+    pub display_name: String,
+    /// Floor of the device's area.
+    pub floor_id: Option<String>,
+    /// Distinct domains of its entities.
+    pub domains: Vec<String>,
+    /// Number of entities.
+    pub entity_count: usize,
+}
+
+impl From<&CatalogDevice> for DeviceSummary {
+    fn from(d: &CatalogDevice) -> Self {
+        DeviceSummary {
+            display_name: d.display_name().to_owned(),
+            device: d.view.clone(),
+            floor_id: d.floor_id.clone(),
+            domains: d.domains.clone(),
+            entity_count: d.entities.len(),
+        }
+    }
+}
+
+/// An entity with its current state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityWithState {
+    /// The registry row (or state-only facts).
+    #[serde(flatten)]
+    pub entity: EntityView,
+    /// The name shown.
+    pub display_name: String,
+    /// The current state, if Home Assistant has reported one.
+    #[schema(value_type = Option<State>)]
+    pub state: Option<Arc<State>>,
+}
+
+fn with_state(state: &AppState, e: &EntityView) -> EntityWithState {
+    EntityWithState {
+        display_name: crate::store::registry::catalog::entity_display_name(e).to_owned(),
+        entity: e.clone(),
+        state: state.states.get(&e.entity_id),
+    }
+}
+
+/// A page of devices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevicePage {
+    /// Devices matching the filters.
+    pub total: usize,
+    /// Page size asked for.
+    pub limit: usize,
+    /// Items skipped.
+    pub offset: usize,
+    /// The page.
+    pub items: Vec<DeviceSummary>,
+}
+
+/// A page of entities.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntityPage {
+    /// Entities matching the filters.
+    pub total: usize,
+    /// Page size asked for.
+    pub limit: usize,
+    /// Items skipped.
+    pub offset: usize,
+    /// The page.
+    pub items: Vec<EntityWithState>,
+}
+
+/// Filters and paging of `GET /api/v1/devices`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceParams {
+    /// Area id.
+    area: Option<String>,
+    /// Floor id.
+    floor: Option<String>,
+    /// Label id.
+    label: Option<String>,
+    /// Manufacturer (case-insensitive).
+    manufacturer: Option<String>,
+    /// Model (case-insensitive).
+    model: Option<String>,
+    /// Integration (case-insensitive).
+    integration: Option<String>,
+    /// Devices having an entity of this domain.
+    domain: Option<String>,
+    /// Free text; every word must match the name, manufacturer, model, id or area name.
+    q: Option<String>,
+    /// `name` (default), `manufacturer`, `model`, `area`, `entities` or `created`; `-` in front
+    /// sorts descending.
+    sort: Option<String>,
+    /// Page size, 1..1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// Items to skip.
+    offset: Option<usize>,
+}
+
+/// Devices, filtered, sorted and paged.
+#[utoipa::path(
+    tag = "registry",
+    params(DeviceParams),
+    responses(
+        (status = 200, body = DevicePage),
+        (status = 400, body = ErrorBody, description = "A parameter is invalid; `field` names it"),
+    )
+)]
+#[get("/devices")]
+pub async fn list_devices(
+    state: web::Data<AppState>,
+    Params(p): Params<DeviceParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = check_limit(p.limit)?;
+    let offset = p.offset.unwrap_or(0);
+    let (key, descending) = sort_key(p.sort.as_deref());
+    let sort = match key {
+        "" | "name" => DeviceSort::Name,
+        "manufacturer" => DeviceSort::Manufacturer,
+        "model" => DeviceSort::Model,
+        "area" => DeviceSort::Area,
+        "entities" => DeviceSort::Entities,
+        "created" => DeviceSort::Created,
+        other => {
+            return Err(ApiError::invalid(
+                "sort",
+                format!(
+                    "cannot sort devices by `{other}`; use name, manufacturer, model, area, entities or created"
+                ),
+            ));
+        }
+    };
+    let filter = DeviceFilter {
+        area: non_empty(p.area),
+        floor: non_empty(p.floor),
+        label: non_empty(p.label),
+        manufacturer: non_empty(p.manufacturer),
+        model: non_empty(p.model),
+        integration: non_empty(p.integration),
+        domain: non_empty(p.domain),
+        q: non_empty(p.q),
+    };
+    let catalog = state.catalog.current();
+    let page = catalog.devices(&filter, sort, descending, offset, limit);
+    Ok(HttpResponse::Ok().json(DevicePage {
+        total: page.total,
+        limit,
+        offset,
+        items: page.items.into_iter().map(DeviceSummary::from).collect(),
+    }))
+}
+
+/// A device with its entities.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceDetail {
+    /// The device.
+    #[serde(flatten)]
+    pub device: DeviceSummary,
+    /// Its entities with their current states.
+    pub entities: Vec<EntityWithState>,
+}
+
+/// One device with its entities and their current states.
+#[utoipa::path(
+    tag = "registry",
+    params(("id" = String, Path, description = "Device id")),
+    responses(
+        (status = 200, body = DeviceDetail),
+        (status = 404, body = ErrorBody),
+    )
+)]
+#[get("/devices/{id}")]
+pub async fn get_device(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.current();
+    let device = catalog
+        .device(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no device `{id}`")))?;
+    let entities = device
+        .entities
+        .iter()
+        .map(|&i| with_state(&state, &catalog.entities[i]))
+        .collect();
+    Ok(HttpResponse::Ok().json(DeviceDetail {
+        device: DeviceSummary::from(device),
+        entities,
+    }))
+}
+
+/// Filters and paging of `GET /api/v1/entities`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntityParams {
+    /// Domain (`light`).
+    domain: Option<String>,
+    /// Device id.
+    device_id: Option<String>,
+    /// Area id (the entity's own, else its device's).
+    area: Option<String>,
+    /// `device_class` of the state.
+    device_class: Option<String>,
+    /// Integration providing the entity.
+    platform: Option<String>,
+    /// Label id.
+    label: Option<String>,
+    /// Free text; every word must match the entity id or a name.
+    q: Option<String>,
+    /// List disabled entities too (default false).
+    include_disabled: Option<bool>,
+    /// `entity_id` (default), `name`, `domain` or `last_seen`; `-` in front sorts descending.
+    sort: Option<String>,
+    /// Page size, 1..1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// Items to skip.
+    offset: Option<usize>,
+}
+
+/// Entities with their current states, filtered, sorted and paged.
+#[utoipa::path(
+    tag = "registry",
+    params(EntityParams),
+    responses(
+        (status = 200, body = EntityPage),
+        (status = 400, body = ErrorBody, description = "A parameter is invalid; `field` names it"),
+    )
+)]
+#[get("/entities")]
+pub async fn list_entities(
+    state: web::Data<AppState>,
+    Params(p): Params<EntityParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = check_limit(p.limit)?;
+    let offset = p.offset.unwrap_or(0);
+    let (key, descending) = sort_key(p.sort.as_deref());
+    let sort = match key {
+        "" | "entity_id" => EntitySort::EntityId,
+        "name" => EntitySort::Name,
+        "domain" => EntitySort::Domain,
+        "last_seen" => EntitySort::LastSeen,
+        other => {
+            return Err(ApiError::invalid(
+                "sort",
+                format!(
+                    "cannot sort entities by `{other}`; use entity_id, name, domain or last_seen"
+                ),
+            ));
+        }
+    };
+    let filter = EntityFilter {
+        domain: non_empty(p.domain),
+        device_id: non_empty(p.device_id),
+        area: non_empty(p.area),
+        device_class: non_empty(p.device_class),
+        platform: non_empty(p.platform),
+        label: non_empty(p.label),
+        q: non_empty(p.q),
+        include_disabled: p.include_disabled.unwrap_or(false),
+    };
+    let catalog = state.catalog.current();
+    let page = catalog.entities(&filter, sort, descending, offset, limit);
+    Ok(HttpResponse::Ok().json(EntityPage {
+        total: page.total,
+        limit,
+        offset,
+        items: page.items.iter().map(|e| with_state(&state, e)).collect(),
+    }))
+}
+
+/// One entity: its registry row and current state.
+#[utoipa::path(
+    tag = "registry",
+    params(("entity_id" = String, Path, description = "Entity id, e.g. `light.kitchen`")),
+    responses(
+        (status = 200, body = EntityWithState),
+        (status = 404, body = ErrorBody),
+    )
+)]
+#[get("/entities/{entity_id}")]
+pub async fn get_entity(
+    state: web::Data<AppState>,
+    entity_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let catalog = state.catalog.current();
+    if let Some(e) = catalog.entity(&entity_id) {
+        return Ok(HttpResponse::Ok().json(with_state(&state, e)));
+    }
+    // an entity whose first state arrived after the catalog was last loaded
+    let current = state
+        .states
+        .get(&entity_id)
+        .ok_or_else(|| ApiError::not_found(format!("no entity `{entity_id}`")))?;
+    let view = EntityView::from_state(&current);
+    Ok(HttpResponse::Ok().json(with_state(&state, &view)))
+}
+
+/// An area with its counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AreaSummary {
+    /// The registry row.
+    #[serde(flatten)]
+    pub area: AreaView,
+    /// Devices in the area.
+    pub device_count: usize,
+    /// Entities in the area (own or through their device).
+    pub entity_count: usize,
+}
+
+/// A whole list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemList<T> {
+    /// Items.
+    pub items: Vec<T>,
+}
+
+/// Every area with device and entity counts.
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<AreaSummary>)))]
+#[get("/areas")]
+pub async fn list_areas(state: web::Data<AppState>) -> HttpResponse {
+    let catalog = state.catalog.current();
+    let items = catalog
+        .areas
+        .iter()
+        .map(|a| AreaSummary {
+            device_count: catalog
+                .devices
+                .iter()
+                .filter(|d| d.view.area_id.as_deref() == Some(a.area_id.as_str()))
+                .count(),
+            entity_count: catalog
+                .entities
+                .iter()
+                .filter(|e| e.effective_area_id.as_deref() == Some(a.area_id.as_str()))
+                .count(),
+            area: a.clone(),
+        })
+        .collect();
+    HttpResponse::Ok().json(ItemList { items })
+}
+
+/// Every floor.
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<FloorView>)))]
+#[get("/floors")]
+pub async fn list_floors(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(ItemList {
+        items: state.catalog.current().floors.clone(),
+    })
+}
+
+/// Every label.
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<LabelView>)))]
+#[get("/labels")]
+pub async fn list_labels(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(ItemList {
+        items: state.catalog.current().labels.clone(),
+    })
+}
+
+/// Entity and device counts per integration.
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<IntegrationCount>)))]
+#[get("/integrations")]
+pub async fn list_integrations(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(ItemList {
+        items: state.catalog.current().integrations.clone(),
+    })
+}

@@ -1,0 +1,706 @@
+//! The catalog: an immutable in-memory snapshot of the whole mirror, indexed for the API.
+//!
+//! A home has at most a few thousand devices and entities, so the whole registry fits in a few MB.
+//! Answering `GET /api/v1/devices?q=…` from memory (a scan over precomputed lowercase search
+//! text) takes microseconds and never touches SQLite's connection pool, which is what keeps the
+//! registry endpoints far below the API's latency targets under load. The registry task reloads
+//! the catalog from SQLite after it applies changes ([`CatalogHandle::reload`]); readers take an
+//! `Arc` of the current snapshot ([`CatalogHandle::current`]) and are never blocked by a reload.
+//! Because it is loaded from SQLite at start, the catalog answers while Home Assistant is away.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryError, RegistryStore};
+
+/// A device with what the API derives for it.
+#[derive(Debug, Clone)]
+pub struct CatalogDevice {
+    /// The mirror's row.
+    pub view: DeviceView,
+    /// The floor of the device's area.
+    pub floor_id: Option<String>,
+    /// Distinct domains of the device's entities, sorted.
+    pub domains: Vec<String>,
+    /// Indexes into [`Catalog::entities`] of the device's entities.
+    pub entities: Vec<usize>,
+    haystack: String,
+    sort_name: String,
+}
+
+impl CatalogDevice {
+    /// The name shown for the device: the user's name, else the integration's, else the id.
+    pub fn display_name(&self) -> &str {
+        self.view
+            .name_by_user
+            .as_deref()
+            .or(self.view.name.as_deref())
+            .unwrap_or(&self.view.id)
+    }
+}
+
+/// Entity and device counts of one integration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct IntegrationCount {
+    /// The integration (entity platform), e.g. `hue`.
+    pub integration: String,
+    /// Registry entities it provides.
+    pub entities: usize,
+    /// Distinct devices those entities belong to.
+    pub devices: usize,
+}
+
+/// Filters of a device listing; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Area id.
+    pub area: Option<String>,
+    /// Floor id (of the device's area).
+    pub floor: Option<String>,
+    /// Label id.
+    pub label: Option<String>,
+    /// Manufacturer (case-insensitive, exact).
+    pub manufacturer: Option<String>,
+    /// Model (case-insensitive, exact).
+    pub model: Option<String>,
+    /// Integration (case-insensitive, exact).
+    pub integration: Option<String>,
+    /// Devices with at least one entity of this domain.
+    pub domain: Option<String>,
+    /// Free text: every word must occur in the name, manufacturer, model, id or area name.
+    pub q: Option<String>,
+}
+
+/// Sort keys of device listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSort {
+    /// Display name (case-insensitive).
+    #[default]
+    Name,
+    /// Manufacturer, then name.
+    Manufacturer,
+    /// Model, then name.
+    Model,
+    /// Area id, then name.
+    Area,
+    /// Number of entities, then name.
+    Entities,
+    /// Creation time, then name.
+    Created,
+}
+
+/// Filters of an entity listing; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct EntityFilter {
+    /// Domain (`light`).
+    pub domain: Option<String>,
+    /// Device id.
+    pub device_id: Option<String>,
+    /// Area id (the entity's own, else its device's).
+    pub area: Option<String>,
+    /// `device_class` from the state.
+    pub device_class: Option<String>,
+    /// Integration providing the entity.
+    pub platform: Option<String>,
+    /// Label id.
+    pub label: Option<String>,
+    /// Free text: every word must occur in the entity id or one of its names.
+    pub q: Option<String>,
+    /// Whether disabled entities are listed.
+    pub include_disabled: bool,
+}
+
+/// Sort keys of entity listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EntitySort {
+    /// Entity id.
+    #[default]
+    EntityId,
+    /// Display name (case-insensitive), then entity id.
+    Name,
+    /// Domain, then entity id.
+    Domain,
+    /// When HomeIQ last saw a state, then entity id.
+    LastSeen,
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// Everything matching the filters.
+    pub total: usize,
+    /// The page's items.
+    pub items: Vec<T>,
+}
+
+/// An immutable snapshot of the mirror.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Areas by id.
+    pub areas: Vec<AreaView>,
+    /// Floors by id.
+    pub floors: Vec<FloorView>,
+    /// Labels by id.
+    pub labels: Vec<LabelView>,
+    /// Devices by id.
+    pub devices: Vec<CatalogDevice>,
+    /// Entities by entity id (registry and state-only).
+    pub entities: Vec<EntityView>,
+    /// Entities per integration, by name.
+    pub integrations: Vec<IntegrationCount>,
+    /// When the snapshot was read from SQLite.
+    pub loaded_at: Option<DateTime<Utc>>,
+    device_index: HashMap<String, usize>,
+    entity_index: HashMap<String, usize>,
+    area_index: HashMap<String, usize>,
+    entity_haystacks: Vec<String>,
+    entity_sort_names: Vec<String>,
+}
+
+fn lower(s: &str) -> String {
+    s.to_lowercase()
+}
+
+fn eq_ci(a: Option<&str>, b: &str) -> bool {
+    a.is_some_and(|a| a.eq_ignore_ascii_case(b) || lower(a) == lower(b))
+}
+
+/// Every whitespace-separated word of `q` (lowercased) occurs in `haystack`.
+fn matches_words(haystack: &str, words: &[String]) -> bool {
+    words.iter().all(|w| haystack.contains(w.as_str()))
+}
+
+fn words_of(q: Option<&str>) -> Vec<String> {
+    q.map(|q| q.split_whitespace().map(lower).collect())
+        .unwrap_or_default()
+}
+
+fn page<T: Copy>(matched: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+    let total = matched.len();
+    let items = matched.into_iter().skip(offset).take(limit).collect();
+    Page { total, items }
+}
+
+impl Catalog {
+    /// Builds a catalog from the mirror's lists.
+    pub fn build(
+        areas: Vec<AreaView>,
+        floors: Vec<FloorView>,
+        labels: Vec<LabelView>,
+        devices: Vec<DeviceView>,
+        entities: Vec<EntityView>,
+    ) -> Self {
+        let area_index: HashMap<String, usize> = areas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.area_id.clone(), i))
+            .collect();
+        let entity_index: HashMap<String, usize> = entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.entity_id.clone(), i))
+            .collect();
+        let mut by_device: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut per_platform: BTreeMap<String, (usize, BTreeSet<&str>)> = BTreeMap::new();
+        for (i, e) in entities.iter().enumerate() {
+            if let Some(d) = e.device_id.as_deref() {
+                by_device.entry(d).or_default().push(i);
+            }
+            if let Some(p) = e.platform.as_deref() {
+                let slot = per_platform.entry(p.to_owned()).or_default();
+                slot.0 += 1;
+                if let Some(d) = e.device_id.as_deref() {
+                    slot.1.insert(d);
+                }
+            }
+        }
+        let integrations = per_platform
+            .into_iter()
+            .map(|(integration, (entities, devices))| IntegrationCount {
+                integration,
+                entities,
+                devices: devices.len(),
+            })
+            .collect();
+        let area_name = |id: Option<&str>| {
+            id.and_then(|id| area_index.get(id))
+                .map(|&i| areas[i].name.as_str())
+        };
+        let catalog_devices: Vec<CatalogDevice> = devices
+            .into_iter()
+            .map(|view| {
+                let members = by_device.remove(view.id.as_str()).unwrap_or_default();
+                let domains: BTreeSet<&str> = members
+                    .iter()
+                    .map(|&i| entities[i].domain.as_str())
+                    .collect();
+                let floor_id = view
+                    .area_id
+                    .as_deref()
+                    .and_then(|a| area_index.get(a))
+                    .and_then(|&i| areas[i].floor_id.clone());
+                let haystack = lower(
+                    &[
+                        view.name_by_user.as_deref(),
+                        view.name.as_deref(),
+                        view.manufacturer.as_deref(),
+                        view.model.as_deref(),
+                        Some(view.id.as_str()),
+                        area_name(view.area_id.as_deref()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("\u{1f}"),
+                );
+                let mut device = CatalogDevice {
+                    floor_id,
+                    domains: domains.into_iter().map(str::to_owned).collect(),
+                    entities: members,
+                    haystack,
+                    sort_name: String::new(),
+                    view,
+                };
+                device.sort_name = lower(device.display_name());
+                device
+            })
+            .collect();
+        let device_index = catalog_devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.view.id.clone(), i))
+            .collect();
+        let entity_haystacks = entities
+            .iter()
+            .map(|e| {
+                lower(
+                    &[
+                        Some(e.entity_id.as_str()),
+                        e.name.as_deref(),
+                        e.original_name.as_deref(),
+                        e.friendly_name.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("\u{1f}"),
+                )
+            })
+            .collect();
+        let entity_sort_names = entities
+            .iter()
+            .map(|e| lower(entity_display_name(e)))
+            .collect();
+        Catalog {
+            areas,
+            floors,
+            labels,
+            devices: catalog_devices,
+            entities,
+            integrations,
+            loaded_at: Some(Utc::now()),
+            device_index,
+            entity_index,
+            area_index,
+            entity_haystacks,
+            entity_sort_names,
+        }
+    }
+
+    /// Reads the whole mirror.
+    pub async fn load(store: &RegistryStore) -> Result<Self, RegistryError> {
+        Ok(Self::build(
+            store.list_areas().await?,
+            store.list_floors().await?,
+            store.list_labels().await?,
+            store.list_devices().await?,
+            store.list_entities().await?,
+        ))
+    }
+
+    /// A device by id.
+    pub fn device(&self, id: &str) -> Option<&CatalogDevice> {
+        self.device_index.get(id).map(|&i| &self.devices[i])
+    }
+
+    /// An entity by entity id.
+    pub fn entity(&self, entity_id: &str) -> Option<&EntityView> {
+        self.entity_index.get(entity_id).map(|&i| &self.entities[i])
+    }
+
+    /// An area by id.
+    pub fn area(&self, area_id: &str) -> Option<&AreaView> {
+        self.area_index.get(area_id).map(|&i| &self.areas[i])
+    }
+
+    /// The area of an entity: its own, else its device's.
+    pub fn area_of(&self, entity_id: &str) -> Option<&str> {
+        self.entity(entity_id)?.effective_area_id.as_deref()
+    }
+
+    /// Devices matching `filter`, sorted, one page of them.
+    pub fn devices(
+        &self,
+        filter: &DeviceFilter,
+        sort: DeviceSort,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Page<&CatalogDevice> {
+        let words = words_of(filter.q.as_deref());
+        let mut matched: Vec<&CatalogDevice> = self
+            .devices
+            .iter()
+            .filter(|d| {
+                let v = &d.view;
+                filter
+                    .area
+                    .as_deref()
+                    .is_none_or(|a| v.area_id.as_deref() == Some(a))
+                    && filter
+                        .floor
+                        .as_deref()
+                        .is_none_or(|f| d.floor_id.as_deref() == Some(f))
+                    && filter
+                        .label
+                        .as_deref()
+                        .is_none_or(|l| v.labels.iter().any(|x| x == l))
+                    && filter
+                        .manufacturer
+                        .as_deref()
+                        .is_none_or(|m| eq_ci(v.manufacturer.as_deref(), m))
+                    && filter
+                        .model
+                        .as_deref()
+                        .is_none_or(|m| eq_ci(v.model.as_deref(), m))
+                    && filter
+                        .integration
+                        .as_deref()
+                        .is_none_or(|i| eq_ci(v.integration.as_deref(), i))
+                    && filter
+                        .domain
+                        .as_deref()
+                        .is_none_or(|dm| d.domains.iter().any(|x| x == dm))
+                    && matches_words(&d.haystack, &words)
+            })
+            .collect();
+        let by_name = |a: &&CatalogDevice, b: &&CatalogDevice| {
+            a.sort_name
+                .cmp(&b.sort_name)
+                .then_with(|| a.view.id.cmp(&b.view.id))
+        };
+        let opt = |a: Option<&String>, b: Option<&String>| {
+            // missing values sort last
+            match (a, b) {
+                (Some(a), Some(b)) => lower(a).cmp(&lower(b)),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        };
+        matched.sort_by(|a, b| {
+            let primary = match sort {
+                DeviceSort::Name => Ordering::Equal,
+                DeviceSort::Manufacturer => {
+                    opt(a.view.manufacturer.as_ref(), b.view.manufacturer.as_ref())
+                }
+                DeviceSort::Model => opt(a.view.model.as_ref(), b.view.model.as_ref()),
+                DeviceSort::Area => opt(a.view.area_id.as_ref(), b.view.area_id.as_ref()),
+                DeviceSort::Entities => a.entities.len().cmp(&b.entities.len()),
+                DeviceSort::Created => a
+                    .view
+                    .created_at
+                    .partial_cmp(&b.view.created_at)
+                    .unwrap_or(Ordering::Equal),
+            };
+            let ord = primary.then_with(|| by_name(a, b));
+            if descending { ord.reverse() } else { ord }
+        });
+        page(matched, offset, limit)
+    }
+
+    /// Entities matching `filter`, sorted, one page of them.
+    pub fn entities(
+        &self,
+        filter: &EntityFilter,
+        sort: EntitySort,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Page<&EntityView> {
+        let words = words_of(filter.q.as_deref());
+        let mut matched: Vec<usize> = (0..self.entities.len())
+            .filter(|&i| {
+                let e = &self.entities[i];
+                (filter.include_disabled || e.disabled_by.is_none())
+                    && filter.domain.as_deref().is_none_or(|d| e.domain == d)
+                    && filter
+                        .device_id
+                        .as_deref()
+                        .is_none_or(|d| e.device_id.as_deref() == Some(d))
+                    && filter
+                        .area
+                        .as_deref()
+                        .is_none_or(|a| e.effective_area_id.as_deref() == Some(a))
+                    && filter
+                        .device_class
+                        .as_deref()
+                        .is_none_or(|c| e.device_class.as_deref() == Some(c))
+                    && filter
+                        .platform
+                        .as_deref()
+                        .is_none_or(|p| eq_ci(e.platform.as_deref(), p))
+                    && filter
+                        .label
+                        .as_deref()
+                        .is_none_or(|l| e.labels.iter().any(|x| x == l))
+                    && matches_words(&self.entity_haystacks[i], &words)
+            })
+            .collect();
+        let id = |i: usize| self.entities[i].entity_id.as_str();
+        matched.sort_by(|&a, &b| {
+            let primary = match sort {
+                EntitySort::EntityId => Ordering::Equal,
+                EntitySort::Name => self.entity_sort_names[a].cmp(&self.entity_sort_names[b]),
+                EntitySort::Domain => self.entities[a].domain.cmp(&self.entities[b].domain),
+                EntitySort::LastSeen => self.entities[a].last_seen.cmp(&self.entities[b].last_seen),
+            };
+            let ord = primary.then_with(|| id(a).cmp(id(b)));
+            if descending { ord.reverse() } else { ord }
+        });
+        let Page { total, items } = page(matched, offset, limit);
+        Page {
+            total,
+            items: items.into_iter().map(|i| &self.entities[i]).collect(),
+        }
+    }
+}
+
+/// The name shown for an entity: the user's, else the state's friendly name, else the
+/// integration's, else the entity id.
+pub fn entity_display_name(e: &EntityView) -> &str {
+    e.name
+        .as_deref()
+        .or(e.friendly_name.as_deref())
+        .or(e.original_name.as_deref())
+        .unwrap_or(&e.entity_id)
+}
+
+/// Shared, swappable access to the current [`Catalog`].
+#[derive(Debug, Clone, Default)]
+pub struct CatalogHandle {
+    inner: Arc<ArcSwap<Catalog>>,
+}
+
+impl CatalogHandle {
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<Catalog> {
+        self.inner.load_full()
+    }
+
+    /// Re-reads the mirror and swaps the snapshot in.
+    pub async fn reload(&self, store: &RegistryStore) -> Result<(), RegistryError> {
+        let catalog = Catalog::load(store).await?;
+        self.inner.store(Arc::new(catalog));
+        Ok(())
+    }
+
+    /// Replaces the snapshot (tests).
+    pub fn set(&self, catalog: Catalog) {
+        self.inner.store(Arc::new(catalog));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: &str, name: &str, manufacturer: &str, area: Option<&str>) -> DeviceView {
+        DeviceView {
+            id: id.into(),
+            name: Some(name.into()),
+            name_by_user: None,
+            manufacturer: Some(manufacturer.into()),
+            model: Some("M1".into()),
+            model_id: None,
+            area_id: area.map(Into::into),
+            labels: vec![],
+            integration: Some("demo".into()),
+            identifiers: vec![],
+            config_entries: vec![],
+            primary_config_entry: None,
+            disabled_by: None,
+            entry_type: None,
+            via_device_id: None,
+            parent_device_id: None,
+            sw_version: None,
+            hw_version: None,
+            serial_number: None,
+            configuration_url: None,
+            created_at: None,
+            modified_at: None,
+        }
+    }
+
+    fn entity(entity_id: &str, device: Option<&str>, disabled: bool) -> EntityView {
+        EntityView {
+            id: Some(format!("id-{entity_id}")),
+            entity_id: entity_id.into(),
+            domain: entity_id.split('.').next().unwrap_or_default().into(),
+            platform: Some("demo".into()),
+            name: None,
+            original_name: Some(entity_id.replace(['.', '_'], " ")),
+            friendly_name: None,
+            device_id: device.map(Into::into),
+            area_id: None,
+            effective_area_id: Some("kitchen".into()),
+            labels: vec![],
+            entity_category: None,
+            disabled_by: disabled.then(|| "user".into()),
+            hidden_by: None,
+            config_entry_id: None,
+            unique_id: None,
+            icon: None,
+            has_entity_name: false,
+            device_class: None,
+            unit: None,
+            last_seen: None,
+            created_at: None,
+            modified_at: None,
+        }
+    }
+
+    fn area(id: &str, name: &str, floor: &str) -> AreaView {
+        AreaView {
+            area_id: id.into(),
+            name: name.into(),
+            floor_id: Some(floor.into()),
+            icon: None,
+            aliases: vec![],
+            labels: vec![],
+            created_at: None,
+            modified_at: None,
+        }
+    }
+
+    fn sample() -> Catalog {
+        Catalog::build(
+            vec![
+                area("kitchen", "Kitchen", "ground"),
+                area("attic", "Attic", "top"),
+            ],
+            vec![],
+            vec![],
+            vec![
+                device("d1", "Ceiling Lamp", "Philips", Some("kitchen")),
+                device("d2", "Thermostat", "ecobee", Some("attic")),
+                device("d3", "ceiling fan", "Acme", None),
+            ],
+            vec![
+                entity("light.ceiling", Some("d1"), false),
+                entity("sensor.temp", Some("d2"), false),
+                entity("climate.attic", Some("d2"), false),
+                entity("switch.fan", Some("d3"), true),
+                entity("sun.sun", None, false),
+            ],
+        )
+    }
+
+    #[test]
+    fn device_filters_combine_and_text_matches_area_names_case_insensitively() {
+        let c = sample();
+        let ids = |p: Page<&CatalogDevice>| {
+            p.items
+                .iter()
+                .map(|d| d.view.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let all = DeviceFilter::default();
+        assert_eq!(
+            ids(c.devices(&all, DeviceSort::Name, false, 0, 10)),
+            ["d3", "d1", "d2"]
+        );
+        let q = DeviceFilter {
+            q: Some("CEILING".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(c.devices(&q, DeviceSort::Name, true, 0, 10)),
+            ["d1", "d3"]
+        );
+        let by_area_name = DeviceFilter {
+            q: Some("attic thermo".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(c.devices(&by_area_name, DeviceSort::Name, false, 0, 10)),
+            ["d2"]
+        );
+        let floor = DeviceFilter {
+            floor: Some("ground".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(c.devices(&floor, DeviceSort::Name, false, 0, 10)),
+            ["d1"]
+        );
+        let domain = DeviceFilter {
+            domain: Some("climate".into()),
+            manufacturer: Some("ECOBEE".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(c.devices(&domain, DeviceSort::Name, false, 0, 10)),
+            ["d2"]
+        );
+        let page = c.devices(&all, DeviceSort::Entities, true, 1, 1);
+        assert_eq!(page.total, 3);
+        assert_eq!(page.items[0].view.id, "d1");
+    }
+
+    #[test]
+    fn entities_hide_disabled_unless_asked_and_integrations_count_devices() {
+        let c = sample();
+        let all = c.entities(
+            &EntityFilter::default(),
+            EntitySort::EntityId,
+            false,
+            0,
+            100,
+        );
+        assert_eq!(all.total, 4);
+        let with_disabled = EntityFilter {
+            include_disabled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.entities(&with_disabled, EntitySort::EntityId, false, 0, 100)
+                .total,
+            5
+        );
+        let q = EntityFilter {
+            q: Some("temp".into()),
+            ..Default::default()
+        };
+        let found = c.entities(&q, EntitySort::Name, false, 0, 100);
+        assert_eq!(found.items[0].entity_id, "sensor.temp");
+        assert_eq!(
+            c.integrations,
+            vec![IntegrationCount {
+                integration: "demo".into(),
+                entities: 5,
+                devices: 3
+            }]
+        );
+        assert_eq!(
+            c.device("d2").map(|d| d.domains.clone()),
+            Some(vec!["climate".to_owned(), "sensor".to_owned()])
+        );
+        assert_eq!(c.area_of("light.ceiling"), Some("kitchen"));
+    }
+}
