@@ -18,7 +18,7 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_parameter`, `not_found`, `unauthorized`,
+    /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
     /// `forbidden`, `rate_limited`, `backend_unavailable`, `internal`.
     pub code: String,
     /// Plain-words explanation.
@@ -60,6 +60,15 @@ impl ApiError {
     /// 404: the thing asked for does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: the path exists, but not with this method.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
     }
 
     /// 401: credentials are missing or wrong.

@@ -122,19 +122,35 @@ fn range(
     Ok((start_t, end_t))
 }
 
+/// Record order.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderParam {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
 /// Parameters of `GET /api/v1/history`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// One entity id, or several separated by commas (at most 50).
+    #[param(
+        required = true,
+        pattern = r"^[a-z0-9_]+\.[a-z0-9_]+(,[a-z0-9_]+\.[a-z0-9_]+)*$"
+    )]
     entity_id: Option<String>,
     /// Range start, RFC 3339 (default: `end` − 24 h).
+    #[param(format = DateTime)]
     start: Option<String>,
     /// Range end, RFC 3339 (default: now).
+    #[param(format = DateTime)]
     end: Option<String>,
     /// `asc` (default) or `desc`.
-    order: Option<String>,
+    order: Option<OrderParam>,
     /// Records per page, 1..10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
@@ -165,15 +181,9 @@ pub async fn history(
         p.end.as_deref(),
         Duration::hours(24),
     )?;
-    let order = match p.order.as_deref() {
-        None | Some("asc") => Order::Ascending,
-        Some("desc") => Order::Descending,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "order",
-                format!("order must be asc or desc, got `{other}`"),
-            ));
-        }
+    let order = match p.order {
+        None | Some(OrderParam::Asc) => Order::Ascending,
+        Some(OrderParam::Desc) => Order::Descending,
     };
     let limit = match p.limit {
         None => 1000,
@@ -214,10 +224,16 @@ pub async fn history(
 #[into_params(parameter_in = Query)]
 pub struct AggregateParams {
     /// One entity id, or several separated by commas (at most 20).
+    #[param(
+        required = true,
+        pattern = r"^[a-z0-9_]+\.[a-z0-9_]+(,[a-z0-9_]+\.[a-z0-9_]+)*$"
+    )]
     entity_id: Option<String>,
     /// Range start, RFC 3339 (default: `end` − 24 h).
+    #[param(format = DateTime)]
     start: Option<String>,
     /// Range end, RFC 3339 (default: now).
+    #[param(format = DateTime)]
     end: Option<String>,
     /// Bucket width: seconds or `30s`, `5m`, `1h`, `1d`; chosen from `max_points` when absent.
     interval: Option<String>,
@@ -317,8 +333,10 @@ pub async fn aggregate(
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Range start, RFC 3339 (default: `end` − 1 h).
+    #[param(format = DateTime)]
     start: Option<String>,
     /// Range end, RFC 3339 (default: now).
+    #[param(format = DateTime)]
     end: Option<String>,
     /// Bucket width, at least 60 s (default `1m`).
     interval: Option<String>,

@@ -156,8 +156,10 @@ pub fn bind(
         settings.rate_limit_per_second,
         settings.rate_limit_burst,
     ));
+    let doc = openapi();
+    let known = web::Data::new(KnownRoutes::from_openapi(&doc));
     let spec = web::Data::new(docs::OpenApiJson(
-        openapi().to_json().unwrap_or_else(|_| "{}".into()),
+        doc.to_json().unwrap_or_else(|_| "{}".into()),
     ));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -169,6 +171,7 @@ pub fn bind(
                     .app_data(durations.clone())
                     .app_data(guard.clone())
                     .app_data(spec.clone())
+                    .app_data(known.clone())
                     .app_data(error::json_config())
                     .app_data(error::path_config())
                     .app_data(web::QueryConfig::default().error_handler(|e, _| {
@@ -203,9 +206,65 @@ pub fn bind(
     Ok((server.run(), port))
 }
 
+/// The documented paths and the methods each serves, to tell 405 from 404.
+pub struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, String)>);
+
+impl KnownRoutes {
+    fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let routes = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = serde_json::to_value(item)
+                    .ok()
+                    .and_then(|v| {
+                        v.as_object().map(|o| {
+                            o.keys()
+                                .filter(|k| {
+                                    ["get", "put", "post", "delete", "patch"].contains(&k.as_str())
+                                })
+                                .map(|k| k.to_uppercase())
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .unwrap_or_default();
+                (
+                    actix_web::dev::ResourceDef::new(path.as_str()),
+                    methods.join(", "),
+                )
+            })
+            .collect();
+        KnownRoutes(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+/// Unknown paths get 404; known paths asked with a method they do not serve get 405.
 async fn not_found(
     req: actix_web::HttpRequest,
+    known: web::Data<KnownRoutes>,
 ) -> Result<actix_web::HttpResponse, error::ApiError> {
+    if let Some(allowed) = known.allowed(req.path()) {
+        let e = error::ApiError::method_not_allowed(format!(
+            "{} is not served on {}; use {allowed}",
+            req.method(),
+            req.path()
+        ));
+        let mut response = actix_web::ResponseError::error_response(&e);
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(allowed) {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, v);
+        }
+        return Ok(response);
+    }
     Err(error::ApiError::not_found(format!(
         "no route {} {}",
         req.method(),

@@ -293,6 +293,7 @@ pub struct QuarantineParams {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Items to skip.
+    #[param(minimum = 0, maximum = 100000000)]
     offset: Option<usize>,
 }
 

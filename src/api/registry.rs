@@ -120,6 +120,78 @@ pub struct EntityPage {
     pub items: Vec<EntityWithState>,
 }
 
+/// Sort keys of devices (documentation of `sort`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub enum DeviceSortParam {
+    /// By name.
+    #[schema(rename = "name")]
+    Name,
+    /// By name, descending.
+    #[schema(rename = "-name")]
+    NameDesc,
+    /// By manufacturer.
+    #[schema(rename = "manufacturer")]
+    Manufacturer,
+    /// By manufacturer, descending.
+    #[schema(rename = "-manufacturer")]
+    ManufacturerDesc,
+    /// By model.
+    #[schema(rename = "model")]
+    Model,
+    /// By model, descending.
+    #[schema(rename = "-model")]
+    ModelDesc,
+    /// By area.
+    #[schema(rename = "area")]
+    Area,
+    /// By area, descending.
+    #[schema(rename = "-area")]
+    AreaDesc,
+    /// By number of entities.
+    #[schema(rename = "entities")]
+    Entities,
+    /// By number of entities, descending.
+    #[schema(rename = "-entities")]
+    EntitiesDesc,
+    /// By creation time.
+    #[schema(rename = "created")]
+    Created,
+    /// By creation time, descending.
+    #[schema(rename = "-created")]
+    CreatedDesc,
+}
+
+/// Sort keys of entities (documentation of `sort`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub enum EntitySortParam {
+    /// By entity id.
+    #[schema(rename = "entity_id")]
+    EntityId,
+    /// By entity id, descending.
+    #[schema(rename = "-entity_id")]
+    EntityIdDesc,
+    /// By name.
+    #[schema(rename = "name")]
+    Name,
+    /// By name, descending.
+    #[schema(rename = "-name")]
+    NameDesc,
+    /// By domain.
+    #[schema(rename = "domain")]
+    Domain,
+    /// By domain, descending.
+    #[schema(rename = "-domain")]
+    DomainDesc,
+    /// By last seen.
+    #[schema(rename = "last_seen")]
+    LastSeen,
+    /// By last seen, descending.
+    #[schema(rename = "-last_seen")]
+    LastSeenDesc,
+}
+
 /// Filters and paging of `GET /api/v1/devices`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -143,11 +215,13 @@ pub struct DeviceParams {
     q: Option<String>,
     /// `name` (default), `manufacturer`, `model`, `area`, `entities` or `created`; `-` in front
     /// sorts descending.
+    #[param(value_type = Option<DeviceSortParam>)]
     sort: Option<String>,
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Items to skip.
+    #[param(minimum = 0, maximum = 100000000)]
     offset: Option<usize>,
 }
 
@@ -265,11 +339,13 @@ pub struct EntityParams {
     /// List disabled entities too (default false).
     include_disabled: Option<bool>,
     /// `entity_id` (default), `name`, `domain` or `last_seen`; `-` in front sorts descending.
+    #[param(value_type = Option<EntitySortParam>)]
     sort: Option<String>,
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// Items to skip.
+    #[param(minimum = 0, maximum = 100000000)]
     offset: Option<usize>,
 }
 

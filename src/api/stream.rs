@@ -76,6 +76,17 @@ impl Filter {
     }
 }
 
+/// One Server-Sent Event as a client parses it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SseEvent {
+    /// `hello`, `state_changed` or `lagged`.
+    pub event: String,
+    /// JSON text.
+    pub data: String,
+    /// Sequence number of `state_changed` events.
+    pub id: Option<String>,
+}
+
 /// The data of an `event: state_changed`.
 #[derive(Debug, Serialize)]
 struct Outgoing<'a> {
@@ -109,7 +120,7 @@ fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
     tag = "live",
     params(StreamParams),
     responses(
-        (status = 200, content_type = "text/event-stream", body = String, description = "An endless event stream"),
+        (status = 200, content_type = "text/event-stream", body = SseEvent, description = "An endless event stream"),
         (status = 400, body = ErrorBody),
     )
 )]
