@@ -145,7 +145,7 @@ pub async fn run(
             );
             todo = rate.max(1);
         }
-        while todo > 0 {
+        while todo > 0 && !cancel.is_cancelled() {
             let n = todo.min(CHUNK as u64);
             hub.with(|inner| {
                 for _ in 0..n {

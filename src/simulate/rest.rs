@@ -25,20 +25,19 @@ fn message(status: StatusCode, text: &str) -> HttpResponse {
     json_response(status, json!({ "message": text }).to_string())
 }
 
-fn authorized(req: &HttpRequest, hub: &Hub) -> Result<(), HttpResponse> {
+/// The 401 response when the request lacks the right bearer token.
+fn refused(req: &HttpRequest, hub: &Hub) -> Option<HttpResponse> {
     let ok = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| t == hub.token);
-    if ok {
-        Ok(())
-    } else {
-        Err(HttpResponse::Unauthorized()
+    (!ok).then(|| {
+        HttpResponse::Unauthorized()
             .content_type("text/plain")
-            .body("401: Unauthorized"))
-    }
+            .body("401: Unauthorized")
+    })
 }
 
 fn error_response(e: &HubError) -> HttpResponse {
@@ -50,17 +49,18 @@ fn error_response(e: &HubError) -> HttpResponse {
     message(status, &e.to_string())
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, HttpResponse> {
+/// The JSON body (an empty body is `{}`), or the 400 response.
+fn parse_body(body: &[u8]) -> Result<Value, Box<HttpResponse>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
     serde_json::from_slice(body)
-        .map_err(|_| message(StatusCode::BAD_REQUEST, "Invalid JSON specified."))
+        .map_err(|_| Box::new(message(StatusCode::BAD_REQUEST, "Invalid JSON specified.")))
 }
 
 /// `GET /api/`.
 pub async fn api_root(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     message(StatusCode::OK, "API running.")
@@ -68,7 +68,7 @@ pub async fn api_root(req: HttpRequest, hub: HubData) -> HttpResponse {
 
 /// `GET /api/config`.
 pub async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let n = hub.with(|i| i.home.states.len()).0;
@@ -77,7 +77,7 @@ pub async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
 
 /// `GET /api/states`.
 pub async fn states(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     json_response(StatusCode::OK, hub.with(|i| i.states_json()).0)
@@ -85,7 +85,7 @@ pub async fn states(req: HttpRequest, hub: HubData) -> HttpResponse {
 
 /// `GET /api/states/<entity_id>`.
 pub async fn state_get(req: HttpRequest, hub: HubData, path: web::Path<String>) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     match hub.with(|i| i.state(&path).map(|s| s.json.clone())).0 {
@@ -101,12 +101,12 @@ pub async fn state_post(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let data = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(state) = data.get("state").map(|s| match s {
         Value::String(s) => s.clone(),
@@ -145,12 +145,12 @@ pub async fn service(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let data = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (domain, service) = path.into_inner();
     let r = hub.with(|i| i.call_service(&domain, &service, &data, None, &Origin::user()));
@@ -194,7 +194,7 @@ pub async fn automation_get(
     hub: HubData,
     path: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     match hub
@@ -213,12 +213,12 @@ pub async fn automation_post(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let config = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match hub.with(|i| i.automation_put(&path, config)).0 {
         Ok(()) => json_response(StatusCode::OK, json!({"result": "ok"}).to_string()),
@@ -232,7 +232,7 @@ pub async fn automation_delete(
     hub: HubData,
     path: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     match hub.with(|i| i.automation_delete(&path)).0 {
@@ -243,7 +243,7 @@ pub async fn automation_delete(
 
 /// `GET /api/history/period[/<start>]?filter_entity_id=…&end_time=…&minimal_response&no_attributes&significant_changes_only=0`.
 pub async fn history(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let query: BTreeMap<String, String> =
@@ -297,7 +297,7 @@ pub async fn history(req: HttpRequest, hub: HubData) -> HttpResponse {
 
 /// `GET /api/simulator/webhook_calls`: the webhook calls received, oldest first (simulator only).
 pub async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let calls: Vec<Value> = hub.with(|i| i.webhook_calls.iter().cloned().collect()).0;
@@ -306,7 +306,7 @@ pub async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpResponse {
 
 /// `GET /api/simulator/status`: counts of the simulated home (simulator only).
 pub async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
-    if let Err(r) = authorized(&req, &hub) {
+    if let Some(r) = refused(&req, &hub) {
         return r;
     }
     let body = hub
