@@ -367,7 +367,31 @@ async fn websocket_protocol_follows_home_assistant() {
     }
     send(&mut ws, json!({"id": 7, "type": "ping"})).await;
     let (_, events, _) = until_result(&mut ws, 7).await;
-    assert_eq!(events.len(), 50);
+    let mine = events
+        .iter()
+        .filter(|e| e["event"]["data"]["entity_id"] == id.as_str())
+        .count();
+    assert_eq!(mine, 50);
+    // one service call switching every light: its events and its result share array frames
+    send(
+        &mut ws,
+        json!({"id": 8, "type": "call_service", "domain": "light",
+                         "service": "toggle", "service_data": {"entity_id": "all"}}),
+    )
+    .await;
+    let (r, events, arrays) = until_result(&mut ws, 8).await;
+    assert_eq!(r["success"], true);
+    assert!(r["result"]["context"]["id"].is_string());
+    let lights = events
+        .iter()
+        .filter(|e| {
+            e["event"]["data"]["entity_id"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("light."))
+        })
+        .count();
+    assert!(lights >= 5, "{events:?}");
+    assert!(arrays >= 1, "coalesced frames are arrays");
 }
 
 #[tokio::test]
@@ -606,4 +630,40 @@ async fn a_webhook_automation_turns_on_a_light() {
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let sim = Sim::start(&["--seed", "71", "--rate", "20000", "--max-pending", "4096"]);
+    let (mut ws, reply) = raw_ws(&sim, TOKEN).await;
+    assert_eq!(reply["type"], "auth_ok");
+    send(
+        &mut ws,
+        json!({"id": 1, "type": "supported_features", "features": {"coalesce_messages": 1}}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"id": 2, "type": "subscribe_events", "event_type": "state_changed"}),
+    )
+    .await;
+    // stop reading: the socket buffers fill, then the pending events pass the limit
+    let ha = sim.ha();
+    let status = eventually("the slow client dropped", WAIT, || async {
+        let s = ha.get("simulator/status").await;
+        (s["dropped_clients"].as_u64().unwrap_or(0) >= 1).then_some(s)
+    })
+    .await;
+    assert!(status["events_published"].as_u64().unwrap_or(0) > 4_096);
+    // what was buffered can still be read, then the socket ends
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(_) = m {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed");
+    assert!(sim.log().contains("too slow"), "{}", sim.log());
 }

@@ -1237,6 +1237,19 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_never_runs_ahead_of_the_wall_clock() {
+        let clock = Clock::new(1e6, 3_600_000_000);
+        let first = clock.now();
+        assert!(first <= chrono::Utc::now().timestamp_micros() - 3_500_000_000);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // 20 ms at a million times is over five hours: capped at now
+        let later = clock.now();
+        assert!(later <= chrono::Utc::now().timestamp_micros());
+        assert!(clock.caught_up());
+        assert!(later - first >= 3_500_000_000);
+    }
+
+    #[test]
     fn entity_ids_are_validated() {
         assert!(valid_entity_id("sensor.a_1"));
         assert!(!valid_entity_id("sensor"));

@@ -406,9 +406,29 @@ pub fn config_json(entities: usize) -> String {
     .to_string()
 }
 
-async fn flush(session: &mut Session, out: &mut Out) -> Result<(), End> {
+/// How often a blocked write checks how far the client has fallen behind.
+const PENDING_CHECK: Duration = Duration::from_millis(100);
+
+/// Writes the waiting frames. A write the client does not take in time (its socket is full) does
+/// not block the check: once more than `max_pending` events wait, the client is dropped.
+async fn flush(session: &mut Session, out: &mut Out, hub: &Hub, consumed: u64) -> Result<(), End> {
     for frame in out.take() {
-        session.text(frame).await.map_err(|_| End::Closed)?;
+        let send = session.text(frame);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                r = &mut send => {
+                    r.map_err(|_| End::Closed)?;
+                    break;
+                }
+                () = tokio::time::sleep(PENDING_CHECK) => {
+                    let pending = hub.published().saturating_sub(consumed);
+                    if pending > hub.max_pending as u64 {
+                        return Err(End::TooSlow(pending));
+                    }
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -508,7 +528,7 @@ async fn connection(
         if let Err(end) = step {
             break end;
         }
-        if let Err(end) = flush(&mut session, &mut conn.out).await {
+        if let Err(end) = flush(&mut session, &mut conn.out, &hub, conn.consumed).await {
             break end;
         }
         let pending = hub.published().saturating_sub(conn.consumed);
