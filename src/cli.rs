@@ -1,4 +1,4 @@
-//! The command line: `homeiq [--config FILE] [--options FILE] [serve|check-config]`.
+//! The command line: `homeiq [--config FILE] [--options FILE] [serve|check-config|simulate]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,10 +32,19 @@ pub enum Command {
     Serve,
     /// Validate the configuration and print it (secrets redacted) as JSON.
     CheckConfig,
+    /// Run a simulated Home Assistant (WebSocket and REST API, generated home, routines or a
+    /// load generator) to develop and test against.
+    Simulate(crate::simulate::SimulatorOptions),
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
+    if let Some(Command::Simulate(options)) = cli.command {
+        // the simulator needs none of HomeIQ's settings
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        telemetry::init(&level, crate::config::LogFormat::Text);
+        return crate::simulate::run_cli(options).await;
+    }
     let sources = ConfigSources {
         config_file: cli.config.clone(),
         options_file: Some(cli.options.clone()),
@@ -63,6 +72,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Serve => serve(settings).await,
+        Command::Simulate(_) => ExitCode::FAILURE,
     }
 }
 

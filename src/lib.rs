@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod ha;
 pub mod ingest;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;

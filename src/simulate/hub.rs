@@ -1,0 +1,1259 @@
+//! The simulated core: the home behind one lock, the simulated clock, and the event bus.
+//!
+//! Every change happens under the lock and stages its events; when the lock is released they are
+//! numbered (a global sequence) and sent to the bus as one batch. Connections read the bus and
+//! know, for a snapshot taken under the lock, which events it already includes — so a reply and
+//! the events around it reach a client in the order Home Assistant's single event loop would give.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::history::{History, Row};
+use super::home::{EntityState, Home, slug};
+use super::render::{push_context, push_iso, push_str_lit, ulid};
+
+/// Home Assistant version the simulator claims.
+pub const HA_VERSION: &str = "2025.4.4";
+/// The most entities the REST API may create.
+pub const MAX_ENTITIES: usize = 50_000;
+/// The most automations kept.
+pub const MAX_AUTOMATIONS: usize = 1_000;
+/// Webhook calls remembered.
+pub const MAX_WEBHOOK_CALLS: usize = 256;
+/// Home Assistant's limit on a state string.
+pub const MAX_STATE_LEN: usize = 255;
+/// User id of the simulated owner (the token's user).
+pub const OWNER_USER_ID: &str = "5a1b0c0d0e0f41a2b3c4d5e6f7a8b9c0";
+
+/// One event on the bus, rendered once for every subscriber.
+#[derive(Debug)]
+pub struct BusEvent {
+    /// The event type.
+    pub event_type: &'static str,
+    /// The event object (`event_type`, `data`, `origin`, `time_fired`, `context`).
+    pub body: String,
+}
+
+/// Events published together; the first has sequence number `first_seq`.
+#[derive(Debug)]
+pub struct Batch {
+    /// Sequence number of `events[0]`.
+    pub first_seq: u64,
+    /// The events.
+    pub events: Vec<BusEvent>,
+}
+
+/// What went wrong with a request to the simulated core.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    /// The referenced item does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is malformed or not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The service is not simulated.
+    #[error("Service {0} not found.")]
+    ServiceNotFound(String),
+    /// A bound was reached.
+    #[error("{0}")]
+    Full(String),
+}
+
+impl HubError {
+    /// The WebSocket error code Home Assistant uses for this.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HubError::NotFound(_) => "not_found",
+            HubError::Invalid(_) => "invalid_format",
+            HubError::ServiceNotFound(_) => "service_not_found",
+            HubError::Full(_) => "home_assistant_error",
+        }
+    }
+}
+
+/// The simulated clock: `speed` simulated seconds per real second from `start`, never ahead of the
+/// wall clock.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    real_start: Instant,
+    wall_start_us: i64,
+    sim_start_us: i64,
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock starting `backdate_us` before now and running at `speed`.
+    pub fn new(speed: f64, backdate_us: i64) -> Self {
+        let wall = chrono::Utc::now().timestamp_micros();
+        Clock {
+            real_start: Instant::now(),
+            wall_start_us: wall,
+            sim_start_us: wall - backdate_us.max(0),
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Simulated now, µs.
+    pub fn now(&self) -> i64 {
+        let elapsed = i64::try_from(self.real_start.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let wall = self.wall_start_us.saturating_add(elapsed);
+        let sim = self
+            .sim_start_us
+            .saturating_add((elapsed as f64 * self.speed) as i64);
+        sim.min(wall)
+    }
+
+    /// Whether the simulated time has caught up with the wall clock.
+    pub fn caught_up(&self) -> bool {
+        let elapsed = i64::try_from(self.real_start.elapsed().as_micros()).unwrap_or(i64::MAX);
+        self.sim_start_us
+            .saturating_add((elapsed as f64 * self.speed) as i64)
+            >= self.wall_start_us.saturating_add(elapsed)
+    }
+}
+
+/// Who caused a change.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Parent context id.
+    pub parent_id: Option<String>,
+    /// User id.
+    pub user_id: Option<String>,
+}
+
+impl Origin {
+    /// A change made by the simulated owner (REST and WebSocket calls).
+    pub fn user() -> Self {
+        Origin {
+            parent_id: None,
+            user_id: Some(OWNER_USER_ID.to_owned()),
+        }
+    }
+}
+
+/// A stored automation.
+#[derive(Debug, Clone)]
+pub struct Automation {
+    /// The configuration as posted (with `id`).
+    pub config: Value,
+    /// Its `automation.*` entity.
+    pub entity_id: String,
+}
+
+/// Everything behind the lock.
+pub struct Inner {
+    /// The home.
+    pub home: Home,
+    /// The recorder.
+    pub history: History,
+    /// Automations by id.
+    pub automations: BTreeMap<String, Automation>,
+    /// The latest webhook calls, oldest first.
+    pub webhook_calls: VecDeque<Value>,
+    clock: Clock,
+    last_now: i64,
+    seq: u64,
+    staged: Vec<BusEvent>,
+    rng: StdRng,
+}
+
+/// The shared core.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    bus: broadcast::Sender<Arc<Batch>>,
+    published: AtomicU64,
+    /// The access token clients must present.
+    pub token: String,
+    /// Pending messages at which a client is dropped.
+    pub max_pending: usize,
+    /// Clients dropped for being too slow.
+    pub dropped_clients: AtomicU64,
+}
+
+impl Hub {
+    /// A hub for `home`, with a bus holding `bus_batches` batches.
+    pub fn new(
+        home: Home,
+        clock: Clock,
+        seed: u64,
+        token: String,
+        max_pending: usize,
+        bus_batches: usize,
+    ) -> Self {
+        let history_entities = home.states.len().max(100);
+        let mut history = History::new(history_entities);
+        for s in &home.states {
+            history.push(&s.entity_id, row_of(s));
+        }
+        let (bus, _) = broadcast::channel(bus_batches.max(4));
+        Hub {
+            inner: Mutex::new(Inner {
+                home,
+                history,
+                automations: BTreeMap::new(),
+                webhook_calls: VecDeque::new(),
+                last_now: clock.now(),
+                clock,
+                seq: 0,
+                staged: Vec::new(),
+                rng: StdRng::seed_from_u64(seed ^ 0x5eed_c0de),
+            }),
+            bus,
+            published: AtomicU64::new(0),
+            token,
+            max_pending,
+            dropped_clients: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` under the lock and publishes the events it staged. Returns `f`'s value and the
+    /// sequence number of the first event after it (everything before is included in what `f`
+    /// saw or did).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> (R, u64) {
+        let mut g = self.lock();
+        let r = f(&mut g);
+        if !g.staged.is_empty() {
+            let events = std::mem::take(&mut g.staged);
+            let first_seq = g.seq;
+            g.seq += events.len() as u64;
+            self.published.store(g.seq, Ordering::Release);
+            // no receiver is fine: nobody listens
+            let _ = self.bus.send(Arc::new(Batch { first_seq, events }));
+        }
+        let seq = g.seq;
+        (r, seq)
+    }
+
+    /// A bus receiver and the sequence number of the first event it will see.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Batch>>, u64) {
+        let g = self.lock();
+        (self.bus.subscribe(), g.seq)
+    }
+
+    /// Events published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+}
+
+/// The recorder row of a state.
+pub fn row_of(s: &EntityState) -> Row {
+    Row {
+        state: Arc::from(s.state.as_str()),
+        attrs: s.attrs_json.clone(),
+        lu: s.last_updated,
+        lc: s.last_changed,
+    }
+}
+
+/// Entity ids named by service data or a target: a string (comma separated) or a list.
+pub fn entity_ids_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn now_secs(us: i64) -> f64 {
+    us as f64 / 1e6
+}
+
+impl Inner {
+    /// Simulated now (µs), strictly increasing from call to call.
+    pub fn now(&mut self) -> i64 {
+        let t = self.clock.now().max(self.last_now + 1);
+        self.last_now = t;
+        t
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// A fresh context id at `now`.
+    pub fn context_id(&mut self, now: i64) -> String {
+        let entropy: u128 = self.rng.random();
+        ulid(now / 1_000, entropy)
+    }
+
+    /// Stages an event with a data object rendered by the caller.
+    pub fn stage(&mut self, event_type: &'static str, data_json: &str, now: i64, ctx: &str) {
+        let mut body = String::with_capacity(data_json.len() + 160);
+        body.push_str("{\"event_type\":");
+        push_str_lit(&mut body, event_type);
+        body.push_str(",\"data\":");
+        body.push_str(data_json);
+        body.push_str(",\"origin\":\"LOCAL\",\"time_fired\":\"");
+        push_iso(&mut body, now);
+        body.push_str("\",\"context\":");
+        push_context(&mut body, ctx, None, None);
+        body.push('}');
+        self.staged.push(BusEvent { event_type, body });
+    }
+
+    fn stage_state_changed(
+        &mut self,
+        entity_id: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+        now: i64,
+        ctx: &str,
+    ) {
+        let mut data = String::with_capacity(
+            64 + old.map_or(4, str::len) + new.map_or(4, str::len) + entity_id.len(),
+        );
+        data.push_str("{\"entity_id\":");
+        push_str_lit(&mut data, entity_id);
+        data.push_str(",\"old_state\":");
+        data.push_str(old.unwrap_or("null"));
+        data.push_str(",\"new_state\":");
+        data.push_str(new.unwrap_or("null"));
+        data.push('}');
+        self.stage("state_changed", &data, now, ctx);
+    }
+
+    /// Sets a state as `hass.states.async_set` does: `last_changed` moves only when the state
+    /// string changes, `last_updated` when it or an attribute does, `last_reported` always; an
+    /// unchanged write fires no `state_changed` (unless `force_update`). Returns whether the
+    /// entity is new and its state object JSON.
+    pub fn set_state(
+        &mut self,
+        entity_id: &str,
+        state: &str,
+        attributes: Option<Map<String, Value>>,
+        force_update: bool,
+        origin: &Origin,
+    ) -> Result<(bool, Arc<str>), HubError> {
+        if state.chars().count() > MAX_STATE_LEN {
+            return Err(HubError::Invalid(format!(
+                "Invalid state with length {}. State max length is {MAX_STATE_LEN} characters.",
+                state.chars().count()
+            )));
+        }
+        if !valid_entity_id(entity_id) {
+            return Err(HubError::Invalid(format!("Invalid entity ID: {entity_id}")));
+        }
+        let now = self.now();
+        let ctx = self.context_id(now);
+        let Some(&idx) = self.home.index.get(entity_id) else {
+            if self.home.states.len() >= MAX_ENTITIES {
+                return Err(HubError::Full(format!(
+                    "the simulator holds at most {MAX_ENTITIES} entities"
+                )));
+            }
+            let mut st = EntityState::new(entity_id, state, attributes.unwrap_or_default(), now);
+            st.context_id = ctx.clone();
+            st.context_parent = origin.parent_id.clone();
+            st.context_user = origin.user_id.clone();
+            st.render();
+            self.history.push(entity_id, row_of(&st));
+            let json = st.json.clone();
+            self.home
+                .index
+                .insert(entity_id.to_owned(), self.home.states.len());
+            self.home.states.push(st);
+            self.stage_state_changed(entity_id, None, Some(&json), now, &ctx);
+            return Ok((true, json));
+        };
+        let st = &mut self.home.states[idx];
+        let old_json = st.json.clone();
+        let state_changed = st.state != state;
+        let attrs_changed = attributes.as_ref().is_some_and(|a| *a != st.attributes);
+        if !state_changed && !attrs_changed && !force_update {
+            st.last_reported = now;
+            st.render();
+            return Ok((false, st.json.clone()));
+        }
+        if state_changed {
+            st.state = state.to_owned();
+            st.last_changed = now;
+        }
+        if let Some(a) = attributes.filter(|_| attrs_changed) {
+            st.set_attributes(a);
+        }
+        st.last_updated = now;
+        st.last_reported = now;
+        st.context_id = ctx.clone();
+        st.context_parent = origin.parent_id.clone();
+        st.context_user = origin.user_id.clone();
+        st.render();
+        let new_json = st.json.clone();
+        let row = row_of(st);
+        self.history.push(entity_id, row);
+        self.stage_state_changed(entity_id, Some(&old_json), Some(&new_json), now, &ctx);
+        Ok((false, new_json))
+    }
+
+    /// The fast path of the load generator: a new state string for entity `idx`, attributes
+    /// unchanged.
+    pub fn set_state_fast(&mut self, idx: usize, state: String) {
+        let now = self.now();
+        let entropy: u128 = self.rng.random();
+        let ctx = ulid(now / 1_000, entropy);
+        let Some(st) = self.home.states.get_mut(idx) else {
+            return;
+        };
+        let old_json = st.json.clone();
+        if st.state != state {
+            st.last_changed = now;
+        }
+        st.state = state;
+        st.last_updated = now;
+        st.last_reported = now;
+        st.context_id = ctx;
+        st.context_parent = None;
+        st.context_user = None;
+        st.render();
+        let new_json = st.json.clone();
+        let row = row_of(st);
+        let entity_id = st.entity_id.clone();
+        let ctx = st.context_id.clone();
+        self.history.push(&entity_id, row);
+        self.stage_state_changed(&entity_id, Some(&old_json), Some(&new_json), now, &ctx);
+    }
+
+    /// Removes an entity's state (`new_state: null`).
+    pub fn remove_state(&mut self, entity_id: &str) -> bool {
+        let Some(idx) = self.home.index.remove(entity_id) else {
+            return false;
+        };
+        let old = self.home.states.swap_remove(idx);
+        if let Some(moved) = self.home.states.get(idx) {
+            self.home.index.insert(moved.entity_id.clone(), idx);
+        }
+        let now = self.now();
+        let ctx = self.context_id(now);
+        self.stage_state_changed(entity_id, Some(&old.json), None, now, &ctx);
+        true
+    }
+
+    /// The current state of an entity.
+    pub fn state(&self, entity_id: &str) -> Option<&EntityState> {
+        self.home
+            .index
+            .get(entity_id)
+            .and_then(|&i| self.home.states.get(i))
+    }
+
+    /// Every state as a JSON array.
+    pub fn states_json(&self) -> String {
+        let total: usize = self.home.states.iter().map(|s| s.json.len() + 1).sum();
+        let mut out = String::with_capacity(total + 2);
+        out.push('[');
+        for (i, s) in self.home.states.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&s.json);
+        }
+        out.push(']');
+        out
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // services
+    // -----------------------------------------------------------------------------------------
+
+    /// Calls a service: `light` and `switch` `turn_on`/`turn_off`/`toggle` on the entities in
+    /// `data.entity_id` (or `target`). Returns the states changed, as JSON.
+    pub fn call_service(
+        &mut self,
+        domain: &str,
+        service: &str,
+        data: &Value,
+        target: Option<&Value>,
+        origin: &Origin,
+    ) -> Result<Vec<Arc<str>>, HubError> {
+        let known = matches!(domain, "light" | "switch" | "homeassistant")
+            && matches!(service, "turn_on" | "turn_off" | "toggle");
+        if !known {
+            return Err(HubError::ServiceNotFound(format!("{domain}.{service}")));
+        }
+        let mut ids = entity_ids_of(data.get("entity_id"));
+        if let Some(t) = target {
+            ids.extend(entity_ids_of(t.get("entity_id")));
+        }
+        if ids.iter().any(|i| i == "all") {
+            ids = self
+                .home
+                .states
+                .iter()
+                .filter(|s| domain == "homeassistant" || s.domain() == domain)
+                .map(|s| s.entity_id.clone())
+                .collect();
+        }
+        let mut changed = Vec::new();
+        for id in ids {
+            let Some(current) = self.state(&id) else {
+                continue;
+            };
+            let d = current.domain().to_owned();
+            if !(d == domain || (domain == "homeassistant" && (d == "light" || d == "switch"))) {
+                continue;
+            }
+            let on = match service {
+                "turn_on" => true,
+                "turn_off" => false,
+                _ => current.state != "on",
+            };
+            let mut attrs = current.attributes.clone();
+            if d == "light" {
+                if on {
+                    let brightness = data
+                        .get("brightness")
+                        .and_then(Value::as_f64)
+                        .or_else(|| {
+                            data.get("brightness_pct")
+                                .and_then(Value::as_f64)
+                                .map(|p| (p * 255.0 / 100.0).round())
+                        })
+                        .or_else(|| attrs.get("brightness").and_then(Value::as_f64))
+                        .unwrap_or(255.0)
+                        .clamp(0.0, 255.0);
+                    attrs.insert("brightness".into(), json!(brightness as u64));
+                    attrs.insert("color_mode".into(), json!("brightness"));
+                } else {
+                    attrs.insert("brightness".into(), Value::Null);
+                    attrs.insert("color_mode".into(), Value::Null);
+                }
+            }
+            let (_, json) = self.set_state(
+                &id,
+                if on { "on" } else { "off" },
+                Some(attrs),
+                false,
+                origin,
+            )?;
+            changed.push(json);
+        }
+        let now = self.now();
+        let ctx = self.context_id(now);
+        let mut data_json = String::from("{\"domain\":");
+        push_str_lit(&mut data_json, domain);
+        data_json.push_str(",\"service\":");
+        push_str_lit(&mut data_json, service);
+        data_json.push_str(",\"service_data\":");
+        data_json.push_str(&data.to_string());
+        data_json.push('}');
+        self.stage("call_service", &data_json, now, &ctx);
+        Ok(changed)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // registries
+    // -----------------------------------------------------------------------------------------
+
+    fn registry_event(&mut self, event_type: &'static str, data: Value) {
+        let now = self.now();
+        let ctx = self.context_id(now);
+        self.stage(event_type, &data.to_string(), now, &ctx);
+    }
+
+    /// `config/area_registry/create`.
+    pub fn area_create(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let name = msg
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| HubError::Invalid("required key not provided @ data['name']".into()))?;
+        if self
+            .home
+            .areas
+            .iter()
+            .any(|a| a["name"].as_str() == Some(name))
+        {
+            return Err(HubError::Invalid(format!(
+                "The name {name} ({}) is already in use",
+                slug(name)
+            )));
+        }
+        let base = slug(name);
+        let mut area_id = base.clone();
+        let mut n = 2;
+        while self
+            .home
+            .areas
+            .iter()
+            .any(|a| a["area_id"] == area_id.as_str())
+        {
+            area_id = format!("{base}_{n}");
+            n += 1;
+        }
+        let now = now_secs(self.now());
+        let mut row = json!({
+            "aliases": [], "area_id": area_id, "floor_id": null, "humidity_entity_id": null,
+            "icon": null, "labels": [], "name": name, "picture": null,
+            "temperature_entity_id": null, "created_at": now, "modified_at": now,
+        });
+        apply_keys(
+            &mut row,
+            msg,
+            &["floor_id", "icon", "aliases", "labels", "picture"],
+        );
+        self.home.areas.push(row.clone());
+        self.registry_event(
+            "area_registry_updated",
+            json!({"action": "create", "area_id": area_id}),
+        );
+        Ok(row)
+    }
+
+    /// `config/area_registry/update`.
+    pub fn area_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let area_id = msg
+            .get("area_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let now = now_secs(self.now());
+        let row = self
+            .home
+            .areas
+            .iter_mut()
+            .find(|a| a["area_id"] == area_id)
+            .ok_or_else(|| HubError::NotFound("Area ID doesn't exist".into()))?;
+        apply_keys(
+            row,
+            msg,
+            &["name", "floor_id", "icon", "aliases", "labels", "picture"],
+        );
+        row["modified_at"] = json!(now);
+        let row = row.clone();
+        self.registry_event(
+            "area_registry_updated",
+            json!({"action": "update", "area_id": area_id}),
+        );
+        Ok(row)
+    }
+
+    /// `config/area_registry/delete`: devices and entities in the area lose it.
+    pub fn area_delete(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let area_id = msg
+            .get("area_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let pos = self
+            .home
+            .areas
+            .iter()
+            .position(|a| a["area_id"] == area_id.as_str())
+            .ok_or_else(|| HubError::NotFound("Area ID doesn't exist".into()))?;
+        self.home.areas.remove(pos);
+        let now = now_secs(self.now());
+        let mut device_events = Vec::new();
+        for d in &mut self.home.devices {
+            if d["area_id"] == area_id.as_str() {
+                d["area_id"] = Value::Null;
+                d["modified_at"] = json!(now);
+                device_events.push(json!({"action": "update", "device_id": d["id"], "changes": {"area_id": area_id}}));
+            }
+        }
+        let mut entity_events = Vec::new();
+        for e in &mut self.home.entities {
+            if e["area_id"] == area_id.as_str() {
+                e["area_id"] = Value::Null;
+                e["modified_at"] = json!(now);
+                entity_events.push(json!({"action": "update", "entity_id": e["entity_id"], "changes": {"area_id": area_id}}));
+            }
+        }
+        for role in &mut self.home.roles {
+            if role.area_id == area_id {
+                role.area_id.clear();
+            }
+        }
+        self.registry_event(
+            "area_registry_updated",
+            json!({"action": "remove", "area_id": area_id}),
+        );
+        for ev in device_events {
+            self.registry_event("device_registry_updated", ev);
+        }
+        for ev in entity_events {
+            self.registry_event("entity_registry_updated", ev);
+        }
+        Ok(json!("success"))
+    }
+
+    /// `config/device_registry/update` (area, user name, labels, disabled_by).
+    pub fn device_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let device_id = msg
+            .get("device_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let now = now_secs(self.now());
+        let row = self
+            .home
+            .devices
+            .iter_mut()
+            .find(|d| d["id"] == device_id)
+            .ok_or_else(|| HubError::NotFound("Device not found".into()))?;
+        let changes = apply_keys(
+            row,
+            msg,
+            &["area_id", "name_by_user", "labels", "disabled_by"],
+        );
+        row["modified_at"] = json!(now);
+        let row = row.clone();
+        if !changes.is_empty() {
+            self.registry_event(
+                "device_registry_updated",
+                json!({"action": "update", "device_id": device_id, "changes": changes}),
+            );
+        }
+        Ok(row)
+    }
+
+    /// `config/entity_registry/update`, including renames through `new_entity_id`: the state
+    /// moves to the new id (removed under the old one, added under the new one) and so does its
+    /// history.
+    pub fn entity_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let entity_id = msg
+            .get("entity_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let pos = self
+            .home
+            .entities
+            .iter()
+            .position(|e| e["entity_id"] == entity_id.as_str())
+            .ok_or_else(|| HubError::NotFound("Entity not found".into()))?;
+        let new_id = msg
+            .get("new_entity_id")
+            .and_then(Value::as_str)
+            .filter(|n| *n != entity_id)
+            .map(str::to_owned);
+        if let Some(new_id) = &new_id {
+            if !valid_entity_id(new_id)
+                || crate::ha::model::domain_of(new_id) != crate::ha::model::domain_of(&entity_id)
+            {
+                return Err(HubError::Invalid(format!("Invalid entity ID: {new_id}")));
+            }
+            if self.home.index.contains_key(new_id)
+                || self
+                    .home
+                    .entities
+                    .iter()
+                    .any(|e| e["entity_id"] == new_id.as_str())
+            {
+                return Err(HubError::Invalid(format!(
+                    "Entity with this ID is already registered: {new_id}"
+                )));
+            }
+        }
+        let now = now_secs(self.now());
+        let row = &mut self.home.entities[pos];
+        let mut changes = apply_keys(
+            row,
+            msg,
+            &[
+                "name",
+                "icon",
+                "area_id",
+                "labels",
+                "disabled_by",
+                "hidden_by",
+            ],
+        );
+        if let Some(new_id) = &new_id {
+            changes.insert("entity_id".into(), json!(entity_id));
+            row["entity_id"] = json!(new_id);
+        }
+        row["modified_at"] = json!(now);
+        let row = row.clone();
+        if let Some(new_id) = &new_id {
+            self.rename_state(&entity_id, new_id);
+        }
+        if !changes.is_empty() {
+            let mut data = json!({
+                "action": "update",
+                "entity_id": new_id.as_deref().unwrap_or(&entity_id),
+                "changes": changes,
+            });
+            if new_id.is_some() {
+                data["old_entity_id"] = json!(entity_id);
+            }
+            self.registry_event("entity_registry_updated", data);
+        }
+        Ok(json!({"entity_entry": row}))
+    }
+
+    fn rename_state(&mut self, old: &str, new: &str) {
+        let Some(current) = self.state(old).cloned() else {
+            return;
+        };
+        self.remove_state(old);
+        self.history.rename(old, new);
+        let origin = Origin::default();
+        let _ = self.set_state(
+            new,
+            &current.state,
+            Some(current.attributes),
+            false,
+            &origin,
+        );
+        for role in &mut self.home.roles {
+            for id in role
+                .lights
+                .iter_mut()
+                .chain(role.temperature.iter_mut())
+                .chain(role.humidity.iter_mut())
+                .chain(role.media.iter_mut())
+                .chain(role.batteries.iter_mut())
+                .chain(role.motion.iter_mut())
+                .chain(role.illuminance.iter_mut())
+                .chain(role.door.iter_mut())
+                .chain(role.climate.iter_mut())
+            {
+                if id == old {
+                    *id = new.to_owned();
+                }
+            }
+            for (s, p, e) in &mut role.plugs {
+                for id in [s, p, e] {
+                    if id == old {
+                        *id = new.to_owned();
+                    }
+                }
+            }
+        }
+        for p in &mut self.home.persons {
+            if p.entity_id == old {
+                p.entity_id = new.to_owned();
+            }
+        }
+        if let Some((p, e)) = &mut self.home.meter {
+            for id in [p, e] {
+                if id == old {
+                    *id = new.to_owned();
+                }
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // automations and webhooks
+    // -----------------------------------------------------------------------------------------
+
+    /// Stores (creates or replaces) an automation and its `automation.*` entity.
+    pub fn automation_put(&mut self, id: &str, mut config: Value) -> Result<(), HubError> {
+        let Some(obj) = config.as_object_mut() else {
+            return Err(HubError::Invalid(
+                "Message malformed: expected a dictionary".into(),
+            ));
+        };
+        let has = |k: &str, legacy: &str| {
+            obj.get(k)
+                .or_else(|| obj.get(legacy))
+                .is_some_and(|v| !v.is_null())
+        };
+        if !has("triggers", "trigger") {
+            return Err(HubError::Invalid(
+                "Message malformed: required key not provided @ data['triggers']".into(),
+            ));
+        }
+        if !has("actions", "action") {
+            return Err(HubError::Invalid(
+                "Message malformed: required key not provided @ data['actions']".into(),
+            ));
+        }
+        if !self.automations.contains_key(id) && self.automations.len() >= MAX_AUTOMATIONS {
+            return Err(HubError::Full(format!(
+                "the simulator keeps at most {MAX_AUTOMATIONS} automations"
+            )));
+        }
+        obj.insert("id".into(), json!(id));
+        let alias = obj
+            .get("alias")
+            .and_then(Value::as_str)
+            .unwrap_or(id)
+            .to_owned();
+        let entity_id = match self.automations.get(id) {
+            Some(a) => a.entity_id.clone(),
+            None => {
+                let base = format!("automation.{}", slug(&alias));
+                let mut candidate = base.clone();
+                let mut n = 2;
+                while self.home.index.contains_key(&candidate) {
+                    candidate = format!("{base}_{n}");
+                    n += 1;
+                }
+                candidate
+            }
+        };
+        let last_triggered = self
+            .state(&entity_id)
+            .and_then(|s| s.attributes.get("last_triggered").cloned())
+            .unwrap_or(Value::Null);
+        let attrs = json!({
+            "id": id, "last_triggered": last_triggered, "mode": "single", "current": 0,
+            "friendly_name": alias,
+        });
+        let Value::Object(attrs) = attrs else {
+            return Ok(());
+        };
+        self.set_state(&entity_id, "on", Some(attrs), false, &Origin::default())?;
+        self.automations
+            .insert(id.to_owned(), Automation { config, entity_id });
+        Ok(())
+    }
+
+    /// Deletes an automation and its entity.
+    pub fn automation_delete(&mut self, id: &str) -> Result<(), HubError> {
+        let a = self
+            .automations
+            .remove(id)
+            .ok_or_else(|| HubError::NotFound("Resource not found".into()))?;
+        self.remove_state(&a.entity_id);
+        Ok(())
+    }
+
+    /// Handles a webhook call: records it and runs every automation it triggers. Returns the
+    /// number of automations run.
+    pub fn webhook(&mut self, webhook_id: &str, method: &str, body: Value, query: Value) -> usize {
+        let now = self.now();
+        if self.webhook_calls.len() >= MAX_WEBHOOK_CALLS {
+            self.webhook_calls.pop_front();
+        }
+        self.webhook_calls.push_back(json!({
+            "webhook_id": webhook_id, "method": method, "json": body, "query": query,
+            "received_at": super::render::iso(now),
+        }));
+        let triggered: Vec<Automation> = self
+            .automations
+            .values()
+            .filter(|a| webhook_triggers(&a.config, webhook_id, method))
+            .cloned()
+            .collect();
+        for automation in &triggered {
+            self.run_automation(automation);
+        }
+        triggered.len()
+    }
+
+    fn run_automation(&mut self, automation: &Automation) {
+        let now = self.now();
+        let ctx = self.context_id(now);
+        let origin = Origin {
+            parent_id: Some(ctx.clone()),
+            user_id: None,
+        };
+        if let Some(state) = self.state(&automation.entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
+            let st = state.state.clone();
+            let _ = self.set_state(
+                &automation.entity_id,
+                &st,
+                Some(attrs),
+                false,
+                &Origin::default(),
+            );
+        }
+        let name = automation
+            .config
+            .get("alias")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let data = json!({"name": name, "entity_id": automation.entity_id, "source": "webhook"});
+        self.stage("automation_triggered", &data.to_string(), now, &ctx);
+        let actions = automation
+            .config
+            .get("actions")
+            .or_else(|| automation.config.get("action"));
+        let actions: Vec<Value> = match actions {
+            Some(Value::Array(a)) => a.clone(),
+            Some(v @ Value::Object(_)) => vec![v.clone()],
+            _ => Vec::new(),
+        };
+        for action in actions {
+            let Some(call) = action
+                .get("action")
+                .or_else(|| action.get("service"))
+                .and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let Some((domain, service)) = call.split_once('.') else {
+                continue;
+            };
+            let mut data = action.get("data").cloned().unwrap_or_else(|| json!({}));
+            if let (Some(obj), Some(e)) = (data.as_object_mut(), action.get("entity_id")) {
+                obj.insert("entity_id".into(), e.clone());
+            }
+            if let Err(e) = self.call_service(domain, service, &data, action.get("target"), &origin)
+            {
+                tracing::warn!(automation = %automation.entity_id, error = %e, "automation action failed");
+            }
+        }
+    }
+}
+
+/// Whether an automation has a webhook trigger for `webhook_id` that allows `method`.
+fn webhook_triggers(config: &Value, webhook_id: &str, method: &str) -> bool {
+    let triggers = config.get("triggers").or_else(|| config.get("trigger"));
+    let list: Vec<&Value> = match triggers {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v @ Value::Object(_)) => vec![v],
+        _ => Vec::new(),
+    };
+    list.into_iter().any(|t| {
+        let kind = t
+            .get("trigger")
+            .or_else(|| t.get("platform"))
+            .and_then(Value::as_str);
+        let methods = entity_ids_of(t.get("allowed_methods"));
+        kind == Some("webhook")
+            && t.get("webhook_id").and_then(Value::as_str) == Some(webhook_id)
+            && if methods.is_empty() {
+                method == "POST" || method == "PUT"
+            } else {
+                methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+            }
+    })
+}
+
+/// Copies the given keys from `msg` into `row`; returns the old values of those that changed.
+fn apply_keys(row: &mut Value, msg: &Value, keys: &[&str]) -> Map<String, Value> {
+    let mut changes = Map::new();
+    for k in keys {
+        if let Some(v) = msg.get(*k)
+            && row.get(*k) != Some(v)
+        {
+            changes.insert((*k).to_owned(), row.get(*k).cloned().unwrap_or(Value::Null));
+            row[*k] = v.clone();
+        }
+    }
+    changes
+}
+
+/// Whether `id` is a valid entity id (`domain.object_id`, lower case, digits and `_`).
+pub fn valid_entity_id(id: &str) -> bool {
+    let Some((domain, object)) = id.split_once('.') else {
+        return false;
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    ok(domain) && ok(object) && !domain.contains("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::home::{Profile, generate};
+    use super::*;
+
+    fn hub() -> Hub {
+        let clock = Clock::new(1.0, 0);
+        Hub::new(
+            generate(Profile::Small, 1, clock.now()),
+            clock,
+            1,
+            "t".into(),
+            4096,
+            16,
+        )
+    }
+
+    #[test]
+    fn last_changed_moves_only_with_the_state_string() {
+        let h = hub();
+        let (mut rx, _) = h.subscribe();
+        let (a, _) = h.with(|i| {
+            i.set_state("sensor.x", "1", None, false, &Origin::user())
+                .expect("set")
+        });
+        assert!(a.0);
+        let (b, _) = h.with(|i| {
+            let mut m = Map::new();
+            m.insert("k".into(), json!(1));
+            i.set_state("sensor.x", "1", Some(m), false, &Origin::user())
+                .expect("set");
+            i.state("sensor.x").cloned().expect("state")
+        });
+        assert!(b.last_updated > b.last_changed);
+        let (c, _) = h.with(|i| {
+            let mut m = Map::new();
+            m.insert("k".into(), json!(1));
+            i.set_state("sensor.x", "1", Some(m), false, &Origin::user())
+                .expect("set");
+            i.state("sensor.x").cloned().expect("state")
+        });
+        // an unchanged write only moves last_reported and fires nothing
+        assert_eq!(c.last_updated, b.last_updated);
+        assert!(c.last_reported > b.last_reported);
+        let mut events = 0;
+        while let Ok(batch) = rx.try_recv() {
+            events += batch.events.len();
+        }
+        assert_eq!(events, 2);
+    }
+
+    #[test]
+    fn services_switch_lights_and_unknown_services_fail() {
+        let h = hub();
+        let light = h
+            .with(|i| {
+                i.home
+                    .states
+                    .iter()
+                    .find(|s| s.domain() == "light")
+                    .map(|s| s.entity_id.clone())
+            })
+            .0
+            .expect("a light");
+        let (r, _) = h.with(|i| {
+            i.call_service(
+                "light",
+                "turn_on",
+                &json!({"entity_id": light, "brightness": 77}),
+                None,
+                &Origin::user(),
+            )
+        });
+        assert_eq!(r.expect("ok").len(), 1);
+        let (s, _) = h.with(|i| i.state(&light).cloned().expect("state"));
+        assert_eq!(s.state, "on");
+        assert_eq!(s.attributes["brightness"], 77);
+        let (r, _) =
+            h.with(|i| i.call_service("light", "explode", &json!({}), None, &Origin::user()));
+        assert_eq!(r.err().map(|e| e.code()), Some("service_not_found"));
+    }
+
+    #[test]
+    fn entity_rename_moves_state_and_reports_the_old_id() {
+        let h = hub();
+        let (mut rx, _) = h.subscribe();
+        let old = h.with(|i| i.home.states[5].entity_id.clone()).0;
+        let domain = crate::ha::model::domain_of(&old).to_owned();
+        let new = format!("{domain}.renamed_thing");
+        h.with(|i| {
+            i.entity_update(&json!({"entity_id": old, "new_entity_id": new}))
+                .expect("ok")
+        });
+        let (moved, _) = h.with(|i| (i.state(&old).is_none(), i.state(&new).is_some()));
+        assert_eq!(moved, (true, true));
+        let mut types = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            for e in &batch.events {
+                let v: Value = serde_json::from_str(&e.body).expect("json");
+                types.push(e.event_type);
+                if e.event_type == "entity_registry_updated" {
+                    assert_eq!(v["data"]["old_entity_id"], old.as_str());
+                    assert_eq!(v["data"]["changes"]["entity_id"], old.as_str());
+                }
+            }
+        }
+        assert_eq!(
+            types,
+            ["state_changed", "state_changed", "entity_registry_updated"]
+        );
+    }
+
+    #[test]
+    fn webhook_automation_turns_a_light_on() {
+        let h = hub();
+        let light = h
+            .with(|i| {
+                i.home
+                    .states
+                    .iter()
+                    .find(|s| s.domain() == "light")
+                    .map(|s| s.entity_id.clone())
+            })
+            .0
+            .expect("a light");
+        h.with(|i| {
+            i.automation_put(
+                "a1",
+                json!({
+                    "alias": "Hook", "triggers": [{"trigger": "webhook", "webhook_id": "hook1"}],
+                    "actions": [{"action": "light.turn_on", "target": {"entity_id": light}}],
+                }),
+            )
+            .expect("stored");
+        });
+        assert_eq!(
+            h.with(|i| i.webhook("other", "POST", json!({}), json!({})))
+                .0,
+            0
+        );
+        assert_eq!(
+            h.with(|i| i.webhook("hook1", "GET", json!({}), json!({})))
+                .0,
+            0
+        );
+        assert_eq!(
+            h.with(|i| i.state(&light).map(|s| s.state.clone()))
+                .0
+                .as_deref(),
+            Some("off")
+        );
+        assert_eq!(
+            h.with(|i| i.webhook("hook1", "POST", json!({}), json!({})))
+                .0,
+            1
+        );
+        let (s, _) = h.with(|i| i.state(&light).cloned().expect("light"));
+        assert_eq!(s.state, "on");
+        assert!(
+            s.context_parent.is_some(),
+            "the automation's context is the parent"
+        );
+        assert_eq!(h.with(|i| i.webhook_calls.len()).0, 3);
+    }
+
+    #[test]
+    fn the_clock_never_runs_ahead_of_the_wall_clock() {
+        let clock = Clock::new(1e6, 3_600_000_000);
+        let first = clock.now();
+        assert!(first <= chrono::Utc::now().timestamp_micros() - 3_500_000_000);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // 20 ms at a million times is over five hours: capped at now
+        let later = clock.now();
+        assert!(later <= chrono::Utc::now().timestamp_micros());
+        assert!(clock.caught_up());
+        assert!(later - first >= 3_500_000_000);
+    }
+
+    #[test]
+    fn entity_ids_are_validated() {
+        assert!(valid_entity_id("sensor.a_1"));
+        assert!(!valid_entity_id("sensor"));
+        assert!(!valid_entity_id("Sensor.a"));
+        assert!(!valid_entity_id("sensor.a b"));
+    }
+}

@@ -1,0 +1,331 @@
+//! `homeiq simulate`: a simulated Home Assistant to develop, test and load HomeIQ against.
+//!
+//! It serves, on one port like Home Assistant (base URL `http://host:port`), the part of Home
+//! Assistant's protocol HomeIQ uses, for a generated home that is the same for a given `--seed`.
+//!
+//! # Simulated
+//! - WebSocket `/api/websocket`: `auth_required` → `auth` → `auth_ok` / `auth_invalid` (then the
+//!   socket closes); strictly increasing ids (`id_reuse` otherwise); `supported_features` with
+//!   `coalesce_messages` (then frames are JSON arrays whenever several messages are waiting);
+//!   `subscribe_events` (any event type, or all), `unsubscribe_events`, `ping`, `get_states`,
+//!   `get_config`, `config/{floor,area,label,device,entity}_registry/list`,
+//!   `config/entity_registry/get`, `history/history_during_period` (compressed format and its
+//!   `include_start_time_state`/`significant_changes_only`/`minimal_response`/`no_attributes`
+//!   flags), `call_service` (`light`, `switch` and `homeassistant` `turn_on`/`turn_off`/`toggle`),
+//!   `config/area_registry/{create,update,delete}`, `config/device_registry/update` and
+//!   `config/entity_registry/update` (renames through `new_entity_id`), each firing the
+//!   `*_registry_updated` events Home Assistant fires (`changes` holds old values,
+//!   `old_entity_id` on renames); anything else answers `unknown_command`.
+//! - REST with `Authorization: Bearer`: `GET /api/`, `GET /api/config`, `GET /api/states`,
+//!   `GET|POST /api/states/<entity_id>`, `POST /api/services/<domain>/<service>`,
+//!   `/api/webhook/<id>` (no auth, always 200, recorded, runs automations with a matching webhook
+//!   trigger), `GET|POST|DELETE /api/config/automation/config/<id>` (stored with an
+//!   `automation.*` entity), `GET /api/history/period[/<start>]`. Simulator extras:
+//!   `GET /api/simulator/status`, `GET /api/simulator/webhook_calls`.
+//! - States like `hass.states.async_set`: `last_changed` moves only when the state string changes,
+//!   `last_updated` with any change, `last_reported` on every write; contexts are ULIDs; an
+//!   unchanged write fires nothing. The recorder keeps a bounded ring per entity.
+//! - Daily routines on a simulated clock ([`routine`]) or, with `--rate`, a load generator
+//!   ([`load`]).
+//! - Slow clients are disconnected once more than `max_pending` events wait for them (Home
+//!   Assistant: 4096 messages).
+//!
+//! # Not simulated
+//! Templates, conditions and triggers other than webhooks in automations (conditions are not
+//! evaluated), `subscribe_entities`, `subscribe_trigger`, `render_template`, `fire_event`,
+//! `validate_config`, `webhook/handle` over WebSocket, the Supervisor, config entries,
+//! `state_reported` events, recorder persistence (a restart forgets history), time zones other
+//! than UTC, registry create/remove of devices and entities.
+//!
+//! # Time
+//! With `--speed X` (simulated seconds per real second) the simulated clock starts `--backdate`
+//! before now (default: one day when X > 1) and runs X times faster until it reaches the wall
+//! clock, then follows it: like Home Assistant, the simulator never stamps a state in the future,
+//! and an accelerated day ends at "now" so history queries and backfills see a full past. The
+//! load generator (`--rate`) always runs on the wall clock.
+
+pub mod history;
+pub mod home;
+pub mod hub;
+pub mod load;
+pub mod render;
+pub mod rest;
+pub mod routine;
+pub mod ws;
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use tokio_util::sync::CancellationToken;
+
+pub use home::Profile;
+pub use hub::Hub;
+
+/// Default access token.
+pub const DEFAULT_TOKEN: &str = "simulator-token";
+/// Home Assistant's limit of pending messages per client.
+pub const HA_MAX_PENDING: usize = 4_096;
+
+/// Options of `homeiq simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulatorOptions {
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8123)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Size of the generated home (small ≈ 100, medium ≈ 500, large ≈ 2,000 entities).
+    #[arg(long, value_enum, default_value_t = Profile::Small)]
+    pub profile: Profile,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Load-generator mode: exactly this many state changes per second in total (no routines).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seed of the generated home, its routines and the load sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Access token clients must present.
+    #[arg(long, default_value = DEFAULT_TOKEN)]
+    pub token: String,
+    /// How far in the past the simulated clock starts, in hours (default: 24 when speed > 1,
+    /// else 0).
+    #[arg(long, value_name = "HOURS")]
+    pub backdate: Option<f64>,
+    /// Pending events at which a client is disconnected (default 4096 as Home Assistant; with
+    /// `--rate`, at least a quarter second of the load).
+    #[arg(long)]
+    pub max_pending: Option<usize>,
+    /// Seconds between rate reports in load-generator mode.
+    #[arg(long, default_value_t = 5.0)]
+    pub report_secs: f64,
+}
+
+impl Default for SimulatorOptions {
+    fn default() -> Self {
+        SimulatorOptions {
+            port: 0,
+            bind: "127.0.0.1".into(),
+            profile: Profile::Small,
+            speed: 1.0,
+            rate: None,
+            seed: 1,
+            token: DEFAULT_TOKEN.into(),
+            backdate: None,
+            max_pending: None,
+            report_secs: 5.0,
+        }
+    }
+}
+
+/// The simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// An option is out of range.
+    #[error("invalid option: {0}")]
+    Invalid(String),
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address and port.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running simulator.
+pub struct SimulatorHandle {
+    /// The port it listens on.
+    pub port: u16,
+    /// Its base URL (`http://host:port`).
+    pub url: String,
+    /// The access token.
+    pub token: String,
+    /// The core, for in-process inspection.
+    pub hub: Arc<Hub>,
+    /// Load-generator counters (zero without `--rate`).
+    pub load: Arc<load::LoadStats>,
+    server: actix_web::dev::ServerHandle,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SimulatorHandle {
+    /// Stops serving and the background tasks, and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.server.stop(false).await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts a simulator on the current tokio runtime.
+pub fn spawn(options: SimulatorOptions) -> Result<SimulatorHandle, SimulateError> {
+    if !(options.speed.is_finite() && options.speed > 0.0 && options.speed <= 1e6) {
+        return Err(SimulateError::Invalid(format!(
+            "--speed must be in (0, 1000000], not {}",
+            options.speed
+        )));
+    }
+    if options.rate == Some(0) {
+        return Err(SimulateError::Invalid("--rate must be at least 1".into()));
+    }
+    if options.token.is_empty() {
+        return Err(SimulateError::Invalid("--token must not be empty".into()));
+    }
+    let backdate_hours = match (options.rate, options.backdate) {
+        (Some(_), _) => 0.0,
+        (None, Some(h)) if h.is_finite() && h >= 0.0 => h,
+        (None, Some(h)) => {
+            return Err(SimulateError::Invalid(format!(
+                "--backdate must be ≥ 0 hours, not {h}"
+            )));
+        }
+        (None, None) if options.speed > 1.0 => 24.0,
+        (None, None) => 0.0,
+    };
+    let speed = if options.rate.is_some() {
+        1.0
+    } else {
+        options.speed
+    };
+    let clock = hub::Clock::new(speed, (backdate_hours * 3_600e6) as i64);
+    let home = home::generate(options.profile, options.seed, clock.now());
+    let rate = options.rate.unwrap_or(0);
+    let max_pending = options
+        .max_pending
+        .unwrap_or_else(|| HA_MAX_PENDING.max((rate / 4) as usize))
+        .max(1);
+    // batches the bus keeps: enough to hold about 1.5 × max_pending events of the load
+    let per_batch = ((rate as f64 * load::TICK.as_secs_f64()) as usize).clamp(1, load::CHUNK);
+    let bus_batches = if rate > 0 {
+        (max_pending * 3 / 2 / per_batch + 8).clamp(16, 65_536)
+    } else {
+        4_096
+    };
+    let hub = Arc::new(Hub::new(
+        home,
+        clock,
+        options.seed,
+        options.token.clone(),
+        max_pending,
+        bus_batches,
+    ));
+    let data = web::Data::new(hub.clone());
+    let addr = format!("{}:{}", options.bind, options.port);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(4 << 20))
+            .configure(rest::routes)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind((options.bind.as_str(), options.port))
+    .map_err(|source| SimulateError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let port = server
+        .addrs()
+        .first()
+        .map(std::net::SocketAddr::port)
+        .unwrap_or(options.port);
+    let server = server.run();
+    let server_handle = server.handle();
+    let cancel = CancellationToken::new();
+    let mut tasks = vec![tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "simulator HTTP server failed");
+        }
+    })];
+    let stats = Arc::new(load::LoadStats::default());
+    match options.rate {
+        Some(rate) => tasks.push(tokio::spawn(load::run(
+            hub.clone(),
+            rate,
+            options.seed,
+            stats.clone(),
+            Duration::from_secs_f64(options.report_secs.clamp(0.1, 3_600.0)),
+            cancel.child_token(),
+        ))),
+        None => tasks.push(tokio::spawn(routine::run(
+            hub.clone(),
+            options.seed,
+            speed,
+            cancel.child_token(),
+        ))),
+    }
+    let host = if options.bind == "0.0.0.0" {
+        "127.0.0.1"
+    } else {
+        options.bind.as_str()
+    };
+    Ok(SimulatorHandle {
+        port,
+        url: format!("http://{host}:{port}"),
+        token: options.token,
+        hub,
+        load: stats,
+        server: server_handle,
+        cancel,
+        tasks,
+    })
+}
+
+/// Runs `homeiq simulate` until SIGINT/SIGTERM; prints the URL, port and token first.
+pub async fn run_cli(options: SimulatorOptions) -> std::process::ExitCode {
+    let profile = options.profile;
+    let seed = options.seed;
+    let rate = options.rate;
+    let handle = match spawn(options) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("homeiq simulate: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let entities = handle.hub.with(|i| i.home.states.len()).0;
+    println!(
+        "HomeIQ simulator: Home Assistant {} at {} (WebSocket {}/api/websocket)",
+        hub::HA_VERSION,
+        handle.url,
+        handle.url.replacen("http", "ws", 1)
+    );
+    println!("token: {}", handle.token);
+    println!(
+        "home: {profile:?} profile, seed {seed}, {entities} entities{}",
+        rate.map(|r| format!(", load generator at {r} changes/s"))
+            .unwrap_or_default()
+    );
+    println!("port: {}", handle.port);
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("stopping the simulator");
+    handle.shutdown().await;
+    let _ = std::io::stdout().flush();
+    std::process::ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,669 @@
+//! The simulated Home Assistant (`homeiq simulate`) against its raw protocol and against HomeIQ:
+//! the real binary's `simulate` subcommand on a free port, a HomeIQ process pointed at it and the
+//! InfluxDB from `INFLUX_URL`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, unique};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "test-sim-token";
+
+/// A running `homeiq simulate`.
+struct Sim {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+    output: Arc<Mutex<String>>,
+}
+
+impl Sim {
+    /// Starts one on a free port.
+    fn start(args: &[&str]) -> Self {
+        let mut sim = Sim {
+            child: None,
+            port: 0,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            output: Arc::default(),
+        };
+        sim.run(0);
+        sim
+    }
+
+    /// (Re)starts on `port` (0: a free one), retrying while the port is still taken.
+    fn run(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_homeiq"))
+                .arg("simulate")
+                .args(["--port", &port.to_string(), "--token", TOKEN])
+                .args(&self.args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn homeiq simulate");
+            let stdout = child.stdout.take().expect("stdout");
+            let stderr = child.stderr.take().expect("stderr");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let output = self.output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(p) = line.strip_prefix("port: ") {
+                        let _ = tx.send(p.trim().parse::<u16>().ok());
+                    }
+                    if let Ok(mut o) = output.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+            let output = self.output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = output.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(Some(p)) => {
+                    self.port = p;
+                    self.child = Some(child);
+                    return;
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    assert!(
+                        Instant::now() < deadline,
+                        "the simulator did not start: {}",
+                        self.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn ha(&self) -> Ha {
+        Ha::new(&self.url(), TOKEN)
+    }
+
+    fn log(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- simulator output ----\n{}", self.log());
+        }
+        self.kill();
+    }
+}
+
+fn homeiq_options(sim: &Sim, token: &str) -> HomeIqOptions {
+    HomeIqOptions {
+        ha_url: sim.url(),
+        ha_token: token.to_owned(),
+        influx_url: common::env("INFLUX_URL"),
+        database: unique("homeiq_sim"),
+        data_dir: None,
+        extra_env: Vec::new(),
+    }
+}
+
+async fn registry_counts(homeiq: &HomeIq) -> [usize; 5] {
+    let store = homeiq.registry().await;
+    let entities = store
+        .list_entities()
+        .await
+        .expect("entities")
+        .into_iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .filter(|r| !r["id"].is_null())
+        .count();
+    [
+        store.list_floors().await.expect("floors").len(),
+        store.list_areas().await.expect("areas").len(),
+        store.list_labels().await.expect("labels").len(),
+        store.list_devices().await.expect("devices").len(),
+        entities,
+    ]
+}
+
+async fn sim_counts(ha: &Ha) -> [usize; 5] {
+    let lists = ha
+        .ws([
+            "config/floor_registry/list",
+            "config/area_registry/list",
+            "config/label_registry/list",
+            "config/device_registry/list",
+            "config/entity_registry/list",
+        ]
+        .iter()
+        .map(|t| json!({ "type": t }))
+        .collect())
+        .await;
+    let mut out = [0; 5];
+    for (o, l) in out.iter_mut().zip(&lists) {
+        *o = l.as_array().map_or(0, Vec::len);
+    }
+    out
+}
+
+async fn mirror_entity(homeiq: &HomeIq, entity_id: &str) -> Option<Value> {
+    let store = homeiq.registry().await;
+    store
+        .list_entities()
+        .await
+        .ok()?
+        .into_iter()
+        .map(|r| serde_json::to_value(r).expect("json"))
+        .find(|r| r["entity_id"] == entity_id && !r["id"].is_null())
+}
+
+fn first_of(states: &Value, domain: &str) -> String {
+    states
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|s| s["entity_id"].as_str())
+                .find(|id| id.starts_with(&format!("{domain}.")))
+        })
+        .expect("an entity of the domain")
+        .to_owned()
+}
+
+async fn point_times(influx: &Influx, db: &str, measurement: &str, entity_id: &str) -> Vec<i64> {
+    influx
+        .query_epoch(
+            db,
+            &format!("SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity_id}'"),
+            "u",
+        )
+        .await
+        .iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v[0].as_i64())
+        .collect()
+}
+
+fn micros(ts: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(ts.as_str().expect("timestamp"))
+        .expect("rfc3339")
+        .timestamp_micros()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw_ws(sim: &Sim, token: &str) -> (Ws, Value) {
+    let url = format!("ws://127.0.0.1:{}/api/websocket", sim.port);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let first = next_json(&mut ws).await;
+    assert_eq!(first["type"], "auth_required");
+    ws.send(Message::Text(
+        json!({"type": "auth", "access_token": token})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send auth");
+    let reply = next_json(&mut ws).await;
+    (ws, reply)
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(t.as_str()).expect("json frame");
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// Messages of the next frames until one answers `id` (frames may be arrays).
+async fn until_result(ws: &mut Ws, id: u64) -> (Value, Vec<Value>, usize) {
+    let mut seen = Vec::new();
+    let mut arrays = 0;
+    loop {
+        let frame = next_json(ws).await;
+        let items = match frame {
+            Value::Array(items) => {
+                arrays += 1;
+                items
+            }
+            other => vec![other],
+        };
+        for item in items {
+            if item["id"] == id && (item["type"] == "result" || item["type"] == "pong") {
+                return (item, seen, arrays);
+            }
+            seen.push(item);
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_protocol_follows_home_assistant() {
+    let sim = Sim::start(&["--seed", "11"]);
+    let (_, reply) = raw_ws(&sim, "wrong").await;
+    assert_eq!(reply["type"], "auth_invalid");
+
+    let (mut ws, reply) = raw_ws(&sim, TOKEN).await;
+    assert_eq!(reply["type"], "auth_ok");
+    assert!(reply["ha_version"].is_string());
+    send(
+        &mut ws,
+        json!({"id": 1, "type": "supported_features", "features": {"coalesce_messages": 1}}),
+    )
+    .await;
+    let (r, _, _) = until_result(&mut ws, 1).await;
+    assert_eq!(r["success"], true);
+    send(&mut ws, json!({"id": 1, "type": "ping"})).await;
+    let (r, _, _) = until_result(&mut ws, 1).await;
+    assert_eq!(r["error"]["code"], "id_reuse");
+    send(&mut ws, json!({"id": 2, "type": "no/such_command"})).await;
+    let (r, _, _) = until_result(&mut ws, 2).await;
+    assert_eq!(r["success"], false);
+    assert_eq!(r["error"]["code"], "unknown_command");
+    send(&mut ws, json!({"id": 3, "type": "ping"})).await;
+    let (r, _, _) = until_result(&mut ws, 3).await;
+    assert_eq!(r["type"], "pong");
+
+    // subscribed state changes arrive, several per frame when they come together
+    send(
+        &mut ws,
+        json!({"id": 4, "type": "subscribe_events", "event_type": "state_changed"}),
+    )
+    .await;
+    until_result(&mut ws, 4).await;
+    let ha = sim.ha();
+    let id = format!("sensor.{}", unique("ws"));
+    for i in 0..5 {
+        ha.set_state(&id, &i.to_string(), json!({"unit_of_measurement": "W"}))
+            .await;
+    }
+    send(&mut ws, json!({"id": 5, "type": "get_states"})).await;
+    let (states, events, _) = until_result(&mut ws, 5).await;
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"]["data"]["entity_id"] == id.as_str())
+        .collect();
+    assert_eq!(
+        mine.len(),
+        5,
+        "every change arrives before the snapshot reply: {events:?}"
+    );
+    assert!(
+        mine.iter()
+            .all(|e| e["id"] == 4 && e["event"]["event_type"] == "state_changed")
+    );
+    assert!(mine[0]["event"]["data"]["old_state"].is_null());
+    let snapshot = states["result"].as_array().expect("states");
+    assert!(
+        snapshot
+            .iter()
+            .any(|s| s["entity_id"] == id.as_str() && s["state"] == "4")
+    );
+
+    // history in the compressed format the backfill reads
+    send(
+        &mut ws,
+        json!({
+            "id": 6, "type": "history/history_during_period",
+            "start_time": "2000-01-01T00:00:00+00:00", "entity_ids": [id],
+            "include_start_time_state": false, "significant_changes_only": false,
+            "minimal_response": false, "no_attributes": false,
+        }),
+    )
+    .await;
+    let (h, _, _) = until_result(&mut ws, 6).await;
+    let rows = h["result"][&id].as_array().expect("history rows");
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[4]["s"], "4");
+    assert_eq!(rows[4]["a"]["unit_of_measurement"], "W");
+    assert!(rows[4]["lu"].is_f64());
+
+    // a burst of events is coalesced into array frames
+    for i in 0..50 {
+        ha.set_state(&id, &format!("{}", 100 + i), json!({})).await;
+    }
+    send(&mut ws, json!({"id": 7, "type": "ping"})).await;
+    let (_, events, _) = until_result(&mut ws, 7).await;
+    let mine = events
+        .iter()
+        .filter(|e| e["event"]["data"]["entity_id"] == id.as_str())
+        .count();
+    assert_eq!(mine, 50);
+    // one service call switching every light: its events and its result share array frames
+    send(
+        &mut ws,
+        json!({"id": 8, "type": "call_service", "domain": "light",
+                         "service": "toggle", "service_data": {"entity_id": "all"}}),
+    )
+    .await;
+    let (r, events, arrays) = until_result(&mut ws, 8).await;
+    assert_eq!(r["success"], true);
+    assert!(r["result"]["context"]["id"].is_string());
+    let lights = events
+        .iter()
+        .filter(|e| {
+            e["event"]["data"]["entity_id"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("light."))
+        })
+        .count();
+    assert!(lights >= 5, "{events:?}");
+    assert!(arrays >= 1, "coalesced frames are arrays");
+}
+
+#[tokio::test]
+async fn homeiq_mirrors_the_simulated_registries_and_follows_updates() {
+    let sim = Sim::start(&["--seed", "21", "--profile", "medium"]);
+    let ha = sim.ha();
+    let homeiq = HomeIq::spawn(homeiq_options(&sim, TOKEN)).await;
+    homeiq.wait_synced().await;
+    let expected = sim_counts(&ha).await;
+    assert!(expected[4] >= 450, "a medium home: {expected:?}");
+    eventually(
+        "mirror counts equal the simulator's lists",
+        WAIT,
+        || async { (registry_counts(&homeiq).await == expected).then_some(()) },
+    )
+    .await;
+
+    // an area renamed
+    let areas = ha.ws1(json!({"type": "config/area_registry/list"})).await;
+    let area_id = areas[0]["area_id"].as_str().expect("area").to_owned();
+    let name = unique("Renamed Area");
+    ha.ws1(json!({"type": "config/area_registry/update", "area_id": area_id, "name": name}))
+        .await;
+    eventually("area rename in the mirror", WAIT, || async {
+        let store = homeiq.registry().await;
+        let areas = store.list_areas().await.ok()?;
+        areas
+            .into_iter()
+            .map(|a| serde_json::to_value(a).expect("json"))
+            .any(|a| a["area_id"] == area_id.as_str() && a["name"] == name.as_str())
+            .then_some(())
+    })
+    .await;
+
+    // an entity renamed and moved to another area
+    let states = ha.get("states").await;
+    let old = first_of(&states, "light");
+    let new = format!("light.{}", unique("renamed"));
+    let other_area = areas[1]["area_id"].clone();
+    let before = eventually("entity in mirror", WAIT, || mirror_entity(&homeiq, &old)).await;
+    ha.ws1(
+        json!({"type": "config/entity_registry/update", "entity_id": old,
+                  "new_entity_id": new, "area_id": other_area}),
+    )
+    .await;
+    let renamed = eventually("renamed entity in mirror, old id gone", WAIT, || async {
+        let row = mirror_entity(&homeiq, &new).await?;
+        mirror_entity(&homeiq, &old).await.is_none().then_some(row)
+    })
+    .await;
+    assert_eq!(renamed["id"], before["id"]);
+    assert_eq!(renamed["area_id"], other_area);
+    assert_eq!(ha.state(&new).await["entity_id"], new.as_str());
+}
+
+#[tokio::test]
+async fn state_changes_through_rest_become_points() {
+    let sim = Sim::start(&["--seed", "31"]);
+    let ha = sim.ha();
+    let influx = Influx::from_env();
+    let homeiq = HomeIq::spawn(homeiq_options(&sim, TOKEN)).await;
+    homeiq.wait_synced().await;
+    let db = homeiq.database.clone();
+
+    let id = format!("sensor.{}", unique("rest"));
+    let mut times = Vec::new();
+    for v in ["21.5", "22.0", "22.5"] {
+        let s = ha
+            .set_state(
+                &id,
+                v,
+                json!({"unit_of_measurement": "°C", "device_class": "temperature"}),
+            )
+            .await;
+        times.push(micros(&s["last_updated"]));
+    }
+    let written = eventually("three sensor points", WAIT, || async {
+        let t = point_times(&influx, &db, "sensor", &id).await;
+        (t.len() == 3).then_some(t)
+    })
+    .await;
+    assert_eq!(written, times, "points at last_updated, to the microsecond");
+
+    // a light switched through a service call
+    let light = first_of(&ha.get("states").await, "light");
+    ha.call_service("light", "turn_off", json!({"entity_id": light}))
+        .await;
+    ha.call_service(
+        "light",
+        "turn_on",
+        json!({"entity_id": light, "brightness": 77}),
+    )
+    .await;
+    let state = ha.state(&light).await;
+    assert_eq!(state["state"], "on");
+    assert_eq!(state["attributes"]["brightness"], 77);
+    let t = micros(&state["last_updated"]);
+    eventually("light point at last_updated", WAIT, || async {
+        point_times(&influx, &db, "light", &light)
+            .await
+            .contains(&t)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_reported_as_an_auth_failure() {
+    let sim = Sim::start(&["--seed", "41"]);
+    let homeiq = HomeIq::spawn(homeiq_options(&sim, "not-the-token")).await;
+    let deep = homeiq
+        .wait_deep("auth failure reported", WAIT, |d| {
+            d["home_assistant"]["state"] == "auth_failed"
+        })
+        .await;
+    assert_eq!(deep["status"], "failed", "{deep}");
+}
+
+#[tokio::test]
+async fn a_restarted_simulator_is_reconnected_and_backfilled() {
+    let mut sim = Sim::start(&["--seed", "51"]);
+    let influx = Influx::from_env();
+    let options = homeiq_options(&sim, TOKEN)
+        .env("HOMEIQ_HA__RECONNECT_MIN_SECS", "5")
+        .env("HOMEIQ_HA__RECONNECT_MAX_SECS", "6");
+    let homeiq = HomeIq::spawn(options).await;
+    homeiq.wait_synced().await;
+    let db = homeiq.database.clone();
+    let id = format!("sensor.{}", unique("gap"));
+    let mut times = Vec::new();
+    let s = sim
+        .ha()
+        .set_state(&id, "1", json!({"unit_of_measurement": "W"}))
+        .await;
+    times.push(micros(&s["last_updated"]));
+    eventually("the live point", WAIT, || async {
+        (point_times(&influx, &db, "sensor", &id).await.len() == 1).then_some(())
+    })
+    .await;
+    // let the backfill cursor pass the live point
+    eventually("cursor past the live point", WAIT, || async {
+        let d = homeiq.deep().await;
+        let cursor = d["backfill"]["cursor"]
+            .as_str()
+            .map(|c| micros(&json!(c)))?;
+        (cursor >= times[0]).then_some(())
+    })
+    .await;
+    let runs_before = homeiq.deep().await["backfill"]["runs"]
+        .as_u64()
+        .unwrap_or(0);
+
+    let port = sim.port;
+    sim.kill();
+    homeiq
+        .wait_deep("disconnect noticed", WAIT, |d| {
+            d["home_assistant"]["state"] != "connected"
+        })
+        .await;
+    sim.run(port);
+    let ha = sim.ha();
+    for v in 2..=6 {
+        let s = ha
+            .set_state(&id, &v.to_string(), json!({"unit_of_measurement": "W"}))
+            .await;
+        times.push(micros(&s["last_updated"]));
+    }
+    let during_gap = homeiq.deep().await["home_assistant"]["state"] != "connected";
+
+    let written = eventually("every point, none missing", WAIT, || async {
+        let t = point_times(&influx, &db, "sensor", &id).await;
+        (t.len() >= times.len()).then_some(t)
+    })
+    .await;
+    assert_eq!(written, times);
+    let deep = homeiq
+        .wait_deep("reconnected, backfill run", WAIT, |d| {
+            d["home_assistant"]["state"] == "connected"
+                && d["backfill"]["runs"].as_u64().unwrap_or(0) > runs_before
+                && !d["backfill"]["running"].as_bool().unwrap_or(true)
+        })
+        .await;
+    assert!(deep["home_assistant"]["connects"].as_u64().unwrap_or(0) >= 2);
+    if during_gap {
+        assert!(
+            deep["backfill"]["total_points"].as_u64().unwrap_or(0) >= 5,
+            "the changes made while disconnected came from the history: {deep}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_automation_turns_on_a_light() {
+    let sim = Sim::start(&["--seed", "61"]);
+    let ha = sim.ha();
+    let influx = Influx::from_env();
+    let homeiq = HomeIq::spawn(homeiq_options(&sim, TOKEN)).await;
+    homeiq.wait_synced().await;
+    let light = first_of(&ha.get("states").await, "light");
+    ha.call_service("light", "turn_off", json!({"entity_id": light}))
+        .await;
+    let hook = unique("hook");
+    ha.post(
+        "config/automation/config/test_hook",
+        json!({
+            "alias": "Light on webhook",
+            "triggers": [{"trigger": "webhook", "webhook_id": hook, "local_only": true}],
+            "conditions": [],
+            "actions": [{"action": "light.turn_on", "target": {"entity_id": light}}],
+            "mode": "single",
+        }),
+    )
+    .await;
+    let stored = ha.get("config/automation/config/test_hook").await;
+    assert_eq!(stored["id"], "test_hook");
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/webhook/{hook}", sim.url()))
+        .json(&json!({"hello": "world"}))
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(r.status(), 200);
+    let state = ha.state(&light).await;
+    assert_eq!(state["state"], "on");
+    assert!(state["context"]["parent_id"].is_string());
+    let calls = ha.get("simulator/webhook_calls").await;
+    assert_eq!(calls[0]["webhook_id"], hook.as_str());
+    assert_eq!(calls[0]["json"]["hello"], "world");
+    let t = micros(&state["last_updated"]);
+    eventually("the light's point", WAIT, || async {
+        point_times(&influx, &homeiq.database, "light", &light)
+            .await
+            .contains(&t)
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let sim = Sim::start(&["--seed", "71", "--rate", "20000", "--max-pending", "4096"]);
+    let (mut ws, reply) = raw_ws(&sim, TOKEN).await;
+    assert_eq!(reply["type"], "auth_ok");
+    send(
+        &mut ws,
+        json!({"id": 1, "type": "supported_features", "features": {"coalesce_messages": 1}}),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({"id": 2, "type": "subscribe_events", "event_type": "state_changed"}),
+    )
+    .await;
+    // stop reading: the socket buffers fill, then the pending events pass the limit
+    let ha = sim.ha();
+    let status = eventually("the slow client dropped", WAIT, || async {
+        let s = ha.get("simulator/status").await;
+        (s["dropped_clients"].as_u64().unwrap_or(0) >= 1).then_some(s)
+    })
+    .await;
+    assert!(status["events_published"].as_u64().unwrap_or(0) > 4_096);
+    // what was buffered can still be read, then the socket ends
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(_) = m {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed");
+    assert!(sim.log().contains("too slow"), "{}", sim.log());
+}
