@@ -12,3 +12,4 @@ pub mod ha;
 pub mod ingest;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
