@@ -249,10 +249,19 @@ pub async fn attempt(
             } else {
                 "request failed"
             };
+            // the error's causes say why (connection refused, DNS); `without_url` keeps an `ha`
+            // target's webhook id out of the text
+            let e = e.without_url();
+            let mut error = format!("{kind}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                error.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
             Outcome::Retry {
                 code: None,
                 retry_after: None,
-                error: format!("{kind}: {}", e.without_url()),
+                error,
             }
         }
     }

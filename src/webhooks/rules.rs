@@ -18,8 +18,10 @@
 //! - numeric rules fire on crossing into the range, not while staying in it; after firing they
 //!   re-arm only once the value is back beyond the threshold by `hysteresis`; a non-numeric value
 //!   (`unavailable`) leaves the armed state as it is, so a flaky sensor does not re-trigger;
-//! - the first event seen for an entity is judged against its `old_state` (an entity already in
-//!   range does not fire; an unknown old value counts as out of range).
+//! - an event without `old_state` (a new entity, or every entity of the snapshot HomeIQ takes when
+//!   it starts) never fires: it only primes the rule, so a restart does not replay every rule;
+//! - otherwise the first event seen for an entity is judged against its `old_state` (an entity
+//!   already in range does not fire; a non-numeric old value counts as out of range).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -474,7 +476,16 @@ impl RuleEngine {
             self.states.remove(&key);
             return;
         };
-        let old = event.old_state.as_deref();
+        let Some(old) = event.old_state.as_deref() else {
+            // first sight of the entity (a new entity, or every entity in HomeIQ's start-up
+            // snapshot): remember where a numeric value is, never fire
+            if rule.numeric() {
+                let armed = !rule.number(Some(new)).is_some_and(|v| rule.inside(v));
+                self.states.entry(key).or_default().armed = armed;
+            }
+            return;
+        };
+        let old = Some(old);
         // a hold ends as soon as the condition stops: any change of the watched value, or a value out
         // of range, cancels it, so a due timer needs no second check
         let fire = if rule.numeric() {
@@ -774,6 +785,30 @@ mod tests {
             ]),
             vec![1, 3, 6]
         );
+    }
+
+    #[test]
+    fn first_sight_primes_without_firing() {
+        let rules = vec![
+            rule(json!({"entity_id": "sensor.t", "to": "30"})),
+            rule(json!({"entity_id": "sensor.t", "above": 25})),
+        ];
+        // no old state: the start-up snapshot (or a new entity) primes only
+        let mut r = Replay::new("sensor.t", rules.clone());
+        assert!(r.set(0, "30", json!({})).is_empty());
+        // already above 25: no crossing until it went below
+        assert!(r.set(1, "31", json!({})).is_empty());
+        assert!(r.set(2, "20", json!({})).is_empty());
+        let fired: Vec<usize> = r
+            .set(3, "30", json!({}))
+            .iter()
+            .map(|m| m.rule_index)
+            .collect();
+        assert_eq!(fired, vec![0, 1]);
+        // primed below the threshold: the next crossing fires
+        let mut r = Replay::new("sensor.t", rules);
+        assert!(r.set(0, "20", json!({})).is_empty());
+        assert_eq!(r.set(1, "26", json!({})).len(), 1);
     }
 
     #[test]
