@@ -451,7 +451,7 @@ async fn receiver_outage_and_restarts_deliver_every_event_exactly_once() {
     for v in ["1", "2", "3"] {
         ha.set_state(&sensor, v, json!({})).await;
     }
-    let mut expected = wait_pending(&api, &id, 3, 2).await;
+    let before_restart = wait_pending(&api, &id, 3, 2).await;
 
     // SIGTERM with pending deliveries; they survive the restart
     homeiq.signal("TERM");
@@ -467,7 +467,11 @@ async fn receiver_outage_and_restarts_deliver_every_event_exactly_once() {
     for v in ["4", "5"] {
         ha.set_state(&sensor, v, json!({})).await;
     }
-    expected = wait_pending(&api, &id, 5, 1).await;
+    let mut expected = wait_pending(&api, &id, 5, 1).await;
+    assert!(
+        before_restart.iter().all(|d| expected.contains(d)),
+        "delivery ids are stable across a restart"
+    );
 
     // SIGKILL, possibly mid-attempt: still delivered after the next start
     homeiq.kill();

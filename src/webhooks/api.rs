@@ -728,6 +728,26 @@ mod tests {
     }
 
     #[test]
+    fn openapi_documents_every_route_and_the_rule_shape() {
+        let doc = serde_json::to_value(crate::api::openapi()).expect("json");
+        for (path, method) in [
+            ("/api/v1/webhooks", "get"),
+            ("/api/v1/webhooks", "post"),
+            ("/api/v1/webhooks/{id}", "get"),
+            ("/api/v1/webhooks/{id}", "put"),
+            ("/api/v1/webhooks/{id}", "delete"),
+            ("/api/v1/webhooks/{id}/test", "post"),
+            ("/api/v1/webhooks/{id}/deliveries", "get"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+        let rule = &doc["components"]["schemas"]["Rule"]["properties"];
+        assert!(rule["for"].is_object(), "{rule}");
+        assert!(rule["for_secs"].is_null());
+        assert!(doc["components"]["schemas"]["WebhookRequest"].is_object());
+    }
+
+    #[test]
     fn secrets_are_generated_once_and_kept_on_update() {
         let req = |secret: Option<&str>| WebhookRequest {
             name: "n".into(),
