@@ -24,9 +24,13 @@ use crate::ingest::{
 use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_spooled_writer};
 use crate::store::registry::{CatalogHandle, RegistryStore};
+use crate::webhooks::{HaWebhookBase, WebhookHandle, store::WebhookStore};
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+
+/// How long webhook attempts under way may take to end at shutdown.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(1);
 
 /// A start-up step that failed, named.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,8 @@ pub struct Application {
     ha: HaHandle,
     backfill: BackfillHandle,
     cursor_task: JoinHandle<()>,
+    webhook_tasks: (JoinHandle<()>, JoinHandle<()>),
+    webhook_engine_cancel: CancellationToken,
 }
 
 impl Application {
@@ -133,6 +139,15 @@ impl Application {
             "InfluxDB writer started"
         );
 
+        let webhooks = step(
+            "open webhooks",
+            WebhookHandle::open(
+                WebhookStore::new(registry.connection().clone()),
+                settings.webhooks.clone(),
+                HaWebhookBase::new(&endpoint),
+            )
+            .await,
+        )?;
         let cancel = CancellationToken::new();
         let (ha, messages, ha_task) = ha::spawn(
             ClientOptions::new(&settings.ha, endpoint),
@@ -184,6 +199,19 @@ impl Application {
         let cursor_task = tokio::spawn(backfill.clone().run_cursor(cancel.child_token()));
         let live = LiveBus::default();
         pipeline = pipeline.with_live_bus(live.clone());
+        // the rule engine listens before the pipeline publishes anything; it stops after the
+        // pipeline drained, so the changes accepted before a stop are still evaluated
+        let webhook_engine_cancel = CancellationToken::new();
+        let webhook_tasks = step(
+            "start webhooks",
+            webhooks.spawn(
+                &live,
+                catalog.clone(),
+                webhook_engine_cancel.clone(),
+                cancel.child_token(),
+                WEBHOOK_DRAIN,
+            ),
+        )?;
         let pipeline_task = tokio::spawn(pipeline.run(messages));
         let rates = EventRates::default();
         let counters_for_rates = counters.clone();
@@ -206,6 +234,7 @@ impl Application {
             live,
             rates: rates.clone(),
             settings: Arc::new(settings.clone()),
+            webhooks,
         };
         tokio::spawn(rates.run(counters_for_rates, cancel.child_token()));
         let options = ServerOptions {
@@ -238,6 +267,8 @@ impl Application {
             ha,
             backfill,
             cursor_task,
+            webhook_tasks,
+            webhook_engine_cancel,
         })
     }
 
@@ -272,6 +303,8 @@ impl Application {
             writer,
             backfill,
             cursor_task,
+            webhook_tasks,
+            webhook_engine_cancel,
             ..
         } = self;
         let server_handle = server.handle();
@@ -303,6 +336,12 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(1), cursor_task).await;
         backfill.shutdown(report.left == 0).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), registry_task).await;
+        // the webhook worker stopped claiming at the cancel; attempts under way had WEBHOOK_DRAIN
+        // to end, the rest are retried at the next start
+        let (engine_task, delivery_task) = webhook_tasks;
+        webhook_engine_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_millis(500), engine_task).await;
+        let _ = tokio::time::timeout(WEBHOOK_DRAIN, delivery_task).await;
         let _ = tokio::time::timeout(left(deadline), server_handle.stop(true)).await;
         server_task.abort();
         tracing::info!("HomeIQ stopped");

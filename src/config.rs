@@ -134,6 +134,8 @@ pub struct Settings {
     pub exclude: EntityFilterSettings,
     /// The REST API's limits.
     pub api: ApiSettings,
+    /// Signed webhooks: delivery limits and retries.
+    pub webhooks: WebhookSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -155,6 +157,7 @@ impl Default for Settings {
             include: EntityFilterSettings::default(),
             exclude: EntityFilterSettings::default(),
             api: ApiSettings::default(),
+            webhooks: WebhookSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -178,6 +181,44 @@ impl Default for ApiSettings {
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
             max_history_days: 31,
+        }
+    }
+}
+
+/// `webhooks.*`: delivery of signed webhooks (targets and rules themselves live in SQLite and are
+/// managed through the API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Attempts per delivery before it is given up (the first one included).
+    pub max_attempts: u32,
+    /// A delivery not done after this many hours is given up.
+    pub max_age_hours: u64,
+    /// Timeout of every delivery request, seconds.
+    pub timeout_secs: u64,
+    /// Finished deliveries are kept in the delivery log this many days.
+    pub log_retention_days: u64,
+    /// Requests in flight at once per target (a target's own `limits.concurrency` wins).
+    pub concurrency_per_target: u32,
+    /// Requests per minute per target (a target's own `limits.rate_limit_per_minute` wins).
+    pub rate_limit_per_minute: u32,
+    /// First retry delay, seconds; it doubles per attempt (with jitter).
+    pub retry_min_secs: f64,
+    /// Longest retry delay, seconds.
+    pub retry_max_secs: f64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            max_attempts: 10,
+            max_age_hours: 24,
+            timeout_secs: 10,
+            log_retention_days: 7,
+            concurrency_per_target: 2,
+            rate_limit_per_minute: 60,
+            retry_min_secs: 1.0,
+            retry_max_secs: 600.0,
         }
     }
 }
@@ -603,6 +644,38 @@ impl Settings {
             1_000_000,
         )?;
         check_range("api.max_history_days", self.api.max_history_days, 1, 3_650)?;
+        let w = &self.webhooks;
+        check_range("webhooks.max_attempts", w.max_attempts, 1, 100)?;
+        check_range("webhooks.max_age_hours", w.max_age_hours, 1, 24 * 30)?;
+        check_range("webhooks.timeout_secs", w.timeout_secs, 1, 300)?;
+        check_range("webhooks.log_retention_days", w.log_retention_days, 1, 365)?;
+        check_range(
+            "webhooks.concurrency_per_target",
+            w.concurrency_per_target,
+            1,
+            64,
+        )?;
+        check_range(
+            "webhooks.rate_limit_per_minute",
+            w.rate_limit_per_minute,
+            1,
+            60_000,
+        )?;
+        if !(w.retry_min_secs.is_finite() && (0.1..=3_600.0).contains(&w.retry_min_secs)) {
+            return Err(ConfigError::invalid(
+                "webhooks.retry_min_secs",
+                "must be 0.1..=3600",
+            ));
+        }
+        if !(w.retry_max_secs.is_finite()
+            && w.retry_max_secs >= w.retry_min_secs
+            && w.retry_max_secs <= 86_400.0)
+        {
+            return Err(ConfigError::invalid(
+                "webhooks.retry_max_secs",
+                "must be >= webhooks.retry_min_secs and <= 86400",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
         Ok(())
@@ -868,6 +941,21 @@ mod tests {
             ("HOMEIQ_INFLUXDB__URL", "not a url", "influxdb.url"),
             ("HOMEIQ_INFLUXDB__BATCH_SIZE", "0", "influxdb.batch_size"),
             ("HOMEIQ_HA__URL", "ftp://x", "ha.url"),
+            (
+                "HOMEIQ_WEBHOOKS__MAX_ATTEMPTS",
+                "0",
+                "webhooks.max_attempts",
+            ),
+            (
+                "HOMEIQ_WEBHOOKS__RETRY_MAX_SECS",
+                "0.01",
+                "webhooks.retry_max_secs",
+            ),
+            (
+                "HOMEIQ_WEBHOOKS__RATE_LIMIT_PER_MINUTE",
+                "x",
+                "webhooks.rate_limit_per_minute",
+            ),
             (
                 "HOMEIQ_INCLUDE__ENTITY_GLOBS",
                 "sensor.[",

@@ -13,3 +13,4 @@ pub mod ingest;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         (name = "history", description = "Recorded states, aggregates and event statistics"),
         (name = "live", description = "State changes as they happen"),
         (name = "operations", description = "Health, metrics and configuration"),
+        (name = "webhooks", description = "Signed webhooks triggered by state changes: targets, test deliveries, delivery log"),
     )
 )]
 pub struct ApiDoc;

@@ -283,6 +283,78 @@ impl Collector for StatusCollector {
             "Live stream clients and other listeners of state changes",
             s.live.listeners() as f64,
         )?;
+        let w = s.webhooks.counters().snapshot();
+        for (name, help, value) in [
+            (
+                "homeiq_webhook_events",
+                "Live state changes the webhook rules evaluated",
+                w.events,
+            ),
+            (
+                "homeiq_webhook_events_missed",
+                "Live state changes the webhook rules missed because they fell behind",
+                w.events_missed,
+            ),
+            (
+                "homeiq_webhook_matches",
+                "Webhook rules that fired",
+                w.matches,
+            ),
+            (
+                "homeiq_webhook_suppressed_cooldown",
+                "Webhook rule matches suppressed by a cooldown",
+                w.suppressed_cooldown,
+            ),
+            (
+                "homeiq_webhook_enqueue_errors",
+                "Webhook rule matches that could not be written to the outbox",
+                w.enqueue_errors,
+            ),
+            (
+                "homeiq_webhook_attempts",
+                "Webhook delivery attempts",
+                w.attempts,
+            ),
+            (
+                "homeiq_webhook_retries",
+                "Webhook delivery attempts that will be retried",
+                w.retries,
+            ),
+            (
+                "homeiq_webhook_rate_limited",
+                "Webhook deliveries postponed by a target's rate limit",
+                w.rate_limited,
+            ),
+        ] {
+            counter(&mut e, name, help, value)?;
+        }
+        gauge(
+            &mut e,
+            "homeiq_webhook_last_trigger_latency_seconds",
+            "State change in Home Assistant to the start of the first delivery attempt, last delivery",
+            w.last_trigger_latency_ms as f64 / 1000.0,
+        )?;
+        let per_target = s.webhooks.counters().per_target();
+        for (name, help, pick) in [
+            (
+                "homeiq_webhook_deliveries_succeeded",
+                "Webhook deliveries that succeeded, by target id",
+                0usize,
+            ),
+            (
+                "homeiq_webhook_deliveries_failed",
+                "Webhook deliveries given up, by target id",
+                1usize,
+            ),
+        ] {
+            let metric_type = ConstCounter::new(0u64).metric_type();
+            let mut family = e.encode_descriptor(name, help, None, metric_type)?;
+            for (target, ok, failed) in &per_target {
+                let value = if pick == 0 { *ok } else { *failed };
+                let labels = [("target", target.as_str())];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let catalog = s.catalog.current();
         gauge(
             &mut e,

@@ -7,6 +7,8 @@
 //! - Live ([`stream`]): state changes as Server-Sent Events.
 //! - Operations ([`ops`]): `/health`, `/health/deep`, `/metrics`, `/api/v1/metrics/realtime`,
 //!   `/api/v1/config`, `/api/v1/quarantine`.
+//! - Webhooks ([`crate::webhooks::api`]): signed webhook targets, test deliveries, the delivery
+//!   log.
 //! - `/api/openapi.json` and `/api/docs/` ([`docs`]).
 //!
 //! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
@@ -75,6 +77,8 @@ pub struct AppState {
     pub rates: rates::EventRates,
     /// The effective settings.
     pub settings: Arc<Settings>,
+    /// Signed webhooks.
+    pub webhooks: crate::webhooks::WebhookHandle,
 }
 
 /// Overall verdict of `/health/deep`.
@@ -137,7 +141,14 @@ where
                 .service(history::history)
                 .service(history::aggregate)
                 .service(history::event_stats)
-                .service(stream::stream_events),
+                .service(stream::stream_events)
+                .service(crate::webhooks::api::list_webhooks)
+                .service(crate::webhooks::api::create_webhook)
+                .service(crate::webhooks::api::get_webhook)
+                .service(crate::webhooks::api::update_webhook)
+                .service(crate::webhooks::api::delete_webhook)
+                .service(crate::webhooks::api::test_webhook)
+                .service(crate::webhooks::api::list_deliveries),
         )
 }
 
@@ -354,6 +365,18 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
             json!({"ok": false, "error": e.to_string()})
         }
     };
+    let webhooks = match state.webhooks.status().await {
+        Ok(w) => {
+            if w.counters.events_missed > 0 {
+                warnings.push(format!(
+                    "webhook rules missed {} state changes because they fell behind the live stream",
+                    w.counters.events_missed
+                ));
+            }
+            serde_json::to_value(w).unwrap_or_default()
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    };
     let registry = state.registry_sync.status();
     let ingest = state.ingest.snapshot(state.states.len());
 
@@ -369,6 +392,7 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
         "registry": registry,
         "ingest": ingest,
         "backfill": state.backfill.status(),
+        "webhooks": webhooks,
         "heartbeat": {
             "rounds": state.heartbeat.rounds.load(std::sync::atomic::Ordering::Relaxed),
             "points": state.heartbeat.points.load(std::sync::atomic::Ordering::Relaxed),

@@ -9,6 +9,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_registry_mirror;
+mod m20261201_000001_webhooks;
 
 /// Applies the metadata database's migrations in order, each once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,6 +18,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_registry_mirror::Migration)]
+        vec![
+            Box::new(m20261123_000001_registry_mirror::Migration),
+            Box::new(m20261201_000001_webhooks::Migration),
+        ]
     }
 }

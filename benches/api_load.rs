@@ -1,0 +1,369 @@
+//! API load benchmark: a generated home of 1,000 devices and 5,000 entities with 30 days of
+//! history, served by the real binary and loaded with `wrk` at 64 connections.
+//!
+//! ```text
+//! INFLUX_URL=http://127.0.0.1:18086 cargo bench --bench api_load
+//! ```
+//!
+//! Needs `wrk` (Debian package) and a real InfluxDB 1.x at `INFLUX_URL`. The mirror is written
+//! straight into SQLite and Home Assistant is unreachable, so the registry endpoints answer from
+//! the catalog HomeIQ loads from SQLite at start. History: every entity has a point every 2 hours
+//! for 30 days (1.8 M points) and `sensor.bench_power` a point every minute (43,200 points).
+//! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
+//! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use homeiq::ha::model::{AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry};
+use homeiq::store::registry::{RegistryRows, RegistryStore};
+use serde_json::json;
+
+const DEVICES: usize = 1_000;
+const ENTITIES: usize = 5_000;
+const DAYS: i64 = 30;
+
+fn entity_id(i: usize) -> String {
+    let domain = ["sensor", "light", "switch", "binary_sensor", "climate"][i % 5];
+    format!("{domain}.bench_{i:05}")
+}
+
+async fn seed_registry(data_dir: &std::path::Path) {
+    let store = RegistryStore::open(&data_dir.join("homeiq.db"))
+        .await
+        .expect("open mirror");
+    let floors: Vec<FloorEntry> = (0..3)
+        .map(|f| {
+            serde_json::from_value(
+                json!({"floor_id": format!("floor_{f}"), "name": format!("Floor {f}"), "level": f}),
+            )
+            .expect("floor")
+        })
+        .collect();
+    let areas: Vec<AreaEntry> = (0..30)
+        .map(|a| serde_json::from_value(json!({"area_id": format!("area_{a}"), "name": format!("Room {a}"), "floor_id": format!("floor_{}", a % 3)})).expect("area"))
+        .collect();
+    let labels: Vec<LabelEntry> = (0..10)
+        .map(|l| {
+            serde_json::from_value(
+                json!({"label_id": format!("label_{l}"), "name": format!("Label {l}")}),
+            )
+            .expect("label")
+        })
+        .collect();
+    const PLATFORMS: [&str; 4] = ["hue", "zha", "shelly", "sonos"];
+    let makers = [
+        "Philips", "IKEA", "Aqara", "Shelly", "Sonos", "tado", "Eve", "Nanoleaf",
+    ];
+    let devices: Vec<DeviceEntry> = (0..DEVICES)
+        .map(|d| {
+            serde_json::from_value(json!({
+                "id": format!("device{d:04}"),
+                "name": format!("{} device {d}", makers[d % makers.len()]),
+                "manufacturer": makers[d % makers.len()],
+                "model": format!("Model {}", d % 17),
+                "area_id": format!("area_{}", d % 30),
+                "labels": [format!("label_{}", d % 10)],
+                "identifiers": [[PLATFORMS[d % 4], format!("id{d}")]],
+                "config_entries": ["entry"],
+            }))
+            .expect("device")
+        })
+        .collect();
+    let entities: Vec<EntityEntry> = (0..ENTITIES)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("reg{i:05}"),
+                "entity_id": entity_id(i),
+                "platform": PLATFORMS[(i / 5) % 4],
+                "device_id": format!("device{:04}", i / 5),
+                "original_name": format!("Bench entity {i}"),
+                "unique_id": format!("u{i}"),
+            }))
+            .expect("entity")
+        })
+        .collect();
+    for rows in [
+        RegistryRows::Floors(floors),
+        RegistryRows::Areas(areas),
+        RegistryRows::Labels(labels),
+        RegistryRows::Devices(devices),
+        RegistryRows::Entities(entities),
+    ] {
+        store.full_sync(rows).await.expect("sync");
+    }
+    store.close().await.expect("close");
+}
+
+async fn seed_history(influx: &str, db: &str, now_us: i64) -> usize {
+    let http = reqwest::Client::new();
+    let q = |q: String| {
+        http.post(format!("{influx}/query"))
+            .form(&[("q", q)])
+            .send()
+    };
+    q(format!("CREATE DATABASE \"{db}\""))
+        .await
+        .expect("create db");
+    let start = now_us - DAYS * 86_400_000_000;
+    let mut written = 0;
+    let mut body = String::new();
+    let flush = |body: &mut String| {
+        let text = std::mem::take(body);
+        let http = http.clone();
+        let url = format!("{influx}/write?db={db}&precision=u");
+        async move {
+            let r = http.post(url).body(text).send().await.expect("write");
+            assert!(r.status().is_success(), "write: {}", r.status());
+        }
+    };
+    // every entity every 2 hours
+    for step in 0..(DAYS * 12) {
+        let t = start + step * 7_200_000_000;
+        for i in 0..ENTITIES {
+            let id = entity_id(i);
+            let domain = id.split('.').next().unwrap_or("sensor");
+            let value = ((i as i64 + step) % 100) as f64 / 4.0;
+            body.push_str(&format!(
+                "{domain},entity_id={id},device_id=device{:04},area_id=area_{} state=\"{value}\",value={value},friendly_name_str=\"Bench entity {i}\" {t}\n",
+                i / 5,
+                (i / 5) % 30
+            ));
+            written += 1;
+        }
+        if body.len() > 4 << 20 {
+            flush(&mut body).await;
+        }
+    }
+    // one busy power sensor, every minute
+    for m in 0..(DAYS * 1440) {
+        let t = start + m * 60_000_000;
+        let value = 200.0 + ((m * 37) % 1000) as f64 / 10.0;
+        body.push_str(&format!(
+            "sensor,entity_id=sensor.bench_power,unit=W,device_class=power state=\"{value}\",value={value} {t}\n"
+        ));
+        written += 1;
+        if body.len() > 4 << 20 {
+            flush(&mut body).await;
+        }
+    }
+    flush(&mut body).await;
+    written
+}
+
+struct Run {
+    name: &'static str,
+    rps: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    errors: String,
+}
+
+fn wrk(
+    name: &'static str,
+    url: &str,
+    secs: u64,
+    connections: u64,
+    script: &std::path::Path,
+) -> Run {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            "-s",
+        ])
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk (apt install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let result = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no wrk result for {name}: {text}"));
+    let f: Vec<f64> = result
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Run {
+        name,
+        rps: f[0] / (f[1] / 1e6),
+        p50: f[2],
+        p95: f[3],
+        p99: f[4],
+        errors,
+    }
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let influx = std::env::var("INFLUX_URL").expect("INFLUX_URL (a real InfluxDB 1.x)");
+    let secs: u64 = std::env::var("SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let connections: u64 = std::env::var("CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let db = format!("bench_api_{}", std::process::id());
+    let now_us = chrono::Utc::now().timestamp_micros();
+
+    let started = Instant::now();
+    seed_registry(&data).await;
+    let points = seed_history(&influx, &db, now_us).await;
+    eprintln!(
+        "seeded {DEVICES} devices, {ENTITIES} entities, {points} points in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_homeiq"))
+        .arg("serve")
+        .env_clear()
+        .env("HOMEIQ_OPTIONS_FILE", dir.path().join("none.json"))
+        .env("HOMEIQ_DATA_DIR", &data)
+        .env("HOMEIQ_LOG_LEVEL", "warn")
+        .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
+        .env("HOMEIQ_HTTP__PORT", port.to_string())
+        .env("HOMEIQ_HA__URL", format!("http://127.0.0.1:{dead}"))
+        .env("HOMEIQ_HA__TOKEN", "unused")
+        .env("HOMEIQ_INFLUXDB__URL", &influx)
+        .env("HOMEIQ_INFLUXDB__DATABASE", &db)
+        .env("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "0")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn homeiq");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http
+            .get(format!("{base}/api/v1/devices?limit=1"))
+            .send()
+            .await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["total"] == DEVICES
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "homeiq did not serve the seeded catalog"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle_rss = peak_rss_mb(child.id());
+
+    let script = dir.path().join("report.lua");
+    let mut f = std::fs::File::create(&script).expect("script");
+    f.write_all(
+        b"done = function(summary, latency, requests)\n  io.write(string.format(\"RESULT %d %d %.3f %.3f %.3f\\n\", summary.requests, summary.duration, latency:percentile(50)/1000, latency:percentile(95)/1000, latency:percentile(99)/1000))\nend\n",
+    )
+    .expect("write script");
+    let iso = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let day_ago = iso(now_us - 86_400_000_000);
+    let month_ago = iso(now_us - DAYS * 86_400_000_000);
+    let end = iso(now_us);
+    let cases: Vec<(&'static str, String)> = vec![
+        ("/health", format!("{base}/health")),
+        (
+            "devices?limit=100",
+            format!("{base}/api/v1/devices?limit=100"),
+        ),
+        (
+            "entities?q=bench 42",
+            format!("{base}/api/v1/entities?q=bench%2042"),
+        ),
+        (
+            "history (1 entity, 24 h)",
+            format!(
+                "{base}/api/v1/history?entity_id=sensor.bench_power&start={day_ago}&end={end}&limit=10000"
+            ),
+        ),
+        (
+            "aggregate (1 entity, 30 d)",
+            format!(
+                "{base}/api/v1/history/aggregate?entity_id=sensor.bench_power&start={month_ago}&end={end}"
+            ),
+        ),
+    ];
+    // check each answers 200 before loading it
+    for (name, url) in &cases {
+        let r = http.get(url).send().await.expect("request");
+        assert!(r.status().is_success(), "{name}: {}", r.status());
+    }
+    let runs: Vec<Run> = cases
+        .iter()
+        .map(|(name, url)| wrk(name, url, secs, connections, &script))
+        .collect();
+    let peak = peak_rss_mb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let health = runs[0].rps;
+    println!(
+        "\nAPI load, {connections} connections, {secs} s each (wrk -t2), {DEVICES} devices / {ENTITIES} entities / {points} points"
+    );
+    println!("| endpoint | req/s | vs /health | p50 ms | p95 ms | p99 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in &runs {
+        println!(
+            "| {} | {:.0} | {:.0} % | {:.2} | {:.2} | {:.2} |{}",
+            r.name,
+            r.rps,
+            100.0 * r.rps / health,
+            r.p50,
+            r.p95,
+            r.p99,
+            if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", r.errors)
+            }
+        );
+    }
+    println!("RSS: {idle_rss:.1} MB after start, peak {peak:.1} MB under load");
+    let _ = reqwest::Client::new()
+        .post(format!("{influx}/query"))
+        .form(&[("q", format!("DROP DATABASE \"{db}\""))])
+        .send()
+        .await;
+}

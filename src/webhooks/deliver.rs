@@ -1,0 +1,621 @@
+//! The delivery worker: claims due deliveries from the outbox, signs and POSTs them, and records
+//! the outcome (retry with back-off, delivered, or given up).
+//!
+//! One dispatcher task decides, attempts run as their own tasks. Per target, a semaphore bounds the
+//! requests in flight and a `governor` limiter the rate; a target at its bound is left out of the
+//! next outbox query, so one slow receiver never holds up the others. The dispatcher wakes when
+//! the rule engine writes a row (a `Notify`, which keeps change→delivery latency in milliseconds),
+//! when an attempt ends, at the next due retry, and at least once a second.
+//!
+//! Retries: network errors, timeouts, 408, 429 and 5xx, with exponential back-off and jitter
+//! (`retry_min_secs` doubling up to `retry_max_secs`), or exactly the receiver's `Retry-After`
+//! (capped at an hour); other answers (2xx aside) are final. A delivery is given up after
+//! `max_attempts` attempts or when its next attempt would fall after `max_age_hours`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::WebhookCounters;
+use super::sign;
+use super::store::{AttemptRecord, WebhookStore, delivery, now_ms, status};
+use crate::config::{Secret, WebhookSettings};
+
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Due deliveries read per round.
+const CLAIM_BATCH: u64 = 64;
+
+/// Longest sleep of the dispatcher between rounds.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+/// What an attempt needs to know about its target.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Target id.
+    pub id: String,
+    /// Name, for logs.
+    pub name: String,
+    /// Where to POST (for `ha` targets it holds the webhook id: never log it).
+    pub url: String,
+    /// HMAC secret.
+    pub secret: Secret,
+    /// Bearer token sent along (the Supervisor's proxy needs it for `ha` targets).
+    pub bearer: Option<Secret>,
+    /// Requests per minute.
+    pub rate_limit_per_minute: u32,
+    /// Requests in flight at once.
+    pub concurrency: u32,
+}
+
+/// The targets the dispatcher delivers to, by id; swapped whole when one changes.
+pub type TargetTable = Arc<ArcSwap<HashMap<String, Arc<TargetConfig>>>>;
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx.
+    Delivered {
+        /// HTTP status.
+        code: u16,
+    },
+    /// Worth another attempt.
+    Retry {
+        /// HTTP status, if an answer came.
+        code: Option<u16>,
+        /// The receiver's `Retry-After`.
+        retry_after: Option<Duration>,
+        /// What went wrong.
+        error: String,
+    },
+    /// Final failure.
+    Fail {
+        /// HTTP status.
+        code: u16,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Classifies an HTTP answer.
+pub fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
+    match code {
+        200..=299 => Outcome::Delivered { code },
+        408 | 429 | 500..=599 => Outcome::Retry {
+            code: Some(code),
+            retry_after,
+            error: format!("HTTP {code}"),
+        },
+        _ => Outcome::Fail {
+            code,
+            error: format!("HTTP {code} (not retried)"),
+        },
+    }
+}
+
+/// Parses `Retry-After`: seconds or an HTTP date; capped at [`MAX_RETRY_AFTER`].
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value)
+            .ok()?
+            .with_timezone(&Utc);
+        (at - now).to_std().unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// Retry policy from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Longest life of a delivery, ms.
+    pub max_age_ms: i64,
+    /// First back-off, seconds.
+    pub min_secs: f64,
+    /// Longest back-off, seconds.
+    pub max_secs: f64,
+}
+
+impl From<&WebhookSettings> for RetryPolicy {
+    fn from(s: &WebhookSettings) -> Self {
+        RetryPolicy {
+            max_attempts: s.max_attempts,
+            max_age_ms: i64::try_from(s.max_age_hours)
+                .unwrap_or(i64::MAX / 3_600_000)
+                .saturating_mul(3_600_000),
+            min_secs: s.retry_min_secs,
+            max_secs: s.retry_max_secs,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Back-off before attempt `attempts + 1`: `min · 2^(attempts-1)` up to `max`, then "equal
+    /// jitter" (half fixed, half random; `jitter` in `[0, 1)`).
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = f64::from(attempts.saturating_sub(1).min(30));
+        let base = (self.min_secs * 2f64.powf(exp)).min(self.max_secs);
+        Duration::from_secs_f64(base / 2.0 + base / 2.0 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// What to record after attempt number `attempts` (1-based) of a delivery created at
+    /// `created_at` ended with `outcome` at `now` (all Unix ms).
+    pub fn decide(
+        &self,
+        outcome: &Outcome,
+        attempts: u32,
+        created_at: i64,
+        now: i64,
+        jitter: f64,
+    ) -> (&'static str, i64, Option<String>) {
+        match outcome {
+            Outcome::Delivered { .. } => (status::DELIVERED, now, None),
+            Outcome::Fail { error, .. } => (status::FAILED, now, Some(error.clone())),
+            Outcome::Retry {
+                retry_after, error, ..
+            } => {
+                if attempts >= self.max_attempts {
+                    return (
+                        status::FAILED,
+                        now,
+                        Some(format!("gave up after {attempts} attempts: {error}")),
+                    );
+                }
+                let wait = retry_after.unwrap_or_else(|| self.backoff(attempts, jitter));
+                let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                if next > created_at.saturating_add(self.max_age_ms) {
+                    return (
+                        status::FAILED,
+                        now,
+                        Some(format!(
+                            "gave up: older than webhooks.max_age_hours: {error}"
+                        )),
+                    );
+                }
+                (status::PENDING, next, Some(error.clone()))
+            }
+        }
+    }
+}
+
+/// A reqwest client for deliveries (rustls with ring; installs the provider if nobody did).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("HomeIQ/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Sends one delivery; never logs the URL (an `ha` target's URL holds its webhook id).
+pub async fn attempt(
+    http: &reqwest::Client,
+    target: &TargetConfig,
+    d: &delivery::Model,
+) -> Outcome {
+    let body = d.body.clone().into_bytes();
+    let signature = sign::sign(target.secret.expose().as_bytes(), &body);
+    let mut req = http
+        .post(&target.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(sign::SIGNATURE_HEADER, signature)
+        .header(sign::TIMESTAMP_HEADER, Utc::now().timestamp().to_string())
+        .header(sign::EVENT_HEADER, d.event.as_str())
+        .header(sign::DELIVERY_HEADER, d.id.as_str());
+    if let Some(token) = &target.bearer {
+        req = req.bearer_auth(token.expose());
+    }
+    match req.body(body).send().await {
+        Ok(mut response) => {
+            let code = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            // read (a little of) the answer so the connection can be reused
+            let mut read = 0usize;
+            while read < 64 * 1024 {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    _ => break,
+                }
+            }
+            classify(code, retry_after)
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "request failed"
+            };
+            // the error's causes say why (connection refused, DNS); `without_url` keeps an `ha`
+            // target's webhook id out of the text
+            let e = e.without_url();
+            let mut error = format!("{kind}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                error.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            Outcome::Retry {
+                code: None,
+                retry_after: None,
+                error,
+            }
+        }
+    }
+}
+
+struct Runtime {
+    semaphore: Arc<Semaphore>,
+    limiter: DefaultDirectRateLimiter,
+    concurrency: u32,
+    rate: u32,
+}
+
+impl Runtime {
+    fn new(t: &TargetConfig) -> Self {
+        let rate = NonZeroU32::new(t.rate_limit_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Runtime {
+            semaphore: Arc::new(Semaphore::new(t.concurrency.max(1) as usize)),
+            limiter: RateLimiter::direct(Quota::per_minute(rate)),
+            concurrency: t.concurrency,
+            rate: t.rate_limit_per_minute,
+        }
+    }
+}
+
+/// The delivery worker.
+pub struct Dispatcher {
+    /// The outbox.
+    pub store: WebhookStore,
+    /// Targets by id.
+    pub targets: TargetTable,
+    /// Woken when a delivery is written.
+    pub notify: Arc<Notify>,
+    /// Counters.
+    pub counters: Arc<WebhookCounters>,
+    /// Retry policy.
+    pub policy: RetryPolicy,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// Cleanup of the delivery log: finished deliveries older than this are deleted.
+    pub log_retention: Duration,
+}
+
+impl Dispatcher {
+    /// Runs until `cancel`; then stops claiming and gives attempts under way up to `drain` to end
+    /// (the rest are retried after the next start).
+    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+        match self.store.reset_in_flight().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "webhook deliveries interrupted by the last stop will be retried"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot reset interrupted webhook deliveries"),
+        }
+        let mut runtimes: HashMap<String, Runtime> = HashMap::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut last_purge: Option<Instant> = None;
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                last_purge = Some(Instant::now());
+                let before = now_ms()
+                    - i64::try_from(self.log_retention.as_millis()).unwrap_or(i64::MAX / 2);
+                match self.store.purge_finished(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deliveries = n, "webhook delivery log trimmed"),
+                    Err(e) => tracing::warn!(error = %e, "cannot trim the webhook delivery log"),
+                }
+            }
+            let wake = self.round(&mut runtimes, &mut tasks).await;
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.notify.notified() => {}
+                () = tokio::time::sleep(wake) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        if !tasks.is_empty() {
+            let _ =
+                tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} })
+                    .await;
+            tasks.abort_all();
+        }
+        tracing::info!("webhook delivery stopped");
+    }
+
+    /// Starts every attempt it may; returns how long to sleep at most.
+    async fn round(
+        &self,
+        runtimes: &mut HashMap<String, Runtime>,
+        tasks: &mut JoinSet<()>,
+    ) -> Duration {
+        let targets = self.targets.load_full();
+        runtimes.retain(|id, _| targets.contains_key(id));
+        for (id, t) in targets.iter() {
+            let stale = runtimes.get(id).is_none_or(|r| {
+                r.concurrency != t.concurrency || r.rate != t.rate_limit_per_minute
+            });
+            if stale {
+                runtimes.insert(id.clone(), Runtime::new(t));
+            }
+        }
+        let mut wake = IDLE_WAKE;
+        let mut blocked: Vec<String> = runtimes
+            .iter()
+            .filter(|(_, r)| r.semaphore.available_permits() == 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let now = now_ms();
+        let due = match self.store.due(now, &blocked, CLAIM_BATCH).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the webhook outbox");
+                return IDLE_WAKE;
+            }
+        };
+        for d in due {
+            if blocked.contains(&d.target_id) {
+                continue;
+            }
+            let (Some(target), Some(runtime)) =
+                (targets.get(&d.target_id), runtimes.get(&d.target_id))
+            else {
+                // target deleted meanwhile: the cascade removes the row
+                continue;
+            };
+            if now.saturating_sub(d.created_at) > self.policy.max_age_ms {
+                let record = AttemptRecord {
+                    status: status::FAILED,
+                    attempts: d.attempts,
+                    next_attempt_at: now,
+                    started_at: d.last_attempt_at.unwrap_or(now),
+                    latency_ms: d.latency_ms,
+                    response_code: d.response_code,
+                    error: Some("gave up: older than webhooks.max_age_hours".into()),
+                };
+                if self
+                    .store
+                    .record(&d.id, &d.target_id, &record)
+                    .await
+                    .is_ok()
+                {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    self.counters.count_target(&d.target_id, false);
+                }
+                continue;
+            }
+            let Ok(permit) = runtime.semaphore.clone().try_acquire_owned() else {
+                blocked.push(d.target_id.clone());
+                continue;
+            };
+            if let Err(not_until) = runtime.limiter.check() {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wake = wake.min(wait.max(Duration::from_millis(5)));
+                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                blocked.push(d.target_id.clone());
+                continue;
+            }
+            match self.store.claim(&d.id, now_ms()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a webhook delivery");
+                    continue;
+                }
+            }
+            let job = Job {
+                store: self.store.clone(),
+                counters: self.counters.clone(),
+                policy: self.policy,
+                http: self.http.clone(),
+                target: target.clone(),
+            };
+            tasks.spawn(async move {
+                job.run(d).await;
+                drop(permit);
+            });
+        }
+        match self.store.next_due_at(&blocked).await {
+            Ok(Some(next)) => {
+                let ms = u64::try_from(next.saturating_sub(now_ms())).unwrap_or(0);
+                wake = wake.min(Duration::from_millis(ms.max(1)));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the webhook outbox"),
+        }
+        wake
+    }
+}
+
+struct Job {
+    store: WebhookStore,
+    counters: Arc<WebhookCounters>,
+    policy: RetryPolicy,
+    http: reqwest::Client,
+    target: Arc<TargetConfig>,
+}
+
+impl Job {
+    async fn run(self, d: delivery::Model) {
+        let started = now_ms();
+        if d.attempts == 0
+            && let Some(event_time) = d.event_time
+        {
+            // change in Home Assistant → first delivery start
+            let latency = started.saturating_sub(event_time).max(0);
+            self.counters
+                .last_trigger_latency_ms
+                .store(u64::try_from(latency).unwrap_or(0), Ordering::Relaxed);
+        }
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        let clock = Instant::now();
+        let outcome = attempt(&self.http, &self.target, &d).await;
+        let latency = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let attempts = d.attempts.saturating_add(1);
+        let (new_status, next, error) = self.policy.decide(
+            &outcome,
+            u32::try_from(attempts).unwrap_or(u32::MAX),
+            d.created_at,
+            now_ms(),
+            rand::random::<f64>(),
+        );
+        let code = match &outcome {
+            Outcome::Delivered { code } | Outcome::Fail { code, .. } => Some(i32::from(*code)),
+            Outcome::Retry { code, .. } => code.map(i32::from),
+        };
+        match new_status {
+            status::DELIVERED => {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                self.counters.count_target(&d.target_id, true);
+                tracing::debug!(target = %self.target.name, delivery = %d.id, latency_ms = latency, "webhook delivered");
+            }
+            status::FAILED => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.counters.count_target(&d.target_id, false);
+                tracing::warn!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery given up");
+            }
+            _ => {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery will be retried");
+            }
+        }
+        let record = AttemptRecord {
+            status: new_status,
+            attempts,
+            next_attempt_at: next,
+            started_at: started,
+            latency_ms: Some(latency),
+            response_code: code,
+            error,
+        };
+        if let Err(e) = self.store.record(&d.id, &d.target_id, &record).await {
+            // the row stays in flight; the next start retries it (at-least-once)
+            tracing::error!(error = %e, delivery = %d.id, "cannot record a webhook attempt");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            max_age_ms: 3_600_000,
+            min_secs: 1.0,
+            max_secs: 10.0,
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(204, None), Outcome::Delivered { code: 204 });
+        for code in [408, 429, 500, 502, 503] {
+            assert!(
+                matches!(classify(code, None), Outcome::Retry { .. }),
+                "{code}"
+            );
+        }
+        for code in [400, 401, 404, 410, 422, 301] {
+            assert!(
+                matches!(classify(code, None), Outcome::Fail { .. }),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let p = policy();
+        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.backoff(1, 1.0), Duration::from_secs(1));
+        assert_eq!(p.backoff(3, 1.0), Duration::from_secs(4));
+        assert_eq!(p.backoff(20, 1.0), Duration::from_secs(10));
+        assert!(p.backoff(3, 0.5) >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn decisions() {
+        let p = policy();
+        let retry = Outcome::Retry {
+            code: Some(503),
+            retry_after: None,
+            error: "HTTP 503".into(),
+        };
+        assert_eq!(
+            p.decide(&retry, 1, 0, 1000, 1.0),
+            (status::PENDING, 2000, Some("HTTP 503".into()))
+        );
+        // Retry-After wins over the back-off
+        let later = Outcome::Retry {
+            code: Some(429),
+            retry_after: Some(Duration::from_secs(30)),
+            error: "HTTP 429".into(),
+        };
+        assert_eq!(p.decide(&later, 1, 0, 1000, 0.0).1, 31_000);
+        // attempts exhausted
+        assert_eq!(p.decide(&retry, 4, 0, 1000, 0.0).0, status::FAILED);
+        // too old for another attempt
+        assert_eq!(p.decide(&retry, 1, 0, 3_599_900, 1.0).0, status::FAILED);
+        assert_eq!(
+            p.decide(
+                &Outcome::Fail {
+                    code: 404,
+                    error: "x".into()
+                },
+                1,
+                0,
+                5,
+                0.0
+            )
+            .0,
+            status::FAILED
+        );
+        assert_eq!(
+            p.decide(&Outcome::Delivered { code: 200 }, 3, 0, 5, 0.0).0,
+            status::DELIVERED
+        );
+    }
+}

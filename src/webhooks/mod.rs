@@ -1,0 +1,530 @@
+//! Signed webhooks: rules over the live state stream that POST a signed JSON body to a Home
+//! Assistant webhook (and so trigger an automation) or to any HTTP receiver.
+//!
+//! # Design
+//!
+//! ```text
+//! LiveBus ──▶ engine task ──(outbox row first)──▶ webhook_deliveries ──▶ dispatcher ──▶ POST
+//!             rules::RuleEngine                    (SQLite, homeiq.db)    deliver.rs
+//! ```
+//!
+//! - **Rules** ([`rules`]) are pure: an event and `now` in, matches out; `for` holds are a sorted
+//!   map of due times the engine task sleeps on; no polling of states anywhere.
+//! - **The engine never slows ingestion**: it is one more `broadcast` listener of the
+//!   [`LiveBus`]; if it falls behind it gets `Lagged`, logs and counts the missed events
+//!   (`/health/deep`, `homeiq_webhook_events_missed`), and goes on.
+//! - **Outbox first** ([`store`]): a match becomes a `pending` row (with the exact body bytes and
+//!   a random delivery id) before any request, so a crash between match and delivery loses
+//!   nothing; the dispatcher is woken at once, so a change reaches the receiver in milliseconds.
+//! - **Delivery** ([`deliver`]): at-least-once with a stable delivery id, back-off with jitter,
+//!   `Retry-After`, per-target concurrency and rate limits; rows a crash left in flight are retried
+//!   at the next start. The body is signed ([`sign`]) over exactly the bytes sent.
+//! - **Secrets** are stored (they are needed to sign), returned once when a target is created,
+//!   never again and never logged; an `ha` target's webhook id is its real secret (Home Assistant
+//!   automations cannot read headers), so it is masked in answers and never logged either.
+//!
+//! # Why hand-written pieces
+//!
+//! The rule engine is HomeIQ's own because its semantics (hysteresis, `for` cancelled on change,
+//! cooldown per entity, attribute-only updates not counting as state changes) are the feature; a
+//! generic CEP library would be larger than it. The outbox is a table and a query rather than a
+//! job-queue crate because it must share `homeiq.db`, its migrations and its cascade deletes.
+//! HMAC and hex are a few lines over `ring`, already a dependency.
+
+pub mod api;
+pub mod deliver;
+pub mod rules;
+pub mod sign;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HaEndpoint, Secret, WebhookSettings};
+use crate::ingest::{LiveBus, LiveEvent};
+use crate::store::registry::CatalogHandle;
+use deliver::{Dispatcher, RetryPolicy, TargetConfig, TargetTable};
+use rules::{Match, Rule, RuleEngine, TargetRules};
+use store::{WebhookStore, delivery, now_ms, status, target};
+
+/// Event type of rule matches.
+pub const EVENT_STATE_CHANGED: &str = "state_changed";
+/// Event type of `POST /api/v1/webhooks/{id}/test`.
+pub const EVENT_TEST: &str = "test";
+
+/// Why a webhook operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The metadata database failed.
+    #[error("metadata database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// The HTTP client could not be built.
+    #[error("cannot create the webhook HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// A body could not be encoded.
+    #[error("cannot encode a webhook body: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Counters of the webhook engine and delivery; read by `/health/deep` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebhookCounters {
+    /// Live events the engine evaluated.
+    pub events: AtomicU64,
+    /// Live events the engine missed because it fell behind (`Lagged`).
+    pub events_missed: AtomicU64,
+    /// Rules that fired.
+    pub matches: AtomicU64,
+    /// Matches suppressed by a cooldown.
+    pub suppressed_cooldown: AtomicU64,
+    /// Deliveries written to the outbox.
+    pub enqueued: AtomicU64,
+    /// Matches that could not be written to the outbox.
+    pub enqueue_errors: AtomicU64,
+    /// Attempts made.
+    pub attempts: AtomicU64,
+    /// Deliveries that succeeded.
+    pub delivered: AtomicU64,
+    /// Deliveries given up.
+    pub failed: AtomicU64,
+    /// Attempts that will be retried.
+    pub retries: AtomicU64,
+    /// Times a target's rate limit postponed a delivery.
+    pub rate_limited: AtomicU64,
+    /// Change in Home Assistant → start of the first attempt, last delivery, ms.
+    pub last_trigger_latency_ms: AtomicU64,
+    per_target: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl WebhookCounters {
+    fn get(v: &AtomicU64) -> u64 {
+        v.load(Ordering::Relaxed)
+    }
+
+    /// Counts a finished delivery of `target` (since start).
+    pub fn count_target(&self, target: &str, delivered: bool) {
+        let mut map = self.per_target.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(target.to_owned()).or_default();
+        if delivered {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    /// (target id, delivered, failed) since start.
+    pub fn per_target(&self) -> Vec<(String, u64, u64)> {
+        let map = self.per_target.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = map.iter().map(|(k, (d, f))| (k.clone(), *d, *f)).collect();
+        out.sort();
+        out
+    }
+
+    /// A snapshot.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            events: Self::get(&self.events),
+            events_missed: Self::get(&self.events_missed),
+            matches: Self::get(&self.matches),
+            suppressed_cooldown: Self::get(&self.suppressed_cooldown),
+            enqueued: Self::get(&self.enqueued),
+            enqueue_errors: Self::get(&self.enqueue_errors),
+            attempts: Self::get(&self.attempts),
+            delivered: Self::get(&self.delivered),
+            failed: Self::get(&self.failed),
+            retries: Self::get(&self.retries),
+            rate_limited: Self::get(&self.rate_limited),
+            last_trigger_latency_ms: Self::get(&self.last_trigger_latency_ms),
+        }
+    }
+}
+
+/// [`WebhookCounters`] as plain numbers.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CountersSnapshot {
+    /// Live events evaluated.
+    pub events: u64,
+    /// Live events missed (engine fell behind).
+    pub events_missed: u64,
+    /// Rules fired.
+    pub matches: u64,
+    /// Matches suppressed by a cooldown.
+    pub suppressed_cooldown: u64,
+    /// Deliveries written to the outbox.
+    pub enqueued: u64,
+    /// Matches that could not be written to the outbox.
+    pub enqueue_errors: u64,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Deliveries that succeeded.
+    pub delivered: u64,
+    /// Deliveries given up.
+    pub failed: u64,
+    /// Attempts to be retried.
+    pub retries: u64,
+    /// Deliveries postponed by a rate limit.
+    pub rate_limited: u64,
+    /// Change → first attempt of the last delivery, ms.
+    pub last_trigger_latency_ms: u64,
+}
+
+/// Where `ha` targets are delivered: Core's REST API (the Supervisor proxy or `ha.url`).
+#[derive(Debug, Clone)]
+pub struct HaWebhookBase {
+    /// REST base ending in `/api`.
+    pub rest_url: String,
+    /// Bearer token for the Supervisor proxy (not sent to a directly reached Core).
+    pub bearer: Option<Secret>,
+}
+
+impl HaWebhookBase {
+    /// From the resolved Home Assistant endpoint.
+    pub fn new(endpoint: &HaEndpoint) -> Self {
+        HaWebhookBase {
+            rest_url: endpoint.rest_url.trim_end_matches('/').to_owned(),
+            bearer: endpoint.supervisor.then(|| endpoint.token.clone()),
+        }
+    }
+
+    /// `<rest>/webhook/<id>`.
+    pub fn url(&self, webhook_id: &str) -> String {
+        format!("{}/webhook/{webhook_id}", self.rest_url)
+    }
+}
+
+struct Inner {
+    store: WebhookStore,
+    settings: WebhookSettings,
+    ha: HaWebhookBase,
+    targets: TargetTable,
+    rules_tx: watch::Sender<Arc<Vec<TargetRules>>>,
+    notify: Arc<Notify>,
+    counters: Arc<WebhookCounters>,
+}
+
+/// Webhooks: the store, the live target table, the counters; cheap to clone.
+#[derive(Clone)]
+pub struct WebhookHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WebhookHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookHandle")
+    }
+}
+
+/// The status shown in `/health/deep`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookStatus {
+    /// Targets configured.
+    pub targets: usize,
+    /// Deliveries by status in the outbox and log.
+    pub deliveries: HashMap<String, i64>,
+    /// Counters since start.
+    #[serde(flatten)]
+    pub counters: CountersSnapshot,
+}
+
+impl WebhookHandle {
+    /// Opens webhooks over `store` and loads the targets.
+    pub async fn open(
+        store: WebhookStore,
+        settings: WebhookSettings,
+        ha: HaWebhookBase,
+    ) -> Result<Self, WebhookError> {
+        let (rules_tx, _) = watch::channel(Arc::new(Vec::new()));
+        let handle = WebhookHandle {
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                ha,
+                targets: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+                rules_tx,
+                notify: Arc::new(Notify::new()),
+                counters: Arc::new(WebhookCounters::default()),
+            }),
+        };
+        handle.reload().await?;
+        Ok(handle)
+    }
+
+    /// The rows.
+    pub fn store(&self) -> &WebhookStore {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &WebhookSettings {
+        &self.inner.settings
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &WebhookCounters {
+        &self.inner.counters
+    }
+
+    /// Re-reads the targets after a change: the dispatcher's table and the engine's rules.
+    pub async fn reload(&self) -> Result<(), WebhookError> {
+        let rows = self.inner.store.list_targets().await?;
+        let settings = &self.inner.settings;
+        let mut table = HashMap::new();
+        let mut rules = Vec::new();
+        for row in rows {
+            let config = TargetConfig {
+                id: row.id.clone(),
+                name: row.name.clone(),
+                url: match (row.kind.as_str(), &row.webhook_id, &row.url) {
+                    ("ha", Some(id), _) => self.inner.ha.url(id),
+                    (_, _, Some(url)) => url.clone(),
+                    _ => {
+                        tracing::warn!(target = %row.name, "webhook target has no address; skipped");
+                        continue;
+                    }
+                },
+                secret: Secret::new(row.secret.clone()),
+                bearer: if row.kind == "ha" {
+                    self.inner.ha.bearer.clone()
+                } else {
+                    None
+                },
+                rate_limit_per_minute: row
+                    .rate_limit_per_minute
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(settings.rate_limit_per_minute),
+                concurrency: row
+                    .concurrency
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(settings.concurrency_per_target),
+            };
+            table.insert(row.id.clone(), Arc::new(config));
+            if !row.enabled {
+                continue;
+            }
+            let parsed: Vec<Rule> = serde_json::from_value(row.rules.clone()).unwrap_or_default();
+            match rules::compile_rules(&parsed) {
+                Ok(compiled) => rules.push(TargetRules {
+                    target_id: row.id.clone(),
+                    version: row.updated_at,
+                    rules: compiled,
+                }),
+                Err((field, message)) => {
+                    tracing::warn!(target = %row.name, %field, %message, "stored webhook rules are invalid; target skipped");
+                }
+            }
+        }
+        self.inner.targets.store(Arc::new(table));
+        self.inner.rules_tx.send_replace(Arc::new(rules));
+        self.inner.notify.notify_one();
+        Ok(())
+    }
+
+    /// Writes a delivery to the outbox and wakes the dispatcher; returns its id.
+    pub async fn enqueue(
+        &self,
+        target: (&str, &str),
+        event: &str,
+        rule: Option<(usize, &Rule)>,
+        live: Option<&LiveEvent>,
+        fired_at: chrono::DateTime<Utc>,
+    ) -> Result<String, WebhookError> {
+        let (target_id, target_name) = target;
+        let id = sign::random_hex(16);
+        let new_state = live.and_then(|e| e.new_state.as_deref());
+        let body = json!({
+            "delivery_id": id,
+            "event": event,
+            "target": {"id": target_id, "name": target_name},
+            "rule": rule.map(|(index, rule)| json!({"index": index, "definition": rule})),
+            "entity_id": live.map(|e| e.entity_id.as_str()),
+            "old_state": live.and_then(|e| e.old_state.as_deref()),
+            "new_state": new_state,
+            "attributes": new_state.map(|s| &s.attributes),
+            "time": live.map_or(fired_at, |e| e.time_fired),
+            "fired_at": fired_at,
+        });
+        let body = serde_json::to_string(&body)?;
+        let now = now_ms();
+        self.inner
+            .store
+            .insert_delivery(delivery::Model {
+                id: id.clone(),
+                target_id: target_id.to_owned(),
+                event: event.to_owned(),
+                rule_index: rule.and_then(|(i, _)| i32::try_from(i).ok()),
+                entity_id: live.map(|e| e.entity_id.clone()),
+                body,
+                status: status::PENDING.to_owned(),
+                attempts: 0,
+                created_at: now,
+                event_time: live.map(|e| e.time_fired.timestamp_millis()),
+                next_attempt_at: now,
+                first_attempt_at: None,
+                last_attempt_at: None,
+                finished_at: None,
+                latency_ms: None,
+                response_code: None,
+                last_error: None,
+            })
+            .await?;
+        self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.inner.notify.notify_one();
+        Ok(id)
+    }
+
+    async fn enqueue_matches(&self, matches: Vec<Match>) {
+        if matches.is_empty() {
+            return;
+        }
+        let table = self.inner.targets.load_full();
+        for m in matches {
+            let name = table
+                .get(&m.target_id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            self.inner.counters.matches.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self
+                .enqueue(
+                    (&m.target_id, &name),
+                    EVENT_STATE_CHANGED,
+                    Some((m.rule_index, &m.rule)),
+                    Some(&m.event),
+                    m.fired_at,
+                )
+                .await
+            {
+                self.inner
+                    .counters
+                    .enqueue_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, target = %name, entity = %m.event.entity_id, "cannot write a webhook delivery; this match is lost");
+            }
+        }
+    }
+
+    /// Status for `/health/deep`.
+    pub async fn status(&self) -> Result<WebhookStatus, WebhookError> {
+        let deliveries = self
+            .inner
+            .store
+            .status_counts()
+            .await?
+            .into_iter()
+            .collect();
+        Ok(WebhookStatus {
+            targets: self.inner.targets.load().len(),
+            deliveries,
+            counters: self.inner.counters.snapshot(),
+        })
+    }
+
+    /// Starts the rule engine (on `live`) and the delivery worker. The engine stops on
+    /// `engine_cancel` after evaluating the events already published (cancel it once the pipeline
+    /// has drained); the worker stops claiming on `worker_cancel` and gives attempts under way up
+    /// to `drain`.
+    pub fn spawn(
+        &self,
+        live: &LiveBus,
+        catalog: CatalogHandle,
+        engine_cancel: CancellationToken,
+        worker_cancel: CancellationToken,
+        drain: Duration,
+    ) -> Result<(JoinHandle<()>, JoinHandle<()>), WebhookError> {
+        let settings = &self.inner.settings;
+        let dispatcher = Dispatcher {
+            store: self.inner.store.clone(),
+            targets: self.inner.targets.clone(),
+            notify: self.inner.notify.clone(),
+            counters: self.inner.counters.clone(),
+            policy: RetryPolicy::from(settings),
+            http: deliver::http_client(Duration::from_secs(settings.timeout_secs))?,
+            log_retention: Duration::from_secs(settings.log_retention_days * 86_400),
+        };
+        let engine = tokio::spawn(self.clone().run_engine(
+            live.subscribe(),
+            self.inner.rules_tx.subscribe(),
+            catalog,
+            engine_cancel,
+        ));
+        let worker = tokio::spawn(dispatcher.run(worker_cancel, drain));
+        Ok((engine, worker))
+    }
+
+    async fn run_engine(
+        self,
+        mut events: broadcast::Receiver<Arc<LiveEvent>>,
+        mut rules_rx: watch::Receiver<Arc<Vec<TargetRules>>>,
+        catalog: CatalogHandle,
+        cancel: CancellationToken,
+    ) {
+        let mut engine = RuleEngine::new(rules_rx.borrow_and_update().to_vec());
+        let counters = self.inner.counters.clone();
+        loop {
+            let due = engine
+                .next_due()
+                .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let matches = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    // evaluate what was published before the stop, then end
+                    let catalog = catalog.current();
+                    let mut matches = Vec::new();
+                    while let Ok(event) = events.try_recv() {
+                        counters.events.fetch_add(1, Ordering::Relaxed);
+                        matches.extend(engine.evaluate(&event, Utc::now(), &*catalog));
+                    }
+                    self.enqueue_matches(matches).await;
+                    break;
+                }
+                changed = rules_rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    engine.set_targets(rules_rx.borrow_and_update().to_vec());
+                    Vec::new()
+                }
+                event = events.recv() => match event {
+                    Ok(event) => {
+                        counters.events.fetch_add(1, Ordering::Relaxed);
+                        let catalog = catalog.current();
+                        engine.evaluate(&event, Utc::now(), &*catalog)
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        counters.events_missed.fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!(missed = n, "webhook rules fell behind the live stream; events missed");
+                        Vec::new()
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                () = tokio::time::sleep(due.unwrap_or(Duration::from_secs(3600))), if due.is_some() => {
+                    engine.due(Utc::now())
+                }
+            };
+            self.enqueue_matches(matches).await;
+            counters
+                .suppressed_cooldown
+                .store(engine.stats().suppressed_cooldown, Ordering::Relaxed);
+        }
+        tracing::debug!("webhook rule engine stopped");
+    }
+}
+
+/// Converts a stored target row's status name for callers outside this module.
+pub fn is_valid_status(s: &str) -> bool {
+    status::ALL.contains(&s)
+}
+
+/// A target row's rules, as stored.
+pub fn rules_of(row: &target::Model) -> Vec<Rule> {
+    serde_json::from_value(row.rules.clone()).unwrap_or_default()
+}

@@ -1,0 +1,520 @@
+//! SQLite rows of webhooks (in `homeiq.db`, schema in migration `m20261201_000001_webhooks`):
+//! `webhook_targets` and `webhook_deliveries`, the outbox and delivery log in one table.
+//!
+//! A delivery row is written before anything is sent (status `pending`), claimed by the worker
+//! (`in_flight`), and ends `delivered` or `failed`; a retry puts it back to `pending` with a later
+//! `next_attempt_at`. Rows left `in_flight` by a crash are put back to `pending` at start
+//! ([`WebhookStore::reset_in_flight`]): at-least-once, with the same delivery id.
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+/// `webhook_targets`.
+pub mod target {
+    use sea_orm::entity::prelude::*;
+
+    /// One target.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_targets")]
+    pub struct Model {
+        /// Random id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Name given by the user.
+        pub name: String,
+        /// `ha` or `http`.
+        pub kind: String,
+        /// Home Assistant webhook id (`ha`).
+        pub webhook_id: Option<String>,
+        /// Receiver URL (`http`).
+        pub url: Option<String>,
+        /// HMAC secret.
+        pub secret: String,
+        /// Whether rules are evaluated.
+        pub enabled: bool,
+        /// The rules (JSON array).
+        pub rules: Json,
+        /// Own rate limit, requests per minute.
+        pub rate_limit_per_minute: Option<i32>,
+        /// Own concurrency.
+        pub concurrency: Option<i32>,
+        /// Deliveries that succeeded.
+        pub success_count: i64,
+        /// Deliveries given up.
+        pub failure_count: i64,
+        /// Last success, Unix ms.
+        pub last_success_at: Option<i64>,
+        /// Last give-up, Unix ms.
+        pub last_failure_at: Option<i64>,
+        /// Creation, Unix ms.
+        pub created_at: i64,
+        /// Last edit, Unix ms (also the rule engine's version of the target).
+        pub updated_at: i64,
+    }
+
+    /// Deliveries reference targets; nothing is navigated from here.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `webhook_deliveries`.
+pub mod delivery {
+    use sea_orm::entity::prelude::*;
+
+    /// One delivery: outbox entry while pending, log entry once finished.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        /// Delivery id, stable across retries (sent as `X-HomeIQ-Delivery`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The target (foreign key, cascading delete).
+        pub target_id: String,
+        /// Event type (`state_changed`, `test`).
+        pub event: String,
+        /// Index of the rule that fired.
+        pub rule_index: Option<i32>,
+        /// The entity.
+        pub entity_id: Option<String>,
+        /// The exact body sent and signed.
+        pub body: String,
+        /// `pending`, `in_flight`, `delivered` or `failed`.
+        pub status: String,
+        /// Attempts made.
+        pub attempts: i32,
+        /// When the row was written, Unix ms.
+        pub created_at: i64,
+        /// When Home Assistant fired the event, Unix ms.
+        pub event_time: Option<i64>,
+        /// Earliest next attempt, Unix ms.
+        pub next_attempt_at: i64,
+        /// Start of the first attempt, Unix ms.
+        pub first_attempt_at: Option<i64>,
+        /// Start of the last attempt, Unix ms.
+        pub last_attempt_at: Option<i64>,
+        /// When it was delivered or given up, Unix ms.
+        pub finished_at: Option<i64>,
+        /// Duration of the last attempt, ms.
+        pub latency_ms: Option<i64>,
+        /// HTTP status of the last answer.
+        pub response_code: Option<i32>,
+        /// Why the last attempt failed.
+        pub last_error: Option<String>,
+    }
+
+    /// See `webhook_targets`.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Status values of `webhook_deliveries.status`.
+pub mod status {
+    /// Waiting for its next attempt.
+    pub const PENDING: &str = "pending";
+    /// An attempt is under way.
+    pub const IN_FLIGHT: &str = "in_flight";
+    /// The receiver answered 2xx.
+    pub const DELIVERED: &str = "delivered";
+    /// Given up: a non-retryable answer, too many attempts or too old.
+    pub const FAILED: &str = "failed";
+    /// Every status.
+    pub const ALL: [&str; 4] = [PENDING, IN_FLIGHT, DELIVERED, FAILED];
+}
+
+/// The result of one attempt, to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    /// New status: `pending` (retry), `delivered` or `failed`.
+    pub status: &'static str,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// Next attempt (retries), Unix ms.
+    pub next_attempt_at: i64,
+    /// Start of this attempt, Unix ms.
+    pub started_at: i64,
+    /// Duration, ms.
+    pub latency_ms: Option<i64>,
+    /// HTTP status.
+    pub response_code: Option<i32>,
+    /// Error text.
+    pub error: Option<String>,
+}
+
+/// Current Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Webhook rows in the metadata database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WebhookStore {
+    db: DatabaseConnection,
+}
+
+impl WebhookStore {
+    /// The store over `homeiq.db`'s pool (migrations already applied).
+    pub fn new(db: DatabaseConnection) -> Self {
+        WebhookStore { db }
+    }
+
+    /// Every target, oldest first.
+    pub async fn list_targets(&self) -> Result<Vec<target::Model>, DbErr> {
+        target::Entity::find()
+            .order_by_asc(target::Column::CreatedAt)
+            .order_by_asc(target::Column::Id)
+            .all(&self.db)
+            .await
+    }
+
+    /// One target.
+    pub async fn get_target(&self, id: &str) -> Result<Option<target::Model>, DbErr> {
+        target::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+    }
+
+    /// Inserts a new target.
+    pub async fn insert_target(&self, model: target::Model) -> Result<(), DbErr> {
+        target::Entity::insert(target::ActiveModel::from(model))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Replaces a target's configuration (counters and creation time stay); false if missing.
+    pub async fn update_target(&self, model: target::Model) -> Result<bool, DbErr> {
+        let result = target::Entity::update_many()
+            .col_expr(target::Column::Name, Expr::value(model.name))
+            .col_expr(target::Column::Kind, Expr::value(model.kind))
+            .col_expr(target::Column::WebhookId, Expr::value(model.webhook_id))
+            .col_expr(target::Column::Url, Expr::value(model.url))
+            .col_expr(target::Column::Secret, Expr::value(model.secret))
+            .col_expr(target::Column::Enabled, Expr::value(model.enabled))
+            .col_expr(target::Column::Rules, Expr::value(model.rules))
+            .col_expr(
+                target::Column::RateLimitPerMinute,
+                Expr::value(model.rate_limit_per_minute),
+            )
+            .col_expr(target::Column::Concurrency, Expr::value(model.concurrency))
+            .col_expr(target::Column::UpdatedAt, Expr::value(model.updated_at))
+            .filter(target::Column::Id.eq(model.id))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Deletes a target and (by cascade) its deliveries; false if missing.
+    pub async fn delete_target(&self, id: &str) -> Result<bool, DbErr> {
+        let result = target::Entity::delete_by_id(id.to_owned())
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Writes a delivery to the outbox.
+    pub async fn insert_delivery(&self, model: delivery::Model) -> Result<(), DbErr> {
+        delivery::Entity::insert(delivery::ActiveModel::from(model))
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Pending deliveries due at `now`, oldest due first, skipping `exclude`d targets.
+    pub async fn due(
+        &self,
+        now: i64,
+        exclude: &[String],
+        limit: u64,
+    ) -> Result<Vec<delivery::Model>, DbErr> {
+        let mut q = delivery::Entity::find()
+            .filter(delivery::Column::Status.eq(status::PENDING))
+            .filter(delivery::Column::NextAttemptAt.lte(now));
+        if !exclude.is_empty() {
+            q = q.filter(delivery::Column::TargetId.is_not_in(exclude.iter().cloned()));
+        }
+        q.order_by_asc(delivery::Column::NextAttemptAt)
+            .order_by_asc(delivery::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// The earliest `next_attempt_at` of a pending delivery not of an `exclude`d target.
+    pub async fn next_due_at(&self, exclude: &[String]) -> Result<Option<i64>, DbErr> {
+        let mut q = delivery::Entity::find()
+            .filter(delivery::Column::Status.eq(status::PENDING))
+            .select_only()
+            .column_as(delivery::Column::NextAttemptAt.min(), "next");
+        if !exclude.is_empty() {
+            q = q.filter(delivery::Column::TargetId.is_not_in(exclude.iter().cloned()));
+        }
+        q.into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .map(Option::flatten)
+    }
+
+    /// Marks a pending delivery in flight; false if someone else changed it meanwhile.
+    pub async fn claim(&self, id: &str, now: i64) -> Result<bool, DbErr> {
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(status::IN_FLIGHT))
+            .col_expr(delivery::Column::LastAttemptAt, Expr::value(now))
+            .filter(delivery::Column::Id.eq(id))
+            .filter(delivery::Column::Status.eq(status::PENDING))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Puts deliveries a crash left in flight back to pending; returns how many.
+    pub async fn reset_in_flight(&self) -> Result<u64, DbErr> {
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(status::PENDING))
+            .filter(delivery::Column::Status.eq(status::IN_FLIGHT))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Records an attempt's outcome and, when the delivery finished, the target's counters, in
+    /// one transaction.
+    pub async fn record(
+        &self,
+        id: &str,
+        target_id: &str,
+        record: &AttemptRecord,
+    ) -> Result<(), DbErr> {
+        let finished = record.status != status::PENDING;
+        let now = now_ms();
+        let tx = self.db.begin().await?;
+        let mut update = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(record.status))
+            .col_expr(delivery::Column::Attempts, Expr::value(record.attempts))
+            .col_expr(
+                delivery::Column::NextAttemptAt,
+                Expr::value(record.next_attempt_at),
+            )
+            .col_expr(
+                delivery::Column::LastAttemptAt,
+                Expr::value(record.started_at),
+            )
+            .col_expr(delivery::Column::LatencyMs, Expr::value(record.latency_ms))
+            .col_expr(
+                delivery::Column::ResponseCode,
+                Expr::value(record.response_code),
+            )
+            .col_expr(
+                delivery::Column::LastError,
+                Expr::value(record.error.clone()),
+            )
+            .col_expr(
+                delivery::Column::FirstAttemptAt,
+                Expr::cust_with_values("COALESCE(first_attempt_at, ?)", [record.started_at]),
+            );
+        if finished {
+            update = update.col_expr(delivery::Column::FinishedAt, Expr::value(now));
+        }
+        let result = update.filter(delivery::Column::Id.eq(id)).exec(&tx).await?;
+        if finished && result.rows_affected == 1 {
+            let (count, at) = if record.status == status::DELIVERED {
+                (target::Column::SuccessCount, target::Column::LastSuccessAt)
+            } else {
+                (target::Column::FailureCount, target::Column::LastFailureAt)
+            };
+            target::Entity::update_many()
+                .col_expr(count, Expr::col(count).add(1))
+                .col_expr(at, Expr::value(now))
+                .filter(target::Column::Id.eq(target_id))
+                .exec(&tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A target's deliveries, newest first, optionally of one status; with the total.
+    pub async fn list_deliveries(
+        &self,
+        target_id: &str,
+        status: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(u64, Vec<delivery::Model>), DbErr> {
+        let mut q = delivery::Entity::find().filter(delivery::Column::TargetId.eq(target_id));
+        if let Some(s) = status {
+            q = q.filter(delivery::Column::Status.eq(s));
+        }
+        let total = q.clone().count(&self.db).await?;
+        let rows = q
+            .order_by_desc(delivery::Column::CreatedAt)
+            .order_by_desc(delivery::Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok((total, rows))
+    }
+
+    /// Deletes finished deliveries that finished before `before` (Unix ms); returns how many.
+    pub async fn purge_finished(&self, before: i64) -> Result<u64, DbErr> {
+        let result = delivery::Entity::delete_many()
+            .filter(delivery::Column::Status.is_in([status::DELIVERED, status::FAILED]))
+            .filter(delivery::Column::FinishedAt.lt(before))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Deliveries per status (for health and metrics).
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::Status)
+            .column_as(delivery::Column::Id.count(), "n")
+            .group_by(delivery::Column::Status)
+            .into_tuple::<(String, i64)>()
+            .all(&self.db)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::registry::RegistryStore;
+
+    fn target_row(id: &str) -> target::Model {
+        target::Model {
+            id: id.into(),
+            name: "t".into(),
+            kind: "http".into(),
+            webhook_id: None,
+            url: Some("http://127.0.0.1:1/".into()),
+            secret: "0123456789abcdef".into(),
+            enabled: true,
+            rules: serde_json::json!([]),
+            rate_limit_per_minute: None,
+            concurrency: None,
+            success_count: 0,
+            failure_count: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    fn delivery_row(id: &str, target: &str, due: i64) -> delivery::Model {
+        delivery::Model {
+            id: id.into(),
+            target_id: target.into(),
+            event: "test".into(),
+            rule_index: None,
+            entity_id: None,
+            body: "{}".into(),
+            status: status::PENDING.into(),
+            attempts: 0,
+            created_at: due,
+            event_time: None,
+            next_attempt_at: due,
+            first_attempt_at: None,
+            last_attempt_at: None,
+            finished_at: None,
+            latency_ms: None,
+            response_code: None,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_claim_reset_record_and_cascade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+            .await
+            .expect("open");
+        let store = WebhookStore::new(registry.connection().clone());
+        store.insert_target(target_row("a")).await.expect("insert");
+        store.insert_target(target_row("b")).await.expect("insert");
+        store
+            .insert_delivery(delivery_row("d1", "a", 10))
+            .await
+            .expect("insert");
+        store
+            .insert_delivery(delivery_row("d2", "b", 20))
+            .await
+            .expect("insert");
+        store
+            .insert_delivery(delivery_row("d3", "a", 99))
+            .await
+            .expect("insert");
+        // a delivery of an unknown target is refused by the foreign key
+        assert!(
+            store
+                .insert_delivery(delivery_row("dx", "zz", 1))
+                .await
+                .is_err()
+        );
+
+        let due: Vec<String> = store
+            .due(50, &[], 10)
+            .await
+            .expect("due")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(due, ["d1", "d2"]);
+        let due_b = store.due(50, &["a".into()], 10).await.expect("due");
+        assert_eq!(due_b.len(), 1);
+        assert_eq!(store.next_due_at(&[]).await.expect("next"), Some(10));
+        assert!(store.claim("d1", 50).await.expect("claim"));
+        assert!(!store.claim("d1", 50).await.expect("claim twice"));
+        assert_eq!(
+            store.next_due_at(&["b".into()]).await.expect("next"),
+            Some(99)
+        );
+        // a crash leaves it in flight; the next start puts it back
+        assert_eq!(store.reset_in_flight().await.expect("reset"), 1);
+        assert!(store.claim("d1", 60).await.expect("claim"));
+        store
+            .record(
+                "d1",
+                "a",
+                &AttemptRecord {
+                    status: status::DELIVERED,
+                    attempts: 1,
+                    next_attempt_at: 60,
+                    started_at: 60,
+                    latency_ms: Some(3),
+                    response_code: Some(200),
+                    error: None,
+                },
+            )
+            .await
+            .expect("record");
+        let a = store.get_target("a").await.expect("get").expect("row");
+        assert_eq!((a.success_count, a.failure_count), (1, 0));
+        let (total, rows) = store.list_deliveries("a", None, 0, 10).await.expect("list");
+        assert_eq!(total, 2);
+        assert_eq!(rows[1].first_attempt_at, Some(60));
+        assert_eq!(rows[1].status, status::DELIVERED);
+        assert_eq!(store.purge_finished(i64::MAX).await.expect("purge"), 1);
+        // deleting a target deletes its deliveries
+        assert!(store.delete_target("a").await.expect("delete"));
+        assert_eq!(
+            store
+                .list_deliveries("a", None, 0, 10)
+                .await
+                .expect("list")
+                .0,
+            0
+        );
+        let counts = store.status_counts().await.expect("counts");
+        assert_eq!(counts, vec![(status::PENDING.to_owned(), 1)]);
+    }
+}
