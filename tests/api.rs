@@ -693,6 +693,10 @@ async fn bad_input_is_refused_naming_the_parameter() {
             "end",
         ),
         (
+            "/api/v1/history?entity_id=light.a&end=0174-09-24T02:16:09Z",
+            "end",
+        ),
+        (
             "/api/v1/history?entity_id=light.a&start=2026-01-02T00:00:00Z&end=2026-01-01T00:00:00Z",
             "start",
         ),

@@ -1,6 +1,6 @@
 //! History endpoints: records, aggregates and event statistics, bounded in time and size.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,14 +28,22 @@ fn parse_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, 
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    DateTime::parse_from_rfc3339(&text.replace(' ', "+"))
-        .map(|t| Some(t.with_timezone(&Utc)))
+    let t = DateTime::parse_from_rfc3339(&text.replace(' ', "+"))
+        .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
             ApiError::invalid(
                 field,
                 format!("{field} must be an RFC 3339 time such as 2026-01-31T18:00:00Z ({e})"),
             )
-        })
+        })?;
+    // the span InfluxDB's nanosecond timestamps can hold
+    if !(1678..=2261).contains(&t.year()) {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must lie between the years 1678 and 2261"),
+        ));
+    }
+    Ok(Some(t))
 }
 
 /// Parses a duration: seconds (`90`) or with a unit (`90s`, `5m`, `1h`, `2d`).
@@ -150,6 +158,7 @@ pub struct HistoryParams {
     #[param(format = DateTime)]
     end: Option<String>,
     /// `asc` (default) or `desc`.
+    #[param(inline)]
     order: Option<OrderParam>,
     /// Records per page, 1..10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]
@@ -449,5 +458,7 @@ mod tests {
             Some("2025-12-31T23:00:00+00:00".into())
         );
         assert!(parse_time("start", Some("yesterday")).is_err());
+        assert!(parse_time("end", Some("0174-09-24T02:16:09+23:20")).is_err());
+        assert!(parse_time("end", Some("9999-01-01T00:00:00Z")).is_err());
     }
 }

@@ -215,7 +215,7 @@ pub struct DeviceParams {
     q: Option<String>,
     /// `name` (default), `manufacturer`, `model`, `area`, `entities` or `created`; `-` in front
     /// sorts descending.
-    #[param(value_type = Option<DeviceSortParam>)]
+    #[param(value_type = Option<DeviceSortParam>, inline)]
     sort: Option<String>,
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -339,7 +339,7 @@ pub struct EntityParams {
     /// List disabled entities too (default false).
     include_disabled: Option<bool>,
     /// `entity_id` (default), `name`, `domain` or `last_seen`; `-` in front sorts descending.
-    #[param(value_type = Option<EntitySortParam>)]
+    #[param(value_type = Option<EntitySortParam>, inline)]
     sort: Option<String>,
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
