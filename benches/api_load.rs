@@ -330,10 +330,31 @@ async fn main() {
         let r = http.get(url).send().await.expect("request");
         assert!(r.status().is_success(), "{name}: {}", r.status());
     }
-    let runs: Vec<Run> = cases
+    let mut runs: Vec<Run> = cases
         .iter()
         .map(|(name, url)| wrk(name, url, secs, connections, &script))
         .collect();
+    // the same history page asked of InfluxDB directly: HomeIQ's share of the cost
+    let raw_q = format!(
+        "SELECT * FROM \"sensor\" WHERE (\"entity_id\" = 'sensor.bench_power') AND time >= {} AND time <= {} ORDER BY time ASC LIMIT 10002",
+        (now_us - 86_400_000_000) / 1_000_000 * 1_000_000_000,
+        now_us / 1_000_000 * 1_000_000_000
+    );
+    let raw_url = format!(
+        "{influx}/query?db={db}&epoch=u&q={}",
+        url::form_urlencoded::byte_serialize(raw_q.as_bytes()).collect::<String>()
+    );
+    runs.push(wrk("InfluxDB alone: the same 24 h query", &raw_url, secs, connections, &script));
+    // one client at a time: latency without queueing
+    for k in [1, 3, 4] {
+        let mut r = wrk(cases[k].0, &cases[k].1, secs.min(5), 1, &script);
+        r.name = match k {
+            1 => "devices?limit=100, 1 connection",
+            3 => "history (1 entity, 24 h), 1 connection",
+            _ => "aggregate (1 entity, 30 d), 1 connection",
+        };
+        runs.push(r);
+    }
     let peak = peak_rss_mb(child.id());
     let _ = child.kill();
     let _ = child.wait();

@@ -11,10 +11,11 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Params;
 use crate::ha::model::State;
+pub use crate::store::registry::catalog::DeviceSummary;
 use crate::store::registry::catalog::{
-    CatalogDevice, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
+    Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
 };
-use crate::store::registry::{AreaView, DeviceView, EntityView, FloorView, LabelView};
+use crate::store::registry::{AreaView, EntityView, FloorView, LabelView};
 
 /// Largest page of a listing.
 pub const MAX_LIMIT: usize = 1000;
@@ -45,34 +46,6 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-/// A device with what HomeIQ derives for it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceSummary {
-    /// The registry row.
-    #[serde(flatten)]
-    pub device: DeviceView,
-    /// The name shown: the user's, else the integration's.
-    pub display_name: String,
-    /// Floor of the device's area.
-    pub floor_id: Option<String>,
-    /// Distinct domains of its entities.
-    pub domains: Vec<String>,
-    /// Number of entities.
-    pub entity_count: usize,
-}
-
-impl From<&CatalogDevice> for DeviceSummary {
-    fn from(d: &CatalogDevice) -> Self {
-        DeviceSummary {
-            display_name: d.display_name().to_owned(),
-            device: d.view.clone(),
-            floor_id: d.floor_id.clone(),
-            domains: d.domains.clone(),
-            entity_count: d.entities.len(),
-        }
-    }
-}
-
 /// An entity with its current state.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EntityWithState {
@@ -84,6 +57,38 @@ pub struct EntityWithState {
     /// The current state, if Home Assistant has reported one.
     #[schema(value_type = Option<State>)]
     pub state: Option<Arc<State>>,
+}
+
+/// Appends `{"total","limit","offset","items":[` + `items` + `]}` as one JSON answer.
+fn page_json<S: AsRef<str>>(
+    total: usize,
+    limit: usize,
+    offset: usize,
+    items: impl Iterator<Item = S>,
+) -> HttpResponse {
+    let mut body = format!("{{\"total\":{total},\"limit\":{limit},\"offset\":{offset},\"items\":[");
+    for (k, item) in items.enumerate() {
+        if k > 0 {
+            body.push(',');
+        }
+        body.push_str(item.as_ref());
+    }
+    body.push_str("]}");
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
+}
+
+/// An entity's JSON with its current state.
+fn entity_json(state: &AppState, catalog: &Catalog, e: &EntityView) -> String {
+    let current = state
+        .states
+        .get(&e.entity_id)
+        .and_then(|s| serde_json::to_string(&*s).ok())
+        .unwrap_or_else(|| "null".into());
+    let mut out = String::with_capacity(1024);
+    catalog.entity_json(e, &current, &mut out);
+    out
 }
 
 fn with_state(state: &AppState, e: &EntityView) -> EntityWithState {
@@ -270,12 +275,13 @@ pub async fn list_devices(
     };
     let catalog = state.catalog.current();
     let page = catalog.devices(&filter, sort, descending, offset, limit);
-    Ok(HttpResponse::Ok().json(DevicePage {
-        total: page.total,
+    // each device's JSON was rendered when the catalog was built
+    Ok(page_json(
+        page.total,
         limit,
         offset,
-        items: page.items.into_iter().map(DeviceSummary::from).collect(),
-    }))
+        page.items.into_iter().map(|d| &*d.json),
+    ))
 }
 
 /// A device with its entities.
@@ -392,12 +398,12 @@ pub async fn list_entities(
     };
     let catalog = state.catalog.current();
     let page = catalog.entities(&filter, sort, descending, offset, limit);
-    Ok(HttpResponse::Ok().json(EntityPage {
-        total: page.total,
+    Ok(page_json(
+        page.total,
         limit,
         offset,
-        items: page.items.iter().map(|e| with_state(&state, e)).collect(),
-    }))
+        page.items.iter().map(|e| entity_json(&state, &catalog, e)),
+    ))
 }
 
 /// One entity: its registry row and current state.

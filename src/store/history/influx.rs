@@ -40,11 +40,16 @@ const RESERVED: &[&str] = &[
     "unit",
 ];
 
+/// Queries run at once; more wait their turn. Bounds the memory of decoded answers and keeps
+/// InfluxDB from thrashing under many concurrent clients.
+const CONCURRENT_QUERIES: usize = 4;
+
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
 pub struct InfluxHistory {
     client: InfluxClient,
     schema: SchemaMode,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// One decoded row before paging.
@@ -81,7 +86,21 @@ fn number_text(f: f64) -> String {
 impl InfluxHistory {
     /// History through `client`, whose points were written in `schema`.
     pub fn new(client: InfluxClient, schema: SchemaMode) -> Self {
-        Self { client, schema }
+        Self {
+            client,
+            schema,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES)),
+        }
+    }
+
+    /// Runs `q` once a query slot is free.
+    async fn query(&self, q: &str) -> Result<crate::store::influx::QueryResult, HistoryError> {
+        let _slot = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HistoryError::Unavailable("shutting down".into()))?;
+        Ok(self.client.query_us(q).await?)
     }
 
     /// `FROM` and `WHERE` (without time) selecting one entity's points.
@@ -241,7 +260,7 @@ impl InfluxHistory {
             .map(|(s, _)| s.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let result = self.client.query_us(&text).await?;
+        let result = self.query(&text).await?;
         let mut rows = Vec::new();
         for (i, statement) in result.statements.iter().enumerate() {
             let entity = statements.get(i).and_then(|(_, e)| e.as_deref());
@@ -305,7 +324,7 @@ impl InfluxHistory {
         let mut before: HashMap<&str, (i64, Option<String>)> = HashMap::new();
         let mut after: HashMap<&str, i64> = HashMap::new();
         if !statements.is_empty() {
-            let result = self.client.query_us(&statements.join("; ")).await?;
+            let result = self.query(&statements.join("; ")).await?;
             for (i, statement) in result.statements.iter().enumerate() {
                 let entity = entities[i / 2];
                 let mut found = Vec::new();
@@ -374,7 +393,7 @@ impl InfluxHistory {
                 )
             })
             .collect();
-        let result = self.client.query_us(&statements.join("; ")).await?;
+        let result = self.query(&statements.join("; ")).await?;
         let mut out = Vec::with_capacity(q.entity_ids.len());
         for (i, entity) in q.entity_ids.iter().enumerate() {
             // bucket time → (sum, count, min, max, (last time, last))
@@ -444,7 +463,7 @@ impl InfluxHistory {
                 "SELECT count(\"state\"), count(\"value\") FROM /.*/ WHERE {range}, \"domain\", \"entity_id\" fill(none)"
             ),
         };
-        let result = self.client.query_us(&statement).await?;
+        let result = self.query(&statement).await?;
         let mut buckets: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
         for s in result.first_series() {
             let domain = match self.schema {

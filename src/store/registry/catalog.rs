@@ -29,8 +29,38 @@ pub struct CatalogDevice {
     pub domains: Vec<String>,
     /// Indexes into [`Catalog::entities`] of the device's entities.
     pub entities: Vec<usize>,
+    /// The device's [`DeviceSummary`] as JSON, rendered once per catalog.
+    pub json: Box<str>,
     haystack: String,
     sort_name: String,
+}
+
+/// A device with what HomeIQ derives for it: the API's device representation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeviceSummary {
+    /// The registry row.
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// The name shown: the user's, else the integration's.
+    pub display_name: String,
+    /// Floor of the device's area.
+    pub floor_id: Option<String>,
+    /// Distinct domains of its entities.
+    pub domains: Vec<String>,
+    /// Number of entities.
+    pub entity_count: usize,
+}
+
+impl From<&CatalogDevice> for DeviceSummary {
+    fn from(d: &CatalogDevice) -> Self {
+        DeviceSummary {
+            display_name: d.display_name().to_owned(),
+            device: d.view.clone(),
+            floor_id: d.floor_id.clone(),
+            domains: d.domains.clone(),
+            entity_count: d.entities.len(),
+        }
+    }
 }
 
 impl CatalogDevice {
@@ -160,6 +190,36 @@ pub struct Catalog {
     area_index: HashMap<String, usize>,
     entity_haystacks: Vec<String>,
     entity_sort_names: Vec<String>,
+    /// Each entity's JSON object without its closing brace, for [`Catalog::entity_json`].
+    entity_open_json: Vec<Box<str>>,
+    /// Device indexes in ascending order of each [`DeviceSort`].
+    device_orders: Vec<Vec<usize>>,
+    /// Entity indexes in ascending order of each [`EntitySort`].
+    entity_orders: Vec<Vec<usize>>,
+}
+
+const DEVICE_SORTS: [DeviceSort; 6] = [
+    DeviceSort::Name,
+    DeviceSort::Manufacturer,
+    DeviceSort::Model,
+    DeviceSort::Area,
+    DeviceSort::Entities,
+    DeviceSort::Created,
+];
+
+const ENTITY_SORTS: [EntitySort; 4] = [
+    EntitySort::EntityId,
+    EntitySort::Name,
+    EntitySort::Domain,
+    EntitySort::LastSeen,
+];
+
+/// An entity as the API shows it (without its current state).
+#[derive(Serialize)]
+struct EntityJson<'a> {
+    #[serde(flatten)]
+    entity: &'a EntityView,
+    display_name: &'a str,
 }
 
 fn lower(s: &str) -> String {
@@ -178,12 +238,6 @@ fn matches_words(haystack: &str, words: &[String]) -> bool {
 fn words_of(q: Option<&str>) -> Vec<String> {
     q.map(|q| q.split_whitespace().map(lower).collect())
         .unwrap_or_default()
-}
-
-fn page<T: Copy>(matched: Vec<T>, offset: usize, limit: usize) -> Page<T> {
-    let total = matched.len();
-    let items = matched.into_iter().skip(offset).take(limit).collect();
-    Page { total, items }
 }
 
 impl Catalog {
@@ -262,11 +316,15 @@ impl Catalog {
                     floor_id,
                     domains: domains.into_iter().map(str::to_owned).collect(),
                     entities: members,
+                    json: Box::from(""),
                     haystack,
                     sort_name: String::new(),
                     view,
                 };
                 device.sort_name = lower(device.display_name());
+                device.json = serde_json::to_string(&DeviceSummary::from(&device))
+                    .unwrap_or_else(|_| "null".into())
+                    .into_boxed_str();
                 device
             })
             .collect();
@@ -296,7 +354,19 @@ impl Catalog {
             .iter()
             .map(|e| lower(entity_display_name(e)))
             .collect();
-        Catalog {
+        let entity_open_json = entities
+            .iter()
+            .map(|e| {
+                let mut json = serde_json::to_string(&EntityJson {
+                    entity: e,
+                    display_name: entity_display_name(e),
+                })
+                .unwrap_or_else(|_| "{}".into());
+                json.pop(); // the closing brace: the state follows per request
+                json.into_boxed_str()
+            })
+            .collect();
+        let mut catalog = Catalog {
             areas,
             floors,
             labels,
@@ -309,7 +379,87 @@ impl Catalog {
             area_index,
             entity_haystacks,
             entity_sort_names,
+            entity_open_json,
+            device_orders: Vec::new(),
+            entity_orders: Vec::new(),
+        };
+        catalog.device_orders = DEVICE_SORTS
+            .iter()
+            .map(|&sort| {
+                let mut order: Vec<usize> = (0..catalog.devices.len()).collect();
+                order.sort_by(|&a, &b| catalog.compare_devices(sort, a, b));
+                order
+            })
+            .collect();
+        catalog.entity_orders = ENTITY_SORTS
+            .iter()
+            .map(|&sort| {
+                let mut order: Vec<usize> = (0..catalog.entities.len()).collect();
+                order.sort_by(|&a, &b| catalog.compare_entities(sort, a, b));
+                order
+            })
+            .collect();
+        catalog
+    }
+
+    /// Ascending order of two devices by `sort`, ties by name then id.
+    fn compare_devices(&self, sort: DeviceSort, a: usize, b: usize) -> Ordering {
+        let (a, b) = (&self.devices[a], &self.devices[b]);
+        let opt = |a: Option<&String>, b: Option<&String>| match (a, b) {
+            // missing values sort last
+            (Some(a), Some(b)) => lower(a).cmp(&lower(b)),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        let primary = match sort {
+            DeviceSort::Name => Ordering::Equal,
+            DeviceSort::Manufacturer => {
+                opt(a.view.manufacturer.as_ref(), b.view.manufacturer.as_ref())
+            }
+            DeviceSort::Model => opt(a.view.model.as_ref(), b.view.model.as_ref()),
+            DeviceSort::Area => opt(a.view.area_id.as_ref(), b.view.area_id.as_ref()),
+            DeviceSort::Entities => a.entities.len().cmp(&b.entities.len()),
+            DeviceSort::Created => a
+                .view
+                .created_at
+                .partial_cmp(&b.view.created_at)
+                .unwrap_or(Ordering::Equal),
+        };
+        primary
+            .then_with(|| a.sort_name.cmp(&b.sort_name))
+            .then_with(|| a.view.id.cmp(&b.view.id))
+    }
+
+    /// Ascending order of two entities by `sort`, ties by entity id.
+    fn compare_entities(&self, sort: EntitySort, a: usize, b: usize) -> Ordering {
+        let primary = match sort {
+            EntitySort::EntityId => Ordering::Equal,
+            EntitySort::Name => self.entity_sort_names[a].cmp(&self.entity_sort_names[b]),
+            EntitySort::Domain => self.entities[a].domain.cmp(&self.entities[b].domain),
+            EntitySort::LastSeen => self.entities[a].last_seen.cmp(&self.entities[b].last_seen),
+        };
+        primary.then_with(|| self.entities[a].entity_id.cmp(&self.entities[b].entity_id))
+    }
+
+    /// An entity's API JSON with `state` (already JSON) appended.
+    pub fn entity_json(&self, entity: &EntityView, state_json: &str, out: &mut String) {
+        match self.entity_index.get(&entity.entity_id) {
+            Some(&i) if std::ptr::eq(&self.entities[i], entity) => {
+                out.push_str(&self.entity_open_json[i]);
+            }
+            _ => {
+                let json = serde_json::to_string(&EntityJson {
+                    entity,
+                    display_name: entity_display_name(entity),
+                })
+                .unwrap_or_else(|_| "{}".into());
+                out.push_str(&json[..json.len().saturating_sub(1)]);
+            }
         }
+        out.push_str(",\"state\":");
+        out.push_str(state_json);
+        out.push('}');
     }
 
     /// Reads the whole mirror.
@@ -353,75 +503,58 @@ impl Catalog {
         limit: usize,
     ) -> Page<&CatalogDevice> {
         let words = words_of(filter.q.as_deref());
-        let mut matched: Vec<&CatalogDevice> = self
-            .devices
-            .iter()
-            .filter(|d| {
-                let v = &d.view;
-                filter
-                    .area
+        let passes = |d: &CatalogDevice| {
+            let v = &d.view;
+            filter
+                .area
+                .as_deref()
+                .is_none_or(|a| v.area_id.as_deref() == Some(a))
+                && filter
+                    .floor
                     .as_deref()
-                    .is_none_or(|a| v.area_id.as_deref() == Some(a))
-                    && filter
-                        .floor
-                        .as_deref()
-                        .is_none_or(|f| d.floor_id.as_deref() == Some(f))
-                    && filter
-                        .label
-                        .as_deref()
-                        .is_none_or(|l| v.labels.iter().any(|x| x == l))
-                    && filter
-                        .manufacturer
-                        .as_deref()
-                        .is_none_or(|m| eq_ci(v.manufacturer.as_deref(), m))
-                    && filter
-                        .model
-                        .as_deref()
-                        .is_none_or(|m| eq_ci(v.model.as_deref(), m))
-                    && filter
-                        .integration
-                        .as_deref()
-                        .is_none_or(|i| eq_ci(v.integration.as_deref(), i))
-                    && filter
-                        .domain
-                        .as_deref()
-                        .is_none_or(|dm| d.domains.iter().any(|x| x == dm))
-                    && matches_words(&d.haystack, &words)
-            })
-            .collect();
-        let by_name = |a: &&CatalogDevice, b: &&CatalogDevice| {
-            a.sort_name
-                .cmp(&b.sort_name)
-                .then_with(|| a.view.id.cmp(&b.view.id))
+                    .is_none_or(|f| d.floor_id.as_deref() == Some(f))
+                && filter
+                    .label
+                    .as_deref()
+                    .is_none_or(|l| v.labels.iter().any(|x| x == l))
+                && filter
+                    .manufacturer
+                    .as_deref()
+                    .is_none_or(|m| eq_ci(v.manufacturer.as_deref(), m))
+                && filter
+                    .model
+                    .as_deref()
+                    .is_none_or(|m| eq_ci(v.model.as_deref(), m))
+                && filter
+                    .integration
+                    .as_deref()
+                    .is_none_or(|i| eq_ci(v.integration.as_deref(), i))
+                && filter
+                    .domain
+                    .as_deref()
+                    .is_none_or(|dm| d.domains.iter().any(|x| x == dm))
+                && matches_words(&d.haystack, &words)
         };
-        let opt = |a: Option<&String>, b: Option<&String>| {
-            // missing values sort last
-            match (a, b) {
-                (Some(a), Some(b)) => lower(a).cmp(&lower(b)),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            }
-        };
-        matched.sort_by(|a, b| {
-            let primary = match sort {
-                DeviceSort::Name => Ordering::Equal,
-                DeviceSort::Manufacturer => {
-                    opt(a.view.manufacturer.as_ref(), b.view.manufacturer.as_ref())
-                }
-                DeviceSort::Model => opt(a.view.model.as_ref(), b.view.model.as_ref()),
-                DeviceSort::Area => opt(a.view.area_id.as_ref(), b.view.area_id.as_ref()),
-                DeviceSort::Entities => a.entities.len().cmp(&b.entities.len()),
-                DeviceSort::Created => a
-                    .view
-                    .created_at
-                    .partial_cmp(&b.view.created_at)
-                    .unwrap_or(Ordering::Equal),
+        let order = DEVICE_SORTS
+            .iter()
+            .position(|&s| s == sort)
+            .and_then(|k| self.device_orders.get(k));
+        let Some(order) = order else {
+            return Page {
+                total: 0,
+                items: Vec::new(),
             };
-            let ord = primary.then_with(|| by_name(a, b));
-            if descending { ord.reverse() } else { ord }
-        });
-        page(matched, offset, limit)
+        };
+        let ordered: Box<dyn Iterator<Item = &usize>> = if descending {
+            Box::new(order.iter().rev())
+        } else {
+            Box::new(order.iter())
+        };
+        paged(
+            ordered.map(|&i| &self.devices[i]).filter(|d| passes(d)),
+            offset,
+            limit,
+        )
     }
 
     /// Entities matching `filter`, sorted, one page of them.
@@ -434,51 +567,69 @@ impl Catalog {
         limit: usize,
     ) -> Page<&EntityView> {
         let words = words_of(filter.q.as_deref());
-        let mut matched: Vec<usize> = (0..self.entities.len())
-            .filter(|&i| {
-                let e = &self.entities[i];
-                (filter.include_disabled || e.disabled_by.is_none())
-                    && filter.domain.as_deref().is_none_or(|d| e.domain == d)
-                    && filter
-                        .device_id
-                        .as_deref()
-                        .is_none_or(|d| e.device_id.as_deref() == Some(d))
-                    && filter
-                        .area
-                        .as_deref()
-                        .is_none_or(|a| e.effective_area_id.as_deref() == Some(a))
-                    && filter
-                        .device_class
-                        .as_deref()
-                        .is_none_or(|c| e.device_class.as_deref() == Some(c))
-                    && filter
-                        .platform
-                        .as_deref()
-                        .is_none_or(|p| eq_ci(e.platform.as_deref(), p))
-                    && filter
-                        .label
-                        .as_deref()
-                        .is_none_or(|l| e.labels.iter().any(|x| x == l))
-                    && matches_words(&self.entity_haystacks[i], &words)
-            })
-            .collect();
-        let id = |i: usize| self.entities[i].entity_id.as_str();
-        matched.sort_by(|&a, &b| {
-            let primary = match sort {
-                EntitySort::EntityId => Ordering::Equal,
-                EntitySort::Name => self.entity_sort_names[a].cmp(&self.entity_sort_names[b]),
-                EntitySort::Domain => self.entities[a].domain.cmp(&self.entities[b].domain),
-                EntitySort::LastSeen => self.entities[a].last_seen.cmp(&self.entities[b].last_seen),
+        let passes = |i: usize| {
+            let e = &self.entities[i];
+            (filter.include_disabled || e.disabled_by.is_none())
+                && filter.domain.as_deref().is_none_or(|d| e.domain == d)
+                && filter
+                    .device_id
+                    .as_deref()
+                    .is_none_or(|d| e.device_id.as_deref() == Some(d))
+                && filter
+                    .area
+                    .as_deref()
+                    .is_none_or(|a| e.effective_area_id.as_deref() == Some(a))
+                && filter
+                    .device_class
+                    .as_deref()
+                    .is_none_or(|c| e.device_class.as_deref() == Some(c))
+                && filter
+                    .platform
+                    .as_deref()
+                    .is_none_or(|p| eq_ci(e.platform.as_deref(), p))
+                && filter
+                    .label
+                    .as_deref()
+                    .is_none_or(|l| e.labels.iter().any(|x| x == l))
+                && matches_words(&self.entity_haystacks[i], &words)
+        };
+        let order = ENTITY_SORTS
+            .iter()
+            .position(|&s| s == sort)
+            .and_then(|k| self.entity_orders.get(k));
+        let Some(order) = order else {
+            return Page {
+                total: 0,
+                items: Vec::new(),
             };
-            let ord = primary.then_with(|| id(a).cmp(id(b)));
-            if descending { ord.reverse() } else { ord }
-        });
-        let Page { total, items } = page(matched, offset, limit);
-        Page {
-            total,
-            items: items.into_iter().map(|i| &self.entities[i]).collect(),
-        }
+        };
+        let ordered: Box<dyn Iterator<Item = &usize>> = if descending {
+            Box::new(order.iter().rev())
+        } else {
+            Box::new(order.iter())
+        };
+        paged(
+            ordered
+                .copied()
+                .filter(|&i| passes(i))
+                .map(|i| &self.entities[i]),
+            offset,
+            limit,
+        )
     }
+}
+
+/// Counts everything `items` yields and keeps `limit` after `offset`, without collecting the rest.
+fn paged<T>(items: impl Iterator<Item = T>, offset: usize, limit: usize) -> Page<T> {
+    let mut total = 0;
+    let mut page = Vec::with_capacity(limit.min(1000));
+    for item in items {
+        if total >= offset && page.len() < limit {
+            page.push(item);
+        }
+        total += 1;
+    }
+    Page { total, items: page }
 }
 
 /// The name shown for an entity: the user's, else the state's friendly name, else the
