@@ -22,8 +22,11 @@ fn fixture() -> tempfile::TempDir {
         "console.log('panel');\n",
     )
     .expect("js");
-    std::fs::write(dir.path().join("favicon.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>")
-        .expect("icon");
+    std::fs::write(
+        dir.path().join("favicon.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .expect("icon");
     std::fs::write(dir.path().join(".secret"), "hidden").expect("dotfile");
     dir
 }
@@ -72,7 +75,12 @@ async fn panel_serving_rules() {
 
     // under ingress: the base is the ingress path, at any depth of client route (deep links)
     let prefix = "/api/hassio_ingress/abc123XYZ";
-    for route in ["/", "/devices", "/devices/0123abcd", "/entities/sensor.outside_temperature"] {
+    for route in [
+        "/",
+        "/devices",
+        "/devices/0123abcd",
+        "/entities/sensor.outside_temperature",
+    ] {
         let resp = get(homeiq.url(route), HTML, Some(prefix)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{route}");
         assert_eq!(header(&resp, CACHE_CONTROL), "no-cache", "{route}");
@@ -84,9 +92,17 @@ async fn panel_serving_rules() {
         assert!(body.contains("./assets/index-3f2a9c.js"), "{route}");
     }
     // a header that would break out of the attribute is ignored
-    let resp = get(homeiq.url("/"), HTML, Some("/x\"><script>alert(1)</script>")).await;
+    let resp = get(
+        homeiq.url("/"),
+        HTML,
+        Some("/x\"><script>alert(1)</script>"),
+    )
+    .await;
     let body = resp.text().await.expect("body");
-    assert!(body.contains("<base href=\"/\">") && !body.contains("alert"), "{body}");
+    assert!(
+        body.contains("<base href=\"/\">") && !body.contains("alert"),
+        "{body}"
+    );
 
     // hashed assets: immutable, right type
     let resp = get(homeiq.url("/assets/index-3f2a9c.js"), "*/*", Some(prefix)).await;
@@ -134,7 +150,8 @@ async fn panel_serving_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_panel_means_plain_404() {
-    let homeiq = HomeIq::spawn(HomeIqOptions::from_env().env("HOMEIQ_HTTP__PANEL_DIR", "none")).await;
+    let homeiq =
+        HomeIq::spawn(HomeIqOptions::from_env().env("HOMEIQ_HTTP__PANEL_DIR", "none")).await;
     let resp = get(homeiq.url("/"), HTML, None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let resp = get(homeiq.url("/devices"), HTML, None).await;

@@ -14,6 +14,8 @@ export interface ChartProps {
   onZoom?: (from: number, to: number) => void;
   ariaLabel: string;
   compact?: boolean;
+  /** Fixed x range in unix seconds (the requested time range). */
+  xRange?: [number, number];
 }
 
 function cssVar(name: string, fallback: string): string {
@@ -22,7 +24,7 @@ function cssVar(name: string, fallback: string): string {
 }
 
 /** A uPlot chart that fills its container's width and follows it on resize. */
-export function Chart({ data, series, band, height = 240, unit, onZoom, ariaLabel, compact }: ChartProps) {
+export function Chart({ data, series, band, height = 240, unit, onZoom, ariaLabel, compact, xRange }: ChartProps) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const zoom = useRef(onZoom);
@@ -39,10 +41,10 @@ export function Chart({ data, series, band, height = 240, unit, onZoom, ariaLabe
       height,
       legend: { show: !compact },
       cursor: { drag: { x: !!onZoom, y: false, setScale: false } },
-      scales: { x: { time: true } },
+      scales: { x: xRange ? { time: true, range: () => xRange } : { time: true } },
       axes: compact
         ? [{ show: false }, { show: false }]
-        : [axis, { ...axis, size: 56, values: (_u, vals) => vals.map((v) => `${v}${unit ? ` ${unit}` : ""}`) }],
+        : [axis, { ...axis, size: unit ? 80 : 56, values: (_u, vals) => vals.map((v) => `${v}${unit ? ` ${unit}` : ""}`) }],
       series: [
         {},
         ...series.map((s) => ({
@@ -51,7 +53,8 @@ export function Chart({ data, series, band, height = 240, unit, onZoom, ariaLabe
           fill: s.fill,
           width: s.width ?? 2,
           dash: s.dash,
-          points: { show: false },
+          // dots only where lines would be too sparse to see
+          points: { show: (u: uPlot) => u.data[0].length < 40, size: 6 },
           spanGaps: false,
         })),
       ],
@@ -80,7 +83,7 @@ export function Chart({ data, series, band, height = 240, unit, onZoom, ariaLabe
     };
     // the series layout decides the chart; data changes are pushed below
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [JSON.stringify(series), band?.[0], band?.[1], height, unit, compact, !!onZoom]);
+  }, [JSON.stringify(series), band?.[0], band?.[1], height, unit, compact, !!onZoom, xRange?.[0], xRange?.[1]]);
 
   useEffect(() => {
     plot.current?.setData(data);

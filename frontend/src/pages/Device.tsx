@@ -7,10 +7,8 @@ import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { fmtTime, numeric } from "../format";
 import { useJson } from "../hooks";
 
-interface DeviceAnswer {
-  device: Device;
-  entities: Entity[];
-}
+/** `GET /api/v1/devices/{id}`: the device summary with its entities. */
+type DeviceAnswer = Device & { entities: Entity[] };
 
 function Spark({ points }: { points: AggregateAnswer["series"][number]["points"] | undefined }) {
   const data = useMemo(() => {
@@ -39,7 +37,8 @@ export default function DevicePage({ id }: { id: string }) {
 
   if (answer.error) return <div className="page"><h1>Device</h1><ErrorBox error={answer.error} onRetry={answer.reload} /></div>;
   if (!answer.data) return <div className="page"><h1>Device</h1><Loading /></div>;
-  const { device, entities } = answer.data;
+  const device = answer.data;
+  const entities = device.entities;
   const area = device.area_id ? areas.data?.items.find((a) => a.area_id === device.area_id)?.name ?? device.area_id : null;
   return (
     <div className="page">

@@ -46,6 +46,7 @@ function NumericChart({ entityId, range, unit, onZoom }: { entityId: string; ran
         unit={unit ?? undefined}
         height={280}
         band={[2, 1]}
+        xRange={[range.start / 1000, range.end / 1000]}
         onZoom={(from, to) => onZoom({ start: from * 1000, end: to * 1000 })}
         series={[
           { label: "min", color: "rgba(3,169,244,.35)", width: 1 },

@@ -27,6 +27,7 @@ export function matches(e: LiveEvent, f: LiveFilter): boolean {
 
 const EventRow = memo(function EventRow({ e }: { e: LiveEvent }) {
   const name = String(e.new_state?.attributes?.friendly_name ?? e.entity_id);
+  const [open, setOpen] = useState(false);
   return (
     <li className="event" data-entity={e.entity_id}>
       <div className="event-head">
@@ -36,9 +37,12 @@ const EventRow = memo(function EventRow({ e }: { e: LiveEvent }) {
           <span className="muted">{e.old_state?.state ?? "∅"}</span> → <strong>{e.new_state?.state ?? "removed"}</strong>
         </span>
       </div>
-      <details>
+      <details onToggle={(ev) => setOpen((ev.target as HTMLDetailsElement).open)}>
         <summary>JSON</summary>
-        <pre className="json">{JSON.stringify({ entity_id: e.entity_id, area_id: e.area_id, time_fired: e.time_fired, old_state: e.old_state, new_state: e.new_state }, null, 2)}</pre>
+        {/* rendered only when opened: hundreds of rows stay cheap */}
+        {open && (
+          <pre className="json">{JSON.stringify({ entity_id: e.entity_id, area_id: e.area_id, time_fired: e.time_fired, old_state: e.old_state, new_state: e.new_state }, null, 2)}</pre>
+        )}
       </details>
     </li>
   );
