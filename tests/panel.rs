@@ -47,7 +47,7 @@ async fn get(url: String, accept: &str, ingress: Option<&str>) -> reqwest::Respo
     req.send().await.expect("request")
 }
 
-fn header<'a>(resp: &'a reqwest::Response, name: reqwest::header::HeaderName) -> &'a str {
+fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
