@@ -209,7 +209,7 @@ mod tests {
             "/../etc/passwd",
             "/assets/..%2f",
             "/.env",
-            "//x",
+            "/a//b",
             "/a\\b",
             "/",
         ] {
