@@ -8,10 +8,18 @@
 # the target platform (TARGETARCH selects the InfluxDB download). Untested here (no Docker engine
 # on the development machine); linted with hadolint by addon/check.
 #
-# Frontend stage: omitted for now - HomeIQ has no panel assets yet. When the panel lands, add a
-# `FROM node:<lts>-alpine AS frontend` stage building them and COPY its output into the final stage.
+# Frontend stage: the ingress panel (frontend/, React + Vite) built with the committed lock file;
+# its dist/ is installed as /usr/share/homeiq/panel, where http.panel_dir = auto finds it.
 
 ARG INFLUXDB_VERSION=1.8.10
+
+# ---- the web panel ----
+FROM node:20-alpine AS frontend
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY frontend ./
+RUN npm run build
 
 # ---- Rust release build (musl, to match the Alpine-based HA base image) ----
 FROM rust:1.95-alpine AS build
@@ -67,6 +75,7 @@ RUN apk add --no-cache jq curl \
     && if [ "${TARGETARCH}" = "arm64" ]; then apk add --no-cache gcompat; fi
 COPY --from=influxdb /out/influxd /usr/bin/influxd
 COPY --from=build /homeiq /usr/bin/homeiq
+COPY --from=frontend /src/frontend/dist /usr/share/homeiq/panel
 COPY rootfs /
 LABEL \
     io.hass.name="HomeIQ" \

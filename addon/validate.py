@@ -76,8 +76,11 @@ RE_SCHEMA_ELEMENT = re.compile(
     r")\??$"
 )
 # README settings the Supervisor (or the run scripts) provide: never add-on options
-# (http.ingress_gateway: the Supervisor's ingress gateway, found by HomeIQ itself under the Supervisor)
-SUPERVISOR_PROVIDED = {"data_dir", "http.bind", "http.port", "http.ingress_gateway", "ha.url", "ha.token"}
+# (http.ingress_gateway: the Supervisor's ingress gateway, found by HomeIQ itself under the Supervisor;
+# http.panel_dir: the image ships the built panel in /usr/share/homeiq/panel, found by `auto`)
+SUPERVISOR_PROVIDED = {
+    "data_dir", "http.bind", "http.port", "http.ingress_gateway", "http.panel_dir", "ha.url", "ha.token",
+}
 # add-on options that are no README setting (read by the run scripts, not the binary)
 RUN_SCRIPT_OPTIONS = {"storage"}
 

@@ -30,6 +30,8 @@ pub const DEFAULT_OPTIONS_FILE: &str = "/data/options.json";
 pub const SUPERVISOR_WS_URL: &str = "ws://supervisor/core/websocket";
 /// Supervisor proxy for Home Assistant's REST API.
 pub const SUPERVISOR_REST_URL: &str = "http://supervisor/core/api";
+/// Where the add-on image installs the built panel (`http.panel_dir = auto` looks here first).
+pub const PANEL_DIR_ADDON: &str = "/usr/share/homeiq/panel";
 
 /// A configuration error that names the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -245,7 +247,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// `http.*`: the REST API, health endpoints and (later) the ingress panel.
+/// `http.*`: the REST API, health endpoints and the ingress panel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
@@ -259,6 +261,10 @@ pub struct HttpSettings {
     /// authenticated the user); others need `api_token`. `auto` = `172.30.32.2` when running as an
     /// add-on, `none` = no gateway.
     pub ingress_gateway: String,
+    /// Folder of the built web panel (`index.html` and `assets/`): `auto` =
+    /// [`PANEL_DIR_ADDON`] when it holds an `index.html`, else `frontend/dist` under the working
+    /// directory (a checkout) when that does; `none` = no panel; else a path.
+    pub panel_dir: String,
 }
 
 impl Default for HttpSettings {
@@ -268,6 +274,7 @@ impl Default for HttpSettings {
             port: 8099,
             api_token: None,
             ingress_gateway: "auto".into(),
+            panel_dir: "auto".into(),
         }
     }
 }
@@ -561,6 +568,12 @@ impl Settings {
                 format!("`{}` is not an IP address", self.http.bind),
             ));
         }
+        if self.http.panel_dir.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "http.panel_dir",
+                "must be `auto`, `none` or a folder",
+            ));
+        }
         if let Some(url) = &self.ha.url {
             check_url("ha.url", url, &["http", "https", "ws", "wss"])?;
         }
@@ -679,6 +692,21 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
         Ok(())
+    }
+
+    /// The folder the panel is served from (`http.panel_dir` with `auto` resolved), or `None` when
+    /// there is no panel (`none`, or `auto` finding no built panel).
+    pub fn panel_dir(&self) -> Option<PathBuf> {
+        match self.http.panel_dir.trim() {
+            "none" => None,
+            "auto" => [
+                PathBuf::from(PANEL_DIR_ADDON),
+                PathBuf::from("frontend").join("dist"),
+            ]
+            .into_iter()
+            .find(|d| d.join("index.html").is_file()),
+            dir => Some(PathBuf::from(dir)),
+        }
     }
 
     /// The trusted ingress gateway (`http.ingress_gateway`) before `auto` is resolved: `Ok(None)`

@@ -10,6 +10,7 @@
 //! - Webhooks ([`crate::webhooks::api`]): signed webhook targets, test deliveries, the delivery
 //!   log.
 //! - `/api/openapi.json` and `/api/docs/` ([`docs`]).
+//! - Everything else: the web panel ([`panel`]) from `http.panel_dir`, with client-route fallback.
 //!
 //! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
@@ -21,6 +22,7 @@ pub mod guard;
 pub mod history;
 pub mod metrics;
 pub mod ops;
+pub mod panel;
 pub mod rates;
 pub mod registry;
 pub mod stream;
@@ -172,6 +174,7 @@ pub fn bind(
     let spec = web::Data::new(docs::OpenApiJson(
         doc.to_json().unwrap_or_else(|_| "{}".into()),
     ));
+    let panel = web::Data::new(panel::Panel::new(state.settings.panel_dir()));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) =
@@ -183,6 +186,7 @@ pub fn bind(
                     .app_data(guard.clone())
                     .app_data(spec.clone())
                     .app_data(known.clone())
+                    .app_data(panel.clone())
                     .app_data(error::json_config())
                     .app_data(error::path_config())
                     .app_data(web::QueryConfig::default().error_handler(|e, _| {
@@ -199,7 +203,7 @@ pub fn bind(
                 web::get().to(docs::docs_bundle),
             )
             .route("/api/docs/swagger-ui.css", web::get().to(docs::docs_css))
-            .default_service(web::to(not_found))
+            .default_service(web::to(panel::serve))
             .wrap(actix_web::middleware::from_fn(guard::rate_limit))
             .wrap(actix_web::middleware::from_fn(guard::access))
             .wrap(actix_web::middleware::Compress::default())

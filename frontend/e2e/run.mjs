@@ -1,0 +1,328 @@
+// End-to-end: the real homeiq binary (fed by the real Home Assistant and InfluxDB that .ci/run
+// starts: HA_URL, HA_TOKEN, INFLUX_URL) serving frontend/dist behind an ingress-like prefix, driven
+// in Debian's chromium by playwright-core. Screenshots of every page, light and dark, go to
+// e2e/artifacts/. Prints "N passed, N failed"; exits non-zero on any failure.
+//
+//   HOMEIQ_BIN=../target/debug/homeiq node e2e/run.mjs      (after `npm run build`)
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startIngressProxy } from "./proxy.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const frontend = path.resolve(here, "..");
+const artifacts = path.join(here, "artifacts");
+fs.mkdirSync(artifacts, { recursive: true });
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run through .ci/run, which starts Home Assistant and InfluxDB`);
+  return v;
+};
+const HA_URL = env("HA_URL").replace(/\/$/, "");
+const HA_TOKEN = env("HA_TOKEN");
+const INFLUX_URL = env("INFLUX_URL");
+const BIN = process.env.HOMEIQ_BIN ?? path.resolve(frontend, "../target/debug/homeiq");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what, fn, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch {
+      /* not yet */
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+async function ha(method, p, body) {
+  const r = await fetch(`${HA_URL}${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${HA_TOKEN}`, "content-type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (!r.ok) throw new Error(`HA ${method} ${p}: ${r.status}`);
+  return r.json();
+}
+
+// ---- HomeIQ ----
+const port = await freePort();
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "homeiq-e2e-"));
+const database = `homeiq_e2e_${process.pid}_${Date.now()}`;
+const logFile = path.join(artifacts, "homeiq.log");
+const child = spawn(BIN, ["serve"], {
+  env: {
+    PATH: process.env.PATH,
+    HOMEIQ_OPTIONS_FILE: path.join(dataDir, "no-options.json"),
+    HOMEIQ_DATA_DIR: path.join(dataDir, "data"),
+    HOMEIQ_HTTP__BIND: "127.0.0.1",
+    HOMEIQ_HTTP__PORT: String(port),
+    HOMEIQ_HTTP__PANEL_DIR: path.join(frontend, "dist"),
+    HOMEIQ_HA__URL: HA_URL,
+    HOMEIQ_HA__TOKEN: HA_TOKEN,
+    HOMEIQ_INFLUXDB__URL: INFLUX_URL,
+    HOMEIQ_INFLUXDB__DATABASE: database,
+  },
+  stdio: ["ignore", "ignore", fs.openSync(logFile, "w")],
+});
+const homeiq = `http://127.0.0.1:${port}`;
+const stopAll = [];
+stopAll.push(() => child.kill("SIGTERM"));
+await until("homeiq /health", async () => (await fetch(`${homeiq}/health`)).ok);
+await until("registry synced", async () => (await (await fetch(`${homeiq}/api/v1/metrics/realtime`)).json()).counts.devices > 0);
+
+const proxy = await startIngressProxy({ target: homeiq, token: "e2eTok3n_abc" });
+stopAll.push(() => proxy.close());
+
+// ---- the browser ----
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+stopAll.push(() => browser.close());
+const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+const consoleErrors = [];
+const outsideRequests = [];
+const failedResponses = [];
+context.on("page", watch);
+function watch(page) {
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(`${page.url()}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
+  page.on("request", (r) => {
+    const u = r.url();
+    if (u.startsWith("data:") || u.startsWith("blob:") || u === "about:blank") return;
+    if (!u.startsWith(proxy.url)) outsideRequests.push(u);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 400) failedResponses.push(`${r.status()} ${r.url()}`);
+  });
+}
+const page = await context.newPage();
+const url = (p = "") => proxy.url + p;
+const api = async (p) => (await fetch(`${homeiq}/api/v1/${p}`)).json();
+
+let passed = 0;
+let failed = 0;
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
+    await page.screenshot({ path: path.join(artifacts, `failure-${name.replace(/\W+/g, "_")}.png`), fullPage: true }).catch(() => {});
+  }
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+const shots = [];
+async function shot(name) {
+  const theme = await page.evaluate(() => document.documentElement.dataset.theme);
+  const file = path.join(artifacts, `${name}-${theme}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  shots.push(file);
+}
+async function heading(text) {
+  await page.getByRole("heading", { level: 1, name: text }).waitFor({ timeout: 15000 });
+}
+
+// pick real data from the API
+const devices = (await api("devices?limit=1000&sort=name")).items;
+const entities = (await api("entities?limit=1000")).items;
+const numericEntity = entities.find((e) => e.unit && e.state && Number.isFinite(Number(e.state.state)) && e.state.state !== "")?.entity_id;
+const textEntity = entities.find((e) => e.state && !Number.isFinite(Number(e.state.state)) && ["binary_sensor", "light", "switch", "input_boolean"].includes(e.domain))?.entity_id;
+const deviceWithEntities = devices.find((d) => d.entity_count >= 2) ?? devices[0];
+assert(numericEntity && textEntity && deviceWithEntities, "HA demo data has numeric and on/off entities and devices");
+
+for (const theme of ["light", "dark"]) {
+  if (theme === "dark") {
+    await test("theme choice survives a reload", async () => {
+      await page.goto(url("settings"));
+      await heading("Settings");
+      await page.getByLabel("Theme", { exact: true }).first().selectOption("dark");
+      assert((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "dark applied");
+      await page.reload();
+      await heading("Settings");
+      assert((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "dark after reload");
+      assert((await page.evaluate(() => localStorage.getItem("homeiq.theme"))) === "dark", "persisted");
+      // the system scheme is light: only the saved choice can make it dark
+      const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      assert(bg === "rgb(17, 17, 17)", `dark background, got ${bg}`);
+    });
+  } else {
+    await test("system theme by default", async () => {
+      await page.goto(url());
+      assert((await page.evaluate(() => document.documentElement.dataset.theme)) === "light", "light from the system");
+    });
+  }
+
+  await test(`overview (${theme})`, async () => {
+    await page.goto(url());
+    await heading("Overview");
+    await page.getByText("Connected", { exact: true }).waitFor();
+    const r = await api("metrics/realtime");
+    await page.locator(".stat", { hasText: "devices" }).getByText(r.counts.devices.toLocaleString("en-US")).first().waitFor();
+    await page.getByRole("cell", { name: "demo" }).waitFor();
+    await page.locator(".chart canvas, .state-empty").first().waitFor();
+    await shot("overview");
+  });
+
+  await test(`devices: search and filters (${theme})`, async () => {
+    await page.goto(url("devices"));
+    await heading("Devices");
+    const count = page.getByTestId("device-count");
+    await until("all devices listed", async () => (await count.textContent()).startsWith(`${devices.length} device`), 15000);
+    const rows = page.getByRole("listitem");
+    assert((await rows.count()) > 0, "rows rendered");
+    // search: a word from one device's name
+    const target = devices.find((d) => d.display_name.split(/\s+/)[0].length >= 4) ?? devices[0];
+    const word = target.display_name.split(/\s+/)[0];
+    const expected = (await api(`devices?limit=1000&q=${encodeURIComponent(word)}`)).total;
+    await page.getByLabel("Search").fill(word);
+    await until(`search "${word}" → ${expected}`, async () => (await count.textContent()).startsWith(`${expected} device`), 10000);
+    await page.getByRole("link", { name: new RegExp(target.display_name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")) }).first().waitFor();
+    await page.getByLabel("Search").fill("");
+    // integration filter
+    const integ = (await api("integrations")).items.find((i) => i.devices > 0 && i.devices < devices.length);
+    if (integ) {
+      const n = (await api(`devices?limit=1000&integration=${integ.integration}`)).total;
+      await page.getByLabel("Integration").selectOption(integ.integration);
+      await until(`integration ${integ.integration} → ${n}`, async () => (await count.textContent()).startsWith(`${n} device`), 10000);
+      await page.getByRole("button", { name: "Clear" }).click();
+    }
+    // domain filter
+    const n = (await api("devices?limit=1000&domain=light")).total;
+    await page.getByLabel("Domain").selectOption("light");
+    await until(`domain light → ${n}`, async () => (await count.textContent()).startsWith(`${n} device`), 10000);
+    await shot("devices");
+  });
+
+  await test(`device page (${theme})`, async () => {
+    await page.goto(url(`devices/${deviceWithEntities.id}`));
+    await heading(deviceWithEntities.display_name);
+    await page.getByRole("heading", { name: /Entities \(\d+\)/ }).waitFor();
+    await shot("device");
+  });
+
+  await test(`entity: numeric history chart, deep link reload (${theme})`, async () => {
+    await page.goto(url(`entities/${numericEntity}`));
+    await page.locator(".chart canvas, .state-empty").first().waitFor({ timeout: 15000 });
+    for (const r of ["1 h", "7 d", "30 d"]) {
+      await page.getByRole("button", { name: r, exact: true }).click();
+      await page.locator(".chart canvas, .state-empty").first().waitFor({ timeout: 15000 });
+    }
+    await page.getByRole("button", { name: "24 h", exact: true }).click();
+    await page.reload();
+    await page.getByRole("heading", { name: "Changes" }).waitFor();
+    await page.locator("table.changes, .state-empty").first().waitFor({ timeout: 15000 });
+    await shot("entity-numeric");
+  });
+
+  await test(`entity: state timeline (${theme})`, async () => {
+    await page.goto(url(`entities/${textEntity}`));
+    await page.locator(".timeline, .state-empty").first().waitFor({ timeout: 15000 });
+    await shot("entity-timeline");
+  });
+
+  await test(`live: a state changed in HA appears (${theme})`, async () => {
+    await page.goto(url("live"));
+    await heading("Live events");
+    await page.getByRole("status").filter({ hasText: "Live" }).waitFor({ timeout: 15000 });
+    const id = `sensor.homeiq_e2e_${theme}_${process.pid}`;
+    const value = String(Math.round(Math.random() * 1e6));
+    await ha("POST", `/api/states/${id}`, { state: value, attributes: { friendly_name: `E2E ${theme}`, unit_of_measurement: "W" } });
+    await page.locator(`li.event[data-entity="${id}"]`).getByText(value, { exact: true }).waitFor({ timeout: 15000 });
+    // pause holds new events back; resume shows them, newest first
+    await page.getByRole("button", { name: "Pause" }).click();
+    const value2 = String(Number(value) + 1);
+    await ha("POST", `/api/states/${id}`, { state: value2, attributes: { friendly_name: `E2E ${theme}`, unit_of_measurement: "W" } });
+    await page.getByRole("button", { name: /Resume \(\d+ new\)/ }).waitFor({ timeout: 15000 });
+    assert((await page.locator(`li.event[data-entity="${id}"]`).getByText(value2, { exact: true }).count()) === 0, "paused");
+    await page.getByRole("button", { name: /Resume/ }).click();
+    await page.locator("li.event").first().getByText(value2, { exact: true }).waitFor();
+    // text filter
+    await page.getByLabel("Text").fill(`homeiq_e2e_${theme}`);
+    await until("filtered", async () => (await page.locator("li.event").count()) === (await page.locator(`li.event[data-entity="${id}"]`).count()));
+    await page.locator("li.event").first().getByText("JSON").click();
+    await page.locator("li.event pre.json").first().waitFor();
+    await shot("live");
+  });
+
+  await test(`settings (${theme})`, async () => {
+    await page.goto(url("settings"));
+    await heading("Settings");
+    await page.getByRole("cell", { name: "http.panel_dir" }).waitFor();
+    await page.getByRole("cell", { name: "environment (HOMEIQ_HTTP__PANEL_DIR)" }).first().waitFor().catch(async () => {
+      await page.getByRole("cell", { name: /HOMEIQ_HTTP__PANEL_DIR/ }).first().waitFor();
+    });
+    const token = await page.getByRole("row", { name: /ha\.token/ }).textContent();
+    assert(!token.includes(HA_TOKEN) && token.includes("***"), "ha.token redacted");
+    await shot("settings");
+  });
+}
+
+await test("phone width", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(url("devices"));
+  await heading("Devices");
+  await page.getByRole("listitem").first().waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  assert(!overflow, "no horizontal scrolling at 390 px");
+  await shot("devices-phone");
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+await test("keyboard: skip link and navigation", async () => {
+  await page.goto(url());
+  await heading("Overview");
+  await page.keyboard.press("Tab");
+  assert((await page.evaluate(() => document.activeElement?.textContent)) === "Skip to content", "skip link first");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await heading("Devices");
+});
+
+await test("unknown client route shows the not-found page", async () => {
+  await page.goto(url("no/such/page"));
+  await heading("Not found");
+});
+
+await test("no console errors", async () => {
+  assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join("\n")}`);
+});
+await test("no request left the ingress prefix", async () => {
+  assert(outsideRequests.length === 0 && proxy.outside.length === 0, `outside: ${[...outsideRequests, ...proxy.outside].join(", ")}`);
+});
+await test("no failed responses", async () => {
+  assert(failedResponses.length === 0, failedResponses.join("\n"));
+});
+
+console.log(`screenshots: ${shots.map((s) => path.relative(frontend, s)).join(", ")}`);
+for (const stop of stopAll.reverse()) await stop();
+fs.rmSync(dataDir, { recursive: true, force: true });
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);

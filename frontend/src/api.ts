@@ -1,0 +1,188 @@
+// Every URL here is relative: it resolves against <base href> (the ingress prefix), never "/".
+
+export interface HaState {
+  entity_id: string;
+  state: string;
+  attributes: Record<string, unknown>;
+  last_changed: string;
+  last_updated: string;
+}
+
+export interface Device {
+  id: string;
+  name: string | null;
+  name_by_user: string | null;
+  display_name: string;
+  manufacturer: string | null;
+  model: string | null;
+  area_id: string | null;
+  integration: string | null;
+  sw_version: string | null;
+  hw_version: string | null;
+  domains: string[];
+  entity_count: number;
+}
+
+export interface Entity {
+  entity_id: string;
+  domain: string;
+  display_name: string;
+  device_id: string | null;
+  effective_area_id: string | null;
+  platform: string | null;
+  device_class: string | null;
+  unit: string | null;
+  state: HaState | null;
+}
+
+export interface Page<T> {
+  total: number;
+  limit: number;
+  offset: number;
+  items: T[];
+}
+
+export interface Area {
+  area_id: string;
+  name: string;
+  device_count: number;
+  entity_count: number;
+}
+
+export interface IntegrationCount {
+  integration: string;
+  devices: number;
+  entities: number;
+}
+
+export interface Realtime {
+  version: string;
+  uptime_secs: number;
+  rss_bytes: number | null;
+  status: string;
+  reasons: string[];
+  warnings: string[];
+  home_assistant: {
+    state: string;
+    connected: boolean;
+    version: string | null;
+    last_event_age_secs: number | null;
+    connects: number;
+    last_error: string | null;
+  };
+  storage: string;
+  influxdb_reachable: boolean;
+  events: {
+    per_second_now: number;
+    per_second_avg_1m: number;
+    last_minute: number[];
+    last_hour: { minute: string; events: number }[];
+  };
+  queues: {
+    ha_queue: number;
+    writer_queue: number;
+    in_flight: number;
+    spool_points: number;
+    spool_bytes: number;
+  };
+  write_latency: {
+    last_ms: number | null;
+    p50_ms: number | null;
+    p95_ms: number | null;
+    mean_ms: number | null;
+  };
+  counts: {
+    devices: number;
+    entities: number;
+    entities_with_state: number;
+    areas: number;
+    floors: number;
+    labels: number;
+    integrations: number;
+    events_total: number;
+    points_written: number;
+    quarantined: number;
+    live_listeners: number;
+  };
+}
+
+export interface HistoryRecord {
+  entity_id: string;
+  time: string;
+  state: string;
+  value: number | null;
+  attributes: Record<string, unknown>;
+  previous_state: string | null;
+  duration_secs: number | null;
+}
+
+export interface AggregatePoint {
+  time: string;
+  mean: number | null;
+  min: number | null;
+  max: number | null;
+  count: number;
+  last: number | null;
+}
+
+export interface AggregateAnswer {
+  start: string;
+  end: string;
+  interval_secs: number;
+  series: { entity_id: string; points: AggregatePoint[] }[];
+}
+
+export interface ConfigAnswer {
+  settings: Record<string, unknown>;
+  sources: Record<string, string>;
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Builds a relative API URL (no leading slash) with the defined parameters. */
+export function apiUrl(path: string, params: Record<string, string | number | undefined | null> = {}): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  }
+  const qs = q.toString();
+  return `api/v1/${path.replace(/^\/+/, "")}${qs ? `?${qs}` : ""}`;
+}
+
+export async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
+  const resp = await fetch(url, { signal, headers: { Accept: "application/json" } });
+  if (!resp.ok) {
+    let message = `${resp.status} ${resp.statusText}`;
+    try {
+      const body = await resp.json();
+      if (body?.error?.message) message = body.error.message;
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(resp.status, message);
+  }
+  return (await resp.json()) as T;
+}
+
+/** Every page of a paged list (pages of 1000, fetched in parallel after the first). */
+export async function getAll<T>(
+  path: string,
+  params: Record<string, string | undefined>,
+  signal?: AbortSignal,
+): Promise<T[]> {
+  const limit = 1000;
+  const first = await getJson<Page<T>>(apiUrl(path, { ...params, limit, offset: 0 }), signal);
+  const rest = [];
+  for (let offset = limit; offset < first.total; offset += limit) {
+    rest.push(getJson<Page<T>>(apiUrl(path, { ...params, limit, offset }), signal));
+  }
+  const pages = await Promise.all(rest);
+  return first.items.concat(...pages.map((p) => p.items));
+}
