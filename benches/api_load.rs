@@ -170,7 +170,7 @@ fn wrk(
 ) -> Run {
     let out = Command::new("wrk")
         .args([
-            "-t2",
+            &format!("-t{}", connections.clamp(1, 2)),
             &format!("-c{connections}"),
             &format!("-d{secs}s"),
             "--timeout",
@@ -186,6 +186,7 @@ fn wrk(
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or_else(|| panic!("no wrk result for {name}: {text}"));
+    eprintln!("{name}: {result}");
     let f: Vec<f64> = result
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
@@ -344,7 +345,13 @@ async fn main() {
         "{influx}/query?db={db}&epoch=u&q={}",
         url::form_urlencoded::byte_serialize(raw_q.as_bytes()).collect::<String>()
     );
-    runs.push(wrk("InfluxDB alone: the same 24 h query", &raw_url, secs, connections, &script));
+    runs.push(wrk(
+        "InfluxDB alone: the same 24 h query",
+        &raw_url,
+        secs,
+        connections,
+        &script,
+    ));
     // one client at a time: latency without queueing
     for k in [1, 3, 4] {
         let mut r = wrk(cases[k].0, &cases[k].1, secs.min(5), 1, &script);
