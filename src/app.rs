@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::rates::EventRates;
 use crate::api::{self, AppState, ServerOptions};
+use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
 use crate::ha::{self, ClientOptions, HaHandle};
 use crate::ingest::LiveBus;
@@ -21,9 +22,11 @@ use crate::ingest::{
     BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
     IngestCounters, Pipeline, RegistrySyncState, registry_sync, run_registry_task,
 };
+use crate::store::embedded::{self, EmbeddedOptions};
 use crate::store::history::{HistoryStore, InfluxHistory};
-use crate::store::influx::{InfluxClient, PointMapper, WriterHandle, spawn_spooled_writer};
+use crate::store::influx::{InfluxClient, PointMapper, spawn_spooled_writer};
 use crate::store::registry::{CatalogHandle, RegistryStore};
+use crate::store::sink::HistoryWriter;
 use crate::webhooks::{HaWebhookBase, WebhookHandle, store::WebhookStore};
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.
@@ -66,7 +69,7 @@ pub struct Application {
     ha_task: JoinHandle<()>,
     pipeline_task: JoinHandle<()>,
     registry_task: JoinHandle<()>,
-    writer: WriterHandle,
+    writer: HistoryWriter,
     ha: HaHandle,
     backfill: BackfillHandle,
     cursor_task: JoinHandle<()>,
@@ -109,36 +112,8 @@ impl Application {
             "compile entity filter",
             EntityFilter::new(&settings.include, &settings.exclude),
         )?;
-        if settings.storage == StorageMode::Embedded {
-            tracing::warn!(
-                url = %settings.influxdb.url,
-                "storage = embedded is not available yet; writing to InfluxDB instead"
-            );
-        }
-        let client = step(
-            "create InfluxDB client",
-            InfluxClient::new(&settings.influxdb),
-        )?;
-        let history_client = client.clone();
-        let mapper = PointMapper::new(&settings.influxdb);
-        let writer = step(
-            "open the spool",
-            spawn_spooled_writer(
-                &settings.influxdb,
-                &settings.spool,
-                &settings.data_dir,
-                client,
-                mapper.precision(),
-            )
-            .await,
-        )?;
-        tracing::info!(
-            url = %settings.influxdb.url,
-            database = %settings.influxdb.database,
-            schema = ?settings.influxdb.schema,
-            "InfluxDB writer started"
-        );
-
+        let (writer, history, mapper) =
+            step("open history storage", open_storage(&settings).await)?;
         let webhooks = step(
             "open webhooks",
             WebhookHandle::open(
@@ -227,10 +202,7 @@ impl Application {
             heartbeat: heartbeat_counters,
             started,
             catalog,
-            history: HistoryStore::Influx(InfluxHistory::new(
-                history_client,
-                settings.influxdb.schema,
-            )),
+            history,
             live,
             rates: rates.clone(),
             settings: Arc::new(settings.clone()),
@@ -347,6 +319,55 @@ impl Application {
         tracing::info!("HomeIQ stopped");
         Ok(())
     }
+}
+
+/// Opens the history backend `settings.storage` names: the write side, the read side and the
+/// point mapper feeding them. In embedded mode no InfluxDB client exists and the `homeiq` schema
+/// is used whatever `influxdb.schema` says (`ha_compat` only concerns InfluxDB dashboards).
+async fn open_storage(
+    settings: &Settings,
+) -> Result<(HistoryWriter, HistoryStore, PointMapper), String> {
+    if settings.storage == StorageMode::Embedded {
+        let influx = crate::config::InfluxSettings {
+            schema: SchemaMode::Homeiq,
+            ..settings.influxdb.clone()
+        };
+        if settings.influxdb.schema != SchemaMode::Homeiq {
+            tracing::warn!("influxdb.schema is ignored with storage = embedded (always `homeiq`)");
+        }
+        let path = embedded::history_path(&settings.data_dir);
+        let (writer, history) = embedded::open(&path, EmbeddedOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(path = %path.display(), "embedded history store opened");
+        return Ok((
+            writer.into(),
+            HistoryStore::Embedded(history),
+            PointMapper::new(&influx),
+        ));
+    }
+    let client = InfluxClient::new(&settings.influxdb).map_err(|e| e.to_string())?;
+    let mapper = PointMapper::new(&settings.influxdb);
+    let writer = spawn_spooled_writer(
+        &settings.influxdb,
+        &settings.spool,
+        &settings.data_dir,
+        client.clone(),
+        mapper.precision(),
+    )
+    .await
+    .map_err(|e| format!("cannot open the spool: {e}"))?;
+    tracing::info!(
+        url = %settings.influxdb.url,
+        database = %settings.influxdb.database,
+        schema = ?settings.influxdb.schema,
+        "InfluxDB writer started"
+    );
+    Ok((
+        writer.into(),
+        HistoryStore::Influx(InfluxHistory::new(client, settings.influxdb.schema)),
+        mapper,
+    ))
 }
 
 async fn wait_for_signal() {

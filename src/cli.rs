@@ -1,4 +1,4 @@
-//! The command line: `homeiq [--config FILE] [--options FILE] [serve|check-config|simulate]`.
+//! The command line: `homeiq [--config FILE] [--options FILE] [serve|check-config|simulate|demo]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,9 @@ pub enum Command {
     /// Run a simulated Home Assistant (WebSocket and REST API, generated home, routines or a
     /// load generator) to develop and test against.
     Simulate(crate::simulate::SimulatorOptions),
+    /// Start a simulated home and HomeIQ recording it with embedded storage, in one process:
+    /// no Home Assistant or InfluxDB needed. Prints the panel's URL.
+    Demo(crate::demo::DemoOptions),
 }
 
 /// Runs the parsed command line.
@@ -44,6 +47,10 @@ pub async fn run(cli: Cli) -> ExitCode {
         let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         telemetry::init(&level, crate::config::LogFormat::Text);
         return crate::simulate::run_cli(options).await;
+    }
+    if let Some(Command::Demo(options)) = cli.command {
+        // self-contained: no configuration file, options or HOMEIQ_* variables are read
+        return crate::demo::run(options).await;
     }
     let sources = ConfigSources {
         config_file: cli.config.clone(),
@@ -72,7 +79,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Serve => serve(settings).await,
-        Command::Simulate(_) => ExitCode::FAILURE,
+        Command::Simulate(_) | Command::Demo(_) => ExitCode::FAILURE,
     }
 }
 

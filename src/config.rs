@@ -122,7 +122,8 @@ pub struct Settings {
     pub ha: HaSettings,
     /// The InfluxDB server history is written to.
     pub influxdb: InfluxSettings,
-    /// Where history goes (the add-on's run scripts start the InfluxDB sidecar for `sidecar`).
+    /// Where history goes (the add-on's run scripts start the InfluxDB sidecar only for
+    /// `sidecar`; `embedded` keeps it in `<data_dir>/history.db`).
     pub storage: StorageMode,
     /// The durable spool between the pipeline and InfluxDB.
     pub spool: SpoolSettings,
@@ -233,7 +234,7 @@ pub enum StorageMode {
     Sidecar,
     /// The InfluxDB at `influxdb.url`.
     External,
-    /// HomeIQ's own embedded store: not available yet; InfluxDB at `influxdb.url` is used.
+    /// HomeIQ's own embedded store: SQLite in `<data_dir>/history.db`; no InfluxDB is used.
     Embedded,
 }
 

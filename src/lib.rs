@@ -1,5 +1,6 @@
 //! HomeIQ: reads every state and registry change from Home Assistant and keeps it as durable
-//! history (InfluxDB) and a registry mirror (SQLite), served over an HTTP API.
+//! history (InfluxDB, or embedded in SQLite) and a registry mirror (SQLite), served over an HTTP
+//! API. [`demo`] runs it against a simulated home ([`simulate`]).
 //!
 //! Capabilities live in their own modules; [`app`] wires them together and `main.rs` only parses
 //! the command line.
@@ -8,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ha;
 pub mod ingest;
 pub mod simulate;

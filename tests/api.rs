@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, free_port, unique};
+use homeiq::store::embedded;
+use homeiq::store::influx::{FieldValue, Point, encode_point};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -441,37 +443,58 @@ fn iso(us: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Writes a seeded history straight into InfluxDB in the `homeiq` schema:
-/// `sensor.seed_temp` every 60 s for 10 h (value i % 50 / 2, a text attribute), `light.seed_lamp`
+/// The seeded history, as the `homeiq` schema's points: `sensor.seed_temp` every 60 s for 10 h
+/// (value i % 50 / 2, text and JSON attributes, unit and device class tags), `light.seed_lamp`
 /// toggling every 7 min, and one tie: both at the same microsecond.
-async fn seed(influx: &Influx, db: &str) -> (Vec<(i64, f64)>, Vec<(i64, &'static str)>) {
-    influx.create_db(db).await;
-    let mut lines = Vec::new();
+#[allow(clippy::type_complexity)]
+fn seed_points() -> (Vec<Point>, Vec<(i64, f64)>, Vec<(i64, &'static str)>) {
+    let mut points = Vec::new();
     let mut temps = Vec::new();
     for i in 0..600_i64 {
         let t = T0_US + i * 60_000_000;
         let v = (i % 50) as f64 / 2.0;
         temps.push((t, v));
-        lines.push(format!(
-            "sensor,entity_id=sensor.seed_temp,unit=°C,device_class=temperature state=\"{v}\",value={v},mode_str=\"m{}\",rgb_json=\"[1,2,{i}]\" {}",
-            i % 3,
-            t * 1000
-        ));
+        points.push(
+            Point::new("sensor", t)
+                .tag("device_class", "temperature")
+                .tag("entity_id", "sensor.seed_temp")
+                .tag("unit", "°C")
+                .field("state", FieldValue::Str(v.to_string()))
+                .field("value", FieldValue::Float(v))
+                .field("mode_str", FieldValue::Str(format!("m{}", i % 3)))
+                .field("rgb_json", FieldValue::Str(format!("[1,2,{i}]"))),
+        );
     }
     let mut lamp = Vec::new();
     for i in 0..86_i64 {
         let t = T0_US + i * 420_000_000; // shares t with the sensor every 7th minute
         let s = if i % 2 == 0 { "on" } else { "off" };
         lamp.push((t, s));
-        lines.push(format!(
-            "light,entity_id=light.seed_lamp state=\"{s}\",value={},brightness=128 {}",
-            u8::from(s == "on"),
-            t * 1000
-        ));
+        points.push(
+            Point::new("light", t)
+                .tag("entity_id", "light.seed_lamp")
+                .field("state", FieldValue::Str(s.to_owned()))
+                .field("value", FieldValue::Float(f64::from(u8::from(s == "on"))))
+                .field("brightness", FieldValue::Float(128.0)),
+        );
+    }
+    (points, temps, lamp)
+}
+
+/// Writes the seeded points straight into InfluxDB (line protocol, µs precision).
+async fn seed_influx(influx: &Influx, db: &str, points: &[Point]) {
+    influx.create_db(db).await;
+    let mut body = String::new();
+    for p in points {
+        encode_point(p, &mut body).expect("encode");
+        body.push('\n');
     }
     let resp = reqwest::Client::new()
-        .post(format!("{}/write?db={db}", common::env("INFLUX_URL")))
-        .body(lines.join("\n"))
+        .post(format!(
+            "{}/write?db={db}&precision=u",
+            common::env("INFLUX_URL")
+        ))
+        .body(body)
         .send()
         .await
         .expect("write");
@@ -481,15 +504,98 @@ async fn seed(influx: &Influx, db: &str) -> (Vec<(i64, f64)>, Vec<(i64, &'static
         "{:?}",
         resp.text().await
     );
-    (temps, lamp)
+}
+
+/// Writes the seeded points into `<data_dir>/history.db` through HomeIQ's own embedded store,
+/// before the binary starts.
+async fn seed_embedded(data_dir: &std::path::Path, points: Vec<Point>) {
+    let (writer, _history) = embedded::open(&embedded::history_path(data_dir), Default::default())
+        .await
+        .expect("open history.db");
+    for p in points {
+        writer.push(p);
+    }
+    let report = writer.shutdown(Duration::from_secs(20)).await;
+    assert_eq!(report.left, 0, "{report:?}");
 }
 
 #[tokio::test]
-async fn history_aggregate_and_stats_answer_from_seeded_points() {
+async fn history_aggregate_and_stats_answer_from_seeded_points_in_influxdb() {
     let influx = Influx::from_env();
     let options = HomeIqOptions::from_env();
-    let (temps, lamp) = seed(&influx, &options.database).await;
+    let (points, temps, lamp) = seed_points();
+    seed_influx(&influx, &options.database, &points).await;
     let app = HomeIq::spawn(options.env("HOMEIQ_API__MAX_HISTORY_DAYS", "2")).await;
+    history_answers(&app, &temps, &lamp).await;
+}
+
+#[tokio::test]
+async fn history_aggregate_and_stats_answer_from_seeded_points_in_embedded_storage() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (points, temps, lamp) = seed_points();
+    seed_embedded(data.path(), points).await;
+    let mut options = HomeIqOptions::from_env()
+        .env("HOMEIQ_API__MAX_HISTORY_DAYS", "2")
+        .env("HOMEIQ_STORAGE", "embedded")
+        // no InfluxDB may be needed: point it at a closed port
+        .env(
+            "HOMEIQ_INFLUXDB__URL",
+            &format!("http://127.0.0.1:{}", free_port()),
+        );
+    options.data_dir = Some(data.path().to_path_buf());
+    let app = HomeIq::spawn(options).await;
+    let deep = app.deep().await;
+    assert_eq!(deep["storage"], "embedded", "{deep}");
+    assert!(deep.get("influxdb").is_none(), "{deep}");
+    history_answers(&app, &temps, &lamp).await;
+    let realtime = ok(&app, "/api/v1/metrics/realtime").await;
+    assert_eq!(realtime["storage"], "embedded");
+}
+
+#[tokio::test]
+async fn both_backends_answer_the_same_json_for_the_same_points() {
+    let influx = Influx::from_env();
+    let influx_options = HomeIqOptions::from_env().env("HOMEIQ_API__MAX_HISTORY_DAYS", "2");
+    let (points, _, _) = seed_points();
+    seed_influx(&influx, &influx_options.database, &points).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    seed_embedded(data.path(), points).await;
+    let mut embedded_options = HomeIqOptions::from_env()
+        .env("HOMEIQ_API__MAX_HISTORY_DAYS", "2")
+        .env("HOMEIQ_STORAGE", "embedded");
+    embedded_options.data_dir = Some(data.path().to_path_buf());
+    let (a, b) = tokio::join!(
+        HomeIq::spawn(influx_options),
+        HomeIq::spawn(embedded_options)
+    );
+    let range = format!(
+        "start={}&end={}",
+        iso(T0_US + 1_800_000_000),
+        iso(T0_US + 5 * 3_600_000_000)
+    );
+    for path in [
+        format!("/api/v1/history?entity_id=sensor.seed_temp,light.seed_lamp&{range}&limit=100"),
+        format!(
+            "/api/v1/history?entity_id=light.seed_lamp,sensor.seed_temp&{range}&order=desc&limit=7&cursor={}_light.seed_lamp",
+            T0_US + 2 * 3_600_000_000 + 420_000_000 * 2
+        ),
+        format!(
+            "/api/v1/history/aggregate?entity_id=sensor.seed_temp,light.seed_lamp&{range}&interval=15m"
+        ),
+        format!("/api/v1/events/stats?{range}"),
+        format!("/api/v1/events/stats?{range}&interval=10m"),
+    ] {
+        let (x, y) = (ok(&a, &path).await, ok(&b, &path).await);
+        let filled = ["items", "series", "buckets"]
+            .iter()
+            .any(|k| x[*k].as_array().is_some_and(|v| !v.is_empty()));
+        assert!(filled, "{path}: {x}");
+        assert_eq!(x, y, "{path}");
+    }
+}
+
+/// The same assertions for every backend, over the seeded points.
+async fn history_answers(app: &HomeIq, temps: &[(i64, f64)], lamp: &[(i64, &'static str)]) {
     let range = format!(
         "start={}&end={}",
         iso(T0_US),
@@ -507,7 +613,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
                 .map(|c| format!("&cursor={c}"))
                 .unwrap_or_default()
         );
-        let page = ok(&app, &path).await;
+        let page = ok(app, &path).await;
         records.extend(page["items"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -515,7 +621,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
         }
     }
     assert_eq!(records.len(), temps.len());
-    for (i, (r, (t, v))) in records.iter().zip(&temps).enumerate() {
+    for (i, (r, (t, v))) in records.iter().zip(temps).enumerate() {
         assert_eq!(r["time"].as_str().map(parse_us), Some(*t), "record {i}");
         assert_eq!(r["value"].as_f64(), Some(*v));
         assert_eq!(r["state"].as_str(), Some(v.to_string().as_str()));
@@ -546,7 +652,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
                 .map(|c| format!("&cursor={c}"))
                 .unwrap_or_default()
         );
-        let page = ok(&app, &path).await;
+        let page = ok(app, &path).await;
         merged.extend(page["items"].as_array().cloned().unwrap_or_default());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -585,7 +691,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
 
     // aggregates per hour equal a local computation
     let agg = ok(
-        &app,
+        app,
         &format!("/api/v1/history/aggregate?entity_id=sensor.seed_temp&{range}&interval=1h"),
     )
     .await;
@@ -595,7 +701,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
         .cloned()
         .unwrap_or_default();
     let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for (t, v) in &temps {
+    for (t, v) in temps {
         buckets
             .entry(t - t.rem_euclid(3_600_000_000))
             .or_default()
@@ -613,7 +719,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
     }
     // chosen interval: at most max_points buckets
     let agg = ok(
-        &app,
+        app,
         &format!("/api/v1/history/aggregate?entity_id=sensor.seed_temp&{range}&max_points=7"),
     )
     .await;
@@ -628,7 +734,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
 
     // events per minute by domain
     let stats = ok(
-        &app,
+        app,
         &format!(
             "/api/v1/events/stats?start={}&end={}",
             iso(T0_US),
@@ -644,7 +750,7 @@ async fn history_aggregate_and_stats_answer_from_seeded_points() {
 
     // limits: the range is bounded by api.max_history_days
     let too_long = get(
-        &app,
+        app,
         &format!(
             "/api/v1/history?entity_id=sensor.seed_temp&start={}&end={}",
             iso(T0_US),

@@ -45,16 +45,16 @@ use crate::ha::{ConnectionState, HaHandle};
 use crate::ingest::{
     BackfillHandle, CurrentStates, HeartbeatCounters, IngestCounters, RegistrySyncState,
 };
-use crate::store::influx::WriterHandle;
 use crate::store::registry::RegistryStore;
+use crate::store::sink::HistoryWriter;
 
 /// Everything the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     /// The Home Assistant client.
     pub ha: HaHandle,
-    /// The InfluxDB writer.
-    pub writer: WriterHandle,
+    /// The history writer (InfluxDB or embedded).
+    pub writer: HistoryWriter,
     /// The SQLite registry mirror.
     pub registry: RegistryStore,
     /// The registry task's status.
@@ -317,7 +317,23 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
     }
 
     let influx = state.writer.stats();
-    if let Some(auth) = &influx.auth_error {
+    let embedded = matches!(state.writer, HistoryWriter::Embedded(_));
+    if embedded {
+        if !influx.reachable {
+            flag(
+                Verdict::Degraded,
+                format!(
+                    "the embedded history store cannot write; {} points held in memory{}",
+                    influx.queued + influx.in_flight,
+                    influx
+                        .last_error
+                        .as_ref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    } else if let Some(auth) = &influx.auth_error {
         flag(
             Verdict::Failed,
             format!(
@@ -346,7 +362,14 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
     }
     // losses in the past: shown until restart, without changing the verdict
     let mut warnings: Vec<String> = Vec::new();
-    if influx.spool_dropped > 0 || influx.dropped_overflow > 0 {
+    if embedded {
+        if influx.dropped_overflow > 0 {
+            warnings.push(format!(
+                "{} points were dropped because the embedded store fell behind and memory was full",
+                influx.dropped_overflow
+            ));
+        }
+    } else if influx.spool_dropped > 0 || influx.dropped_overflow > 0 {
         warnings.push(format!(
             "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
             influx.spool_dropped, influx.dropped_overflow
@@ -384,14 +407,14 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
     let registry = state.registry_sync.status();
     let ingest = state.ingest.snapshot(state.states.len());
 
-    let body = json!({
+    let mut body = json!({
         "status": verdict,
+        "storage": state.writer.backend(),
         "reasons": reasons,
         "warnings": warnings,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "home_assistant": ha,
-        "influxdb": influx,
         "sqlite": sqlite,
         "registry": registry,
         "ingest": ingest,
@@ -402,5 +425,12 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
             "points": state.heartbeat.points.load(std::sync::atomic::Ordering::Relaxed),
         },
     });
+    // the writer's counters under the backend's name: `influxdb` or `embedded`
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            state.writer.backend().to_owned(),
+            serde_json::to_value(influx).unwrap_or_default(),
+        );
+    }
     (verdict, body)
 }

@@ -13,6 +13,7 @@ use super::extract::Params;
 use super::rates::RateSnapshot;
 use super::{AppState, Verdict, deep_report, metrics};
 use crate::ha::ConnectionState;
+use crate::store::sink::HistoryWriter;
 
 /// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
@@ -150,9 +151,9 @@ pub struct Realtime {
     pub warnings: Vec<String>,
     /// Home Assistant connection.
     pub home_assistant: HaSummary,
-    /// Where history goes: `influxdb` (or `embedded`).
+    /// Where history goes: `influxdb` or `embedded`.
     pub storage: String,
-    /// Whether InfluxDB answered the last request.
+    /// Whether InfluxDB answered the last request (`false` with embedded storage).
     pub influxdb_reachable: bool,
     /// Event rates.
     pub events: RateSnapshot,
@@ -200,8 +201,8 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             connects: ha.connects,
             last_error: ha.last_error.clone(),
         },
-        storage: "influxdb".into(),
-        influxdb_reachable: writer.reachable,
+        storage: state.writer.backend().into(),
+        influxdb_reachable: matches!(state.writer, HistoryWriter::Influx(_)) && writer.reachable,
         events: state.rates.snapshot(),
         queues: Queues {
             ha_queue: ha.queue_depth,

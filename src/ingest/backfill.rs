@@ -92,7 +92,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::ha::model::{Attributes, State, StateChanged};
 use crate::ha::{CommandError, HaHandle};
-use crate::store::influx::{EntityMeta, Point, PointMapper, WriterHandle, WriterStatus};
+use crate::store::influx::{EntityMeta, Point, PointMapper, WriterStatus};
+use crate::store::sink::HistoryWriter;
 
 /// File name of the persisted cursor inside the data directory.
 pub const CURSOR_FILE: &str = "backfill_cursor.json";
@@ -570,7 +571,7 @@ struct Inner {
     options: BackfillOptions,
     ha: HaHandle,
     mapper: PointMapper,
-    writer: WriterHandle,
+    writer: HistoryWriter,
     /// Newest change handed to the writer, µs ([`NONE_NEWEST`]: none yet).
     newest: AtomicI64,
     /// While a run is pending: the cursor may not pass this, µs ([`NO_HOLD`]: none).
@@ -626,7 +627,7 @@ impl BackfillHandle {
         options: BackfillOptions,
         ha: HaHandle,
         mapper: PointMapper,
-        writer: WriterHandle,
+        writer: HistoryWriter,
     ) -> Self {
         let mut status = BackfillStatus {
             enabled: options.enabled,

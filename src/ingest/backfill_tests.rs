@@ -471,7 +471,7 @@ impl Driver {
 struct Rig {
     influx: crate::config::InfluxSettings,
     client: crate::store::influx::InfluxClient,
-    writer: WriterHandle,
+    writer: HistoryWriter,
     backfill: BackfillHandle,
     cancel: CancellationToken,
     prefix: String,
@@ -517,7 +517,8 @@ impl Rig {
         };
         let client = InfluxClient::new(&influx).expect("influx client");
         let mapper = PointMapper::new(&influx);
-        let writer = spawn_writer(&influx, client.clone(), mapper.precision());
+        let writer: HistoryWriter =
+            spawn_writer(&influx, client.clone(), mapper.precision()).into();
         let cancel = CancellationToken::new();
         let endpoint = HaEndpoint {
             websocket_url,

@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use super::filter::EntityFilter;
 use super::states::CurrentStates;
 use crate::ha::model::StateChanged;
-use crate::store::influx::{EntityMeta, PointMapper, WriterHandle};
+use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::registry::RegistryStore;
+use crate::store::sink::HistoryWriter;
 
 /// Heartbeat counters.
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ pub struct Heartbeat {
     /// The schema's mapper.
     pub mapper: PointMapper,
     /// Where points go.
-    pub writer: WriterHandle,
+    pub writer: HistoryWriter,
     /// The current states.
     pub states: CurrentStates,
     /// The registry mirror: device and area per entity, for the `homeiq` tags.
@@ -150,7 +151,8 @@ mod tests {
         let client = InfluxClient::new(&settings).expect("client");
         client.create_database().await.expect("create");
         let mapper = PointMapper::new(&settings);
-        let writer = spawn_writer(&settings, client.clone(), mapper.precision());
+        let writer: HistoryWriter =
+            spawn_writer(&settings, client.clone(), mapper.precision()).into();
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
             .await

@@ -40,8 +40,9 @@ use crate::ha::model::{
     State, StateChanged,
 };
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
-use crate::store::influx::{EntityMeta, PointMapper, WriterHandle};
+use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::registry::{RegistryRow, RegistryRows, StateMeta};
+use crate::store::sink::HistoryWriter;
 
 /// How often batched state metadata is handed to the registry task.
 const STATE_META_FLUSH: Duration = Duration::from_secs(1);
@@ -175,7 +176,7 @@ pub struct Pipeline {
     ha: HaHandle,
     filter: EntityFilter,
     mapper: PointMapper,
-    writer: WriterHandle,
+    writer: HistoryWriter,
     registry: mpsc::Sender<RegistryJob>,
     states: CurrentStates,
     counters: Arc<IngestCounters>,
@@ -195,7 +196,7 @@ impl Pipeline {
         ha: HaHandle,
         filter: EntityFilter,
         mapper: PointMapper,
-        writer: WriterHandle,
+        writer: HistoryWriter,
         registry: mpsc::Sender<RegistryJob>,
         states: CurrentStates,
         counters: Arc<IngestCounters>,

@@ -514,7 +514,7 @@ fn merge_bucket(into: &mut AggregatePoint, other: &AggregatePoint) {
 }
 
 /// An attribute stored by the `homeiq` schema, back under its own name and type.
-fn homeiq_attribute(field: &str, v: &Value) -> (String, Value) {
+pub(crate) fn homeiq_attribute(field: &str, v: &Value) -> (String, Value) {
     let unreserve = |name: &str| {
         let trimmed = name.trim_end_matches('_');
         if trimmed != name && RESERVED.contains(&trimmed) {

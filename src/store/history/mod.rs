@@ -4,8 +4,11 @@
 //! time range ([`HistoryStore::history`], keyset-paged), numeric aggregates per interval
 //! ([`HistoryStore::aggregate`]) and events per minute by domain ([`HistoryStore::event_stats`]).
 //! Every query is bounded by its caller in time range, entities and rows. The InfluxDB backend
-//! ([`InfluxHistory`]) reads either schema; the embedded backend joins it as another variant.
+//! ([`InfluxHistory`]) reads either schema; the embedded backend ([`EmbeddedHistory`]) reads
+//! `history.db` (see [`crate::store::embedded`]). Both answer with identical JSON for the same
+//! points.
 
+mod embedded;
 mod influx;
 
 use std::collections::BTreeMap;
@@ -14,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use embedded::EmbeddedHistory;
 pub use influx::InfluxHistory;
+pub(crate) use influx::homeiq_attribute;
 
 use crate::store::influx::InfluxError;
 
@@ -181,6 +186,8 @@ pub struct StatsBucket {
 pub enum HistoryStore {
     /// InfluxDB 1.x over HTTP.
     Influx(InfluxHistory),
+    /// The embedded SQLite store (`storage = embedded`).
+    Embedded(EmbeddedHistory),
 }
 
 impl HistoryStore {
@@ -188,6 +195,7 @@ impl HistoryStore {
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
         match self {
             HistoryStore::Influx(h) => h.history(q).await,
+            HistoryStore::Embedded(h) => h.history(q).await,
         }
     }
 
@@ -198,6 +206,7 @@ impl HistoryStore {
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
         match self {
             HistoryStore::Influx(h) => h.aggregate(q).await,
+            HistoryStore::Embedded(h) => h.aggregate(q).await,
         }
     }
 
@@ -210,6 +219,7 @@ impl HistoryStore {
     ) -> Result<Vec<StatsBucket>, HistoryError> {
         match self {
             HistoryStore::Influx(h) => h.event_stats(start, end, interval_secs).await,
+            HistoryStore::Embedded(h) => h.event_stats(start, end, interval_secs).await,
         }
     }
 }

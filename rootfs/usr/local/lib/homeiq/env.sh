@@ -22,19 +22,15 @@ homeiq_log() {
     echo "[homeiq-addon] $*" >&2
 }
 
-# The `storage` option: sidecar | external | embedded. `embedded` (HomeIQ's own store) is not
-# available yet and runs the sidecar, so no history is lost meanwhile.
+# The `storage` option: sidecar | external | embedded. Only `sidecar` starts InfluxDB; `embedded`
+# keeps history in /data/history.db (SQLite) and needs no InfluxDB at all.
 homeiq_storage() {
     mode=sidecar
     if [ -f "$HOMEIQ_OPTIONS_FILE" ]; then
         mode=$(jq -r '.storage // "sidecar"' "$HOMEIQ_OPTIONS_FILE" 2>/dev/null || echo sidecar)
     fi
     case "$mode" in
-        sidecar | external) echo "$mode" ;;
-        embedded)
-            homeiq_log "storage 'embedded' is not available yet: using the InfluxDB sidecar"
-            echo sidecar
-            ;;
+        sidecar | external | embedded) echo "$mode" ;;
         *)
             homeiq_log "unknown storage '$mode': using the InfluxDB sidecar"
             echo sidecar
@@ -49,7 +45,7 @@ homeiq_sidecar_url() {
 # oneshot influxdb-prepare: directories and the influxd configuration (sidecar mode only)
 homeiq_prepare_influxdb() {
     if [ "$(homeiq_storage)" != sidecar ]; then
-        homeiq_log "storage is external: the InfluxDB sidecar stays off"
+        homeiq_log "storage is $(homeiq_storage): the InfluxDB sidecar stays off"
         return 0
     fi
     mkdir -p "$HOMEIQ_INFLUX_DIR/meta" "$HOMEIQ_INFLUX_DIR/data" "$HOMEIQ_INFLUX_DIR/wal"

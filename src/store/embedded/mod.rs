@@ -1,0 +1,272 @@
+//! Embedded history (`storage = embedded`): the points of the `homeiq` schema kept in SQLite, in
+//! `<data_dir>/history.db`, with no InfluxDB anywhere.
+//!
+//! # What is stored
+//!
+//! The embedded store takes exactly the [`Point`]s the `homeiq` schema produces
+//! ([`PointMapper`](crate::store::influx::PointMapper)), so the pipeline, the connect-time
+//! snapshot, the heartbeat and the gap backfill work unchanged. One row per point:
+//!
+//! ```sql
+//! points(entity_id TEXT, time_us INTEGER, domain TEXT, state TEXT, value REAL,
+//!        attributes TEXT, PRIMARY KEY (entity_id, time_us)) WITHOUT ROWID
+//! index points_by_time(time_us, domain)
+//! ```
+//!
+//! * `entity_id` is the point's `entity_id` tag, `time_us` its time (the state's `last_updated`
+//!   in µs), `domain` its measurement, `state` and `value` its fields of those names;
+//! * `attributes` is a JSON object holding the attributes exactly as the InfluxDB history reads
+//!   them back (`mode_str` → `mode`, `rgb_json` → parsed JSON, the `unit` and `device_class` tags
+//!   as `unit_of_measurement` and `device_class`), so both backends answer the API identically.
+//!
+//! Rows are written with `INSERT OR REPLACE` on the primary key: as in InfluxDB, writing a point
+//! again (snapshot after a reconnect, backfill, a re-sent burst) overwrites it instead of adding
+//! a duplicate.
+//!
+//! # Why SQLite, and why this layout
+//!
+//! SQLite is already in the binary (the registry mirror uses it through `sqlx`), is one file that
+//! survives power loss with WAL, and needs no service on small devices. The history lives in a
+//! file of its own (not `homeiq.db`) so that history writes, which are many, never contend with
+//! the registry's and webhooks' write lock, and the file can be deleted to drop all history.
+//!
+//! * `WITHOUT ROWID` with the key `(entity_id, time_us)`: an entity's records are stored together
+//!   in time order, so a history page, the neighbour lookups (previous/next record) and the
+//!   aggregates of one entity are one range scan of the primary key, with no sort.
+//! * `points_by_time(time_us, domain)`: events per bucket and domain are a covering scan of this
+//!   index in the requested range.
+//! * WAL with `synchronous = NORMAL`: a commit is an append to the WAL without an fsync (the WAL
+//!   is synced at checkpoints): a power cut can lose the last commits, never corrupt the file.
+//!
+//! # Writing
+//!
+//! [`EmbeddedWriter::push`] never blocks or awaits: it appends to a bounded in-memory queue
+//! (`capacity` points, 100,000 by default); when the queue is full the oldest point is dropped and
+//! counted (`dropped_overflow`), the policy of the InfluxDB writer's memory queue. One writer task
+//! owns the only write connection: it takes up to `batch_size` points (5,000) as soon as that many
+//! are queued or the oldest has waited `linger` (250 ms), and writes them in one transaction with
+//! multi-row `INSERT`s of cached prepared statements (chunks of 256, 128, …, 1 rows, so at most
+//! nine distinct statements exist). A failed transaction is retried with back-off, the batch
+//! staying in memory (and counting against the capacity). [`EmbeddedWriter::shutdown`] writes
+//! what is queued until its deadline.
+//!
+//! Memory is therefore bounded by `capacity` points plus the SQLite page caches (8 MiB for the
+//! writer, 2 MiB per reader).
+//!
+//! # Reading
+//!
+//! Reads ([`EmbeddedHistory`](crate::store::history::EmbeddedHistory)) run on a separate pool of
+//! two read-only connections: with WAL, readers see the last committed transaction and never wait
+//! for the writer, nor the writer for them.
+
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::sqlx::{self, Connection as _, SqliteConnection};
+use serde_json::{Map, Value};
+
+pub use writer::EmbeddedWriter;
+
+use crate::store::history::{EmbeddedHistory, homeiq_attribute};
+use crate::store::influx::{FieldValue, Point};
+
+/// File name of the history database inside the data directory.
+pub const HISTORY_FILE_NAME: &str = "history.db";
+
+/// Read connections: history pages, aggregates and stats run beside the writer.
+const READERS: u32 = 2;
+
+/// How long a statement waits for a lock (checkpoints, a second process).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema; idempotent.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS points (
+        entity_id TEXT NOT NULL,
+        time_us INTEGER NOT NULL,
+        domain TEXT NOT NULL,
+        state TEXT,
+        value REAL,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (entity_id, time_us)
+    ) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS points_by_time ON points (time_us, domain)",
+];
+
+/// Why the embedded store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// The data directory could not be created.
+    #[error("cannot create the directory of {path}: {source}")]
+    CreateDir {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or its schema created.
+    #[error("cannot open the history database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: sqlx::Error,
+    },
+}
+
+/// Tunables of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// Most points per transaction.
+    pub batch_size: usize,
+    /// Longest wait of a point for its batch to fill.
+    pub linger: Duration,
+    /// Points held in memory before the oldest are dropped.
+    pub capacity: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            batch_size: 5_000,
+            linger: Duration::from_millis(250),
+            capacity: 100_000,
+        }
+    }
+}
+
+/// The embedded store's database file in `data_dir`.
+pub fn history_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(HISTORY_FILE_NAME)
+}
+
+fn connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// Opens (creating it and its schema if missing) the history database at `path` and starts its
+/// writer task on the current Tokio runtime. Returns the write side and the read side.
+pub async fn open(
+    path: &Path,
+    options: EmbeddedOptions,
+) -> Result<(EmbeddedWriter, EmbeddedHistory), EmbeddedError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| EmbeddedError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    let open_err = |source| EmbeddedError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = SqliteConnection::connect_with(
+        &connect_options(path)
+            .create_if_missing(true)
+            .pragma("cache_size", "-8192")
+            .pragma("temp_store", "MEMORY"),
+    )
+    .await
+    .map_err(open_err)?;
+    for statement in SCHEMA {
+        sqlx::query(*statement)
+            .execute(&mut conn)
+            .await
+            .map_err(open_err)?;
+    }
+    let readers = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(300))
+        .connect_with(
+            connect_options(path)
+                .read_only(true)
+                .pragma("cache_size", "-2048"),
+        )
+        .await
+        .map_err(open_err)?;
+    Ok((
+        EmbeddedWriter::spawn(conn, options),
+        EmbeddedHistory::new(readers),
+    ))
+}
+
+/// One row of `points`, ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    pub entity_id: String,
+    pub time_us: i64,
+    pub domain: String,
+    pub state: Option<String>,
+    pub value: Option<f64>,
+    pub attributes: String,
+}
+
+/// A float as InfluxDB's JSON prints it: integral values without a fraction.
+fn number(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Value::from(f as i64)
+    } else {
+        Value::from(f)
+    }
+}
+
+fn field_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Float(f) => number(*f),
+        FieldValue::Int(i) => Value::from(*i),
+        FieldValue::Bool(b) => Value::from(*b),
+        FieldValue::Str(s) => Value::from(s.as_str()),
+    }
+}
+
+/// The row of a `homeiq`-schema point; `None` when it has no `entity_id` tag.
+pub(crate) fn row_of(p: &Point) -> Option<Row> {
+    let entity_id = p.tag_value("entity_id").filter(|e| !e.is_empty())?;
+    let mut attributes = Map::new();
+    for (k, v) in &p.tags {
+        match k.as_str() {
+            "unit" => {
+                attributes.insert("unit_of_measurement".into(), Value::from(v.as_str()));
+            }
+            "device_class" => {
+                attributes.insert("device_class".into(), Value::from(v.as_str()));
+            }
+            _ => {}
+        }
+    }
+    let (mut state, mut value) = (None, None);
+    for (k, v) in &p.fields {
+        match (k.as_str(), v) {
+            ("state", FieldValue::Str(s)) => state = Some(s.clone()),
+            ("value", FieldValue::Float(f)) => value = Some(*f),
+            ("value", FieldValue::Int(i)) => value = Some(*i as f64),
+            (name, v) => {
+                let (key, val) = homeiq_attribute(name, &field_json(v));
+                attributes.insert(key, val);
+            }
+        }
+    }
+    Some(Row {
+        entity_id: entity_id.to_owned(),
+        time_us: p.time,
+        domain: p.measurement.clone(),
+        state,
+        value: value.filter(|v| v.is_finite()),
+        attributes: Value::Object(attributes).to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::store::history::{AggregateQuery, HistoryQuery, Order};
+
+fn lamp(t: i64, state: &str) -> Point {
+    Point::new("light", t)
+        .tag("device_class", "light")
+        .tag("entity_id", "light.desk")
+        .tag("unit", "%")
+        .field("state", FieldValue::Str(state.to_owned()))
+        .field(
+            "value",
+            FieldValue::Float(f64::from(u8::from(state == "on"))),
+        )
+        .field("brightness", FieldValue::Float(128.0))
+        .field("level", FieldValue::Float(0.5))
+        .field("mode_str", FieldValue::Str("auto".into()))
+        .field("rgb_color_json", FieldValue::Str("[255,0,1]".into()))
+        .field("state_", FieldValue::Float(3.0))
+}
+
+#[test]
+fn rows_restore_attribute_names_and_types_as_the_influxdb_history_does() {
+    let row = row_of(&lamp(7, "on")).expect("row");
+    assert_eq!(
+        (row.entity_id.as_str(), row.time_us, row.domain.as_str()),
+        ("light.desk", 7, "light")
+    );
+    assert_eq!((row.state.as_deref(), row.value), (Some("on"), Some(1.0)));
+    let attributes: Value = serde_json::from_str(&row.attributes).expect("json");
+    assert_eq!(
+        attributes,
+        json!({
+            "device_class": "light",
+            "unit_of_measurement": "%",
+            "brightness": 128,
+            "level": 0.5,
+            "mode": "auto",
+            "rgb_color": [255, 0, 1],
+            "state": 3,
+        })
+    );
+    assert_eq!(row_of(&Point::new("light", 1)), None, "no entity_id tag");
+}
+
+fn time(us: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_micros(us).single().expect("time")
+}
+
+#[tokio::test]
+async fn rewrites_overwrite_and_reads_see_committed_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = history_path(dir.path());
+    let (writer, history) = open(&path, EmbeddedOptions::default()).await.expect("open");
+    let t0 = 1_700_000_000_000_000_i64;
+    for i in 0..10 {
+        writer.push(lamp(
+            t0 + i * 1_000_000,
+            if i % 2 == 0 { "on" } else { "off" },
+        ));
+    }
+    // the same point again, changed: overwrites instead of adding a row
+    writer.push(lamp(t0, "off"));
+    let report = writer.clone().shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.written, report.left), (11, 0));
+    assert_eq!(writer.stats().dropped_overflow, 0);
+    writer.push(lamp(t0, "on"));
+    assert_eq!(writer.stats().dropped_overflow, 1, "pushed after shutdown");
+
+    let page = history
+        .history(&HistoryQuery {
+            entity_ids: vec!["light.desk".into()],
+            start: time(t0),
+            end: time(t0 + 60_000_000),
+            order: Order::Ascending,
+            limit: 4,
+            after: None,
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.items.len(), 4);
+    assert_eq!(page.items[0].state.as_deref(), Some("off"));
+    assert_eq!(page.items[1].previous_state.as_deref(), Some("off"));
+    assert_eq!(page.items[3].duration_secs, Some(1.0));
+    assert!(page.next_cursor.is_some());
+
+    let series = history
+        .aggregate(&AggregateQuery {
+            entity_ids: vec!["light.desk".into()],
+            start: time(t0),
+            end: time(t0 + 60_000_000),
+            interval_secs: 3_600,
+        })
+        .await
+        .expect("aggregate");
+    let total: u64 = series[0].points.iter().map(|p| p.count).sum();
+    assert_eq!(total, 10);
+    let stats = history
+        .event_stats(time(t0), time(t0 + 60_000_000), 60)
+        .await
+        .expect("stats");
+    assert_eq!(stats.iter().map(|b| b.total).sum::<u64>(), 10);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_the_oldest_points_and_counts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EmbeddedOptions {
+        batch_size: 1_000,
+        linger: Duration::from_secs(30),
+        capacity: 2,
+    };
+    let (writer, history) = open(&history_path(dir.path()), options)
+        .await
+        .expect("open");
+    let t0 = 1_700_000_000_000_000_i64;
+    for i in 0..5 {
+        writer.push(lamp(t0 + i, "on"));
+    }
+    let stats = writer.stats();
+    assert_eq!((stats.queued, stats.dropped_overflow), (2, 3));
+    let report = writer.shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.written, report.left), (2, 0));
+    let page = history
+        .history(&HistoryQuery {
+            entity_ids: vec!["light.desk".into()],
+            start: time(t0),
+            end: time(t0 + 10),
+            order: Order::Ascending,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .expect("page");
+    let times: Vec<i64> = page
+        .items
+        .iter()
+        .map(|r| r.time.timestamp_micros())
+        .collect();
+    assert_eq!(times, vec![t0 + 3, t0 + 4], "the newest are kept");
+}

@@ -1,0 +1,372 @@
+//! The embedded store's writer: a bounded in-memory queue and one task owning the write
+//! connection (see the module documentation of [`crate::store::embedded`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::Histogram;
+use sea_orm::sqlx::{self, Connection as _, SqliteConnection};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{EmbeddedOptions, Row, row_of};
+use crate::store::influx::{Point, ShutdownReport, WriterStatus};
+
+/// Buckets of the transaction latency histogram, seconds (as the InfluxDB writer's).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Transaction durations kept for the percentiles.
+const RECENT_LATENCIES: usize = 256;
+
+/// Rows per multi-row `INSERT`: the largest chunk; smaller remainders go in powers of two.
+const CHUNK: usize = 256;
+
+/// Retry delays after a failed transaction.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Queue {
+    points: VecDeque<(Instant, Point)>,
+    /// Points in the transaction under way (or waiting for its retry).
+    in_flight: usize,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Texts {
+    last_write_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_error: Option<String>,
+}
+
+struct Shared {
+    options: EmbeddedOptions,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    written: AtomicU64,
+    dropped_invalid: AtomicU64,
+    dropped_overflow: AtomicU64,
+    retries: AtomicU64,
+    write_errors: AtomicU64,
+    transactions: AtomicU64,
+    latency_total_us: AtomicU64,
+    last_latency_us: AtomicU64,
+    healthy: AtomicBool,
+    texts: Mutex<Texts>,
+    latency: Histogram,
+    recent_latency: Mutex<VecDeque<u32>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Handle to the embedded writer. Cheap to clone; every clone feeds the same queue.
+#[derive(Clone)]
+pub struct EmbeddedWriter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EmbeddedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedWriter")
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedWriter {
+    /// Starts the writer task owning `conn`.
+    pub(super) fn spawn(conn: SqliteConnection, options: EmbeddedOptions) -> Self {
+        let shared = Arc::new(Shared {
+            options: EmbeddedOptions {
+                batch_size: options.batch_size.max(1),
+                capacity: options.capacity.max(1),
+                linger: options.linger,
+            },
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            written: AtomicU64::new(0),
+            dropped_invalid: AtomicU64::new(0),
+            dropped_overflow: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+            latency_total_us: AtomicU64::new(0),
+            last_latency_us: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            texts: Mutex::new(Texts::default()),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(Arc::clone(&shared), conn));
+        *lock(&shared.task) = Some(task);
+        EmbeddedWriter { shared }
+    }
+
+    /// Queues a point. Never blocks or awaits; when `capacity` points are held the oldest queued
+    /// point is dropped (and counted); after shutdown the point itself is dropped (and counted).
+    pub fn push(&self, point: Point) {
+        let shared = &*self.shared;
+        let (len, dropped) = {
+            let mut q = lock(&shared.queue);
+            if q.closed {
+                (None, true)
+            } else if q.points.len() + q.in_flight >= shared.options.capacity {
+                if q.points.pop_front().is_some() {
+                    q.points.push_back((Instant::now(), point));
+                    (Some(q.points.len()), true)
+                } else {
+                    (None, true)
+                }
+            } else {
+                q.points.push_back((Instant::now(), point));
+                (Some(q.points.len()), false)
+            }
+        };
+        if dropped {
+            shared.dropped_overflow.fetch_add(1, Ordering::Relaxed);
+        }
+        if len == Some(1) || len == Some(shared.options.batch_size) {
+            shared.wake.notify_one();
+        }
+    }
+
+    /// The histogram of transaction durations (seconds), for Prometheus.
+    pub fn latency_histogram(&self) -> Histogram {
+        self.shared.latency.clone()
+    }
+
+    /// A snapshot of the counters, in the InfluxDB writer's terms: `reachable` is whether the
+    /// last transaction succeeded; the spool and quarantine fields stay empty.
+    pub fn stats(&self) -> WriterStatus {
+        let s = &*self.shared;
+        let (queued, in_flight) = {
+            let q = lock(&s.queue);
+            (q.points.len(), q.in_flight)
+        };
+        let texts = lock(&s.texts);
+        let transactions = s.transactions.load(Ordering::Relaxed);
+        let ms = |us: u64| us as f64 / 1000.0;
+        let (p50, p95) = {
+            let mut recent: Vec<u32> = lock(&s.recent_latency).iter().copied().collect();
+            recent.sort_unstable();
+            let at = |q: f64| {
+                (!recent.is_empty()).then(|| {
+                    ms(u64::from(
+                        recent[((recent.len() - 1) as f64 * q).round() as usize],
+                    ))
+                })
+            };
+            (at(0.5), at(0.95))
+        };
+        WriterStatus {
+            queued,
+            in_flight,
+            written: s.written.load(Ordering::Relaxed),
+            dropped_rejected: 0,
+            dropped_invalid: s.dropped_invalid.load(Ordering::Relaxed),
+            dropped_overflow: s.dropped_overflow.load(Ordering::Relaxed),
+            retries: s.retries.load(Ordering::Relaxed),
+            write_errors: s.write_errors.load(Ordering::Relaxed),
+            last_write_at: texts.last_write_at.map(|t| t.to_rfc3339()),
+            last_error: texts.last_error.clone(),
+            auth_error: None,
+            reachable: s.healthy.load(Ordering::Relaxed),
+            last_latency_ms: (transactions > 0)
+                .then(|| ms(s.last_latency_us.load(Ordering::Relaxed))),
+            mean_latency_ms: (transactions > 0)
+                .then(|| ms(s.latency_total_us.load(Ordering::Relaxed)) / transactions as f64),
+            p50_latency_ms: p50,
+            p95_latency_ms: p95,
+            spooling: false,
+            spool_bytes: 0,
+            spool_points: 0,
+            spool_oldest_age_secs: None,
+            replayed: 0,
+            quarantined: 0,
+            spool_dropped: 0,
+        }
+    }
+
+    /// Stops accepting points and writes what is queued until `deadline`; what is left then is
+    /// lost (and reported).
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        lock(&shared.queue).closed = true;
+        shared.wake.notify_one();
+        let task = lock(&shared.task).take();
+        if let Some(mut task) = task
+            && tokio::time::timeout(deadline, &mut task).await.is_err()
+        {
+            task.abort();
+            let _ = task.await;
+        }
+        let left = {
+            let q = lock(&shared.queue);
+            q.points.len() + q.in_flight
+        };
+        ShutdownReport {
+            written: shared.written.load(Ordering::Relaxed),
+            spooled: 0,
+            left,
+        }
+    }
+}
+
+/// The writer task: cut batches, write them, until closed and empty.
+async fn run(shared: Arc<Shared>, mut conn: SqliteConnection) {
+    let mut failures = 0_u32;
+    loop {
+        let batch = loop {
+            let (due, closed, oldest) = {
+                let q = lock(&shared.queue);
+                let oldest = q.points.front().map(|(t, _)| *t);
+                let due = q.points.len() >= shared.options.batch_size
+                    || (q.closed && !q.points.is_empty())
+                    || oldest.is_some_and(|t| t.elapsed() >= shared.options.linger);
+                (due, q.closed, oldest)
+            };
+            if due {
+                let mut q = lock(&shared.queue);
+                let n = q.points.len().min(shared.options.batch_size);
+                let batch: Vec<Point> = q.points.drain(..n).map(|(_, p)| p).collect();
+                q.in_flight = batch.len();
+                break batch;
+            }
+            if closed {
+                let _ = conn.close().await;
+                return;
+            }
+            match oldest {
+                Some(t) => {
+                    let _ =
+                        tokio::time::timeout_at(t + shared.options.linger, shared.wake.notified())
+                            .await;
+                }
+                None => shared.wake.notified().await,
+            }
+        };
+        let rows: Vec<Row> = batch.iter().filter_map(row_of).collect();
+        let invalid = batch.len() - rows.len();
+        if invalid > 0 {
+            shared
+                .dropped_invalid
+                .fetch_add(invalid as u64, Ordering::Relaxed);
+        }
+        drop(batch);
+        loop {
+            let started = Instant::now();
+            match write_rows(&mut conn, &rows).await {
+                Ok(()) => {
+                    record_success(&shared, rows.len(), started.elapsed());
+                    failures = 0;
+                    break;
+                }
+                Err(e) => {
+                    shared.write_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.retries.fetch_add(1, Ordering::Relaxed);
+                    shared.healthy.store(false, Ordering::Relaxed);
+                    let message = format!("SQLite write failed: {e}");
+                    if lock(&shared.texts).last_error.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(error = %message, points = rows.len(), "embedded history write failed; retrying");
+                    }
+                    lock(&shared.texts).last_error = Some(message);
+                    failures = failures.saturating_add(1);
+                    let delay = BACKOFF_MIN
+                        .saturating_mul(2_u32.saturating_pow(failures.min(10)))
+                        .min(BACKOFF_MAX);
+                    if lock(&shared.queue).closed {
+                        // at shutdown: one more try, then give up the batch
+                        if failures > 2 {
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        lock(&shared.queue).in_flight = 0;
+    }
+}
+
+fn record_success(shared: &Shared, rows: usize, took: Duration) {
+    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    shared.written.fetch_add(rows as u64, Ordering::Relaxed);
+    shared.transactions.fetch_add(1, Ordering::Relaxed);
+    shared.latency_total_us.fetch_add(us, Ordering::Relaxed);
+    shared.last_latency_us.store(us, Ordering::Relaxed);
+    shared.healthy.store(true, Ordering::Relaxed);
+    shared.latency.observe(took.as_secs_f64());
+    {
+        let mut recent = lock(&shared.recent_latency);
+        if recent.len() == RECENT_LATENCIES {
+            recent.pop_front();
+        }
+        recent.push_back(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+    let mut texts = lock(&shared.texts);
+    texts.last_write_at = Some(chrono::Utc::now());
+    texts.last_error = None;
+}
+
+/// The `INSERT`s of 1, 2, 4, …, [`CHUNK`] rows, by `log2(rows)`.
+static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=CHUNK.trailing_zeros())
+        .map(|k| insert_sql(1 << k))
+        .collect()
+});
+
+/// The `INSERT` of `n` rows.
+fn insert_sql(n: usize) -> String {
+    let mut sql = String::with_capacity(110 + n * 20);
+    sql.push_str(
+        "INSERT OR REPLACE INTO points (entity_id, time_us, domain, state, value, attributes) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?,?)");
+    }
+    sql
+}
+
+/// Writes `rows` in one transaction.
+async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = if rest.len() >= CHUNK {
+            CHUNK
+        } else {
+            // the largest power of two not above the remainder
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(n);
+        let sql: &'static str = INSERTS[n.trailing_zeros() as usize].as_str();
+        let mut q = sqlx::query(sql);
+        for r in chunk {
+            q = q
+                .bind(r.entity_id.as_str())
+                .bind(r.time_us)
+                .bind(r.domain.as_str())
+                .bind(r.state.as_deref())
+                .bind(r.value)
+                .bind(r.attributes.as_str());
+        }
+        q.execute(&mut *tx).await?;
+        rest = tail;
+    }
+    tx.commit().await
+}
