@@ -58,7 +58,7 @@ export function DeviceList({ devices, areaNames }: { devices: Device[]; areaName
                 </span>
                 <span className="vrow-meta">{d.area_id ? areaNames.get(d.area_id) ?? d.area_id : "No area"}</span>
                 <span className="vrow-meta">{d.integration ?? "—"}</span>
-                <span className="vrow-meta num">{d.entity_count} entities</span>
+                <span className="vrow-meta num">{d.entity_count} {d.entity_count === 1 ? "entity" : "entities"}</span>
               </Link>
             </div>
           );
