@@ -9,6 +9,7 @@ const DevicePage = lazy(() => import("./pages/Device"));
 const EntityPage = lazy(() => import("./pages/Entity"));
 const Live = lazy(() => import("./pages/Live"));
 const Settings = lazy(() => import("./pages/Settings"));
+const Webhooks = lazy(() => import("./pages/Webhooks"));
 
 /** The router's base: the path of <base href> (the ingress prefix), without its trailing slash. */
 export function routerBase(): string {
@@ -65,6 +66,7 @@ export function App() {
           <NavLink href="/" label="Overview" match="/" />
           <NavLink href="/devices" label="Devices" match="/devices/*?" />
           <NavLink href="/live" label="Live events" match="/live" />
+          <NavLink href="/webhooks" label="Webhooks" match="/webhooks" />
           <NavLink href="/settings" label="Settings" match="/settings" />
         </nav>
         <ThemePicker />
@@ -77,6 +79,7 @@ export function App() {
             <Route path="/devices/:id">{(p) => <DevicePage id={decodeURIComponent(p.id)} />}</Route>
             <Route path="/entities/:id">{(p) => <EntityPage entityId={decodeURIComponent(p.id)} />}</Route>
             <Route path="/live" component={Live} />
+            <Route path="/webhooks" component={Webhooks} />
             <Route path="/settings" component={Settings} />
             <Route component={NotFound} />
           </Switch>

@@ -186,3 +186,79 @@ export async function getAll<T>(
   const pages = await Promise.all(rest);
   return first.items.concat(...pages.map((p) => p.items));
 }
+
+// ---- webhooks ----
+
+export interface WebhookRule {
+  entity_id?: string;
+  from?: string;
+  to?: string;
+  above?: number;
+  below?: number;
+  for?: number;
+  [key: string]: unknown;
+}
+
+export interface Webhook {
+  id: string;
+  name: string;
+  kind: "ha" | "http";
+  webhook_id_hint?: string;
+  url?: string;
+  secret_set: boolean;
+  enabled: boolean;
+  rules: WebhookRule[];
+  limits: Record<string, unknown>;
+  counters: { success_count: number; failure_count: number; last_success_at: string | null; last_failure_at: string | null };
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Delivery {
+  id: string;
+  event: string;
+  rule_index: number | null;
+  entity_id: string | null;
+  status: string;
+  attempts: number;
+  created_at: string | null;
+  finished_at: string | null;
+  latency_ms: number | null;
+  response_code: number | null;
+  last_error: string | null;
+}
+
+/** An API error with the field it names (`name`, `rules[0].above`), if any. */
+export class FieldError extends ApiError {
+  constructor(
+    status: number,
+    message: string,
+    public field: string | null,
+  ) {
+    super(status, message);
+  }
+}
+
+/** Sends a JSON body (or none) with `method` to the relative `url`; errors carry the API's field. */
+export async function sendJson<T>(method: string, url: string, body?: unknown): Promise<T> {
+  const resp = await fetch(url, {
+    method,
+    headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!resp.ok) {
+    let message = `${resp.status} ${resp.statusText}`;
+    let field: string | null = null;
+    try {
+      const b = await resp.json();
+      if (b?.error?.message) message = b.error.message;
+      if (typeof b?.error?.field === "string") field = b.error.field;
+    } catch {
+      /* not JSON */
+    }
+    throw new FieldError(resp.status, message, field);
+  }
+  if (resp.status === 204) return undefined as T;
+  const text = await resp.text();
+  return (text ? JSON.parse(text) : undefined) as T;
+}
