@@ -26,6 +26,21 @@ impl<T: DeserializeOwned> FromRequest for Params<T> {
     }
 }
 
+/// A numeric parameter within `1..=max`, `default` when absent; else 400 naming `field`.
+pub fn within<T>(field: &str, value: Option<T>, default: T, max: T) -> Result<T, ApiError>
+where
+    T: PartialOrd + From<u8> + std::fmt::Display + Copy,
+{
+    match value {
+        None => Ok(default),
+        Some(v) if v >= T::from(1) && v <= max => Ok(v),
+        Some(v) => Err(ApiError::invalid(
+            field,
+            format!("{field} must be 1..{max}, got {v}"),
+        )),
+    }
+}
+
 /// Decodes a query string, naming the offending key on error.
 pub fn decode<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, get, web};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Params;
+use super::extract::{Params, within};
 use crate::store::history::{
     AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
     choose_interval,
@@ -194,16 +194,7 @@ pub async fn history(
         None | Some(OrderParam::Asc) => Order::Ascending,
         Some(OrderParam::Desc) => Order::Descending,
     };
-    let limit = match p.limit {
-        None => 1000,
-        Some(l) if (1..=MAX_HISTORY_LIMIT).contains(&l) => l,
-        Some(l) => {
-            return Err(ApiError::invalid(
-                "limit",
-                format!("limit must be 1..{MAX_HISTORY_LIMIT}, got {l}"),
-            ));
-        }
-    };
+    let limit = within("limit", p.limit, 1000, MAX_HISTORY_LIMIT)?;
     let after = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
@@ -286,16 +277,7 @@ pub async fn aggregate(
         p.end.as_deref(),
         Duration::hours(24),
     )?;
-    let max_points = match p.max_points {
-        None => 500,
-        Some(n) if (1..=MAX_POINTS).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::invalid(
-                "max_points",
-                format!("max_points must be 1..{MAX_POINTS}, got {n}"),
-            ));
-        }
-    };
+    let max_points = within("max_points", p.max_points, 500, MAX_POINTS)?;
     let span = u64::try_from((end - start).num_seconds())
         .unwrap_or(0)
         .max(1);

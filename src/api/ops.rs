@@ -9,7 +9,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::Params;
+use super::extract::{Params, within};
 use super::rates::RateSnapshot;
 use super::{AppState, Verdict, deep_report, metrics};
 use crate::ha::ConnectionState;
@@ -312,10 +312,7 @@ pub async fn quarantine(
     state: web::Data<AppState>,
     Params(p): Params<QuarantineParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be 1..1000"));
-    }
+    let limit = within("limit", p.limit, 100, 1000)?;
     let offset = p.offset.unwrap_or(0);
     Ok(HttpResponse::Ok().json(json!({
         "total": state.writer.quarantine_len(),

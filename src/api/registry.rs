@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Params;
+use super::extract::{Params, within};
 use crate::ha::model::State;
 pub use crate::store::registry::catalog::DeviceSummary;
 use crate::store::registry::catalog::{
@@ -22,17 +22,6 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Default page size.
 const DEFAULT_LIMIT: usize = 100;
-
-fn check_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
-        Some(l) => Err(ApiError::invalid(
-            "limit",
-            format!("limit must be 1..{MAX_LIMIT}, got {l}"),
-        )),
-    }
-}
 
 /// Splits `-name` into (`name`, descending).
 fn sort_key(sort: Option<&str>) -> (&str, bool) {
@@ -89,14 +78,6 @@ fn entity_json(state: &AppState, catalog: &Catalog, e: &EntityView) -> String {
     let mut out = String::with_capacity(1024);
     catalog.entity_json(e, &current, &mut out);
     out
-}
-
-fn with_state(state: &AppState, e: &EntityView) -> EntityWithState {
-    EntityWithState {
-        display_name: crate::store::registry::catalog::entity_display_name(e).to_owned(),
-        entity: e.clone(),
-        state: state.states.get(&e.entity_id),
-    }
 }
 
 /// A page of devices.
@@ -244,7 +225,7 @@ pub async fn list_devices(
     state: web::Data<AppState>,
     Params(p): Params<DeviceParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = check_limit(p.limit)?;
+    let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
     let (key, descending) = sort_key(p.sort.as_deref());
     let sort = match key {
@@ -312,15 +293,19 @@ pub async fn get_device(
     let device = catalog
         .device(&id)
         .ok_or_else(|| ApiError::not_found(format!("no device `{id}`")))?;
-    let entities = device
-        .entities
-        .iter()
-        .map(|&i| with_state(&state, &catalog.entities[i]))
-        .collect();
-    Ok(HttpResponse::Ok().json(DeviceDetail {
-        device: DeviceSummary::from(device),
-        entities,
-    }))
+    // the device's pre-rendered JSON, its closing brace replaced by the entities
+    let mut body = String::from(device.json.strip_suffix('}').unwrap_or("{"));
+    body.push_str(",\"entities\":[");
+    for (k, &i) in device.entities.iter().enumerate() {
+        if k > 0 {
+            body.push(',');
+        }
+        body.push_str(&entity_json(&state, &catalog, &catalog.entities[i]));
+    }
+    body.push_str("]}");
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// Filters and paging of `GET /api/v1/entities`.
@@ -369,7 +354,7 @@ pub async fn list_entities(
     state: web::Data<AppState>,
     Params(p): Params<EntityParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = check_limit(p.limit)?;
+    let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
     let (key, descending) = sort_key(p.sort.as_deref());
     let sort = match key {
@@ -421,16 +406,20 @@ pub async fn get_entity(
     entity_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.current();
+    let json = |e: &EntityView| {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(entity_json(&state, &catalog, e))
+    };
     if let Some(e) = catalog.entity(&entity_id) {
-        return Ok(HttpResponse::Ok().json(with_state(&state, e)));
+        return Ok(json(e));
     }
     // an entity whose first state arrived after the catalog was last loaded
     let current = state
         .states
         .get(&entity_id)
         .ok_or_else(|| ApiError::not_found(format!("no entity `{entity_id}`")))?;
-    let view = EntityView::from_state(&current);
-    Ok(HttpResponse::Ok().json(with_state(&state, &view)))
+    Ok(json(&EntityView::from_state(&current)))
 }
 
 /// An area with its counts.

@@ -14,13 +14,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
 use super::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Cursor, HistoryError, HistoryPage,
-    HistoryQuery, HistoryRecord, Order, StatsBucket, after_cursor, record_order,
+    AggregatePoint, AggregateQuery, AggregateSeries, HistoryError, HistoryPage, HistoryQuery,
+    HistoryRecord, Order, StatsBucket, StoredRow, into_page, page_edges, time_of, with_neighbours,
 };
 
 /// History read from the embedded store; cheap to clone (it wraps a pool of read connections).
@@ -38,19 +38,6 @@ impl From<sqlx::Error> for HistoryError {
             other => HistoryError::Backend(format!("embedded history: {other}")),
         }
     }
-}
-
-#[derive(Debug)]
-struct Row {
-    time_us: i64,
-    entity_id: String,
-    state: Option<String>,
-    value: Option<f64>,
-    attributes: Map<String, Value>,
-}
-
-fn time_of(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
 fn interval_us(secs: u64) -> i64 {
@@ -123,7 +110,7 @@ impl EmbeddedHistory {
                 .await?;
             for r in found {
                 let attributes: String = r.try_get("attributes")?;
-                rows.push(Row {
+                rows.push(StoredRow {
                     time_us: r.try_get("time_us")?,
                     entity_id: entity.clone(),
                     state: r.try_get("state")?,
@@ -135,41 +122,20 @@ impl EmbeddedHistory {
                 });
             }
         }
-        rows.retain(|r| after_cursor(q.order, q.after.as_ref(), r.time_us, &r.entity_id));
-        let order = record_order(q.order);
-        rows.sort_by(|a, b| {
-            order(
-                &(a.time_us, a.entity_id.clone()),
-                &(b.time_us, b.entity_id.clone()),
-            )
-        });
-        let more = rows.len() > q.limit;
-        rows.truncate(q.limit);
-        let next_cursor = more.then(|| rows.last()).flatten().map(|r| {
-            Cursor {
-                time_us: r.time_us,
-                entity_id: r.entity_id.clone(),
-            }
-            .encode()
-        });
+        let next_cursor = into_page(&mut rows, q);
         let items = self.with_neighbours(rows).await?;
         Ok(HistoryPage { items, next_cursor })
     }
 
-    /// Fills previous state, previous duration and duration from the page itself and, at the
-    /// page's edges, from one lookup per entity and direction.
-    async fn with_neighbours(&self, rows: Vec<Row>) -> Result<Vec<HistoryRecord>, HistoryError> {
-        let mut chrono_rows: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            chrono_rows.entry(r.entity_id.clone()).or_default().push(i);
-        }
-        for idx in chrono_rows.values_mut() {
-            idx.sort_by_key(|&i| rows[i].time_us);
-        }
-        let mut before: HashMap<&str, (i64, Option<String>)> = HashMap::new();
-        let mut after: HashMap<&str, i64> = HashMap::new();
-        for (entity, idx) in &chrono_rows {
-            let (first, last) = (rows[idx[0]].time_us, rows[idx[idx.len() - 1]].time_us);
+    /// The page's records with their neighbours; those just outside the page come from one
+    /// lookup per entity and direction.
+    async fn with_neighbours(
+        &self,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<HistoryRecord>, HistoryError> {
+        let mut before = HashMap::new();
+        let mut after = HashMap::new();
+        for (entity, first, last) in page_edges(&rows) {
             if let Some(r) = sqlx::query(
                 "SELECT time_us, state FROM points WHERE entity_id = ? AND time_us < ? ORDER BY time_us DESC LIMIT 1",
             )
@@ -178,7 +144,7 @@ impl EmbeddedHistory {
             .fetch_optional(&self.pool)
             .await?
             {
-                before.insert(entity, (r.try_get("time_us")?, r.try_get("state")?));
+                before.insert(entity.clone(), (r.try_get("time_us")?, r.try_get("state")?));
             }
             if let Some(r) = sqlx::query(
                 "SELECT time_us FROM points WHERE entity_id = ? AND time_us > ? ORDER BY time_us ASC LIMIT 1",
@@ -191,38 +157,7 @@ impl EmbeddedHistory {
                 after.insert(entity, r.try_get("time_us")?);
             }
         }
-        let secs = |from: i64, to: i64| (to - from) as f64 / 1e6;
-        let mut previous: Vec<Option<(i64, Option<String>)>> = vec![None; rows.len()];
-        let mut next: Vec<Option<i64>> = vec![None; rows.len()];
-        for (entity, idx) in &chrono_rows {
-            for (k, &i) in idx.iter().enumerate() {
-                previous[i] = if k == 0 {
-                    before.get(entity.as_str()).cloned()
-                } else {
-                    let p = &rows[idx[k - 1]];
-                    Some((p.time_us, p.state.clone()))
-                };
-                next[i] = if k + 1 == idx.len() {
-                    after.get(entity.as_str()).copied()
-                } else {
-                    Some(rows[idx[k + 1]].time_us)
-                };
-            }
-        }
-        Ok(rows
-            .into_iter()
-            .zip(previous.into_iter().zip(next))
-            .map(|(r, (prev, next))| HistoryRecord {
-                time: time_of(r.time_us),
-                previous_duration_secs: prev.as_ref().map(|(t, _)| secs(*t, r.time_us)),
-                previous_state: prev.and_then(|(_, s)| s),
-                duration_secs: next.map(|t| secs(r.time_us, t)),
-                entity_id: r.entity_id,
-                state: r.state,
-                value: r.value,
-                attributes: r.attributes,
-            })
-            .collect())
+        Ok(with_neighbours(rows, &before, &after))
     }
 
     /// Mean, min, max, count and last of `value` per bucket, per entity.

@@ -14,12 +14,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Cursor, HistoryError, HistoryPage,
-    HistoryQuery, HistoryRecord, Order, StatsBucket, after_cursor, record_order,
+    AggregatePoint, AggregateQuery, AggregateSeries, HistoryError, HistoryPage, HistoryQuery,
+    HistoryRecord, Order, StatsBucket, StoredRow, into_page, page_edges, time_of, with_neighbours,
 };
 use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
@@ -52,22 +52,8 @@ pub struct InfluxHistory {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// One decoded row before paging.
-#[derive(Debug)]
-struct Row {
-    time_us: i64,
-    entity_id: String,
-    state: Option<String>,
-    value: Option<f64>,
-    attributes: Map<String, Value>,
-}
-
 fn ns(t: DateTime<Utc>) -> i128 {
     i128::from(t.timestamp_micros()) * 1000
-}
-
-fn time_of(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -177,7 +163,7 @@ impl InfluxHistory {
     }
 
     /// Decodes the rows of one series.
-    fn rows_of(&self, series: &Series, entity: Option<&str>, out: &mut Vec<Row>) {
+    fn rows_of(&self, series: &Series, entity: Option<&str>, out: &mut Vec<StoredRow>) {
         let col = |name: &str| series.columns.iter().position(|c| c == name);
         let Some(time_col) = col("time") else { return };
         let entity_col = col("entity_id");
@@ -195,7 +181,7 @@ impl InfluxHistory {
                     None => continue,
                 },
             };
-            let mut row = Row {
+            let mut row = StoredRow {
                 time_us,
                 entity_id,
                 state: None,
@@ -218,7 +204,7 @@ impl InfluxHistory {
         }
     }
 
-    fn put_column(&self, row: &mut Row, name: &str, v: &Value) {
+    fn put_column(&self, row: &mut StoredRow, name: &str, v: &Value) {
         match name {
             "state" => row.state = v.as_str().map(str::to_owned),
             "value" => row.value = v.as_f64(),
@@ -268,111 +254,50 @@ impl InfluxHistory {
                 self.rows_of(series, entity, &mut rows);
             }
         }
-        rows.retain(|r| {
-            q.entity_ids.contains(&r.entity_id)
-                && after_cursor(q.order, q.after.as_ref(), r.time_us, &r.entity_id)
-        });
-        let order = record_order(q.order);
-        rows.sort_by(|a, b| {
-            order(
-                &(a.time_us, a.entity_id.clone()),
-                &(b.time_us, b.entity_id.clone()),
-            )
-        });
-        rows.dedup_by(|a, b| a.time_us == b.time_us && a.entity_id == b.entity_id);
-        let more = rows.len() > q.limit;
-        rows.truncate(q.limit);
-        let next_cursor = more.then(|| rows.last()).flatten().map(|r| {
-            Cursor {
-                time_us: r.time_us,
-                entity_id: r.entity_id.clone(),
-            }
-            .encode()
-        });
+        let next_cursor = into_page(&mut rows, q);
         let items = self.with_neighbours(rows).await?;
         Ok(HistoryPage { items, next_cursor })
     }
 
-    /// Fills previous state, previous duration and duration from the page itself and, at the
-    /// page's edges, from one neighbour query per entity and direction.
-    async fn with_neighbours(&self, rows: Vec<Row>) -> Result<Vec<HistoryRecord>, HistoryError> {
-        // per entity: indexes of its rows in chronological order
-        let mut chrono_rows: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            chrono_rows.entry(r.entity_id.as_str()).or_default().push(i);
-        }
-        for idx in chrono_rows.values_mut() {
-            idx.sort_by_key(|&i| rows[i].time_us);
-        }
-        let mut entities: Vec<&str> = chrono_rows.keys().copied().collect();
-        entities.sort_unstable();
-        // neighbour statements: before the first and after the last row of each entity
+    /// The page's records with their neighbours; those just outside the page come from one
+    /// statement per entity and direction, all in one request.
+    async fn with_neighbours(
+        &self,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<HistoryRecord>, HistoryError> {
+        let edges = page_edges(&rows);
         let mut statements = Vec::new();
-        for e in &entities {
-            let idx = &chrono_rows[e];
-            let (first, last) = (rows[idx[0]].time_us, rows[idx[idx.len() - 1]].time_us);
-            let (from, cond) = self.source(e);
+        for (entity, first, last) in &edges {
+            let (from, cond) = self.source(entity);
             statements.push(format!(
                 "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time < {} ORDER BY time DESC LIMIT 1",
-                i128::from(first) * 1000
+                i128::from(*first) * 1000
             ));
             statements.push(format!(
                 "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time > {} ORDER BY time ASC LIMIT 1",
-                i128::from(last) * 1000
+                i128::from(*last) * 1000
             ));
         }
-        let mut before: HashMap<&str, (i64, Option<String>)> = HashMap::new();
-        let mut after: HashMap<&str, i64> = HashMap::new();
+        let mut before = HashMap::new();
+        let mut after = HashMap::new();
         if !statements.is_empty() {
             let result = self.query(&statements.join("; ")).await?;
             for (i, statement) in result.statements.iter().enumerate() {
-                let entity = entities[i / 2];
+                let entity = edges[i / 2].0.as_str();
                 let mut found = Vec::new();
                 for series in &statement.series {
                     self.rows_of(series, Some(entity), &mut found);
                 }
                 if i % 2 == 0 {
                     if let Some(r) = found.into_iter().max_by_key(|r| r.time_us) {
-                        before.insert(entity, (r.time_us, r.state));
+                        before.insert(entity.to_owned(), (r.time_us, r.state));
                     }
                 } else if let Some(r) = found.into_iter().min_by_key(|r| r.time_us) {
-                    after.insert(entity, r.time_us);
+                    after.insert(entity.to_owned(), r.time_us);
                 }
             }
         }
-        let secs = |from: i64, to: i64| (to - from) as f64 / 1e6;
-        let mut previous: Vec<Option<(i64, Option<String>)>> = vec![None; rows.len()];
-        let mut next: Vec<Option<i64>> = vec![None; rows.len()];
-        for e in &entities {
-            let idx = &chrono_rows[e];
-            for (k, &i) in idx.iter().enumerate() {
-                previous[i] = if k == 0 {
-                    before.get(e).cloned()
-                } else {
-                    let p = &rows[idx[k - 1]];
-                    Some((p.time_us, p.state.clone()))
-                };
-                next[i] = if k + 1 == idx.len() {
-                    after.get(e).copied()
-                } else {
-                    Some(rows[idx[k + 1]].time_us)
-                };
-            }
-        }
-        Ok(rows
-            .into_iter()
-            .zip(previous.into_iter().zip(next))
-            .map(|(r, (prev, next))| HistoryRecord {
-                time: time_of(r.time_us),
-                previous_duration_secs: prev.as_ref().map(|(t, _)| secs(*t, r.time_us)),
-                previous_state: prev.and_then(|(_, s)| s),
-                duration_secs: next.map(|t| secs(r.time_us, t)),
-                entity_id: r.entity_id,
-                state: r.state,
-                value: r.value,
-                attributes: r.attributes,
-            })
-            .collect())
+        Ok(with_neighbours(rows, &before, &after))
     }
 
     /// Mean, min, max, count and last of `value` per bucket, per entity.

@@ -11,7 +11,7 @@
 mod embedded;
 mod influx;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -222,6 +222,110 @@ impl HistoryStore {
             HistoryStore::Embedded(h) => h.event_stats(start, end, interval_secs).await,
         }
     }
+}
+
+/// A time in Unix microseconds (out of range: the epoch).
+pub(crate) fn time_of(us: i64) -> DateTime<Utc> {
+    chrono::TimeZone::timestamp_micros(&Utc, us)
+        .single()
+        .unwrap_or_default()
+}
+
+/// One stored record as a backend reads it, before paging and neighbours.
+#[derive(Debug)]
+pub(crate) struct StoredRow {
+    pub(crate) time_us: i64,
+    pub(crate) entity_id: String,
+    pub(crate) state: Option<String>,
+    pub(crate) value: Option<f64>,
+    pub(crate) attributes: Map<String, Value>,
+}
+
+/// The page of `rows` for `q`: only the query's entities and records after the cursor, in page
+/// order, each (time, entity) once, at most `q.limit`. Returns the next page's cursor.
+pub(crate) fn into_page(rows: &mut Vec<StoredRow>, q: &HistoryQuery) -> Option<String> {
+    rows.retain(|r| {
+        q.entity_ids.contains(&r.entity_id)
+            && after_cursor(q.order, q.after.as_ref(), r.time_us, &r.entity_id)
+    });
+    let order = record_order(q.order);
+    rows.sort_by(|a, b| {
+        order(
+            &(a.time_us, a.entity_id.clone()),
+            &(b.time_us, b.entity_id.clone()),
+        )
+    });
+    rows.dedup_by(|a, b| a.time_us == b.time_us && a.entity_id == b.entity_id);
+    let more = rows.len() > q.limit;
+    rows.truncate(q.limit);
+    more.then(|| rows.last()).flatten().map(|r| {
+        Cursor {
+            time_us: r.time_us,
+            entity_id: r.entity_id.clone(),
+        }
+        .encode()
+    })
+}
+
+/// Each entity of a page with the times of its first and last record, by entity id: where a
+/// backend looks for the records just outside the page.
+pub(crate) fn page_edges(rows: &[StoredRow]) -> Vec<(String, i64, i64)> {
+    let mut edges: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for r in rows {
+        let e = edges
+            .entry(r.entity_id.as_str())
+            .or_insert((r.time_us, r.time_us));
+        e.0 = e.0.min(r.time_us);
+        e.1 = e.1.max(r.time_us);
+    }
+    edges
+        .into_iter()
+        .map(|(entity, (first, last))| (entity.to_owned(), first, last))
+        .collect()
+}
+
+/// The page's records with previous state and durations: from the page itself, and at its edges
+/// from `before` (each entity's record before its first: time and state) and `after` (the time of
+/// each entity's record after its last).
+pub(crate) fn with_neighbours(
+    rows: Vec<StoredRow>,
+    before: &HashMap<String, (i64, Option<String>)>,
+    after: &HashMap<String, i64>,
+) -> Vec<HistoryRecord> {
+    // per entity: indexes of its rows in chronological order
+    let mut chrono_rows: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        chrono_rows.entry(r.entity_id.as_str()).or_default().push(i);
+    }
+    let mut previous: Vec<Option<(i64, Option<String>)>> = vec![None; rows.len()];
+    let mut next: Vec<Option<i64>> = vec![None; rows.len()];
+    for (entity, idx) in &mut chrono_rows {
+        idx.sort_by_key(|&i| rows[i].time_us);
+        for (k, &i) in idx.iter().enumerate() {
+            previous[i] = match k.checked_sub(1) {
+                None => before.get(*entity).cloned(),
+                Some(p) => Some((rows[idx[p]].time_us, rows[idx[p]].state.clone())),
+            };
+            next[i] = match idx.get(k + 1) {
+                None => after.get(*entity).copied(),
+                Some(&n) => Some(rows[n].time_us),
+            };
+        }
+    }
+    let secs = |from: i64, to: i64| (to - from) as f64 / 1e6;
+    rows.into_iter()
+        .zip(previous.into_iter().zip(next))
+        .map(|(r, (prev, next))| HistoryRecord {
+            time: time_of(r.time_us),
+            previous_duration_secs: prev.as_ref().map(|(t, _)| secs(*t, r.time_us)),
+            previous_state: prev.and_then(|(_, s)| s),
+            duration_secs: next.map(|t| secs(r.time_us, t)),
+            entity_id: r.entity_id,
+            state: r.state,
+            value: r.value,
+            attributes: r.attributes,
+        })
+        .collect()
 }
 
 /// Bucket widths offered when the caller lets HomeIQ choose, seconds.
