@@ -461,9 +461,7 @@ async fn receiver_outage_and_restarts_deliver_every_event_exactly_once() {
     homeiq.start().await;
     homeiq.wait_synced().await;
     let api = Api::new(&homeiq);
-    // the start-up snapshot does not replay the rule
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(api.deliveries(&id).await.len(), 3);
+    // the start-up snapshot does not replay the rule: the exact count of 5 below would be 6
     for v in ["4", "5"] {
         ha.set_state(&sensor, v, json!({})).await;
     }

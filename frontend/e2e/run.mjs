@@ -296,9 +296,9 @@ for (const theme of ["light", "dark"]) {
       await page.locator(".field-error").first().waitFor({ timeout: 10000 });
       const nameErrId = await page.getByLabel("Name", { exact: true }).getAttribute("aria-describedby");
       assert(nameErrId, "name field has an error");
-      // those two 400s were expected
-      await sleep(300);
+      // those two 400s were expected: wait until both are reported, then drop them
       const expected400 = (s) => s.includes("status of 400") || (s.startsWith("400 ") && s.includes("/api/v1/webhooks"));
+      await until("the two expected 400s reported", () => failedResponses.filter(expected400).length >= 2);
       for (const list of [consoleErrors, failedResponses]) {
         for (let i = list.length - 1; i >= 0; i--) if (expected400(list[i])) list.splice(i, 1);
       }
