@@ -370,7 +370,8 @@ async fn open_storage(
     ))
 }
 
-async fn wait_for_signal() {
+/// Resolves at SIGTERM or SIGINT (Ctrl-C elsewhere).
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
-use crate::config::{ConfigSources, DEFAULT_OPTIONS_FILE, Settings};
+use crate::config::{ConfigError, ConfigSources, DEFAULT_OPTIONS_FILE, FallbackSettings, Settings};
 use crate::telemetry;
 
 /// HomeIQ: durable history, live insight and automation for Home Assistant.
@@ -56,10 +56,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         config_file: cli.config.clone(),
         options_file: Some(cli.options.clone()),
     };
+    let command = cli.command.unwrap_or(Command::Serve);
     let (settings, unknown) = match Settings::load(&sources) {
         Ok(loaded) => loaded,
-        Err(e) => {
-            eprintln!("homeiq: {e}");
+        Err(invalid) if matches!(command, Command::Serve) => {
+            telemetry::init(&invalid.fallback.log_level, invalid.fallback.log_format);
+            return serve_config_error(&invalid.errors, &invalid.fallback).await;
+        }
+        Err(invalid) => {
+            for e in &invalid.errors {
+                eprintln!("homeiq: {e}");
+            }
             return ExitCode::from(2);
         }
     };
@@ -67,7 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     for key in &unknown {
         tracing::warn!(key = %key, "unknown configuration key ignored");
     }
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::CheckConfig => match serde_json::to_string_pretty(&settings) {
             Ok(json) => {
                 println!("{json}");
@@ -83,10 +90,31 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// `serve` with an invalid configuration: logs every problem and answers `/health` with them
+/// (see [`crate::api::config_error`]) until stopped; exit code 2 only if that server cannot start.
+async fn serve_config_error(errors: &[ConfigError], fallback: &FallbackSettings) -> ExitCode {
+    match crate::api::config_error::serve_until_stopped(errors, fallback).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(
+                bind = %fallback.bind,
+                port = fallback.port,
+                error = %e,
+                "cannot serve the configuration errors"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn serve(settings: Settings) -> ExitCode {
     let supervisor_token = std::env::var("SUPERVISOR_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    // outside the add-on, `ha.url` and `ha.token` are options like any other
+    if let Err(e) = settings.ha_endpoint(supervisor_token.as_deref()) {
+        return serve_config_error(&[e], &FallbackSettings::from(&settings)).await;
+    }
     let app = match Application::build(settings, supervisor_token).await {
         Ok(app) => app,
         Err(e) => {

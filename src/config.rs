@@ -492,47 +492,30 @@ const LIST_KEYS: &[&str] = &[
 
 impl Settings {
     /// Loads settings from every layer and validates them. Returns the settings and the keys that
-    /// were present but unknown (to be logged as warnings once logging is up).
-    pub fn load(sources: &ConfigSources) -> Result<(Settings, Vec<String>), ConfigError> {
-        let env = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",");
-        let env = LIST_KEYS
-            .iter()
-            .fold(env, |env, key| env.with_list_parse_key(key));
-        Self::load_with_env(sources, env)
+    /// were present but unknown (to be logged as warnings once logging is up), or every problem
+    /// found with what could still be read ([`InvalidConfig`]).
+    pub fn load(sources: &ConfigSources) -> Result<(Settings, Vec<String>), InvalidConfig> {
+        Self::load_with_env(sources, environment())
     }
 
     /// [`Settings::load`] with an explicit environment source (tests pass a map).
     pub fn load_with_env(
         sources: &ConfigSources,
         env: config::Environment,
-    ) -> Result<(Settings, Vec<String>), ConfigError> {
-        let mut builder = config::Config::builder();
-        if let Some(file) = &sources.config_file {
-            if !file.exists() {
-                return Err(ConfigError::Source(format!(
-                    "config file {} does not exist",
-                    file.display()
-                )));
-            }
-            builder = builder.add_source(config::File::from(file.as_path()).required(true));
-        }
+    ) -> Result<(Settings, Vec<String>), InvalidConfig> {
         let options = sources
             .options_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_OPTIONS_FILE));
-        builder = builder.add_source(
-            config::File::from(options.as_path())
-                .format(config::FileFormat::Json)
-                .required(false),
-        );
-        let merged = builder
-            .add_source(env)
-            .build()
-            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        let merged = merge(sources, &options, env).map_err(|e| InvalidConfig {
+            errors: vec![e],
+            fallback: FallbackSettings::default(),
+        })?;
+        let fallback = FallbackSettings::from_merged(&merged);
+        let invalid = |errors: Vec<ConfigError>| InvalidConfig {
+            errors,
+            fallback: fallback.clone(),
+        };
 
         let provenance = provenance(&merged, sources.config_file.as_deref(), &options);
         let mut unknown = Vec::new();
@@ -540,12 +523,15 @@ impl Settings {
         let ignored = serde_ignored::Deserializer::new(merged, &mut note_unknown);
         let mut settings: Settings = serde_path_to_error::deserialize(ignored).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::Invalid {
+            invalid(vec![ConfigError::Invalid {
                 key,
                 message: e.into_inner().to_string(),
-            }
+            }])
         })?;
-        settings.validate()?;
+        let problems = settings.problems();
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
         // `HOMEIQ_OPTIONS_FILE` names a source, not a setting
         unknown.retain(|key| key != "options_file");
         settings.provenance = provenance
@@ -555,144 +541,212 @@ impl Settings {
         Ok((settings, unknown))
     }
 
-    /// Checks values that types alone cannot: URLs, ranges, non-empty names.
+    /// Checks values that types alone cannot: URLs, ranges, non-empty names. Returns the first
+    /// problem; [`Settings::problems`] lists them all.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every value types alone cannot check that is wrong (URLs, ranges, non-empty names), each
+    /// naming its key; empty when the settings are valid.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |result: Result<(), ConfigError>| {
+            if let Err(e) = result {
+                problems.push(e);
+            }
+        };
         if self.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+            check(Err(ConfigError::invalid("data_dir", "must not be empty")));
         }
         if self.http.port == 0 {
-            return Err(ConfigError::invalid("http.port", "must be 1..65535"));
+            check(Err(ConfigError::invalid("http.port", "must be 1..65535")));
         }
         if self.http.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "http.bind",
                 format!("`{}` is not an IP address", self.http.bind),
-            ));
+            )));
         }
         if self.http.panel_dir.trim().is_empty() {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "http.panel_dir",
                 "must be `auto`, `none` or a folder",
-            ));
+            )));
         }
         if let Some(url) = &self.ha.url {
-            check_url("ha.url", url, &["http", "https", "ws", "wss"])?;
+            check(check_url("ha.url", url, &["http", "https", "ws", "wss"]));
         }
-        check_url("influxdb.url", &self.influxdb.url, &["http", "https"])?;
+        check(check_url(
+            "influxdb.url",
+            &self.influxdb.url,
+            &["http", "https"],
+        ));
         if self.influxdb.database.trim().is_empty() {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "influxdb.database",
                 "must not be empty",
-            ));
+            )));
         }
-        check_range("influxdb.batch_size", self.influxdb.batch_size, 1, 100_000)?;
-        check_range(
+        check(check_range(
+            "influxdb.batch_size",
+            self.influxdb.batch_size,
+            1,
+            100_000,
+        ));
+        check(check_range(
             "influxdb.queue_capacity",
             self.influxdb.queue_capacity,
             self.influxdb.batch_size,
             50_000_000,
-        )?;
-        check_range("influxdb.max_in_flight", self.influxdb.max_in_flight, 1, 16)?;
-        check_range("influxdb.timeout_secs", self.influxdb.timeout_secs, 1, 600)?;
-        check_range(
+        ));
+        check(check_range(
+            "influxdb.max_in_flight",
+            self.influxdb.max_in_flight,
+            1,
+            16,
+        ));
+        check(check_range(
+            "influxdb.timeout_secs",
+            self.influxdb.timeout_secs,
+            1,
+            600,
+        ));
+        check(check_range(
             "influxdb.flush_interval_ms",
             self.influxdb.flush_interval_ms,
             1,
             60_000,
-        )?;
+        ));
         if !["unit_of_measurement", "domain__device_class", "entity_id"]
             .contains(&self.influxdb.measurement_attr.as_str())
         {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "influxdb.measurement_attr",
                 "must be unit_of_measurement, domain__device_class or entity_id",
-            ));
+            )));
         }
-        check_range("ha.event_queue", self.ha.event_queue, 100, 10_000_000)?;
-        check_range("spool.max_bytes", self.spool.max_bytes, 1 << 20, 1 << 40)?;
-        check_range(
+        check(check_range(
+            "ha.event_queue",
+            self.ha.event_queue,
+            100,
+            10_000_000,
+        ));
+        check(check_range(
+            "spool.max_bytes",
+            self.spool.max_bytes,
+            1 << 20,
+            1 << 40,
+        ));
+        check(check_range(
             "backfill.window_hours",
             self.backfill.window_hours,
             1,
             24 * 30,
-        )?;
-        check_range(
+        ));
+        check(check_range(
             "heartbeat.interval_minutes",
             self.heartbeat.interval_minutes,
             0,
             24 * 60,
-        )?;
-        check_range(
+        ));
+        check(check_range(
             "ha.ping_interval_secs",
             self.ha.ping_interval_secs,
             1,
             3_600,
-        )?;
-        check_range("ha.pong_timeout_secs", self.ha.pong_timeout_secs, 1, 600)?;
+        ));
+        check(check_range(
+            "ha.pong_timeout_secs",
+            self.ha.pong_timeout_secs,
+            1,
+            600,
+        ));
         if !(self.ha.reconnect_min_secs > 0.0
             && self.ha.reconnect_min_secs <= self.ha.reconnect_max_secs)
         {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "ha.reconnect_min_secs",
                 "must be > 0 and <= ha.reconnect_max_secs",
-            ));
+            )));
         }
         for (side, filter) in [("include", &self.include), ("exclude", &self.exclude)] {
             for (i, glob) in filter.entity_globs.iter().enumerate() {
-                globset::Glob::new(glob).map_err(|e| {
+                check(globset::Glob::new(glob).map(drop).map_err(|e| {
                     ConfigError::invalid(&format!("{side}.entity_globs[{i}]"), e.to_string())
-                })?;
+                }));
             }
         }
-        self.ingress_gateway()?;
-        check_range(
+        check(self.ingress_gateway().map(drop));
+        check(check_range(
             "api.rate_limit_per_second",
             self.api.rate_limit_per_second,
             0,
             1_000_000,
-        )?;
-        check_range(
+        ));
+        check(check_range(
             "api.rate_limit_burst",
             self.api.rate_limit_burst,
             1,
             1_000_000,
-        )?;
-        check_range("api.max_history_days", self.api.max_history_days, 1, 3_650)?;
+        ));
+        check(check_range(
+            "api.max_history_days",
+            self.api.max_history_days,
+            1,
+            3_650,
+        ));
         let w = &self.webhooks;
-        check_range("webhooks.max_attempts", w.max_attempts, 1, 100)?;
-        check_range("webhooks.max_age_hours", w.max_age_hours, 1, 24 * 30)?;
-        check_range("webhooks.timeout_secs", w.timeout_secs, 1, 300)?;
-        check_range("webhooks.log_retention_days", w.log_retention_days, 1, 365)?;
-        check_range(
+        check(check_range("webhooks.max_attempts", w.max_attempts, 1, 100));
+        check(check_range(
+            "webhooks.max_age_hours",
+            w.max_age_hours,
+            1,
+            24 * 30,
+        ));
+        check(check_range("webhooks.timeout_secs", w.timeout_secs, 1, 300));
+        check(check_range(
+            "webhooks.log_retention_days",
+            w.log_retention_days,
+            1,
+            365,
+        ));
+        check(check_range(
             "webhooks.concurrency_per_target",
             w.concurrency_per_target,
             1,
             64,
-        )?;
-        check_range(
+        ));
+        check(check_range(
             "webhooks.rate_limit_per_minute",
             w.rate_limit_per_minute,
             1,
             60_000,
-        )?;
+        ));
         if !(w.retry_min_secs.is_finite() && (0.1..=3_600.0).contains(&w.retry_min_secs)) {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "webhooks.retry_min_secs",
                 "must be 0.1..=3600",
-            ));
+            )));
         }
         if !(w.retry_max_secs.is_finite()
             && w.retry_max_secs >= w.retry_min_secs
             && w.retry_max_secs <= 86_400.0)
         {
-            return Err(ConfigError::invalid(
+            check(Err(ConfigError::invalid(
                 "webhooks.retry_max_secs",
                 "must be >= webhooks.retry_min_secs and <= 86400",
-            ));
+            )));
         }
-        tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
-        Ok(())
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log_level)
+                .map(drop)
+                .map_err(|e| ConfigError::invalid("log_level", e.to_string())),
+        );
+        problems
     }
 
     /// The folder the panel is served from (`http.panel_dir` with `auto` resolved), or `None` when
@@ -809,6 +863,136 @@ pub struct HaEndpoint {
     pub token: Secret,
     /// Whether this goes through the Supervisor proxy.
     pub supervisor: bool,
+}
+
+/// The `HOMEIQ_*` environment as a configuration source.
+fn environment() -> config::Environment {
+    let env = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",");
+    LIST_KEYS
+        .iter()
+        .fold(env, |env, key| env.with_list_parse_key(key))
+}
+
+/// Every layer merged: the `--config` file, the add-on options, the environment.
+fn merge(
+    sources: &ConfigSources,
+    options: &Path,
+    env: config::Environment,
+) -> Result<config::Config, ConfigError> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = &sources.config_file {
+        if !file.exists() {
+            return Err(ConfigError::Source(format!(
+                "config file {} does not exist",
+                file.display()
+            )));
+        }
+        builder = builder.add_source(config::File::from(file.as_path()).required(true));
+    }
+    builder = builder.add_source(
+        config::File::from(options)
+            .format(config::FileFormat::Json)
+            .required(false),
+    );
+    builder
+        .add_source(env)
+        .build()
+        .map_err(|e| ConfigError::Source(e.to_string()))
+}
+
+/// The configuration could not be used: every problem found (at least one), each naming its key
+/// where it has one, and the few settings still readable so HomeIQ can log and answer health.
+#[derive(Debug)]
+pub struct InvalidConfig {
+    /// The problems, in the order found. A value of the wrong type stops reading, so it is
+    /// reported alone; values of the right type but out of range are all reported.
+    pub errors: Vec<ConfigError>,
+    /// What could still be read (defaults where nothing valid was given).
+    pub fallback: FallbackSettings,
+}
+
+impl InvalidConfig {
+    /// The key of the first problem, if it names one.
+    pub fn key(&self) -> Option<&str> {
+        self.errors.first().and_then(ConfigError::key)
+    }
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
+/// Settings read one by one from a configuration that is invalid as a whole: where to listen and
+/// how to log while HomeIQ reports the problem. A value that is itself invalid falls back to its
+/// default.
+#[derive(Debug, Clone)]
+pub struct FallbackSettings {
+    /// `http.bind`, when it is an IP address.
+    pub bind: String,
+    /// `http.port`, when it is 1..65535.
+    pub port: u16,
+    /// `log_level`, when it is a valid filter.
+    pub log_level: String,
+    /// `log_format`.
+    pub log_format: LogFormat,
+}
+
+impl Default for FallbackSettings {
+    fn default() -> Self {
+        let defaults = Settings::default();
+        FallbackSettings::from(&defaults)
+    }
+}
+
+impl From<&Settings> for FallbackSettings {
+    fn from(settings: &Settings) -> Self {
+        FallbackSettings {
+            bind: settings.http.bind.clone(),
+            port: settings.http.port,
+            log_level: settings.log_level.clone(),
+            log_format: settings.log_format,
+        }
+    }
+}
+
+impl FallbackSettings {
+    fn from_merged(merged: &config::Config) -> Self {
+        let defaults = FallbackSettings::default();
+        FallbackSettings {
+            bind: merged
+                .get::<String>("http.bind")
+                .ok()
+                .filter(|b| b.parse::<IpAddr>().is_ok())
+                .unwrap_or(defaults.bind),
+            port: merged
+                .get::<u16>("http.port")
+                .ok()
+                .filter(|p| *p != 0)
+                .unwrap_or(defaults.port),
+            log_level: merged
+                .get::<String>("log_level")
+                .ok()
+                .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok())
+                .unwrap_or(defaults.log_level),
+            log_format: merged
+                .get::<LogFormat>("log_format")
+                .unwrap_or(defaults.log_format),
+        }
+    }
 }
 
 fn check_url(key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
@@ -997,6 +1181,37 @@ mod tests {
             assert_eq!(err.key(), Some(key), "{var}={value}: {err}");
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn every_out_of_range_value_is_reported_with_a_fallback_address() {
+        let err = Settings::load_with_env(
+            &no_options(),
+            env(&[
+                ("HOMEIQ_INFLUXDB__BATCH_SIZE", "0"),
+                ("HOMEIQ_WEBHOOKS__MAX_ATTEMPTS", "0"),
+                ("HOMEIQ_HTTP__PORT", "9300"),
+                ("HOMEIQ_HTTP__BIND", "not-an-ip"),
+                ("HOMEIQ_LOG_FORMAT", "json"),
+            ]),
+        )
+        .expect_err("must fail");
+        let keys: Vec<_> = err.errors.iter().filter_map(ConfigError::key).collect();
+        assert_eq!(
+            keys,
+            ["http.bind", "influxdb.batch_size", "webhooks.max_attempts"]
+        );
+        assert_eq!(err.fallback.port, 9300);
+        assert_eq!(err.fallback.bind, "0.0.0.0", "an invalid bind falls back");
+        assert_eq!(err.fallback.log_format, LogFormat::Json);
+        // a value of the wrong type: reported alone, the rest still read for the fallback
+        let err = Settings::load_with_env(
+            &no_options(),
+            env(&[("HOMEIQ_HTTP__PORT", "9301"), ("HOMEIQ_STORAGE", "cloud")]),
+        )
+        .expect_err("must fail");
+        assert_eq!(err.key(), Some("storage"));
+        assert_eq!(err.fallback.port, 9301);
     }
 
     #[test]

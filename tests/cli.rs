@@ -16,15 +16,17 @@ fn homeiq(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     cmd.output().expect("run homeiq")
 }
 
+/// `check-config` refuses an invalid value with exit code 2 (`serve` reports it in `/health`
+/// instead: tests/config_error.rs).
 #[test]
-fn an_invalid_value_stops_start_up_naming_the_key() {
+fn an_invalid_value_fails_check_config_naming_the_key() {
     for (var, value, key) in [
         ("HOMEIQ_INFLUXDB__SCHEMA", "grafana", "influxdb.schema"),
         ("HOMEIQ_HTTP__PORT", "not-a-port", "http.port"),
         ("HOMEIQ_INFLUXDB__URL", "localhost:8086", "influxdb.url"),
         ("HOMEIQ_SPOOL__MAX_BYTES", "10", "spool.max_bytes"),
     ] {
-        let out = homeiq(&[(var, value)], &["serve"]);
+        let out = homeiq(&[(var, value)], &["check-config"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
         assert!(
@@ -32,14 +34,6 @@ fn an_invalid_value_stops_start_up_naming_the_key() {
             "{var}={value} must name {key}: {stderr}"
         );
     }
-}
-
-#[test]
-fn serve_without_home_assistant_settings_names_the_missing_key() {
-    let out = homeiq(&[("HOMEIQ_HTTP__PORT", "65000")], &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("ha.url"), "{stderr}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
-    /// `forbidden`, `rate_limited`, `backend_unavailable`, `internal`.
+    /// `forbidden`, `rate_limited`, `backend_unavailable`, `config_error`, `internal`.
     pub code: String,
     /// Plain-words explanation.
     pub message: String,
@@ -99,6 +99,11 @@ impl ApiError {
             "backend_unavailable",
             message,
         )
+    }
+
+    /// 503: HomeIQ is not running because its configuration is invalid (see `/health`).
+    pub fn config_error(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "config_error", message)
     }
 
     /// 500: something failed that the client cannot fix.

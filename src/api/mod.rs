@@ -12,9 +12,12 @@
 //! - `/api/openapi.json` and `/api/docs/` ([`docs`]).
 //! - Everything else: the web panel ([`panel`]) from `http.panel_dir`, with client-route fallback.
 //!
+//! With an invalid configuration, [`config_error`] serves `/health` and 503s instead.
+//!
 //! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
 
+pub mod config_error;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -1,0 +1,221 @@
+//! What `homeiq serve` runs instead of HomeIQ when its configuration is invalid.
+//!
+//! Exiting would make the Supervisor's watchdog restart the add-on in a loop, each time with the
+//! same options, and the reason would only be in the log. Instead HomeIQ logs every problem and
+//! keeps a small HTTP server on the configured address (or the default one, when `http.bind` or
+//! `http.port` is itself wrong) that says what is wrong, and does nothing else: no connection to
+//! Home Assistant, no storage opened, nothing written to the data folder.
+//!
+//! - `GET /health`: 200 (the watchdog sees the process alive and does not restart it) with
+//!   `{"status": "config_error", "errors": [{"key", "message"}], "reasons", "version",
+//!   "uptime_secs"}`.
+//! - `/health/deep`: the same body with 503, as for any state that cannot work until someone acts.
+//! - Every other path: 503 in the API's error shape, `{"error": {"code": "config_error",
+//!   "message"}}`; a browser asking for a page outside `/api` (the ingress panel) gets the same
+//!   message as a small HTML page.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::config::{ConfigError, FallbackSettings};
+
+/// One configuration problem, as `/health` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The dotted key at fault (`influxdb.batch_size`), when the problem is about one.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl From<&ConfigError> for Problem {
+    fn from(e: &ConfigError) -> Self {
+        match e {
+            ConfigError::Invalid { key, message } => Problem {
+                key: Some(key.clone()),
+                message: message.clone(),
+            },
+            ConfigError::Source(message) => Problem {
+                key: None,
+                message: format!("cannot read configuration: {message}"),
+            },
+        }
+    }
+}
+
+impl Problem {
+    /// `key: message`, or the message alone.
+    fn line(&self) -> String {
+        match &self.key {
+            Some(key) => format!("{key}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// What every answer is built from.
+struct Report {
+    problems: Vec<Problem>,
+    started: Instant,
+}
+
+impl Report {
+    fn summary(&self) -> String {
+        let lines: Vec<String> = self.problems.iter().map(Problem::line).collect();
+        format!(
+            "HomeIQ is not running: invalid configuration ({}); fix the add-on options (or \
+             HOMEIQ_* settings) and restart HomeIQ",
+            lines.join("; ")
+        )
+    }
+
+    fn body(&self) -> serde_json::Value {
+        json!({
+            "status": "config_error",
+            "errors": self.problems,
+            "reasons": [self.summary()],
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+        })
+    }
+}
+
+async fn health(report: web::Data<Report>) -> HttpResponse {
+    HttpResponse::Ok().json(report.body())
+}
+
+async fn health_deep(report: web::Data<Report>) -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(report.body())
+}
+
+async fn everything_else(req: HttpRequest, report: web::Data<Report>) -> HttpResponse {
+    let path = req.path();
+    let api = path == "/api" || path.starts_with("/api/");
+    let html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if api || !html {
+        return ApiError::config_error(report.summary()).error_response();
+    }
+    let mut items = String::new();
+    for p in &report.problems {
+        let _ = match &p.key {
+            Some(key) => write!(
+                items,
+                "<li><code>{}</code>: {}</li>",
+                escape(key),
+                escape(&p.message)
+            ),
+            None => write!(items, "<li>{}</li>", escape(&p.message)),
+        };
+    }
+    HttpResponse::ServiceUnavailable()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>HomeIQ: invalid \
+             configuration</title></head><body><h1>HomeIQ is not running</h1><p>Its \
+             configuration is invalid:</p><ul>{items}</ul><p>Fix these options in the add-on's \
+             Configuration tab and restart HomeIQ.</p></body></html>"
+        ))
+}
+
+/// Minimal HTML escaping for text and attribute values.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Binds the configuration-error server on `bind:port` (port 0 picks a free one) and returns it
+/// with the bound port.
+pub fn bind(
+    problems: Vec<Problem>,
+    bind: &str,
+    port: u16,
+) -> std::io::Result<(actix_web::dev::Server, u16)> {
+    let report = web::Data::from(Arc::new(Report {
+        problems,
+        started: Instant::now(),
+    }));
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(report.clone())
+            .route("/health", web::get().to(health))
+            .route("/health/deep", web::get().to(health_deep))
+            .default_service(web::to(everything_else))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind((bind, port))?;
+    let port = server
+        .addrs()
+        .first()
+        .map_or(port, std::net::SocketAddr::port);
+    Ok((server.run(), port))
+}
+
+/// Logs every problem (naming its key), then answers as described in the module documentation
+/// until SIGTERM or SIGINT. Errors only if the address cannot be bound.
+pub async fn serve_until_stopped(
+    errors: &[ConfigError],
+    fallback: &FallbackSettings,
+) -> std::io::Result<()> {
+    for e in errors {
+        match e.key() {
+            Some(key) => tracing::error!(key = %key, error = %e, "invalid configuration"),
+            None => tracing::error!(error = %e, "invalid configuration"),
+        }
+    }
+    let problems: Vec<Problem> = errors.iter().map(Problem::from).collect();
+    let (server, port) = bind(problems, &fallback.bind, fallback.port)?;
+    tracing::error!(
+        bind = %fallback.bind,
+        port,
+        "HomeIQ is not recording until the configuration is fixed and HomeIQ restarted; \
+         /health answers status config_error with the problems, the API answers 503"
+    );
+    let handle = server.handle();
+    let mut task = tokio::spawn(server);
+    tokio::select! {
+        () = crate::app::wait_for_signal() => tracing::info!("stop signal received; stopping"),
+        r = &mut task => {
+            tracing::error!(?r, "HTTP server stopped unexpectedly");
+            return Err(std::io::Error::other("the HTTP server stopped"));
+        }
+    }
+    handle.stop(true).await;
+    task.abort();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_keep_their_key_and_html_is_escaped() {
+        let p = Problem::from(&ConfigError::Invalid {
+            key: "influxdb.batch_size".into(),
+            message: "0 is outside 1..=100000".into(),
+        });
+        assert_eq!(p.line(), "influxdb.batch_size: 0 is outside 1..=100000");
+        let source = Problem::from(&ConfigError::Source("bad JSON".into()));
+        assert_eq!(source.key, None);
+        assert_eq!(
+            escape("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}

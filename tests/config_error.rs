@@ -1,0 +1,246 @@
+//! `homeiq serve` with invalid options, as the add-on meets them: the real binary, an invalid
+//! `options.json`, no Home Assistant or InfluxDB needed. HomeIQ must not exit (the Supervisor's
+//! watchdog would restart it in a loop) but log every bad key and report them in `/health`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A `homeiq serve` started with only the given environment; its log goes to `dir/homeiq.log`.
+struct Serve {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let log = dir.join("homeiq.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_homeiq"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOMEIQ_OPTIONS_FILE", dir.join("options.json"))
+            .env("HOMEIQ_DATA_DIR", dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Serve {
+            child: cmd.spawn().expect("spawn homeiq"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `GET url` until it answers (any status), failing if the process exits first.
+    async fn first_answer(&mut self, http: &reqwest::Client, url: &str) -> (u16, Value) {
+        let child = &mut self.child;
+        let log = &self.log;
+        common::eventually(
+            "the configuration-error server to answer",
+            Duration::from_secs(20),
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "homeiq exited ({status}) instead of serving:\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+                async {
+                    let r = http.get(url).send().await.ok()?;
+                    let status = r.status().as_u16();
+                    Some((status, r.json::<Value>().await.ok()?))
+                }
+            },
+        )
+        .await
+    }
+
+    /// SIGTERM, then the exit code (waits up to 10 s).
+    fn stop(&mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "homeiq did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- homeiq log ----\n{}", self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    common::init_tls();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client")
+}
+
+fn keys(health: &Value) -> Vec<String> {
+    health["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["key"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn invalid_options_are_reported_in_health_and_the_log_without_exiting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    // the address is read from the (otherwise invalid) options; two values out of range
+    std::fs::write(
+        dir.path().join("options.json"),
+        format!(
+            r#"{{"http": {{"port": {port}, "bind": "127.0.0.1"}},
+                "influxdb": {{"batch_size": 0, "max_in_flight": 99}}}}"#
+        ),
+    )
+    .expect("write options");
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HA__URL", "http://127.0.0.1:9"),
+            ("HOMEIQ_HA__TOKEN", "t"),
+        ],
+    );
+    let http = client();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let (status, health) = homeiq.first_answer(&http, &format!("{base}/health")).await;
+    assert_eq!(
+        status, 200,
+        "the watchdog must see the process alive: {health}"
+    );
+    assert_eq!(health["status"], "config_error", "{health}");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        keys(&health),
+        ["influxdb.batch_size", "influxdb.max_in_flight"],
+        "{health}"
+    );
+    assert!(
+        health["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1..=100000")),
+        "{health}"
+    );
+
+    let deep = http
+        .get(format!("{base}/health/deep"))
+        .send()
+        .await
+        .expect("deep");
+    assert_eq!(deep.status().as_u16(), 503);
+    let deep: Value = deep.json().await.expect("json");
+    assert_eq!(deep["status"], "config_error");
+
+    for path in [
+        "/api/v1/devices",
+        "/api/v1/history?entity_id=light.x",
+        "/metrics",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.expect("get");
+        assert_eq!(r.status().as_u16(), 503, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "config_error", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("influxdb.batch_size"), "{path}: {body}");
+    }
+    // the ingress panel shows the problem as a page
+    let page = http
+        .get(format!("{base}/"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(
+        page.text()
+            .await
+            .expect("text")
+            .contains("influxdb.max_in_flight")
+    );
+
+    let log = homeiq.log();
+    for key in ["influxdb.batch_size", "influxdb.max_in_flight"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("invalid configuration") && l.contains(key)),
+            "the log must name {key}:\n{log}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing may be written to the data folder"
+    );
+    assert_eq!(homeiq.stop(), Some(0), "{}", homeiq.log());
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_and_missing_home_assistant_settings_are_reported() {
+    let http = client();
+    // a wrong type in the environment; the port still comes from it
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HTTP__PORT", port.as_str()),
+            ("HOMEIQ_INFLUXDB__SCHEMA", "grafana"),
+        ],
+    );
+    let (status, health) = homeiq
+        .first_answer(&http, &format!("http://127.0.0.1:{port}/health"))
+        .await;
+    assert_eq!(
+        (status, keys(&health)),
+        (200, vec!["influxdb.schema".to_owned()])
+    );
+    assert_eq!(homeiq.stop(), Some(0));
+
+    // valid settings, but outside the add-on without ha.url / ha.token
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    let mut homeiq = Serve::start(dir.path(), &[("HOMEIQ_HTTP__PORT", port.as_str())]);
+    let (status, health) = homeiq
+        .first_answer(&http, &format!("http://127.0.0.1:{port}/health"))
+        .await;
+    assert_eq!((status, keys(&health)), (200, vec!["ha.url".to_owned()]));
+    assert!(homeiq.log().contains("ha.url"));
+    assert_eq!(homeiq.stop(), Some(0));
+}
