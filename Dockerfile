@@ -17,7 +17,11 @@ ARG INFLUXDB_VERSION=1.8.10
 FROM node:20-alpine AS frontend
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: the lock file is written by npm 11, which leaves other platforms'
+# optional packages out of it (here @rollup/rollup-linux-*-musl, the native rollup this Alpine
+# image needs), so `npm ci` stops with "lock file out of sync". `npm install` still takes every
+# version the lock file names and only adds the missing platform package (as .ci/run does).
+RUN npm install --no-audit --no-fund
 COPY frontend ./
 RUN npm run build
 
@@ -35,19 +39,26 @@ RUN cargo build --release --locked --bin homeiq \
 
 # ---- InfluxDB 1.8 for the sidecar, from InfluxData's release tarball ----
 # amd64 uses the static (musl) build; arm64 has only the glibc build, which runs with gcompat.
-# The download is verified against InfluxData's release signature (.asc) with the signing key
-# pinned by fingerprint.
+# The download is verified twice: against InfluxData's release signature (.asc) with the signing
+# key pinned by fingerprint, and against the SHA-256 pinned below for its architecture
+# (`sha256sum -c`; a mismatch fails the build). `bash addon/pin-influxdb` downloads both tarballs,
+# checks their signatures and writes the two pins; an empty pin leaves the signature as the only
+# check and prints the tarball's SHA-256 in the build log.
 FROM alpine:3.24 AS influxdb
 ARG INFLUXDB_VERSION
 ARG TARGETARCH
 # InfluxData Package Signing Key (the key that signed the 1.8.x releases)
 ARG INFLUXDATA_KEY=05CE15085FC09D18E99EFB22684A14CF2582E0C5
+# SHA-256 of influxdb-${INFLUXDB_VERSION}-static_linux_amd64.tar.gz and
+# influxdb-${INFLUXDB_VERSION}_linux_arm64.tar.gz (written by addon/pin-influxdb)
+ARG INFLUXDB_SHA256_AMD64=
+ARG INFLUXDB_SHA256_ARM64=
 SHELL ["/bin/ash", "-eo", "pipefail", "-c"]
 # hadolint ignore=DL3018
 RUN apk add --no-cache curl gnupg tar \
     && case "${TARGETARCH:-amd64}" in \
-         amd64) file="influxdb-${INFLUXDB_VERSION}-static_linux_amd64.tar.gz" ;; \
-         arm64) file="influxdb-${INFLUXDB_VERSION}_linux_arm64.tar.gz" ;; \
+         amd64) file="influxdb-${INFLUXDB_VERSION}-static_linux_amd64.tar.gz"; sha="${INFLUXDB_SHA256_AMD64}" ;; \
+         arm64) file="influxdb-${INFLUXDB_VERSION}_linux_arm64.tar.gz"; sha="${INFLUXDB_SHA256_ARM64}" ;; \
          *) echo "unsupported architecture ${TARGETARCH}" >&2; exit 1 ;; \
        esac \
     && curl -fsSLo /tmp/influxdb.tar.gz "https://dl.influxdata.com/influxdb/releases/${file}" \
@@ -55,7 +66,12 @@ RUN apk add --no-cache curl gnupg tar \
     && GNUPGHOME=$(mktemp -d) && export GNUPGHOME \
     && gpg --batch --keyserver hkps://keyserver.ubuntu.com --recv-keys "${INFLUXDATA_KEY}" \
     && gpg --batch --verify /tmp/influxdb.tar.gz.asc /tmp/influxdb.tar.gz \
-    && sha256sum /tmp/influxdb.tar.gz \
+    && if [ -n "${sha}" ]; then \
+         echo "${sha}  /tmp/influxdb.tar.gz" | sha256sum -c -; \
+       else \
+         echo "warning: ${file} has no SHA-256 pin (run addon/pin-influxdb); signature checked only" >&2; \
+         sha256sum /tmp/influxdb.tar.gz; \
+       fi \
     && mkdir -p /out \
     && tar -xzf /tmp/influxdb.tar.gz -C /tmp \
     && find /tmp -type f -name influxd -perm -u+x -exec cp {} /out/influxd \; \
