@@ -14,13 +14,17 @@
 ARG INFLUXDB_VERSION=1.8.10
 
 # ---- the web panel ----
-FROM node:20-alpine AS frontend
+# Debian (glibc), not Alpine: the committed lock file lists rollup's native package only for
+# linux-x64-gnu and linux-arm64-gnu (npm 11 leaves other platforms' optional packages out), so on
+# musl vite would find no rollup binary. The panel is static files: the stage's libc does not
+# matter for the image.
+FROM node:20-bookworm-slim AS frontend
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
-# `npm install`, not `npm ci`: the lock file is written by npm 11, which leaves other platforms'
-# optional packages out of it (here @rollup/rollup-linux-*-musl, the native rollup this Alpine
-# image needs), so `npm ci` stops with "lock file out of sync". `npm install` still takes every
-# version the lock file names and only adds the missing platform package (as .ci/run does).
+# `npm install`, not `npm ci`: `npm ci` refuses this lock file as "out of sync" (the other
+# platforms' optional @rollup/* packages are missing from it); `npm install` still takes every
+# version the lock file names and installs this platform's package from it (as .ci/run does).
+# Checked with npm 11 --os=linux --libc=glibc --cpu=x64|arm64: each gets its rollup-linux-*-gnu.
 RUN npm install --no-audit --no-fund
 COPY frontend ./
 RUN npm run build
