@@ -10,7 +10,8 @@
 //! the catalog HomeIQ loads from SQLite at start. History: every entity has a point every 2 hours
 //! for 30 days (1.8 M points) and `sensor.bench_power` a point every minute (43,200 points).
 //! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
-//! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64).
+//! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
+//! set: seed, start HomeIQ, print where it is and wait (for experiments by hand).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -288,6 +289,13 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let idle_rss = peak_rss_mb(child.id());
+    if std::env::var_os("HOLD").is_some() {
+        // for experiments by hand: keep HomeIQ and the seeded database until killed
+        eprintln!("HOLD: HomeIQ at {base}, InfluxDB database {db}, pid {}", child.id());
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
 
     let script = dir.path().join("report.lua");
     let mut f = std::fs::File::create(&script).expect("script");

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod ha;
 pub mod ingest;
+pub mod memory;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

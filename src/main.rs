@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's allocator (why: [`homeiq::memory`]).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    homeiq::memory::tune_allocator();
     // one rustls crypto provider for reqwest and tokio-tungstenite; must precede any TLS use
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = homeiq::cli::Cli::parse();

@@ -44,9 +44,12 @@
 //! (`capacity` points, 100,000 by default); when the queue is full the oldest point is dropped and
 //! counted (`dropped_overflow`), the policy of the InfluxDB writer's memory queue. One writer task
 //! owns the only write connection: it takes up to `batch_size` points (5,000) as soon as that many
-//! are queued or the oldest has waited `linger` (250 ms), and writes them in one transaction with
-//! multi-row `INSERT`s of cached prepared statements (chunks of 256, 128, …, 1 rows, so at most
-//! nine distinct statements exist). A failed transaction is retried with back-off, the batch
+//! are queued or the oldest has waited `linger` (250 ms), and writes them in one transaction of
+//! single-row executions of one prepared statement, on Tokio's blocking pool. The write
+//! connection is `rusqlite`'s, not `sqlx`'s (which the readers and the registry use): `sqlx` runs
+//! every statement through a worker thread and channels, which capped ingest near 20,000 points/s
+//! on the benchmark machine; `rusqlite` calls SQLite directly (both link the same
+//! `libsqlite3-sys`). A failed transaction is retried with back-off, the batch
 //! staying in memory (and counting against the capacity). [`EmbeddedWriter::shutdown`] writes
 //! what is queued until its deadline.
 //!
@@ -67,7 +70,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sea_orm::sqlx::{self, Connection as _, SqliteConnection};
+use sea_orm::sqlx;
 use serde_json::{Map, Value};
 
 pub use writer::EmbeddedWriter;
@@ -109,13 +112,29 @@ pub enum EmbeddedError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The database could not be opened or its schema created.
+    /// The database could not be opened for reading.
     #[error("cannot open the history database {path}: {source}")]
     Open {
         /// The database file.
         path: PathBuf,
         /// The cause.
         source: sqlx::Error,
+    },
+    /// The write connection could not be opened or the schema created.
+    #[error("cannot open the history database {path} for writing: {source}")]
+    OpenWriter {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The task opening the write connection did not finish (runtime shutting down).
+    #[error("cannot open the history database {path}: {message}")]
+    OpenTask {
+        /// The database file.
+        path: PathBuf,
+        /// What happened to the task.
+        message: String,
     },
 }
 
@@ -133,7 +152,7 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            batch_size: 5_000,
+            batch_size: 50_000,
             linger: Duration::from_millis(250),
             capacity: 100_000,
         }
@@ -151,6 +170,21 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
+}
+
+/// The write connection: WAL, `synchronous = NORMAL`, an 8 MiB page cache, and the schema.
+fn open_writer(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    for statement in SCHEMA {
+        conn.execute_batch(statement)?;
+    }
+    Ok(conn)
 }
 
 /// Opens (creating it and its schema if missing) the history database at `path` and starts its
@@ -171,20 +205,17 @@ pub async fn open(
         path: path.to_path_buf(),
         source,
     };
-    let mut conn = SqliteConnection::connect_with(
-        &connect_options(path)
-            .create_if_missing(true)
-            .pragma("cache_size", "-8192")
-            .pragma("temp_store", "MEMORY"),
-    )
-    .await
-    .map_err(open_err)?;
-    for statement in SCHEMA {
-        sqlx::query(*statement)
-            .execute(&mut conn)
-            .await
-            .map_err(open_err)?;
-    }
+    let writer_path = path.to_path_buf();
+    let conn = tokio::task::spawn_blocking(move || open_writer(&writer_path))
+        .await
+        .map_err(|e| EmbeddedError::OpenTask {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .map_err(|source| EmbeddedError::OpenWriter {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let readers = SqlitePoolOptions::new()
         .max_connections(READERS)
         .min_connections(0)

@@ -3,11 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use sea_orm::sqlx::{self, Connection as _, SqliteConnection};
+use rusqlite::Connection;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -22,9 +22,6 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 /// Transaction durations kept for the percentiles.
 const RECENT_LATENCIES: usize = 256;
-
-/// Rows per multi-row `INSERT`: the largest chunk; smaller remainders go in powers of two.
-const CHUNK: usize = 256;
 
 /// Retry delays after a failed transaction.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -83,7 +80,7 @@ impl std::fmt::Debug for EmbeddedWriter {
 
 impl EmbeddedWriter {
     /// Starts the writer task owning `conn`.
-    pub(super) fn spawn(conn: SqliteConnection, options: EmbeddedOptions) -> Self {
+    pub(super) fn spawn(conn: Connection, options: EmbeddedOptions) -> Self {
         let shared = Arc::new(Shared {
             options: EmbeddedOptions {
                 batch_size: options.batch_size.max(1),
@@ -221,8 +218,10 @@ impl EmbeddedWriter {
     }
 }
 
-/// The writer task: cut batches, write them, until closed and empty.
-async fn run(shared: Arc<Shared>, mut conn: SqliteConnection) {
+/// The writer task: cut batches, write them, until closed and empty. Transactions run on
+/// Tokio's blocking pool (SQLite calls block), the connection travelling with them.
+async fn run(shared: Arc<Shared>, conn: Connection) {
+    let mut conn = Some(conn);
     let mut failures = 0_u32;
     loop {
         let batch = loop {
@@ -242,7 +241,9 @@ async fn run(shared: Arc<Shared>, mut conn: SqliteConnection) {
                 break batch;
             }
             if closed {
-                let _ = conn.close().await;
+                if let Some(conn) = conn.take() {
+                    let _ = tokio::task::spawn_blocking(move || conn.close()).await;
+                }
                 return;
             }
             match oldest {
@@ -262,9 +263,24 @@ async fn run(shared: Arc<Shared>, mut conn: SqliteConnection) {
                 .fetch_add(invalid as u64, Ordering::Relaxed);
         }
         drop(batch);
+        let mut rows = Arc::new(rows);
         loop {
             let started = Instant::now();
-            match write_rows(&mut conn, &rows).await {
+            let Some(c) = conn.take() else { return };
+            let job = Arc::clone(&rows);
+            let (c, result) = match tokio::task::spawn_blocking(move || {
+                let mut c = c;
+                let result = write_rows(&mut c, &job);
+                (c, result)
+            })
+            .await
+            {
+                Ok(done) => done,
+                // the blocking pool is shutting down with the runtime: nothing more can be written
+                Err(_) => return,
+            };
+            conn = Some(c);
+            match result {
                 Ok(()) => {
                     record_success(&shared, rows.len(), started.elapsed());
                     failures = 0;
@@ -293,6 +309,10 @@ async fn run(shared: Arc<Shared>, mut conn: SqliteConnection) {
                 }
             }
         }
+        // the blocking job has returned its clone
+        if let Some(r) = Arc::get_mut(&mut rows) {
+            r.clear();
+        }
         lock(&shared.queue).in_flight = 0;
     }
 }
@@ -317,56 +337,29 @@ fn record_success(shared: &Shared, rows: usize, took: Duration) {
     texts.last_error = None;
 }
 
-/// The `INSERT`s of 1, 2, 4, …, [`CHUNK`] rows, by `log2(rows)`.
-static INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=CHUNK.trailing_zeros())
-        .map(|k| insert_sql(1 << k))
-        .collect()
-});
+/// The row insert; `OR REPLACE` on the primary key, so a point written again overwrites itself.
+const INSERT: &str = "INSERT OR REPLACE INTO points (entity_id, time_us, domain, state, value, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// The `INSERT` of `n` rows.
-fn insert_sql(n: usize) -> String {
-    let mut sql = String::with_capacity(110 + n * 20);
-    sql.push_str(
-        "INSERT OR REPLACE INTO points (entity_id, time_us, domain, state, value, attributes) VALUES ",
-    );
-    for i in 0..n {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?,?,?,?)");
-    }
-    sql
-}
-
-/// Writes `rows` in one transaction.
-async fn write_rows(conn: &mut SqliteConnection, rows: &[Row]) -> Result<(), sqlx::Error> {
+/// Writes `rows` in one transaction, one prepared statement executed per row (in
+/// SQLite's own process space there is no round trip to amortise, unlike a multi-row `INSERT`
+/// sent to a server).
+fn write_rows(conn: &mut Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut tx = conn.begin().await?;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let n = if rest.len() >= CHUNK {
-            CHUNK
-        } else {
-            // the largest power of two not above the remainder
-            1 << (usize::BITS - 1 - rest.len().leading_zeros())
-        };
-        let (chunk, tail) = rest.split_at(n);
-        let sql: &'static str = INSERTS[n.trailing_zeros() as usize].as_str();
-        let mut q = sqlx::query(sql);
-        for r in chunk {
-            q = q
-                .bind(r.entity_id.as_str())
-                .bind(r.time_us)
-                .bind(r.domain.as_str())
-                .bind(r.state.as_deref())
-                .bind(r.value)
-                .bind(r.attributes.as_str());
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare(INSERT)?;
+        for r in rows {
+            insert.execute(rusqlite::params![
+                r.entity_id,
+                r.time_us,
+                r.domain,
+                r.state,
+                r.value,
+                r.attributes
+            ])?;
         }
-        q.execute(&mut *tx).await?;
-        rest = tail;
     }
-    tx.commit().await
+    tx.commit()
 }

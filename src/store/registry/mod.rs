@@ -26,7 +26,7 @@
 //! # Connection
 //!
 //! Every pooled connection gets WAL journaling, `synchronous=NORMAL`, `foreign_keys=ON`, a 30 s
-//! busy timeout, a 64 MiB page cache and in-memory temp storage. Writes that touch several rows run
+//! busy timeout, a 2 MiB page cache and in-memory temp storage. Writes that touch several rows run
 //! in `BEGIN IMMEDIATE` transactions, so concurrent writers queue on the busy timeout instead of
 //! failing on a lock upgrade. Schema changes live in [`migration`]; later features append their own
 //! migrations to the same [`migration::Migrator`].
@@ -65,8 +65,15 @@ const POOL_SIZE: u32 = 4;
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Page cache per connection, in KiB (negative `cache_size` means KiB in SQLite).
-const CACHE_SIZE_KIB: i64 = 64 * 1024;
+/// Page cache per connection, in KiB (negative `cache_size` means KiB in SQLite). Small on
+/// purpose: the API answers registry queries from the in-memory catalog, so the database is read
+/// only when that is rebuilt; a mirror of 5,000 entities is a few MB, and four connections with
+/// 64 MiB caches (the Python system's setting) would each grow to hold all of it.
+const CACHE_SIZE_KIB: i64 = 2 * 1024;
+
+/// Prepared statements each connection keeps: the mirror's bulk upserts are large statements
+/// that differ by row count, and sqlx's default (100 per connection) held several MB of them.
+const STATEMENT_CACHE: usize = 16;
 
 /// The metadata database holding the registry mirror; cheap to clone (it wraps a pool).
 #[derive(Debug, Clone)]
@@ -141,4 +148,5 @@ fn configure(opts: SqliteConnectOptions) -> SqliteConnectOptions {
         .busy_timeout(BUSY_TIMEOUT)
         .pragma("cache_size", (-CACHE_SIZE_KIB).to_string())
         .pragma("temp_store", "MEMORY")
+        .statement_cache_capacity(STATEMENT_CACHE)
 }

@@ -125,7 +125,7 @@ async fn pragmas_are_set_on_every_pooled_connection() {
         assert_eq!(pragma(conn, "foreign_keys").await, "1");
         assert_eq!(pragma(conn, "synchronous").await, "1");
         assert_eq!(pragma(conn, "busy_timeout").await, "30000");
-        assert_eq!(pragma(conn, "cache_size").await, "-65536");
+        assert_eq!(pragma(conn, "cache_size").await, "-2048");
         assert_eq!(pragma(conn, "temp_store").await, "2");
     }
     first.rollback().await.expect("rollback");
