@@ -9,6 +9,9 @@
 //! straight into SQLite and Home Assistant is unreachable, so the registry endpoints answer from
 //! the catalog HomeIQ loads from SQLite at start. History: every entity has a point every 2 hours
 //! for 30 days (1.8 M points) and `sensor.bench_power` a point every minute (43,200 points).
+//! History and aggregate run twice: the same range each time (after the first request, answers
+//! come from HomeIQ's history cache) and a new range each request (every one a query of
+//! InfluxDB).
 //! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
 //! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
 //! set: seed, start HomeIQ, print where it is and wait (for experiments by hand).
@@ -291,7 +294,10 @@ async fn main() {
     let idle_rss = peak_rss_mb(child.id());
     if std::env::var_os("HOLD").is_some() {
         // for experiments by hand: keep HomeIQ and the seeded database until killed
-        eprintln!("HOLD: HomeIQ at {base}, InfluxDB database {db}, pid {}", child.id());
+        eprintln!(
+            "HOLD: HomeIQ at {base}, InfluxDB database {db}, pid {}",
+            child.id()
+        );
         loop {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -360,6 +366,41 @@ async fn main() {
         connections,
         &script,
     ));
+    // every request a range of its own (start moves by a second each time): the history cache
+    // never answers, each request is a query of InfluxDB
+    let moving = dir.path().join("moving.lua");
+    let template = |path: &str, span_secs: i64| {
+        format!(
+            "counter = 0\nrequest = function()\n  counter = counter + 1\n  local s = os.date(\"!%Y-%m-%dT%H:%M:%SZ\", {end_s} - {span_secs} - counter)\n  return wrk.format(nil, \"{path}&start=\" .. s .. \"&end={end}\")\nend\n",
+            end_s = now_us / 1_000_000,
+        )
+    };
+    let uncached: [(&'static str, String, i64); 2] = [
+        (
+            "history (1 entity, 24 h), a new range each request",
+            "/api/v1/history?entity_id=sensor.bench_power&limit=10000".to_owned(),
+            86_400,
+        ),
+        (
+            "aggregate (1 entity, 30 d), a new range each request",
+            "/api/v1/history/aggregate?entity_id=sensor.bench_power".to_owned(),
+            DAYS * 86_400 - 3_600,
+        ),
+    ];
+    for (name, path, span) in uncached {
+        let mut f = std::fs::File::create(&moving).expect("script");
+        f.write_all(template(&path, span).as_bytes())
+            .and_then(|()| f.write_all(&std::fs::read(&script).expect("read script")))
+            .expect("write script");
+        runs.push(wrk(name, &base, secs, connections, &moving));
+        let mut one = wrk(name, &base, secs.min(5), 1, &moving);
+        one.name = if span == 86_400 {
+            "history, a new range each request, 1 connection"
+        } else {
+            "aggregate, a new range each request, 1 connection"
+        };
+        runs.push(one);
+    }
     // one client at a time: latency without queueing
     for k in [1, 3, 4] {
         let mut r = wrk(cases[k].0, &cases[k].1, secs.min(5), 1, &script);

@@ -203,6 +203,10 @@ impl Application {
             started,
             catalog,
             history,
+            history_cache: crate::api::cache::HistoryCache::new(
+                settings.api.cache_mb,
+                writer.write_log(),
+            ),
             live,
             rates: rates.clone(),
             settings: Arc::new(settings.clone()),

@@ -176,6 +176,8 @@ pub struct ApiSettings {
     pub rate_limit_burst: u32,
     /// The longest time range one history request may cover, in days.
     pub max_history_days: u32,
+    /// MiB of history answers kept for repeated requests (0 turns the cache off).
+    pub cache_mb: u32,
 }
 
 impl Default for ApiSettings {
@@ -184,6 +186,7 @@ impl Default for ApiSettings {
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
             max_history_days: 31,
+            cache_mb: 16,
         }
     }
 }
@@ -699,6 +702,7 @@ impl Settings {
             1,
             3_650,
         ));
+        check(check_range("api.cache_mb", self.api.cache_mb, 0, 1_024));
         let w = &self.webhooks;
         check(check_range("webhooks.max_attempts", w.max_attempts, 1, 100));
         check(check_range(

@@ -437,3 +437,73 @@ async fn metrics_expose_connection_pipeline_and_writer_counters() {
         "OpenMetrics text ends with # EOF"
     );
 }
+
+/// History for a range whose end the client names is served from the cache until HomeIQ writes
+/// a point of that entity: a point written to InfluxDB behind HomeIQ's back is not seen (the
+/// answer is cached), a state change ingested from HA is, at once (well before the cache's 60 s
+/// time to live).
+#[tokio::test]
+async fn cached_history_follows_ingested_changes() {
+    let ha = Ha::from_env();
+    let influx = Influx::from_env();
+    let homeiq = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    homeiq.wait_synced().await;
+    let db = homeiq.database.clone();
+    let entity = format!("sensor.{}", unique("cache"));
+    let http = reqwest::Client::new();
+    let now = chrono::Utc::now();
+    let iso =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let url = homeiq.url(&format!(
+        "/api/v1/history?entity_id={entity}&start={}&end={}",
+        iso(now - chrono::Duration::hours(1)),
+        iso(now + chrono::Duration::hours(1))
+    ));
+    let states = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["state"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let get = || async {
+        let r = http.get(&url).send().await.expect("history");
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json::<Value>().await.expect("json")
+    };
+
+    ha.set_state(&entity, "1", json!({})).await;
+    eventually("the first state in history", WAIT, || async {
+        (states(&get().await) == ["1"]).then_some(())
+    })
+    .await;
+
+    // behind HomeIQ's back: the cached answer stands
+    let behind = (now - chrono::Duration::minutes(30)).timestamp_micros();
+    let line = format!("sensor,entity_id={entity} state=\"outside\",value=7 {behind}");
+    let written = http
+        .post(format!("{}/write?db={db}&precision=u", influx.url))
+        .body(line)
+        .send()
+        .await
+        .expect("write");
+    assert!(written.status().is_success());
+    assert_eq!(states(&get().await), ["1"], "served from the cache");
+
+    // through HomeIQ: the answer is recomputed as soon as the point is written
+    ha.set_state(&entity, "2", json!({})).await;
+    let seen = eventually(
+        "the ingested change in the cached range",
+        Duration::from_secs(20),
+        || async {
+            let s = states(&get().await);
+            s.contains(&"2".to_owned()).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(seen, ["outside", "1", "2"], "recomputed from InfluxDB");
+}

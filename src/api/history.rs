@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use actix_web::{HttpResponse, get, web};
+use bytes::Bytes;
 
 use super::AppState;
+use super::cache::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
 use crate::store::history::{
@@ -204,18 +206,67 @@ pub async fn history(
             )
         })?),
     };
-    let page = state
-        .history
-        .history(&HistoryQuery {
-            entity_ids,
-            start,
-            end,
-            order,
-            limit,
-            after,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(page))
+    let q = HistoryQuery {
+        entity_ids,
+        start,
+        end,
+        order,
+        limit,
+        after,
+    };
+    let key = p.end.is_some().then(|| {
+        format!(
+            "history|{}|{}|{}|{:?}|{}|{}",
+            q.entity_ids.join(","),
+            q.start.timestamp_micros(),
+            q.end.timestamp_micros(),
+            q.order,
+            q.limit,
+            p.cursor.as_deref().unwrap_or("")
+        )
+    });
+    let body = answer(&state, key, Scope::Entities(&q.entity_ids), || async {
+        render(&state.history.history(&q).await?)
+    })
+    .await?;
+    Ok(json_response(body))
+}
+
+/// Renders an answer as JSON bytes.
+fn render<T: Serialize>(answer: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(answer)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))
+}
+
+/// A JSON body already rendered.
+fn json_response(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
+}
+
+/// The answer through the history cache when `key` is given (the client named the range's
+/// end), else computed directly.
+async fn answer<F, Fut>(
+    state: &AppState,
+    key: Option<String>,
+    scope: Scope<'_>,
+    compute: F,
+) -> Result<Bytes, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, ApiError>>,
+{
+    match key {
+        Some(key) => {
+            state
+                .history_cache
+                .get_or_compute(key, scope, compute)
+                .await
+        }
+        None => compute().await,
+    }
 }
 
 /// Parameters of `GET /api/v1/history/aggregate`.
@@ -301,21 +352,31 @@ pub async fn aggregate(
             secs
         }
     };
-    let series = state
-        .history
-        .aggregate(&AggregateQuery {
-            entity_ids,
-            start,
-            end,
-            interval_secs,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(AggregateAnswer {
+    let q = AggregateQuery {
+        entity_ids,
         start,
         end,
         interval_secs,
-        series,
-    }))
+    };
+    let key = p.end.is_some().then(|| {
+        format!(
+            "aggregate|{}|{}|{}|{interval_secs}",
+            q.entity_ids.join(","),
+            start.timestamp_micros(),
+            end.timestamp_micros()
+        )
+    });
+    let body = answer(&state, key, Scope::Entities(&q.entity_ids), || async {
+        let series = state.history.aggregate(&q).await?;
+        render(&AggregateAnswer {
+            start,
+            end,
+            interval_secs,
+            series,
+        })
+    })
+    .await?;
+    Ok(json_response(body))
 }
 
 /// Parameters of `GET /api/v1/events/stats`.
@@ -387,14 +448,25 @@ pub async fn event_stats(
             format!("more than {MAX_POINTS} buckets; use a wider interval or a shorter range"),
         ));
     }
-    let buckets = state.history.event_stats(start, end, interval_secs).await?;
-    Ok(HttpResponse::Ok().json(StatsAnswer {
-        start,
-        end,
-        interval_secs,
-        total: buckets.iter().map(|b| b.total).sum(),
-        buckets,
-    }))
+    let key = p.end.is_some().then(|| {
+        format!(
+            "stats|{}|{}|{interval_secs}",
+            start.timestamp_micros(),
+            end.timestamp_micros()
+        )
+    });
+    let body = answer(&state, key, Scope::Everything, || async {
+        let buckets = state.history.event_stats(start, end, interval_secs).await?;
+        render(&StatsAnswer {
+            start,
+            end,
+            interval_secs,
+            total: buckets.iter().map(|b| b.total).sum(),
+            buckets,
+        })
+    })
+    .await?;
+    Ok(json_response(body))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
 
+pub mod cache;
 pub mod config_error;
 pub mod docs;
 pub mod error;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub catalog: CatalogHandle,
     /// History reads.
     pub history: HistoryStore,
+    /// Answers of history reads with an explicit end, while current.
+    pub history_cache: cache::HistoryCache,
     /// Live state changes.
     pub live: LiveBus,
     /// Event rates for the dashboard.

@@ -43,6 +43,14 @@ impl HistoryWriter {
         }
     }
 
+    /// The log of acknowledged writes, for the API's history cache.
+    pub fn write_log(&self) -> std::sync::Arc<crate::store::written::WriteLog> {
+        match self {
+            HistoryWriter::Influx(w) => w.write_log(),
+            HistoryWriter::Embedded(w) => w.write_log(),
+        }
+    }
+
     /// Queues a point; never blocks, awaits or touches the disk.
     pub fn push(&self, point: Point) {
         match self {

@@ -67,10 +67,10 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sea_orm::sqlx;
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sea_orm::sqlx;
 use serde_json::{Map, Value};
 
 pub use writer::EmbeddedWriter;
@@ -181,6 +181,11 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     conn.pragma_update(None, "cache_size", -8192)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(
+        None,
+        "soft_heap_limit",
+        crate::store::SQLITE_SOFT_HEAP_LIMIT,
+    )?;
     for statement in SCHEMA {
         conn.execute_batch(statement)?;
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::{EmbeddedOptions, Row, row_of};
 use crate::store::influx::{Point, ShutdownReport, WriterStatus};
+use crate::store::written::WriteLog;
 
 /// Buckets of the transaction latency histogram, seconds (as the InfluxDB writer's).
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -58,6 +59,7 @@ struct Shared {
     latency: Histogram,
     recent_latency: Mutex<VecDeque<u32>>,
     task: Mutex<Option<JoinHandle<()>>>,
+    write_log: Arc<WriteLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +104,7 @@ impl EmbeddedWriter {
             latency: Histogram::new(LATENCY_BUCKETS),
             recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
             task: Mutex::new(None),
+            write_log: Arc::default(),
         });
         let task = tokio::spawn(run(Arc::clone(&shared), conn));
         *lock(&shared.task) = Some(task);
@@ -134,6 +137,11 @@ impl EmbeddedWriter {
         if len == Some(1) || len == Some(shared.options.batch_size) {
             shared.wake.notify_one();
         }
+    }
+
+    /// The log of committed writes (which entities, in which order).
+    pub fn write_log(&self) -> Arc<WriteLog> {
+        Arc::clone(&self.shared.write_log)
     }
 
     /// The histogram of transaction durations (seconds), for Prometheus.
@@ -283,6 +291,9 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
             match result {
                 Ok(()) => {
                     record_success(&shared, rows.len(), started.elapsed());
+                    shared
+                        .write_log
+                        .record(rows.iter().map(|r| r.entity_id.as_str()));
                     failures = 0;
                     break;
                 }

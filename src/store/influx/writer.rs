@@ -72,6 +72,7 @@ use super::line::{Point, Precision, encode_point};
 use super::quarantine::{Quarantine, QuarantinedPoint, culprits, reason_text};
 use super::spool::{Batch, RecordRef, Spool, SpoolError, SpoolGauges, SpoolLimits, now_ms};
 use crate::config::{InfluxSettings, SpoolSettings};
+use crate::store::written::WriteLog;
 
 /// Shortest interval between two log lines about refused points.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -293,6 +294,8 @@ struct Shared {
     latency: Histogram,
     /// The most recent write durations, µs, for percentiles on the dashboard.
     recent_latency: Mutex<VecDeque<u32>>,
+    /// The entities of every acknowledged batch, for the API's history cache.
+    write_log: Arc<WriteLog>,
 }
 
 /// Write durations kept for [`WriterStatus::p95_latency_ms`].
@@ -445,6 +448,7 @@ fn start(
         tasks: Mutex::new(Tasks::default()),
         latency: Histogram::new(LATENCY_BUCKETS),
         recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
+        write_log: Arc::default(),
     });
     tokio::spawn(create_database_at_start(Arc::clone(&shared)));
     let mut tasks = Tasks {
@@ -496,6 +500,11 @@ impl WriterHandle {
         if over || len == Some(1) || len == Some(shared.config.batch_size) {
             shared.wake.notify_one();
         }
+    }
+
+    /// The log of acknowledged writes (which entities, in which order).
+    pub fn write_log(&self) -> Arc<WriteLog> {
+        Arc::clone(&self.shared.write_log)
     }
 
     /// The histogram of write request durations (seconds), for Prometheus.
@@ -990,6 +999,9 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
                 let n = b.len() as u64;
                 out.written += n;
                 shared.counters.written.fetch_add(n, Ordering::Relaxed);
+                shared
+                    .write_log
+                    .record_lines((0..b.len()).map(|i| b.line(i)));
             }
             Attempt::TooLarge if b.len() > 1 => {
                 let (first, second) = b.split_at(b.len() / 2);

@@ -148,5 +148,9 @@ fn configure(opts: SqliteConnectOptions) -> SqliteConnectOptions {
         .busy_timeout(BUSY_TIMEOUT)
         .pragma("cache_size", (-CACHE_SIZE_KIB).to_string())
         .pragma("temp_store", "MEMORY")
+        .pragma(
+            "soft_heap_limit",
+            crate::store::SQLITE_SOFT_HEAP_LIMIT.to_string(),
+        )
         .statement_cache_capacity(STATEMENT_CACHE)
 }

@@ -1,0 +1,165 @@
+//! Which entities' history changed, and when: the writers record every batch the backend has
+//! acknowledged, the API's history cache ([`crate::api::cache`]) asks whether a cached answer is
+//! still current.
+//!
+//! Each recorded batch takes the next number of a sequence and stamps its entities with it. An
+//! answer computed after reading sequence number `n` (before querying the backend) saw every
+//! batch numbered `n` or lower: a batch is recorded only once the backend acknowledged it, when
+//! its points are already readable. So the answer is current while none of its entities carries
+//! a stamp above `n`. Points written to the backend by anyone else are not seen here; the cache
+//! bounds their delay with its time to live.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// The write log; shared by a writer and the API (`Arc`).
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    seq: AtomicU64,
+    stamps: Mutex<HashMap<String, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl WriteLog {
+    /// The sequence number of the last recorded batch; read it before querying the backend.
+    pub fn current(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Records an acknowledged batch holding points of `entity_ids` (repeats allowed).
+    pub fn record<'a>(&self, entity_ids: impl IntoIterator<Item = &'a str>) {
+        let mut stamps = lock(&self.stamps);
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        for id in entity_ids {
+            match stamps.get_mut(id) {
+                Some(stamp) => *stamp = seq,
+                None => {
+                    stamps.insert(id.to_owned(), seq);
+                }
+            }
+        }
+    }
+
+    /// Records an acknowledged batch of InfluxDB line protocol (see [`entity_of_line`]); a line
+    /// naming no entity marks the batch as touching everything.
+    pub fn record_lines<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>) {
+        let mut ids: Vec<String> = Vec::new();
+        for line in lines {
+            match entity_of_line(line) {
+                Some(id) => {
+                    if ids.last() != Some(&id) {
+                        ids.push(id);
+                    }
+                }
+                None => {
+                    self.record_everything();
+                    return;
+                }
+            }
+        }
+        self.record(ids.iter().map(String::as_str));
+    }
+
+    /// Records a write whose entities are unknown: every earlier answer is out of date.
+    pub fn record_everything(&self) {
+        let mut stamps = lock(&self.stamps);
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        stamps.clear();
+        stamps.insert(String::new(), seq);
+    }
+
+    /// Whether any of `entity_ids` (any entity at all when `None`) was written after `since`.
+    pub fn changed_since(&self, entity_ids: Option<&[String]>, since: u64) -> bool {
+        let stamps = lock(&self.stamps);
+        let after = |id: &str| stamps.get(id).is_some_and(|&s| s > since);
+        if after("") {
+            return true;
+        }
+        match entity_ids {
+            Some(ids) => ids.iter().any(|id| after(id)),
+            None => self.current() > since,
+        }
+    }
+}
+
+/// The entity a line of the `homeiq` or `ha_compat` schema belongs to: its `entity_id` tag when
+/// that holds a full entity id (`homeiq`), else `<domain tag>.<entity_id tag>` (`ha_compat`,
+/// where `entity_id` is the object id). `None` when the line has neither.
+pub fn entity_of_line(line: &[u8]) -> Option<String> {
+    // the series key ends at the first unescaped space; tags follow the first unescaped comma
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(8);
+    let (mut start, mut i) = (0, 0);
+    while i < line.len() {
+        match line[i] {
+            b'\\' => i += 1,
+            b',' => {
+                parts.push(&line[start..i]);
+                start = i + 1;
+            }
+            b' ' => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(&line[start..i.min(line.len())]);
+    let tag = |key: &[u8]| {
+        parts.iter().skip(1).find_map(|p| {
+            p.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix(b"="))
+                .map(|v| String::from_utf8_lossy(v).replace('\\', ""))
+        })
+    };
+    let entity = tag(b"entity_id")?;
+    if entity.contains('.') {
+        return Some(entity);
+    }
+    tag(b"domain").map(|domain| format!("{domain}.{entity}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_name_their_entity_in_both_schemas() {
+        assert_eq!(
+            entity_of_line(
+                b"sensor,area_id=kitchen,entity_id=sensor.power,unit=W state=\"1\",value=1 1"
+            )
+            .as_deref(),
+            Some("sensor.power")
+        );
+        assert_eq!(
+            entity_of_line(b"W,domain=sensor,entity_id=power value=1 1").as_deref(),
+            Some("sensor.power")
+        );
+        assert_eq!(
+            entity_of_line(b"m,entity_id=a\\ b,domain=x v=1").as_deref(),
+            Some("x.a b")
+        );
+        assert_eq!(entity_of_line(b"heartbeat value=1 1"), None);
+        // a field called entity_id is not a tag
+        assert_eq!(entity_of_line(b"m entity_id=\"sensor.x\" 1"), None);
+    }
+
+    #[test]
+    fn answers_are_current_until_one_of_their_entities_is_written() {
+        let log = WriteLog::default();
+        let ids = vec!["sensor.a".to_owned()];
+        let at = log.current();
+        assert!(!log.changed_since(Some(&ids), at));
+        log.record(["sensor.b"]);
+        assert!(!log.changed_since(Some(&ids), at), "another entity");
+        assert!(log.changed_since(None, at), "anything at all");
+        log.record_lines([b"sensor,entity_id=sensor.a value=1 1".as_slice()]);
+        assert!(log.changed_since(Some(&ids), at));
+        let later = log.current();
+        assert!(!log.changed_since(Some(&ids), later));
+        log.record_lines([b"no_tags value=1 1".as_slice()]);
+        assert!(log.changed_since(Some(&["sensor.zzz".to_owned()]), later));
+    }
+}
