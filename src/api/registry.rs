@@ -55,6 +55,16 @@ fn page_json<S: AsRef<str>>(
     offset: usize,
     items: impl Iterator<Item = S>,
 ) -> HttpResponse {
+    json_body(page_body(total, limit, offset, items).into())
+}
+
+/// The JSON of a listing page.
+fn page_body<S: AsRef<str>>(
+    total: usize,
+    limit: usize,
+    offset: usize,
+    items: impl Iterator<Item = S>,
+) -> String {
     let mut body = format!("{{\"total\":{total},\"limit\":{limit},\"offset\":{offset},\"items\":[");
     for (k, item) in items.enumerate() {
         if k > 0 {
@@ -63,6 +73,11 @@ fn page_json<S: AsRef<str>>(
         body.push_str(item.as_ref());
     }
     body.push_str("]}");
+    body
+}
+
+/// A 200 with a JSON body already rendered.
+fn json_body(body: bytes::Bytes) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body)
@@ -255,14 +270,20 @@ pub async fn list_devices(
         q: non_empty(p.q),
     };
     let catalog = state.catalog.current();
-    let page = catalog.devices(&filter, sort, descending, offset, limit);
-    // each device's JSON was rendered when the catalog was built
-    Ok(page_json(
-        page.total,
-        limit,
-        offset,
-        page.items.into_iter().map(|d| &*d.json),
-    ))
+    // each device's JSON was rendered when the catalog was built, and each page is rendered once
+    // per catalog
+    let key = format!("{filter:?}|{sort:?}|{descending}|{offset}|{limit}");
+    let body = catalog.device_pages.get_or_render(key, || {
+        let page = catalog.devices(&filter, sort, descending, offset, limit);
+        page_body(
+            page.total,
+            limit,
+            offset,
+            page.items.into_iter().map(|d| &*d.json),
+        )
+        .into()
+    });
+    Ok(json_body(body))
 }
 
 /// A device with its entities.

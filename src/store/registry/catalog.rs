@@ -10,7 +10,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -168,6 +168,44 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
+/// Rendered listings kept with the snapshot they were rendered from, so a new snapshot starts
+/// empty and nothing is ever out of date. Only device listings use it: devices hold no live state,
+/// while entity listings carry current states. At most [`PAGE_MEMO_ENTRIES`] pages; when full it
+/// starts over (listings are few: a handful of filters and pages per panel session).
+#[derive(Debug, Default)]
+pub struct PageMemo {
+    pages: Mutex<HashMap<String, bytes::Bytes>>,
+}
+
+/// Pages a [`PageMemo`] holds.
+pub const PAGE_MEMO_ENTRIES: usize = 256;
+
+impl PageMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, bytes::Bytes>> {
+        self.pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The page for `key`, rendered by `render` the first time.
+    pub fn get_or_render(
+        &self,
+        key: String,
+        render: impl FnOnce() -> bytes::Bytes,
+    ) -> bytes::Bytes {
+        if let Some(page) = self.lock().get(&key) {
+            return page.clone();
+        }
+        let page = render();
+        let mut pages = self.lock();
+        if pages.len() >= PAGE_MEMO_ENTRIES {
+            pages.clear();
+        }
+        pages.insert(key, page.clone());
+        page
+    }
+}
+
 /// An immutable snapshot of the mirror.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -196,6 +234,8 @@ pub struct Catalog {
     device_orders: Vec<Vec<usize>>,
     /// Entity indexes in ascending order of each [`EntitySort`].
     entity_orders: Vec<Vec<usize>>,
+    /// Rendered device listings of this snapshot (see [`PageMemo`]).
+    pub device_pages: PageMemo,
 }
 
 const DEVICE_SORTS: [DeviceSort; 6] = [
@@ -382,6 +422,7 @@ impl Catalog {
             entity_open_json,
             device_orders: Vec::new(),
             entity_orders: Vec::new(),
+            device_pages: PageMemo::default(),
         };
         catalog.device_orders = DEVICE_SORTS
             .iter()
@@ -670,6 +711,26 @@ impl CatalogHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_rendered_once_per_snapshot_and_key() {
+        let memo = PageMemo::default();
+        let mut renders = 0;
+        for _ in 0..3 {
+            let page = memo.get_or_render("a".into(), || {
+                renders += 1;
+                bytes::Bytes::from_static(b"A")
+            });
+            assert_eq!(&page[..], b"A");
+        }
+        let other = memo.get_or_render("b".into(), || bytes::Bytes::from_static(b"B"));
+        assert_eq!(&other[..], b"B");
+        assert_eq!(renders, 1);
+        for n in 0..PAGE_MEMO_ENTRIES {
+            memo.get_or_render(n.to_string(), bytes::Bytes::new);
+        }
+        assert!(memo.lock().len() <= PAGE_MEMO_ENTRIES, "bounded");
+    }
 
     fn device(id: &str, name: &str, manufacturer: &str, area: Option<&str>) -> DeviceView {
         DeviceView {
