@@ -31,6 +31,26 @@ use common::{Rng, count_states, event, make_entities, settings};
 
 const RAW_BATCH: usize = 5_000;
 
+/// The simulator runs in this process: with the allocator `homeiq simulate` ships with, so that
+/// it costs the machine what the real command costs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU time (user + system) a process has used, seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // fields after the command name (which is in parentheses and may hold spaces)
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux
+    ticks / 100.0
+}
+
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
         .ok()
@@ -160,14 +180,21 @@ async fn throughput(backend: &str, influx_url: &str, rate: u64, secs: f64) -> (f
     let app = HomeIq::start(backend, &sim.url, &sim.token, influx_url, &db).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (w0, _) = app.written(backend).await;
+    let cpu0 = cpu_secs(app.child.id());
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let (w1, deep) = app.written(backend).await;
     let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(app.child.id()) - cpu0;
     let hwm = status_kb(app.child.id(), "VmHWM") as f64 / 1024.0;
     let dropped = deep[backend]["dropped_overflow"].as_u64().unwrap_or(0);
+    let per_event_us = if w1 > w0 {
+        cpu * 1e6 / (w1 - w0) as f64
+    } else {
+        0.0
+    };
     eprintln!(
-        "{backend}: offered {rate}/s, written {} in {elapsed:.1} s, dropped_overflow {dropped}, ha queue {}",
+        "{backend}: offered {rate}/s, written {} in {elapsed:.1} s, dropped_overflow {dropped}, ha queue {}, HomeIQ CPU {cpu:.1} s ({per_event_us:.1} µs per event written)",
         w1 - w0,
         deep["home_assistant"]["queue_depth"]
     );
