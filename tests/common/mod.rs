@@ -358,8 +358,55 @@ impl HomeIq {
     }
 
     /// (Re)starts the process with the same data dir and database.
+    ///
+    /// [`free_port`] only finds a port that was free a moment ago: another process can take it
+    /// before HomeIQ binds it, and HomeIQ then exits (`bind HTTP server`). That is retried on
+    /// another port; any other exit before `/health` answers fails at once with the log.
     pub async fn start(&mut self) {
-        self.port = free_port();
+        const ATTEMPTS: u32 = 5;
+        'attempt: for attempt in 1..=ATTEMPTS {
+            let log_from = self.log().len();
+            self.port = free_port();
+            self.child = Some(self.command().spawn().expect("spawn homeiq"));
+            let url = self.url("/health");
+            let timeout = Duration::from_secs(30);
+            let deadline = Instant::now() + timeout;
+            loop {
+                let healthy = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                let exited = self
+                    .child
+                    .as_mut()
+                    .expect("spawned")
+                    .try_wait()
+                    .expect("try_wait");
+                match exited {
+                    None if healthy => return,
+                    None => {}
+                    Some(status) => {
+                        self.child = None;
+                        let log = self.log();
+                        let new = log.get(log_from..).unwrap_or_default();
+                        if new.contains("bind HTTP server") && attempt < ATTEMPTS {
+                            continue 'attempt;
+                        }
+                        panic!("homeiq exited ({status}) before answering /health:\n{new}");
+                    }
+                }
+                if Instant::now() > deadline {
+                    panic!("timed out after {timeout:?} waiting for: homeiq /health");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The `homeiq serve` command line for the current port and options.
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -386,22 +433,7 @@ impl HomeIq {
         for (k, v) in &self.options.extra_env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("spawn homeiq"));
-        let url = self.url("/health");
-        let http = self.http.clone();
-        eventually("homeiq /health", Duration::from_secs(30), || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        cmd
     }
 
     /// Where the process logs.
