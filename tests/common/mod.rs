@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -356,8 +358,55 @@ impl HomeIq {
     }
 
     /// (Re)starts the process with the same data dir and database.
+    ///
+    /// [`free_port`] only finds a port that was free a moment ago: another process can take it
+    /// before HomeIQ binds it, and HomeIQ then exits (`bind HTTP server`). That is retried on
+    /// another port; any other exit before `/health` answers fails at once with the log.
     pub async fn start(&mut self) {
-        self.port = free_port();
+        const ATTEMPTS: u32 = 5;
+        'attempt: for attempt in 1..=ATTEMPTS {
+            let log_from = self.log().len();
+            self.port = free_port();
+            self.child = Some(self.command().spawn().expect("spawn homeiq"));
+            let url = self.url("/health");
+            let timeout = Duration::from_secs(30);
+            let deadline = Instant::now() + timeout;
+            loop {
+                let healthy = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                let exited = self
+                    .child
+                    .as_mut()
+                    .expect("spawned")
+                    .try_wait()
+                    .expect("try_wait");
+                match exited {
+                    None if healthy => return,
+                    None => {}
+                    Some(status) => {
+                        self.child = None;
+                        let log = self.log();
+                        let new = log.get(log_from..).unwrap_or_default();
+                        if new.contains("bind HTTP server") && attempt < ATTEMPTS {
+                            continue 'attempt;
+                        }
+                        panic!("homeiq exited ({status}) before answering /health:\n{new}");
+                    }
+                }
+                if Instant::now() > deadline {
+                    panic!("timed out after {timeout:?} waiting for: homeiq /health");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The `homeiq serve` command line for the current port and options.
+    fn command(&self) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -384,22 +433,7 @@ impl HomeIq {
         for (k, v) in &self.options.extra_env {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().expect("spawn homeiq"));
-        let url = self.url("/health");
-        let http = self.http.clone();
-        eventually("homeiq /health", Duration::from_secs(30), || {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        cmd
     }
 
     /// Where the process logs.
@@ -630,5 +664,116 @@ impl OwnInflux {
 impl Drop for OwnInflux {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The token `Sim` accepts.
+pub const SIM_TOKEN: &str = "test-sim-token";
+
+/// A running `homeiq simulate`.
+pub struct Sim {
+    child: Option<Child>,
+    pub port: u16,
+    args: Vec<String>,
+    output: Arc<Mutex<String>>,
+}
+
+impl Sim {
+    /// Starts one on a free port.
+    pub fn start(args: &[&str]) -> Self {
+        let mut sim = Sim {
+            child: None,
+            port: 0,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+            output: Arc::default(),
+        };
+        sim.run(0);
+        sim
+    }
+
+    /// (Re)starts on `port` (0: a free one), retrying while the port is still taken.
+    pub fn run(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_homeiq"))
+                .arg("simulate")
+                .args(["--port", &port.to_string(), "--token", SIM_TOKEN])
+                .args(&self.args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn homeiq simulate");
+            let stdout = child.stdout.take().expect("stdout");
+            let stderr = child.stderr.take().expect("stderr");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let output = self.output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(p) = line.strip_prefix("port: ") {
+                        let _ = tx.send(p.trim().parse::<u16>().ok());
+                    }
+                    if let Ok(mut o) = output.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+            let output = self.output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut o) = output.lock() {
+                        o.push_str(&line);
+                        o.push('\n');
+                    }
+                }
+            });
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(Some(p)) => {
+                    self.port = p;
+                    self.child = Some(child);
+                    return;
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    assert!(
+                        Instant::now() < deadline,
+                        "the simulator did not start: {}",
+                        self.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ha(&self) -> Ha {
+        Ha::new(&self.url(), SIM_TOKEN)
+    }
+
+    pub fn log(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- simulator output ----\n{}", self.log());
+        }
+        self.kill();
     }
 }
