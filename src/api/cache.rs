@@ -129,7 +129,9 @@ mod tests {
         let calls = &AtomicUsize::new(0);
         let ids = vec!["sensor.a".to_owned()];
         let ask = |text| {
-            cache.get_or_compute("k".into(), Scope::Entities(&ids), move || counting(calls, text))
+            cache.get_or_compute("k".into(), Scope::Entities(&ids), move || {
+                counting(calls, text)
+            })
         };
         assert_eq!(ask("one").await.ok(), Some(Bytes::from_static(b"one")));
         assert_eq!(
@@ -158,8 +160,9 @@ mod tests {
         let log = Arc::new(WriteLog::default());
         let cache = HistoryCache::new(1, Arc::clone(&log));
         let calls = &AtomicUsize::new(0);
-        let stats =
-            |text| cache.get_or_compute("s".into(), Scope::Everything, move || counting(calls, text));
+        let stats = |text| {
+            cache.get_or_compute("s".into(), Scope::Everything, move || counting(calls, text))
+        };
         assert_eq!(stats("a").await.ok(), Some(Bytes::from_static(b"a")));
         assert_eq!(stats("b").await.ok(), Some(Bytes::from_static(b"a")));
         log.record(["light.x"]);

@@ -12,5 +12,5 @@ pub mod written;
 /// SQLite's process-wide soft heap limit, bytes (`PRAGMA soft_heap_limit`): page caches of every
 /// connection (registry mirror, embedded history, its readers) together stay near this, SQLite
 /// recycling cached pages instead of growing. Each connection's own `cache_size` is an upper
-/// bound below it; without the limit they would add up to about 20 MiB.
-pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 12 * 1024 * 1024;
+/// bound below it; without the limit they could add up to about 20 MiB.
+pub const SQLITE_SOFT_HEAP_LIMIT: i64 = 16 * 1024 * 1024;

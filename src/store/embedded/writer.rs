@@ -351,6 +351,33 @@ fn record_success(shared: &Shared, rows: usize, took: Duration) {
 /// The row insert; `OR REPLACE` on the primary key, so a point written again overwrites itself.
 const INSERT: &str = "INSERT OR REPLACE INTO points (entity_id, time_us, domain, state, value, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// Page cache of the write connection, KiB, for transactions of at most / above
+/// [`LARGE_TRANSACTION`] rows. A busy home's transactions touch the newest leaf of nearly every
+/// entity, so a large cache keeps them from being re-read; a quiet home's small transactions do
+/// not need it, and the memory is given back (`shrink_memory`) when the load drops.
+const CACHE_KIB: (i64, i64) = (2 * 1024, 8 * 1024);
+
+/// Rows from which a transaction counts as large (see [`CACHE_KIB`]).
+const LARGE_TRANSACTION: usize = 10_000;
+
+/// Sizes the write connection's page cache for a transaction of `rows` rows.
+fn size_cache(conn: &Connection, rows: usize) -> Result<(), rusqlite::Error> {
+    let want = -(if rows > LARGE_TRANSACTION {
+        CACHE_KIB.1
+    } else {
+        CACHE_KIB.0
+    });
+    let have: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    if have != want {
+        conn.pragma_update(None, "cache_size", want)?;
+        if want > have {
+            // smaller than before (sizes in KiB are negative): release what is over
+            conn.execute_batch("PRAGMA shrink_memory")?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `rows` in one transaction, one prepared statement executed per row (in
 /// SQLite's own process space there is no round trip to amortise, unlike a multi-row `INSERT`
 /// sent to a server).
@@ -358,6 +385,7 @@ fn write_rows(conn: &mut Connection, rows: &[Row]) -> Result<(), rusqlite::Error
     if rows.is_empty() {
         return Ok(());
     }
+    size_cache(conn, rows.len())?;
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare(INSERT)?;
