@@ -24,12 +24,10 @@ use std::time::{Duration, Instant};
 
 use homeiq::config::InfluxSettings;
 use homeiq::simulate::{Profile, SimulatorOptions, spawn};
-use homeiq::store::influx::{InfluxClient, PointMapper, encode_point};
+use homeiq::store::influx::{InfluxClient, PointMapper};
 use serde_json::Value;
 
-use common::{Rng, count_states, event, make_entities, settings};
-
-const RAW_BATCH: usize = 5_000;
+use common::{RAW_BATCH, RawBatches, Rng, count_states, event, make_entities, settings};
 
 /// The simulator runs in this process: with the allocator `homeiq simulate` ships with, so that
 /// it costs the machine what the real command costs.
@@ -241,22 +239,14 @@ async fn raw_ingest(influx_url: &str, n: usize) -> (f64, u64) {
     let mut rng = Rng(0x5EED_1234_ABCD_0002);
     let entities = make_entities(&mut rng);
     let mapper = PointMapper::new(&InfluxSettings::default());
-    let mut bodies: Vec<Vec<u8>> = Vec::new();
-    let (mut body, mut in_body) = (String::new(), 0);
+    let mut batches = RawBatches::default();
     for i in 0..n {
         let (ev, e_idx) = event(i, &entities, &mut rng);
         if let Some(p) = mapper.map_change(&ev, &entities[e_idx].meta) {
-            let _ = encode_point(&p, &mut body);
-            in_body += 1;
-        }
-        if in_body == RAW_BATCH {
-            bodies.push(std::mem::take(&mut body).into_bytes());
-            in_body = 0;
+            batches.push(&p);
         }
     }
-    if in_body > 0 {
-        bodies.push(body.into_bytes());
-    }
+    let bodies = batches.finish();
     let started = Instant::now();
     for body in bodies {
         let outcome = raw.write(body, mapper.precision()).await;

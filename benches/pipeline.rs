@@ -16,11 +16,9 @@ use homeiq::config::InfluxSettings;
 use homeiq::ha::model::StateChanged;
 use homeiq::store::influx::{InfluxClient, Point, PointMapper, encode_point, spawn_writer};
 
-const RAW_BATCH: usize = 5_000;
-
 mod common;
 
-use common::{ENTITIES, Entity, Rng, count_states, event, make_entities, settings};
+use common::{ENTITIES, Entity, RAW_BATCH, Rng, count_states, event, make_entities, settings};
 
 fn make_events(n: usize, entities: &[Entity], rng: &mut Rng) -> Vec<(StateChanged, usize)> {
     (0..n).map(|i| event(i, entities, rng)).collect()

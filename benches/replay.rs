@@ -21,15 +21,14 @@ use std::time::{Duration, Instant};
 
 use homeiq::config::{InfluxSettings, SpoolSettings};
 use homeiq::store::influx::{
-    InfluxClient, Point, PointMapper, Precision, WriterHandle, encode_point, spawn_spooled_writer,
+    InfluxClient, Point, PointMapper, Precision, WriterHandle, spawn_spooled_writer,
 };
 
-const RAW_BATCH: usize = 5_000;
 const CHILD_ENV: &str = "HOMEIQ_REPLAY_BENCH_CHILD";
 
 mod common;
 
-use common::{ENTITIES, Rng, count_states, event, make_entities, settings};
+use common::{ENTITIES, RawBatches, Rng, count_states, event, make_entities, settings};
 
 fn points(n: usize, mut f: impl FnMut(Point)) {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
@@ -212,20 +211,9 @@ fn main() {
         raw.create_database()
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut bodies: Vec<Vec<u8>> = Vec::new();
-        let mut body = String::new();
-        let mut in_body = 0;
-        points(n, |p| {
-            let _ = encode_point(&p, &mut body);
-            in_body += 1;
-            if in_body == RAW_BATCH {
-                bodies.push(std::mem::take(&mut body).into_bytes());
-                in_body = 0;
-            }
-        });
-        if in_body > 0 {
-            bodies.push(body.into_bytes());
-        }
+        let mut batches = RawBatches::default();
+        points(n, |p| batches.push(&p));
+        let bodies = batches.finish();
         let body_bytes: usize = bodies.iter().map(Vec::len).sum();
         let started = Instant::now();
         for body in bodies {

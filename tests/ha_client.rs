@@ -361,21 +361,6 @@ fn micros(ts: &Value) -> i64 {
         .timestamp_micros()
 }
 
-/// The times (µs) of an entity's points, oldest first.
-async fn point_times(influx: &Influx, db: &str, measurement: &str, entity_id: &str) -> Vec<i64> {
-    influx
-        .query_epoch(
-            db,
-            &format!("SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity_id}'"),
-            "u",
-        )
-        .await
-        .iter()
-        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v[0].as_i64())
-        .collect()
-}
-
 /// How many points an entity has (`count(state)`).
 async fn point_count(influx: &Influx, db: &str, measurement: &str, entity_id: &str) -> u64 {
     influx
@@ -420,7 +405,7 @@ async fn drive_and_count(ha: &Ha, homeiq: &HomeIq, influx: &Influx, entity_id: &
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        point_times(influx, &db, "sensor", entity_id).await,
+        influx.point_times(&db, "sensor", entity_id).await,
         times,
         "points at last_updated, to the microsecond"
     );
@@ -589,7 +574,8 @@ async fn state_changes_become_points_exactly_once(target: Target) {
     assert_eq!(state["attributes"]["brightness"], 77);
     let t = micros(&state["last_updated"]);
     eventually("the light's point at last_updated", WAIT, || async {
-        point_times(&influx, &db, "light", &light)
+        influx
+            .point_times(&db, "light", &light)
             .await
             .contains(&t)
             .then_some(())
@@ -660,8 +646,11 @@ async fn connection_cut_resubscribes_once_and_resyncs(target: Target) {
         // the state set while disconnected was written from the snapshot, at its own time
         let t = micros(&missed["last_updated"]);
         eventually("missed state written from the snapshot", WAIT, || async {
-            (point_times(&influx, &homeiq.database, "sensor", &missed_entity).await == [t])
-                .then_some(())
+            (influx
+                .point_times(&homeiq.database, "sensor", &missed_entity)
+                .await
+                == [t])
+            .then_some(())
         })
         .await;
         // each later change is received once
@@ -785,7 +774,7 @@ async fn upstream_restart_reconnects_and_backfills(target: Target) {
         .await;
     let mut times = vec![micros(&s["last_updated"])];
     eventually("the live point", WAIT, || async {
-        (point_times(&influx, &db, "sensor", &id).await == times).then_some(())
+        (influx.point_times(&db, "sensor", &id).await == times).then_some(())
     })
     .await;
     // the backfill starts at the cursor: let it pass the live point
@@ -838,7 +827,7 @@ async fn upstream_restart_reconnects_and_backfills(target: Target) {
         .await;
     assert_eq!(ha_status(&after)["subscriptions_sent"], 2 * SUBSCRIPTIONS);
     let written = eventually("every missed change written", WAIT, || async {
-        let t = point_times(&influx, &db, "sensor", &id).await;
+        let t = influx.point_times(&db, "sensor", &id).await;
         (t.len() >= times.len()).then_some(t)
     })
     .await;

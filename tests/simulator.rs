@@ -37,20 +37,6 @@ fn first_of(states: &Value, domain: &str) -> String {
         .to_owned()
 }
 
-async fn point_times(influx: &Influx, db: &str, measurement: &str, entity_id: &str) -> Vec<i64> {
-    influx
-        .query_epoch(
-            db,
-            &format!("SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity_id}'"),
-            "u",
-        )
-        .await
-        .iter()
-        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-        .filter_map(|v| v[0].as_i64())
-        .collect()
-}
-
 fn micros(ts: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(ts.as_str().expect("timestamp"))
         .expect("rfc3339")
@@ -290,7 +276,8 @@ async fn a_webhook_automation_turns_on_a_light() {
     assert_eq!(calls[0]["json"]["hello"], "world");
     let t = micros(&state["last_updated"]);
     eventually("the light's point", WAIT, || async {
-        point_times(&influx, &homeiq.database, "light", &light)
+        influx
+            .point_times(&homeiq.database, "light", &light)
             .await
             .contains(&t)
             .then_some(())

@@ -1,10 +1,10 @@
-//! What both benchmarks share: a deterministic home of ~2,000 entities and InfluxDB helpers.
+//! What the benchmarks share: a deterministic home of ~2,000 entities and InfluxDB helpers.
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::InfluxSettings;
 use homeiq::ha::model::{State, StateChanged};
-use homeiq::store::influx::{EntityMeta, InfluxClient};
+use homeiq::store::influx::{EntityMeta, InfluxClient, Point, encode_point};
 use serde_json::{Map, Value, json};
 
 /// Entities in the generated home.
@@ -214,4 +214,36 @@ pub fn event(i: usize, entities: &[Entity], rng: &mut Rng) -> (StateChanged, usi
         time_fired: t,
     };
     (ev, e_idx)
+}
+
+/// Points per write request of raw ingest.
+pub const RAW_BATCH: usize = 5_000;
+
+/// Line-protocol bodies of [`RAW_BATCH`] points each, for raw ingest, built as points come.
+#[derive(Default)]
+pub struct RawBatches {
+    bodies: Vec<Vec<u8>>,
+    body: String,
+    in_body: usize,
+}
+
+impl RawBatches {
+    /// Encodes `p` into the current body, starting a new one when it is full.
+    pub fn push(&mut self, p: &Point) {
+        let _ = encode_point(p, &mut self.body);
+        self.in_body += 1;
+        if self.in_body == RAW_BATCH {
+            self.bodies
+                .push(std::mem::take(&mut self.body).into_bytes());
+            self.in_body = 0;
+        }
+    }
+
+    /// The bodies, the last one possibly short.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        if self.in_body > 0 {
+            self.bodies.push(self.body.into_bytes());
+        }
+        self.bodies
+    }
 }

@@ -99,13 +99,6 @@ impl HistoryCache {
             .map_err(|e: Arc<ApiError>| (*e).clone())?;
         Ok(entry.body)
     }
-
-    /// Answers held and their size in bytes (for metrics and tests).
-    pub fn usage(&self) -> (u64, u64) {
-        self.cache
-            .as_ref()
-            .map_or((0, 0), |c| (c.entry_count(), c.weighted_size()))
-    }
 }
 
 #[cfg(test)]
@@ -228,6 +221,5 @@ mod tests {
                 .await;
         }
         assert_eq!(n.load(Ordering::SeqCst), 2);
-        assert_eq!(off.usage(), (0, 0));
     }
 }

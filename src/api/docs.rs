@@ -47,9 +47,7 @@ pub struct OpenApiJson(pub String);
 
 /// `GET /api/openapi.json`.
 pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(doc.0.clone())
+    super::json_ok(doc.0.clone())
 }
 
 const INDEX: &str = r##"<!doctype html>

@@ -7,10 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 use actix_web::{HttpResponse, get, web};
 use bytes::Bytes;
 
-use super::AppState;
 use super::cache::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
+use super::{AppState, json_ok};
 use crate::store::history::{
     AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
     choose_interval,
@@ -229,7 +229,7 @@ pub async fn history(
         render(&state.history.history(&q).await?)
     })
     .await?;
-    Ok(json_response(body))
+    Ok(json_ok(body))
 }
 
 /// Renders an answer as JSON bytes.
@@ -237,13 +237,6 @@ fn render<T: Serialize>(answer: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(answer)
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(format!("cannot render the answer: {e}")))
-}
-
-/// A JSON body already rendered.
-fn json_response(body: Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body)
 }
 
 /// The answer through the history cache when `key` is given (the client named the range's
@@ -376,7 +369,7 @@ pub async fn aggregate(
         })
     })
     .await?;
-    Ok(json_response(body))
+    Ok(json_ok(body))
 }
 
 /// Parameters of `GET /api/v1/events/stats`.
@@ -466,7 +459,7 @@ pub async fn event_stats(
         })
     })
     .await?;
-    Ok(json_response(body))
+    Ok(json_ok(body))
 }
 
 #[cfg(test)]

@@ -114,6 +114,15 @@ pub struct ServerOptions {
     pub api_token: Option<String>,
 }
 
+/// A 200 whose JSON body is already rendered (pre-rendered catalog JSON, cached answers).
+pub(crate) fn json_ok<B: actix_web::body::MessageBody + 'static>(
+    body: B,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
+}
+
 /// The OpenAPI document of every route [`configure`] registers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes(App::new().into_utoipa_app()).split_for_parts().1

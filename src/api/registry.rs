@@ -7,9 +7,9 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
+use super::{AppState, json_ok};
 use crate::ha::model::State;
 pub use crate::store::registry::catalog::DeviceSummary;
 use crate::store::registry::catalog::{
@@ -48,17 +48,7 @@ pub struct EntityWithState {
     pub state: Option<Arc<State>>,
 }
 
-/// Appends `{"total","limit","offset","items":[` + `items` + `]}` as one JSON answer.
-fn page_json<S: AsRef<str>>(
-    total: usize,
-    limit: usize,
-    offset: usize,
-    items: impl Iterator<Item = S>,
-) -> HttpResponse {
-    json_body(page_body(total, limit, offset, items).into())
-}
-
-/// The JSON of a listing page.
+/// The JSON of a listing page: `{"total","limit","offset","items":[` + `items` + `]}`.
 fn page_body<S: AsRef<str>>(
     total: usize,
     limit: usize,
@@ -74,13 +64,6 @@ fn page_body<S: AsRef<str>>(
     }
     body.push_str("]}");
     body
-}
-
-/// A 200 with a JSON body already rendered.
-fn json_body(body: bytes::Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body)
 }
 
 /// An entity's JSON with its current state.
@@ -283,7 +266,7 @@ pub async fn list_devices(
         )
         .into()
     });
-    Ok(json_body(body))
+    Ok(json_ok(body))
 }
 
 /// A device with its entities.
@@ -324,9 +307,7 @@ pub async fn get_device(
         body.push_str(&entity_json(&state, &catalog, &catalog.entities[i]));
     }
     body.push_str("]}");
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body))
+    Ok(json_ok(body))
 }
 
 /// Filters and paging of `GET /api/v1/entities`.
@@ -404,12 +385,12 @@ pub async fn list_entities(
     };
     let catalog = state.catalog.current();
     let page = catalog.entities(&filter, sort, descending, offset, limit);
-    Ok(page_json(
+    Ok(json_ok(page_body(
         page.total,
         limit,
         offset,
         page.items.iter().map(|e| entity_json(&state, &catalog, e)),
-    ))
+    )))
 }
 
 /// One entity: its registry row and current state.
@@ -427,11 +408,7 @@ pub async fn get_entity(
     entity_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.current();
-    let json = |e: &EntityView| {
-        HttpResponse::Ok()
-            .content_type("application/json")
-            .body(entity_json(&state, &catalog, e))
-    };
+    let json = |e: &EntityView| json_ok(entity_json(&state, &catalog, e));
     if let Some(e) = catalog.entity(&entity_id) {
         return Ok(json(e));
     }

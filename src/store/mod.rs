@@ -5,6 +5,7 @@
 pub mod embedded;
 pub mod history;
 pub mod influx;
+mod latency;
 pub mod registry;
 pub mod sink;
 pub mod written;

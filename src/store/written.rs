@@ -9,6 +9,7 @@
 //! a stamp above `n`. Points written to the backend by anyone else are not seen here; the cache
 //! bounds their delay with its time to live.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -47,7 +48,7 @@ impl WriteLog {
     /// Records an acknowledged batch of InfluxDB line protocol (see [`entity_of_line`]); a line
     /// naming no entity marks the batch as touching everything.
     pub fn record_lines<'a>(&self, lines: impl IntoIterator<Item = &'a [u8]>) {
-        let mut ids: Vec<String> = Vec::new();
+        let mut ids: Vec<Cow<'a, str>> = Vec::new();
         for line in lines {
             match entity_of_line(line) {
                 Some(id) => {
@@ -61,7 +62,7 @@ impl WriteLog {
                 }
             }
         }
-        self.record(ids.iter().map(String::as_str));
+        self.record(ids.iter().map(|id| id.as_ref()));
     }
 
     /// Records a write whose entities are unknown: every earlier answer is out of date.
@@ -88,36 +89,62 @@ impl WriteLog {
 
 /// The entity a line of the `homeiq` or `ha_compat` schema belongs to: its `entity_id` tag when
 /// that holds a full entity id (`homeiq`), else `<domain tag>.<entity_id tag>` (`ha_compat`,
-/// where `entity_id` is the object id). `None` when the line has neither.
-pub fn entity_of_line(line: &[u8]) -> Option<String> {
-    // the series key ends at the first unescaped space; tags follow the first unescaped comma
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(8);
-    let (mut start, mut i) = (0, 0);
-    while i < line.len() {
-        match line[i] {
-            b'\\' => i += 1,
-            b',' => {
-                parts.push(&line[start..i]);
-                start = i + 1;
-            }
-            b' ' => break,
-            _ => {}
+/// where `entity_id` is the object id). `None` when the line has neither. Borrows from the line
+/// unless the id must be assembled or unescaped.
+pub fn entity_of_line(line: &[u8]) -> Option<Cow<'_, str>> {
+    let (mut entity, mut domain) = (None, None);
+    for tag in tags(line) {
+        if let Some(v) = tag.strip_prefix(b"entity_id=") {
+            entity = Some(v);
+        } else if let Some(v) = tag.strip_prefix(b"domain=") {
+            domain = Some(v);
         }
-        i += 1;
     }
-    parts.push(&line[start..i.min(line.len())]);
-    let tag = |key: &[u8]| {
-        parts.iter().skip(1).find_map(|p| {
-            p.strip_prefix(key)
-                .and_then(|rest| rest.strip_prefix(b"="))
-                .map(|v| String::from_utf8_lossy(v).replace('\\', ""))
-        })
-    };
-    let entity = tag(b"entity_id")?;
+    let entity = unescaped(entity?);
     if entity.contains('.') {
         return Some(entity);
     }
-    tag(b"domain").map(|domain| format!("{domain}.{entity}"))
+    domain.map(|d| Cow::Owned(format!("{}.{entity}", unescaped(d))))
+}
+
+/// A tag value as text, backslash escapes removed.
+fn unescaped(v: &[u8]) -> Cow<'_, str> {
+    match String::from_utf8_lossy(v) {
+        Cow::Borrowed(t) if !t.contains('\\') => Cow::Borrowed(t),
+        t => Cow::Owned(t.replace('\\', "")),
+    }
+}
+
+/// The `key=value` tags of a line: between the first unescaped comma and the first unescaped
+/// space (the measurement before them, the fields after).
+fn tags(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    let mut start = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done && i < line.len() {
+            let at = i;
+            i += 1;
+            match line[at] {
+                b'\\' => i += 1,
+                b',' | b' ' => {
+                    done = line[at] == b' ';
+                    let from = start.replace(at + 1);
+                    if let Some(from) = from {
+                        return Some(&line[from..at]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !done {
+            done = true;
+            if let Some(from) = start.take() {
+                return line.get(from..);
+            }
+        }
+        None
+    })
 }
 
 #[cfg(test)]

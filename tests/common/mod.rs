@@ -284,6 +284,20 @@ impl Influx {
         out
     }
 
+    /// The times (µs) of an entity's points in `measurement`, oldest first.
+    pub async fn point_times(&self, db: &str, measurement: &str, entity_id: &str) -> Vec<i64> {
+        self.query_epoch(
+            db,
+            &format!("SELECT * FROM \"{measurement}\" WHERE entity_id = '{entity_id}'"),
+            "u",
+        )
+        .await
+        .iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v[0].as_i64())
+        .collect()
+    }
+
     /// Creates a database.
     pub async fn create_db(&self, db: &str) {
         self.query("", &format!("CREATE DATABASE \"{db}\"")).await;

@@ -14,15 +14,13 @@ use tokio::time::Instant;
 
 use super::{EmbeddedOptions, Row, row_of};
 use crate::store::influx::{Point, ShutdownReport, WriterStatus};
+use crate::store::latency::RecentLatencies;
 use crate::store::written::WriteLog;
 
 /// Buckets of the transaction latency histogram, seconds (as the InfluxDB writer's).
 const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-/// Transaction durations kept for the percentiles.
-const RECENT_LATENCIES: usize = 256;
 
 /// Retry delays after a failed transaction.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -57,7 +55,7 @@ struct Shared {
     healthy: AtomicBool,
     texts: Mutex<Texts>,
     latency: Histogram,
-    recent_latency: Mutex<VecDeque<u32>>,
+    recent_latency: RecentLatencies,
     task: Mutex<Option<JoinHandle<()>>>,
     write_log: Arc<WriteLog>,
 }
@@ -102,7 +100,7 @@ impl EmbeddedWriter {
             healthy: AtomicBool::new(true),
             texts: Mutex::new(Texts::default()),
             latency: Histogram::new(LATENCY_BUCKETS),
-            recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
+            recent_latency: RecentLatencies::default(),
             task: Mutex::new(None),
             write_log: Arc::default(),
         });
@@ -160,18 +158,7 @@ impl EmbeddedWriter {
         let texts = lock(&s.texts);
         let transactions = s.transactions.load(Ordering::Relaxed);
         let ms = |us: u64| us as f64 / 1000.0;
-        let (p50, p95) = {
-            let mut recent: Vec<u32> = lock(&s.recent_latency).iter().copied().collect();
-            recent.sort_unstable();
-            let at = |q: f64| {
-                (!recent.is_empty()).then(|| {
-                    ms(u64::from(
-                        recent[((recent.len() - 1) as f64 * q).round() as usize],
-                    ))
-                })
-            };
-            (at(0.5), at(0.95))
-        };
+        let (p50, p95) = s.recent_latency.p50_p95_ms();
         WriterStatus {
             queued,
             in_flight,
@@ -271,7 +258,7 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                 .fetch_add(invalid as u64, Ordering::Relaxed);
         }
         drop(batch);
-        let mut rows = Arc::new(rows);
+        let rows = Arc::new(rows);
         loop {
             let started = Instant::now();
             let Some(c) = conn.take() else { return };
@@ -320,10 +307,6 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                 }
             }
         }
-        // the blocking job has returned its clone
-        if let Some(r) = Arc::get_mut(&mut rows) {
-            r.clear();
-        }
         lock(&shared.queue).in_flight = 0;
     }
 }
@@ -336,13 +319,7 @@ fn record_success(shared: &Shared, rows: usize, took: Duration) {
     shared.last_latency_us.store(us, Ordering::Relaxed);
     shared.healthy.store(true, Ordering::Relaxed);
     shared.latency.observe(took.as_secs_f64());
-    {
-        let mut recent = lock(&shared.recent_latency);
-        if recent.len() == RECENT_LATENCIES {
-            recent.pop_front();
-        }
-        recent.push_back(u32::try_from(us).unwrap_or(u32::MAX));
-    }
+    shared.recent_latency.record(us);
     let mut texts = lock(&shared.texts);
     texts.last_write_at = Some(chrono::Utc::now());
     texts.last_error = None;

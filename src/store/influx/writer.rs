@@ -72,6 +72,7 @@ use super::line::{Point, Precision, encode_point};
 use super::quarantine::{Quarantine, QuarantinedPoint, culprits, reason_text};
 use super::spool::{Batch, RecordRef, Spool, SpoolError, SpoolGauges, SpoolLimits, now_ms};
 use crate::config::{InfluxSettings, SpoolSettings};
+use crate::store::latency::RecentLatencies;
 use crate::store::written::WriteLog;
 
 /// Shortest interval between two log lines about refused points.
@@ -292,14 +293,11 @@ struct Shared {
     tasks: Mutex<Tasks>,
     /// Durations of answered write requests, seconds (Prometheus).
     latency: Histogram,
-    /// The most recent write durations, µs, for percentiles on the dashboard.
-    recent_latency: Mutex<VecDeque<u32>>,
+    /// The most recent write durations, for percentiles on the dashboard.
+    recent_latency: RecentLatencies,
     /// The entities of every acknowledged batch, for the API's history cache.
     write_log: Arc<WriteLog>,
 }
-
-/// Write durations kept for [`WriterStatus::p95_latency_ms`].
-const RECENT_LATENCIES: usize = 256;
 
 /// Buckets of the write latency histogram, seconds.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -447,7 +445,7 @@ fn start(
         next_key: AtomicU64::new(0),
         tasks: Mutex::new(Tasks::default()),
         latency: Histogram::new(LATENCY_BUCKETS),
-        recent_latency: Mutex::new(VecDeque::with_capacity(RECENT_LATENCIES)),
+        recent_latency: RecentLatencies::default(),
         write_log: Arc::default(),
     });
     tokio::spawn(create_database_at_start(Arc::clone(&shared)));
@@ -526,18 +524,7 @@ impl WriterHandle {
         let ms = |us: u64| us as f64 / 1000.0;
         let spool_points = g.points.load(Ordering::Relaxed);
         let oldest = g.oldest_ms.load(Ordering::Relaxed);
-        let (p50, p95) = {
-            let mut recent: Vec<u32> = lock(&shared.recent_latency).iter().copied().collect();
-            recent.sort_unstable();
-            let at = |q: f64| {
-                (!recent.is_empty()).then(|| {
-                    ms(u64::from(
-                        recent[((recent.len() - 1) as f64 * q).round() as usize],
-                    ))
-                })
-            };
-            (at(0.5), at(0.95))
-        };
+        let (p50, p95) = shared.recent_latency.p50_p95_ms();
         WriterStatus {
             p50_latency_ms: p50,
             p95_latency_ms: p95,
@@ -1099,11 +1086,7 @@ async fn write_once(shared: &Shared, batch: &Batch) -> Attempt {
             c.latency_total_us.fetch_add(us, Ordering::Relaxed);
             c.last_latency_us.store(us, Ordering::Relaxed);
             shared.latency.observe(us as f64 / 1e6);
-            let mut recent = lock(&shared.recent_latency);
-            if recent.len() == RECENT_LATENCIES {
-                recent.pop_front();
-            }
-            recent.push_back(u32::try_from(us).unwrap_or(u32::MAX));
+            shared.recent_latency.record(us);
         }
         c.reachable.store(answered, Ordering::Relaxed);
         match outcome {

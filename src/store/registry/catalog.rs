@@ -576,23 +576,10 @@ impl Catalog {
                     .is_none_or(|dm| d.domains.iter().any(|x| x == dm))
                 && matches_words(&d.haystack, &words)
         };
-        let order = DEVICE_SORTS
-            .iter()
-            .position(|&s| s == sort)
-            .and_then(|k| self.device_orders.get(k));
-        let Some(order) = order else {
-            return Page {
-                total: 0,
-                items: Vec::new(),
-            };
-        };
-        let ordered: Box<dyn Iterator<Item = &usize>> = if descending {
-            Box::new(order.iter().rev())
-        } else {
-            Box::new(order.iter())
-        };
         paged(
-            ordered.map(|&i| &self.devices[i]).filter(|d| passes(d)),
+            in_order(&DEVICE_SORTS, &self.device_orders, sort, descending)
+                .map(|i| &self.devices[i])
+                .filter(|d| passes(d)),
             offset,
             limit,
         )
@@ -634,30 +621,39 @@ impl Catalog {
                     .is_none_or(|l| e.labels.iter().any(|x| x == l))
                 && matches_words(&self.entity_haystacks[i], &words)
         };
-        let order = ENTITY_SORTS
-            .iter()
-            .position(|&s| s == sort)
-            .and_then(|k| self.entity_orders.get(k));
-        let Some(order) = order else {
-            return Page {
-                total: 0,
-                items: Vec::new(),
-            };
-        };
-        let ordered: Box<dyn Iterator<Item = &usize>> = if descending {
-            Box::new(order.iter().rev())
-        } else {
-            Box::new(order.iter())
-        };
         paged(
-            ordered
-                .copied()
+            in_order(&ENTITY_SORTS, &self.entity_orders, sort, descending)
                 .filter(|&i| passes(i))
                 .map(|i| &self.entities[i]),
             offset,
             limit,
         )
     }
+}
+
+/// Indexes in the pre-sorted order of `sort` (`orders[k]` belongs to `sorts[k]`), reversed when
+/// `descending`; nothing for a sort without an order.
+fn in_order<'a, S: PartialEq>(
+    sorts: &[S],
+    orders: &'a [Vec<usize>],
+    sort: S,
+    descending: bool,
+) -> impl Iterator<Item = usize> + 'a {
+    let order = sorts
+        .iter()
+        .position(|s| *s == sort)
+        .and_then(|k| orders.get(k))
+        .map_or(&[][..], Vec::as_slice);
+    let (forward, backward) = if descending {
+        (None, Some(order.iter().rev()))
+    } else {
+        (Some(order.iter()), None)
+    };
+    forward
+        .into_iter()
+        .flatten()
+        .chain(backward.into_iter().flatten())
+        .copied()
 }
 
 /// Counts everything `items` yields and keeps `limit` after `offset`, without collecting the rest.
