@@ -13,6 +13,7 @@ pub mod demo;
 pub mod ha;
 pub mod ingest;
 pub mod memory;
+pub mod prepared;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -1128,6 +1128,40 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
         .await
         .expect("gzip");
     assert_eq!(gz.headers()["content-encoding"], "gzip");
+    // prepared documents (memoised listings, the OpenAPI document) keep their gzip form: the same
+    // document either way, compressed once
+    for path in ["/api/v1/devices?limit=100", "/api/openapi.json"] {
+        let plain = client().get(app.url(path)).send().await.expect("plain");
+        assert!(plain.headers().get("content-encoding").is_none(), "{path}");
+        let plain = plain.bytes().await.expect("plain body");
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let gz = client()
+                .get(app.url(path))
+                .header("Accept-Encoding", "br;q=1.0, gzip;q=0.8")
+                .send()
+                .await
+                .expect("gzip");
+            assert_eq!(gz.headers()["content-encoding"], "gzip", "{path}");
+            assert_eq!(gz.headers()["vary"], "accept-encoding", "{path}");
+            assert!(
+                gz.headers()["content-type"]
+                    .to_str()
+                    .is_ok_and(|t| t.starts_with("application/json")),
+                "{path}"
+            );
+            bodies.push(gz.bytes().await.expect("gzip body"));
+        }
+        assert_eq!(bodies[0], bodies[1], "{path}: compressed once");
+        assert!(bodies[0].len() < plain.len() / 2, "{path}: compressed");
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&bodies[0][..]),
+            &mut unzipped,
+        )
+        .expect("valid gzip");
+        assert_eq!(unzipped, plain, "{path}");
+    }
 
     // OpenAPI and the docs page, all local
     let spec = ok(&app, "/api/openapi.json").await;

@@ -13,7 +13,8 @@
 //! program writing to the same InfluxDB database) are not in the log: answers therefore also
 //! expire [`TIME_TO_LIVE`] after they were computed. Ranges without an explicit `end` run up to
 //! "now", differ on every request and are never cached. Memory is bounded by `api.cache_mb`
-//! (bytes of JSON); 0 turns the cache off.
+//! (bytes of JSON); 0 turns the cache off. Answers are [`PreparedJson`]: a client asking for gzip
+//! gets the compressed form made the first time one asked.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::error::ApiError;
+use crate::prepared::PreparedJson;
 use crate::store::written::WriteLog;
 
 /// Longest time an answer is served from the cache.
@@ -30,7 +32,7 @@ pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 /// A cached answer.
 #[derive(Clone)]
 struct Entry {
-    body: Bytes,
+    body: Arc<PreparedJson>,
     /// The write log's position before the query ran.
     seq: u64,
 }
@@ -56,8 +58,9 @@ impl HistoryCache {
         let cache = (max_mb > 0).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(u64::from(max_mb) * 1024 * 1024)
+                // weighed when stored, before any gzip form exists (which adds about a tenth)
                 .weigher(|key: &String, entry: &Entry| {
-                    u32::try_from(key.len() + entry.body.len()).unwrap_or(u32::MAX)
+                    u32::try_from(key.len() + entry.body.weight()).unwrap_or(u32::MAX)
                 })
                 .time_to_live(TIME_TO_LIVE)
                 .build()
@@ -72,13 +75,15 @@ impl HistoryCache {
         key: String,
         scope: Scope<'_>,
         compute: F,
-    ) -> Result<Bytes, ApiError>
+    ) -> Result<Arc<PreparedJson>, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
         let Some(cache) = &self.cache else {
-            return compute().await;
+            return compute()
+                .await
+                .map(|body| Arc::new(PreparedJson::new(body)));
         };
         let entities = match scope {
             Scope::Entities(ids) => Some(ids),
@@ -93,7 +98,10 @@ impl HistoryCache {
         let seq = self.log.current();
         let entry = cache
             .try_get_with(key, async move {
-                compute().await.map(|body| Entry { body, seq })
+                compute().await.map(|body| Entry {
+                    body: Arc::new(PreparedJson::new(body)),
+                    seq,
+                })
             })
             .await
             .map_err(|e: Arc<ApiError>| (*e).clone())?;
@@ -106,6 +114,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    fn plain(answer: Result<Arc<PreparedJson>, ApiError>) -> Option<Bytes> {
+        answer.ok().map(|doc| doc.plain().clone())
+    }
 
     fn counting(
         calls: &AtomicUsize,
@@ -126,22 +138,22 @@ mod tests {
                 counting(calls, text)
             })
         };
-        assert_eq!(ask("one").await.ok(), Some(Bytes::from_static(b"one")));
+        assert_eq!(plain(ask("one").await), Some(Bytes::from_static(b"one")));
         assert_eq!(
-            ask("two").await.ok(),
+            plain(ask("two").await),
             Some(Bytes::from_static(b"one")),
             "served again"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         log.record(["sensor.b"]);
         assert_eq!(
-            ask("two").await.ok(),
+            plain(ask("two").await),
             Some(Bytes::from_static(b"one")),
             "another entity"
         );
         log.record(["sensor.a"]);
         assert_eq!(
-            ask("three").await.ok(),
+            plain(ask("three").await),
             Some(Bytes::from_static(b"three")),
             "its entity"
         );
@@ -156,10 +168,10 @@ mod tests {
         let stats = |text| {
             cache.get_or_compute("s".into(), Scope::Everything, move || counting(calls, text))
         };
-        assert_eq!(stats("a").await.ok(), Some(Bytes::from_static(b"a")));
-        assert_eq!(stats("b").await.ok(), Some(Bytes::from_static(b"a")));
+        assert_eq!(plain(stats("a").await), Some(Bytes::from_static(b"a")));
+        assert_eq!(plain(stats("b").await), Some(Bytes::from_static(b"a")));
         log.record(["light.x"]);
-        assert_eq!(stats("c").await.ok(), Some(Bytes::from_static(b"c")));
+        assert_eq!(plain(stats("c").await), Some(Bytes::from_static(b"c")));
 
         let failed = cache
             .get_or_compute("e".into(), Scope::Everything, || async {
@@ -173,7 +185,7 @@ mod tests {
             })
             .await;
         assert_eq!(
-            next.ok(),
+            plain(next),
             Some(Bytes::from_static(b"up")),
             "the error was not kept"
         );
@@ -206,10 +218,7 @@ mod tests {
         }
         gate.notify_one();
         for t in tasks {
-            assert_eq!(
-                t.await.ok().and_then(Result::ok),
-                Some(Bytes::from_static(b"x"))
-            );
+            assert_eq!(t.await.ok().and_then(plain), Some(Bytes::from_static(b"x")));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 

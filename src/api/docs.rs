@@ -3,7 +3,7 @@
 //! in the binary; every URL in the page is relative, so it also works behind ingress).
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -43,11 +43,11 @@ impl Modify for BearerAuth {
 }
 
 /// The rendered document.
-pub struct OpenApiJson(pub String);
+pub struct OpenApiJson(pub crate::prepared::PreparedJson);
 
 /// `GET /api/openapi.json`.
-pub async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    super::json_ok(doc.0.clone())
+pub async fn openapi_json(request: HttpRequest, doc: web::Data<OpenApiJson>) -> HttpResponse {
+    super::prepared_json_ok(&request, &doc.0)
 }
 
 const INDEX: &str = r##"<!doctype html>

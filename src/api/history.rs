@@ -4,13 +4,16 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use actix_web::{HttpResponse, get, web};
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 
 use super::cache::Scope;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
-use super::{AppState, json_ok};
+use super::{AppState, prepared_json_ok};
+use crate::prepared::PreparedJson;
 use crate::store::history::{
     AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
     choose_interval,
@@ -182,6 +185,7 @@ pub struct HistoryParams {
 )]
 #[get("/history")]
 pub async fn history(
+    request: HttpRequest,
     state: web::Data<AppState>,
     Params(p): Params<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -229,7 +233,7 @@ pub async fn history(
         render(&state.history.history(&q).await?)
     })
     .await?;
-    Ok(json_ok(body))
+    Ok(prepared_json_ok(&request, &body))
 }
 
 /// Renders an answer as JSON bytes.
@@ -246,7 +250,7 @@ async fn answer<F, Fut>(
     key: Option<String>,
     scope: Scope<'_>,
     compute: F,
-) -> Result<Bytes, ApiError>
+) -> Result<Arc<PreparedJson>, ApiError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Bytes, ApiError>>,
@@ -258,7 +262,9 @@ where
                 .get_or_compute(key, scope, compute)
                 .await
         }
-        None => compute().await,
+        None => compute()
+            .await
+            .map(|body| Arc::new(PreparedJson::new(body))),
     }
 }
 
@@ -311,6 +317,7 @@ pub struct AggregateAnswer {
 )]
 #[get("/history/aggregate")]
 pub async fn aggregate(
+    request: HttpRequest,
     state: web::Data<AppState>,
     Params(p): Params<AggregateParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -369,7 +376,7 @@ pub async fn aggregate(
         })
     })
     .await?;
-    Ok(json_ok(body))
+    Ok(prepared_json_ok(&request, &body))
 }
 
 /// Parameters of `GET /api/v1/events/stats`.
@@ -414,6 +421,7 @@ pub struct StatsAnswer {
 )]
 #[get("/events/stats")]
 pub async fn event_stats(
+    request: HttpRequest,
     state: web::Data<AppState>,
     Params(p): Params<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -459,7 +467,7 @@ pub async fn event_stats(
         })
     })
     .await?;
-    Ok(json_ok(body))
+    Ok(prepared_json_ok(&request, &body))
 }
 
 #[cfg(test)]

@@ -123,6 +123,28 @@ pub(crate) fn json_ok<B: actix_web::body::MessageBody + 'static>(
         .body(body)
 }
 
+/// A 200 with a prepared JSON document: its stored gzip form when the client accepts gzip,
+/// else the plain bytes (which the `Compress` middleware may still compress when small).
+pub(crate) fn prepared_json_ok(
+    request: &actix_web::HttpRequest,
+    doc: &crate::prepared::PreparedJson,
+) -> actix_web::HttpResponse {
+    use actix_web::http::header::{
+        self, AcceptEncoding, ContentEncoding, Encoding, Header, HeaderValue,
+    };
+    let gzip_accepted = AcceptEncoding::parse(request).is_ok_and(|accept| {
+        accept.negotiate([Encoding::gzip(), Encoding::identity()].iter()) == Some(Encoding::gzip())
+    });
+    match doc.gzip().filter(|_| gzip_accepted) {
+        Some(gzip) => actix_web::HttpResponse::Ok()
+            .content_type(header::ContentType::json())
+            .insert_header(ContentEncoding::Gzip)
+            .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")))
+            .body(gzip.clone()),
+        None => json_ok(doc.plain().clone()),
+    }
+}
+
 /// The OpenAPI document of every route [`configure`] registers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes(App::new().into_utoipa_app()).split_for_parts().1
@@ -186,9 +208,9 @@ pub fn bind(
     ));
     let doc = openapi();
     let known = web::Data::new(KnownRoutes::from_openapi(&doc));
-    let spec = web::Data::new(docs::OpenApiJson(
+    let spec = web::Data::new(docs::OpenApiJson(crate::prepared::PreparedJson::new(
         doc.to_json().unwrap_or_else(|_| "{}".into()),
-    ));
+    )));
     let panel = web::Data::new(panel::Panel::new(state.settings.panel_dir()));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {

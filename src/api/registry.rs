@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
-use super::{AppState, json_ok};
+use super::{AppState, json_ok, prepared_json_ok};
 use crate::ha::model::State;
 pub use crate::store::registry::catalog::DeviceSummary;
 use crate::store::registry::catalog::{
@@ -220,6 +220,7 @@ pub struct DeviceParams {
 )]
 #[get("/devices")]
 pub async fn list_devices(
+    request: HttpRequest,
     state: web::Data<AppState>,
     Params(p): Params<DeviceParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -266,7 +267,7 @@ pub async fn list_devices(
         )
         .into()
     });
-    Ok(json_ok(body))
+    Ok(prepared_json_ok(&request, &body))
 }
 
 /// A device with its entities.

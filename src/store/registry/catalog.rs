@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryError, RegistryStore};
+use crate::prepared::PreparedJson;
 
 /// A device with what the API derives for it.
 #[derive(Debug, Clone)]
@@ -171,17 +172,18 @@ pub struct Page<T> {
 /// Rendered listings kept with the snapshot they were rendered from, so a new snapshot starts
 /// empty and nothing is ever out of date. Only device listings use it: devices hold no live state,
 /// while entity listings carry current states. At most [`PAGE_MEMO_ENTRIES`] pages; when full it
-/// starts over (listings are few: a handful of filters and pages per panel session).
+/// starts over (listings are few: a handful of filters and pages per panel session). Pages are
+/// [`PreparedJson`], so each is also compressed at most once.
 #[derive(Debug, Default)]
 pub struct PageMemo {
-    pages: Mutex<HashMap<String, bytes::Bytes>>,
+    pages: Mutex<HashMap<String, Arc<PreparedJson>>>,
 }
 
 /// Pages a [`PageMemo`] holds.
 pub const PAGE_MEMO_ENTRIES: usize = 256;
 
 impl PageMemo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, bytes::Bytes>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PreparedJson>>> {
         self.pages
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -192,11 +194,11 @@ impl PageMemo {
         &self,
         key: String,
         render: impl FnOnce() -> bytes::Bytes,
-    ) -> bytes::Bytes {
+    ) -> Arc<PreparedJson> {
         if let Some(page) = self.lock().get(&key) {
             return page.clone();
         }
-        let page = render();
+        let page = Arc::new(PreparedJson::new(render()));
         let mut pages = self.lock();
         if pages.len() >= PAGE_MEMO_ENTRIES {
             pages.clear();
@@ -717,10 +719,10 @@ mod tests {
                 renders += 1;
                 bytes::Bytes::from_static(b"A")
             });
-            assert_eq!(&page[..], b"A");
+            assert_eq!(&page.plain()[..], b"A");
         }
         let other = memo.get_or_render("b".into(), || bytes::Bytes::from_static(b"B"));
-        assert_eq!(&other[..], b"B");
+        assert_eq!(&other.plain()[..], b"B");
         assert_eq!(renders, 1);
         for n in 0..PAGE_MEMO_ENTRIES {
             memo.get_or_render(n.to_string(), bytes::Bytes::new);
