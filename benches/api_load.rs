@@ -12,6 +12,8 @@
 //! History and aggregate run twice: the same range each time (after the first request, answers
 //! come from HomeIQ's history cache) and a new range each request (every one a query of
 //! InfluxDB).
+//! Requests ask for gzip, as the panel's browser and most HTTP libraries do; the device listing is
+//! also loaded plain, for clients that do not.
 //! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
 //! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
 //! set: seed, start HomeIQ, print where it is and wait (for experiments by hand).
@@ -165,14 +167,28 @@ struct Run {
     errors: String,
 }
 
+/// How a load run asks for its answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    /// `Accept-Encoding: gzip`, as browsers (the panel) and most HTTP libraries ask.
+    Gzip,
+    /// No `Accept-Encoding`: plain JSON.
+    Plain,
+}
+
 fn wrk(
     name: &'static str,
     url: &str,
     secs: u64,
     connections: u64,
     script: &std::path::Path,
+    encoding: Encoding,
 ) -> Run {
-    let out = Command::new("wrk")
+    let mut command = Command::new("wrk");
+    if encoding == Encoding::Gzip {
+        command.args(["-H", "Accept-Encoding: gzip"]);
+    }
+    let out = command
         .args([
             &format!("-t{}", connections.clamp(1, 2)),
             &format!("-c{connections}"),
@@ -347,8 +363,17 @@ async fn main() {
     }
     let mut runs: Vec<Run> = cases
         .iter()
-        .map(|(name, url)| wrk(name, url, secs, connections, &script))
+        .map(|(name, url)| wrk(name, url, secs, connections, &script, Encoding::Gzip))
         .collect();
+    // the same listing for a client that does not take gzip: 61 KB of JSON per answer
+    runs.push(wrk(
+        "devices?limit=100, plain (no gzip)",
+        &cases[1].1,
+        secs,
+        connections,
+        &script,
+        Encoding::Plain,
+    ));
     // the same history page asked of InfluxDB directly: HomeIQ's share of the cost
     let raw_q = format!(
         "SELECT * FROM \"sensor\" WHERE (\"entity_id\" = 'sensor.bench_power') AND time >= {} AND time <= {} ORDER BY time ASC LIMIT 10002",
@@ -365,6 +390,7 @@ async fn main() {
         secs,
         connections,
         &script,
+        Encoding::Gzip,
     ));
     // every request a range of its own (start moves by a second each time): the history cache
     // never answers, each request is a query of InfluxDB
@@ -392,8 +418,8 @@ async fn main() {
         f.write_all(template(&path, span).as_bytes())
             .and_then(|()| f.write_all(&std::fs::read(&script).expect("read script")))
             .expect("write script");
-        runs.push(wrk(name, &base, secs, connections, &moving));
-        let mut one = wrk(name, &base, secs.min(5), 1, &moving);
+        runs.push(wrk(name, &base, secs, connections, &moving, Encoding::Gzip));
+        let mut one = wrk(name, &base, secs.min(5), 1, &moving, Encoding::Gzip);
         one.name = if span == 86_400 {
             "history, a new range each request, 1 connection"
         } else {
@@ -403,7 +429,14 @@ async fn main() {
     }
     // one client at a time: latency without queueing
     for k in [1, 3, 4] {
-        let mut r = wrk(cases[k].0, &cases[k].1, secs.min(5), 1, &script);
+        let mut r = wrk(
+            cases[k].0,
+            &cases[k].1,
+            secs.min(5),
+            1,
+            &script,
+            Encoding::Gzip,
+        );
         r.name = match k {
             1 => "devices?limit=100, 1 connection",
             3 => "history (1 entity, 24 h), 1 connection",
@@ -417,7 +450,7 @@ async fn main() {
 
     let health = runs[0].rps;
     println!(
-        "\nAPI load, {connections} connections, {secs} s each (wrk -t2), {DEVICES} devices / {ENTITIES} entities / {points} points"
+        "\nAPI load, {connections} connections, {secs} s each (wrk -t2, Accept-Encoding: gzip unless marked plain), {DEVICES} devices / {ENTITIES} entities / {points} points"
     );
     println!("| endpoint | req/s | vs /health | p50 ms | p95 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -1128,6 +1128,25 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
         .await
         .expect("gzip");
     assert_eq!(gz.headers()["content-encoding"], "gzip");
+    // answers under 1 KiB are not worth compressing, and carry no encoding marker
+    for path in ["/health", "/api/v1/areas", "/api/v1/nope"] {
+        let small = client()
+            .get(app.url(path))
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .expect("small");
+        assert!(
+            small.headers().get("content-encoding").is_none(),
+            "{path}: {:?}",
+            small.headers()
+        );
+        let body = small.bytes().await.expect("small body");
+        assert!(
+            body.len() < 1024 && body.starts_with(b"{"),
+            "{path}: plain JSON"
+        );
+    }
     // prepared documents (memoised listings, the OpenAPI document) keep their gzip form: the same
     // document either way, compressed once
     for path in ["/api/v1/devices?limit=100", "/api/openapi.json"] {

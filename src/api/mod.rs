@@ -18,6 +18,7 @@
 //! are in [`guard`].
 
 pub mod cache;
+pub mod compression;
 pub mod config_error;
 pub mod docs;
 pub mod error;
@@ -124,7 +125,7 @@ pub(crate) fn json_ok<B: actix_web::body::MessageBody + 'static>(
 }
 
 /// A 200 with a prepared JSON document: its stored gzip form when the client accepts gzip,
-/// else the plain bytes (which the `Compress` middleware may still compress when small).
+/// else the plain bytes.
 pub(crate) fn prepared_json_ok(
     request: &actix_web::HttpRequest,
     doc: &crate::prepared::PreparedJson,
@@ -243,7 +244,11 @@ pub fn bind(
             .default_service(web::to(panel::serve))
             .wrap(actix_web::middleware::from_fn(guard::rate_limit))
             .wrap(actix_web::middleware::from_fn(guard::access))
+            .wrap(actix_web::middleware::from_fn(
+                compression::mark_small_bodies,
+            ))
             .wrap(actix_web::middleware::Compress::default())
+            .wrap(actix_web::middleware::from_fn(compression::unmark))
             .wrap(actix_web::middleware::from_fn(guard::request_context))
     })
     .workers(2)
