@@ -15,7 +15,8 @@
 //! Requests ask for gzip, as the panel's browser and most HTTP libraries do; the device listing is
 //! also loaded plain, for clients that do not.
 //! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
-//! process's peak RSS. Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
+//! process's peak RSS. With two CPUs or more HomeIQ runs on CPU 0 and wrk on CPU 1 (`PIN=0`: both
+//! unpinned). Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
 //! set: seed, start HomeIQ, print where it is and wait (for experiments by hand).
 
 use std::io::Write;
@@ -184,13 +185,20 @@ fn wrk(
     script: &std::path::Path,
     encoding: Encoding,
 ) -> Run {
-    let mut command = Command::new("wrk");
+    let mut command = if pinning() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", "wrk", "-t1"]);
+        c
+    } else {
+        let mut c = Command::new("wrk");
+        c.arg(format!("-t{}", connections.clamp(1, 2)));
+        c
+    };
     if encoding == Encoding::Gzip {
         command.args(["-H", "Accept-Encoding: gzip"]);
     }
     let out = command
         .args([
-            &format!("-t{}", connections.clamp(1, 2)),
             &format!("-c{connections}"),
             &format!("-d{secs}s"),
             "--timeout",
@@ -224,6 +232,23 @@ fn wrk(
         p99: f[4],
         errors,
     }
+}
+
+/// Whether HomeIQ runs on CPU 0 and wrk on CPU 1 (`PIN`, default on with two CPUs or more and
+/// `taskset` installed): a load generator sharing the server's cores steals its time slices, and
+/// the tail latencies then measure the scheduler. HomeIQ sizes its HTTP workers by its affinity
+/// (one here).
+fn pinning() -> bool {
+    std::env::var("PIN").map_or_else(
+        |_| {
+            std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+                && Command::new("taskset")
+                    .arg("-V")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        },
+        |v| v != "0",
+    )
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -272,7 +297,15 @@ async fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("port");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_homeiq"))
+    let pinned = pinning();
+    let mut child = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", env!("CARGO_BIN_EXE_homeiq")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_homeiq"))
+    };
+    let mut child = child
         .arg("serve")
         .env_clear()
         .env("HOMEIQ_OPTIONS_FILE", dir.path().join("none.json"))
@@ -450,7 +483,12 @@ async fn main() {
 
     let health = runs[0].rps;
     println!(
-        "\nAPI load, {connections} connections, {secs} s each (wrk -t2, Accept-Encoding: gzip unless marked plain), {DEVICES} devices / {ENTITIES} entities / {points} points"
+        "\nAPI load, {connections} connections, {secs} s each ({}, Accept-Encoding: gzip unless marked plain), {DEVICES} devices / {ENTITIES} entities / {points} points",
+        if pinned {
+            "HomeIQ on CPU 0, wrk -t1 on CPU 1"
+        } else {
+            "unpinned, wrk -t2"
+        }
     );
     println!("| endpoint | req/s | vs /health | p50 ms | p95 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -115,6 +115,15 @@ pub struct ServerOptions {
     pub api_token: Option<String>,
 }
 
+/// HTTP worker threads: one per CPU this process may run on (its affinity mask), at most
+/// [`MAX_HTTP_WORKERS`]. Each worker is an event loop serving many connections; more than two
+/// only add memory on the small machines HomeIQ runs on, and ingestion needs CPU too.
+pub const MAX_HTTP_WORKERS: usize = 2;
+
+fn http_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_HTTP_WORKERS))
+}
+
 /// A 200 whose JSON body is already rendered (pre-rendered catalog JSON, cached answers).
 pub(crate) fn json_ok<B: actix_web::body::MessageBody + 'static>(
     body: B,
@@ -251,7 +260,7 @@ pub fn bind(
             .wrap(actix_web::middleware::from_fn(compression::unmark))
             .wrap(actix_web::middleware::from_fn(guard::request_context))
     })
-    .workers(2)
+    .workers(http_workers())
     .disable_signals()
     .shutdown_timeout(2)
     .client_request_timeout(std::time::Duration::from_secs(10))
