@@ -209,7 +209,7 @@ pub fn event(i: usize, entities: &[Entity], rng: &mut Rng) -> (StateChanged, usi
     };
     let ev = StateChanged {
         entity_id: e.id.clone(),
-        old_state: None,
+        had_old_state: false,
         new_state: Some(new_state),
         time_fired: t,
     };

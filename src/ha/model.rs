@@ -80,20 +80,27 @@ pub fn object_id_of(entity_id: &str) -> &str {
         .map_or(entity_id, |(_, object)| object)
 }
 
-/// A `state_changed` event: `new_state` is `None` when the entity was removed, `old_state` is `None`
-/// when it was added (including every entity while Home Assistant starts).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A `state_changed` event: `new_state` is `None` when the entity was removed; the event has no
+/// `old_state` when the entity was added (including every entity while Home Assistant starts).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StateChanged {
     /// Entity whose state changed.
     pub entity_id: String,
-    /// State before the change.
-    #[serde(default)]
-    pub old_state: Option<State>,
+    /// Whether the event carried an `old_state`. Only its presence is read: HomeIQ keeps each
+    /// entity's previous state itself, and decoding a second state with its attributes, for
+    /// nothing, was a sixth of ingest's CPU time.
+    #[serde(rename = "old_state", default, deserialize_with = "present")]
+    pub had_old_state: bool,
     /// State after the change.
     #[serde(default)]
     pub new_state: Option<State>,
     /// When Home Assistant fired the event.
     pub time_fired: DateTime<Utc>,
+}
+
+/// Deserializes whether a field is present and not null, skipping its value.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Option::<serde::de::IgnoredAny>::deserialize(d).map(|v| v.is_some())
 }
 
 /// The five registries HomeIQ mirrors.
@@ -369,9 +376,22 @@ mod tests {
             "time_fired":"2025-04-01T10:00:00.200000+00:00"}"#;
         let ev: StateChanged = serde_json::from_str(raw).expect("decodes");
         let new = ev.new_state.expect("new state");
-        assert!(ev.old_state.is_none());
+        assert!(!ev.had_old_state);
         assert_eq!(new.domain(), "light");
         assert_eq!(new.last_updated.timestamp_subsec_micros(), 123_456);
+    }
+
+    #[test]
+    fn only_the_presence_of_the_old_state_is_read() {
+        let with = r#"{"entity_id":"light.x","old_state":{"entity_id":"light.x","state":"off",
+            "attributes":{"nested":{"a":[1,2,{"b":"c"}]}},"last_changed":"not even a time"},
+            "new_state":null,"time_fired":"2025-04-01T10:00:00+00:00"}"#;
+        let ev: StateChanged = serde_json::from_str(with).expect("decodes");
+        assert!(ev.had_old_state);
+        let without =
+            r#"{"entity_id":"light.x","new_state":null,"time_fired":"2025-04-01T10:00:00+00:00"}"#;
+        let ev: StateChanged = serde_json::from_str(without).expect("decodes");
+        assert!(!ev.had_old_state);
     }
 
     #[test]

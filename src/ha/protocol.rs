@@ -104,8 +104,12 @@ struct EventEnvelope<'a> {
 #[derive(Deserialize)]
 struct StateChangedData {
     entity_id: String,
-    #[serde(default)]
-    old_state: Option<State>,
+    #[serde(
+        rename = "old_state",
+        default,
+        deserialize_with = "super::model::present"
+    )]
+    had_old_state: bool,
     #[serde(default)]
     new_state: Option<State>,
 }
@@ -172,7 +176,7 @@ fn decode_event(text: &str) -> Result<Incoming, DecodeError> {
             .unwrap_or_else(Utc::now);
         return Ok(Incoming::StateChanged(Box::new(StateChanged {
             entity_id: data.entity_id,
-            old_state: data.old_state,
+            had_old_state: data.had_old_state,
             new_state: data.new_state,
             time_fired,
         })));

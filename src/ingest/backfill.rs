@@ -969,7 +969,7 @@ impl BackfillHandle {
                         let written = entity.already_written(lu);
                         let mut ev = StateChanged {
                             entity_id: entity.entity_id.clone(),
-                            old_state: None,
+                            had_old_state: false,
                             new_state: Some(state),
                             time_fired: from_micros(lu).unwrap_or_default(),
                         };

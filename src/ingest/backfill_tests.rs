@@ -93,7 +93,7 @@ fn maps_history_states_like_live_changes_in_both_schemas() {
     let lu = state.last_updated;
     let ev = StateChanged {
         entity_id: state.entity_id.clone(),
-        old_state: None,
+        had_old_state: false,
         new_state: Some(state),
         time_fired: lu,
     };

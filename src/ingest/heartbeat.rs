@@ -96,7 +96,7 @@ impl Heartbeat {
             };
             let event = StateChanged {
                 entity_id: entity_id.clone(),
-                old_state: None,
+                had_old_state: false,
                 new_state: Some((*state).clone()),
                 time_fired: now,
             };

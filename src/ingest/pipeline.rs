@@ -311,7 +311,7 @@ impl Pipeline {
         if let Some(prev) = &previous
             && prev.state == new.state
             && prev.attributes == new.attributes
-            && (prev.last_updated == new.last_updated || ev.old_state.is_none())
+            && (prev.last_updated == new.last_updated || !ev.had_old_state)
         {
             c.unchanged.fetch_add(1, Ordering::Relaxed);
             if prev.last_updated != new.last_updated {
