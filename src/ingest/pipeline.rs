@@ -271,6 +271,8 @@ impl Pipeline {
     async fn handle(&mut self, message: HaMessage) {
         match message {
             HaMessage::StateChanged(ev) => {
+                // a writer that cannot keep up slows the reader instead of losing points
+                self.writer.wait_for_room().await;
                 self.on_state_changed(&ev);
                 if let Some(feed) = &mut self.backfill {
                     feed.on_event(&ev);

@@ -59,6 +59,15 @@ impl HistoryWriter {
         }
     }
 
+    /// Waits until the writer can take a point without dropping one. Immediate for InfluxDB
+    /// (its queue spills to the spool); for the embedded store, see
+    /// [`EmbeddedWriter::wait_for_room`](crate::store::embedded::EmbeddedWriter::wait_for_room).
+    pub async fn wait_for_room(&self) {
+        if let HistoryWriter::Embedded(w) = self {
+            w.wait_for_room().await;
+        }
+    }
+
     /// A snapshot of the writer's counters.
     pub fn stats(&self) -> WriterStatus {
         match self {

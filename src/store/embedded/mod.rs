@@ -42,7 +42,9 @@
 //!
 //! [`EmbeddedWriter::push`] never blocks or awaits: it appends to a bounded in-memory queue
 //! (`capacity` points, 100,000 by default); when the queue is full the oldest point is dropped and
-//! counted (`dropped_overflow`), the policy of the InfluxDB writer's memory queue. One writer task
+//! counted (`dropped_overflow`), the policy of the InfluxDB writer's memory queue. The pipeline
+//! waits for room first ([`EmbeddedWriter::wait_for_room`]), so while the writer is healthy a
+//! burst beyond what SQLite takes slows ingestion down instead of dropping points. One writer task
 //! owns the only write connection: it takes up to `batch_size` points (5,000) as soon as that many
 //! are queued or the oldest has waited `linger` (250 ms), and writes them in one transaction of
 //! single-row executions of one prepared statement, on Tokio's blocking pool. The write

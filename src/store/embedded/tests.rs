@@ -143,3 +143,40 @@ async fn a_full_queue_drops_the_oldest_points_and_counts_them() {
         .collect();
     assert_eq!(times, vec![t0 + 3, t0 + 4], "the newest are kept");
 }
+
+#[tokio::test]
+async fn a_full_queue_makes_the_pipeline_wait_instead_of_dropping() {
+    use futures_util::FutureExt;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EmbeddedOptions {
+        capacity: 3,
+        ..EmbeddedOptions::default()
+    };
+    let (writer, _history) = open(&history_path(dir.path()), options)
+        .await
+        .expect("open");
+    let t0 = 1_700_000_000_000_000_i64;
+    // single-threaded runtime: the writer task cannot take anything before this test awaits
+    for i in 0..3 {
+        assert!(
+            writer.wait_for_room().now_or_never().is_some(),
+            "room for {i}"
+        );
+        writer.push(lamp(t0 + i * 1_000_000, "on"));
+    }
+    assert!(
+        writer.wait_for_room().now_or_never().is_none(),
+        "a full queue has no room"
+    );
+    // the writer commits the three points, which makes room
+    tokio::time::timeout(Duration::from_secs(10), writer.wait_for_room())
+        .await
+        .expect("room once the writer has written");
+    writer.push(lamp(t0 + 3_000_000, "off"));
+    let report = writer.clone().shutdown(Duration::from_secs(10)).await;
+    assert_eq!((report.written, report.left), (4, 0));
+    assert_eq!(writer.stats().dropped_overflow, 0, "nothing dropped");
+    // after shutdown nothing waits
+    assert!(writer.wait_for_room().now_or_never().is_some());
+}

@@ -44,6 +44,8 @@ struct Shared {
     options: EmbeddedOptions,
     queue: Mutex<Queue>,
     wake: Notify,
+    /// Told when a transaction ends (queue room may have appeared) and at shutdown.
+    room: Notify,
     written: AtomicU64,
     dropped_invalid: AtomicU64,
     dropped_overflow: AtomicU64,
@@ -89,6 +91,7 @@ impl EmbeddedWriter {
             },
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            room: Notify::new(),
             written: AtomicU64::new(0),
             dropped_invalid: AtomicU64::new(0),
             dropped_overflow: AtomicU64::new(0),
@@ -134,6 +137,31 @@ impl EmbeddedWriter {
         }
         if len == Some(1) || len == Some(shared.options.batch_size) {
             shared.wake.notify_one();
+        }
+    }
+
+    /// Waits until a point can be queued without dropping another: the queue is under
+    /// `capacity`, or the writer is failing (then waiting would stall ingestion for as long as
+    /// the disk is broken, and the oldest points give way as with `push`), or it was shut down.
+    /// The pipeline calls it before each change, so a burst beyond what SQLite can take slows
+    /// the WebSocket reader (and Home Assistant's sending) instead of losing points.
+    pub async fn wait_for_room(&self) {
+        let shared = &*self.shared;
+        loop {
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let q = lock(&shared.queue);
+                if q.closed
+                    || q.points.len() + q.in_flight < shared.options.capacity
+                    || !shared.healthy.load(Ordering::Relaxed)
+                {
+                    return;
+                }
+            }
+            // re-checked at least every second: a failing writer does not always end a transaction
+            let _ = tokio::time::timeout(Duration::from_secs(1), room).await;
         }
     }
 
@@ -194,6 +222,7 @@ impl EmbeddedWriter {
         let shared = &self.shared;
         lock(&shared.queue).closed = true;
         shared.wake.notify_one();
+        shared.room.notify_waiters();
         let task = lock(&shared.task).take();
         if let Some(mut task) = task
             && tokio::time::timeout(deadline, &mut task).await.is_err()
@@ -308,6 +337,7 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
             }
         }
         lock(&shared.queue).in_flight = 0;
+        shared.room.notify_waiters();
     }
 }
 
