@@ -40,7 +40,9 @@ const RESERVED: &[&str] = &[
     "unit",
 ];
 
-/// Queries run at once; more wait their turn. Bounds the memory of decoded answers and keeps
+/// History requests served at once; more wait their turn before their first query. Bounds the
+/// memory of decoded answers (a request holds its page while it asks for the page's neighbours,
+/// so a limit per statement let 64 waiting requests hold 64 pages: 190 MB resident) and keeps
 /// InfluxDB from thrashing under many concurrent clients.
 const CONCURRENT_QUERIES: usize = 4;
 
@@ -79,13 +81,16 @@ impl InfluxHistory {
         }
     }
 
-    /// Runs `q` once a query slot is free.
-    async fn query(&self, q: &str) -> Result<crate::store::influx::QueryResult, HistoryError> {
-        let _slot = self
-            .permits
+    /// Waits for a request slot; hold it until the request's last query is answered.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HistoryError> {
+        self.permits
             .acquire()
             .await
-            .map_err(|_| HistoryError::Unavailable("shutting down".into()))?;
+            .map_err(|_| HistoryError::Unavailable("shutting down".into()))
+    }
+
+    /// Runs `q` (the caller holds a [`InfluxHistory::slot`]).
+    async fn query(&self, q: &str) -> Result<crate::store::influx::QueryResult, HistoryError> {
         Ok(self.client.query_us(q).await?)
     }
 
@@ -240,18 +245,21 @@ impl InfluxHistory {
 
     /// One page of records, with each record's neighbours.
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
+        let _slot = self.slot().await?;
         let statements = self.page_statements(q);
         let text = statements
             .iter()
             .map(|(s, _)| s.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        let result = self.query(&text).await?;
         let mut rows = Vec::new();
-        for (i, statement) in result.statements.iter().enumerate() {
-            let entity = statements.get(i).and_then(|(_, e)| e.as_deref());
-            for series in &statement.series {
-                self.rows_of(series, entity, &mut rows);
+        {
+            let result = self.query(&text).await?;
+            for (i, statement) in result.statements.iter().enumerate() {
+                let entity = statements.get(i).and_then(|(_, e)| e.as_deref());
+                for series in &statement.series {
+                    self.rows_of(series, entity, &mut rows);
+                }
             }
         }
         let next_cursor = into_page(&mut rows, q);
@@ -305,6 +313,7 @@ impl InfluxHistory {
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
+        let _slot = self.slot().await?;
         let statements: Vec<String> = q
             .entity_ids
             .iter()
@@ -374,6 +383,7 @@ impl InfluxHistory {
         end: DateTime<Utc>,
         interval_secs: u64,
     ) -> Result<Vec<StatsBucket>, HistoryError> {
+        let _slot = self.slot().await?;
         let range = format!(
             "time >= {} AND time < {} GROUP BY time({}s)",
             ns(start),
