@@ -239,6 +239,10 @@ fn wrk(
 /// the tail latencies then measure the scheduler. HomeIQ sizes its HTTP workers by its affinity
 /// (one here).
 fn pinning() -> bool {
+    *PINNED
+}
+
+static PINNED: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
     std::env::var("PIN").map_or_else(
         |_| {
             std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
@@ -249,7 +253,7 @@ fn pinning() -> bool {
         },
         |v| v != "0",
     )
-}
+});
 
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_ENCODING, HeaderValue};
 use actix_web::middleware::Next;
 
-pub use crate::prepared::MIN_GZIP_BYTES;
+use crate::prepared::MIN_GZIP_BYTES;
 
 const IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 

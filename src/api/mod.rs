@@ -118,7 +118,7 @@ pub struct ServerOptions {
 /// HTTP worker threads: one per CPU this process may run on (its affinity mask), at most
 /// [`MAX_HTTP_WORKERS`]. Each worker is an event loop serving many connections; more than two
 /// only add memory on the small machines HomeIQ runs on, and ingestion needs CPU too.
-pub const MAX_HTTP_WORKERS: usize = 2;
+const MAX_HTTP_WORKERS: usize = 2;
 
 fn http_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_HTTP_WORKERS))

@@ -17,14 +17,12 @@ use crate::ha::model::{
     AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryKind, State,
 };
 
-/// Bound parameters per statement, below SQLite's limit of 32,766.
-const MAX_PARAMS: usize = 30_000;
-
 /// Rows per bulk upsert and keys per bulk delete. sqlx keeps every prepared statement in its
 /// per-connection cache, and a statement's compiled program grows with its parameters: 30,000
 /// parameters compile to about 150 KB of program, and the mirror's syncs had left about 6 MB of
-/// such statements cached. A few hundred rows per statement are as fast to write.
-const MAX_ROWS_PER_STATEMENT: usize = 128;
+/// such statements cached. A few hundred rows per statement are as fast to write, and 128 rows of
+/// the widest table stay far below SQLite's limit of 32,766 parameters (a unit test checks it).
+pub(super) const MAX_ROWS_PER_STATEMENT: usize = 128;
 
 /// A whole registry listing (the reply of `config/<kind>_registry/list`).
 #[derive(Debug, Clone, PartialEq)]
@@ -234,12 +232,11 @@ impl RegistryStore {
                 state_meta::Column::LastSeen,
             ])
             .to_owned();
-        let per_statement = rows_per_statement::<state_meta::Entity>();
         let mut rest = models.into_iter().peekable();
         while rest.peek().is_some() {
             let batch = rest
                 .by_ref()
-                .take(per_statement)
+                .take(MAX_ROWS_PER_STATEMENT)
                 .map(IntoActiveModel::into_active_model);
             state_meta::Entity::insert_many(batch)
                 .on_conflict(on_conflict.clone())
@@ -388,11 +385,6 @@ async fn sync_entities(
     Ok(plan.report)
 }
 
-/// How many rows of `E` fit in one statement.
-fn rows_per_statement<E: EntityTrait>() -> usize {
-    (MAX_PARAMS / E::Column::iter().count().max(1)).clamp(1, MAX_ROWS_PER_STATEMENT)
-}
-
 /// Inserts rows, replacing every column of rows whose key exists, in batched statements.
 async fn upsert_models<E, C>(db: &C, models: Vec<E::Model>) -> Result<(), DbErr>
 where
@@ -408,12 +400,11 @@ where
     let on_conflict = OnConflict::column(key)
         .update_columns(E::Column::iter().filter(|c| c.as_str() != key.as_str()))
         .to_owned();
-    let per_statement = rows_per_statement::<E>();
     let mut rest = models.into_iter().peekable();
     while rest.peek().is_some() {
         let batch = rest
             .by_ref()
-            .take(per_statement)
+            .take(MAX_ROWS_PER_STATEMENT)
             .map(IntoActiveModel::into_active_model);
         E::insert_many(batch)
             .on_conflict(on_conflict.clone())

@@ -563,6 +563,28 @@ async fn record_state_meta_upserts_thousands_in_one_call() {
     assert!(entities.iter().all(|e| e.last_seen == Some(t1)));
 }
 
+#[test]
+fn bulk_statements_stay_below_sqlites_parameter_limit() {
+    use sea_orm::{EntityTrait, Iterable};
+
+    use super::entities::{area, device, entity, floor, label, state_meta};
+    use super::sync::MAX_ROWS_PER_STATEMENT;
+
+    fn columns<E: EntityTrait>() -> usize {
+        E::Column::iter().count()
+    }
+    for (table, n) in [
+        ("area", columns::<area::Entity>()),
+        ("device", columns::<device::Entity>()),
+        ("entity", columns::<entity::Entity>()),
+        ("floor", columns::<floor::Entity>()),
+        ("label", columns::<label::Entity>()),
+        ("state_meta", columns::<state_meta::Entity>()),
+    ] {
+        assert!(MAX_ROWS_PER_STATEMENT * n < 32_766, "{table}: {n} columns");
+    }
+}
+
 #[tokio::test]
 async fn full_sync_of_two_thousand_entities_is_batched() {
     let (_dir, store) = open_temp().await;
