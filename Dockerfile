@@ -29,7 +29,7 @@ RUN npm install --no-audit --no-fund
 COPY frontend ./
 RUN npm run build
 
-# ---- Rust release build (musl, to match the Alpine-based HA base image) ----
+# ---- Rust build (musl, to match the Alpine-based HA base image; the `addon` profile: fat LTO) ----
 FROM rust:1.95-alpine AS build
 # hadolint ignore=DL3018
 RUN apk add --no-cache musl-dev
@@ -37,8 +37,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin homeiq \
-    && cp target/release/homeiq /homeiq \
+RUN cargo build --profile addon --locked --bin homeiq \
+    && cp target/addon/homeiq /homeiq \
     && strip /homeiq
 
 # ---- InfluxDB 1.8 for the sidecar, from InfluxData's release tarball ----
