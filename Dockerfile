@@ -14,18 +14,13 @@
 ARG INFLUXDB_VERSION=1.8.10
 
 # ---- the web panel ----
-# Debian (glibc), not Alpine: the committed lock file lists rollup's native package only for
-# linux-x64-gnu and linux-arm64-gnu (npm 11 leaves other platforms' optional packages out), so on
-# musl vite would find no rollup binary. The panel is static files: the stage's libc does not
-# matter for the image.
+# The panel is static files: the stage's libc does not matter for the image. The lock file is
+# complete (every platform's optional @rollup/* and @esbuild/* package), so `npm ci` installs
+# exactly what it names on any platform.
 FROM node:20-bookworm-slim AS frontend
 WORKDIR /src/frontend
 COPY frontend/package.json frontend/package-lock.json ./
-# `npm install`, not `npm ci`: `npm ci` refuses this lock file as "out of sync" (the other
-# platforms' optional @rollup/* packages are missing from it); `npm install` still takes every
-# version the lock file names and installs this platform's package from it (as .ci/run does).
-# Checked with npm 11 --os=linux --libc=glibc --cpu=x64|arm64: each gets its rollup-linux-*-gnu.
-RUN npm install --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY frontend ./
 RUN npm run build
 
