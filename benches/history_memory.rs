@@ -33,7 +33,7 @@ fn points(t0_us: i64) -> Vec<Point> {
             let value = ((m * 7 + i as i64) % 400) as f64 / 10.0;
             out.push(
                 Point::new("sensor", t0_us + m * 60_000_000 + i as i64)
-                    .tag("entity_id", &entity(i))
+                    .tag("entity_id", entity(i))
                     .tag("unit", "°C")
                     .tag("device_class", "temperature")
                     .field("state", FieldValue::Str(format!("{value}")))
