@@ -426,6 +426,9 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
             influx.spool_dropped, influx.dropped_overflow
         ));
     }
+    if influx.spool_corrupt_records > 0 {
+        warnings.push(format!("{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory", influx.spool_corrupt_records, influx.spool_corrupt_bytes));
+    }
     if influx.quarantined > 0 {
         warnings.push(format!(
             "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",

@@ -213,6 +213,8 @@ impl EmbeddedWriter {
             replayed: 0,
             quarantined: 0,
             spool_dropped: 0,
+            spool_corrupt_records: 0,
+            spool_corrupt_bytes: 0,
         }
     }
 

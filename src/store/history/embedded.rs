@@ -2,12 +2,16 @@
 //!
 //! Every query uses the primary key `(entity_id, time_us)` or the index `(time_us, domain)`:
 //!
-//! * a page: per entity, one range scan in the page order from the cursor, `LIMIT page + 1`;
-//!   the entities' rows are merged in Rust exactly as the InfluxDB backend merges its series;
+//! * a page: a k-way merge of the entities' records (see [`merge_page`]), each entity read in
+//!   chunks by range scans in page order from the cursor (or its last record), so a page holds
+//!   about `limit + 1` records however many entities it names;
 //! * neighbours of a page: per entity, one row before its first and one after its last record;
 //! * aggregates: per entity, `GROUP BY time_us / interval` over its key range (the bucket's last
 //!   value is looked up by the key of its newest row);
 //! * events per bucket and domain: a covering scan of `points_by_time`.
+//!
+//! A request holds one of [`CONCURRENT_REQUESTS`](super::CONCURRENT_REQUESTS) slots for all its
+//! queries, as with InfluxDB; more wait their turn.
 //!
 //! Buckets start at multiples of the interval since the Unix epoch, like InfluxDB's
 //! `GROUP BY time(…)`.
@@ -19,14 +23,16 @@ use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
 use super::{
-    AggregatePoint, AggregateQuery, AggregateSeries, HistoryError, HistoryPage, HistoryQuery,
-    HistoryRecord, Order, StatsBucket, StoredRow, into_page, page_edges, time_of, with_neighbours,
+    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
+    HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
+    page_edges, read_bounds, time_of, with_neighbours,
 };
 
 /// History read from the embedded store; cheap to clone (it wraps a pool of read connections).
 #[derive(Debug, Clone)]
 pub struct EmbeddedHistory {
     pool: SqlitePool,
+    slots: Slots,
 }
 
 impl From<sqlx::Error> for HistoryError {
@@ -49,7 +55,10 @@ fn interval_us(secs: u64) -> i64 {
 impl EmbeddedHistory {
     /// History read through `pool` (read-only connections to `history.db`).
     pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            slots: Slots::default(),
+        }
     }
 
     /// Runs `SELECT 1` on a read connection, for health checks.
@@ -58,73 +67,20 @@ impl EmbeddedHistory {
         Ok(())
     }
 
-    /// One page of records, with each record's neighbours.
+    /// One page of records, with each record's neighbours (one of the request slots held
+    /// throughout).
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
-        let cap = i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let (start, end) = (q.start.timestamp_micros(), q.end.timestamp_micros());
-        let mut rows = Vec::new();
-        let mut entities: Vec<&String> = q.entity_ids.iter().collect();
-        entities.sort_unstable();
-        entities.dedup();
-        for entity in entities {
-            // keyset: within the cursor's microsecond, entities after (ascending) or before
-            // (descending) the cursor's entity come next
-            let (mut lower, mut upper) = (start, end);
-            if let Some(c) = &q.after {
-                match q.order {
-                    Order::Ascending => {
-                        let from = if entity.as_str() > c.entity_id.as_str() {
-                            c.time_us
-                        } else {
-                            c.time_us.saturating_add(1)
-                        };
-                        lower = lower.max(from);
-                    }
-                    Order::Descending => {
-                        let to = if entity.as_str() < c.entity_id.as_str() {
-                            c.time_us
-                        } else {
-                            c.time_us.saturating_sub(1)
-                        };
-                        upper = upper.min(to);
-                    }
-                }
-            }
-            if lower > upper {
-                continue;
-            }
-            let sql = match q.order {
-                Order::Ascending => {
-                    "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us ASC LIMIT ?"
-                }
-                Order::Descending => {
-                    "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us DESC LIMIT ?"
-                }
-            };
-            let found = sqlx::query(sql)
-                .bind(entity.as_str())
-                .bind(lower)
-                .bind(upper)
-                .bind(cap)
-                .fetch_all(&self.pool)
-                .await?;
-            for r in found {
-                let attributes: String = r.try_get("attributes")?;
-                rows.push(StoredRow {
-                    time_us: r.try_get("time_us")?,
-                    entity_id: entity.clone(),
-                    state: r.try_get("state")?,
-                    value: r.try_get("value")?,
-                    attributes: match serde_json::from_str(&attributes) {
-                        Ok(Value::Object(m)) => m,
-                        _ => Map::new(),
-                    },
-                });
-            }
-        }
-        let next_cursor = into_page(&mut rows, q);
-        let items = self.with_neighbours(rows).await?;
-        Ok(HistoryPage { items, next_cursor })
+        let _slot = self.slots.take().await?;
+        let page = merge_page(self, q).await?;
+        tracing::debug!(
+            records = page.peak_rows,
+            "most history records held for one page"
+        );
+        let items = self.with_neighbours(page.rows).await?;
+        Ok(HistoryPage {
+            items,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// The page's records with their neighbours; those just outside the page come from one
@@ -165,6 +121,7 @@ impl EmbeddedHistory {
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
+        let _slot = self.slots.take().await?;
         let iv = interval_us(q.interval_secs);
         let (start, end) = (q.start.timestamp_micros(), q.end.timestamp_micros());
         let mut out = Vec::with_capacity(q.entity_ids.len());
@@ -217,6 +174,7 @@ impl EmbeddedHistory {
         end: DateTime<Utc>,
         interval_secs: u64,
     ) -> Result<Vec<StatsBucket>, HistoryError> {
+        let _slot = self.slots.take().await?;
         let iv = interval_us(interval_secs);
         let rows = sqlx::query(
             "SELECT time_us - (((time_us % ?3) + ?3) % ?3) AS b, domain, count(*) AS n
@@ -246,5 +204,201 @@ impl EmbeddedHistory {
                 by_domain,
             })
             .collect())
+    }
+}
+
+impl PageReader for EmbeddedHistory {
+    /// One range scan of the primary key per fetch, in page order, `LIMIT` the fetch's size.
+    async fn read(
+        &self,
+        q: &HistoryQuery,
+        fetches: &[Fetch<'_>],
+    ) -> Result<Vec<Fetched>, HistoryError> {
+        let sql = match q.order {
+            Order::Ascending => {
+                "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us ASC LIMIT ?"
+            }
+            Order::Descending => {
+                "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us DESC LIMIT ?"
+            }
+        };
+        let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
+        let mut out = Vec::with_capacity(fetches.len());
+        for f in fetches {
+            let (lower, upper) = read_bounds(q, f.entity, f.after, 1);
+            if lower > upper || f.limit == 0 {
+                out.push(Fetched::default());
+                continue;
+            }
+            let found = sqlx::query(sql)
+                .bind(f.entity)
+                .bind(clamp(lower))
+                .bind(clamp(upper))
+                .bind(i64::try_from(f.limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+            let mut rows = Vec::with_capacity(found.len());
+            for r in found {
+                let attributes: String = r.try_get("attributes")?;
+                rows.push(StoredRow {
+                    time_us: r.try_get("time_us")?,
+                    entity_id: f.entity.to_owned(),
+                    state: r.try_get("state")?,
+                    value: r.try_get("value")?,
+                    attributes: match serde_json::from_str(&attributes) {
+                        Ok(Value::Object(m)) => m,
+                        _ => Map::new(),
+                    },
+                });
+            }
+            out.push(Fetched {
+                more: rows.len() >= f.limit,
+                rows,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::store::embedded::{EmbeddedOptions, history_path, open};
+    use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page};
+    use crate::store::influx::{FieldValue, Point};
+
+    const T0: i64 = 1_700_000_000_000_000;
+
+    /// An embedded store holding `per_entity` records a second apart for each of `entities`
+    /// (`sensor.e00`…), interleaved.
+    async fn store(
+        dir: &std::path::Path,
+        entities: usize,
+        per_entity: i64,
+    ) -> (EmbeddedHistory, Vec<String>) {
+        let (writer, history) = open(&history_path(dir), EmbeddedOptions::default())
+            .await
+            .expect("open");
+        let names: Vec<String> = (0..entities).map(|i| format!("sensor.e{i:02}")).collect();
+        for t in 0..per_entity {
+            for (k, e) in names.iter().enumerate() {
+                writer.push(
+                    Point::new("sensor", T0 + t * 1_000_000 + k as i64 * 1_000)
+                        .tag("entity_id", e)
+                        .field("state", FieldValue::Str(format!("{t}")))
+                        .field("value", FieldValue::Float(t as f64))
+                        .field("note_str", FieldValue::Str(format!("record {t} of {e}"))),
+                );
+            }
+        }
+        let report = writer.shutdown(Duration::from_secs(30)).await;
+        assert_eq!(report.left, 0);
+        (history, names)
+    }
+
+    fn query(names: &[String], limit: usize, order: Order) -> HistoryQuery {
+        HistoryQuery {
+            entity_ids: names.to_vec(),
+            start: time_of(T0),
+            end: time_of(T0 + 86_400_000_000),
+            order,
+            limit,
+            after: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_slots_wait_for_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (history, names) = store(dir.path(), 2, 10).await;
+        let held: Vec<_> = {
+            let mut held = Vec::new();
+            for _ in 0..CONCURRENT_REQUESTS {
+                held.push(history.slots.take().await.expect("slot"));
+            }
+            held
+        };
+        let agg = AggregateQuery {
+            entity_ids: names.clone(),
+            start: time_of(T0),
+            end: time_of(T0 + 60_000_000),
+            interval_secs: 60,
+        };
+        let (h, q) = (history.clone(), query(&names, 5, Order::Ascending));
+        let page = tokio::spawn(async move { h.history(&q).await.map(|p| p.items.len()) });
+        let h = history.clone();
+        let aggregate = tokio::spawn(async move { h.aggregate(&agg).await.map(|s| s.len()) });
+        let h = history.clone();
+        let stats = tokio::spawn(async move {
+            h.event_stats(time_of(T0), time_of(T0 + 60_000_000), 60)
+                .await
+                .map(|b| b.len())
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while history.slots.waiting() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "requests did not wait for a slot (waiting: {})",
+                history.slots.waiting()
+            );
+            tokio::task::yield_now().await;
+        }
+        assert!(!page.is_finished() && !aggregate.is_finished() && !stats.is_finished());
+        drop(held);
+        assert_eq!(page.await.expect("join").expect("page"), 5);
+        assert_eq!(aggregate.await.expect("join").expect("aggregate"), 2);
+        assert_eq!(stats.await.expect("join").expect("stats"), 1);
+    }
+
+    #[tokio::test]
+    async fn pages_over_many_entities_read_one_budget_and_answer_as_before() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (history, names) = store(dir.path(), 50, 60).await;
+        for (limit, order) in [(1_000, Order::Ascending), (7, Order::Descending)] {
+            let q = query(&names, limit, order);
+            let page = merge_page(&history, &q).await.expect("page");
+            // 3,000 records in range: reading `limit + 1` of each entity held them all
+            let chunk = (limit + 1).div_ceil(50).max(32).min(limit + 1);
+            assert!(
+                page.peak_rows <= limit + 1 + 50 * chunk && page.peak_rows < 3_000,
+                "{limit}: {}",
+                page.peak_rows
+            );
+            // the same page as collecting everything and sorting it
+            let mut all = Vec::new();
+            for e in &names {
+                let f = Fetch {
+                    entity: e,
+                    after: None,
+                    limit: 10_000,
+                };
+                all.extend(history.read(&q, &[f]).await.expect("read").remove(0).rows);
+            }
+            let cursor = into_page(&mut all, &q);
+            assert_eq!(page.rows, all);
+            assert_eq!(page.next_cursor, cursor);
+        }
+        // paging through everything: every record once, in order
+        let mut q = query(&names, 333, Order::Ascending);
+        let mut seen = Vec::new();
+        loop {
+            let page = history.history(&q).await.expect("page");
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|r| (r.time.timestamp_micros(), r.entity_id.clone())),
+            );
+            match page.next_cursor.as_deref().and_then(Cursor::decode) {
+                Some(c) => q.after = Some(c),
+                None => break,
+            }
+        }
+        let mut want = seen.clone();
+        want.sort();
+        want.dedup();
+        assert_eq!(seen, want);
+        assert_eq!(seen.len(), 3_000);
     }
 }

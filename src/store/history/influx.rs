@@ -9,8 +9,12 @@
 //!   with `FROM /.*/ WHERE domain = … AND entity_id = <object id>`. A numeric state was stored only
 //!   as `value`, so its text is rebuilt from the number.
 //!
-//! Several statements go out in one request (InfluxDB runs them in order); times are exchanged in
-//! microseconds (`epoch=u`), nanoseconds in the statements.
+//! A page is a k-way merge of its entities' records (see [`merge_page`]): one statement per entity
+//! with `LIMIT` its share of the page, read again from its last record when the merge needs more,
+//! so a page holds about `limit + 1` records however many entities it names. Several statements
+//! go out in one request (InfluxDB runs them in order); times are exchanged in microseconds
+//! (`epoch=u`), nanoseconds in the statements. A request holds one of
+//! [`CONCURRENT_REQUESTS`](super::CONCURRENT_REQUESTS) slots for all its queries.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,8 +22,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
-    AggregatePoint, AggregateQuery, AggregateSeries, HistoryError, HistoryPage, HistoryQuery,
-    HistoryRecord, Order, StatsBucket, StoredRow, into_page, page_edges, time_of, with_neighbours,
+    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
+    HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
+    page_edges, read_bounds, time_of, with_neighbours,
 };
 use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
@@ -40,18 +45,12 @@ const RESERVED: &[&str] = &[
     "unit",
 ];
 
-/// History requests served at once; more wait their turn before their first query. Bounds the
-/// memory of decoded answers (a request holds its page while it asks for the page's neighbours,
-/// so a limit per statement let 64 waiting requests hold 64 pages: 190 MB resident) and keeps
-/// InfluxDB from thrashing under many concurrent clients.
-const CONCURRENT_QUERIES: usize = 4;
-
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
 pub struct InfluxHistory {
     client: InfluxClient,
     schema: SchemaMode,
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    slots: Slots,
 }
 
 fn ns(t: DateTime<Utc>) -> i128 {
@@ -77,19 +76,11 @@ impl InfluxHistory {
         Self {
             client,
             schema,
-            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_QUERIES)),
+            slots: Slots::default(),
         }
     }
 
-    /// Waits for a request slot; hold it until the request's last query is answered.
-    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HistoryError> {
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| HistoryError::Unavailable("shutting down".into()))
-    }
-
-    /// Runs `q` (the caller holds a [`InfluxHistory::slot`]).
+    /// Runs `q` (the caller holds one of the request [`Slots`]).
     async fn query(&self, q: &str) -> Result<crate::store::influx::QueryResult, HistoryError> {
         Ok(self.client.query_us(q).await?)
     }
@@ -112,59 +103,59 @@ impl InfluxHistory {
         }
     }
 
-    /// Statements of the page query: one per measurement (`homeiq`) or per entity (`ha_compat`),
-    /// each with the entities it covers (empty: read `entity_id` from the rows).
-    fn page_statements(&self, q: &HistoryQuery) -> Vec<(String, Option<String>)> {
-        let cap = q.limit + q.entity_ids.len() + 1;
-        let (mut lower, mut upper) = (ns(q.start), ns(q.end));
-        if let Some(c) = &q.after {
-            let at = i128::from(c.time_us) * 1000;
-            match q.order {
-                Order::Ascending => lower = lower.max(at),
-                Order::Descending => upper = upper.min(at),
-            }
+    /// The statement of one entity's next read: its records in the fetch's bounds, in page
+    /// order, `LIMIT` the fetch's size (per series: `ha_compat` spreads an entity over
+    /// measurements). `None` when the bounds are empty.
+    fn page_statement(&self, q: &HistoryQuery, f: &Fetch<'_>) -> Option<String> {
+        let (lower, upper) = read_bounds(q, f.entity, f.after, 1000);
+        if lower > upper || f.limit == 0 {
+            return None;
         }
         let dir = match q.order {
             Order::Ascending => "ASC",
             Order::Descending => "DESC",
         };
-        let tail = format!("time >= {lower} AND time <= {upper} ORDER BY time {dir} LIMIT {cap}");
-        match self.schema {
-            SchemaMode::Homeiq => {
-                let mut by_domain: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-                for e in &q.entity_ids {
-                    by_domain.entry(domain_of(e)).or_default().push(e);
-                }
-                by_domain
-                    .into_iter()
-                    .map(|(domain, ids)| {
-                        let which = ids
-                            .iter()
-                            .map(|e| format!("\"entity_id\" = {}", quote_literal(e)))
-                            .collect::<Vec<_>>()
-                            .join(" OR ");
-                        (
-                            format!(
-                                "SELECT * FROM {} WHERE ({which}) AND {tail}",
-                                quote_ident(domain)
-                            ),
-                            None,
-                        )
-                    })
-                    .collect()
+        let (from, cond) = self.source(f.entity);
+        Some(format!(
+            "SELECT * FROM {from} WHERE {cond} AND time >= {lower} AND time <= {upper} ORDER BY time {dir} LIMIT {}",
+            f.limit
+        ))
+    }
+
+    /// One entity's records from its statement's series, in page order (ties in series order),
+    /// at most `f.limit`. A series holding `limit` rows may have more beyond its last: records
+    /// past the earliest such end (in page order) are left for the next read.
+    fn fetched(&self, series: &[Series], f: &Fetch<'_>, order: Order) -> Fetched {
+        let mut rows = Vec::new();
+        let mut frontier: Option<i64> = None;
+        for s in series {
+            let before = rows.len();
+            self.rows_of(s, Some(f.entity), &mut rows);
+            if s.values.len() >= f.limit
+                && let Some(last) = rows[before..].last()
+            {
+                let t = last.time_us;
+                frontier = Some(match (frontier, order) {
+                    (None, _) => t,
+                    (Some(x), Order::Ascending) => x.min(t),
+                    (Some(x), Order::Descending) => x.max(t),
+                });
             }
-            SchemaMode::HaCompat => q
-                .entity_ids
-                .iter()
-                .map(|e| {
-                    let (from, cond) = self.source(e);
-                    (
-                        format!("SELECT * FROM {from} WHERE {cond} AND {tail}"),
-                        Some(e.clone()),
-                    )
-                })
-                .collect(),
         }
+        // stable: equal times keep the order of their series
+        match order {
+            Order::Ascending => rows.sort_by_key(|r| r.time_us),
+            Order::Descending => rows.sort_by_key(|r| std::cmp::Reverse(r.time_us)),
+        }
+        if let Some(f) = frontier {
+            rows.retain(|r| match order {
+                Order::Ascending => r.time_us <= f,
+                Order::Descending => r.time_us >= f,
+            });
+        }
+        let more = frontier.is_some() || rows.len() > f.limit;
+        rows.truncate(f.limit);
+        Fetched { rows, more }
     }
 
     /// Decodes the rows of one series.
@@ -243,28 +234,20 @@ impl InfluxHistory {
         }
     }
 
-    /// One page of records, with each record's neighbours.
+    /// One page of records, with each record's neighbours (one of the request slots held
+    /// throughout).
     pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
-        let _slot = self.slot().await?;
-        let statements = self.page_statements(q);
-        let text = statements
-            .iter()
-            .map(|(s, _)| s.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut rows = Vec::new();
-        {
-            let result = self.query(&text).await?;
-            for (i, statement) in result.statements.iter().enumerate() {
-                let entity = statements.get(i).and_then(|(_, e)| e.as_deref());
-                for series in &statement.series {
-                    self.rows_of(series, entity, &mut rows);
-                }
-            }
-        }
-        let next_cursor = into_page(&mut rows, q);
-        let items = self.with_neighbours(rows).await?;
-        Ok(HistoryPage { items, next_cursor })
+        let _slot = self.slots.take().await?;
+        let page = merge_page(self, q).await?;
+        tracing::debug!(
+            records = page.peak_rows,
+            "most history records held for one page"
+        );
+        let items = self.with_neighbours(page.rows).await?;
+        Ok(HistoryPage {
+            items,
+            next_cursor: page.next_cursor,
+        })
     }
 
     /// The page's records with their neighbours; those just outside the page come from one
@@ -313,7 +296,7 @@ impl InfluxHistory {
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
-        let _slot = self.slot().await?;
+        let _slot = self.slots.take().await?;
         let statements: Vec<String> = q
             .entity_ids
             .iter()
@@ -383,7 +366,7 @@ impl InfluxHistory {
         end: DateTime<Utc>,
         interval_secs: u64,
     ) -> Result<Vec<StatsBucket>, HistoryError> {
-        let _slot = self.slot().await?;
+        let _slot = self.slots.take().await?;
         let range = format!(
             "time >= {} AND time < {} GROUP BY time({}s)",
             ns(start),
@@ -425,6 +408,40 @@ impl InfluxHistory {
                 time: time_of(time),
                 total: by_domain.values().sum(),
                 by_domain,
+            })
+            .collect())
+    }
+}
+
+impl PageReader for InfluxHistory {
+    /// One statement per fetch, all in one request.
+    async fn read(
+        &self,
+        q: &HistoryQuery,
+        fetches: &[Fetch<'_>],
+    ) -> Result<Vec<Fetched>, HistoryError> {
+        let statements: Vec<Option<String>> =
+            fetches.iter().map(|f| self.page_statement(q, f)).collect();
+        let text = statements
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("; ");
+        if text.is_empty() {
+            return Ok(fetches.iter().map(|_| Fetched::default()).collect());
+        }
+        let result = self.query(&text).await?;
+        let mut answers = result.statements.iter();
+        Ok(fetches
+            .iter()
+            .zip(&statements)
+            .map(|(f, statement)| match statement {
+                None => Fetched::default(),
+                Some(_) => answers
+                    .next()
+                    .map(|a| self.fetched(&a.series, f, q.order))
+                    .unwrap_or_default(),
             })
             .collect())
     }
@@ -518,6 +535,65 @@ mod tests {
             (a.mean, a.min, a.max, a.count, a.last),
             (Some(3.25), Some(0.0), Some(5.0), 4, Some(5.0))
         );
+    }
+
+    fn series(name: &str, times: &[i64]) -> Series {
+        Series {
+            name: name.into(),
+            tags: Default::default(),
+            columns: vec!["time".into(), "state".into()],
+            values: times
+                .iter()
+                .map(|t| vec![Value::from(*t), Value::from(format!("{name}{t}"))])
+                .collect(),
+        }
+    }
+
+    fn history(schema: SchemaMode) -> InfluxHistory {
+        let settings = crate::config::InfluxSettings::default();
+        InfluxHistory::new(InfluxClient::new(&settings).expect("client"), schema)
+    }
+
+    #[test]
+    fn an_entity_spread_over_series_is_cut_where_a_full_series_ends() {
+        let h = history(SchemaMode::HaCompat);
+        let f = Fetch {
+            entity: "sensor.t",
+            after: None,
+            limit: 3,
+        };
+        // `°C` holds 3 rows (its limit: more may follow 30), `W` 2 (all it has)
+        let got = h.fetched(
+            &[series("°C", &[10, 20, 30]), series("W", &[15, 20, 40])],
+            &f,
+            Order::Ascending,
+        );
+        let times: Vec<(i64, Option<String>)> = got
+            .rows
+            .iter()
+            .map(|r| (r.time_us, r.state.clone()))
+            .collect();
+        assert_eq!(
+            times,
+            vec![
+                (10, Some("°C10".into())),
+                (15, Some("W15".into())),
+                (20, Some("°C20".into()))
+            ]
+        );
+        assert!(got.more);
+        // descending, neither series full: everything, newest first, and nothing more
+        let got = h.fetched(
+            &[series("°C", &[30, 10]), series("W", &[40, 20])],
+            &f,
+            Order::Descending,
+        );
+        let times: Vec<i64> = got.rows.iter().map(|r| r.time_us).collect();
+        assert_eq!(times, vec![40, 30, 20]);
+        assert!(got.more, "cut at the fetch's limit");
+        let got = h.fetched(&[series("°C", &[30, 10])], &f, Order::Descending);
+        assert_eq!(got.rows.len(), 2);
+        assert!(!got.more);
     }
 
     #[test]

@@ -24,6 +24,10 @@ use crate::config::{InfluxSettings, Secret};
 /// Longest server message kept in errors and outcomes, in bytes.
 const MAX_MESSAGE: usize = 2_048;
 
+/// Largest `/query` answer read, in bytes: a bigger one is refused
+/// ([`InfluxError::TooLarge`]) instead of held in memory.
+pub(crate) const MAX_QUERY_REPLY: usize = 32 << 20;
+
 /// Why a request to InfluxDB failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum InfluxError {
@@ -55,6 +59,15 @@ pub enum InfluxError {
     /// The answer was not the JSON InfluxDB sends.
     #[error("unexpected answer from InfluxDB: {0}")]
     Decode(String),
+    /// The answer was larger than HomeIQ reads.
+    #[error(
+        "InfluxDB's answer is larger than {} MiB; ask for less (fewer records, entities or buckets, or a shorter range)",
+        limit >> 20
+    )]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
 }
 
 /// What `/ping` reported.
@@ -431,6 +444,31 @@ impl InfluxClient {
         self.query_at(self.inner.query_url_us.clone(), q).await
     }
 
+    /// The body of `resp`, read in chunks and refused once it exceeds `limit` bytes.
+    async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, InfluxError> {
+        let too_large = InfluxError::TooLarge { limit };
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > limit as u64 {
+            return Err(too_large);
+        }
+        let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| InfluxError::Transport(self.transport_error(e)))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     async fn query_at(&self, url: Url, q: &str) -> Result<QueryResult, InfluxError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("q", q)
@@ -444,10 +482,8 @@ impl InfluxClient {
             .await
             .map_err(|e| InfluxError::Transport(self.transport_error(e)))?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| InfluxError::Transport(self.transport_error(e)))?;
+        let body = self.read_capped(resp, MAX_QUERY_REPLY).await?;
+        let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(InfluxError::Unauthorized(
@@ -863,6 +899,99 @@ mod tests {
                 status: 503,
                 message: "busy".into()
             }
+        );
+    }
+
+    /// A server answering every request with `answer`, as many times as asked.
+    async fn answering(answer: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn.write_all(&answer).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn query_answers_beyond_the_cap_are_refused_unread() {
+        // announced larger than the cap: refused before reading
+        let url = answering(
+            format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"results\":[",
+                MAX_QUERY_REPLY + 1
+            )
+            .into_bytes(),
+        )
+        .await;
+        let client = InfluxClient::new(&InfluxSettings {
+            url,
+            ..InfluxSettings::default()
+        })
+        .expect("client");
+        let err = client.query_us("SELECT * FROM m").await;
+        assert_eq!(
+            err,
+            Err(InfluxError::TooLarge {
+                limit: MAX_QUERY_REPLY
+            })
+        );
+        assert!(
+            err.err()
+                .is_some_and(|e| e.to_string().contains("larger than 32 MiB"))
+        );
+        // chunked, no length announced: refused once the bytes read pass the cap
+        let mut answer =
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let piece = vec![b' '; 1 << 20];
+        for _ in 0..=(MAX_QUERY_REPLY >> 20) {
+            answer.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            answer.extend_from_slice(&piece);
+            answer.extend_from_slice(b"\r\n");
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        let url = answering(answer).await;
+        let client = InfluxClient::new(&InfluxSettings {
+            url,
+            ..InfluxSettings::default()
+        })
+        .expect("client");
+        assert_eq!(
+            client.query("SHOW DATABASES").await,
+            Err(InfluxError::TooLarge {
+                limit: MAX_QUERY_REPLY
+            })
+        );
+        // a small chunked answer is read whole
+        let body = r#"{"results":[{"statement_id":0}]}"#;
+        let url = answering(
+            format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            )
+            .into_bytes(),
+        )
+        .await;
+        let client = InfluxClient::new(&InfluxSettings {
+            url,
+            ..InfluxSettings::default()
+        })
+        .expect("client");
+        assert_eq!(
+            client
+                .query("SHOW DATABASES")
+                .await
+                .map(|r| r.statements.len()),
+            Ok(1)
         );
     }
 

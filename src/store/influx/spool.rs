@@ -46,10 +46,17 @@
 //!   never corrupts older ones (a torn tail is cut, see below). Deleting finished segments and
 //!   writing the cursor are not synced: after a power loss, already written batches may be
 //!   replayed again, which is harmless (see below).
-//! * A torn record (a crash in the middle of a write) is detected on open by its length and CRC and
-//!   the segment is truncated before it: a torn tail is never replayed as garbage. A record whose
-//!   CRC fails later (bit rot) is skipped with the rest of its segment, counted as dropped and
-//!   logged.
+//! * A torn record (a crash in the middle of a write: a record cut short at the end of the segment
+//!   being written) is detected on open by its length and CRC and the segment is truncated before
+//!   it: a torn tail is never replayed as garbage. A damaged record (bit rot, a flipped byte) is
+//!   skipped alone: when its length leads to an intact record, reading resumes there; when the
+//!   length itself is damaged, at the next offset where an intact record starts (its header
+//!   decodes and its CRC and line table check out). Only the damaged stretch is lost; it is
+//!   logged, counted (`corrupt_records`, `corrupt_bytes`) and its points, when its header still
+//!   tells them, counted as dropped. The CRC does not cover the length, so a damaged length is
+//!   caught by the CRC of the bytes it wrongly delimits. Sealed segments are checked on open only
+//!   by walking their record headers; a walk that does not end exactly at the file's end gets the
+//!   full check, and payloads are checked when replayed.
 //! * Records are removed only when acknowledged ([`Spool::ack`]): after InfluxDB answered `204`, or
 //!   refused the points (which then went to the quarantine). A failed replay gives its records
 //!   back ([`Spool::nack`]); they stay on disk and are read again, oldest first. The position of
@@ -68,7 +75,7 @@
 //!
 //! All methods do blocking file I/O: the writer calls them on Tokio's blocking pool.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -266,6 +273,10 @@ pub(crate) struct SpoolGauges {
     pub(crate) oldest_ms: AtomicI64,
     /// Points dropped by the bounds, by corruption or because they could not be written.
     pub(crate) dropped: AtomicU64,
+    /// Damaged records skipped (a damaged stretch that hides several records counts once).
+    pub(crate) corrupt_records: AtomicU64,
+    /// Bytes of the damaged records skipped.
+    pub(crate) corrupt_bytes: AtomicU64,
 }
 
 impl Default for SpoolGauges {
@@ -275,6 +286,8 @@ impl Default for SpoolGauges {
             points: AtomicU64::new(0),
             oldest_ms: AtomicI64::new(i64::MIN),
             dropped: AtomicU64::new(0),
+            corrupt_records: AtomicU64::new(0),
+            corrupt_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -316,6 +329,8 @@ pub(crate) struct OpenReport {
     pub(crate) points: u64,
     /// Bytes cut off torn or corrupt segment tails.
     pub(crate) truncated_bytes: u64,
+    /// Damaged records skipped (also counted in the gauges).
+    pub(crate) corrupt_records: u64,
 }
 
 struct Segment {
@@ -329,6 +344,8 @@ struct Segment {
     first_unread_ms: Option<i64>,
     /// When the newest record was spooled.
     newest_ms: i64,
+    /// Damaged stretches found on open (start → where reading resumes), already counted.
+    holes: BTreeMap<u64, u64>,
     reader: Option<File>,
 }
 
@@ -492,16 +509,12 @@ fn remove_file(path: &Path) -> Result<(), SpoolError> {
     }
 }
 
-/// Walks the records of an existing segment. Returns the end of the last good record and, per
-/// record at or after `from`, its header. With `verify`, payloads are read and their CRC checked.
-fn scan_segment(file: &mut File, size: u64, verify: bool) -> io::Result<(u64, Vec<(u64, Header)>)> {
+/// Walks the record headers of an existing segment without reading payloads. Returns the end of
+/// the last record whose header decodes and fits, and the records up to there.
+fn walk_headers(file: &mut File, size: u64) -> io::Result<(u64, Vec<(u64, Header)>)> {
     let mut records = Vec::new();
     let mut off = FILE_HEADER_LEN;
-    let mut buf = Vec::new();
-    loop {
-        if off + RECORD_HEADER_LEN > size {
-            break;
-        }
+    while off + RECORD_HEADER_LEN <= size {
         file.seek(SeekFrom::Start(off))?;
         let mut h = [0u8; RECORD_HEADER_LEN as usize];
         file.read_exact(&mut h)?;
@@ -512,20 +525,215 @@ fn scan_segment(file: &mut File, size: u64, verify: bool) -> io::Result<(u64, Ve
         if end > size {
             break;
         }
-        if verify {
-            buf.resize(usize::try_from(header.payload).unwrap_or(0), 0);
-            file.read_exact(&mut buf)?;
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&h[8..]);
-            hasher.update(&buf);
-            if hasher.finalize() != header.crc {
-                break;
-            }
-        }
         records.push((off, header));
         off = end;
     }
     Ok((off, records))
+}
+
+/// The header of an intact record at `off`: it decodes, ends within `size`, its CRC matches and
+/// its line table is consistent. `buf` is scratch space for the payload.
+fn intact_record_at(
+    file: &mut File,
+    off: u64,
+    size: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<Header>> {
+    if off + RECORD_HEADER_LEN > size {
+        return Ok(None);
+    }
+    let mut h = [0u8; RECORD_HEADER_LEN as usize];
+    file.seek(SeekFrom::Start(off))?;
+    file.read_exact(&mut h)?;
+    let Some(header) = decode_header(&h) else {
+        return Ok(None);
+    };
+    if off + RECORD_HEADER_LEN + header.payload > size {
+        return Ok(None);
+    }
+    buf.resize(usize::try_from(header.payload).unwrap_or(0), 0);
+    file.read_exact(buf)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&h[8..]);
+    hasher.update(buf);
+    let table = header.points as usize * 4;
+    let ends: Vec<u32> = buf[..table].chunks_exact(4).map(le_u32).collect();
+    Ok((hasher.finalize() == header.crc && valid_ends(&ends, buf.len() - table)).then_some(header))
+}
+
+/// The first intact record at or after `from`, found by trying every offset.
+fn find_intact(file: &mut File, from: u64, size: u64) -> io::Result<Option<u64>> {
+    const WINDOW: usize = 64 << 10;
+    let head = RECORD_HEADER_LEN as usize;
+    let mut window = vec![0u8; WINDOW + head];
+    let mut payload = Vec::new();
+    let mut base = from;
+    while base + RECORD_HEADER_LEN <= size {
+        let len = usize::try_from((size - base).min((WINDOW + head) as u64)).unwrap_or(0);
+        file.seek(SeekFrom::Start(base))?;
+        file.read_exact(&mut window[..len])?;
+        for k in 0..=(len - head).min(WINDOW - 1) {
+            let mut h = [0u8; RECORD_HEADER_LEN as usize];
+            h.copy_from_slice(&window[k..k + head]);
+            // cheap checks first: most offsets fail to decode
+            if decode_header(&h).is_some()
+                && intact_record_at(file, base + k as u64, size, &mut payload)?.is_some()
+            {
+                return Ok(Some(base + k as u64));
+            }
+        }
+        base += WINDOW as u64;
+    }
+    Ok(None)
+}
+
+/// A damaged stretch of a segment: what could not be read from `start` on.
+#[derive(Debug, Clone, Copy)]
+struct Damage {
+    start: u64,
+    /// Where reading resumes: the next intact record, or the segment's end.
+    next: u64,
+    /// Whether an intact record starts at `next`.
+    resumes: bool,
+    /// The damaged record's header, when it still decodes (its point count is then known).
+    header: Option<Header>,
+    /// Whether the damaged record was written whole (its length or its line table ends it
+    /// exactly at `next`): only then can a stretch reaching the end of the segment be told from a
+    /// torn write.
+    whole: bool,
+}
+
+impl Damage {
+    /// Points known to be lost with it.
+    fn points(&self) -> u64 {
+        self.header.map_or(0, |h| u64::from(h.points))
+    }
+}
+
+/// What follows the damaged record at `off`: if its length leads to an intact record (or exactly
+/// to the segment's end), only that record is lost; otherwise reading resumes at the next offset
+/// where an intact record starts (the length itself was damaged), or at the end.
+fn damage_at(file: &mut File, off: u64, size: u64) -> io::Result<Damage> {
+    let mut h = [0u8; RECORD_HEADER_LEN as usize];
+    let complete = off + RECORD_HEADER_LEN <= size;
+    if complete {
+        file.seek(SeekFrom::Start(off))?;
+        file.read_exact(&mut h)?;
+    }
+    let header = complete.then(|| decode_header(&h)).flatten();
+    let claimed_end = complete.then(|| off + RECORD_HEADER_LEN + u64::from(le_u32(&h[0..4])));
+    let mut payload = Vec::new();
+    if let Some(end) = claimed_end.filter(|&e| e < size)
+        && intact_record_at(file, end, size, &mut payload)?.is_some()
+    {
+        return Ok(Damage {
+            start: off,
+            next: end,
+            resumes: true,
+            header,
+            whole: true,
+        });
+    }
+    if let Some(next) = find_intact(file, off + 1, size)? {
+        return Ok(Damage {
+            start: off,
+            next,
+            resumes: true,
+            header: None,
+            whole: false,
+        });
+    }
+    if claimed_end == Some(size) {
+        return Ok(Damage {
+            start: off,
+            next: size,
+            resumes: false,
+            header,
+            whole: true,
+        });
+    }
+    // Nothing intact follows. A damaged length may still hide a record written whole: its line
+    // table (covered by the CRC, read with the point count) then ends it exactly at the end.
+    let mut whole = false;
+    if complete {
+        let points = u64::from(le_u32(&h[8..12]));
+        let table_end = off + RECORD_HEADER_LEN + points * 4;
+        if points > 0 && table_end <= size {
+            let mut last = [0u8; 4];
+            file.seek(SeekFrom::Start(table_end - 4))?;
+            file.read_exact(&mut last)?;
+            whole = table_end + u64::from(u32::from_le_bytes(last)) == size;
+        }
+    }
+    Ok(Damage {
+        start: off,
+        next: size,
+        resumes: false,
+        header,
+        whole,
+    })
+}
+
+/// What [`scan_segment`] found in an existing segment.
+#[derive(Debug, Default)]
+struct Scan {
+    /// The intact records.
+    records: Vec<(u64, Header)>,
+    /// Damaged stretches that were skipped, in file order.
+    damage: Vec<Damage>,
+    /// Where the segment's last record ends; a torn tail after it is cut off.
+    end: u64,
+}
+
+/// Walks the records of an existing segment. A sealed segment (`verify` false) whose record
+/// headers lead exactly to its end is trusted (payloads are checked when read); otherwise every
+/// record's CRC is checked and damaged records are skipped (see [`damage_at`]). With `verify` (the
+/// segment being written when the process stopped), a last stretch that may be a torn write (a
+/// record not written whole) is left after `end`, to be cut off.
+fn scan_segment(file: &mut File, size: u64, verify: bool) -> io::Result<Scan> {
+    if !verify {
+        let (end, records) = walk_headers(file, size)?;
+        if end == size {
+            return Ok(Scan {
+                records,
+                damage: Vec::new(),
+                end,
+            });
+        }
+    }
+    let mut scan = Scan::default();
+    let mut off = FILE_HEADER_LEN;
+    let mut buf = Vec::new();
+    while off < size {
+        if let Some(header) = intact_record_at(file, off, size, &mut buf)? {
+            scan.records.push((off, header));
+            off += RECORD_HEADER_LEN + header.payload;
+            continue;
+        }
+        let d = damage_at(file, off, size)?;
+        if d.resumes || !verify {
+            scan.damage.push(d);
+            off = d.next;
+            continue;
+        }
+        // The tail of the segment being written: a record written whole but damaged is lost;
+        // a torn write (a record cut short) was never spooled and is only cut off.
+        if d.whole {
+            scan.damage.push(d);
+        } else if let Some(h) = d.header
+            && off + RECORD_HEADER_LEN + h.payload < size
+        {
+            // a damaged record written whole, then a torn one
+            scan.damage.push(Damage {
+                next: off + RECORD_HEADER_LEN + h.payload,
+                whole: true,
+                ..d
+            });
+        }
+        break;
+    }
+    scan.end = off.min(size);
+    Ok(scan)
 }
 
 impl Spool {
@@ -588,10 +796,19 @@ impl Spool {
                 .map_err(io_err("open", &path))?;
             let size = file.metadata().map_err(io_err("inspect", &path))?.len();
             let mut head = [0u8; FILE_HEADER_LEN as usize];
-            let header_ok = size >= FILE_HEADER_LEN
+            let mut header_ok = size >= FILE_HEADER_LEN
                 && file.read_exact(&mut head).is_ok()
                 && head[..8] == MAGIC
                 && le_u32(&head[8..12]) == VERSION;
+            if !header_ok
+                && intact_record_at(&mut file, FILE_HEADER_LEN, size, &mut Vec::new())
+                    .map_err(io_err("read", &path))?
+                    .is_some()
+            {
+                // Our records behind a damaged file header: read them.
+                tracing::warn!(file = %path.display(), "spool segment header is damaged; its records are intact");
+                header_ok = true;
+            }
             if !header_ok {
                 if size > FILE_HEADER_LEN {
                     // Not ours or a future format: keep it aside rather than lose it silently.
@@ -607,9 +824,11 @@ impl Spool {
                 continue;
             }
             // Only the last segment can have been written when the process stopped; it gets the
-            // full CRC check. Older ones were sealed with an fdatasync.
-            let (end, records) =
+            // full CRC check. Older ones were sealed with an fdatasync: their payloads are checked
+            // when read, unless their record headers do not lead to their end.
+            let scan =
                 scan_segment(&mut file, size, seq == last_seq).map_err(io_err("read", &path))?;
+            let end = scan.end;
             if end < size {
                 tracing::warn!(
                     file = %path.display(),
@@ -623,11 +842,13 @@ impl Spool {
                 report.truncated_bytes += size - end;
             }
             // Records before the cursor were acknowledged; the cursor counts only when it falls on
-            // a record boundary.
+            // a record boundary (or a damaged stretch: reading skips it).
             let skip_before = match acked {
                 Some(c)
                     if c.seq == seq
-                        && (c.off == end || records.iter().any(|(off, _)| *off == c.off)) =>
+                        && (c.off == end
+                            || scan.records.iter().any(|(off, _)| *off == c.off)
+                            || scan.damage.iter().any(|d| d.start == c.off)) =>
                 {
                     c.off
                 }
@@ -641,14 +862,33 @@ impl Spool {
                 unread_records: 0,
                 first_unread_ms: None,
                 newest_ms: i64::MIN,
+                holes: BTreeMap::new(),
                 reader: None,
             };
-            for (off, h) in &records {
+            for (off, h) in &scan.records {
                 seg.newest_ms = seg.newest_ms.max(h.created_ms);
                 if *off >= skip_before {
                     seg.unread_points += u64::from(h.points);
                     seg.unread_records += 1;
                     seg.first_unread_ms.get_or_insert(h.created_ms);
+                }
+            }
+            for d in scan.damage.iter().filter(|d| d.start >= skip_before) {
+                tracing::error!(
+                    file = %seg.path.display(),
+                    offset = d.start,
+                    bytes = d.next - d.start,
+                    points = d.header.map(|h| h.points),
+                    "spool record is damaged; skipped"
+                );
+                report.corrupt_records += 1;
+                gauges.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                gauges
+                    .corrupt_bytes
+                    .fetch_add(d.next - d.start, Ordering::Relaxed);
+                gauges.dropped.fetch_add(d.points(), Ordering::Relaxed);
+                if d.start < end {
+                    seg.holes.insert(d.start, d.next);
                 }
             }
             if seg.unread_records == 0 {
@@ -967,6 +1207,8 @@ impl Spool {
             let header = match self.read_header(i, rec.pos.off)? {
                 Some(h) if h.points == rec.points => h,
                 _ => {
+                    tracing::error!(offset = rec.pos.off, "spooled record is corrupt; dropped");
+                    self.count_corrupt(rec.len);
                     self.outstanding[k].status = Status::Done;
                     dropped += u64::from(rec.points);
                     continue;
@@ -979,6 +1221,7 @@ impl Spool {
             let start = body.len();
             let Some(rel) = self.read_payload(i, rec.pos.off, &header, &mut body)? else {
                 tracing::error!(offset = rec.pos.off, "spooled record is corrupt; dropped");
+                self.count_corrupt(rec.len);
                 self.outstanding[k].status = Status::Done;
                 dropped += u64::from(rec.points);
                 continue;
@@ -998,7 +1241,15 @@ impl Spool {
             }
             let last = i + 1 == self.segments.len();
             if self.read.off >= self.segments[i].size {
-                self.segments[i].first_unread_ms = None;
+                let seg = &mut self.segments[i];
+                seg.first_unread_ms = None;
+                if seg.unread_points > 0 {
+                    // Records counted when the segment was opened went with a damaged stretch
+                    // found later.
+                    dropped += seg.unread_points;
+                    seg.unread_points = 0;
+                    seg.unread_records = 0;
+                }
                 if last {
                     break;
                 }
@@ -1009,8 +1260,12 @@ impl Spool {
                 continue;
             }
             let off = self.read.off;
+            if let Some(&next) = self.segments[i].holes.get(&off) {
+                self.read.off = next;
+                continue;
+            }
             let Some(header) = self.read_header(i, off)? else {
-                self.corrupt(i, off);
+                dropped += self.skip_damaged(i, off)?;
                 continue;
             };
             if !fits(precision, &ends, &body, &header) {
@@ -1019,7 +1274,7 @@ impl Spool {
             }
             let start = body.len();
             let Some(rel) = self.read_payload(i, off, &header, &mut body)? else {
-                self.corrupt(i, off);
+                dropped += self.skip_damaged(i, off)?;
                 continue;
             };
             let rec = RecordRef {
@@ -1054,7 +1309,7 @@ impl Spool {
             self.gauges.dropped.fetch_add(dropped, Ordering::Relaxed);
             tracing::warn!(
                 points = dropped,
-                "spooled points reached spool.max_age_hours or their segment is gone; dropped"
+                "spooled points reached spool.max_age_hours, were damaged or their segment is gone; dropped"
             );
             self.advance()?;
         }
@@ -1090,26 +1345,40 @@ impl Spool {
         }
     }
 
-    /// A record at `off` in segment `i` cannot be read: the rest of the segment is dropped.
-    fn corrupt(&mut self, i: usize, off: u64) {
+    /// A record at `off` in segment `i` cannot be read: skips it (see [`damage_at`]), counts it
+    /// and returns the points known to be lost with it.
+    fn skip_damaged(&mut self, i: usize, off: u64) -> Result<u64, SpoolError> {
         let last = i + 1 == self.segments.len();
         let seg = &mut self.segments[i];
+        let Some(file) = seg.reader.as_mut() else {
+            return Ok(0);
+        };
+        let d = damage_at(file, off, seg.size).map_err(io_err("read", &seg.path))?;
         tracing::error!(
             file = %seg.path.display(),
             offset = off,
-            points = seg.unread_points,
-            "spool record is corrupt; dropping the rest of its segment"
+            bytes = d.next - off,
+            points = d.header.map(|h| h.points),
+            "spool record is damaged; skipped"
         );
-        self.gauges
-            .dropped
-            .fetch_add(seg.unread_points, Ordering::Relaxed);
-        seg.unread_points = 0;
-        seg.unread_records = 0;
+        let points = d.points().min(seg.unread_points);
+        seg.unread_points -= points;
+        seg.unread_records = seg.unread_records.saturating_sub(1);
         seg.first_unread_ms = None;
-        self.read.off = seg.size;
+        self.read.off = d.next;
         if last {
+            // the disk may be failing: write new records to a new file
             self.roll_before_append = true;
         }
+        self.count_corrupt(d.next - off);
+        Ok(points)
+    }
+
+    fn count_corrupt(&self, bytes: u64) {
+        self.gauges.corrupt_records.fetch_add(1, Ordering::Relaxed);
+        self.gauges
+            .corrupt_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Marks records as done (written or quarantined): they are never read again, and a segment
@@ -1281,6 +1550,7 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(File, Segment), SpoolError> {
         unread_records: 0,
         first_unread_ms: None,
         newest_ms: i64::MIN,
+        holes: BTreeMap::new(),
         reader: None,
     };
     Ok((file, seg))

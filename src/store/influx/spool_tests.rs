@@ -214,12 +214,13 @@ fn garbage_and_bad_checksums_at_the_tail_are_never_replayed() {
 }
 
 #[test]
-fn corruption_in_a_sealed_segment_drops_the_rest_of_it_and_counts() {
+fn corruption_in_a_sealed_segment_skips_the_damaged_record_and_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let (mut spool, _, _) = open(dir.path(), 1 << 30);
         spool.append(&batch(0, 10), now_ms()).expect("append");
         spool.append(&batch(10, 10), now_ms()).expect("append");
+        spool.append(&batch(20, 10), now_ms()).expect("append");
     }
     // Two restarts: the data segment is no longer the last one, so open does not verify it.
     drop(open(dir.path(), 1 << 30));
@@ -227,15 +228,192 @@ fn corruption_in_a_sealed_segment_drops_the_rest_of_it_and_counts() {
         .into_iter()
         .next()
         .expect("segment");
+    let records = record_spans(&first);
     let mut bytes = fs::read(&first).expect("read");
-    let at = bytes.len() - 5;
-    bytes[at] ^= 0xff;
+    // a byte in the middle record's lines, then one in the last record's
+    bytes[records[1].1 - 5] ^= 0xff;
     fs::write(&first, &bytes).expect("write");
     let (mut spool, report, gauges) = open(dir.path(), 1 << 30);
-    assert_eq!(report.points, 20);
-    assert_eq!(drain(&mut spool, 1_000), expected(0, 10));
+    assert_eq!(report.points, 30);
+    let mut want = expected(0, 10);
+    want.extend(expected(20, 10));
+    assert_eq!(drain(&mut spool, 1_000), want);
     assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
+    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    let span = (records[1].1 - records[1].0) as u64;
+    assert_eq!(gauges.corrupt_bytes.load(Ordering::Relaxed), span);
     assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
+}
+
+/// `(start, end)` of each record of a segment file, from its headers.
+fn record_spans(path: &Path) -> Vec<(usize, usize)> {
+    let mut file = File::open(path).expect("open");
+    let size = file.metadata().expect("meta").len();
+    let (end, records) = walk_headers(&mut file, size).expect("walk");
+    assert_eq!(end, size, "an intact segment");
+    records
+        .iter()
+        .map(|(off, h)| {
+            (
+                *off as usize,
+                (*off + RECORD_HEADER_LEN + h.payload) as usize,
+            )
+        })
+        .collect()
+}
+
+/// Three records spooled by a run that stopped: on reopen their segment is the one being written
+/// when the process stopped, and gets the full check.
+fn three_records_then_stop(dir: &Path) -> PathBuf {
+    let (mut spool, _, _) = open(dir, 1 << 30);
+    spool.append(&batch(0, 10), now_ms()).expect("append");
+    spool.append(&batch(10, 5), now_ms()).expect("append");
+    spool.append(&batch(15, 20), now_ms()).expect("append");
+    drop(spool);
+    segment_files(dir)
+        .into_iter()
+        .rfind(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0) > FILE_HEADER_LEN)
+        .expect("segment with data")
+}
+
+#[test]
+fn a_flipped_byte_in_the_first_record_loses_only_that_record_and_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seg = three_records_then_stop(dir.path());
+    let spans = record_spans(&seg);
+    let mut bytes = fs::read(&seg).expect("read");
+    bytes[spans[0].1 - 3] ^= 0x01;
+    fs::write(&seg, &bytes).expect("write");
+    let (mut spool, report, gauges) = open(dir.path(), 1 << 30);
+    assert_eq!(report.points, 25);
+    assert_eq!(report.corrupt_records, 1);
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(drain(&mut spool, 1_000), expected(10, 25));
+    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
+    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        gauges.corrupt_bytes.load(Ordering::Relaxed),
+        (spans[0].1 - spans[0].0) as u64
+    );
+}
+
+#[test]
+fn a_damaged_length_is_resynchronised_on_the_next_intact_record() {
+    for delta in [0x01u8, 0x40, 0xff] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seg = three_records_then_stop(dir.path());
+        let spans = record_spans(&seg);
+        let mut bytes = fs::read(&seg).expect("read");
+        // the length of the middle record: it no longer leads to the third
+        bytes[spans[1].0] ^= delta;
+        fs::write(&seg, &bytes).expect("write");
+        let (mut spool, report, gauges) = open(dir.path(), 1 << 30);
+        assert_eq!(report.points, 30, "{delta:#x}");
+        let mut want = expected(0, 10);
+        want.extend(expected(15, 20));
+        assert_eq!(drain(&mut spool, 1_000), want, "{delta:#x}");
+        assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            gauges.corrupt_bytes.load(Ordering::Relaxed),
+            (spans[1].1 - spans[1].0) as u64
+        );
+    }
+}
+
+#[test]
+fn damage_found_while_replaying_skips_only_the_damaged_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut spool, _, gauges) = open(dir.path(), 1 << 30);
+    spool.append(&batch(0, 10), now_ms()).expect("append");
+    spool.append(&batch(10, 5), now_ms()).expect("append");
+    spool.append(&batch(15, 20), now_ms()).expect("append");
+    // the disk changes a byte of the first record under the running spool
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let spans = record_spans(&seg);
+    let mut bytes = fs::read(&seg).expect("read");
+    bytes[spans[0].0 + 30] ^= 0x10;
+    fs::write(&seg, &bytes).expect("write");
+    assert_eq!(drain(&mut spool, 1_000), expected(10, 25));
+    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
+    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
+    // new records still go through
+    spool.append(&batch(100, 3), now_ms()).expect("append");
+    assert_eq!(drain(&mut spool, 1_000), expected(100, 3));
+}
+
+/// A spool of a sealed segment and the segment being written when the process stopped, three
+/// records each; returns the two files and the lines of each record.
+fn two_segments(dir: &Path) -> (Vec<PathBuf>, Vec<Vec<String>>) {
+    let sizes = [3usize, 1, 7, 2, 5, 4];
+    let mut lines = Vec::new();
+    let mut from = 0;
+    for half in sizes.chunks(3) {
+        let (mut spool, _, _) = open(dir, 1 << 30);
+        for &n in half {
+            spool.append(&batch(from, n), now_ms()).expect("append");
+            lines.push(expected(from, n));
+            from += n;
+        }
+    }
+    let files: Vec<PathBuf> = segment_files(dir)
+        .into_iter()
+        .filter(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0) > FILE_HEADER_LEN)
+        .collect();
+    assert_eq!(files.len(), 2);
+    (files, lines)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    /// Flipping any single byte of a spool loses at most the record holding it, and a loss is
+    /// counted.
+    #[test]
+    fn a_flipped_byte_loses_at_most_its_own_record(at in 0.0f64..1.0, xor in 1u8..=255) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (files, lines) = two_segments(dir.path());
+        let spans: Vec<Vec<(usize, usize)>> = files.iter().map(|f| record_spans(f)).collect();
+        let sizes: Vec<usize> = files
+            .iter()
+            .map(|f| fs::metadata(f).map(|m| m.len() as usize).unwrap_or(0))
+            .collect();
+        let mut pos = ((sizes[0] + sizes[1]) as f64 * at) as usize;
+        let file = usize::from(pos >= sizes[0]);
+        if file == 1 {
+            pos -= sizes[0];
+        }
+        let mut bytes = fs::read(&files[file]).expect("read");
+        bytes[pos] ^= xor;
+        fs::write(&files[file], &bytes).expect("write");
+        // the record holding the byte (none: the file header)
+        let hit = spans[file]
+            .iter()
+            .position(|&(a, b)| (a..b).contains(&pos))
+            .map(|k| file * 3 + k);
+
+        let (mut spool, _, gauges) = open(dir.path(), 1 << 30);
+        let got = drain(&mut spool, 1_000);
+        let all: Vec<String> = lines.concat();
+        let without_hit: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| Some(*k) != hit)
+            .flat_map(|(_, l)| l.clone())
+            .collect();
+        proptest::prop_assert!(
+            got == all || got == without_hit,
+            "byte {pos} of file {file} (record {hit:?}) ^ {xor:#x}: got {} lines",
+            got.len()
+        );
+        let corrupt = gauges.corrupt_records.load(Ordering::Relaxed);
+        if got == all {
+            proptest::prop_assert_eq!(corrupt, 0);
+        } else {
+            proptest::prop_assert_eq!(corrupt, 1);
+        }
+        proptest::prop_assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
+    }
 }
 
 #[test]

@@ -181,6 +181,11 @@ pub struct WriterStatus {
     /// Points the spool dropped: its size or age bound was reached (the oldest go first), a record
     /// was corrupt, or the disk refused the write.
     pub spool_dropped: u64,
+    /// Damaged spool records skipped since start (a damaged stretch hiding several records counts
+    /// once); their points are in `spool_dropped` when their header still told them.
+    pub spool_corrupt_records: u64,
+    /// Bytes of the damaged spool records skipped.
+    pub spool_corrupt_bytes: u64,
 }
 
 /// What [`WriterHandle::shutdown`] achieved.
@@ -398,11 +403,12 @@ pub(crate) async fn spawn_spooled_with(
         });
     };
     let (spool, report, quarantine) = opened?;
-    if report.points > 0 || report.truncated_bytes > 0 {
+    if report.points > 0 || report.truncated_bytes > 0 || report.corrupt_records > 0 {
         tracing::info!(
             points = report.points,
             segments = report.segments,
             truncated_bytes = report.truncated_bytes,
+            corrupt_records = report.corrupt_records,
             "spool reopened; replaying what an earlier run could not write"
         );
     }
@@ -551,6 +557,8 @@ impl WriterHandle {
             replayed: c.replayed.load(Ordering::Relaxed),
             quarantined: c.quarantined.load(Ordering::Relaxed),
             spool_dropped: g.dropped.load(Ordering::Relaxed),
+            spool_corrupt_records: g.corrupt_records.load(Ordering::Relaxed),
+            spool_corrupt_bytes: g.corrupt_bytes.load(Ordering::Relaxed),
         }
     }
 

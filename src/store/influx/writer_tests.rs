@@ -881,6 +881,73 @@ async fn a_restart_reopens_the_spool_cuts_a_torn_tail_and_replays() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let down = InfluxSettings {
+        url: format!("http://127.0.0.1:{}", closed_port()),
+        batch_size: 500,
+        flush_interval_ms: 20,
+        timeout_secs: 1,
+        ..InfluxSettings::default()
+    };
+    let writer = spooled(&down, dir.path(), unbounded()).await;
+    feed(&writer, 0, 5_000, 1_000, 1_000).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            writer.stats().spool_points == 5_000
+        })
+        .await,
+        "{:?}",
+        writer.stats()
+    );
+    writer.shutdown(Duration::from_secs(2)).await;
+    // One flipped byte in the first record of the segment.
+    let newest = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "spool")
+                && std::fs::metadata(p).is_ok_and(|m| m.len() > 16)
+        })
+        .max()
+        .expect("a segment");
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let first_points = u64::from(u32::from_le_bytes([
+        bytes[24], bytes[25], bytes[26], bytes[27],
+    ]));
+    assert!(first_points > 0 && first_points < 5_000);
+    bytes[16 + 24 + 40] ^= 0x20;
+    std::fs::write(&newest, &bytes).expect("write");
+
+    let settings = InfluxSettings {
+        batch_size: 500,
+        ..fresh_settings("w_damaged")
+    };
+    let client = InfluxClient::new(&settings).expect("client");
+    let writer = spooled(&settings, dir.path(), unbounded()).await;
+    let rest = 5_000 - first_points;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let s = writer.stats();
+            s.replayed == rest && s.spool_points == 0
+        })
+        .await,
+        "{:?}",
+        writer.stats()
+    );
+    assert_eq!(count(&client, "state", "sensor").await, rest);
+    let s = writer.stats();
+    assert_eq!(
+        (s.spool_dropped, s.spool_corrupt_records),
+        (first_points, 1),
+        "{s:?}"
+    );
+    assert!(s.spool_corrupt_bytes > first_points * 4, "{s:?}");
+    writer.shutdown(Duration::from_secs(2)).await;
+    client.drop_database().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_spools_what_it_cannot_write() {
     let (_fake, settings, client) = fake_in_front("w_shutdown_spool", Mode::Hang, |s| {
         s.batch_size = 100;
