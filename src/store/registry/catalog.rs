@@ -1039,7 +1039,7 @@ mod tests {
         );
         let json = {
             let mut out = String::new();
-            c.entity_json(&page.items[1], "null", &mut out);
+            c.entity_json(page.items[1], "null", &mut out);
             out
         };
         assert!(
