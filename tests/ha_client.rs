@@ -2,7 +2,10 @@
 //! upstream, each case written once and run against both targets (`both_targets!` below):
 //! * `real_ha::*`: the real Home Assistant `.ci/run` starts (`HA_URL`, `HA_TOKEN`), or, for the
 //!   case that stops and restarts it, a private one (`OwnHa`), so no other test loses its upstream;
-//! * `simulator::*`: `homeiq simulate` on a free port, one per test.
+//! * `simulator::*`: `homeiq simulate` on a free port, one per test, speaking Home Assistant
+//!   2025.4's registry shapes (as the real one CI runs);
+//! * `sim_2026::*`: the same with `--ha-version 2026.11` (no `has_entity_name`, reduced child
+//!   device rows: the real 2026.11 needs a newer Python than CI's machines have).
 //!
 //! Most cases put a TCP proxy between HomeIQ and the upstream that can cut every connection,
 //! refuse new ones or swallow traffic. Raw protocol checks of the simulator stay in `simulator.rs`,
@@ -33,7 +36,21 @@ const SUBSCRIPTIONS: u64 = 6;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
     RealHa,
+    /// The simulator speaking Home Assistant 2025.4.
     Simulator,
+    /// The simulator speaking Home Assistant 2026.11.
+    Simulator2026,
+}
+
+impl Target {
+    /// The simulator's `--ha-version` (`None` for the real Home Assistant).
+    fn ha_version(self) -> Option<&'static str> {
+        match self {
+            Target::RealHa => None,
+            Target::Simulator => Some("2025.4"),
+            Target::Simulator2026 => Some("2026.11"),
+        }
+    }
 }
 
 /// The upstream process behind an [`Upstream`].
@@ -64,7 +81,7 @@ impl Upstream {
                 server: Server::Shared,
                 ha: Ha::from_env(),
             },
-            Target::Simulator => Self::simulator(sim_args).await,
+            Target::Simulator | Target::Simulator2026 => Self::simulator(target, sim_args).await,
         }
     }
 
@@ -81,12 +98,15 @@ impl Upstream {
                     ha,
                 }
             }
-            Target::Simulator => Self::simulator(sim_args).await,
+            Target::Simulator | Target::Simulator2026 => Self::simulator(target, sim_args).await,
         }
     }
 
-    async fn simulator(sim_args: &[&str]) -> Self {
-        let args: Vec<String> = sim_args.iter().map(|s| (*s).to_owned()).collect();
+    async fn simulator(target: Target, sim_args: &[&str]) -> Self {
+        let mut args: Vec<String> = sim_args.iter().map(|s| (*s).to_owned()).collect();
+        if let Some(version) = target.ha_version() {
+            args.extend(["--ha-version".to_owned(), version.to_owned()]);
+        }
         let sim = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             Sim::start(&args)
@@ -94,7 +114,7 @@ impl Upstream {
         .await
         .expect("start the simulator");
         Upstream {
-            target: Target::Simulator,
+            target,
             ha: sim.ha(),
             server: Server::Sim(Some(sim)),
         }
@@ -185,7 +205,7 @@ impl Upstream {
             Target::RealHa => {
                 ["light.living_room_rgbww_lights", "light.office_rgbw_lights"][which].to_owned()
             }
-            Target::Simulator => self
+            Target::Simulator | Target::Simulator2026 => self
                 .ha
                 .get("states")
                 .await
@@ -457,8 +477,8 @@ async fn registry_mirror_matches_and_follows_upstream(target: Target) {
     })
     .await;
     let min_entities = match target {
-        Target::RealHa => 60,     // the demo integration
-        Target::Simulator => 450, // a medium simulated home
+        Target::RealHa => 60,                             // the demo integration
+        Target::Simulator | Target::Simulator2026 => 450, // a medium simulated home
     };
     assert!(expected[1].len() >= 3, "areas: {:?}", expected[1]);
     assert!(expected[3].len() >= 40, "devices: {}", expected[3].len());
@@ -862,11 +882,22 @@ async fn sigterm_flushes_queued_points(target: Target) {
     for i in 0..5 {
         ha.set_state(&entity, &i.to_string(), json!({})).await;
     }
-    let queued = homeiq
-        .wait_deep("changes queued", WAIT, |d| {
-            d["ingest"]["points"].as_u64().unwrap_or(0) >= 5
-        })
-        .await;
+    // the last change is HomeIQ's current state: all five are with the writer (other entities'
+    // points, on a shared Home Assistant, must not stand in for them)
+    let http = reqwest::Client::new();
+    eventually("the last change received", WAIT, || async {
+        let e: Value = http
+            .get(homeiq.url(&format!("/api/v1/entities/{entity}")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (e["state"]["state"] == "4").then_some(())
+    })
+    .await;
+    let queued = homeiq.deep().await;
     assert!(
         queued["influxdb"]["queued"].as_u64().unwrap_or(0) >= 5,
         "{queued}"
@@ -888,7 +919,110 @@ async fn sigterm_flushes_queued_points(target: Target) {
     );
 }
 
-/// One test per case and target: `real_ha::<case>` and `simulator::<case>`.
+/// An entity's name as HomeIQ shows it (`display_name`) is what Home Assistant shows (the state's
+/// `friendly_name`), in 2025.x and 2026.x alike; fields Home Assistant did not send are `null`,
+/// never made up (2026.x: `has_entity_name`; child devices: their config entries).
+async fn entity_names_match_home_assistant(target: Target) {
+    let up = Upstream::start(target, &["--seed", "81", "--profile", "medium"]).await;
+    let ha = up.ha().clone();
+    let homeiq = HomeIq::spawn(up.options(&ha.url)).await;
+    homeiq.wait_synced().await;
+    let http = reqwest::Client::new();
+    let entities = || async {
+        let mut all = Vec::new();
+        loop {
+            let page: Value = http
+                .get(homeiq.url(&format!(
+                    "/api/v1/entities?include_disabled=true&limit=1000&offset={}",
+                    all.len()
+                )))
+                .send()
+                .await
+                .expect("entities")
+                .json()
+                .await
+                .expect("json");
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let done = items.is_empty()
+                || all.len() + items.len() >= page["total"].as_u64().unwrap_or(0) as usize;
+            all.extend(items);
+            if done {
+                return all;
+            }
+        }
+    };
+    let checked = eventually(
+        "every display name equal to the friendly name",
+        WAIT,
+        || async {
+            let states = ha.get("states").await;
+            let friendly: std::collections::HashMap<String, String> = states
+                .as_array()
+                .expect("states")
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s["entity_id"].as_str()?.to_owned(),
+                        s["attributes"]["friendly_name"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            let listed = entities().await;
+            let mut checked = 0;
+            for e in &listed {
+                let Some(name) = e["entity_id"].as_str().and_then(|id| friendly.get(id)) else {
+                    continue;
+                };
+                if e["display_name"] != name.as_str() {
+                    return None;
+                }
+                checked += 1;
+            }
+            (checked >= 40).then_some(listed)
+        },
+    )
+    .await;
+    let registered: Vec<&Value> = checked.iter().filter(|e| !e["id"].is_null()).collect();
+    assert!(!registered.is_empty());
+    match target {
+        Target::Simulator2026 => assert!(
+            registered.iter().all(|e| e["has_entity_name"].is_null()),
+            "2026.x sends no has_entity_name: none may be made up"
+        ),
+        Target::RealHa | Target::Simulator => assert!(
+            registered.iter().all(|e| e["has_entity_name"].is_boolean()),
+            "2025.x sends has_entity_name"
+        ),
+    }
+    let devices: Value = http
+        .get(homeiq.url("/api/v1/devices?limit=1000"))
+        .send()
+        .await
+        .expect("devices")
+        .json()
+        .await
+        .expect("json");
+    let devices = devices["items"].as_array().cloned().unwrap_or_default();
+    let children: Vec<&Value> = devices
+        .iter()
+        .filter(|d| !d["parent_device_id"].is_null())
+        .collect();
+    if target == Target::Simulator2026 {
+        // the meter's phases: reduced rows, named without their parent's name
+        assert_eq!(children.len(), 3, "{devices:?}");
+        for child in children {
+            assert!(child["config_entries"].is_null(), "{child}");
+            assert!(child["manufacturer"].is_null(), "{child}");
+            assert!(child["config_entry_id"].is_string(), "{child}");
+        }
+    } else {
+        assert!(children.is_empty(), "no parent_device_id before 2026");
+        assert!(devices.iter().all(|d| d["config_entries"].is_array()));
+    }
+}
+
+/// One test per case and target: `real_ha::<case>`, `simulator::<case>` (2025.4 shapes) and
+/// `sim_2026::<case>` (2026.11 shapes).
 macro_rules! both_targets {
     ($($case:ident),* $(,)?) => {
         mod real_ha {
@@ -907,6 +1041,14 @@ macro_rules! both_targets {
                 }
             )*
         }
+        mod sim_2026 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Target::Simulator2026).await;
+                }
+            )*
+        }
     };
 }
 
@@ -918,4 +1060,5 @@ both_targets!(
     wrong_token_reports_auth_failure_without_retrying,
     upstream_restart_reconnects_and_backfills,
     sigterm_flushes_queued_points,
+    entity_names_match_home_assistant,
 );

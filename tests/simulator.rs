@@ -320,3 +320,289 @@ async fn a_client_that_stops_reading_is_disconnected() {
     assert!(ended.is_ok(), "the connection was closed");
     assert!(sim.log().contains("too slow"), "{}", sim.log());
 }
+
+/// `--ha-version` picks the registry shapes: 2025.4 rows carry `has_entity_name`; 2026.11 rows
+/// do not (and add `next_name_part`), legacy names lose their device-name prefix, and child
+/// devices come as reduced rows with `parent_device_id`. The home itself is the same.
+#[tokio::test]
+async fn registry_rows_have_the_shape_of_the_chosen_release() {
+    let old = Sim::start(&["--seed", "13"]);
+    let new = Sim::start(&["--seed", "13", "--ha-version", "2026.11"]);
+    let lists = |sim: &Sim| {
+        let ha = sim.ha();
+        async move {
+            ha.ws(vec![
+                json!({"type": "config/entity_registry/list"}),
+                json!({"type": "config/device_registry/list"}),
+                json!({"type": "get_config"}),
+            ])
+            .await
+        }
+    };
+    let (old_lists, new_lists) = (lists(&old).await, lists(&new).await);
+    assert_eq!(old_lists[2]["version"], "2025.4.4");
+    assert_eq!(new_lists[2]["version"], "2026.11.0");
+    let (old_entities, new_entities) = (
+        old_lists[0].as_array().expect("entities"),
+        new_lists[0].as_array().expect("entities"),
+    );
+    assert_eq!(old_entities.len(), new_entities.len());
+    assert!(
+        old_entities
+            .iter()
+            .all(|e| e["has_entity_name"].is_boolean())
+    );
+    assert!(
+        new_entities
+            .iter()
+            .all(|e| e.get("has_entity_name").is_none() && e.get("next_name_part").is_some())
+    );
+    let by_id = |rows: &[Value], id: &str| {
+        rows.iter()
+            .find(|r| r["entity_id"] == id)
+            .cloned()
+            .expect("row")
+    };
+    // a battery is named the legacy way in 2025.4: its whole name, device name first
+    let battery = old_entities
+        .iter()
+        .find(|e| {
+            e["entity_id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with("_battery"))
+        })
+        .expect("a battery");
+    let id = battery["entity_id"].as_str().expect("id");
+    assert_eq!(battery["has_entity_name"], false);
+    assert!(
+        battery["original_name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(" Battery") && n.len() > 8)
+    );
+    assert_eq!(by_id(new_entities, id)["original_name"], "Battery");
+
+    let (old_devices, new_devices) = (
+        old_lists[1].as_array().expect("devices"),
+        new_lists[1].as_array().expect("devices"),
+    );
+    let children: Vec<&Value> = new_devices
+        .iter()
+        .filter(|d| d["parent_device_id"].is_string())
+        .collect();
+    assert_eq!(children.len(), 3);
+    for child in &children {
+        for absent in ["manufacturer", "model", "connections", "config_entries"] {
+            assert!(child.get(absent).is_none(), "{absent} in {child}");
+        }
+        assert!(
+            child["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Phase "))
+        );
+        let old_row = old_devices
+            .iter()
+            .find(|d| d["id"] == child["id"])
+            .expect("same device");
+        assert_eq!(old_row["via_device_id"], child["parent_device_id"]);
+        assert!(old_row["manufacturer"].is_string());
+        assert!(old_row.get("parent_device_id").is_none());
+    }
+    assert!(
+        new_devices
+            .iter()
+            .all(|d| d.get("config_entry_id").is_some() && d.get("config_subentry_id").is_some())
+    );
+    // states (and so friendly names) are the same in both
+    let names = |states: Value| {
+        let mut v: Vec<(String, String)> = states
+            .as_array()
+            .expect("states")
+            .iter()
+            .map(|s| {
+                (
+                    s["entity_id"].as_str().unwrap_or_default().to_owned(),
+                    s["attributes"]["friendly_name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(old.ha().get("states").await),
+        names(new.ha().get("states").await)
+    );
+}
+
+/// Entities Home Assistant no longer has when HomeIQ starts — removed while it was stopped — are
+/// gone after the first snapshot, as a live removal makes them go: a registry entity (its
+/// registry entry and state removed) and a state-only entity (its state removed).
+#[tokio::test]
+async fn entities_removed_while_homeiq_is_stopped_are_gone_after_it_starts() {
+    let sim = Sim::start(&["--seed", "17"]);
+    let ha = sim.ha();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut options = homeiq_options(&sim, TOKEN);
+    options.data_dir = Some(data.path().join("data"));
+    let mut homeiq = HomeIq::spawn(options).await;
+    homeiq.wait_synced().await;
+
+    let states = ha.get("states").await;
+    let registered = first_of(&states, "binary_sensor");
+    let kept = first_of(&states, "light");
+    let state_only = format!("sensor.{}", unique("state_only"));
+    ha.set_state(&state_only, "1", json!({"friendly_name": "Soon Gone"}))
+        .await;
+    let http = reqwest::Client::new();
+    let status = |homeiq: &HomeIq, id: &str| {
+        let (http, url) = (http.clone(), homeiq.url(&format!("/api/v1/entities/{id}")));
+        async move { http.get(url).send().await.expect("get").status().as_u16() }
+    };
+    let listed = |homeiq: &HomeIq| {
+        let (http, url) = (
+            http.clone(),
+            homeiq.url("/api/v1/entities?include_disabled=true&limit=1000"),
+        );
+        async move {
+            let page: Value = http
+                .get(url)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            page["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|e| e["entity_id"].as_str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        }
+    };
+    eventually("both entities listed", WAIT, || async {
+        let ids = listed(&homeiq).await;
+        (ids.contains(&registered) && ids.contains(&state_only)).then_some(())
+    })
+    .await;
+    // and stored: a state-only entity's facts are in the mirror's state metadata
+    eventually("state-only entity in the mirror", WAIT, || async {
+        let store = homeiq.registry().await;
+        store.get_entity(&state_only).await.ok().flatten()
+    })
+    .await;
+
+    homeiq.signal("TERM");
+    let (code, _) = homeiq.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", homeiq.log());
+    ha.ws1(json!({"type": "config/entity_registry/remove", "entity_id": registered}))
+        .await;
+    let r = http
+        .delete(format!("{}/api/states/{state_only}", ha.url))
+        .bearer_auth(&ha.token)
+        .send()
+        .await
+        .expect("delete state");
+    assert_eq!(r.status(), 200);
+
+    homeiq.start().await;
+    homeiq.wait_synced().await;
+    eventually("removed entities gone from the API", WAIT, || async {
+        let ids = listed(&homeiq).await;
+        let gone = !ids.contains(&registered) && !ids.contains(&state_only);
+        (gone
+            && status(&homeiq, &registered).await == 404
+            && status(&homeiq, &state_only).await == 404)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(status(&homeiq, &kept).await, 200, "what HA still has stays");
+    let store = homeiq.registry().await;
+    assert!(store.get_entity(&registered).await.expect("get").is_none());
+    assert!(store.get_entity(&state_only).await.expect("get").is_none());
+}
+
+/// `config/entity_registry/remove` removes the registry entry (an `entity_registry_updated`
+/// `remove` event) and the state (`new_state: null`); `DELETE /api/states/<id>` the state only.
+#[tokio::test]
+async fn removing_entities_fires_what_home_assistant_fires() {
+    let sim = Sim::start(&["--seed", "19"]);
+    let ha = sim.ha();
+    let (mut ws, _) = raw_ws(&sim, TOKEN).await;
+    send(&mut ws, json!({"id": 1, "type": "subscribe_events"})).await;
+    until_result(&mut ws, 1).await;
+    let states = ha.get("states").await;
+    let light = first_of(&states, "light");
+    send(
+        &mut ws,
+        json!({"id": 2, "type": "config/entity_registry/remove", "entity_id": light}),
+    )
+    .await;
+    let (r, mut events, _) = until_result(&mut ws, 2).await;
+    assert_eq!(r["success"], true, "{r}");
+    send(&mut ws, json!({"id": 3, "type": "ping"})).await;
+    events.extend(until_result(&mut ws, 3).await.1);
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["event"]["data"]["entity_id"] == light.as_str()
+                && e["event"]["event_type"] != "state_changed"
+                || e["event"]["data"]["entity_id"] == light.as_str()
+                    && e["event"]["data"]["new_state"].is_null()
+        })
+        .collect();
+    assert_eq!(mine.len(), 2, "{events:?}");
+    assert_eq!(mine[0]["event"]["event_type"], "entity_registry_updated");
+    assert_eq!(mine[0]["event"]["data"]["action"], "remove");
+    assert_eq!(mine[1]["event"]["event_type"], "state_changed");
+    let list = ha.ws1(json!({"type": "config/entity_registry/list"})).await;
+    assert!(
+        !list
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|e| e["entity_id"] == light.as_str())
+    );
+    send(
+        &mut ws,
+        json!({"id": 4, "type": "config/entity_registry/remove", "entity_id": light}),
+    )
+    .await;
+    let (r, _, _) = until_result(&mut ws, 4).await;
+    assert_eq!(r["error"]["code"], "not_found");
+
+    let http = reqwest::Client::new();
+    let delete = |id: String| {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/api/states/{id}", ha.url),
+            ha.token.clone(),
+        );
+        async move {
+            http.delete(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("delete")
+                .status()
+                .as_u16()
+        }
+    };
+    let sensor = first_of(&states, "sensor");
+    assert_eq!(delete(sensor.clone()).await, 200);
+    assert_eq!(delete(sensor.clone()).await, 404);
+    // the registry entry stays
+    let list = ha.ws1(json!({"type": "config/entity_registry/list"})).await;
+    assert!(
+        list.as_array()
+            .expect("list")
+            .iter()
+            .any(|e| e["entity_id"] == sensor.as_str())
+    );
+}

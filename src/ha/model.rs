@@ -1,7 +1,10 @@
 //! Typed forms of what Home Assistant sends: states, `state_changed` events and registry rows.
 //!
 //! Every struct is lenient: unknown fields are ignored and optional fields default, so a newer Home
-//! Assistant that adds keys never breaks decoding. Timestamps are decoded as UTC instants.
+//! Assistant that adds keys never breaks decoding. Timestamps are decoded as UTC instants. A field
+//! Home Assistant may leave out is an `Option` that stays `None` when it is missing, never a
+//! made-up default: 2026.x dropped `has_entity_name` from entity rows and lists child devices
+//! with a reduced row (no manufacturer, model, connections or config entries).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -276,10 +279,15 @@ pub struct DeviceEntry {
     pub area_id: Option<String>,
     /// Label ids.
     pub labels: Vec<String>,
-    /// Config entries providing the device.
-    pub config_entries: Vec<String>,
-    /// The primary config entry (2026: `config_entry_id`).
+    /// Config entries providing the device; `None` when Home Assistant did not send the list
+    /// (2026 child devices come with a reduced row).
+    pub config_entries: Option<Vec<String>>,
+    /// The primary config entry.
     pub primary_config_entry: Option<String>,
+    /// The config entry that created the device (Home Assistant 2026).
+    pub config_entry_id: Option<String>,
+    /// The config subentry that created the device (Home Assistant 2026).
+    pub config_subentry_id: Option<String>,
     /// `(domain, id)` pairs identifying the device in its integrations.
     pub identifiers: Vec<(String, String)>,
     /// Why the device is disabled, if it is.
@@ -348,8 +356,9 @@ pub struct EntityEntry {
     pub unique_id: Option<Value>,
     /// Icon set by the user.
     pub icon: Option<String>,
-    /// Whether the name is composed with the device name.
-    pub has_entity_name: bool,
+    /// Whether the name is composed with the device name; `None` when Home Assistant did not
+    /// send it (2026.x no longer does: names are composed of parts there).
+    pub has_entity_name: Option<bool>,
     /// Creation time (Unix seconds).
     pub created_at: Option<f64>,
     /// Last modification (Unix seconds).
@@ -409,5 +418,55 @@ mod tests {
                 .expect("decodes");
         assert_eq!(d.integration(), Some("demo"));
         assert_eq!(d.display_name(), None);
+    }
+
+    #[test]
+    fn home_assistant_2026_rows_decode_and_keep_unsent_fields_absent() {
+        // `config/entity_registry/list` of 2026.11: no `has_entity_name`, a `next_name_part`,
+        // `original_name` without the device name
+        let e: EntityEntry = serde_json::from_str(
+            r#"{"area_id":null,"categories":{},"config_entry_id":"01JCE","config_subentry_id":null,
+            "created_at":1704067200.0,"device_id":"d1","disabled_by":null,"entity_category":null,
+            "entity_id":"sensor.kitchen_climate_sensor_battery","hidden_by":null,"icon":null,
+            "id":"e1","labels":[],"modified_at":1704067200.0,"name":null,"next_name_part":null,
+            "options":{},"original_name":"Battery","platform":"zha","translation_key":null,
+            "unique_id":"abc"}"#,
+        )
+        .expect("2026 entity row");
+        assert_eq!(e.has_entity_name, None, "not sent, not made up");
+        assert_eq!(e.original_name.as_deref(), Some("Battery"));
+        let e: EntityEntry = serde_json::from_str(
+            r#"{"id":"e2","entity_id":"light.x","platform":"hue","has_entity_name":false}"#,
+        )
+        .expect("2025 entity row");
+        assert_eq!(e.has_entity_name, Some(false));
+
+        let parent: DeviceEntry = serde_json::from_str(
+            r#"{"area_id":"garage","config_entries":["01JCE"],"config_entries_subentries":{"01JCE":[null]},
+            "config_entry_id":"01JCE","config_subentry_id":null,"configuration_url":null,
+            "connections":[["mac","aa:bb"]],"created_at":1704067200.0,"disabled_by":null,
+            "entry_type":null,"hw_version":null,"id":"d1","identifiers":[["shelly","x"]],"labels":[],
+            "manufacturer":"Shelly","model":"Pro 3EM","model_id":"SPEM","modified_at":1704067200.0,
+            "name_by_user":null,"name":"House Energy Meter","parent_device_id":null,
+            "primary_config_entry":"01JCE","serial_number":null,"sw_version":"1.4.4",
+            "via_device_id":null}"#,
+        )
+        .expect("2026 device row");
+        assert_eq!(parent.config_entry_id.as_deref(), Some("01JCE"));
+        assert_eq!(parent.config_entries, Some(vec!["01JCE".to_owned()]));
+        assert_eq!(parent.parent_device_id, None);
+        // a child device: the reduced row
+        let child: DeviceEntry = serde_json::from_str(
+            r#"{"area_id":"garage","config_entry_id":"01JCE","config_subentry_id":null,
+            "created_at":1704067200.0,"disabled_by":null,"id":"d2","identifiers":[["shelly","x-a"]],
+            "labels":[],"modified_at":1704067200.0,"name":"Phase A","name_by_user":null,
+            "parent_device_id":"d1"}"#,
+        )
+        .expect("reduced child device row");
+        assert_eq!(child.parent_device_id.as_deref(), Some("d1"));
+        assert_eq!(child.config_entries, None, "not sent, not made up");
+        assert_eq!(child.manufacturer, None);
+        assert_eq!(child.model, None);
+        assert_eq!(child.display_name(), Some("Phase A"));
     }
 }

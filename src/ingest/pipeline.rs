@@ -540,7 +540,12 @@ impl Pipeline {
         match tag {
             ReplyTag::States => {
                 if let Some(states) = self.decode::<Vec<State>>(&raw, "get_states") {
+                    let present: Vec<String> = states.iter().map(|s| s.entity_id.clone()).collect();
                     self.apply_snapshot(states);
+                    // the snapshot is complete: state metadata of any other entity is stale, even
+                    // of entities removed while HomeIQ was stopped, which no state held in memory
+                    // recalls (their registry rows go with the entity registry's full sync)
+                    self.send_job(RegistryJob::RetainStates(present)).await;
                 }
             }
             ReplyTag::EntityGet(_) => {

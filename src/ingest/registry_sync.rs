@@ -27,6 +27,9 @@ pub enum RegistryJob {
     StateMeta(Vec<StateMeta>),
     /// Entities whose state is gone: forget their state metadata.
     ForgetStates(Vec<String>),
+    /// A complete `get_states` snapshot holds exactly these entity ids: forget the state metadata
+    /// of every other entity (those removed while HomeIQ was stopped or disconnected).
+    RetainStates(Vec<String>),
 }
 
 /// What the registry task has done, for health.
@@ -116,6 +119,18 @@ pub async fn run_registry_task(
             RegistryJob::Remove(kind, id) => ("remove", store.remove(kind, &id).await),
             RegistryJob::StateMeta(rows) => ("state metadata", store.record_state_meta(rows).await),
             RegistryJob::ForgetStates(ids) => ("forget states", store.forget_state_meta(ids).await),
+            RegistryJob::RetainStates(ids) => match store.retain_state_meta(ids).await {
+                Ok(removed) => {
+                    if removed > 0 {
+                        tracing::info!(
+                            removed,
+                            "state metadata of entities Home Assistant no longer has removed"
+                        );
+                    }
+                    ("retain states", Ok(()))
+                }
+                Err(e) => ("retain states", Err(e)),
+            },
         };
         let mut s = state.lock();
         match result {

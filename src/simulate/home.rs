@@ -2,8 +2,9 @@
 //! for a seed.
 //!
 //! Registry rows are kept as JSON objects with the keys Home Assistant 2025.x sends from
-//! `config/*_registry/list`; states keep their rendered JSON so `get_states` and the `old_state`
-//! of events cost nothing to render again.
+//! `config/*_registry/list` (the 2026.x shapes are derived from them when they are sent, see
+//! [`super::render::registry_list`]); states keep their rendered JSON so `get_states` and the
+//! `old_state` of events cost nothing to render again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -229,6 +230,10 @@ pub struct Home {
     pub persons: Vec<PersonRole>,
     /// Whole-house power and energy sensors.
     pub meter: Option<(String, String)>,
+    /// Per-phase power sensors of the meter (on the meter's child devices).
+    pub meter_phases: Vec<String>,
+    /// Child device id → parent device id (Home Assistant 2026's `parent_device_id`).
+    pub parent_of: HashMap<String, String>,
 }
 
 /// Fixed creation time of the generated registry rows (2024-01-01), so lists repeat per seed.
@@ -466,20 +471,39 @@ impl Builder {
         entity_id
     }
 
-    fn battery(&mut self, device: &str, cat: &Catalogue, area_name: &str, role: usize) {
+    /// Marks the entity just added as named the legacy way (`has_entity_name: false`): its
+    /// whole name, as Home Assistant 2025 sends it, is `original_name`.
+    fn legacy_name(&mut self, original_name: &str) {
+        if let Some(row) = self.home.entities.last_mut() {
+            row["has_entity_name"] = json!(false);
+            row["original_name"] = json!(original_name);
+        }
+    }
+
+    /// A battery sensor named the legacy way, its name starting with the device's.
+    fn battery(
+        &mut self,
+        device: &str,
+        device_name: &str,
+        cat: &Catalogue,
+        area_name: &str,
+        role: usize,
+    ) {
         let level = self.rng.random_range(35..=100);
+        let name = format!("{device_name} Battery");
         let id = self.entity(
             "sensor",
             &format!("{}_{}_battery", slug(area_name), slug(cat.model)),
             cat.integration,
             Some((device, cat)),
             Some("Battery"),
-            &format!("{area_name} {} Battery", cat.model),
+            &name,
             &level.to_string(),
             sensor_attrs("%", "battery", "measurement"),
             Some("diagnostic"),
             &[],
         );
+        self.legacy_name(&name);
         self.home.roles[role].batteries.push(id);
     }
 
@@ -581,7 +605,7 @@ impl Builder {
         );
         self.home.roles[role].motion = Some(m);
         self.home.roles[role].illuminance = Some(l);
-        self.battery(&device, &MOTION, area_name, role);
+        self.battery(&device, &name, &MOTION, area_name, role);
     }
 
     fn climate_sensor(&mut self, area_name: &str, area_id: &str, role: usize) {
@@ -616,7 +640,7 @@ impl Builder {
         );
         self.home.roles[role].temperature.push(te);
         self.home.roles[role].humidity.push(hu);
-        self.battery(&device, &CLIMATE_SENSOR, area_name, role);
+        self.battery(&device, &name, &CLIMATE_SENSOR, area_name, role);
     }
 
     fn door(&mut self, area_name: &str, area_id: &str, role: usize) {
@@ -635,7 +659,7 @@ impl Builder {
             &["security"],
         );
         self.home.roles[role].door = Some(d);
-        self.battery(&device, &DOOR, area_name, role);
+        self.battery(&device, &name, &DOOR, area_name, role);
     }
 
     fn thermostat(&mut self, area_name: &str, area_id: &str, role: usize) {
@@ -725,6 +749,8 @@ pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             roles: Vec::new(),
             persons: Vec::new(),
             meter: None,
+            meter_phases: Vec::new(),
+            parent_of: HashMap::new(),
         },
         config_entries: HashMap::new(),
         now,
@@ -820,6 +846,7 @@ pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
         });
     }
     // the whole-house meter
+    let mut meter_device = None;
     if let Some((name, area_id)) = area_names
         .iter()
         .find(|(n, _)| n == "Garage")
@@ -844,6 +871,7 @@ pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             None,
             &["energy"],
         );
+        b.legacy_name("House Power");
         let e = b.entity(
             "sensor",
             "house_energy",
@@ -856,8 +884,10 @@ pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             None,
             &["energy", "critical"],
         );
+        b.legacy_name("House Energy");
         let _ = name;
         b.home.meter = Some((p, e));
+        meter_device = Some((device, area_id));
     }
     // the base set of every area
     for (role, (name, area_id)) in area_names.iter().enumerate() {
@@ -908,6 +938,30 @@ pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
         let area_id = b.home.areas[a]["area_id"].clone();
         if b.home.entities[e]["device_id"].is_string() {
             b.home.entities[e]["area_id"] = area_id;
+        }
+    }
+    // the meter's phases: child devices (made last, so the rest of a seed's home stays as it was)
+    if let Some((parent, area_id)) = meter_device {
+        for phase in ["A", "B", "C"] {
+            let name = format!("House Energy Meter Phase {phase}");
+            let child = b.device(&METER, &name, &area_id, &["energy"]);
+            if let Some(row) = b.home.devices.last_mut() {
+                row["via_device_id"] = json!(parent);
+            }
+            b.home.parent_of.insert(child.clone(), parent.clone());
+            let id = b.entity(
+                "sensor",
+                &format!("house_power_phase_{}", phase.to_ascii_lowercase()),
+                "shelly",
+                Some((&child, &METER)),
+                Some("Power"),
+                &format!("{name} Power"),
+                "110.0",
+                sensor_attrs("W", "power", "measurement"),
+                None,
+                &["energy"],
+            );
+            b.home.meter_phases.push(id);
         }
     }
     b.home

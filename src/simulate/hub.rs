@@ -15,12 +15,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::HaVersion;
 use super::history::{History, Row};
 use super::home::{EntityState, Home, slug};
 use super::render::{push_context, push_iso, push_str_lit, ulid};
 
-/// Home Assistant version the simulator claims.
-pub const HA_VERSION: &str = "2025.4.4";
 /// The most entities the REST API may create.
 pub const MAX_ENTITIES: usize = 50_000;
 /// The most automations kept.
@@ -162,6 +161,8 @@ pub struct Inner {
     pub automations: BTreeMap<String, Automation>,
     /// The latest webhook calls, oldest first.
     pub webhook_calls: VecDeque<Value>,
+    /// The release whose registry shapes are spoken.
+    pub ha_version: HaVersion,
     clock: Clock,
     last_now: i64,
     seq: u64,
@@ -204,6 +205,7 @@ impl Hub {
                 history,
                 automations: BTreeMap::new(),
                 webhook_calls: VecDeque::new(),
+                ha_version: HaVersion::default(),
                 last_now: clock.now(),
                 clock,
                 seq: 0,
@@ -216,6 +218,17 @@ impl Hub {
             max_pending,
             dropped_clients: AtomicU64::new(0),
         }
+    }
+
+    /// Speaks the registry shapes of `version` (see [`HaVersion`]).
+    pub fn speaking(self, version: HaVersion) -> Self {
+        self.lock().ha_version = version;
+        self
+    }
+
+    /// The release whose shapes are spoken.
+    pub fn ha_version(&self) -> HaVersion {
+        self.lock().ha_version
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -289,7 +302,15 @@ fn now_secs(us: i64) -> f64 {
 impl Inner {
     /// Simulated now (µs), strictly increasing from call to call.
     pub fn now(&mut self) -> i64 {
-        let t = self.clock.now().max(self.last_now + 1);
+        self.stamp(None)
+    }
+
+    /// The time to stamp a change with: `at` (a scheduled time the clock has passed), else the
+    /// clock's now; never before an earlier stamp.
+    pub fn stamp(&mut self, at: Option<i64>) -> i64 {
+        let t = at
+            .unwrap_or_else(|| self.clock.now())
+            .max(self.last_now + 1);
         self.last_now = t;
         t
     }
@@ -353,6 +374,20 @@ impl Inner {
         force_update: bool,
         origin: &Origin,
     ) -> Result<(bool, Arc<str>), HubError> {
+        self.set_state_at(None, entity_id, state, attributes, force_update, origin)
+    }
+
+    /// [`Inner::set_state`] stamped `at` (see [`Inner::stamp`]): the routines stamp each change
+    /// at the simulated time it was due, also when the clock runs faster than they are driven.
+    pub fn set_state_at(
+        &mut self,
+        at: Option<i64>,
+        entity_id: &str,
+        state: &str,
+        attributes: Option<Map<String, Value>>,
+        force_update: bool,
+        origin: &Origin,
+    ) -> Result<(bool, Arc<str>), HubError> {
         if state.chars().count() > MAX_STATE_LEN {
             return Err(HubError::Invalid(format!(
                 "Invalid state with length {}. State max length is {MAX_STATE_LEN} characters.",
@@ -362,7 +397,7 @@ impl Inner {
         if !valid_entity_id(entity_id) {
             return Err(HubError::Invalid(format!("Invalid entity ID: {entity_id}")));
         }
-        let now = self.now();
+        let now = self.stamp(at);
         let ctx = self.context_id(now);
         let Some(&idx) = self.home.index.get(entity_id) else {
             if self.home.states.len() >= MAX_ENTITIES {
@@ -807,6 +842,30 @@ impl Inner {
         Ok(json!({"entity_entry": row}))
     }
 
+    /// `config/entity_registry/remove`: the registry entry goes (an `entity_registry_updated`
+    /// `remove` event), then the entity's state (`state_changed` with `new_state: null`), as
+    /// Home Assistant removes an entity whose registry entry is deleted.
+    pub fn entity_remove(&mut self, msg: &Value) -> Result<Value, HubError> {
+        let entity_id = msg
+            .get("entity_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let pos = self
+            .home
+            .entities
+            .iter()
+            .position(|e| e["entity_id"] == entity_id.as_str())
+            .ok_or_else(|| HubError::NotFound("Entity not found".into()))?;
+        self.home.entities.remove(pos);
+        self.registry_event(
+            "entity_registry_updated",
+            json!({"action": "remove", "entity_id": entity_id}),
+        );
+        self.remove_state(&entity_id);
+        Ok(Value::Null)
+    }
+
     fn rename_state(&mut self, old: &str, new: &str) {
         let Some(current) = self.state(old).cloned() else {
             return;
@@ -856,6 +915,11 @@ impl Inner {
                 if id == old {
                     *id = new.to_owned();
                 }
+            }
+        }
+        for id in &mut self.home.meter_phases {
+            if id == old {
+                *id = new.to_owned();
             }
         }
     }

@@ -12,12 +12,14 @@
 //!   `config/entity_registry/get`, `history/history_during_period` (compressed format and its
 //!   `include_start_time_state`/`significant_changes_only`/`minimal_response`/`no_attributes`
 //!   flags), `call_service` (`light`, `switch` and `homeassistant` `turn_on`/`turn_off`/`toggle`),
-//!   `config/area_registry/{create,update,delete}`, `config/device_registry/update` and
-//!   `config/entity_registry/update` (renames through `new_entity_id`), each firing the
+//!   `config/area_registry/{create,update,delete}`, `config/device_registry/update`,
+//!   `config/entity_registry/update` (renames through `new_entity_id`) and
+//!   `config/entity_registry/remove` (the entity's state goes too), each firing the
 //!   `*_registry_updated` events Home Assistant fires (`changes` holds old values,
-//!   `old_entity_id` on renames); anything else answers `unknown_command`.
+//!   `old_entity_id` on renames); anything else answers `unknown_command`. Registry rows have
+//!   the shape of the release chosen with `--ha-version` ([`HaVersion`]).
 //! - REST with `Authorization: Bearer`: `GET /api/`, `GET /api/config`, `GET /api/states`,
-//!   `GET|POST /api/states/<entity_id>`, `POST /api/services/<domain>/<service>`,
+//!   `GET|POST|DELETE /api/states/<entity_id>`, `POST /api/services/<domain>/<service>`,
 //!   `/api/webhook/<id>` (no auth, always 200, recorded, runs automations with a matching webhook
 //!   trigger), `GET|POST|DELETE /api/config/automation/config/<id>` (stored with an
 //!   `automation.*` entity), `GET /api/history/period[/<start>]`. Simulator extras:
@@ -35,7 +37,7 @@
 //! evaluated), `subscribe_entities`, `subscribe_trigger`, `render_template`, `fire_event`,
 //! `validate_config`, `webhook/handle` over WebSocket, the Supervisor, config entries,
 //! `state_reported` events, recorder persistence (a restart forgets history), time zones other
-//! than UTC, registry create/remove of devices and entities.
+//! than UTC, registry creation of devices and entities, removal of devices.
 //!
 //! # Time
 //! With `--speed X` (simulated seconds per real second) the simulated clock starts `--backdate`
@@ -62,6 +64,38 @@ use tokio_util::sync::CancellationToken;
 
 pub use home::Profile;
 pub use hub::Hub;
+
+/// The Home Assistant release whose message shapes the simulator speaks (`--ha-version`).
+///
+/// The home is the same in both (same entities, devices, states and friendly names); what
+/// differs is how the registries describe it, as checked against the real releases:
+/// - **2025.4** (CI's real Home Assistant): entity rows carry `has_entity_name`; entities named the
+///   legacy way (`has_entity_name: false`) carry their whole name in `original_name`, device name
+///   included; child devices are ordinary device rows pointing at their hub (`via_device_id`).
+/// - **2026.11**: entity rows no longer carry `has_entity_name` and add `next_name_part`;
+///   `original_name` no longer starts with the device's name; device rows add `config_entry_id`,
+///   `config_subentry_id` and `parent_device_id`, and child devices come as a reduced row (no
+///   manufacturer, model, connections or config entries) named without their parent's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HaVersion {
+    /// Home Assistant 2025.4.
+    #[default]
+    #[value(name = "2025.4")]
+    V2025_4,
+    /// Home Assistant 2026.11.
+    #[value(name = "2026.11")]
+    V2026_11,
+}
+
+impl HaVersion {
+    /// The version string the simulator reports (`auth_required`, `get_config`).
+    pub fn version(self) -> &'static str {
+        match self {
+            HaVersion::V2025_4 => "2025.4.4",
+            HaVersion::V2026_11 => "2026.11.0",
+        }
+    }
+}
 
 /// Default access token.
 pub const DEFAULT_TOKEN: &str = "simulator-token";
@@ -103,6 +137,9 @@ pub struct SimulatorOptions {
     /// Seconds between rate reports in load-generator mode.
     #[arg(long, default_value_t = 5.0)]
     pub report_secs: f64,
+    /// Home Assistant release whose registry shapes to speak.
+    #[arg(long, value_enum, default_value_t = HaVersion::V2025_4)]
+    pub ha_version: HaVersion,
 }
 
 impl Default for SimulatorOptions {
@@ -118,6 +155,7 @@ impl Default for SimulatorOptions {
             backdate: None,
             max_pending: None,
             report_secs: 5.0,
+            ha_version: HaVersion::V2025_4,
         }
     }
 }
@@ -210,14 +248,17 @@ pub fn spawn(options: SimulatorOptions) -> Result<SimulatorHandle, SimulateError
     } else {
         4_096
     };
-    let hub = Arc::new(Hub::new(
-        home,
-        clock,
-        options.seed,
-        options.token.clone(),
-        max_pending,
-        bus_batches,
-    ));
+    let hub = Arc::new(
+        Hub::new(
+            home,
+            clock,
+            options.seed,
+            options.token.clone(),
+            max_pending,
+            bus_batches,
+        )
+        .speaking(options.ha_version),
+    );
     let data = web::Data::new(hub.clone());
     let addr = format!("{}:{}", options.bind, options.port);
     let server = HttpServer::new(move || {
@@ -286,6 +327,7 @@ pub async fn run_cli(options: SimulatorOptions) -> std::process::ExitCode {
     let profile = options.profile;
     let seed = options.seed;
     let rate = options.rate;
+    let ha_version = options.ha_version;
     let handle = match spawn(options) {
         Ok(h) => h,
         Err(e) => {
@@ -296,7 +338,7 @@ pub async fn run_cli(options: SimulatorOptions) -> std::process::ExitCode {
     let entities = handle.hub.with(|i| i.home.states.len()).0;
     println!(
         "HomeIQ simulator: Home Assistant {} at {} (WebSocket {}/api/websocket)",
-        hub::HA_VERSION,
+        ha_version.version(),
         handle.url,
         handle.url.replacen("http", "ws", 1)
     );

@@ -4,6 +4,11 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde_json::{Map, Value, json};
+
+use super::HaVersion;
+use super::home::Home;
+use crate::ha::model::RegistryKind;
 
 /// Appends `s` as a JSON string literal (quoted and escaped).
 pub fn push_str_lit(out: &mut String, s: &str) {
@@ -147,6 +152,113 @@ pub fn event_message(out: &mut String, id: u64, body: &str) {
     let _ = write!(out, "{{\"id\":{id},\"type\":\"event\",\"event\":");
     out.push_str(body);
     out.push('}');
+}
+
+/// Keys of a 2026 child device's reduced row.
+const CHILD_DEVICE_KEYS: [&str; 10] = [
+    "area_id",
+    "created_at",
+    "disabled_by",
+    "id",
+    "identifiers",
+    "labels",
+    "modified_at",
+    "name",
+    "name_by_user",
+    "parent_device_id",
+];
+
+/// The name a device row shows (the user's, else the integration's).
+fn device_name(row: &Value) -> Option<&str> {
+    row["name_by_user"].as_str().or(row["name"].as_str())
+}
+
+/// `name` without a leading `prefix` and a space, if it starts with them and more follows.
+fn strip_name_prefix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .filter(|rest| !rest.is_empty())
+}
+
+/// A device row (kept in the 2025 shape) as `version` sends it.
+pub fn device_row(home: &Home, row: &Value, version: HaVersion) -> Value {
+    if version == HaVersion::V2025_4 {
+        return row.clone();
+    }
+    let id = row["id"].as_str().unwrap_or_default();
+    let config_entry = row["primary_config_entry"].clone();
+    let Some(parent) = home.parent_of.get(id) else {
+        let mut out = row.clone();
+        out["config_entry_id"] = config_entry;
+        out["config_subentry_id"] = Value::Null;
+        out["parent_device_id"] = Value::Null;
+        return out;
+    };
+    let mut out = Map::new();
+    for key in CHILD_DEVICE_KEYS {
+        out.insert(key.to_owned(), row.get(key).cloned().unwrap_or(Value::Null));
+    }
+    out.insert("config_entry_id".into(), config_entry);
+    out.insert("config_subentry_id".into(), Value::Null);
+    out.insert("parent_device_id".into(), json!(parent));
+    // a child is named without its parent's name (Home Assistant puts the two together)
+    let parent_name = home
+        .devices
+        .iter()
+        .find(|d| d["id"] == parent.as_str())
+        .and_then(device_name);
+    if let (Some(name), Some(parent_name)) = (row["name"].as_str(), parent_name)
+        && let Some(own) = strip_name_prefix(name, parent_name)
+    {
+        out.insert("name".into(), json!(own));
+    }
+    Value::Object(out)
+}
+
+/// An entity registry row (kept in the 2025 shape) as `version` sends it.
+pub fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
+    if version == HaVersion::V2025_4 {
+        return row.clone();
+    }
+    let mut out = row.clone();
+    let Some(obj) = out.as_object_mut() else {
+        return out;
+    };
+    let legacy = obj.remove("has_entity_name") == Some(Value::Bool(false));
+    obj.insert("next_name_part".into(), Value::Null);
+    // `original_name` no longer starts with the device's name
+    let device = row["device_id"]
+        .as_str()
+        .and_then(|d| home.devices.iter().find(|r| r["id"] == d))
+        .and_then(device_name);
+    if legacy
+        && let (Some(original), Some(device)) = (row["original_name"].as_str(), device)
+        && let Some(own) = strip_name_prefix(original, device)
+    {
+        obj.insert("original_name".into(), json!(own));
+    }
+    out
+}
+
+/// The reply of `config/<kind>_registry/list` as `version` sends it.
+pub fn registry_list(home: &Home, kind: RegistryKind, version: HaVersion) -> String {
+    let shaped = |rows: &[Value], shape: fn(&Home, &Value, HaVersion) -> Value| match version {
+        HaVersion::V2025_4 => as_json(rows),
+        HaVersion::V2026_11 => {
+            Value::Array(rows.iter().map(|r| shape(home, r, version)).collect()).to_string()
+        }
+    };
+    match kind {
+        RegistryKind::Device => shaped(&home.devices, device_row),
+        RegistryKind::Entity => shaped(&home.entities, entity_row),
+        RegistryKind::Area => as_json(&home.areas),
+        RegistryKind::Floor => as_json(&home.floors),
+        RegistryKind::Label => as_json(&home.labels),
+    }
+}
+
+fn as_json(rows: &[Value]) -> String {
+    serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

@@ -71,8 +71,10 @@ pub async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
-    let n = hub.with(|i| i.home.states.len()).0;
-    json_response(StatusCode::OK, super::ws::config_json(n))
+    let json = hub
+        .with(|i| super::ws::config_json(i.home.states.len(), i.ha_version))
+        .0;
+    json_response(StatusCode::OK, json)
 }
 
 /// `GET /api/states`.
@@ -135,6 +137,19 @@ pub async fn state_post(
         .insert_header((LOCATION, format!("/api/states/{entity_id}")))
         .body(json.to_string()),
         Err(e) => error_response(&e),
+    }
+}
+
+/// `DELETE /api/states/<entity_id>`: removes a state (`state_changed` with `new_state: null`);
+/// its registry entry, if any, stays, as in Home Assistant.
+pub async fn state_delete(req: HttpRequest, hub: HubData, path: web::Path<String>) -> HttpResponse {
+    if let Some(r) = refused(&req, &hub) {
+        return r;
+    }
+    if hub.with(|i| i.remove_state(&path)).0 {
+        message(StatusCode::OK, "Entity removed.")
+    } else {
+        message(StatusCode::NOT_FOUND, "Entity not found.")
     }
 }
 
@@ -343,6 +358,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/states", web::get().to(states))
         .route("/api/states/{entity_id}", web::get().to(state_get))
         .route("/api/states/{entity_id}", web::post().to(state_post))
+        .route("/api/states/{entity_id}", web::delete().to(state_delete))
         .route("/api/services/{domain}/{service}", web::post().to(service))
         .route("/api/webhook/{webhook_id}", web::route().to(webhook))
         .route(

@@ -8,8 +8,16 @@
 //!
 //! Every decision of a minute comes from a random generator seeded with the seed and the minute's
 //! index, so a given simulated minute always behaves the same way for a seed.
+//!
+//! Sensors report as real ones do, each on its own schedule rather than on the minute: a period
+//! around its kind's (the house meter every few seconds, plugs' power about every minute,
+//! temperatures every few minutes), a phase, and a jitter on every report, all derived from the
+//! seed and the sensor, so the home produces events all the time (at least one every few
+//! seconds) and the same ones for a seed. Every change is stamped with the simulated time it was
+//! due, also when the clock runs faster than the routine is driven.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,11 +27,13 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::home::fxhash;
+use super::home::{Home, fxhash};
 use super::hub::{Hub, Inner, Origin};
 
 /// Minutes per day.
 const DAY: i64 = 1_440;
+/// A minute in µs.
+const MINUTE_US: i64 = 60_000_000;
 
 /// One person's day, in minutes after midnight (UTC, the simulated home's time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +100,151 @@ pub fn plan_day(seed: u64, person: usize, commutes: bool, day: i64) -> Day {
     }
 }
 
+/// A sensor that reports on its own schedule, named by its place in the home's roles (so a
+/// renamed entity keeps reporting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sensor {
+    /// `roles[role].temperature[i]`.
+    Temperature { role: usize, i: usize },
+    /// `roles[role].humidity[i]`.
+    Humidity { role: usize, i: usize },
+    /// `roles[role].illuminance`.
+    Illuminance { role: usize },
+    /// `roles[role].climate` (a thermostat's current temperature and action).
+    Climate { role: usize },
+    /// The power sensor of `roles[role].plugs[k]`.
+    PlugPower { role: usize, k: usize },
+    /// The energy sensor of `roles[role].plugs[k]`.
+    PlugEnergy { role: usize, k: usize },
+    /// The house meter's power.
+    MeterPower,
+    /// The house meter's energy.
+    MeterEnergy,
+    /// `meter_phases[i]`.
+    Phase(usize),
+}
+
+impl Sensor {
+    /// The period its kind reports at, µs, and the share of it a report may move by (its
+    /// jitter, at most a quarter, so reports stay in order).
+    fn schedule(self) -> (i64, i64) {
+        let (secs, jitter_div) = match self {
+            // an energy meter reports every few seconds: the home's heartbeat
+            Sensor::MeterPower => (3, 10),
+            Sensor::Phase(_) => (10, 4),
+            Sensor::PlugPower { .. } => (60, 4),
+            Sensor::Temperature { .. }
+            | Sensor::Illuminance { .. }
+            | Sensor::Climate { .. }
+            | Sensor::PlugEnergy { .. }
+            | Sensor::MeterEnergy => (300, 4),
+            Sensor::Humidity { .. } => (600, 4),
+        };
+        (secs * 1_000_000, jitter_div)
+    }
+
+    /// The entity it reports, if it still has one.
+    fn entity(self, home: &Home) -> Option<&str> {
+        let role = |r: usize| home.roles.get(r);
+        match self {
+            Sensor::Temperature { role: r, i } => role(r)?.temperature.get(i),
+            Sensor::Humidity { role: r, i } => role(r)?.humidity.get(i),
+            Sensor::Illuminance { role: r } => role(r)?.illuminance.as_ref(),
+            Sensor::Climate { role: r } => role(r)?.climate.as_ref(),
+            Sensor::PlugPower { role: r, k } => role(r)?.plugs.get(k).map(|(_, p, _)| p),
+            Sensor::PlugEnergy { role: r, k } => role(r)?.plugs.get(k).map(|(_, _, e)| e),
+            Sensor::MeterPower => home.meter.as_ref().map(|(p, _)| p),
+            Sensor::MeterEnergy => home.meter.as_ref().map(|(_, e)| e),
+            Sensor::Phase(i) => home.meter_phases.get(i),
+        }
+        .map(String::as_str)
+    }
+}
+
+/// SplitMix64's finaliser: a well-mixed 64-bit value of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// One sensor's schedule: report `n` is due at `phase + n × period ± jitter` (µs since the
+/// epoch), so its times depend only on the seed and the sensor, never on when the routine ran.
+#[derive(Debug, Clone, Copy)]
+struct Reporter {
+    sensor: Sensor,
+    /// Mixed from the seed and the sensor's entity id.
+    salt: u64,
+    period: i64,
+    phase: i64,
+    jitter: i64,
+    /// Index of the next report.
+    next: i64,
+}
+
+impl Reporter {
+    fn new(seed: u64, sensor: Sensor, entity_id: &str) -> Self {
+        let salt = mix(seed ^ fxhash(entity_id));
+        let (base, jitter_div) = sensor.schedule();
+        // each sensor its own period, within ±20 % of its kind's
+        let period = base / 100 * (80 + (salt % 41) as i64);
+        Reporter {
+            sensor,
+            salt,
+            period,
+            phase: (mix(salt) % period as u64) as i64,
+            jitter: period / jitter_div,
+            next: 0,
+        }
+    }
+
+    /// A number in [0, 1) for report `n`, `k`-th draw.
+    fn unit(&self, n: i64, k: u64) -> f64 {
+        let bits = mix(self.salt ^ mix(n as u64) ^ k.wrapping_mul(0xA24B_AED4_963E_E407));
+        (bits >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// When report `n` is due.
+    fn at(&self, n: i64) -> i64 {
+        let jitter = ((self.unit(n, 0) * 2.0 - 1.0) * self.jitter as f64) as i64;
+        self.phase + n * self.period + jitter
+    }
+
+    /// The index of the first report due at `t` or later.
+    fn first_from(&self, t: i64) -> i64 {
+        let mut n = (t - self.phase).div_euclid(self.period) - 1;
+        while self.at(n) < t {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Every sensor of the home that reports on its own schedule.
+fn reporters(seed: u64, home: &Home) -> Vec<Reporter> {
+    let mut sensors = Vec::new();
+    for (role, r) in home.roles.iter().enumerate() {
+        sensors.extend((0..r.temperature.len()).map(|i| Sensor::Temperature { role, i }));
+        sensors.extend((0..r.humidity.len()).map(|i| Sensor::Humidity { role, i }));
+        sensors.extend(r.illuminance.iter().map(|_| Sensor::Illuminance { role }));
+        sensors.extend(r.climate.iter().map(|_| Sensor::Climate { role }));
+        for k in 0..r.plugs.len() {
+            sensors.push(Sensor::PlugPower { role, k });
+            sensors.push(Sensor::PlugEnergy { role, k });
+        }
+    }
+    if home.meter.is_some() {
+        sensors.push(Sensor::MeterPower);
+        sensors.push(Sensor::MeterEnergy);
+    }
+    sensors.extend((0..home.meter_phases.len()).map(Sensor::Phase));
+    sensors
+        .into_iter()
+        .filter_map(|s| Some(Reporter::new(seed, s, s.entity(home)?)))
+        .collect()
+}
+
 /// Routine state that lives between minutes.
 #[derive(Debug, Default)]
 pub struct Routine {
@@ -98,6 +253,13 @@ pub struct Routine {
     light_off_at: HashMap<String, i64>,
     door_close_at: HashMap<String, i64>,
     last_minute: Option<i64>,
+    reporters: Vec<Reporter>,
+    /// Due reports: (time, index into `reporters`), earliest first.
+    due: BinaryHeap<Reverse<(i64, usize)>>,
+    /// People at home and awake, as of the last minute.
+    home_awake: usize,
+    /// Lights on, as of the last minute.
+    lights_on: usize,
 }
 
 /// Daylight at minute `m` of the day, 0..1.
@@ -111,13 +273,15 @@ fn daylight(m: i64) -> f64 {
     }
 }
 
-fn set(inner: &mut Inner, id: &str, state: &str) {
+/// Sets an existing entity's state string, stamped `at`.
+fn set(inner: &mut Inner, id: &str, state: &str, at: i64) {
     if inner.state(id).is_some_and(|s| s.state != state) {
-        let _ = inner.set_state(id, state, None, false, &Origin::default());
+        let _ = inner.set_state_at(Some(at), id, state, None, false, &Origin::default());
     }
 }
 
-fn set_with(inner: &mut Inner, id: &str, state: &str, attrs: &[(&str, Value)]) {
+/// Sets an existing entity's state string and some attributes, stamped `at`.
+fn set_with(inner: &mut Inner, id: &str, state: &str, attrs: &[(&str, Value)], at: i64) {
     let Some(current) = inner.state(id) else {
         return;
     };
@@ -125,7 +289,7 @@ fn set_with(inner: &mut Inner, id: &str, state: &str, attrs: &[(&str, Value)]) {
     for (k, v) in attrs {
         a.insert((*k).to_owned(), v.clone());
     }
-    let _ = inner.set_state(id, state, Some(a), false, &Origin::default());
+    let _ = inner.set_state_at(Some(at), id, state, Some(a), false, &Origin::default());
 }
 
 fn number(inner: &Inner, id: &str) -> Option<f64> {
@@ -141,18 +305,156 @@ impl Routine {
         }
     }
 
-    /// Runs every simulated minute from the last one run up to `now_us` (at most `max` of them;
-    /// older ones are skipped).
+    /// Runs every simulated minute and every sensor report due from the last call up to
+    /// `now_us`, in time order (at most `max` minutes of them; older ones are skipped). The
+    /// first call starts with the current minute and the reports due from `now_us` on.
     pub fn advance(&mut self, inner: &mut Inner, now_us: i64, max: i64) {
-        let now_min = now_us.div_euclid(60_000_000);
+        let now_min = now_us.div_euclid(MINUTE_US);
         let from = match self.last_minute {
             Some(last) => (last + 1).max(now_min - max + 1),
             None => now_min,
         };
-        for minute in from..=now_min {
-            self.minute(inner, minute);
+        let reports_from = match self.last_minute {
+            None => {
+                self.reporters = reporters(self.seed, &inner.home);
+                Some(now_us)
+            }
+            Some(last) if from > last + 1 => Some(from * MINUTE_US),
+            Some(_) => None,
+        };
+        if let Some(t) = reports_from {
+            self.due.clear();
+            for (i, r) in self.reporters.iter_mut().enumerate() {
+                r.next = r.first_from(t);
+                self.due.push(Reverse((r.at(r.next), i)));
+            }
+        }
+        let mut minute = from;
+        loop {
+            let report = self.due.peek().map(|Reverse(d)| *d);
+            if minute <= now_min && report.is_none_or(|(t, _)| minute * MINUTE_US <= t) {
+                self.minute(inner, minute);
+                minute += 1;
+                continue;
+            }
+            match report {
+                Some((t, i)) if t <= now_us => {
+                    self.due.pop();
+                    self.report(inner, i, t);
+                    let r = &mut self.reporters[i];
+                    r.next += 1;
+                    self.due.push(Reverse((r.at(r.next), i)));
+                }
+                _ => break,
+            }
         }
         self.last_minute = Some(now_min);
+    }
+
+    /// Sensor `i` reports (its report due at `at`).
+    fn report(&mut self, inner: &mut Inner, i: usize, at: i64) {
+        let r = self.reporters[i];
+        let Some(id) = r.sensor.entity(&inner.home).map(str::to_owned) else {
+            return;
+        };
+        let n = r.next;
+        let noise = |k: u64, lo: f64, hi: f64| lo + r.unit(n, k) * (hi - lo);
+        let m = at.div_euclid(MINUTE_US).rem_euclid(DAY);
+        // energy over the report's period at `watts`, in kWh
+        let kwh_over_period = |watts: f64| watts * r.period as f64 / 3.6e12;
+        match r.sensor {
+            Sensor::Temperature { .. } => {
+                let cur = number(inner, &id).unwrap_or(20.0);
+                let v = cur + (20.5 - cur) * 0.05 + noise(1, -0.15, 0.15);
+                set(inner, &id, &format!("{v:.1}"), at);
+            }
+            Sensor::Humidity { .. } => {
+                let cur = number(inner, &id).unwrap_or(45.0);
+                let v = (cur + (46.0 - cur) * 0.05 + noise(1, -0.8, 0.8)).clamp(20.0, 95.0);
+                set(inner, &id, &format!("{v:.1}"), at);
+            }
+            Sensor::Illuminance { role } => {
+                let lights_on = inner.home.roles[role]
+                    .lights
+                    .iter()
+                    .filter(|l| inner.state(l).is_some_and(|s| s.state == "on"))
+                    .count() as f64;
+                let v = daylight(m) * 450.0 + lights_on * 60.0 + noise(1, 0.0, 5.0);
+                set(inner, &id, &format!("{}", v.round() as i64), at);
+            }
+            Sensor::Climate { .. } => {
+                let target = if self.home_awake > 0 { 21.0 } else { 18.0 };
+                let current = inner
+                    .state(&id)
+                    .and_then(|s| s.attributes.get("current_temperature"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(20.0);
+                let heating = current < target - 0.3;
+                let next = current + if heating { 0.2 } else { -0.1 } + noise(1, -0.1, 0.1);
+                set_with(
+                    inner,
+                    &id,
+                    "heat",
+                    &[
+                        ("temperature", json!(target)),
+                        ("current_temperature", json!((next * 10.0).round() / 10.0)),
+                        (
+                            "hvac_action",
+                            json!(if heating { "heating" } else { "idle" }),
+                        ),
+                    ],
+                    at,
+                );
+            }
+            Sensor::PlugPower { role, k } => {
+                let key = (role * 31 + k) as i64;
+                let switch = &inner.home.roles[role].plugs[k].0;
+                let watts = if inner.state(switch).is_some_and(|s| s.state == "on") {
+                    60.0 + (key % 7) as f64 * 180.0 + noise(1, -15.0, 15.0)
+                } else {
+                    0.3 + noise(1, 0.0, 1.2)
+                };
+                set(inner, &id, &format!("{watts:.1}"), at);
+            }
+            Sensor::PlugEnergy { role, k } => {
+                let power = &inner.home.roles[role].plugs[k].1;
+                let watts = number(inner, power).unwrap_or(0.0);
+                let kwh = number(inner, &id).unwrap_or(0.0) + kwh_over_period(watts);
+                set(inner, &id, &format!("{kwh:.3}"), at);
+            }
+            Sensor::MeterPower => {
+                let watts = 140.0
+                    + self.lights_on as f64 * 8.0
+                    + self.home_awake as f64 * 90.0
+                    + noise(1, -20.0, 20.0);
+                let mut value = format!("{watts:.1}");
+                // a meter's readings differ from one report to the next: every report is an event
+                if inner.state(&id).is_some_and(|s| s.state == value) {
+                    value = format!("{:.1}", watts + 0.1);
+                }
+                set(inner, &id, &value, at);
+            }
+            Sensor::MeterEnergy => {
+                let watts = inner
+                    .home
+                    .meter
+                    .as_ref()
+                    .and_then(|(p, _)| number(inner, p))
+                    .unwrap_or(0.0);
+                let kwh = number(inner, &id).unwrap_or(0.0) + kwh_over_period(watts);
+                set(inner, &id, &format!("{kwh:.3}"), at);
+            }
+            Sensor::Phase(_) => {
+                let house = inner
+                    .home
+                    .meter
+                    .as_ref()
+                    .and_then(|(p, _)| number(inner, p))
+                    .unwrap_or(300.0);
+                let v = (house / 3.0 + noise(1, -15.0, 15.0)).max(0.0);
+                set(inner, &id, &format!("{v:.1}"), at);
+            }
+        }
     }
 
     /// One simulated minute (`minute` = minutes since the epoch).
@@ -163,6 +465,7 @@ impl Routine {
         let m = minute.rem_euclid(DAY);
         let persons = inner.home.persons.clone();
         let roles = inner.home.roles.clone();
+        let at = minute * MINUTE_US;
 
         // people
         let mut home_awake = 0usize;
@@ -181,10 +484,10 @@ impl Routine {
             }
             let state = if home { "home" } else { "not_home" };
             if inner.state(&p.entity_id).is_some_and(|s| s.state != state) {
-                set(inner, &p.entity_id, state);
+                set(inner, &p.entity_id, state, at);
                 // the front door opens as they come and go
                 if let Some(door) = roles.iter().find_map(|r| r.door.clone()) {
-                    set(inner, &door, "on");
+                    set(inner, &door, "on", at);
                     self.door_close_at.insert(door, minute + 1);
                 }
             }
@@ -197,7 +500,7 @@ impl Routine {
             .collect();
         for door in closing {
             self.door_close_at.remove(&door);
-            set(inner, &door, "off");
+            set(inner, &door, "off", at);
         }
 
         let dark = daylight(m) < 0.25;
@@ -216,7 +519,7 @@ impl Routine {
                     p = 0.003;
                 }
                 if rng.random_bool(p.min(0.9)) {
-                    set(inner, motion, "on");
+                    set(inner, motion, "on", at);
                     self.motion_until
                         .insert(motion.clone(), minute + rng.random_range(2..6));
                     if dark && home_awake > 0 {
@@ -231,6 +534,7 @@ impl Routine {
                                         ("brightness", json!(brightness)),
                                         ("color_mode", json!("brightness")),
                                     ],
+                                    at,
                                 );
                             }
                             self.light_off_at
@@ -239,7 +543,7 @@ impl Routine {
                     }
                 } else if self.motion_until.get(motion).is_some_and(|u| *u <= minute) {
                     self.motion_until.remove(motion);
-                    set(inner, motion, "off");
+                    set(inner, motion, "off", at);
                 }
             }
             for light in &role.lights {
@@ -253,6 +557,7 @@ impl Routine {
                             light,
                             "off",
                             &[("brightness", Value::Null), ("color_mode", Value::Null)],
+                            at,
                         );
                     }
                 }
@@ -282,72 +587,19 @@ impl Routine {
                     } else {
                         Value::Null
                     };
-                    set_with(inner, media, want, &[("media_title", t)]);
+                    set_with(inner, media, want, &[("media_title", t)], at);
                 }
-            }
-            // thermostats every 5 minutes
-            if let Some(climate) = &role.climate
-                && (minute + fxhash(climate) as i64).rem_euclid(5) == 0
-            {
-                let target = if home_awake > 0 { 21.0 } else { 18.0 };
-                let current = inner
-                    .state(climate)
-                    .and_then(|s| s.attributes.get("current_temperature"))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(20.0);
-                let heating = current < target - 0.3;
-                let next = current + if heating { 0.2 } else { -0.1 } + rng.random_range(-0.1..0.1);
-                set_with(
-                    inner,
-                    climate,
-                    "heat",
-                    &[
-                        ("temperature", json!(target)),
-                        ("current_temperature", json!((next * 10.0).round() / 10.0)),
-                        (
-                            "hvac_action",
-                            json!(if heating { "heating" } else { "idle" }),
-                        ),
-                    ],
-                );
-            }
-            // noisy sensors, staggered
-            for t in &role.temperature {
-                if (minute + fxhash(t) as i64).rem_euclid(5) == 0 {
-                    let cur = number(inner, t).unwrap_or(20.0);
-                    let pull = (20.5 - cur) * 0.05;
-                    let v = cur + pull + rng.random_range(-0.15..0.15);
-                    set(inner, t, &format!("{v:.1}"));
-                }
-            }
-            for h in &role.humidity {
-                if (minute + fxhash(h) as i64).rem_euclid(10) == 0 {
-                    let cur = number(inner, h).unwrap_or(45.0);
-                    let v =
-                        (cur + (46.0 - cur) * 0.05 + rng.random_range(-0.8..0.8)).clamp(20.0, 95.0);
-                    set(inner, h, &format!("{v:.1}"));
-                }
-            }
-            if let Some(lux) = &role.illuminance
-                && (minute + fxhash(lux) as i64).rem_euclid(5) == 0
-            {
-                let lights_on = role
-                    .lights
-                    .iter()
-                    .filter(|l| inner.state(l).is_some_and(|s| s.state == "on"))
-                    .count() as f64;
-                let v = daylight(m) * 450.0 + lights_on * 60.0 + rng.random_range(0.0..5.0);
-                set(inner, lux, &format!("{}", v.round() as i64));
             }
             for b in &role.batteries {
                 if rng.random_bool(1.0 / 2_880.0) {
                     let v = number(inner, b).unwrap_or(100.0);
                     let next = if v <= 5.0 { 100.0 } else { v - 1.0 };
-                    set(inner, b, &format!("{}", next as i64));
+                    set(inner, b, &format!("{}", next as i64), at);
                 }
             }
             // plugs: kitchen at breakfast and dinner, office on weekday working hours
-            for (k, (switch, power, energy)) in role.plugs.iter().enumerate() {
+            // (their power and energy sensors report on their own schedules, see `report`)
+            for (k, (switch, _, _)) in role.plugs.iter().enumerate() {
                 let key = (ri * 31 + k) as i64;
                 let active = home_awake > 0
                     && match key % 3 {
@@ -357,38 +609,19 @@ impl Routine {
                     };
                 let on = if active { "on" } else { "off" };
                 if inner.state(switch).is_some_and(|s| s.state != on) && rng.random_bool(0.5) {
-                    set(inner, switch, on);
-                }
-                let is_on = inner.state(switch).is_some_and(|s| s.state == "on");
-                let watts = if is_on {
-                    60.0 + (key % 7) as f64 * 180.0 + rng.random_range(-15.0..15.0)
-                } else {
-                    0.3 + rng.random_range(0.0..1.2)
-                };
-                set(inner, power, &format!("{watts:.1}"));
-                if minute.rem_euclid(5) == 0 {
-                    let kwh = number(inner, energy).unwrap_or(0.0) + watts * 5.0 / 60_000.0;
-                    set(inner, energy, &format!("{kwh:.3}"));
+                    set(inner, switch, on, at);
                 }
             }
         }
         let _ = home_any;
-        // the whole house
-        if let Some((power, energy)) = inner.home.meter.clone() {
-            let lights_on = inner
-                .home
-                .states
-                .iter()
-                .filter(|s| s.domain() == "light" && s.state == "on")
-                .count() as f64;
-            let watts =
-                140.0 + lights_on * 8.0 + home_awake as f64 * 90.0 + rng.random_range(-20.0..20.0);
-            set(inner, &power, &format!("{watts:.1}"));
-            if minute.rem_euclid(5) == 0 {
-                let kwh = number(inner, &energy).unwrap_or(0.0) + watts * 5.0 / 60_000.0;
-                set(inner, &energy, &format!("{kwh:.3}"));
-            }
-        }
+        // what the sensors reporting on their own schedules need to know of this minute
+        self.home_awake = home_awake;
+        self.lights_on = inner
+            .home
+            .states
+            .iter()
+            .filter(|s| s.domain() == "light" && s.state == "on")
+            .count();
     }
 }
 
@@ -459,9 +692,9 @@ mod tests {
         );
         let (mut rx, _) = hub.subscribe();
         let mut routine = Routine::new(9);
-        let start = 20_094 * DAY;
-        for minute in start..start + DAY {
-            hub.with(|inner| routine.minute(inner, minute));
+        let start = 20_094 * DAY * MINUTE_US;
+        for step in 0..=DAY * 6 {
+            hub.with(|inner| routine.advance(inner, start + step * 10_000_000, DAY));
         }
         let mut per_entity: HashMap<String, usize> = HashMap::new();
         let mut total = 0;
@@ -497,5 +730,99 @@ mod tests {
                 .any(|k| k.starts_with("binary_sensor.") && k.ends_with("_motion"))
         );
         assert!(per_entity.keys().any(|k| k.starts_with("media_player.")));
+        assert!(per_entity.keys().any(|k| k.ends_with("_temperature")));
+        assert!(
+            per_entity
+                .keys()
+                .any(|k| k.starts_with("sensor.house_power_phase_"))
+        );
+    }
+
+    /// Drives a home's routine for `minutes` simulated minutes from a clock's now in steps of
+    /// 250 ms (the routine task's tick at real speed) and returns the simulated times (µs after
+    /// the start) of the steps that produced events, and every event's `time_fired` (µs).
+    fn run_for(profile: Profile, seed: u64, minutes: i64) -> (Vec<i64>, Vec<i64>) {
+        let clock = Clock::new(1.0, 0);
+        let start = clock.now();
+        let hub = Hub::new(
+            generate(profile, seed, start),
+            clock,
+            seed,
+            "t".into(),
+            4096,
+            1 << 16,
+        );
+        let (mut rx, _) = hub.subscribe();
+        let mut routine = Routine::new(seed);
+        let step = 250_000;
+        let mut busy_steps = Vec::new();
+        let mut fired = Vec::new();
+        for k in 0..=minutes * MINUTE_US / step {
+            let now = start + k * step;
+            hub.with(|inner| routine.advance(inner, now, DAY));
+            let mut any = false;
+            while let Ok(batch) = rx.try_recv() {
+                for ev in &batch.events {
+                    let v: Value = serde_json::from_str(&ev.body).expect("json");
+                    let t = chrono::DateTime::parse_from_rfc3339(
+                        v["time_fired"].as_str().expect("time_fired"),
+                    )
+                    .expect("rfc3339");
+                    fired.push(t.timestamp_micros() - start);
+                    any = true;
+                }
+            }
+            if any {
+                busy_steps.push(k * step);
+            }
+        }
+        (busy_steps, fired)
+    }
+
+    #[test]
+    fn report_times_depend_on_the_seed_and_sensor_only() {
+        let a = Reporter::new(3, Sensor::MeterPower, "sensor.house_power");
+        let b = Reporter::new(3, Sensor::MeterPower, "sensor.house_power");
+        let c = Reporter::new(4, Sensor::MeterPower, "sensor.house_power");
+        let t0 = 1_795_000_000_000_000;
+        let times = |r: &Reporter| {
+            let n = r.first_from(t0);
+            (n..n + 50).map(|n| r.at(n)).collect::<Vec<_>>()
+        };
+        assert_eq!(times(&a), times(&b));
+        assert_ne!(times(&a), times(&c));
+        let t = times(&a);
+        assert!(t[0] >= t0 && t.windows(2).all(|w| w[0] < w[1]));
+        assert!(t.windows(2).all(|w| w[1] - w[0] <= 5_000_000), "{t:?}");
+    }
+
+    #[test]
+    fn sensors_report_all_the_time_not_once_a_minute() {
+        for (profile, seed) in [(Profile::Small, 1), (Profile::Medium, 7)] {
+            let (busy, fired) = run_for(profile, seed, 5);
+            // after the first minute, no 5 s without an event (it was 60 s: everything happened
+            // on the minute)
+            let after_first: Vec<i64> = busy.into_iter().filter(|t| *t >= MINUTE_US).collect();
+            let max_gap = after_first
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .chain([after_first[0] - MINUTE_US])
+                .max()
+                .unwrap_or(i64::MAX);
+            assert!(
+                max_gap <= 5_000_000,
+                "{profile:?}: {} µs without an event",
+                max_gap
+            );
+            // each change stamped when it was due: spread over time, in order
+            assert!(fired.windows(2).all(|w| w[0] < w[1]), "time_fired in order");
+            let seconds: std::collections::HashSet<i64> =
+                fired.iter().map(|t| t / 1_000_000).collect();
+            assert!(
+                seconds.len() > 120,
+                "{profile:?}: events in {} distinct seconds",
+                seconds.len()
+            );
+        }
     }
 }

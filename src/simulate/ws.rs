@@ -18,8 +18,9 @@ use chrono::DateTime;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use super::HaVersion;
 use super::history::Query;
-use super::hub::{Batch, HA_VERSION, Hub, HubError, Origin};
+use super::hub::{Batch, Hub, HubError, Origin};
 use super::render::{event_message, push_str_lit, result_err, result_ok};
 use crate::ha::model::RegistryKind;
 
@@ -224,7 +225,7 @@ impl Conn {
                 self.reply(seq, result_ok(id, &json)).await?;
             }
             "get_config" => {
-                let (json, seq) = hub.with(|i| config_json(i.home.states.len()));
+                let (json, seq) = hub.with(|i| config_json(i.home.states.len(), i.ha_version));
                 self.reply(seq, result_ok(id, &json)).await?;
             }
             "config/entity_registry/get" => {
@@ -236,7 +237,8 @@ impl Conn {
                         .iter()
                         .find(|e| e["entity_id"] == entity_id)
                         .cloned();
-                    row.map(|mut r| {
+                    row.map(|r| {
+                        let mut r = super::render::entity_row(&i.home, &r, i.ha_version);
                         let attrs = i.state(entity_id).map(|s| &s.attributes);
                         let dc = attrs.and_then(|a| a.get("device_class")).cloned();
                         r["aliases"] = json!([]);
@@ -304,16 +306,8 @@ impl Conn {
             }
             other => {
                 if let Some(kind) = RegistryKind::ALL.iter().find(|k| k.list_command() == other) {
-                    let (json, seq) = hub.with(|i| {
-                        let rows = match kind {
-                            RegistryKind::Area => &i.home.areas,
-                            RegistryKind::Device => &i.home.devices,
-                            RegistryKind::Entity => &i.home.entities,
-                            RegistryKind::Floor => &i.home.floors,
-                            RegistryKind::Label => &i.home.labels,
-                        };
-                        serde_json::to_string(rows).unwrap_or_else(|_| "[]".into())
-                    });
+                    let (json, seq) =
+                        hub.with(|i| super::render::registry_list(&i.home, *kind, i.ha_version));
                     self.reply(seq, result_ok(id, &json)).await?;
                     return Ok(());
                 }
@@ -322,8 +316,17 @@ impl Conn {
                     "config/area_registry/create" => Some(|i, m| i.area_create(m)),
                     "config/area_registry/update" => Some(|i, m| i.area_update(m)),
                     "config/area_registry/delete" => Some(|i, m| i.area_delete(m)),
-                    "config/entity_registry/update" => Some(|i, m| i.entity_update(m)),
-                    "config/device_registry/update" => Some(|i, m| i.device_update(m)),
+                    "config/entity_registry/update" => Some(|i, m| {
+                        let mut r = i.entity_update(m)?;
+                        r["entity_entry"] =
+                            super::render::entity_row(&i.home, &r["entity_entry"], i.ha_version);
+                        Ok(r)
+                    }),
+                    "config/entity_registry/remove" => Some(|i, m| i.entity_remove(m)),
+                    "config/device_registry/update" => Some(|i, m| {
+                        let r = i.device_update(m)?;
+                        Ok(super::render::device_row(&i.home, &r, i.ha_version))
+                    }),
                     _ => None,
                 };
                 let message = match op {
@@ -388,7 +391,7 @@ fn history_query(msg: &Value) -> Result<(Vec<String>, Query), (&'static str, Str
 }
 
 /// The reply of `get_config` / `GET /api/config`.
-pub fn config_json(entities: usize) -> String {
+pub fn config_json(entities: usize, ha_version: HaVersion) -> String {
     json!({
         "latitude": 52.3731, "longitude": 4.8922, "elevation": 0, "radius": 100,
         "unit_system": {"length": "km", "accumulated_precipitation": "mm", "area": "m²",
@@ -398,7 +401,8 @@ pub fn config_json(entities: usize) -> String {
         "components": ["api", "automation", "config", "history", "homeassistant", "light",
             "person", "recorder", "sensor", "switch", "webhook", "websocket_api"],
         "config_dir": "/config", "allowlist_external_dirs": ["/config/www", "/media"],
-        "allowlist_external_urls": [], "version": HA_VERSION, "config_source": "storage",
+        "allowlist_external_urls": [], "version": ha_version.version(),
+        "config_source": "storage",
         "recovery_mode": false, "safe_mode": false, "state": "RUNNING", "external_url": null,
         "internal_url": null, "currency": "EUR", "country": "NL", "language": "en",
         "debug": false, "simulated_entities": entities,
@@ -438,7 +442,8 @@ async fn authenticate(
     session: &mut Session,
     stream: &mut actix_ws::AggregatedMessageStream,
 ) -> bool {
-    let required = format!("{{\"type\":\"auth_required\",\"ha_version\":\"{HA_VERSION}\"}}");
+    let version = hub.ha_version().version();
+    let required = format!("{{\"type\":\"auth_required\",\"ha_version\":\"{version}\"}}");
     if session.text(required).await.is_err() {
         return false;
     }
@@ -462,7 +467,7 @@ async fn authenticate(
     let token = msg.get("access_token").and_then(Value::as_str);
     if msg.get("type").and_then(Value::as_str) == Some("auth") && token == Some(hub.token.as_str())
     {
-        let ok = format!("{{\"type\":\"auth_ok\",\"ha_version\":\"{HA_VERSION}\"}}");
+        let ok = format!("{{\"type\":\"auth_ok\",\"ha_version\":\"{version}\"}}");
         return session.text(ok).await.is_ok();
     }
     let message = if msg.get("type").and_then(Value::as_str) == Some("auth") {

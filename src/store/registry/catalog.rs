@@ -370,7 +370,7 @@ impl Catalog {
                 device
             })
             .collect();
-        let device_index = catalog_devices
+        let device_index: HashMap<String, usize> = catalog_devices
             .iter()
             .enumerate()
             .map(|(i, d)| (d.view.id.clone(), i))
@@ -392,16 +392,31 @@ impl Catalog {
                 )
             })
             .collect();
-        let entity_sort_names = entities
-            .iter()
-            .map(|e| lower(entity_display_name(e)))
-            .collect();
-        let entity_open_json = entities
+        let device_name = |id: Option<&str>| {
+            id.and_then(|id| device_index.get(id))
+                .map(|&i: &usize| &catalog_devices[i])
+        };
+        let entity_names: Vec<String> = entities
             .iter()
             .map(|e| {
+                let device = device_name(e.device_id.as_deref());
+                let parent = device.and_then(|d| device_name(d.view.parent_device_id.as_deref()));
+                entity_display_name(
+                    e,
+                    device.map(CatalogDevice::display_name),
+                    parent.map(CatalogDevice::display_name),
+                )
+                .into_owned()
+            })
+            .collect();
+        let entity_sort_names = entity_names.iter().map(|n| lower(n)).collect();
+        let entity_open_json = entities
+            .iter()
+            .zip(&entity_names)
+            .map(|(e, name)| {
                 let mut json = serde_json::to_string(&EntityJson {
                     entity: e,
-                    display_name: entity_display_name(e),
+                    display_name: name,
                 })
                 .unwrap_or_else(|_| "{}".into());
                 json.pop(); // the closing brace: the state follows per request
@@ -494,7 +509,7 @@ impl Catalog {
             _ => {
                 let json = serde_json::to_string(&EntityJson {
                     entity,
-                    display_name: entity_display_name(entity),
+                    display_name: &entity_display_name(entity, None, None),
                 })
                 .unwrap_or_else(|_| "{}".into());
                 out.push_str(&json[..json.len().saturating_sub(1)]);
@@ -671,14 +686,38 @@ fn paged<T>(items: impl Iterator<Item = T>, offset: usize, limit: usize) -> Page
     Page { total, items: page }
 }
 
-/// The name shown for an entity: the user's, else the state's friendly name, else the
-/// integration's, else the entity id.
-pub fn entity_display_name(e: &EntityView) -> &str {
-    e.name
-        .as_deref()
-        .or(e.friendly_name.as_deref())
-        .or(e.original_name.as_deref())
-        .unwrap_or(&e.entity_id)
+/// The name shown for an entity: what Home Assistant shows.
+///
+/// 1. The `friendly_name` of its state, when it has one: Home Assistant composes it (from the
+///    user's name, the device's name and the entity's own, differently in 2025.x and 2026.x), so
+///    it is the name people see in Home Assistant.
+/// 2. Without a state (a disabled entity, or before the first state arrives): the user's name;
+/// 3. else, for an entity of a device (`device` and `parent` are the display names of its device
+///    and of that device's parent) whose name is composed with the device's (`has_entity_name`
+///    true, or not sent: 2026.x composes every device entity's name from parts): parent device,
+///    device and the entity's own name, joined by spaces (the device's name alone when the
+///    entity has none);
+/// 4. else the integration's name (`original_name`), else the entity id.
+pub fn entity_display_name<'a>(
+    e: &'a EntityView,
+    device: Option<&str>,
+    parent: Option<&str>,
+) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    if let Some(name) = e.friendly_name.as_deref().or(e.name.as_deref()) {
+        return Cow::Borrowed(name);
+    }
+    if let Some(device) = device.filter(|d| !d.is_empty())
+        && e.has_entity_name != Some(false)
+    {
+        let parts: Vec<&str> = [parent, Some(device), e.original_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect();
+        return Cow::Owned(parts.join(" "));
+    }
+    Cow::Borrowed(e.original_name.as_deref().unwrap_or(&e.entity_id))
 }
 
 /// Shared, swappable access to the current [`Catalog`].
@@ -742,8 +781,10 @@ mod tests {
             labels: vec![],
             integration: Some("demo".into()),
             identifiers: vec![],
-            config_entries: vec![],
+            config_entries: Some(vec![]),
             primary_config_entry: None,
+            config_entry_id: None,
+            config_subentry_id: None,
             disabled_by: None,
             entry_type: None,
             via_device_id: None,
@@ -776,7 +817,7 @@ mod tests {
             config_entry_id: None,
             unique_id: None,
             icon: None,
-            has_entity_name: false,
+            has_entity_name: Some(false),
             device_class: None,
             unit: None,
             last_seen: None,
@@ -912,5 +953,98 @@ mod tests {
             Some(vec!["climate".to_owned(), "sensor".to_owned()])
         );
         assert_eq!(c.area_of("light.ceiling"), Some("kitchen"));
+    }
+
+    #[test]
+    fn entity_names_are_what_home_assistant_shows() {
+        let mut parent = device("meter", "House Energy Meter", "Shelly", None);
+        parent.name_by_user = Some("Meter".into());
+        let mut child = device("phase", "Phase A", "Shelly", None);
+        child.parent_device_id = Some("meter".into());
+        let with = |entity_id: &str,
+                    device: Option<&str>,
+                    has_entity_name: Option<bool>,
+                    original: Option<&str>,
+                    friendly: Option<&str>,
+                    user: Option<&str>| {
+            let mut e = entity(entity_id, device, false);
+            e.has_entity_name = has_entity_name;
+            e.original_name = original.map(Into::into);
+            e.friendly_name = friendly.map(Into::into);
+            e.name = user.map(Into::into);
+            e
+        };
+        let c = Catalog::build(
+            vec![],
+            vec![],
+            vec![],
+            vec![parent, child],
+            vec![
+                // a state's friendly name wins over every registry name (2025 user name too)
+                with(
+                    "sensor.a",
+                    Some("meter"),
+                    Some(true),
+                    Some("Power"),
+                    Some("Mains"),
+                    Some("User"),
+                ),
+                // no state: the user's name
+                with(
+                    "sensor.b",
+                    Some("meter"),
+                    None,
+                    Some("Power"),
+                    None,
+                    Some("User"),
+                ),
+                // no state, 2026 row (has_entity_name not sent): parent, device and own name
+                with("sensor.c", Some("phase"), None, Some("Power"), None, None),
+                // no state, 2025 row composing with the device; named after the device
+                with("sensor.d", Some("meter"), Some(true), None, None, None),
+                // no state, 2025 row not composing: the integration's name as it is
+                with(
+                    "sensor.e",
+                    Some("meter"),
+                    Some(false),
+                    Some("Legacy Name"),
+                    None,
+                    None,
+                ),
+                // nothing at all: the entity id
+                with("sensor.f", None, None, None, None, None),
+            ],
+        );
+        let page = c.entities(&EntityFilter::default(), EntitySort::EntityId, false, 0, 10);
+        let names: Vec<String> = page
+            .items
+            .iter()
+            .map(|e| {
+                let mut out = String::new();
+                c.entity_json(e, "null", &mut out);
+                let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+                v["display_name"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Mains",
+                "User",
+                "Meter Phase A Power",
+                "Meter",
+                "Legacy Name",
+                "sensor.f"
+            ]
+        );
+        let json = {
+            let mut out = String::new();
+            c.entity_json(page.items[1], "null", &mut out);
+            out
+        };
+        assert!(
+            json.contains("\"has_entity_name\":null"),
+            "not sent, not made up: {json}"
+        );
     }
 }

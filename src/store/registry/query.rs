@@ -95,10 +95,14 @@ pub struct DeviceView {
     pub integration: Option<String>,
     /// `(domain, id)` pairs.
     pub identifiers: Vec<(String, String)>,
-    /// Config entry ids.
-    pub config_entries: Vec<String>,
+    /// Config entry ids; `null` when Home Assistant did not send them (2026 child devices).
+    pub config_entries: Option<Vec<String>>,
     /// The primary config entry.
     pub primary_config_entry: Option<String>,
+    /// The config entry that created the device (Home Assistant 2026; `null` before).
+    pub config_entry_id: Option<String>,
+    /// The config subentry that created the device (Home Assistant 2026; `null` before).
+    pub config_subentry_id: Option<String>,
     /// Why the device is disabled.
     pub disabled_by: Option<String>,
     /// `service` for services.
@@ -159,8 +163,9 @@ pub struct EntityView {
     pub unique_id: Option<String>,
     /// Icon set by the user.
     pub icon: Option<String>,
-    /// Whether the name is composed with the device name.
-    pub has_entity_name: bool,
+    /// Whether the name is composed with the device name; `null` when Home Assistant did not
+    /// send it (2026.x no longer does) and for state-only entities.
+    pub has_entity_name: Option<bool>,
     /// `device_class` from the latest state.
     pub device_class: Option<String>,
     /// `unit_of_measurement` from the latest state.
@@ -206,7 +211,7 @@ struct EntityRow {
     config_entry_id: Option<String>,
     unique_id: Option<String>,
     icon: Option<String>,
-    has_entity_name: bool,
+    has_entity_name: Option<bool>,
     created_at: Option<f64>,
     modified_at: Option<f64>,
     device_area_id: Option<String>,
@@ -266,7 +271,7 @@ impl From<state_meta::Model> for EntityView {
             config_entry_id: None,
             unique_id: None,
             icon: None,
-            has_entity_name: false,
+            has_entity_name: None,
             device_class: m.device_class,
             unit: m.unit,
             last_seen: Some(m.last_seen),
@@ -341,7 +346,7 @@ impl From<device::Model> for DeviceView {
         Self {
             labels: json_to_strings(&m.labels),
             identifiers: identifiers_of(&m.identifiers),
-            config_entries: json_to_strings(&m.config_entries),
+            config_entries: m.config_entries.as_ref().map(json_to_strings),
             id: m.id,
             name: m.name,
             name_by_user: m.name_by_user,
@@ -351,6 +356,8 @@ impl From<device::Model> for DeviceView {
             area_id: m.area_id,
             integration: m.integration,
             primary_config_entry: m.primary_config_entry,
+            config_entry_id: m.config_entry_id,
+            config_subentry_id: m.config_subentry_id,
             disabled_by: m.disabled_by,
             entry_type: m.entry_type,
             via_device_id: m.via_device_id,

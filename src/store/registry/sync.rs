@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IdenStatic,
-    IntoActiveModel, Iterable, QueryFilter, SqliteTransactionMode, TransactionOptions,
+    IntoActiveModel, Iterable, QueryFilter, QuerySelect, SqliteTransactionMode, TransactionOptions,
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
@@ -262,6 +262,34 @@ impl RegistryStore {
         }
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Deletes the state metadata of every entity not in `present`: the entity ids of a complete
+    /// `get_states` snapshot. The first snapshot after a start has no earlier states in memory to
+    /// compare with, so entities removed while HomeIQ was stopped are found here, against the
+    /// table; they then go as a live removal (`new_state: null`) makes them go. Returns how many
+    /// rows were deleted.
+    pub async fn retain_state_meta(&self, present: Vec<String>) -> Result<usize, RegistryError> {
+        let present: std::collections::HashSet<String> = present.into_iter().collect();
+        let txn = self.begin_write().await?;
+        let stored: Vec<String> = state_meta::Entity::find()
+            .select_only()
+            .column(state_meta::Column::EntityId)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let gone: Vec<String> = stored
+            .into_iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        for batch in gone.chunks(MAX_ROWS_PER_STATEMENT) {
+            state_meta::Entity::delete_many()
+                .filter(state_meta::Column::EntityId.is_in(batch.iter().map(String::as_str)))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(gone.len())
     }
 
     /// Starts a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`).

@@ -75,7 +75,7 @@ fn device(id: &str, area: Option<&str>) -> DeviceEntry {
             ("hue".into(), format!("hue-{id}")),
             ("zha".into(), "x".into()),
         ],
-        config_entries: vec!["ce1".into()],
+        config_entries: Some(vec!["ce1".into()]),
         labels: vec!["l1".into(), "l2".into()],
         ..DeviceEntry::default()
     }
@@ -91,7 +91,7 @@ fn entity(id: &str, entity_id: &str, device: Option<&str>, area: Option<&str>) -
         area_id: area.map(Into::into),
         labels: vec!["l1".into()],
         unique_id: Some(json!(format!("uid-{id}"))),
-        has_entity_name: true,
+        has_entity_name: Some(true),
         created_at: Some(1_700_000_000.0),
         ..EntityEntry::default()
     }
@@ -276,7 +276,7 @@ async fn full_sync_inserts_updates_and_deletes_devices_and_entities() {
             ("zha".to_owned(), "x".to_owned())
         ]
     );
-    assert_eq!(devices[0].config_entries, vec!["ce1".to_owned()]);
+    assert_eq!(devices[0].config_entries, Some(vec!["ce1".to_owned()]));
 
     let r = store
         .full_sync(RegistryRows::Entities(vec![
@@ -315,7 +315,7 @@ async fn full_sync_inserts_updates_and_deletes_devices_and_entities() {
     assert_eq!(e.domain, "light");
     assert_eq!(e.platform.as_deref(), Some("demo"));
     assert_eq!(e.unique_id.as_deref(), Some("uid-e4"));
-    assert!(e.has_entity_name);
+    assert_eq!(e.has_entity_name, Some(true));
     assert_eq!(e.labels, vec!["l1".to_owned()]);
 
     let counts = store.counts().await.expect("counts");
@@ -504,6 +504,127 @@ async fn list_entities_falls_back_to_the_device_area_and_joins_state_meta() {
     assert_eq!(store.get_entity("light.nope").await.expect("get"), None);
     // state_meta does not count as registry entities.
     assert_eq!(store.counts().await.expect("counts").entities, 3);
+}
+
+#[tokio::test]
+async fn retain_state_meta_forgets_every_entity_outside_a_snapshot() {
+    let (_dir, store) = open_temp().await;
+    let seen = Utc
+        .with_ymd_and_hms(2026, 11, 1, 12, 0, 0)
+        .single()
+        .expect("time");
+    let meta = |id: &str| StateMeta {
+        entity_id: id.into(),
+        device_class: None,
+        unit: None,
+        friendly_name: None,
+        last_seen: seen,
+    };
+    store
+        .full_sync(RegistryRows::Entities(vec![entity(
+            "e1",
+            "light.kept",
+            None,
+            None,
+        )]))
+        .await
+        .expect("entities");
+    store
+        .record_state_meta(
+            ["light.kept", "sensor.kept", "sensor.gone", "light.gone_too"]
+                .iter()
+                .map(|id| meta(id))
+                .collect(),
+        )
+        .await
+        .expect("state meta");
+    let removed = store
+        .retain_state_meta(vec![
+            "light.kept".into(),
+            "sensor.kept".into(),
+            "x.y".into(),
+        ])
+        .await
+        .expect("retain");
+    assert_eq!(removed, 2);
+    let ids: Vec<String> = store
+        .list_entities()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.entity_id)
+        .collect();
+    assert_eq!(ids, ["light.kept", "sensor.kept"]);
+    assert_eq!(
+        store.retain_state_meta(Vec::new()).await.expect("retain"),
+        2,
+        "an empty snapshot: no entity has a state"
+    );
+}
+
+#[tokio::test]
+async fn the_2026_migration_keeps_the_mirror_and_makes_unsent_fields_nullable() {
+    use sea_orm::Database;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(DB_FILE_NAME);
+    // a database as the releases before the 2026 fields left it
+    let url = format!("sqlite:{}?mode=rwc", path.display());
+    let db = Database::connect(&url).await.expect("connect");
+    Migrator::up(&db, Some(2)).await.expect("older migrations");
+    for sql in [
+        "INSERT INTO entities (id, entity_id, domain, platform, labels, has_entity_name) \
+         VALUES ('e1', 'light.old', 'light', 'hue', '[]', 1)",
+        "INSERT INTO devices (id, name, labels, identifiers, config_entries) \
+         VALUES ('d1', 'Lamp', '[]', '[[\"hue\",\"x\"]]', '[\"ce1\"]')",
+    ] {
+        db.execute_unprepared(sql).await.expect("old row");
+    }
+    db.close().await.expect("close");
+
+    let store = RegistryStore::open(&path).await.expect("migrate");
+    let entities = store.list_entities().await.expect("entities");
+    assert_eq!(entities.len(), 1);
+    assert_eq!(entities[0].has_entity_name, Some(true), "kept");
+    let devices = store.list_devices().await.expect("devices");
+    assert_eq!(devices[0].config_entries, Some(vec!["ce1".to_owned()]));
+    assert_eq!(devices[0].config_entry_id, None);
+    // what Home Assistant 2026 does not send is stored as absent
+    let mut e = entity("e1", "light.old", None, None);
+    e.has_entity_name = None;
+    let mut d = device("d1", None);
+    d.config_entries = None;
+    d.parent_device_id = Some("d0".into());
+    d.config_entry_id = Some("ce1".into());
+    store
+        .full_sync(RegistryRows::Entities(vec![e]))
+        .await
+        .expect("entities");
+    store
+        .full_sync(RegistryRows::Devices(vec![d]))
+        .await
+        .expect("devices");
+    assert_eq!(
+        store.list_entities().await.expect("list")[0].has_entity_name,
+        None
+    );
+    let device = &store.list_devices().await.expect("list")[0];
+    assert_eq!(device.config_entries, None);
+    assert_eq!(device.config_entry_id.as_deref(), Some("ce1"));
+    assert_eq!(device.parent_device_id.as_deref(), Some("d0"));
+    // the indexes are back, the unique entity id among them
+    let unique = store
+        .connection()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
+             AND name IN ('ux_entities_entity_id', 'idx_devices_area_id')",
+        ))
+        .await
+        .expect("query")
+        .expect("row")
+        .try_get_by_index::<i64>(0)
+        .expect("count");
+    assert_eq!(unique, 2);
 }
 
 #[tokio::test]

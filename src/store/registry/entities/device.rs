@@ -30,10 +30,14 @@ pub struct Model {
     pub integration: Option<String>,
     /// `[domain, id]` pairs (JSON array of arrays).
     pub identifiers: Json,
-    /// Config entry ids (JSON array of strings).
-    pub config_entries: Json,
+    /// Config entry ids (JSON array of strings); `None` when Home Assistant did not send them.
+    pub config_entries: Option<Json>,
     /// The primary config entry.
     pub primary_config_entry: Option<String>,
+    /// The config entry that created the device (Home Assistant 2026).
+    pub config_entry_id: Option<String>,
+    /// The config subentry that created the device (Home Assistant 2026).
+    pub config_subentry_id: Option<String>,
     /// Why the device is disabled.
     pub disabled_by: Option<String>,
     /// `service` for services.
@@ -94,8 +98,10 @@ impl From<DeviceEntry> for Model {
             labels: strings_to_json(e.labels),
             integration,
             identifiers,
-            config_entries: strings_to_json(e.config_entries),
+            config_entries: e.config_entries.map(strings_to_json),
             primary_config_entry: e.primary_config_entry,
+            config_entry_id: e.config_entry_id,
+            config_subentry_id: e.config_subentry_id,
             disabled_by: e.disabled_by,
             entry_type: e.entry_type,
             via_device_id: e.via_device_id,

@@ -40,8 +40,8 @@ pub struct Model {
     pub unique_id: Option<String>,
     /// Icon set by the user.
     pub icon: Option<String>,
-    /// Whether the name is composed with the device name.
-    pub has_entity_name: bool,
+    /// Whether the name is composed with the device name (`None`: Home Assistant did not say).
+    pub has_entity_name: Option<bool>,
     /// Creation time (Unix seconds).
     pub created_at: Option<f64>,
     /// Last modification (Unix seconds).
