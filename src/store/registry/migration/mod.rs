@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_registry_mirror;
 mod m20261201_000001_webhooks;
+mod m20261202_000001_webhook_outbox_cap;
 
 /// Applies the metadata database's migrations in order, each once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_registry_mirror::Migration),
             Box::new(m20261201_000001_webhooks::Migration),
+            Box::new(m20261202_000001_webhook_outbox_cap::Migration),
         ]
     }
 }
