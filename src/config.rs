@@ -212,6 +212,11 @@ pub struct WebhookSettings {
     pub retry_min_secs: f64,
     /// Longest retry delay, seconds.
     pub retry_max_secs: f64,
+    /// Allow `http` targets on internal addresses (loopback, link-local, multicast, the
+    /// Supervisor's network and host names), refused by default (see `webhooks::egress`).
+    pub allow_internal_targets: bool,
+    /// Deliveries waiting per target at most; beyond, the oldest pending are dropped and counted.
+    pub max_pending_per_target: u64,
 }
 
 impl Default for WebhookSettings {
@@ -225,6 +230,8 @@ impl Default for WebhookSettings {
             rate_limit_per_minute: 60,
             retry_min_secs: 1.0,
             retry_max_secs: 600.0,
+            allow_internal_targets: false,
+            max_pending_per_target: 10_000,
         }
     }
 }
@@ -730,6 +737,12 @@ impl Settings {
             1,
             60_000,
         ));
+        check(check_range(
+            "webhooks.max_pending_per_target",
+            w.max_pending_per_target,
+            1,
+            1_000_000,
+        ));
         if !(w.retry_min_secs.is_finite() && (0.1..=3_600.0).contains(&w.retry_min_secs)) {
             check(Err(ConfigError::invalid(
                 "webhooks.retry_min_secs",
@@ -1149,6 +1162,23 @@ mod tests {
     }
 
     #[test]
+    fn webhook_targets_are_guarded_and_outboxes_capped_by_default() {
+        let (s, _) = Settings::load_with_env(&no_options(), env(&[])).expect("loads");
+        assert!(!s.webhooks.allow_internal_targets);
+        assert_eq!(s.webhooks.max_pending_per_target, 10_000);
+        let (s, _) = Settings::load_with_env(
+            &no_options(),
+            env(&[
+                ("HOMEIQ_WEBHOOKS__ALLOW_INTERNAL_TARGETS", "true"),
+                ("HOMEIQ_WEBHOOKS__MAX_PENDING_PER_TARGET", "50"),
+            ]),
+        )
+        .expect("loads");
+        assert!(s.webhooks.allow_internal_targets);
+        assert_eq!(s.webhooks.max_pending_per_target, 50);
+    }
+
+    #[test]
     fn invalid_values_name_the_key() {
         let cases = [
             ("HOMEIQ_INFLUXDB__SCHEMA", "grafana", "influxdb.schema"),
@@ -1172,6 +1202,16 @@ mod tests {
                 "HOMEIQ_WEBHOOKS__RATE_LIMIT_PER_MINUTE",
                 "x",
                 "webhooks.rate_limit_per_minute",
+            ),
+            (
+                "HOMEIQ_WEBHOOKS__MAX_PENDING_PER_TARGET",
+                "0",
+                "webhooks.max_pending_per_target",
+            ),
+            (
+                "HOMEIQ_WEBHOOKS__ALLOW_INTERNAL_TARGETS",
+                "maybe",
+                "webhooks.allow_internal_targets",
             ),
             (
                 "HOMEIQ_INCLUDE__ENTITY_GLOBS",

@@ -3,6 +3,9 @@
 //!
 //! The automation test changes Home Assistant (an automation, `light.ceiling_lights`): nextest
 //! runs it in the serial test group `ha-registry`. The others use entities of their own.
+//!
+//! The receivers listen on 127.0.0.1, an internal address HomeIQ refuses by default: tests that
+//! deliver to them opt in with `webhooks.allow_internal_targets` ([`allow_internal`]).
 
 mod common;
 
@@ -18,6 +21,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(30);
+
+/// The receivers here are on loopback: allow internal targets.
+fn allow_internal(options: HomeIqOptions) -> HomeIqOptions {
+    options.env("HOMEIQ_WEBHOOKS__ALLOW_INTERNAL_TARGETS", "true")
+}
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -203,7 +211,7 @@ async fn signed_deliveries_verify_and_the_api_hides_secrets() {
     let ha = Ha::from_env();
     let mut receiver = Receiver::new(free_port());
     receiver.start().await;
-    let homeiq = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    let homeiq = HomeIq::spawn(allow_internal(HomeIqOptions::from_env())).await;
     homeiq.wait_synced().await;
     let api = Api::new(&homeiq);
     let sensor = format!("sensor.{}", unique("hook_temp"));
@@ -423,7 +431,7 @@ async fn wait_pending(api: &Api, id: &str, n: usize, attempts: i64) -> Vec<Strin
 async fn receiver_outage_and_restarts_deliver_every_event_exactly_once() {
     let ha = Ha::from_env();
     let mut receiver = Receiver::new(free_port());
-    let options = HomeIqOptions::from_env()
+    let options = allow_internal(HomeIqOptions::from_env())
         .env("HOMEIQ_WEBHOOKS__RETRY_MIN_SECS", "0.5")
         .env("HOMEIQ_WEBHOOKS__RETRY_MAX_SECS", "2")
         .env("HOMEIQ_WEBHOOKS__MAX_ATTEMPTS", "100");
@@ -619,4 +627,213 @@ async fn ha_target_triggers_a_real_automation() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The text of every refusal (the same whatever the host and port).
+const REFUSED: &str = homeiq::webhooks::egress::REFUSED;
+
+#[tokio::test]
+async fn internal_targets_are_refused_at_creation_and_at_delivery() {
+    let mut receiver = Receiver::new(free_port());
+    receiver.start().await;
+    let open = receiver.port;
+    let closed = free_port();
+    let mut homeiq = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    let api = Api::new(&homeiq);
+    let rules = json!([{"entity_id": "sensor.homeiq_ssrf_never"}]);
+    let create = |kind: &str, key: &str, value: &str| json!({"name": "ssrf", "kind": kind, key: value, "rules": rules});
+
+    // at creation: every internal form, open or closed port alike
+    let mut messages = Vec::new();
+    for url in [
+        format!("http://127.0.0.1:{open}/hook"),
+        format!("http://127.0.0.1:{closed}/hook"),
+        "http://127.0.0.1:8086/query?q=DROP%20DATABASE%20homeassistant".to_owned(),
+        format!("http://2130706433:{open}/"),
+        format!("http://[::1]:{open}/"),
+        format!("http://[::ffff:127.0.0.1]:{open}/"),
+        format!("http://localhost:{open}/"),
+        "http://0.0.0.0:8099/".to_owned(),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://[fe80::1]/".to_owned(),
+        "http://224.0.0.251/".to_owned(),
+        "http://172.30.32.2/supervisor/info".to_owned(),
+        "http://172.30.33.254/".to_owned(),
+        "http://[fd0c:ac1e:2100::2]/".to_owned(),
+        "http://supervisor/core/api/states".to_owned(),
+        "http://homeassistant:8123/api/".to_owned(),
+        "http://HASSIO./addons".to_owned(),
+    ] {
+        let (status, err) = api
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(create("http", "url", &url)),
+            )
+            .await;
+        assert_eq!(status, 400, "{url} must be refused: {err}");
+        assert_eq!(err["error"]["field"], "url", "{url}: {err}");
+        messages.push(err["error"]["message"].clone());
+    }
+    assert!(
+        messages.windows(2).all(|w| w[0] == w[1]),
+        "one message for every refusal: {messages:?}"
+    );
+    assert!(
+        messages[0]
+            .as_str()
+            .is_some_and(|m| m.contains("webhooks.allow_internal_targets")),
+        "{messages:?}"
+    );
+    // home LAN receivers stay allowed
+    for url in [
+        "http://192.168.1.20:8080/hook",
+        "http://10.0.0.2/hook",
+        "http://[fd00::2]/hook",
+        "http://172.30.34.1/hook",
+    ] {
+        let (status, created) = api
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(create("http", "url", url)),
+            )
+            .await;
+        assert_eq!(status, 201, "{url} must be allowed: {created}");
+        let id = created["id"].as_str().expect("id");
+        api.call(reqwest::Method::DELETE, &format!("/webhooks/{id}"), None)
+            .await;
+    }
+    // an `ha` webhook id made of dots would reach `/api/` with the token
+    for id in [".", "..", "..."] {
+        let (status, err) = api
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(create("ha", "webhook_id", id)),
+            )
+            .await;
+        assert_eq!(status, 400, "webhook id {id:?}: {err}");
+        assert_eq!(err["error"]["field"], "webhook_id", "{err}");
+    }
+
+    // targets allowed before (by the setting, or by an older version) are refused at every
+    // delivery, on the address actually connected to: an IP literal, and a name that resolves to
+    // loopback (what DNS rebinding would do)
+    homeiq.signal("TERM");
+    homeiq.wait_exit(Duration::from_secs(10));
+    homeiq.options = allow_internal(homeiq.options.clone());
+    homeiq.start().await;
+    let api = Api::new(&homeiq);
+    let mut ids = Vec::new();
+    for url in [
+        format!("http://127.0.0.1:{open}/literal"),
+        format!("http://localhost:{open}/name"),
+        format!("http://localhost:{closed}/closed"),
+        format!("http://[::ffff:127.0.0.1]:{open}/mapped"),
+    ] {
+        let (status, created) = api
+            .call(
+                reqwest::Method::POST,
+                "/webhooks",
+                Some(create("http", "url", &url)),
+            )
+            .await;
+        assert_eq!(status, 201, "{url}: {created}");
+        ids.push(created["id"].as_str().expect("id").to_owned());
+    }
+    homeiq.signal("TERM");
+    homeiq.wait_exit(Duration::from_secs(10));
+    homeiq
+        .options
+        .extra_env
+        .retain(|(k, _)| k != "HOMEIQ_WEBHOOKS__ALLOW_INTERNAL_TARGETS");
+    homeiq.start().await;
+    let api = Api::new(&homeiq);
+    for id in &ids {
+        let (status, queued) = api
+            .call(reqwest::Method::POST, &format!("/webhooks/{id}/test"), None)
+            .await;
+        assert_eq!(status, 202, "{queued}");
+    }
+    for id in &ids {
+        let failed = eventually("the delivery refused", WAIT, || async {
+            api.deliveries(id)
+                .await
+                .into_iter()
+                .find(|d| d["status"] == "failed")
+        })
+        .await;
+        assert_eq!(failed["last_error"], REFUSED, "{failed}");
+        assert_eq!(failed["response_code"], Value::Null, "{failed}");
+        assert_eq!(
+            failed["attempts"], 1,
+            "refused once, never retried: {failed}"
+        );
+    }
+    assert!(receiver.all().is_empty(), "nothing reached the receiver");
+}
+
+#[tokio::test]
+async fn a_full_outbox_drops_the_oldest_and_counts_them_across_restarts() {
+    // a receiver that is down, one attempt an hour: deliveries pile up
+    let options = allow_internal(HomeIqOptions::from_env())
+        .env("HOMEIQ_WEBHOOKS__MAX_PENDING_PER_TARGET", "3")
+        .env("HOMEIQ_WEBHOOKS__RETRY_MIN_SECS", "3600")
+        .env("HOMEIQ_WEBHOOKS__RETRY_MAX_SECS", "3600");
+    let mut homeiq = HomeIq::spawn(options).await;
+    let api = Api::new(&homeiq);
+    let (status, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/webhooks",
+            Some(json!({"name": "backlog", "kind": "http",
+                        "url": format!("http://127.0.0.1:{}/down", free_port()),
+                        "rules": [{"entity_id": "sensor.homeiq_cap_never"}],
+                        "limits": {"rate_limit_per_minute": 1}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["counters"]["dropped_count"], 0, "{created}");
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let (status, q) = api
+            .call(reqwest::Method::POST, &format!("/webhooks/{id}/test"), None)
+            .await;
+        assert_eq!(status, 202, "{q}");
+        queued.push(q["delivery_id"].as_str().expect("id").to_owned());
+    }
+    let items = api.deliveries(&id).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    let kept: Vec<&str> = items.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert!(
+        kept.contains(&queued[3].as_str()) && kept.contains(&queued[4].as_str()),
+        "the newest are kept, the oldest dropped: {kept:?} of {queued:?}"
+    );
+    let (_, shown) = api
+        .call(reqwest::Method::GET, &format!("/webhooks/{id}"), None)
+        .await;
+    assert_eq!(shown["counters"]["dropped_count"], 2, "{shown}");
+    assert_eq!(homeiq.deep().await["webhooks"]["dropped"], 2);
+    let metrics = reqwest::get(homeiq.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("homeiq_webhook_dropped_total 2"),
+        "{metrics}"
+    );
+
+    homeiq.signal("TERM");
+    homeiq.wait_exit(Duration::from_secs(10));
+    homeiq.start().await;
+    let api = Api::new(&homeiq);
+    let (_, listed) = api.call(reqwest::Method::GET, "/webhooks", None).await;
+    assert_eq!(
+        listed["items"][0]["counters"]["dropped_count"], 2,
+        "kept across a restart: {listed}"
+    );
 }

@@ -80,6 +80,8 @@ const child = spawn(BIN, ["serve"], {
     HOMEIQ_HA__TOKEN: HA_TOKEN,
     HOMEIQ_INFLUXDB__URL: INFLUX_URL,
     HOMEIQ_INFLUXDB__DATABASE: database,
+    // the webhook test delivers to 127.0.0.1, an internal address refused by default
+    HOMEIQ_WEBHOOKS__ALLOW_INTERNAL_TARGETS: "true",
   },
   stdio: ["ignore", "ignore", fs.openSync(logFile, "w")],
 });
@@ -310,6 +312,8 @@ for (const theme of ["light", "dark"]) {
       assert(((await secret.locator("code").textContent()) ?? "").length >= 16, "secret shown once");
       const row = page.getByRole("row", { name: new RegExp(name) });
       await row.waitFor();
+      await page.getByRole("columnheader", { name: "Dropped" }).waitFor();
+      assert((await row.locator('[data-counter="dropped"]').textContent()) === "0", "no dropped deliveries");
       const listed = (await api("webhooks")).items.find((w) => w.name === name);
       assert(listed && listed.kind === "http" && listed.rules.length === 1 && listed.rules[0].entity_id === "sensor.e2e_hook" && listed.rules[0].above === 5, "created as asked");
       // send a test: the delivery shows in the log

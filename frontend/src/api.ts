@@ -209,7 +209,14 @@ export interface Webhook {
   enabled: boolean;
   rules: WebhookRule[];
   limits: Record<string, unknown>;
-  counters: { success_count: number; failure_count: number; last_success_at: string | null; last_failure_at: string | null };
+  counters: {
+    success_count: number;
+    failure_count: number;
+    /** Pending deliveries dropped, oldest first, because the target had webhooks.max_pending_per_target waiting. */
+    dropped_count: number;
+    last_success_at: string | null;
+    last_failure_at: string | null;
+  };
   created_at: string;
   updated_at: string;
 }

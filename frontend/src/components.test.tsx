@@ -7,6 +7,7 @@ import { presetRange, toLocalInput } from "./pages/Entity";
 import { matches } from "./pages/Live";
 import { warningsFor } from "./pages/Overview";
 import { flatten } from "./pages/Settings";
+import { CounterCells } from "./pages/Webhooks";
 import { useDebounced } from "./hooks";
 import { useState } from "react";
 
@@ -121,5 +122,37 @@ describe("helpers", () => {
   it("computes ranges", () => {
     expect(presetRange("7d", 1e12)).toEqual({ start: 1e12 - 7 * 86400e3, end: 1e12 });
     expect(toLocalInput(new Date(2026, 0, 2, 3, 4).getTime())).toBe("2026-01-02T03:04");
+  });
+});
+
+describe("webhook target counters", () => {
+  const counters = { success_count: 1200, failure_count: 3, dropped_count: 0, last_success_at: null, last_failure_at: null };
+  const cells = (c: typeof counters) => {
+    const { container } = render(
+      <table>
+        <tbody>
+          <tr>
+            <CounterCells counters={c} />
+          </tr>
+        </tbody>
+      </table>,
+    );
+    return container.querySelector('[data-counter="dropped"]') as HTMLElement;
+  };
+
+  it("shows the dropped deliveries next to delivered and failed", () => {
+    const dropped = cells({ ...counters, dropped_count: 2500 });
+    expect(screen.getAllByRole("cell").map((c) => c.textContent)).toEqual([
+      (1200).toLocaleString(),
+      "3",
+      `${(2500).toLocaleString()} deliveries dropped: the target's outbox was full`,
+    ]);
+    expect(dropped.className).toContain("dropped-some");
+  });
+
+  it("stays plain when nothing was dropped", () => {
+    const dropped = cells(counters);
+    expect(dropped.textContent).toBe("0");
+    expect(dropped.className).not.toContain("dropped-some");
   });
 });

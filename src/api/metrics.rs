@@ -325,6 +325,11 @@ impl Collector for StatusCollector {
                 "Webhook deliveries postponed by a target's rate limit",
                 w.rate_limited,
             ),
+            (
+                "homeiq_webhook_dropped",
+                "Pending webhook deliveries dropped because their target's outbox was full",
+                w.dropped,
+            ),
         ] {
             counter(&mut e, name, help, value)?;
         }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{self, Rule};
 use super::store::{delivery, now_ms, target};
-use super::{EVENT_TEST, WebhookError, sign};
+use super::{EVENT_TEST, WebhookError, egress, sign};
 use crate::api::AppState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::Params;
@@ -78,10 +78,13 @@ pub struct WebhookRequest {
     /// `ha` or `http`.
     pub kind: TargetKind,
     /// `ha`: the webhook id of the automation's webhook trigger (keep it long and random: it is
-    /// the secret). On `PUT`, leaving it out keeps the current one.
+    /// the secret; one made only of dots is refused). On `PUT`, leaving it out keeps the current
+    /// one.
     #[serde(default)]
     pub webhook_id: Option<String>,
-    /// `http`: the receiver's URL (`http` or `https`).
+    /// `http`: the receiver's URL (`http` or `https`). Internal addresses (loopback, link-local,
+    /// multicast, the Supervisor's network and its host names) are refused unless
+    /// `webhooks.allow_internal_targets`; home LAN addresses are fine.
     #[serde(default)]
     pub url: Option<String>,
     /// HMAC secret, at least 16 characters; generated when left out. On `PUT`, leaving it out
@@ -105,6 +108,9 @@ pub struct TargetCounters {
     pub success_count: i64,
     /// Deliveries given up.
     pub failure_count: i64,
+    /// Pending deliveries dropped, oldest first, because the target already had
+    /// `webhooks.max_pending_per_target` waiting.
+    pub dropped_count: i64,
     /// Last success.
     pub last_success_at: Option<DateTime<Utc>>,
     /// Last give-up.
@@ -258,6 +264,7 @@ fn view(row: &target::Model) -> WebhookView {
         counters: TargetCounters {
             success_count: row.success_count,
             failure_count: row.failure_count,
+            dropped_count: row.dropped_count,
             last_success_at: row.last_success_at.and_then(ms),
             last_failure_at: row.last_failure_at.and_then(ms),
         },
@@ -324,14 +331,35 @@ fn check_webhook_id(id: &str) -> Result<(), ApiError> {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
+    if !ok {
+        return Err(ApiError::invalid(
             "webhook_id",
             "must be 1..255 characters of letters, digits, '-', '_', '.', '~'",
-        ))
+        ));
     }
+    if egress::is_dot_segment(id) {
+        return Err(ApiError::invalid(
+            "webhook_id",
+            "must not be made only of dots (it would reach another path of Home Assistant's API)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses an `http` target on an internal address (unless `webhooks.allow_internal_targets`);
+/// the name is resolved too. Every delivery checks again.
+async fn check_egress(state: &AppState, row: &target::Model) -> Result<(), ApiError> {
+    if row.kind == "ha" || state.webhooks.settings().allow_internal_targets {
+        return Ok(());
+    }
+    let url = row
+        .url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .ok_or_else(|| ApiError::invalid("url", "required for kind `http`"))?;
+    egress::check_url(&url)
+        .await
+        .map_err(|e| ApiError::invalid("url", e.to_string()))
 }
 
 fn check_url(url: &str) -> Result<(), ApiError> {
@@ -446,6 +474,7 @@ fn to_row(
         concurrency: limits.concurrency.and_then(|v| i32::try_from(v).ok()),
         success_count: current.map_or(0, |c| c.success_count),
         failure_count: current.map_or(0, |c| c.failure_count),
+        dropped_count: current.map_or(0, |c| c.dropped_count),
         last_success_at: current.and_then(|c| c.last_success_at),
         last_failure_at: current.and_then(|c| c.last_failure_at),
         created_at: current.map_or(now, |c| c.created_at),
@@ -509,6 +538,7 @@ pub async fn create_webhook(
         ));
     }
     let (row, secret) = to_row(req, None, sign::random_hex(12), now_ms())?;
+    check_egress(&state, &row).await?;
     store.insert_target(row.clone()).await?;
     state.webhooks.reload().await?;
     tracing::info!(target = %row.name, id = %row.id, kind = %row.kind, "webhook target created");
@@ -559,6 +589,7 @@ pub async fn update_webhook(
     let current = find(&state, &id).await?;
     let req: WebhookRequest = decode_json(&body)?;
     let (row, _) = to_row(req, Some(&current), current.id.clone(), now_ms())?;
+    check_egress(&state, &row).await?;
     if !state.webhooks.store().update_target(row.clone()).await? {
         return Err(ApiError::not_found(format!("no webhook target `{id}`")));
     }

@@ -2,10 +2,14 @@
 //! the outcome (retry with back-off, delivered, or given up).
 //!
 //! One dispatcher task decides, attempts run as their own tasks. Per target, a semaphore bounds the
-//! requests in flight and a `governor` limiter the rate; a target at its bound is left out of the
-//! next outbox query, so one slow receiver never holds up the others. The dispatcher wakes when
-//! the rule engine writes a row (a `Notify`, which keeps change→delivery latency in milliseconds),
-//! when an attempt ends, at the next due retry, and at least once a second.
+//! requests in flight and a `governor` limiter the rate. A target at its bound is left out of the
+//! outbox queries: one without a free request slot until an attempt ends, a rate-limited one until
+//! its limiter lets the next request through (the pause is remembered, so its due rows are not read
+//! again meanwhile). Within a round the query is repeated without the targets that became blocked,
+//! so a rate-limited target's backlog never hides other targets' due rows, and the dispatcher never
+//! spins on rows it cannot start. It wakes when the rule engine writes a row (a `Notify`, which
+//! keeps change→delivery latency in milliseconds), when an attempt ends, when a rate-limit pause
+//! ends, at the next due retry, and at least once a second.
 //!
 //! Retries: network errors, timeouts, 408, 429 and 5xx, with exponential back-off and jitter
 //! (`retry_min_secs` doubling up to `retry_max_secs`), or exactly the receiver's `Retry-After`
@@ -27,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::WebhookCounters;
+use super::egress::{self, GuardedResolver};
 use super::sign;
 use super::store::{AttemptRecord, WebhookStore, delivery, now_ms, status};
 use crate::config::{Secret, WebhookSettings};
@@ -34,8 +39,11 @@ use crate::config::{Secret, WebhookSettings};
 /// Longest `Retry-After` honoured.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Due deliveries read per round.
+/// Due deliveries read per outbox query.
 const CLAIM_BATCH: u64 = 64;
+
+/// Outbox queries per round at most (the next round follows at once if rows are left).
+const MAX_PASSES: usize = 8;
 
 /// Longest sleep of the dispatcher between rounds.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
@@ -57,6 +65,9 @@ pub struct TargetConfig {
     pub rate_limit_per_minute: u32,
     /// Requests in flight at once.
     pub concurrency: u32,
+    /// Whether the address is checked ([`super::egress`]): `http` targets unless
+    /// `webhooks.allow_internal_targets`. An `ha` target's base is Home Assistant itself.
+    pub guarded: bool,
 }
 
 /// The targets the dispatcher delivers to, by id; swapped whole when one changes.
@@ -81,8 +92,8 @@ pub enum Outcome {
     },
     /// Final failure.
     Fail {
-        /// HTTP status.
-        code: u16,
+        /// HTTP status, if an answer came (none when the target is refused).
+        code: Option<u16>,
         /// What went wrong.
         error: String,
     },
@@ -98,7 +109,7 @@ pub fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
             error: format!("HTTP {code}"),
         },
         _ => Outcome::Fail {
-            code,
+            code: Some(code),
             error: format!("HTTP {code} (not retried)"),
         },
     }
@@ -193,16 +204,31 @@ impl RetryPolicy {
     }
 }
 
-/// A reqwest client for deliveries (rustls with ring; installs the provider if nobody did).
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// A reqwest client for deliveries (rustls with ring; installs the provider if nobody did). It
+/// never follows redirects (a 3xx is a final answer). A `guarded` client resolves names through
+/// [`GuardedResolver`] and ignores proxies from the environment, so it connects only to addresses
+/// it checked.
+pub fn http_client(timeout: Duration, guarded: bool) -> Result<reqwest::Client, reqwest::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("HomeIQ/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("HomeIQ/", env!("CARGO_PKG_VERSION")));
+    if guarded {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
+    }
+    builder.build()
+}
+
+/// The refusal of a guarded target, as an attempt's outcome: final, and the same text whatever
+/// the host and port (nothing was attempted).
+fn refused() -> Outcome {
+    Outcome::Fail {
+        code: None,
+        error: egress::REFUSED.to_owned(),
+    }
 }
 
 /// Sends one delivery; never logs the URL (an `ha` target's URL holds its webhook id).
@@ -211,6 +237,15 @@ pub async fn attempt(
     target: &TargetConfig,
     d: &delivery::Model,
 ) -> Outcome {
+    if target.guarded {
+        // IP literals never reach the resolver: check them here
+        let Ok(url) = url::Url::parse(&target.url) else {
+            return refused();
+        };
+        if egress::check_literal(&url).is_err() {
+            return refused();
+        }
+    }
     let body = d.body.clone().into_bytes();
     let signature = sign::sign(target.secret.expose().as_bytes(), &body);
     let mut req = http
@@ -241,6 +276,7 @@ pub async fn attempt(
             }
             classify(code, retry_after)
         }
+        Err(e) if egress::is_refused(&e) => refused(),
         Err(e) => {
             let kind = if e.is_timeout() {
                 "timed out"
@@ -272,6 +308,8 @@ struct Runtime {
     limiter: DefaultDirectRateLimiter,
     concurrency: u32,
     rate: u32,
+    /// The rate limiter refused until then: the target's rows are not read before.
+    paused_until: Option<Instant>,
 }
 
 impl Runtime {
@@ -282,6 +320,7 @@ impl Runtime {
             limiter: RateLimiter::direct(Quota::per_minute(rate)),
             concurrency: t.concurrency,
             rate: t.rate_limit_per_minute,
+            paused_until: None,
         }
     }
 }
@@ -298,7 +337,9 @@ pub struct Dispatcher {
     pub counters: Arc<WebhookCounters>,
     /// Retry policy.
     pub policy: RetryPolicy,
-    /// The HTTP client.
+    /// The HTTP client of guarded targets ([`TargetConfig::guarded`]).
+    pub guarded_http: reqwest::Client,
+    /// The HTTP client of the others.
     pub http: reqwest::Client,
     /// Cleanup of the delivery log: finished deliveries older than this are deleted.
     pub log_retention: Duration,
@@ -356,6 +397,7 @@ impl Dispatcher {
         runtimes: &mut HashMap<String, Runtime>,
         tasks: &mut JoinSet<()>,
     ) -> Duration {
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
         let targets = self.targets.load_full();
         runtimes.retain(|id, _| targets.contains_key(id));
         for (id, t) in targets.iter() {
@@ -366,81 +408,91 @@ impl Dispatcher {
                 runtimes.insert(id.clone(), Runtime::new(t));
             }
         }
-        let mut wake = IDLE_WAKE;
+        let started = Instant::now();
         let mut blocked: Vec<String> = runtimes
             .iter()
-            .filter(|(_, r)| r.semaphore.available_permits() == 0)
+            .filter(|(_, r)| {
+                r.semaphore.available_permits() == 0 || r.paused_until.is_some_and(|t| t > started)
+            })
             .map(|(id, _)| id.clone())
             .collect();
-        let now = now_ms();
-        let due = match self.store.due(now, &blocked, CLAIM_BATCH).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the webhook outbox");
-                return IDLE_WAKE;
-            }
-        };
-        for d in due {
-            if blocked.contains(&d.target_id) {
-                continue;
-            }
-            let (Some(target), Some(runtime)) =
-                (targets.get(&d.target_id), runtimes.get(&d.target_id))
-            else {
-                // target deleted meanwhile: the cascade removes the row
-                continue;
-            };
-            if now.saturating_sub(d.created_at) > self.policy.max_age_ms {
-                let record = AttemptRecord {
-                    status: status::FAILED,
-                    attempts: d.attempts,
-                    next_attempt_at: now,
-                    started_at: d.last_attempt_at.unwrap_or(now),
-                    latency_ms: d.latency_ms,
-                    response_code: d.response_code,
-                    error: Some("gave up: older than webhooks.max_age_hours".into()),
-                };
-                if self
-                    .store
-                    .record(&d.id, &d.target_id, &record)
-                    .await
-                    .is_ok()
-                {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    self.counters.count_target(&d.target_id, false);
-                }
-                continue;
-            }
-            let Ok(permit) = runtime.semaphore.clone().try_acquire_owned() else {
-                blocked.push(d.target_id.clone());
-                continue;
-            };
-            if let Err(not_until) = runtime.limiter.check() {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                wake = wake.min(wait.max(Duration::from_millis(5)));
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                blocked.push(d.target_id.clone());
-                continue;
-            }
-            match self.store.claim(&d.id, now_ms()).await {
-                Ok(true) => {}
-                Ok(false) => continue,
+        let mut more = false;
+        for _ in 0..MAX_PASSES {
+            let now = now_ms();
+            let due = match self.store.due(now, &blocked, CLAIM_BATCH).await {
+                Ok(rows) => rows,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim a webhook delivery");
+                    tracing::warn!(error = %e, "cannot read the webhook outbox");
+                    return IDLE_WAKE;
+                }
+            };
+            more = u64::try_from(due.len()).unwrap_or(u64::MAX) >= CLAIM_BATCH;
+            for d in due {
+                if blocked.contains(&d.target_id) {
                     continue;
                 }
+                let (Some(target), Some(runtime)) =
+                    (targets.get(&d.target_id), runtimes.get_mut(&d.target_id))
+                else {
+                    // deleted meanwhile (the cascade removes its rows) or not loaded (invalid):
+                    // its rows are not read again this round
+                    blocked.push(d.target_id.clone());
+                    continue;
+                };
+                if now.saturating_sub(d.created_at) > self.policy.max_age_ms {
+                    self.give_up_old(&d, now).await;
+                    continue;
+                }
+                let Ok(permit) = runtime.semaphore.clone().try_acquire_owned() else {
+                    blocked.push(d.target_id.clone());
+                    continue;
+                };
+                if let Err(not_until) = runtime.limiter.check() {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    runtime.paused_until = Some(Instant::now() + wait);
+                    self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    blocked.push(d.target_id.clone());
+                    continue;
+                }
+                runtime.paused_until = None;
+                match self.store.claim(&d.id, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim a webhook delivery");
+                        continue;
+                    }
+                }
+                let job = Job {
+                    store: self.store.clone(),
+                    counters: self.counters.clone(),
+                    policy: self.policy,
+                    http: if target.guarded {
+                        self.guarded_http.clone()
+                    } else {
+                        self.http.clone()
+                    },
+                    target: target.clone(),
+                };
+                tasks.spawn(async move {
+                    job.run(d).await;
+                    drop(permit);
+                });
             }
-            let job = Job {
-                store: self.store.clone(),
-                counters: self.counters.clone(),
-                policy: self.policy,
-                http: self.http.clone(),
-                target: target.clone(),
-            };
-            tasks.spawn(async move {
-                job.run(d).await;
-                drop(permit);
-            });
+            if !more {
+                break;
+            }
+        }
+        if more {
+            // a full batch on the last pass: go on at once
+            return Duration::ZERO;
+        }
+        let mut wake = IDLE_WAKE;
+        let now = Instant::now();
+        for r in runtimes.values() {
+            if let Some(until) = r.paused_until.filter(|t| *t > now) {
+                wake = wake.min(until - now);
+            }
         }
         match self.store.next_due_at(&blocked).await {
             Ok(Some(next)) => {
@@ -451,6 +503,28 @@ impl Dispatcher {
             Err(e) => tracing::warn!(error = %e, "cannot read the webhook outbox"),
         }
         wake
+    }
+
+    /// Gives up a delivery older than `webhooks.max_age_hours` without an attempt.
+    async fn give_up_old(&self, d: &delivery::Model, now: i64) {
+        let record = AttemptRecord {
+            status: status::FAILED,
+            attempts: d.attempts,
+            next_attempt_at: now,
+            started_at: d.last_attempt_at.unwrap_or(now),
+            latency_ms: d.latency_ms,
+            response_code: d.response_code,
+            error: Some("gave up: older than webhooks.max_age_hours".into()),
+        };
+        if self
+            .store
+            .record(&d.id, &d.target_id, &record)
+            .await
+            .is_ok()
+        {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.counters.count_target(&d.target_id, false);
+        }
     }
 }
 
@@ -487,8 +561,8 @@ impl Job {
             rand::random::<f64>(),
         );
         let code = match &outcome {
-            Outcome::Delivered { code } | Outcome::Fail { code, .. } => Some(i32::from(*code)),
-            Outcome::Retry { code, .. } => code.map(i32::from),
+            Outcome::Delivered { code } => Some(i32::from(*code)),
+            Outcome::Fail { code, .. } | Outcome::Retry { code, .. } => code.map(i32::from),
         };
         match new_status {
             status::DELIVERED => {
@@ -525,6 +599,271 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::registry::RegistryStore;
+    use crate::webhooks::store::target;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A receiver on 127.0.0.1 answering every request with `response`; counts requests by path.
+    async fn receiver(response: String) -> (u16, Arc<std::sync::Mutex<HashMap<String, usize>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let seen: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+        let counts = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counts = counts.clone();
+                let response = response.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() < len {
+                            continue;
+                        }
+                        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                        *counts.lock().expect("lock").entry(path).or_default() += 1;
+                        let _ = stream.write_all(response.as_bytes()).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    fn target_config(id: &str, url: String, rate: u32, concurrency: u32) -> TargetConfig {
+        TargetConfig {
+            id: id.into(),
+            name: id.into(),
+            url,
+            secret: Secret::new(String::from("0123456789abcdef")),
+            bearer: None,
+            rate_limit_per_minute: rate,
+            concurrency,
+            guarded: false,
+        }
+    }
+
+    fn pending(id: String, target: &str, at: i64) -> delivery::Model {
+        delivery::Model {
+            id,
+            target_id: target.into(),
+            event: "test".into(),
+            rule_index: None,
+            entity_id: None,
+            body: "{}".into(),
+            status: status::PENDING.into(),
+            attempts: 0,
+            created_at: at,
+            event_time: None,
+            next_attempt_at: at,
+            first_attempt_at: None,
+            last_attempt_at: None,
+            finished_at: None,
+            latency_ms: None,
+            response_code: None,
+            last_error: None,
+        }
+    }
+
+    fn target_row(id: &str) -> target::Model {
+        target::Model {
+            id: id.into(),
+            name: id.into(),
+            kind: "http".into(),
+            webhook_id: None,
+            url: Some("http://127.0.0.1:1/".into()),
+            secret: "0123456789abcdef".into(),
+            enabled: true,
+            rules: serde_json::json!([]),
+            rate_limit_per_minute: None,
+            concurrency: None,
+            success_count: 0,
+            failure_count: 0,
+            dropped_count: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            created_at: 1,
+            updated_at: 1,
+        }
+    }
+
+    async fn delivered(store: &WebhookStore, target: &str) -> u64 {
+        store
+            .list_deliveries(target, Some(status::DELIVERED), 0, 1)
+            .await
+            .expect("list")
+            .0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_limited_backlog_neither_starves_other_targets_nor_spins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+            .await
+            .expect("open");
+        let store = WebhookStore::new(registry.connection().clone());
+        let (port, seen) = receiver(OK.to_owned()).await;
+        let url = |path: &str| format!("http://127.0.0.1:{port}/{path}");
+        // `slow`: one request a minute and a backlog of 300 due deliveries, older than any of
+        // `other`'s 20
+        store
+            .insert_target(target_row("slow"))
+            .await
+            .expect("insert");
+        store
+            .insert_target(target_row("other"))
+            .await
+            .expect("insert");
+        let now = now_ms();
+        for i in 0..300 {
+            store
+                .insert_delivery(
+                    pending(format!("s{i:03}"), "slow", now - 60_000 + i),
+                    10_000,
+                )
+                .await
+                .expect("insert");
+        }
+        for i in 0..20 {
+            store
+                .insert_delivery(
+                    pending(format!("o{i:02}"), "other", now - 1_000 + i),
+                    10_000,
+                )
+                .await
+                .expect("insert");
+        }
+        let table: HashMap<String, Arc<TargetConfig>> = [
+            target_config("slow", url("slow"), 1, 2),
+            target_config("other", url("other"), 6_000, 4),
+        ]
+        .into_iter()
+        .map(|t| (t.id.clone(), Arc::new(t)))
+        .collect();
+        let counters = Arc::new(WebhookCounters::default());
+        let dispatcher = Dispatcher {
+            store: store.clone(),
+            targets: Arc::new(ArcSwap::from_pointee(table)),
+            notify: Arc::new(Notify::new()),
+            counters: counters.clone(),
+            policy: policy(),
+            guarded_http: http_client(Duration::from_secs(5), true).expect("client"),
+            http: http_client(Duration::from_secs(5), false).expect("client"),
+            log_retention: Duration::from_secs(3600),
+        };
+        let cancel = CancellationToken::new();
+        let worker = tokio::spawn(dispatcher.run(cancel.clone(), Duration::from_secs(1)));
+
+        // the other target's deliveries are all attempted promptly
+        let started = Instant::now();
+        while delivered(&store, "other").await < 20 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the other target was starved: {} of 20 delivered, {:?}",
+                delivered(&store, "other").await,
+                seen.lock().expect("lock")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        // every attempt's end wakes the dispatcher once (a round after the first): let those pass
+        while counters.rounds.load(Ordering::Relaxed) <= counters.attempts.load(Ordering::Relaxed) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "attempts never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // while the rate-limited target waits with its backlog, the dispatcher sleeps: it wakes
+        // about once a second, not every millisecond
+        let rounds = counters.rounds.load(Ordering::Relaxed);
+        let limited = counters.rate_limited.load(Ordering::Relaxed);
+        let window = Duration::from_millis(1500);
+        tokio::time::sleep(window).await;
+        let rounds = counters.rounds.load(Ordering::Relaxed) - rounds;
+        let limited = counters.rate_limited.load(Ordering::Relaxed) - limited;
+        println!("other target delivered in {took:?}; {rounds} dispatcher rounds in {window:?}");
+        assert!(rounds <= 4, "{rounds} dispatcher rounds in {window:?}");
+        assert!(limited <= 2, "{limited} rate-limit checks in {window:?}");
+        assert_eq!(delivered(&store, "slow").await, 1, "one a minute");
+        assert_eq!(seen.lock().expect("lock").get("/slow"), Some(&1));
+        cancel.cancel();
+        worker.await.expect("worker");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_guarded_targets_are_refused() {
+        let (elsewhere, elsewhere_seen) = receiver(OK.to_owned()).await;
+        let (port, seen) = receiver(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{elsewhere}/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ))
+        .await;
+        let d = pending("d".into(), "t", 0);
+        let open = http_client(Duration::from_secs(5), false).expect("client");
+        let guarded = http_client(Duration::from_secs(5), true).expect("client");
+        let target = target_config("t", format!("http://127.0.0.1:{port}/hook"), 60, 1);
+        assert_eq!(
+            attempt(&open, &target, &d).await,
+            Outcome::Fail {
+                code: Some(307),
+                error: "HTTP 307 (not retried)".into()
+            }
+        );
+        assert_eq!(seen.lock().expect("lock").get("/hook"), Some(&1));
+        assert!(
+            elsewhere_seen.lock().expect("lock").is_empty(),
+            "redirect followed"
+        );
+
+        // guarded: an IP literal (checked before the request) and a name resolving to loopback
+        // (checked by the resolver) are refused alike, with nothing sent
+        for url in [
+            format!("http://127.0.0.1:{port}/guarded"),
+            format!("http://[::ffff:127.0.0.1]:{port}/guarded"),
+            format!("http://localhost:{port}/guarded"),
+            format!("http://localhost:{}/guarded", port.wrapping_add(1)),
+        ] {
+            let mut target = target_config("t", url.clone(), 60, 1);
+            target.guarded = true;
+            for client in [&guarded, &open] {
+                assert_eq!(attempt(client, &target, &d).await, refused(), "{url}");
+            }
+        }
+        // the resolver alone refuses a name by the addresses it resolves to
+        let mut target = target_config("t", format!("http://localhost:{port}/guarded"), 60, 1);
+        target.guarded = false;
+        assert_eq!(
+            attempt(&guarded, &target, &d).await,
+            refused(),
+            "the resolver refuses"
+        );
+        assert_eq!(seen.lock().expect("lock").get("/guarded"), None);
+    }
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -602,7 +941,7 @@ mod tests {
         assert_eq!(
             p.decide(
                 &Outcome::Fail {
-                    code: 404,
+                    code: Some(404),
                     error: "x".into()
                 },
                 1,

@@ -33,6 +33,7 @@
 
 pub mod api;
 pub mod deliver;
+pub mod egress;
 pub mod rules;
 pub mod sign;
 pub mod store;
@@ -101,6 +102,11 @@ pub struct WebhookCounters {
     pub retries: AtomicU64,
     /// Times a target's rate limit postponed a delivery.
     pub rate_limited: AtomicU64,
+    /// Pending deliveries dropped (oldest first) because their target had
+    /// `webhooks.max_pending_per_target` waiting.
+    pub dropped: AtomicU64,
+    /// Rounds of the delivery dispatcher (its wake-ups).
+    pub rounds: AtomicU64,
     /// Change in Home Assistant → start of the first attempt, last delivery, ms.
     pub last_trigger_latency_ms: AtomicU64,
     per_target: Mutex<HashMap<String, (u64, u64)>>,
@@ -144,6 +150,8 @@ impl WebhookCounters {
             failed: Self::get(&self.failed),
             retries: Self::get(&self.retries),
             rate_limited: Self::get(&self.rate_limited),
+            dropped: Self::get(&self.dropped),
+            dispatcher_rounds: Self::get(&self.rounds),
             last_trigger_latency_ms: Self::get(&self.last_trigger_latency_ms),
         }
     }
@@ -174,6 +182,10 @@ pub struct CountersSnapshot {
     pub retries: u64,
     /// Deliveries postponed by a rate limit.
     pub rate_limited: u64,
+    /// Pending deliveries dropped because their target's outbox was full.
+    pub dropped: u64,
+    /// Wake-ups of the delivery dispatcher.
+    pub dispatcher_rounds: u64,
     /// Change → first attempt of the last delivery, ms.
     pub last_trigger_latency_ms: u64,
 }
@@ -281,9 +293,20 @@ impl WebhookHandle {
         let mut table = HashMap::new();
         let mut rules = Vec::new();
         for row in rows {
+            if row
+                .webhook_id
+                .as_deref()
+                .is_some_and(egress::is_dot_segment)
+            {
+                // stored before ids made of dots were refused: it would reach another path of
+                // Home Assistant's API with the token
+                tracing::warn!(target = %row.name, "webhook target has an invalid webhook id (only dots); skipped");
+                continue;
+            }
             let config = TargetConfig {
                 id: row.id.clone(),
                 name: row.name.clone(),
+                guarded: row.kind != "ha" && !settings.allow_internal_targets,
                 url: match (row.kind.as_str(), &row.webhook_id, &row.url) {
                     ("ha", Some(id), _) => self.inner.ha.url(id),
                     (_, _, Some(url)) => url.clone(),
@@ -355,29 +378,49 @@ impl WebhookHandle {
         });
         let body = serde_json::to_string(&body)?;
         let now = now_ms();
-        self.inner
+        let dropped = self
+            .inner
             .store
-            .insert_delivery(delivery::Model {
-                id: id.clone(),
-                target_id: target_id.to_owned(),
-                event: event.to_owned(),
-                rule_index: rule.and_then(|(i, _)| i32::try_from(i).ok()),
-                entity_id: live.map(|e| e.entity_id.clone()),
-                body,
-                status: status::PENDING.to_owned(),
-                attempts: 0,
-                created_at: now,
-                event_time: live.map(|e| e.time_fired.timestamp_millis()),
-                next_attempt_at: now,
-                first_attempt_at: None,
-                last_attempt_at: None,
-                finished_at: None,
-                latency_ms: None,
-                response_code: None,
-                last_error: None,
-            })
+            .insert_delivery(
+                delivery::Model {
+                    id: id.clone(),
+                    target_id: target_id.to_owned(),
+                    event: event.to_owned(),
+                    rule_index: rule.and_then(|(i, _)| i32::try_from(i).ok()),
+                    entity_id: live.map(|e| e.entity_id.clone()),
+                    body,
+                    status: status::PENDING.to_owned(),
+                    attempts: 0,
+                    created_at: now,
+                    event_time: live.map(|e| e.time_fired.timestamp_millis()),
+                    next_attempt_at: now,
+                    first_attempt_at: None,
+                    last_attempt_at: None,
+                    finished_at: None,
+                    latency_ms: None,
+                    response_code: None,
+                    last_error: None,
+                },
+                self.inner.settings.max_pending_per_target,
+            )
             .await?;
         self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        if dropped > 0 {
+            let before = self
+                .inner
+                .counters
+                .dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+            // the first drop, then one line per thousand: a backlog must not flood the log
+            if before == 0 || (before + dropped) / 1000 > before / 1000 {
+                tracing::warn!(
+                target = %target_name,
+                dropped,
+                    dropped_since_start = before + dropped,
+                    "webhook target has webhooks.max_pending_per_target deliveries waiting; the oldest were dropped"
+                );
+            }
+        }
         self.inner.notify.notify_one();
         Ok(id)
     }
@@ -447,7 +490,8 @@ impl WebhookHandle {
             notify: self.inner.notify.clone(),
             counters: self.inner.counters.clone(),
             policy: RetryPolicy::from(settings),
-            http: deliver::http_client(Duration::from_secs(settings.timeout_secs))?,
+            guarded_http: deliver::http_client(Duration::from_secs(settings.timeout_secs), true)?,
+            http: deliver::http_client(Duration::from_secs(settings.timeout_secs), false)?,
             log_retention: Duration::from_secs(settings.log_retention_days * 86_400),
         };
         let engine = tokio::spawn(self.clone().run_engine(

@@ -1,5 +1,10 @@
-//! SQLite rows of webhooks (in `homeiq.db`, schema in migration `m20261201_000001_webhooks`):
-//! `webhook_targets` and `webhook_deliveries`, the outbox and delivery log in one table.
+//! SQLite rows of webhooks (in `homeiq.db`, schema in migrations `m20261201_000001_webhooks` and
+//! `m20261202_000001_webhook_outbox_cap`): `webhook_targets` and `webhook_deliveries`, the outbox
+//! and delivery log in one table.
+//!
+//! A target's outbox is bounded: writing a delivery when `max_pending_per_target` are already
+//! waiting drops the oldest pending ones in the same transaction and adds them to the target's
+//! `dropped_count`.
 //!
 //! A delivery row is written before anything is sent (status `pending`), claimed by the worker
 //! (`in_flight`), and ends `delivered` or `failed`; a retry puts it back to `pending` with a later
@@ -9,7 +14,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect, QueryTrait, TransactionTrait,
 };
 
 /// `webhook_targets`.
@@ -45,6 +50,8 @@ pub mod target {
         pub success_count: i64,
         /// Deliveries given up.
         pub failure_count: i64,
+        /// Pending deliveries dropped because the target's outbox was full.
+        pub dropped_count: i64,
         /// Last success, Unix ms.
         pub last_success_at: Option<i64>,
         /// Last give-up, Unix ms.
@@ -218,12 +225,52 @@ impl WebhookStore {
         Ok(result.rows_affected > 0)
     }
 
-    /// Writes a delivery to the outbox.
-    pub async fn insert_delivery(&self, model: delivery::Model) -> Result<(), DbErr> {
+    /// Writes a delivery to the outbox; if its target then has more than `max_pending` deliveries
+    /// waiting (pending or in flight), drops the oldest pending ones and counts them on the target,
+    /// in the same transaction. Returns how many were dropped.
+    pub async fn insert_delivery(
+        &self,
+        model: delivery::Model,
+        max_pending: u64,
+    ) -> Result<u64, DbErr> {
+        let target_id = model.target_id.clone();
+        let tx = self.db.begin().await?;
         delivery::Entity::insert(delivery::ActiveModel::from(model))
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&tx)
             .await?;
-        Ok(())
+        let waiting = delivery::Entity::find()
+            .filter(delivery::Column::TargetId.eq(&target_id))
+            .filter(delivery::Column::Status.is_in([status::PENDING, status::IN_FLIGHT]))
+            .count(&tx)
+            .await?;
+        let mut dropped = 0;
+        if waiting > max_pending {
+            let oldest = delivery::Entity::find()
+                .select_only()
+                .column(delivery::Column::Id)
+                .filter(delivery::Column::TargetId.eq(&target_id))
+                .filter(delivery::Column::Status.eq(status::PENDING))
+                .order_by_asc(delivery::Column::CreatedAt)
+                .order_by_asc(delivery::Column::Id)
+                .limit(waiting - max_pending)
+                .into_query();
+            dropped = delivery::Entity::delete_many()
+                .filter(delivery::Column::Id.in_subquery(oldest))
+                .exec(&tx)
+                .await?
+                .rows_affected;
+            let n = i64::try_from(dropped).unwrap_or(i64::MAX);
+            target::Entity::update_many()
+                .col_expr(
+                    target::Column::DroppedCount,
+                    Expr::col(target::Column::DroppedCount).add(n),
+                )
+                .filter(target::Column::Id.eq(&target_id))
+                .exec(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(dropped)
     }
 
     /// Pending deliveries due at `now`, oldest due first, skipping `exclude`d targets.
@@ -403,6 +450,7 @@ mod tests {
             concurrency: None,
             success_count: 0,
             failure_count: 0,
+            dropped_count: 0,
             last_success_at: None,
             last_failure_at: None,
             created_at: 1,
@@ -433,6 +481,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_outbox_drops_its_oldest_pending_and_counts_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("homeiq.db");
+        let registry = RegistryStore::open(&path).await.expect("open");
+        let store = WebhookStore::new(registry.connection().clone());
+        store.insert_target(target_row("a")).await.expect("insert");
+        store.insert_target(target_row("b")).await.expect("insert");
+        let mut dropped = 0;
+        for i in 1..=5 {
+            dropped += store
+                .insert_delivery(delivery_row(&format!("d{i}"), "a", i), 3)
+                .await
+                .expect("insert");
+        }
+        // another target's outbox is its own
+        let other = store
+            .insert_delivery(delivery_row("b1", "b", 1), 3)
+            .await
+            .expect("insert");
+        assert_eq!((dropped, other), (2, 0));
+        let ids = |rows: Vec<delivery::Model>| {
+            let mut ids: Vec<String> = rows.into_iter().map(|d| d.id).collect();
+            ids.sort();
+            ids
+        };
+        let (_, rows) = store.list_deliveries("a", None, 0, 10).await.expect("list");
+        assert_eq!(ids(rows), ["d3", "d4", "d5"], "the oldest were dropped");
+        // a delivery being attempted counts as waiting but is never dropped
+        assert!(store.claim("d3", 10).await.expect("claim"));
+        let n = store
+            .insert_delivery(delivery_row("d6", "a", 6), 3)
+            .await
+            .expect("insert");
+        assert_eq!(n, 1);
+        let (_, rows) = store.list_deliveries("a", None, 0, 10).await.expect("list");
+        assert_eq!(ids(rows), ["d3", "d5", "d6"]);
+        let a = store.get_target("a").await.expect("get").expect("row");
+        assert_eq!(a.dropped_count, 3);
+        // kept like the other counters: it survives closing and reopening the database
+        drop(store);
+        registry.close().await.expect("close");
+        let registry = RegistryStore::open(&path).await.expect("reopen");
+        let store = WebhookStore::new(registry.connection().clone());
+        let a = store.get_target("a").await.expect("get").expect("row");
+        assert_eq!(a.dropped_count, 3);
+        let b = store.get_target("b").await.expect("get").expect("row");
+        assert_eq!(b.dropped_count, 0);
+    }
+
+    #[tokio::test]
     async fn outbox_claim_reset_record_and_cascade() {
         let dir = tempfile::tempdir().expect("tempdir");
         let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
@@ -442,21 +540,21 @@ mod tests {
         store.insert_target(target_row("a")).await.expect("insert");
         store.insert_target(target_row("b")).await.expect("insert");
         store
-            .insert_delivery(delivery_row("d1", "a", 10))
+            .insert_delivery(delivery_row("d1", "a", 10), 100)
             .await
             .expect("insert");
         store
-            .insert_delivery(delivery_row("d2", "b", 20))
+            .insert_delivery(delivery_row("d2", "b", 20), 100)
             .await
             .expect("insert");
         store
-            .insert_delivery(delivery_row("d3", "a", 99))
+            .insert_delivery(delivery_row("d3", "a", 99), 100)
             .await
             .expect("insert");
         // a delivery of an unknown target is refused by the foreign key
         assert!(
             store
-                .insert_delivery(delivery_row("dx", "zz", 1))
+                .insert_delivery(delivery_row("dx", "zz", 1), 100)
                 .await
                 .is_err()
         );

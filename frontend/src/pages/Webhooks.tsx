@@ -300,6 +300,21 @@ function Deliveries({ target, refresh }: { target: Webhook; refresh: number }) {
 
 type Mode = { kind: "list" } | { kind: "create" } | { kind: "edit"; id: string };
 
+/** A target's Delivered, Failed and Dropped cells; dropped deliveries are flagged when any. */
+export function CounterCells({ counters }: { counters: Webhook["counters"] }) {
+  const dropped = counters.dropped_count ?? 0;
+  return (
+    <>
+      <td className="num">{fmtNumber(counters.success_count)}</td>
+      <td className="num">{fmtNumber(counters.failure_count)}</td>
+      <td className={dropped > 0 ? "num dropped-some" : "num"} data-counter="dropped">
+        {fmtNumber(dropped)}
+        {dropped > 0 && <span className="visually-hidden"> deliveries dropped: the target's outbox was full</span>}
+      </td>
+    </>
+  );
+}
+
 export default function Webhooks() {
   const list = useJson<{ total: number; items: Webhook[] }>(apiUrl("webhooks"));
   const [mode, setMode] = useState<Mode>({ kind: "list" });
@@ -406,6 +421,9 @@ export default function Webhooks() {
                   <th scope="col" className="num">Rules</th>
                   <th scope="col" className="num">Delivered</th>
                   <th scope="col" className="num">Failed</th>
+                  <th scope="col" className="num" title="Pending deliveries dropped, oldest first, because the target had webhooks.max_pending_per_target waiting">
+                    Dropped
+                  </th>
                   <th scope="col">Actions</th>
                 </tr>
               </thead>
@@ -419,8 +437,7 @@ export default function Webhooks() {
                     <td>{w.kind === "ha" ? "Home Assistant" : "HTTP"}</td>
                     <td>{w.enabled ? "Yes" : "No"}</td>
                     <td className="num">{w.rules.length}</td>
-                    <td className="num">{fmtNumber(w.counters.success_count)}</td>
-                    <td className="num">{fmtNumber(w.counters.failure_count)}</td>
+                    <CounterCells counters={w.counters} />
                     <td className="actions">
                       {confirming === w.id ? (
                         <span role="group" aria-label={`Confirm deleting ${w.name}`}>

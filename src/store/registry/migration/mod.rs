@@ -11,6 +11,7 @@ use sea_orm_migration::prelude::*;
 mod m20261123_000001_registry_mirror;
 mod m20261201_000001_webhooks;
 mod m20261202_000001_registry_2026_fields;
+mod m20261202_000001_webhook_outbox_cap;
 
 /// Applies the metadata database's migrations in order, each once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_registry_mirror::Migration),
             Box::new(m20261201_000001_webhooks::Migration),
             Box::new(m20261202_000001_registry_2026_fields::Migration),
+            Box::new(m20261202_000001_webhook_outbox_cap::Migration),
         ]
     }
 }
