@@ -22,12 +22,13 @@ use crate::ingest::{
     BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
     IngestCounters, Pipeline, RegistrySyncState, registry_sync, run_registry_task,
 };
-use crate::store::embedded::{self, EmbeddedOptions};
+use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
+use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, PointMapper, spawn_spooled_writer};
-use crate::store::registry::{CatalogHandle, RegistryStore};
+use crate::store::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::store::sink::HistoryWriter;
-use crate::webhooks::{HaWebhookBase, WebhookHandle, store::WebhookStore};
+use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
@@ -35,14 +36,21 @@ pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
 /// How long webhook attempts under way may take to end at shutdown.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(1);
 
-/// A start-up step that failed, named.
+/// Why HomeIQ could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("start-up step `{step}` failed: {message}")]
-pub struct StartupError {
-    /// The step.
-    pub step: &'static str,
-    /// What went wrong.
-    pub message: String,
+pub enum StartupError {
+    /// A start-up step failed.
+    #[error("start-up step `{step}` failed: {message}")]
+    Step {
+        /// The step.
+        step: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// A SQLite file of the data folder cannot be opened (damaged, or the disk refuses it):
+    /// restarting does not help until someone acts, so `serve` reports it in `/health`.
+    #[error("{}", .0.summary())]
+    Storage(StorageFault),
 }
 
 fn step<T, E: std::fmt::Display>(
@@ -54,10 +62,33 @@ fn step<T, E: std::fmt::Display>(
             tracing::debug!(step = name, "start-up step done");
             Ok(v)
         }
-        Err(e) => Err(StartupError {
+        Err(e) => Err(StartupError::Step {
             step: name,
             message: e.to_string(),
         }),
+    }
+}
+
+/// A step reading or writing one of the data folder's SQLite files: its failure is a
+/// [`StorageFault`] of that file.
+fn storage_step<T, E: std::fmt::Display>(
+    name: &'static str,
+    database: DataFile,
+    path: &std::path::Path,
+    result: Result<T, E>,
+    failure: impl FnOnce(&E) -> SqliteFailure,
+) -> Result<T, StartupError> {
+    match result {
+        Ok(v) => {
+            tracing::debug!(step = name, "start-up step done");
+            Ok(v)
+        }
+        Err(e) => Err(StartupError::Storage(StorageFault::new(
+            database,
+            path,
+            failure(&e),
+            e.to_string(),
+        ))),
     }
 }
 
@@ -94,9 +125,23 @@ impl Application {
                 )
             }),
         )?;
-        let registry = step(
+        // every SQLite file is opened and read before anything is started: a file that cannot be
+        // used stops the start-up with nothing left running
+        let metadata_db = settings.metadata_db_path();
+        let registry = storage_step(
             "open metadata database",
-            RegistryStore::open(&settings.metadata_db_path()).await,
+            DataFile::Metadata,
+            &metadata_db,
+            RegistryStore::open(&metadata_db).await,
+            RegistryError::failure,
+        )?;
+        let catalog = CatalogHandle::default();
+        storage_step(
+            "load the registry catalog",
+            DataFile::Metadata,
+            &metadata_db,
+            catalog.reload(&registry).await,
+            RegistryError::failure,
         )?;
         let supervisor = supervisor_token.as_deref().is_some_and(|t| !t.is_empty());
         let endpoint = step(
@@ -112,17 +157,23 @@ impl Application {
             "compile entity filter",
             EntityFilter::new(&settings.include, &settings.exclude),
         )?;
-        let (writer, history, mapper) =
-            step("open history storage", open_storage(&settings).await)?;
-        let webhooks = step(
-            "open webhooks",
-            WebhookHandle::open(
-                WebhookStore::new(registry.connection().clone()),
-                settings.webhooks.clone(),
-                HaWebhookBase::new(&endpoint),
-            )
-            .await,
-        )?;
+        let webhooks = WebhookHandle::open(
+            WebhookStore::new(registry.connection().clone()),
+            settings.webhooks.clone(),
+            HaWebhookBase::new(&endpoint),
+        )
+        .await;
+        let webhooks = match webhooks {
+            Err(WebhookError::Db(e)) => storage_step(
+                "open webhooks",
+                DataFile::Metadata,
+                &metadata_db,
+                Err(e),
+                SqliteFailure::of_db_err,
+            )?,
+            other => step("open webhooks", other)?,
+        };
+        let (writer, history, mapper) = open_storage(&settings).await?;
         let cancel = CancellationToken::new();
         let (ha, messages, ha_task) = ha::spawn(
             ClientOptions::new(&settings.ha, endpoint),
@@ -131,8 +182,6 @@ impl Application {
         let states = CurrentStates::default();
         let counters = Arc::new(IngestCounters::default());
         let registry_sync = RegistrySyncState::default();
-        let catalog = CatalogHandle::default();
-        step("load the registry catalog", catalog.reload(&registry).await)?;
         let (jobs_tx, jobs_rx) = mpsc::channel(registry_sync::REGISTRY_QUEUE);
         let registry_task = tokio::spawn(run_registry_task(
             registry.clone(),
@@ -330,7 +379,7 @@ impl Application {
 /// is used whatever `influxdb.schema` says (`ha_compat` only concerns InfluxDB dashboards).
 async fn open_storage(
     settings: &Settings,
-) -> Result<(HistoryWriter, HistoryStore, PointMapper), String> {
+) -> Result<(HistoryWriter, HistoryStore, PointMapper), StartupError> {
     if settings.storage == StorageMode::Embedded {
         let influx = crate::config::InfluxSettings {
             schema: SchemaMode::Homeiq,
@@ -340,9 +389,13 @@ async fn open_storage(
             tracing::warn!("influxdb.schema is ignored with storage = embedded (always `homeiq`)");
         }
         let path = embedded::history_path(&settings.data_dir);
-        let (writer, history) = embedded::open(&path, EmbeddedOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
+        let (writer, history) = storage_step(
+            "open history storage",
+            DataFile::History,
+            &path,
+            embedded::open(&path, EmbeddedOptions::default()).await,
+            EmbeddedError::failure,
+        )?;
         tracing::info!(path = %path.display(), "embedded history store opened");
         return Ok((
             writer.into(),
@@ -350,17 +403,23 @@ async fn open_storage(
             PointMapper::new(&influx),
         ));
     }
-    let client = InfluxClient::new(&settings.influxdb).map_err(|e| e.to_string())?;
+    let client = step(
+        "open history storage",
+        InfluxClient::new(&settings.influxdb),
+    )?;
     let mapper = PointMapper::new(&settings.influxdb);
-    let writer = spawn_spooled_writer(
-        &settings.influxdb,
-        &settings.spool,
-        &settings.data_dir,
-        client.clone(),
-        mapper.precision(),
-    )
-    .await
-    .map_err(|e| format!("cannot open the spool: {e}"))?;
+    let writer = step(
+        "open history storage",
+        spawn_spooled_writer(
+            &settings.influxdb,
+            &settings.spool,
+            &settings.data_dir,
+            client.clone(),
+            mapper.precision(),
+        )
+        .await
+        .map_err(|e| format!("cannot open the spool: {e}")),
+    )?;
     tracing::info!(
         url = %settings.influxdb.url,
         database = %settings.influxdb.database,

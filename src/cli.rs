@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::Application;
+use crate::app::{Application, StartupError};
 use crate::config::{ConfigError, ConfigSources, DEFAULT_OPTIONS_FILE, FallbackSettings, Settings};
+use crate::store::fault::StorageFault;
 use crate::telemetry;
 
 /// HomeIQ: durable history, live insight and automation for Home Assistant.
@@ -91,16 +92,28 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// `serve` with an invalid configuration: logs every problem and answers `/health` with them
-/// (see [`crate::api::config_error`]) until stopped; exit code 2 only if that server cannot start.
+/// (see [`crate::api::cannot_start`]) until stopped; exit code 2 only if that server cannot start.
 async fn serve_config_error(errors: &[ConfigError], fallback: &FallbackSettings) -> ExitCode {
-    match crate::api::config_error::serve_until_stopped(errors, fallback).await {
+    let served = crate::api::cannot_start::serve_until_stopped(errors, fallback).await;
+    cannot_start_exit(served, fallback)
+}
+
+/// `serve` when a data file cannot be opened: as [`serve_config_error`], with the file, the
+/// error and what to do.
+async fn serve_storage_error(fault: StorageFault, fallback: &FallbackSettings) -> ExitCode {
+    let served = crate::api::cannot_start::serve_storage_error(fault, fallback).await;
+    cannot_start_exit(served, fallback)
+}
+
+fn cannot_start_exit(served: std::io::Result<()>, fallback: &FallbackSettings) -> ExitCode {
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(
                 bind = %fallback.bind,
                 port = fallback.port,
                 error = %e,
-                "cannot serve the configuration errors"
+                "cannot serve the reason HomeIQ cannot start"
             );
             ExitCode::from(2)
         }
@@ -115,10 +128,12 @@ async fn serve(settings: Settings) -> ExitCode {
     if let Err(e) = settings.ha_endpoint(supervisor_token.as_deref()) {
         return serve_config_error(&[e], &FallbackSettings::from(&settings)).await;
     }
+    let fallback = FallbackSettings::from(&settings);
     let app = match Application::build(settings, supervisor_token).await {
         Ok(app) => app,
-        Err(e) => {
-            tracing::error!(step = e.step, error = %e.message, "HomeIQ could not start");
+        Err(StartupError::Storage(fault)) => return serve_storage_error(fault, &fallback).await,
+        Err(StartupError::Step { step, message }) => {
+            tracing::error!(step, error = %message, "HomeIQ could not start");
             return ExitCode::FAILURE;
         }
     };

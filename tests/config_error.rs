@@ -1,6 +1,7 @@
-//! `homeiq serve` with invalid options, as the add-on meets them: the real binary, an invalid
-//! `options.json`, no Home Assistant or InfluxDB needed. HomeIQ must not exit (the Supervisor's
-//! watchdog would restart it in a loop) but log every bad key and report them in `/health`.
+//! `homeiq serve` when it cannot start, as the add-on meets it: the real binary with an invalid
+//! `options.json`, or with a damaged SQLite file in its data folder; no Home Assistant or InfluxDB
+//! needed. HomeIQ must not exit (the Supervisor's watchdog would restart it in a loop) but log the
+//! problem and report it, with what to do, in `/health` (`config_error`, `storage_error`).
 
 mod common;
 
@@ -243,4 +244,219 @@ async fn a_value_of_the_wrong_type_and_missing_home_assistant_settings_are_repor
     assert_eq!((status, keys(&health)), (200, vec!["ha.url".to_owned()]));
     assert!(homeiq.log().contains("ha.url"));
     assert_eq!(homeiq.stop(), Some(0));
+}
+
+/// Bytes that are no SQLite database: a deterministic pseudo-random fill.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+/// A valid SQLite database of about 1.5 MB (the embedded store's table, filled), as bytes.
+fn valid_database() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("valid.db");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(
+        "CREATE TABLE points (entity_id TEXT NOT NULL, time_us INTEGER NOT NULL, \
+         domain TEXT NOT NULL, state TEXT, value REAL, attributes TEXT NOT NULL DEFAULT '{}', \
+         PRIMARY KEY (entity_id, time_us)) WITHOUT ROWID;
+         CREATE INDEX points_by_time ON points (time_us, domain);",
+    )
+    .expect("schema");
+    let tx = conn.unchecked_transaction().expect("tx");
+    for i in 0..20_000_i64 {
+        tx.execute(
+            "INSERT INTO points VALUES (?1, ?2, 'sensor', ?3, ?4, '{\"a\":1}')",
+            rusqlite::params![format!("sensor.s{}", i % 50), i, i.to_string(), i as f64],
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+    drop(conn);
+    let bytes = std::fs::read(&path).expect("read");
+    assert!(bytes.len() > 1_000_000 && bytes.starts_with(b"SQLite format 3\0"));
+    bytes
+}
+
+/// Writes `contents` as `file` into a fresh data folder (`None`: makes `file` a directory),
+/// starts `homeiq serve` (embedded storage when `embedded`) and checks it serves `storage_error`
+/// naming the file, `database`, the `failure` and SQLite's `sqlite_says`, keeps running, answers
+/// the API with 503 and leaves the file untouched.
+async fn reports_storage_error(
+    file: &str,
+    contents: Option<&[u8]>,
+    embedded: bool,
+    (database, failure): (&str, &str),
+    sqlite_says: &str,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let path = data.join(file);
+    match contents {
+        Some(contents) => std::fs::write(&path, contents).expect("write the damaged file"),
+        None => std::fs::create_dir(&path).expect("a directory in the file's place"),
+    }
+    let port = common::free_port().to_string();
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let mut env = vec![
+        ("HOMEIQ_HTTP__BIND", "127.0.0.1"),
+        ("HOMEIQ_HTTP__PORT", port.as_str()),
+        ("HOMEIQ_HA__URL", closed.as_str()),
+        ("HOMEIQ_HA__TOKEN", "t"),
+        ("HOMEIQ_INFLUXDB__URL", closed.as_str()),
+    ];
+    if embedded {
+        env.push(("HOMEIQ_STORAGE", "embedded"));
+    }
+    let mut homeiq = Serve::start(dir.path(), &env);
+    let http = client();
+    let base = format!("http://127.0.0.1:{port}");
+    let shown = path.display().to_string();
+
+    let (status, health) = homeiq.first_answer(&http, &format!("{base}/health")).await;
+    assert_eq!(
+        status, 200,
+        "the watchdog must see the process alive: {health}"
+    );
+    assert_eq!(health["status"], "storage_error", "{health}");
+    let fault = &health["storage_file"];
+    assert_eq!(fault["database"], database, "{health}");
+    assert_eq!(fault["path"], shown.as_str(), "{health}");
+    assert_eq!(fault["failure"], failure, "{health}");
+    assert!(
+        fault["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(sqlite_says)),
+        "SQLite's error, {sqlite_says:?}: {health}"
+    );
+    let action = fault["action"].as_str().unwrap_or_default();
+    assert!(
+        action.contains(&shown) && action.contains("backup"),
+        "{health}"
+    );
+    if failure == "damaged" {
+        assert!(action.contains(&format!("Move {shown} aside")), "{health}");
+    }
+    assert!(
+        health["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains(&shown)),
+        "{health}"
+    );
+
+    let deep = http
+        .get(format!("{base}/health/deep"))
+        .send()
+        .await
+        .expect("deep");
+    assert_eq!(deep.status().as_u16(), 503);
+    let deep: Value = deep.json().await.expect("json");
+    assert_eq!(deep["storage_file"]["path"], shown.as_str(), "{deep}");
+    for path in ["/api/v1/devices", "/api/v1/metrics/realtime", "/metrics"] {
+        let r = http.get(format!("{base}{path}")).send().await.expect("get");
+        assert_eq!(r.status().as_u16(), 503, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "storage_error", "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&shown)),
+            "{path}: {body}"
+        );
+    }
+    let page = http
+        .get(format!("{base}/"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status().as_u16(), 503);
+    assert!(page.text().await.expect("text").contains(&shown));
+
+    assert!(
+        homeiq.child.try_wait().expect("try_wait").is_none(),
+        "still running: {}",
+        homeiq.log()
+    );
+    assert!(
+        homeiq
+            .log()
+            .lines()
+            .any(|l| l.contains("cannot open a database file") && l.contains(&shown)),
+        "the log names the file:\n{}",
+        homeiq.log()
+    );
+    assert_eq!(homeiq.stop(), Some(0), "{}", homeiq.log());
+    if let Some(contents) = contents {
+        assert_eq!(
+            std::fs::read(&path).expect("the file is still there"),
+            contents,
+            "HomeIQ never changes or deletes the damaged file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_garbage_metadata_database_is_reported_in_health_instead_of_exiting() {
+    let garbage = garbage(64 * 1024);
+    let damaged = ("metadata", "damaged");
+    reports_storage_error(
+        "homeiq.db",
+        Some(&garbage),
+        false,
+        damaged,
+        "not a database",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_garbage_history_database_is_reported_in_health_instead_of_exiting() {
+    let garbage = garbage(64 * 1024);
+    let damaged = ("history", "damaged");
+    reports_storage_error(
+        "history.db",
+        Some(&garbage),
+        true,
+        damaged,
+        "not a database",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_truncated_or_garbled_header_database_is_reported_in_health() {
+    let valid = valid_database();
+    // cut in half: SQLite finds the file shorter than its header says
+    let truncated = &valid[..valid.len() / 2];
+    let damaged = ("history", "damaged");
+    reports_storage_error("history.db", Some(truncated), true, damaged, "malformed").await;
+    // the magic string of the header overwritten
+    let mut garbled = valid.clone();
+    garbled[..16].copy_from_slice(b"HomeIQ broke it!");
+    let damaged = ("metadata", "damaged");
+    reports_storage_error(
+        "homeiq.db",
+        Some(&garbled),
+        false,
+        damaged,
+        "not a database",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_for_another_reason_is_reported_too() {
+    // a directory where the file should be: not damaged, but unusable
+    let unusable = ("metadata", "unusable");
+    reports_storage_error("homeiq.db", None, false, unusable, "unable to open").await;
 }

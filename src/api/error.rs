@@ -19,7 +19,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
-    /// `forbidden`, `rate_limited`, `backend_unavailable`, `config_error`, `internal`.
+    /// `forbidden`, `rate_limited`, `backend_unavailable`, `config_error`, `storage_error`,
+    /// `internal`.
     pub code: String,
     /// Plain-words explanation.
     pub message: String,
@@ -101,9 +102,10 @@ impl ApiError {
         )
     }
 
-    /// 503: HomeIQ is not running because its configuration is invalid (see `/health`).
-    pub fn config_error(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "config_error", message)
+    /// 503: HomeIQ is not running because it cannot start (see `/health`); `code` is `/health`'s
+    /// status, `config_error` or `storage_error`.
+    pub fn cannot_start(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
     /// 500: something failed that the client cannot fix.

@@ -12,14 +12,15 @@
 //! - `/api/openapi.json` and `/api/docs/` ([`docs`]).
 //! - Everything else: the web panel ([`panel`]) from `http.panel_dir`, with client-route fallback.
 //!
-//! With an invalid configuration, [`config_error`] serves `/health` and 503s instead.
+//! When HomeIQ cannot start (invalid configuration, a data file that cannot be opened),
+//! [`cannot_start`] serves `/health` and 503s instead.
 //!
 //! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
 
 pub mod cache;
+pub mod cannot_start;
 pub mod compression;
-pub mod config_error;
 pub mod docs;
 pub mod error;
 pub mod extract;

@@ -1,8 +1,9 @@
 //! Storage: history in InfluxDB ([`influx`]) or embedded in SQLite ([`embedded`]), written
 //! through [`sink::HistoryWriter`] and read back through [`history`], and the registry mirror in
-//! SQLite ([`registry`]).
+//! SQLite ([`registry`]). A SQLite file that cannot be opened at start-up is a [`fault::StorageFault`].
 
 pub mod embedded;
+pub mod fault;
 pub mod history;
 pub mod influx;
 mod latency;

@@ -141,6 +141,20 @@ pub enum EmbeddedError {
     },
 }
 
+impl EmbeddedError {
+    /// Whether SQLite found the file damaged, or could not use it for another reason.
+    pub fn failure(&self) -> crate::store::fault::SqliteFailure {
+        use crate::store::fault::SqliteFailure;
+        match self {
+            EmbeddedError::Open { source, .. } => SqliteFailure::of_sqlx(source),
+            EmbeddedError::OpenWriter { source, .. } => SqliteFailure::of_rusqlite(source),
+            EmbeddedError::CreateDir { .. } | EmbeddedError::OpenTask { .. } => {
+                SqliteFailure::Unusable
+            }
+        }
+    }
+}
+
 /// Tunables of the embedded store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {

@@ -35,3 +35,17 @@ pub enum RegistryError {
     #[error("metadata database error: {0}")]
     Db(#[from] DbErr),
 }
+
+impl RegistryError {
+    /// Whether SQLite found the file damaged, or could not use it for another reason.
+    pub fn failure(&self) -> crate::store::fault::SqliteFailure {
+        use crate::store::fault::SqliteFailure;
+        match self {
+            RegistryError::CreateDir { .. } => SqliteFailure::Unusable,
+            RegistryError::Open { source, .. } | RegistryError::Migrate { source, .. } => {
+                SqliteFailure::of_db_err(source)
+            }
+            RegistryError::Db(e) => SqliteFailure::of_db_err(e),
+        }
+    }
+}
