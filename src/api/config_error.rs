@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use crate::config::{ConfigError, FallbackSettings};
+use crate::config::{ConfigError, FallbackSettings, redact_urls};
 
 /// One configuration problem, as `/health` reports it.
 #[derive(Debug, Clone, Serialize)]
@@ -40,11 +40,11 @@ impl From<&ConfigError> for Problem {
         match e {
             ConfigError::Invalid { key, message } => Problem {
                 key: Some(key.clone()),
-                message: message.clone(),
+                message: redact_urls(message).into_owned(),
             },
             ConfigError::Source(message) => Problem {
                 key: None,
-                message: format!("cannot read configuration: {message}"),
+                message: format!("cannot read configuration: {}", redact_urls(message)),
             },
         }
     }
