@@ -17,7 +17,10 @@
 //! Prints p50/p95/p99 and requests/s per endpoint, `/health` first for reference, and the
 //! process's peak RSS. With two CPUs or more HomeIQ runs on CPU 0 and wrk on CPU 1 (`PIN=0`: both
 //! unpinned). Environment: `SECS` (default 10) per endpoint, `CONNECTIONS` (64); `HOLD`
-//! set: seed, start HomeIQ, print where it is and wait (for experiments by hand).
+//! set: seed, start HomeIQ, print where it is and wait (for experiments by hand); `ONLY`: the
+//! runs whose names contain one of these comma-separated words (`/health` always runs, for
+//! reference; history is seeded only when a history or aggregate run is chosen). Just the
+//! search: `ONLY=entities?q INFLUX_URL=… cargo bench --bench api_load`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -161,6 +164,7 @@ async fn seed_history(influx: &str, db: &str, now_us: i64) -> usize {
 
 struct Run {
     name: &'static str,
+    skipped: bool,
     rps: f64,
     p50: f64,
     p95: f64,
@@ -185,6 +189,17 @@ fn wrk(
     script: &std::path::Path,
     encoding: Encoding,
 ) -> Run {
+    if !selected(name) {
+        return Run {
+            name,
+            skipped: true,
+            rps: f64::NAN,
+            p50: f64::NAN,
+            p95: f64::NAN,
+            p99: f64::NAN,
+            errors: String::new(),
+        };
+    }
     let mut command = if pinning() {
         let mut c = Command::new("taskset");
         c.args(["-c", "1", "wrk", "-t1"]);
@@ -226,12 +241,23 @@ fn wrk(
         .join("; ");
     Run {
         name,
+        skipped: false,
         rps: f[0] / (f[1] / 1e6),
         p50: f[2],
         p95: f[3],
         p99: f[4],
         errors,
     }
+}
+
+/// Whether the run `name` is chosen by `ONLY` (every run when it is not set).
+fn selected(name: &str) -> bool {
+    name == "/health"
+        || std::env::var("ONLY").map_or(true, |only| {
+            only.split(',')
+                .map(str::trim)
+                .any(|w| !w.is_empty() && name.contains(w))
+        })
 }
 
 /// Whether HomeIQ runs on CPU 0 and wrk on CPU 1 (`PIN`, default on with two CPUs or more and
@@ -287,7 +313,14 @@ async fn main() {
 
     let started = Instant::now();
     seed_registry(&data).await;
-    let points = seed_history(&influx, &db, now_us).await;
+    let history_chosen = ["history", "aggregate", "InfluxDB"]
+        .iter()
+        .any(|w| std::env::var("ONLY").map_or(true, |only| only.contains(w)));
+    let points = if history_chosen {
+        seed_history(&influx, &db, now_us).await
+    } else {
+        0
+    };
     eprintln!(
         "seeded {DEVICES} devices, {ENTITIES} entities, {points} points in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -394,7 +427,7 @@ async fn main() {
         ),
     ];
     // check each answers 200 before loading it
-    for (name, url) in &cases {
+    for (name, url) in cases.iter().filter(|(name, _)| selected(name)) {
         let r = http.get(url).send().await.expect("request");
         assert!(r.status().is_success(), "{name}: {}", r.status());
     }
@@ -456,30 +489,36 @@ async fn main() {
             .and_then(|()| f.write_all(&std::fs::read(&script).expect("read script")))
             .expect("write script");
         runs.push(wrk(name, &base, secs, connections, &moving, Encoding::Gzip));
-        let mut one = wrk(name, &base, secs.min(5), 1, &moving, Encoding::Gzip);
-        one.name = if span == 86_400 {
+        let one_name = if span == 86_400 {
             "history, a new range each request, 1 connection"
         } else {
             "aggregate, a new range each request, 1 connection"
         };
-        runs.push(one);
+        runs.push(wrk(
+            one_name,
+            &base,
+            secs.min(5),
+            1,
+            &moving,
+            Encoding::Gzip,
+        ));
     }
     // one client at a time: latency without queueing
-    for k in [1, 3, 4] {
-        let mut r = wrk(
-            cases[k].0,
+    for k in [1, 2, 3, 4] {
+        let name = match k {
+            1 => "devices?limit=100, 1 connection",
+            2 => "entities?q=bench 42, 1 connection",
+            3 => "history (1 entity, 24 h), 1 connection",
+            _ => "aggregate (1 entity, 30 d), 1 connection",
+        };
+        runs.push(wrk(
+            name,
             &cases[k].1,
             secs.min(5),
             1,
             &script,
             Encoding::Gzip,
-        );
-        r.name = match k {
-            1 => "devices?limit=100, 1 connection",
-            3 => "history (1 entity, 24 h), 1 connection",
-            _ => "aggregate (1 entity, 30 d), 1 connection",
-        };
-        runs.push(r);
+        ));
     }
     let peak = peak_rss_mb(child.id());
     let _ = child.kill();
@@ -496,7 +535,7 @@ async fn main() {
     );
     println!("| endpoint | req/s | vs /health | p50 ms | p95 ms | p99 ms |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for r in &runs {
+    for r in runs.iter().filter(|r| !r.skipped) {
         println!(
             "| {} | {:.0} | {:.0} % | {:.2} | {:.2} | {:.2} |{}",
             r.name,

@@ -149,7 +149,7 @@ impl Application {
             settings.ha_endpoint(supervisor_token.as_deref()),
         )?;
         tracing::info!(
-            websocket = %endpoint.websocket_url,
+            websocket = %crate::config::redact_urls(&endpoint.websocket_url),
             supervisor = endpoint.supervisor,
             "Home Assistant endpoint"
         );
@@ -263,7 +263,7 @@ impl Application {
         };
         tokio::spawn(rates.run(counters_for_rates, cancel.child_token()));
         let options = ServerOptions {
-            bind: settings.http.bind.clone(),
+            bind: settings.listen_address(supervisor).to_string(),
             port: settings.http.port,
             gateway: settings.trusted_gateway(supervisor),
             api_token: settings
@@ -421,7 +421,7 @@ async fn open_storage(
         .map_err(|e| format!("cannot open the spool: {e}")),
     )?;
     tracing::info!(
-        url = %settings.influxdb.url,
+        url = %crate::config::redact_urls(&settings.influxdb.url),
         database = %settings.influxdb.database,
         schema = ?settings.influxdb.schema,
         "InfluxDB writer started"

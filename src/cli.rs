@@ -53,9 +53,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         // self-contained: no configuration file, options or HOMEIQ_* variables are read
         return crate::demo::run(options).await;
     }
+    // running as an add-on: the Supervisor gives every add-on a token
+    let supervisor_token = std::env::var("SUPERVISOR_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
     let sources = ConfigSources {
         config_file: cli.config.clone(),
         options_file: Some(cli.options.clone()),
+        supervisor: supervisor_token.is_some(),
     };
     let command = cli.command.unwrap_or(Command::Serve);
     let (settings, unknown) = match Settings::load(&sources) {
@@ -86,7 +91,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, supervisor_token).await,
         Command::Simulate(_) | Command::Demo(_) => ExitCode::FAILURE,
     }
 }
@@ -120,13 +125,11 @@ fn cannot_start_exit(served: std::io::Result<()>, fallback: &FallbackSettings) -
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
-    let supervisor_token = std::env::var("SUPERVISOR_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
+async fn serve(settings: Settings, supervisor_token: Option<String>) -> ExitCode {
     // outside the add-on, `ha.url` and `ha.token` are options like any other
     if let Err(e) = settings.ha_endpoint(supervisor_token.as_deref()) {
-        return serve_config_error(&[e], &FallbackSettings::from(&settings)).await;
+        let fallback = FallbackSettings::new(&settings, supervisor_token.is_some());
+        return serve_config_error(&[e], &fallback).await;
     }
     let fallback = FallbackSettings::from(&settings);
     let app = match Application::build(settings, supervisor_token).await {

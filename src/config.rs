@@ -53,8 +53,12 @@ impl ConfigError {
     fn invalid(key: &str, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.to_owned(),
-            message: message.into(),
+            message: redact_urls(&message.into()).into_owned(),
         }
+    }
+
+    fn source(message: impl Into<String>) -> Self {
+        ConfigError::Source(redact_urls(&message.into()).into_owned())
     }
 
     /// The key this error is about, if it is about one.
@@ -103,6 +107,55 @@ impl fmt::Display for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// `text` with the user information (`user:password@`) of every URL in it replaced by `***`:
+/// for settings, errors and log lines that show a URL (`http://admin:pw@host` becomes
+/// `http://***@host`). Text without such a URL is returned as it is.
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    const SEPARATOR: &str = "://";
+    if !text.contains(SEPARATOR) || !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(SEPARATOR) {
+        let (head, tail) = rest.split_at(at + SEPARATOR.len());
+        out.push_str(head);
+        // the authority ends at the path, query, fragment, or anything that cannot be in a URL
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Serialises a URL setting with [`redact_urls`].
+fn serialize_redacted<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_urls(url))
+}
+
+/// [`serialize_redacted`] for optional URLs.
+fn serialize_redacted_opt<S: Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&*redact_urls(url)),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -262,7 +315,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
-    /// Address to listen on.
+    /// Address to listen on: an IP address, or `auto` = `0.0.0.0` when running as an add-on (the
+    /// ingress gateway must reach it) and `127.0.0.1` otherwise. An address other machines can
+    /// reach needs `api_token` (or a trusted `ingress_gateway`).
     pub bind: String,
     /// Port to listen on (the add-on's ingress port is 8099).
     pub port: u16,
@@ -281,7 +336,7 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
-            bind: "0.0.0.0".into(),
+            bind: "auto".into(),
             port: 8099,
             api_token: None,
             ingress_gateway: "auto".into(),
@@ -295,6 +350,7 @@ impl Default for HttpSettings {
 #[serde(default)]
 pub struct HaSettings {
     /// Base URL of Home Assistant (`http://homeassistant.local:8123`); ignored under the Supervisor.
+    #[serde(serialize_with = "serialize_redacted_opt")]
     pub url: Option<String>,
     /// Long-lived access token; ignored under the Supervisor (which provides `SUPERVISOR_TOKEN`).
     pub token: Option<Secret>,
@@ -339,6 +395,7 @@ pub enum SchemaMode {
 #[serde(default)]
 pub struct InfluxSettings {
     /// Base URL, e.g. `http://127.0.0.1:8086`.
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// Database (created when missing).
     pub database: String,
@@ -487,6 +544,9 @@ pub struct ConfigSources {
     pub config_file: Option<PathBuf>,
     /// Add-on options file (default `/data/options.json`).
     pub options_file: Option<PathBuf>,
+    /// Whether HomeIQ runs as an add-on (`SUPERVISOR_TOKEN` is set): what `auto` means for
+    /// `http.bind` and `http.ingress_gateway`.
+    pub supervisor: bool,
 }
 
 /// Keys whose environment values are comma-separated lists.
@@ -519,9 +579,9 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_OPTIONS_FILE));
         let merged = merge(sources, &options, env).map_err(|e| InvalidConfig {
             errors: vec![e],
-            fallback: FallbackSettings::default(),
+            fallback: FallbackSettings::new(&Settings::default(), sources.supervisor),
         })?;
-        let fallback = FallbackSettings::from_merged(&merged);
+        let fallback = FallbackSettings::from_merged(&merged, sources.supervisor);
         let invalid = |errors: Vec<ConfigError>| InvalidConfig {
             errors,
             fallback: fallback.clone(),
@@ -533,12 +593,9 @@ impl Settings {
         let ignored = serde_ignored::Deserializer::new(merged, &mut note_unknown);
         let mut settings: Settings = serde_path_to_error::deserialize(ignored).map_err(|e| {
             let key = e.path().to_string();
-            invalid(vec![ConfigError::Invalid {
-                key,
-                message: e.into_inner().to_string(),
-            }])
+            invalid(vec![ConfigError::invalid(&key, e.into_inner().to_string())])
         })?;
-        let problems = settings.problems();
+        let problems = settings.problems(sources.supervisor);
         if !problems.is_empty() {
             return Err(invalid(problems));
         }
@@ -552,17 +609,18 @@ impl Settings {
     }
 
     /// Checks values that types alone cannot: URLs, ranges, non-empty names. Returns the first
-    /// problem; [`Settings::problems`] lists them all.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.problems().into_iter().next() {
+    /// problem; [`Settings::problems`] lists them all. `supervisor`: running as an add-on.
+    pub fn validate(&self, supervisor: bool) -> Result<(), ConfigError> {
+        match self.problems(supervisor).into_iter().next() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Every value types alone cannot check that is wrong (URLs, ranges, non-empty names), each
-    /// naming its key; empty when the settings are valid.
-    pub fn problems(&self) -> Vec<ConfigError> {
+    /// Every value types alone cannot check that is wrong (URLs, ranges, non-empty names, an API
+    /// open to the network), each naming its key; empty when the settings are valid.
+    /// `supervisor`: running as an add-on.
+    pub fn problems(&self, supervisor: bool) -> Vec<ConfigError> {
         let mut problems = Vec::new();
         let mut check = |result: Result<(), ConfigError>| {
             if let Err(e) = result {
@@ -575,12 +633,8 @@ impl Settings {
         if self.http.port == 0 {
             check(Err(ConfigError::invalid("http.port", "must be 1..65535")));
         }
-        if self.http.bind.parse::<std::net::IpAddr>().is_err() {
-            check(Err(ConfigError::invalid(
-                "http.bind",
-                format!("`{}` is not an IP address", self.http.bind),
-            )));
-        }
+        check(self.bind_setting().map(drop));
+        check(self.exposure(supervisor));
         if self.http.panel_dir.trim().is_empty() {
             check(Err(ConfigError::invalid(
                 "http.panel_dir",
@@ -796,6 +850,47 @@ impl Settings {
         }
     }
 
+    /// `http.bind` before `auto` is resolved: `None` for `auto`.
+    fn bind_setting(&self) -> Result<Option<IpAddr>, ConfigError> {
+        match self.http.bind.trim() {
+            "auto" => Ok(None),
+            ip => ip.parse().map(Some).map_err(|_| {
+                ConfigError::invalid(
+                    "http.bind",
+                    format!("`{ip}` is not an IP address or `auto`"),
+                )
+            }),
+        }
+    }
+
+    /// The address to listen on: `http.bind`, where `auto` means `0.0.0.0` when running as an
+    /// add-on (`supervisor`: the ingress gateway and the watchdog reach HomeIQ from outside the
+    /// container) and `127.0.0.1` otherwise.
+    pub fn listen_address(&self, supervisor: bool) -> IpAddr {
+        match self.bind_setting() {
+            Ok(Some(ip)) => ip,
+            Ok(None) | Err(_) => default_bind(supervisor),
+        }
+    }
+
+    /// An API other machines can reach with nothing to tell who may use it: a non-loopback
+    /// address, no `http.api_token` and no trusted ingress gateway.
+    fn exposure(&self, supervisor: bool) -> Result<(), ConfigError> {
+        let address = self.listen_address(supervisor);
+        let token = self.http.api_token.as_ref().is_some_and(|t| !t.is_empty());
+        if address.is_loopback() || token || self.trusted_gateway(supervisor).is_some() {
+            return Ok(());
+        }
+        Err(ConfigError::invalid(
+            "http.bind",
+            format!(
+                "`{address}` lets other machines reach the API, which has no http.api_token: \
+                 anyone on the network could read the home's history and create webhooks; \
+                 set http.api_token, or bind 127.0.0.1"
+            ),
+        ))
+    }
+
     /// The ingress gateway whose requests are trusted: `http.ingress_gateway`, where `auto` means
     /// the Supervisor's `172.30.32.2` when running as an add-on (`supervisor` is true).
     pub fn trusted_gateway(&self, supervisor: bool) -> Option<IpAddr> {
@@ -903,7 +998,7 @@ fn merge(
     let mut builder = config::Config::builder();
     if let Some(file) = &sources.config_file {
         if !file.exists() {
-            return Err(ConfigError::Source(format!(
+            return Err(ConfigError::source(format!(
                 "config file {} does not exist",
                 file.display()
             )));
@@ -918,7 +1013,7 @@ fn merge(
     builder
         .add_source(env)
         .build()
-        .map_err(|e| ConfigError::Source(e.to_string()))
+        .map_err(|e| ConfigError::source(e.to_string()))
 }
 
 /// The configuration could not be used: every problem found (at least one), each naming its key
@@ -958,7 +1053,7 @@ impl std::error::Error for InvalidConfig {}
 /// default.
 #[derive(Debug, Clone)]
 pub struct FallbackSettings {
-    /// `http.bind`, when it is an IP address.
+    /// `http.bind`, when it is an IP address; else what `auto` means here.
     pub bind: String,
     /// `http.port`, when it is 1..65535.
     pub port: u16,
@@ -968,33 +1063,25 @@ pub struct FallbackSettings {
     pub log_format: LogFormat,
 }
 
-impl Default for FallbackSettings {
-    fn default() -> Self {
-        let defaults = Settings::default();
-        FallbackSettings::from(&defaults)
-    }
-}
-
-impl From<&Settings> for FallbackSettings {
-    fn from(settings: &Settings) -> Self {
+impl FallbackSettings {
+    /// From valid settings (`supervisor`: running as an add-on, for `http.bind = auto`).
+    pub fn new(settings: &Settings, supervisor: bool) -> Self {
         FallbackSettings {
-            bind: settings.http.bind.clone(),
+            bind: settings.listen_address(supervisor).to_string(),
             port: settings.http.port,
             log_level: settings.log_level.clone(),
             log_format: settings.log_format,
         }
     }
-}
 
-impl FallbackSettings {
-    fn from_merged(merged: &config::Config) -> Self {
-        let defaults = FallbackSettings::default();
+    fn from_merged(merged: &config::Config, supervisor: bool) -> Self {
+        let defaults = FallbackSettings::new(&Settings::default(), supervisor);
         FallbackSettings {
             bind: merged
                 .get::<String>("http.bind")
                 .ok()
-                .filter(|b| b.parse::<IpAddr>().is_ok())
-                .unwrap_or(defaults.bind),
+                .and_then(|b| b.trim().parse::<IpAddr>().ok())
+                .map_or(defaults.bind, |ip| ip.to_string()),
             port: merged
                 .get::<u16>("http.port")
                 .ok()
@@ -1009,6 +1096,15 @@ impl FallbackSettings {
                 .get::<LogFormat>("log_format")
                 .unwrap_or(defaults.log_format),
         }
+    }
+}
+
+/// What `http.bind = auto` means: every address under the Supervisor, loopback otherwise.
+fn default_bind(supervisor: bool) -> IpAddr {
+    if supervisor {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
     }
 }
 
@@ -1113,6 +1209,7 @@ mod tests {
         ConfigSources {
             config_file: None,
             options_file: Some(PathBuf::from("/nonexistent/options.json")),
+            supervisor: false,
         }
     }
 
@@ -1143,6 +1240,7 @@ mod tests {
         let sources = ConfigSources {
             config_file: Some(file),
             options_file: Some(options),
+            supervisor: false,
         };
         let (s, _) = Settings::load_with_env(
             &sources,
@@ -1246,7 +1344,7 @@ mod tests {
             ["http.bind", "influxdb.batch_size", "webhooks.max_attempts"]
         );
         assert_eq!(err.fallback.port, 9300);
-        assert_eq!(err.fallback.bind, "0.0.0.0", "an invalid bind falls back");
+        assert_eq!(err.fallback.bind, "127.0.0.1", "an invalid bind falls back");
         assert_eq!(err.fallback.log_format, LogFormat::Json);
         // a value of the wrong type: reported alone, the rest still read for the fallback
         let err = Settings::load_with_env(
@@ -1256,6 +1354,89 @@ mod tests {
         .expect_err("must fail");
         assert_eq!(err.key(), Some("storage"));
         assert_eq!(err.fallback.port, 9301);
+    }
+
+    #[test]
+    fn bind_is_loopback_outside_the_addon_and_an_open_api_is_refused() {
+        let (s, _) = Settings::load_with_env(&no_options(), env(&[])).expect("loads");
+        assert_eq!(s.listen_address(false).to_string(), "127.0.0.1");
+        assert_eq!(s.listen_address(true).to_string(), "0.0.0.0");
+        let addon = ConfigSources {
+            supervisor: true,
+            ..no_options()
+        };
+        // under the Supervisor the gateway (auto) is trusted and others are refused: valid
+        let (s, _) = Settings::load_with_env(&addon, env(&[])).expect("add-on defaults load");
+        assert_eq!(s.listen_address(true).to_string(), "0.0.0.0");
+        // everywhere else: every address, no token, no gateway is an error naming http.bind
+        let err = Settings::load_with_env(&no_options(), env(&[("HOMEIQ_HTTP__BIND", "0.0.0.0")]))
+            .expect_err("open API");
+        assert_eq!(err.key(), Some("http.bind"));
+        assert!(err.to_string().contains("api_token"), "{err}");
+        assert_eq!(
+            err.fallback.bind, "0.0.0.0",
+            "reported where it was asked for"
+        );
+        let err = Settings::load_with_env(&addon, env(&[("HOMEIQ_HTTP__INGRESS_GATEWAY", "none")]))
+            .expect_err("add-on without a gateway or token");
+        assert_eq!(err.key(), Some("http.bind"));
+        for ok in [
+            &[
+                ("HOMEIQ_HTTP__BIND", "0.0.0.0"),
+                ("HOMEIQ_HTTP__API_TOKEN", "t0ken"),
+            ][..],
+            &[
+                ("HOMEIQ_HTTP__BIND", "0.0.0.0"),
+                ("HOMEIQ_HTTP__INGRESS_GATEWAY", "10.0.0.2"),
+            ],
+            &[("HOMEIQ_HTTP__BIND", "::1")],
+            &[("HOMEIQ_HTTP__BIND", "127.0.0.2")],
+        ] {
+            Settings::load_with_env(&no_options(), env(ok)).expect("valid");
+        }
+    }
+
+    #[test]
+    fn url_userinfo_is_redacted_in_text_settings_and_errors() {
+        assert_eq!(
+            redact_urls("http://admin:pw@host:8086/x?y=1"),
+            "http://***@host:8086/x?y=1"
+        );
+        assert_eq!(
+            redact_urls("cannot connect to ws://u@h/api/websocket: refused (see https://a:b@c)"),
+            "cannot connect to ws://***@h/api/websocket: refused (see https://***@c)"
+        );
+        assert_eq!(
+            redact_urls("http://host/a@b"),
+            "http://host/a@b",
+            "@ in the path"
+        );
+        assert_eq!(redact_urls("mail me@x, no URL"), "mail me@x, no URL");
+        assert_eq!(redact_urls("http://p:a@b@host"), "http://***@host");
+        let (s, _) = Settings::load_with_env(
+            &no_options(),
+            env(&[
+                ("HOMEIQ_INFLUXDB__URL", "http://admin:pw-influx@db.lan:8086"),
+                ("HOMEIQ_HA__URL", "http://ha:pw-ha@ha.lan:8123"),
+            ]),
+        )
+        .expect("loads");
+        let json = serde_json::to_string(&s).expect("serialises");
+        assert!(!json.contains("pw-"), "{json}");
+        assert!(json.contains("http://***@db.lan:8086"), "{json}");
+        assert_eq!(
+            s.influxdb.url, "http://admin:pw-influx@db.lan:8086",
+            "kept for use"
+        );
+        // a URL that does not parse is named in the error, without its password
+        let err = Settings::load_with_env(
+            &no_options(),
+            env(&[("HOMEIQ_INFLUXDB__URL", "http://admin:pw-influx@db lan")]),
+        )
+        .expect_err("not a URL")
+        .to_string();
+        assert!(err.contains("http://***@db lan"), "{err}");
+        assert!(!err.contains("pw-influx"), "{err}");
     }
 
     #[test]

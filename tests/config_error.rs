@@ -460,3 +460,160 @@ async fn a_database_that_cannot_be_opened_for_another_reason_is_reported_too() {
     let unusable = ("metadata", "unusable");
     reports_storage_error("homeiq.db", None, false, unusable, "unable to open").await;
 }
+
+/// An address of this machine other than loopback, if it has one (no packet is sent: a UDP
+/// socket "connected" to a documentation address only picks the outgoing interface).
+fn outward_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn outside_the_addon_homeiq_listens_on_loopback_and_an_open_api_is_a_configuration_error() {
+    let http = client();
+    // no http.bind: loopback only (the default used to be every address, with the API open)
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HTTP__PORT", port.as_str()),
+            ("HOMEIQ_STORAGE", "embedded"),
+            ("HOMEIQ_HA__URL", "http://127.0.0.1:9"),
+            ("HOMEIQ_HA__TOKEN", "t"),
+        ],
+    );
+    let (status, health) = homeiq
+        .first_answer(&http, &format!("http://127.0.0.1:{port}/health"))
+        .await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
+    if let Some(ip) = outward_address() {
+        let url = format!(
+            "http://{}/health",
+            std::net::SocketAddr::new(ip, port.parse().expect("port"))
+        );
+        assert!(
+            http.get(&url).send().await.is_err(),
+            "{url} answered: the API is reachable from other machines"
+        );
+    } else {
+        eprintln!("no address besides loopback here: the reachability check is skipped");
+    }
+    assert_eq!(homeiq.stop(), Some(0), "{}", homeiq.log());
+
+    // every address without a token: reported like any other invalid option, where it was asked
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HTTP__PORT", port.as_str()),
+            ("HOMEIQ_HTTP__BIND", "0.0.0.0"),
+            ("HOMEIQ_STORAGE", "embedded"),
+            ("HOMEIQ_HA__URL", "http://127.0.0.1:9"),
+            ("HOMEIQ_HA__TOKEN", "t"),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, health) = homeiq.first_answer(&http, &format!("{base}/health")).await;
+    assert_eq!(
+        (status, keys(&health)),
+        (200, vec!["http.bind".to_owned()]),
+        "{health}"
+    );
+    assert_eq!(health["status"], "config_error");
+    assert!(
+        health["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("http.api_token")),
+        "{health}"
+    );
+    let r = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(homeiq.log().contains("http.bind"));
+    assert_eq!(homeiq.stop(), Some(0));
+
+    // with a token the same address is fine
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HTTP__PORT", port.as_str()),
+            ("HOMEIQ_HTTP__BIND", "0.0.0.0"),
+            ("HOMEIQ_HTTP__API_TOKEN", "a-long-enough-token"),
+            ("HOMEIQ_STORAGE", "embedded"),
+            ("HOMEIQ_HA__URL", "http://127.0.0.1:9"),
+            ("HOMEIQ_HA__TOKEN", "t"),
+        ],
+    );
+    let (status, health) = homeiq
+        .first_answer(&http, &format!("http://127.0.0.1:{port}/health"))
+        .await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
+    assert_eq!(homeiq.stop(), Some(0));
+}
+
+#[tokio::test]
+async fn passwords_in_urls_are_not_shown_by_the_configuration_error_report() {
+    let http = client();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port().to_string();
+    // an invalid URL with user information: the error names the value, without the password
+    let mut homeiq = Serve::start(
+        dir.path(),
+        &[
+            ("HOMEIQ_HTTP__PORT", port.as_str()),
+            (
+                "HOMEIQ_INFLUXDB__URL",
+                "http://admin:pw-in-url-77@influx host:8086",
+            ),
+            ("HOMEIQ_HA__URL", "http://127.0.0.1:9"),
+            ("HOMEIQ_HA__TOKEN", "t"),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, health) = homeiq.first_answer(&http, &format!("{base}/health")).await;
+    assert_eq!(
+        (status, keys(&health)),
+        (200, vec!["influxdb.url".to_owned()]),
+        "{health}"
+    );
+    let text = health.to_string();
+    assert!(text.contains("http://***@influx host:8086"), "{text}");
+    let page = http
+        .get(format!("{base}/"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(homeiq.stop(), Some(0));
+    for (what, text) in [
+        ("/health", text),
+        ("the page", page),
+        ("the log", homeiq.log()),
+    ] {
+        assert!(
+            !text.contains("pw-in-url-77"),
+            "{what} shows the password:\n{text}"
+        );
+    }
+}

@@ -16,7 +16,9 @@ export function startIngressProxy({ target, token }) {
       return;
     }
     const path = req.url.slice(prefix.length) || "/";
-    const headers = { ...req.headers, host: upstream.host, "x-ingress-path": prefix };
+    // as Home Assistant's ingress: the browser's host goes on as X-Forwarded-Host (HomeIQ checks a
+    // write's Origin against it when the request comes from the trusted gateway)
+    const headers = { ...req.headers, host: upstream.host, "x-ingress-path": prefix, "x-forwarded-host": req.headers.host };
     const fwd = http.request(
       { hostname: upstream.hostname, port: upstream.port, method: req.method, path, headers, agent: false },
       (up) => {

@@ -74,6 +74,8 @@ const child = spawn(BIN, ["serve"], {
     HOMEIQ_OPTIONS_FILE: path.join(dataDir, "no-options.json"),
     HOMEIQ_DATA_DIR: path.join(dataDir, "data"),
     HOMEIQ_HTTP__BIND: "127.0.0.1",
+    // the ingress proxy below stands in for Home Assistant's gateway (it forwards X-Forwarded-Host)
+    HOMEIQ_HTTP__INGRESS_GATEWAY: "127.0.0.1",
     HOMEIQ_HTTP__PORT: String(port),
     HOMEIQ_HTTP__PANEL_DIR: path.join(frontend, "dist"),
     HOMEIQ_HA__URL: HA_URL,

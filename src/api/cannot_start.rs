@@ -28,7 +28,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use serde::Serialize;
 
 use super::error::ApiError;
-use crate::config::{ConfigError, FallbackSettings};
+use crate::config::{ConfigError, FallbackSettings, redact_urls};
 use crate::store::fault::StorageFault;
 
 /// One configuration problem, as `/health` reports it.
@@ -45,11 +45,11 @@ impl From<&ConfigError> for Problem {
         match e {
             ConfigError::Invalid { key, message } => Problem {
                 key: Some(key.clone()),
-                message: message.clone(),
+                message: redact_urls(message).into_owned(),
             },
             ConfigError::Source(message) => Problem {
                 key: None,
-                message: format!("cannot read configuration: {message}"),
+                message: format!("cannot read configuration: {}", redact_urls(message)),
             },
         }
     }

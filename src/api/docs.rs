@@ -42,6 +42,44 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the answers of the middleware in [`super::guard`] on every operation they apply to:
+/// 403 for a cross-site write (any method but `GET`/`HEAD`), 415 for a body that is not JSON.
+pub(crate) fn document_guards(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut op.responses.responses;
+            responses.entry("403".into()).or_insert_with(|| {
+                error("Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway)").into()
+            });
+            if op.request_body.is_some() {
+                responses.entry("415".into()).or_insert_with(|| {
+                    error("The body is not declared `Content-Type: application/json`").into()
+                });
+            }
+        }
+    }
+}
+
 /// The rendered document.
 pub struct OpenApiJson(pub crate::prepared::PreparedJson);
 

@@ -19,8 +19,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
-    /// `forbidden`, `rate_limited`, `backend_unavailable`, `config_error`, `storage_error`,
-    /// `internal`.
+    /// `forbidden`, `unsupported_media_type`, `rate_limited`, `backend_unavailable`,
+    /// `config_error`, `storage_error`, `internal`.
     pub code: String,
     /// Plain-words explanation.
     pub message: String,
@@ -80,6 +80,15 @@ impl ApiError {
     /// 403: the client may not use the API at all.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 415: the request's body is not of a type the API takes (JSON).
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
     }
 
     /// 429: too many requests; try again after `retry_after_secs`.

@@ -158,7 +158,9 @@ pub(crate) fn prepared_json_ok(
 
 /// The OpenAPI document of every route [`configure`] registers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(App::new().into_utoipa_app()).split_for_parts().1
+    let mut doc = routes(App::new().into_utoipa_app()).split_for_parts().1;
+    docs::document_guards(&mut doc);
+    doc
 }
 
 /// Registers every documented route.
@@ -252,8 +254,9 @@ pub fn bind(
             )
             .route("/api/docs/swagger-ui.css", web::get().to(docs::docs_css))
             .default_service(web::to(panel::serve))
-            .wrap(actix_web::middleware::from_fn(guard::rate_limit))
             .wrap(actix_web::middleware::from_fn(guard::access))
+            .wrap(actix_web::middleware::from_fn(guard::same_origin))
+            .wrap(actix_web::middleware::from_fn(guard::rate_limit))
             .wrap(actix_web::middleware::from_fn(
                 compression::mark_small_bodies,
             ))

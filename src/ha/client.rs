@@ -309,7 +309,7 @@ impl HaHandle {
             .map_or(0, |tx| tx.max_capacity() - tx.capacity());
         HaStatus {
             state: lock(&s.state).clone(),
-            websocket_url: s.endpoint.websocket_url.clone(),
+            websocket_url: crate::config::redact_urls(&s.endpoint.websocket_url).into_owned(),
             supervisor: s.endpoint.supervisor,
             ha_version: lock(&s.ha_version).clone(),
             connection: c.connection.load(Ordering::Relaxed),
@@ -494,10 +494,15 @@ async fn session(
     };
     let mut ws: WsStream = match connect {
         Ok(Ok((ws, _response))) => ws,
-        Ok(Err(e)) => return lost(format!("cannot connect to {url}: {e}")),
+        Ok(Err(e)) => {
+            return lost(
+                crate::config::redact_urls(&format!("cannot connect to {url}: {e}")).into_owned(),
+            );
+        }
         Err(_) => {
             return lost(format!(
-                "no WebSocket connection to {url} within {AUTH_TIMEOUT:?}"
+                "no WebSocket connection to {} within {AUTH_TIMEOUT:?}",
+                crate::config::redact_urls(url)
             ));
         }
     };

@@ -318,7 +318,7 @@ impl InfluxClient {
 
     /// Removes any secret from a message (servers and libraries may echo them).
     fn redact(&self, message: &str) -> String {
-        let mut out = truncate(message, MAX_MESSAGE).to_owned();
+        let mut out = crate::config::redact_urls(truncate(message, MAX_MESSAGE)).into_owned();
         let secret = match &self.inner.auth {
             Auth::Token(t) => t.expose(),
             Auth::Basic { password, .. } => password.expose(),
