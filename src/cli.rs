@@ -127,11 +127,10 @@ fn cannot_start_exit(served: std::io::Result<()>, fallback: &FallbackSettings) -
 
 async fn serve(settings: Settings, supervisor_token: Option<String>) -> ExitCode {
     // outside the add-on, `ha.url` and `ha.token` are options like any other
+    let fallback = FallbackSettings::new(&settings, supervisor_token.is_some());
     if let Err(e) = settings.ha_endpoint(supervisor_token.as_deref()) {
-        let fallback = FallbackSettings::new(&settings, supervisor_token.is_some());
         return serve_config_error(&[e], &fallback).await;
     }
-    let fallback = FallbackSettings::from(&settings);
     let app = match Application::build(settings, supervisor_token).await {
         Ok(app) => app,
         Err(StartupError::Storage(fault)) => return serve_storage_error(fault, &fallback).await,
