@@ -1,6 +1,7 @@
 //! Hand-written JSON rendering for the hot path: states, `state_changed` events, timestamps and
 //! context ids are written straight into strings, without building `serde_json::Value` trees.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -220,6 +221,15 @@ pub fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
     if version == HaVersion::V2025_4 {
         return row.clone();
     }
+    let device = row["device_id"]
+        .as_str()
+        .and_then(|d| home.devices.iter().find(|r| r["id"] == d))
+        .and_then(device_name);
+    entity_row_2026(row, device)
+}
+
+/// An entity registry row as 2026 sends it; `device` is the name of the entity's device.
+fn entity_row_2026(row: &Value, device: Option<&str>) -> Value {
     let mut out = row.clone();
     let Some(obj) = out.as_object_mut() else {
         return out;
@@ -227,10 +237,6 @@ pub fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
     let legacy = obj.remove("has_entity_name") == Some(Value::Bool(false));
     obj.insert("next_name_part".into(), Value::Null);
     // `original_name` no longer starts with the device's name
-    let device = row["device_id"]
-        .as_str()
-        .and_then(|d| home.devices.iter().find(|r| r["id"] == d))
-        .and_then(device_name);
     if legacy
         && let (Some(original), Some(device)) = (row["original_name"].as_str(), device)
         && let Some(own) = strip_name_prefix(original, device)
@@ -242,15 +248,32 @@ pub fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
 
 /// The reply of `config/<kind>_registry/list` as `version` sends it.
 pub fn registry_list(home: &Home, kind: RegistryKind, version: HaVersion) -> String {
-    let shaped = |rows: &[Value], shape: fn(&Home, &Value, HaVersion) -> Value| match version {
-        HaVersion::V2025_4 => as_json(rows),
-        HaVersion::V2026_11 => {
-            Value::Array(rows.iter().map(|r| shape(home, r, version)).collect()).to_string()
-        }
-    };
+    if version == HaVersion::V2025_4 {
+        return as_json(match kind {
+            RegistryKind::Device => &home.devices,
+            RegistryKind::Entity => &home.entities,
+            RegistryKind::Area => &home.areas,
+            RegistryKind::Floor => &home.floors,
+            RegistryKind::Label => &home.labels,
+        });
+    }
     match kind {
-        RegistryKind::Device => shaped(&home.devices, device_row),
-        RegistryKind::Entity => shaped(&home.entities, entity_row),
+        RegistryKind::Device => {
+            let rows = home.devices.iter().map(|r| device_row(home, r, version));
+            Value::Array(rows.collect()).to_string()
+        }
+        RegistryKind::Entity => {
+            let names: HashMap<&str, &str> = home
+                .devices
+                .iter()
+                .filter_map(|d| Some((d["id"].as_str()?, device_name(d)?)))
+                .collect();
+            let rows = home.entities.iter().map(|r| {
+                let device = r["device_id"].as_str().and_then(|d| names.get(d).copied());
+                entity_row_2026(r, device)
+            });
+            Value::Array(rows.collect()).to_string()
+        }
         RegistryKind::Area => as_json(&home.areas),
         RegistryKind::Floor => as_json(&home.floors),
         RegistryKind::Label => as_json(&home.labels),
@@ -264,6 +287,52 @@ fn as_json(rows: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_lists_of_2026_decode_without_made_up_fields() {
+        use crate::ha::model::{DeviceEntry, EntityEntry};
+        let home = super::super::home::generate(super::super::Profile::Medium, 5, 0);
+        let list = |kind, version| registry_list(&home, kind, version);
+        let entities = |v| -> Vec<EntityEntry> {
+            serde_json::from_str(&list(RegistryKind::Entity, v)).expect("entities")
+        };
+        let devices = |v| -> Vec<DeviceEntry> {
+            serde_json::from_str(&list(RegistryKind::Device, v)).expect("devices")
+        };
+        assert!(
+            entities(HaVersion::V2025_4)
+                .iter()
+                .all(|e| e.has_entity_name.is_some())
+        );
+        let new = entities(HaVersion::V2026_11);
+        assert!(new.iter().all(|e| e.has_entity_name.is_none()));
+        assert!(
+            new.iter()
+                .any(|e| e.original_name.as_deref() == Some("Battery"))
+        );
+        let old_devices = devices(HaVersion::V2025_4);
+        let new_devices = devices(HaVersion::V2026_11);
+        assert!(old_devices.iter().all(|d| d.config_entries.is_some()));
+        let children: Vec<&DeviceEntry> = new_devices
+            .iter()
+            .filter(|d| d.parent_device_id.is_some())
+            .collect();
+        assert_eq!(children.len(), 3);
+        for child in children {
+            assert_eq!(child.config_entries, None);
+            assert_eq!(child.manufacturer, None);
+            assert!(
+                child
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("Phase "))
+            );
+            assert!(child.config_entry_id.is_some());
+        }
+        // the same registry ids in both
+        let ids = |d: &[DeviceEntry]| d.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&old_devices), ids(&new_devices));
+    }
 
     #[test]
     fn strings_escape_like_json() {
