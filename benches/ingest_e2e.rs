@@ -7,7 +7,7 @@
 //!
 //! 1. throughput: the simulator (in this process, large profile: 2,000 entities) offers `RATE`
 //!    changes/s; HomeIQ runs as its own process; after a 3 s warm-up the points the backend
-//!    acknowledged (`/health/deep` → `influxdb.written` or `embedded.written`) are counted over
+//!    acknowledged (`/health/deep` → `storage.written`) are counted over
 //!    `SECS` seconds: sustained events/s written, with HomeIQ's peak RSS (`VmHWM`);
 //! 2. memory: a fresh HomeIQ at `RSS_RATE` changes/s for `RSS_SECS` seconds: its RSS at the end.
 //!
@@ -142,9 +142,9 @@ impl HomeIq {
         r.json().await.ok()
     }
 
-    async fn written(&self, backend: &str) -> (u64, Value) {
+    async fn written(&self) -> (u64, Value) {
         let d = self.deep().await.unwrap_or_default();
-        (d[backend]["written"].as_u64().unwrap_or(0), d)
+        (d["storage"]["written"].as_u64().unwrap_or(0), d)
     }
 
     fn stop(mut self) {
@@ -177,15 +177,15 @@ async fn throughput(backend: &str, influx_url: &str, rate: u64, secs: f64) -> (f
     let db = format!("bench_e2e_{backend}_{}", std::process::id());
     let app = HomeIq::start(backend, &sim.url, &sim.token, influx_url, &db).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (w0, _) = app.written(backend).await;
+    let (w0, _) = app.written().await;
     let cpu0 = cpu_secs(app.child.id());
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    let (w1, deep) = app.written(backend).await;
+    let (w1, deep) = app.written().await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs(app.child.id()) - cpu0;
     let hwm = status_kb(app.child.id(), "VmHWM") as f64 / 1024.0;
-    let dropped = deep[backend]["dropped_overflow"].as_u64().unwrap_or(0);
+    let dropped = deep["storage"]["dropped_overflow"].as_u64().unwrap_or(0);
     let per_event_us = if w1 > w0 {
         cpu * 1e6 / (w1 - w0) as f64
     } else {

@@ -93,7 +93,9 @@ async fn child(url: &str, db: String, dir: PathBuf, n: u64) {
     let writer = spooled(&settings(url, db), &dir).await;
     loop {
         let s = writer.stats();
-        if s.spool_points == 0 && s.replayed + s.quarantined + s.spool_dropped >= n {
+        if s.influx().spool_points == 0
+            && s.influx().replayed + s.influx().quarantined + s.influx().spool_dropped >= n
+        {
             break;
         }
         if started.elapsed() > Duration::from_secs(900) {
@@ -107,9 +109,9 @@ async fn child(url: &str, db: String, dir: PathBuf, n: u64) {
     let rss_max = sampler.join().unwrap_or(0);
     let s = writer.stats();
     println!("secs={secs}");
-    println!("replayed={}", s.replayed);
-    println!("quarantined={}", s.quarantined);
-    println!("spool_dropped={}", s.spool_dropped);
+    println!("replayed={}", s.influx().replayed);
+    println!("quarantined={}", s.influx().quarantined);
+    println!("spool_dropped={}", s.influx().spool_dropped);
     println!("retries={}", s.retries);
     println!("mean_write_ms={:.1}", s.mean_latency_ms.unwrap_or(f64::NAN));
     println!("rss_start_kb={rss_start}");
@@ -192,7 +194,7 @@ fn main() {
         // (The writer spills while points arrive; pushes never block.)
         while {
             let s = writer.stats();
-            s.spool_points + s.spool_dropped + s.dropped_overflow < total
+            s.influx().spool_points + s.influx().spool_dropped + s.dropped_overflow < total
         } {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -200,7 +202,7 @@ fn main() {
         writer.shutdown(Duration::from_secs(5)).await;
         let fill_secs = fill_started.elapsed().as_secs_f64();
         let spool_bytes = dir_bytes(&spool_dir);
-        if fill.spool_points != total {
+        if fill.influx().spool_points != total {
             eprintln!("the spool did not take every point: {fill:?}");
             std::process::exit(1);
         }

@@ -545,11 +545,11 @@ async fn history_aggregate_and_stats_answer_from_seeded_points_in_embedded_stora
     options.data_dir = Some(data.path().to_path_buf());
     let app = HomeIq::spawn(options).await;
     let deep = app.deep().await;
-    assert_eq!(deep["storage"], "embedded", "{deep}");
-    assert!(deep.get("influxdb").is_none(), "{deep}");
+    assert_eq!(deep["storage"]["backend"], "embedded", "{deep}");
+    assert!(deep["storage"].get("influxdb").is_none(), "{deep}");
     history_answers(&app, &temps, &lamp).await;
     let realtime = ok(&app, "/api/v1/metrics/realtime").await;
-    assert_eq!(realtime["storage"], "embedded");
+    assert_eq!(realtime["storage"]["backend"], "embedded");
 }
 
 #[tokio::test]
@@ -1076,8 +1076,8 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
     ha.set_state(&entity, "1", json!({})).await;
     eventually("points written", Duration::from_secs(20), || async {
         let rt = ok(&app, "/api/v1/metrics/realtime").await;
-        (rt["counts"]["points_written"].as_u64().unwrap_or(0) > 0
-            && rt["write_latency"]["p95_ms"].is_number())
+        (rt["storage"]["written"].as_u64().unwrap_or(0) > 0
+            && rt["storage"]["p95_latency_ms"].is_number())
         .then_some(())
     })
     .await;
@@ -1100,9 +1100,10 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
         .text()
         .await
         .unwrap_or_default();
+    common::assert_storage_reported(&rt, &app.deep().await, &text, "influxdb");
     for needle in [
         "homeiq_ha_events_received",
-        "homeiq_influxdb_write_duration_seconds_bucket",
+        "homeiq_storage_write_duration_seconds_bucket",
         "homeiq_ha_queue_depth",
         "homeiq_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/devices\",status=\"2xx\"}",
     ] {

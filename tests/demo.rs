@@ -47,16 +47,25 @@ async fn demo_shows_a_healthy_home_with_history_within_a_minute() {
     let deep = eventually("demo healthy with embedded storage", WITHIN, || async {
         let d = get(&http, &format!("{base}/health/deep")).await?;
         (d["status"] == "ok"
-            && d["storage"] == "embedded"
+            && d["storage"]["backend"] == "embedded"
             && d["home_assistant"]["state"] == "connected"
-            && d["embedded"]["written"].as_u64().unwrap_or(0) > 0)
+            && d["storage"]["written"].as_u64().unwrap_or(0) > 0)
             .then_some(d)
     })
     .await;
-    assert!(
-        deep.get("influxdb").is_none(),
-        "no InfluxDB in the demo: {deep}"
-    );
+    // every view and metric speaks of the embedded store, none of InfluxDB
+    let realtime = get(&http, &format!("{base}/api/v1/metrics/realtime"))
+        .await
+        .expect("realtime");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    common::assert_storage_reported(&realtime, &deep, &metrics, "embedded");
 
     let devices = eventually("devices mirrored", WITHIN, || async {
         let d = get(&http, &format!("{base}/api/v1/devices?limit=1")).await?;
@@ -100,11 +109,11 @@ async fn demo_shows_a_healthy_home_with_history_within_a_minute() {
         let d = get(&http, &format!("{base}/health/deep")).await?;
         let snapshot = d["ingest"]["snapshot_points"].as_u64().unwrap_or(0);
         (d["ingest"]["events"].as_u64().unwrap_or(0) > 0
-            && d["embedded"]["written"].as_u64().unwrap_or(0) > snapshot)
+            && d["storage"]["written"].as_u64().unwrap_or(0) > snapshot)
             .then_some(d)
     })
     .await;
-    assert_eq!(deep["embedded"]["dropped_overflow"], 0, "{deep}");
+    assert_eq!(deep["storage"]["dropped_overflow"], 0, "{deep}");
     let stats = get(&http, &format!("{base}/api/v1/events/stats"))
         .await
         .expect("stats");

@@ -154,7 +154,7 @@ async fn influxdb_outage_of_a_minute_loses_nothing() {
     let down_since = Instant::now();
     let during = homeiq
         .wait_deep("spooling reported", Duration::from_secs(30), |d| {
-            d["status"] == "degraded" && d["influxdb"]["reachable"] == false
+            d["status"] == "degraded" && d["storage"]["reachable"] == false
         })
         .await;
     assert!(
@@ -195,10 +195,13 @@ async fn influxdb_outage_of_a_minute_loses_nothing() {
         })
         .await;
     assert!(
-        after["influxdb"]["replayed"].as_u64().unwrap_or(0) > 0,
+        after["storage"]["influxdb"]["replayed"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
         "{after}"
     );
-    assert_eq!(after["influxdb"]["spool_dropped"], 0, "{after}");
+    assert_eq!(after["storage"]["influxdb"]["spool_dropped"], 0, "{after}");
 }
 
 /// HomeIQ SIGKILLed mid-stream and restarted: the backfill writes what was lost.
@@ -386,10 +389,15 @@ async fn tiny_spool_drops_oldest_counts_and_stays_bounded() {
     }
     let deep = homeiq
         .wait_deep("spool bound hit", Duration::from_secs(60), |d| {
-            d["influxdb"]["spool_dropped"].as_u64().unwrap_or(0) > 0
+            d["storage"]["influxdb"]["spool_dropped"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
         })
         .await;
-    let spool_bytes = deep["influxdb"]["spool_bytes"].as_u64().unwrap_or(u64::MAX);
+    let spool_bytes = deep["storage"]["influxdb"]["spool_bytes"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
     assert!(
         spool_bytes <= 1_200_000,
         "spool holds {spool_bytes} bytes: {deep}"
@@ -460,7 +468,10 @@ async fn type_conflicts_are_quarantined_and_everything_else_written() {
 
     let deep = homeiq
         .wait_deep("quarantined", Duration::from_secs(30), |d| {
-            d["influxdb"]["quarantined"].as_u64().unwrap_or(0) >= 1
+            d["storage"]["influxdb"]["quarantined"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
         })
         .await;
     eventually(
@@ -502,7 +513,9 @@ async fn type_conflicts_are_quarantined_and_everything_else_written() {
     );
     assert!(listed["total"].as_u64().unwrap_or(0) >= 1);
     // not retried in a loop: the count stays put
-    let quarantined = deep["influxdb"]["quarantined"].as_u64().unwrap_or(0);
+    let quarantined = deep["storage"]["influxdb"]["quarantined"]
+        .as_u64()
+        .unwrap_or(0);
     ha.set_state(&fine, "8", json!({})).await;
     eventually("a later point written", Duration::from_secs(30), || async {
         let rows = influx
@@ -515,7 +528,7 @@ async fn type_conflicts_are_quarantined_and_everything_else_written() {
     })
     .await;
     assert_eq!(
-        homeiq.deep().await["influxdb"]["quarantined"].as_u64(),
+        homeiq.deep().await["storage"]["influxdb"]["quarantined"].as_u64(),
         Some(quarantined)
     );
 }

@@ -604,7 +604,7 @@ async fn state_changes_become_points_exactly_once(target: Target) {
 
     let deep = homeiq.deep().await;
     assert_eq!(deep["ingest"]["duplicates"], 0, "{deep}");
-    assert_eq!(deep["influxdb"]["dropped_rejected"], 0, "{deep}");
+    assert_eq!(deep["storage"]["influxdb"]["dropped_rejected"], 0, "{deep}");
     assert_eq!(point_count(&influx, &db, "sensor", &id).await, 7);
 }
 
@@ -899,7 +899,7 @@ async fn sigterm_flushes_queued_points(target: Target) {
     .await;
     let queued = homeiq.deep().await;
     assert!(
-        queued["influxdb"]["queued"].as_u64().unwrap_or(0) >= 5,
+        queued["storage"]["queued"].as_u64().unwrap_or(0) >= 5,
         "{queued}"
     );
     assert_eq!(

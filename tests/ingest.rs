@@ -248,7 +248,7 @@ async fn state_changes_become_points_with_tags_fields_and_time() {
 
     // nothing was rejected or dropped on the way
     let deep = homeiq.deep().await;
-    assert_eq!(deep["influxdb"]["dropped_rejected"], 0, "{deep}");
+    assert_eq!(deep["storage"]["influxdb"]["dropped_rejected"], 0, "{deep}");
     assert_eq!(deep["ingest"]["duplicates"], 0, "{deep}");
 
     // every entity of the demo got its snapshot point, in its domain's measurement
@@ -414,7 +414,7 @@ async fn metrics_expose_connection_pipeline_and_writer_counters() {
     homeiq.wait_synced().await;
     homeiq
         .wait_deep("snapshot written", WAIT, |d| {
-            d["influxdb"]["written"].as_u64().unwrap_or(0) >= 100
+            d["storage"]["written"].as_u64().unwrap_or(0) >= 100
         })
         .await;
     let response = reqwest::get(homeiq.url("/metrics")).await.expect("metrics");
@@ -429,8 +429,8 @@ async fn metrics_expose_connection_pipeline_and_writer_counters() {
     assert_eq!(value("homeiq_ha_connected"), 1.0);
     assert_eq!(value("homeiq_ha_connects_total"), 1.0);
     assert!(value("homeiq_ingest_snapshot_points_total") >= 100.0);
-    assert!(value("homeiq_influxdb_points_written_total") >= 100.0);
-    assert_eq!(value("homeiq_influxdb_reachable"), 1.0);
+    assert!(value("homeiq_storage_points_written_total{backend=\"influxdb\"}") >= 100.0);
+    assert_eq!(value("homeiq_storage_reachable{backend=\"influxdb\"}"), 1.0);
     assert!(value("homeiq_process_resident_memory_bytes") > 1e6);
     assert!(
         text.ends_with("# EOF\n"),

@@ -390,6 +390,42 @@ await test("no failed responses", async () => {
   assert(failedResponses.length === 0, failedResponses.join("\n"));
 });
 
+// ---- `homeiq demo`: embedded storage; every view speaks of it, none of InfluxDB ----
+await test("overview with embedded storage (homeiq demo)", async () => {
+  const demoPort = await freePort();
+  const demoData = fs.mkdtempSync(path.join(os.tmpdir(), "homeiq-e2e-demo-"));
+  // run from the repository root: the demo serves the panel from frontend/dist
+  const demo = spawn(BIN, ["demo", "--port", String(demoPort), "--data-dir", demoData, "--profile", "small"], {
+    cwd: path.resolve(frontend, ".."),
+    env: { PATH: process.env.PATH },
+    stdio: ["ignore", "ignore", fs.openSync(path.join(artifacts, "demo.log"), "w")],
+  });
+  const demoContext = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+  try {
+    const demoUrl = `http://127.0.0.1:${demoPort}/`;
+    await until("demo /health", async () => (await fetch(`${demoUrl}health`)).ok, 60000);
+    const r = await (await fetch(`${demoUrl}api/v1/metrics/realtime`)).json();
+    assert(r.storage.backend === "embedded" && r.storage.reachable === true, `storage: ${JSON.stringify(r.storage)}`);
+    assert(!("influxdb_reachable" in r) && !("influxdb" in r.storage), "no InfluxDB in realtime");
+    const demoPage = await demoContext.newPage();
+    await demoPage.goto(demoUrl);
+    await demoPage.getByRole("heading", { level: 1, name: "Overview" }).waitFor({ timeout: 15000 });
+    await demoPage.getByRole("heading", { name: "Embedded storage" }).waitFor();
+    await demoPage.locator(".storage-card").getByText("Writing", { exact: true }).waitFor();
+    await demoPage.getByRole("status").filter({ hasText: "All good" }).waitFor({ timeout: 30000 });
+    const text = await demoPage.locator("body").innerText();
+    assert(!/influx/i.test(text) && !/unreachable/i.test(text), `the Overview speaks of InfluxDB:\n${text}`);
+    const file = path.join(artifacts, "overview-embedded-light.png");
+    await demoPage.screenshot({ path: file, fullPage: true });
+    shots.push(file);
+  } finally {
+    await demoContext.close();
+    demo.kill("SIGTERM");
+    await new Promise((resolve) => (demo.exitCode !== null ? resolve() : demo.once("exit", resolve)));
+    fs.rmSync(demoData, { recursive: true, force: true });
+  }
+});
+
 console.log(`screenshots: ${shots.map((s) => path.relative(frontend, s)).join(", ")}`);
 for (const stop of stopAll.reverse()) await stop();
 fs.rmSync(dataDir, { recursive: true, force: true });

@@ -55,11 +55,45 @@ export interface IntegrationCount {
   entities: number;
 }
 
+/** InfluxDB's own counters: credentials, quarantine, spool. */
+export interface InfluxWriterStatus {
+  auth_error: string | null;
+  dropped_rejected: number;
+  quarantined: number;
+  spooling: boolean;
+  spool_bytes: number;
+  spool_points: number;
+  spool_oldest_age_secs: number | null;
+  replayed: number;
+  spool_dropped: number;
+}
+
+/** Where history goes and how writing goes (`storage` in realtime and deep health). */
+export interface StorageStatus {
+  backend: "influxdb" | "embedded";
+  reachable: boolean;
+  queued: number;
+  in_flight: number;
+  written: number;
+  dropped_invalid: number;
+  dropped_overflow: number;
+  retries: number;
+  write_errors: number;
+  last_write_at: string | null;
+  last_error: string | null;
+  last_latency_ms: number | null;
+  mean_latency_ms: number | null;
+  p50_latency_ms: number | null;
+  p95_latency_ms: number | null;
+  /** Only with the InfluxDB backend. */
+  influxdb?: InfluxWriterStatus;
+}
+
 export interface Realtime {
   version: string;
   uptime_secs: number;
   rss_bytes: number | null;
-  status: string;
+  status: "ok" | "degraded" | "failed";
   reasons: string[];
   warnings: string[];
   home_assistant: {
@@ -70,8 +104,7 @@ export interface Realtime {
     connects: number;
     last_error: string | null;
   };
-  storage: string;
-  influxdb_reachable: boolean;
+  storage: StorageStatus;
   events: {
     per_second_now: number;
     per_second_avg_1m: number;
@@ -80,16 +113,6 @@ export interface Realtime {
   };
   queues: {
     ha_queue: number;
-    writer_queue: number;
-    in_flight: number;
-    spool_points: number;
-    spool_bytes: number;
-  };
-  write_latency: {
-    last_ms: number | null;
-    p50_ms: number | null;
-    p95_ms: number | null;
-    mean_ms: number | null;
   };
   counts: {
     devices: number;
@@ -100,8 +123,6 @@ export interface Realtime {
     labels: number;
     integrations: number;
     events_total: number;
-    points_written: number;
-    quarantined: number;
     live_listeners: number;
   };
 }

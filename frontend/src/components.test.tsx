@@ -1,11 +1,11 @@
 import { act, fireEvent, render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import type { Device, Realtime } from "./api";
+import type { Device, Realtime, StorageStatus } from "./api";
 import { Timeline, toSegments } from "./components/Timeline";
 import { deviceParams, DeviceList } from "./pages/Devices";
 import { presetRange, toLocalInput } from "./pages/Entity";
 import { matches } from "./pages/Live";
-import { warningsFor } from "./pages/Overview";
+import { StorageCard, warningsFor } from "./pages/Overview";
 import { flatten } from "./pages/Settings";
 import { CounterCells } from "./pages/Webhooks";
 import { useDebounced } from "./hooks";
@@ -78,23 +78,36 @@ describe("debounce", () => {
 });
 
 describe("overview warnings", () => {
+  const embedded: StorageStatus = {
+    backend: "embedded", reachable: true, queued: 0, in_flight: 0, written: 10, dropped_invalid: 0, dropped_overflow: 0,
+    retries: 0, write_errors: 0, last_write_at: null, last_error: null, last_latency_ms: 1, mean_latency_ms: 1,
+    p50_latency_ms: 1, p95_latency_ms: 1,
+  };
+  const influxdb: StorageStatus = {
+    ...embedded,
+    backend: "influxdb",
+    influxdb: {
+      auth_error: null, dropped_rejected: 0, quarantined: 0, spooling: false, spool_bytes: 0, spool_points: 0,
+      spool_oldest_age_secs: null, replayed: 0, spool_dropped: 0,
+    },
+  };
   const base: Realtime = {
     version: "0.1.0", uptime_secs: 1, rss_bytes: null, status: "ok", reasons: [], warnings: [],
     home_assistant: { state: "connected", connected: true, version: "2025.4", last_event_age_secs: 1, connects: 1, last_error: null },
-    storage: "influxdb", influxdb_reachable: true,
+    storage: influxdb,
     events: { per_second_now: 0, per_second_avg_1m: 0, last_minute: [], last_hour: [] },
-    queues: { ha_queue: 0, writer_queue: 0, in_flight: 0, spool_points: 0, spool_bytes: 0 },
-    write_latency: { last_ms: 1, p50_ms: 1, p95_ms: 1, mean_ms: 1 },
-    counts: { devices: 1, entities: 1, entities_with_state: 1, areas: 0, floors: 0, labels: 0, integrations: 1, events_total: 0, points_written: 0, quarantined: 0, live_listeners: 0 },
+    queues: { ha_queue: 0 },
+    counts: { devices: 1, entities: 1, entities_with_state: 1, areas: 0, floors: 0, labels: 0, integrations: 1, events_total: 0, live_listeners: 0 },
   };
-  it("is quiet when all is well", () => expect(warningsFor(base)).toEqual([]));
+  it("is quiet when all is well", () => {
+    expect(warningsFor(base)).toEqual([]);
+    expect(warningsFor({ ...base, storage: embedded })).toEqual([]);
+  });
   it("says what to do about auth, spooling and quarantine", () => {
     const w = warningsFor({
       ...base,
       home_assistant: { ...base.home_assistant, state: "auth_failed", connected: false, last_error: "invalid token" },
-      influxdb_reachable: false,
-      queues: { ...base.queues, spool_points: 1200, spool_bytes: 4096 },
-      counts: { ...base.counts, quarantined: 3 },
+      storage: { ...influxdb, reachable: false, influxdb: { ...influxdb.influxdb!, spool_points: 1200, spool_bytes: 4096, quarantined: 3 } },
     });
     expect(w.map((x) => x.title)).toEqual([
       "Home Assistant refused HomeIQ's token",
@@ -102,6 +115,21 @@ describe("overview warnings", () => {
       "3 points quarantined",
     ]);
     expect(w.every((x) => x.action.length > 10)).toBe(true);
+  });
+  it("speaks of the embedded store, never of InfluxDB, with embedded storage", () => {
+    const w = warningsFor({ ...base, storage: { ...embedded, reachable: false, queued: 5, last_error: "disk I/O error" } });
+    expect(w.map((x) => x.title)).toEqual(["The embedded history store cannot write"]);
+    expect(JSON.stringify(w)).not.toMatch(/influx/i);
+    const { container } = render(<StorageCard storage={embedded} />);
+    expect(screen.getByRole("heading", { name: "Embedded storage" })).toBeTruthy();
+    expect(container.textContent).toContain("Writing");
+    expect(container.textContent).not.toMatch(/influx|spool|unreachable/i);
+  });
+  it("shows InfluxDB's spool with InfluxDB", () => {
+    const { container } = render(<StorageCard storage={{ ...influxdb, influxdb: { ...influxdb.influxdb!, spool_points: 7 } }} />);
+    expect(screen.getByRole("heading", { name: "InfluxDB" })).toBeTruthy();
+    expect(container.textContent).toContain("Replaying spool");
+    expect(container.textContent).toContain("spool");
   });
 });
 

@@ -3,6 +3,10 @@
 //! The numbers already live in the parts' status snapshots (the Home Assistant client, the
 //! pipeline, the writer); a `prometheus-client` [`Collector`] reads them at scrape time, so there is
 //! one source of truth and nothing to keep in step on the hot path.
+//!
+//! The history writer's metrics are `homeiq_storage_*{backend="influxdb"|"embedded"}`; those of
+//! InfluxDB's quarantine and spool (`homeiq_storage_spool_*`, `…_quarantined_points`,
+//! `…_points_rejected`) exist only with InfluxDB.
 
 use std::fmt;
 
@@ -37,6 +41,30 @@ fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u
 fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn labelled_counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: (&str, &str),
+    value: u64,
+) -> fmt::Result {
+    let metric = ConstCounter::new(value);
+    let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(family.encode_family(&[label])?)
+}
+
+fn labelled_gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: (&str, &str),
+    value: f64,
+) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    let mut family = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(family.encode_family(&[label])?)
 }
 
 impl Collector for StatusCollector {
@@ -140,111 +168,120 @@ impl Collector for StatusCollector {
         )?;
 
         let w = s.writer.stats();
-        gauge(
+        let backend = w.backend.as_str();
+        let storage_counter = |e: &mut DescriptorEncoder<'_>, name, help, value| {
+            labelled_counter(e, name, help, ("backend", backend), value)
+        };
+        let storage_gauge = |e: &mut DescriptorEncoder<'_>, name, help, value| {
+            labelled_gauge(e, name, help, ("backend", backend), value)
+        };
+        storage_gauge(
             &mut e,
-            "homeiq_influxdb_reachable",
-            "1 while InfluxDB answers",
+            "homeiq_storage_reachable",
+            "1 while the history backend takes writes (InfluxDB answers, the embedded store commits)",
             f64::from(u8::from(w.reachable)),
         )?;
-        counter(
+        storage_counter(
             &mut e,
-            "homeiq_influxdb_points_written",
-            "Points InfluxDB acknowledged",
+            "homeiq_storage_points_written",
+            "Points the history backend stored",
             w.written,
         )?;
-        gauge(
+        storage_gauge(
             &mut e,
-            "homeiq_influxdb_queued_points",
-            "Points held in memory for InfluxDB",
+            "homeiq_storage_queued_points",
+            "Points held in memory for the history backend",
             w.queued as f64,
         )?;
-        gauge(
+        storage_gauge(
             &mut e,
-            "homeiq_influxdb_in_flight_points",
-            "Points in write requests under way",
+            "homeiq_storage_in_flight_points",
+            "Points in writes under way",
             w.in_flight as f64,
         )?;
-        counter(
+        storage_counter(
             &mut e,
-            "homeiq_influxdb_points_rejected",
-            "Points InfluxDB rejected as invalid",
-            w.dropped_rejected,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_influxdb_points_dropped_overflow",
+            "homeiq_storage_points_dropped_overflow",
             "Points dropped because the memory bound was reached",
             w.dropped_overflow,
         )?;
-        counter(
+        storage_counter(
             &mut e,
-            "homeiq_influxdb_points_unencodable",
+            "homeiq_storage_points_unencodable",
             "Points that could not be encoded",
             w.dropped_invalid,
         )?;
-        counter(
+        storage_counter(
             &mut e,
-            "homeiq_influxdb_write_retries",
-            "Write requests retried",
+            "homeiq_storage_write_retries",
+            "Writes retried",
             w.retries,
         )?;
-        counter(
+        storage_counter(
             &mut e,
-            "homeiq_influxdb_write_errors",
-            "Write requests that failed",
+            "homeiq_storage_write_errors",
+            "Writes that failed",
             w.write_errors,
         )?;
         if let Some(ms) = w.last_latency_ms {
-            gauge(
+            storage_gauge(
                 &mut e,
-                "homeiq_influxdb_last_write_latency_seconds",
-                "Latency of the last write request",
+                "homeiq_storage_last_write_latency_seconds",
+                "Duration of the last write",
                 ms / 1000.0,
             )?;
         }
-
-        gauge(
-            &mut e,
-            "homeiq_spool_active",
-            "1 while batches go to the disk spool",
-            f64::from(u8::from(w.spooling)),
-        )?;
-        gauge(
-            &mut e,
-            "homeiq_spool_bytes",
-            "Bytes in the disk spool",
-            w.spool_bytes as f64,
-        )?;
-        gauge(
-            &mut e,
-            "homeiq_spool_points",
-            "Points waiting in the disk spool",
-            w.spool_points as f64,
-        )?;
-        gauge(
-            &mut e,
-            "homeiq_spool_oldest_age_seconds",
-            "Age of the oldest spooled point",
-            w.spool_oldest_age_secs.unwrap_or(0.0),
-        )?;
-        counter(
-            &mut e,
-            "homeiq_spool_replayed_points",
-            "Spooled points written after InfluxDB came back",
-            w.replayed,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_spool_dropped_points",
-            "Spooled points dropped at the spool's size or age bound",
-            w.spool_dropped,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_quarantined_points",
-            "Points InfluxDB refused as invalid, kept in quarantine",
-            w.quarantined,
-        )?;
+        // InfluxDB's own: refused points, the quarantine and the spool
+        if let Some(influx) = &w.influxdb {
+            storage_counter(
+                &mut e,
+                "homeiq_storage_points_rejected",
+                "Points InfluxDB rejected as invalid",
+                influx.dropped_rejected,
+            )?;
+            storage_counter(
+                &mut e,
+                "homeiq_storage_quarantined_points",
+                "Points InfluxDB refused as invalid, kept in quarantine",
+                influx.quarantined,
+            )?;
+            storage_gauge(
+                &mut e,
+                "homeiq_storage_spool_active",
+                "1 while batches go to the disk spool",
+                f64::from(u8::from(influx.spooling)),
+            )?;
+            storage_gauge(
+                &mut e,
+                "homeiq_storage_spool_bytes",
+                "Bytes in the disk spool",
+                influx.spool_bytes as f64,
+            )?;
+            storage_gauge(
+                &mut e,
+                "homeiq_storage_spool_points",
+                "Points waiting in the disk spool",
+                influx.spool_points as f64,
+            )?;
+            storage_gauge(
+                &mut e,
+                "homeiq_storage_spool_oldest_age_seconds",
+                "Age of the oldest spooled point",
+                influx.spool_oldest_age_secs.unwrap_or(0.0),
+            )?;
+            storage_counter(
+                &mut e,
+                "homeiq_storage_spool_replayed_points",
+                "Spooled points written after InfluxDB came back",
+                influx.replayed,
+            )?;
+            storage_counter(
+                &mut e,
+                "homeiq_storage_spool_dropped_points",
+                "Spooled points dropped at the spool's size or age bound",
+                influx.spool_dropped,
+            )?;
+        }
 
         let heartbeat = s
             .heartbeat
@@ -392,15 +429,18 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// A registry whose collector reads `state` at every scrape, plus the live histograms: InfluxDB
-/// write durations and HTTP request durations by route.
+/// A registry whose collector reads `state` at every scrape, plus the live histograms: history
+/// write durations (labelled with the backend) and HTTP request durations by route.
 pub fn registry(state: AppState, http: super::guard::HttpDurations) -> Registry {
     let mut registry = Registry::default();
-    registry.register(
-        "homeiq_influxdb_write_duration_seconds",
-        "Duration of answered InfluxDB write requests",
-        state.writer.latency_histogram(),
-    );
+    registry
+        .sub_registry_with_label(("backend".into(), state.writer.backend().as_str().into()))
+        .register(
+            "homeiq_storage_write_duration_seconds",
+            "Duration of writes to the history backend (InfluxDB requests answered, embedded \
+             transactions)",
+            state.writer.latency_histogram(),
+        );
     registry.register(
         "homeiq_http_request_duration_seconds",
         "Duration of HTTP requests by method, route and status class",

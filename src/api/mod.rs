@@ -92,7 +92,7 @@ pub struct AppState {
 }
 
 /// Overall verdict of `/health/deep`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// All good.
@@ -371,73 +371,82 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
         ),
     }
 
-    let influx = state.writer.stats();
-    let embedded = matches!(state.writer, HistoryWriter::Embedded(_));
-    if embedded {
-        if !influx.reachable {
-            flag(
-                Verdict::Degraded,
-                format!(
-                    "the embedded history store cannot write; {} points held in memory{}",
-                    influx.queued + influx.in_flight,
-                    influx
-                        .last_error
-                        .as_ref()
-                        .map(|e| format!(" (last error: {e})"))
-                        .unwrap_or_default()
-                ),
-            );
-        }
-    } else if let Some(auth) = &influx.auth_error {
-        flag(
-            Verdict::Failed,
-            format!(
-                "InfluxDB refused the credentials ({auth}); check influxdb.username/password/token"
-            ),
-        );
-    } else if !influx.reachable || influx.spooling {
-        flag(
-            Verdict::Degraded,
-            format!(
-                "InfluxDB is unreachable; {} points held in memory and {} spooled to disk ({} bytes{}); they are written when it is back{}",
-                influx.queued,
-                influx.spool_points,
-                influx.spool_bytes,
-                influx
-                    .spool_oldest_age_secs
-                    .map(|a| format!(", oldest {a:.0} s"))
-                    .unwrap_or_default(),
-                influx
-                    .last_error
-                    .as_ref()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ),
-        );
-    }
+    let storage = state.writer.stats();
+    let held = |extra: String| {
+        format!(
+            "{} points held in memory{extra}{}",
+            storage.queued + storage.in_flight,
+            storage
+                .last_error
+                .as_ref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )
+    };
     // losses in the past: shown until restart, without changing the verdict
     let mut warnings: Vec<String> = Vec::new();
-    if embedded {
-        if influx.dropped_overflow > 0 {
-            warnings.push(format!(
-                "{} points were dropped because the embedded store fell behind and memory was full",
-                influx.dropped_overflow
-            ));
+    match &storage.influxdb {
+        None => {
+            if !storage.reachable {
+                flag(
+                    Verdict::Degraded,
+                    format!(
+                        "the embedded history store cannot write; {}",
+                        held(String::new())
+                    ),
+                );
+            }
+            if storage.dropped_overflow > 0 {
+                warnings.push(format!(
+                    "{} points were dropped because the embedded store fell behind and memory was full",
+                    storage.dropped_overflow
+                ));
+            }
         }
-    } else if influx.spool_dropped > 0 || influx.dropped_overflow > 0 {
-        warnings.push(format!(
-            "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
-            influx.spool_dropped, influx.dropped_overflow
-        ));
-    }
-    if influx.spool_corrupt_records > 0 {
-        warnings.push(format!("{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory", influx.spool_corrupt_records, influx.spool_corrupt_bytes));
-    }
-    if influx.quarantined > 0 {
-        warnings.push(format!(
-            "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",
-            influx.quarantined
-        ));
+        Some(influx) => {
+            if let Some(auth) = &influx.auth_error {
+                flag(
+                    Verdict::Failed,
+                    format!(
+                        "InfluxDB refused the credentials ({auth}); check influxdb.username/password/token"
+                    ),
+                );
+            } else if !storage.reachable || influx.spooling {
+                flag(
+                    Verdict::Degraded,
+                    format!(
+                        "InfluxDB is unreachable; {}; they are written when it is back",
+                        held(format!(
+                            " and {} spooled to disk ({} bytes{})",
+                            influx.spool_points,
+                            influx.spool_bytes,
+                            influx
+                                .spool_oldest_age_secs
+                                .map(|a| format!(", oldest {a:.0} s"))
+                                .unwrap_or_default(),
+                        ))
+                    ),
+                );
+            }
+            if influx.spool_dropped > 0 || storage.dropped_overflow > 0 {
+                warnings.push(format!(
+                    "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
+                    influx.spool_dropped, storage.dropped_overflow
+                ));
+            }
+            if influx.spool_corrupt_records > 0 {
+                warnings.push(format!(
+                    "{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory",
+                    influx.spool_corrupt_records, influx.spool_corrupt_bytes
+                ));
+            }
+            if influx.quarantined > 0 {
+                warnings.push(format!(
+                    "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",
+                    influx.quarantined
+                ));
+            }
+        }
     }
 
     let sqlite = match state.registry.ping().await {
@@ -465,9 +474,9 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
     let registry = state.registry_sync.status();
     let ingest = state.ingest.snapshot(state.states.len());
 
-    let mut body = json!({
+    let body = json!({
         "status": verdict,
-        "storage": state.writer.backend(),
+        "storage": storage,
         "reasons": reasons,
         "warnings": warnings,
         "version": env!("CARGO_PKG_VERSION"),
@@ -483,12 +492,5 @@ pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
             "points": state.heartbeat.points.load(std::sync::atomic::Ordering::Relaxed),
         },
     });
-    // the writer's counters under the backend's name: `influxdb` or `embedded`
-    if let Some(map) = body.as_object_mut() {
-        map.insert(
-            state.writer.backend().to_owned(),
-            serde_json::to_value(influx).unwrap_or_default(),
-        );
-    }
     (verdict, body)
 }

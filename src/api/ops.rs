@@ -13,7 +13,7 @@ use super::extract::{Params, within};
 use super::rates::RateSnapshot;
 use super::{AppState, Verdict, deep_report, metrics};
 use crate::ha::ConnectionState;
-use crate::store::sink::HistoryWriter;
+use crate::store::sink::StorageStatus;
 
 /// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
@@ -79,32 +79,11 @@ pub struct HaSummary {
     pub last_error: Option<String>,
 }
 
-/// Queue and spool depths.
+/// Queue depths (the writer's own queue is in `storage`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queues {
     /// Messages between the WebSocket reader and the pipeline.
     pub ha_queue: usize,
-    /// Points waiting in memory for InfluxDB.
-    pub writer_queue: usize,
-    /// Points in write requests under way.
-    pub in_flight: usize,
-    /// Points in the disk spool.
-    pub spool_points: u64,
-    /// Size of the spool, bytes.
-    pub spool_bytes: u64,
-}
-
-/// Write latency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Latency {
-    /// The last write, ms.
-    pub last_ms: Option<f64>,
-    /// Median of the last 256 writes, ms.
-    pub p50_ms: Option<f64>,
-    /// 95th percentile of the last 256 writes, ms.
-    pub p95_ms: Option<f64>,
-    /// Mean since start, ms.
-    pub mean_ms: Option<f64>,
 }
 
 /// Counts for the dashboard.
@@ -126,10 +105,6 @@ pub struct Counts {
     pub integrations: usize,
     /// Events received since start.
     pub events_total: u64,
-    /// Points written since start.
-    pub points_written: u64,
-    /// Points quarantined since start.
-    pub quarantined: u64,
     /// Live stream listeners.
     pub live_listeners: usize,
 }
@@ -143,29 +118,26 @@ pub struct Realtime {
     pub uptime_secs: u64,
     /// Resident memory, bytes.
     pub rss_bytes: Option<u64>,
-    /// `ok`, `degraded` or `failed`, as `/health/deep`.
-    pub status: String,
+    /// The verdict of `/health/deep`.
+    pub status: Verdict,
     /// Current problems, in plain words.
     pub reasons: Vec<String>,
     /// Past losses worth knowing.
     pub warnings: Vec<String>,
     /// Home Assistant connection.
     pub home_assistant: HaSummary,
-    /// Where history goes: `influxdb` or `embedded`.
-    pub storage: String,
-    /// Whether InfluxDB answered the last request (`false` with embedded storage).
-    pub influxdb_reachable: bool,
+    /// Where history goes (`backend`), whether it takes writes, the writer's queue, counters
+    /// and write latency; as `storage` in `/health/deep`.
+    pub storage: StorageStatus,
     /// Event rates.
     pub events: RateSnapshot,
     /// Queue depths.
     pub queues: Queues,
-    /// InfluxDB write latency.
-    pub write_latency: Latency,
     /// Counts.
     pub counts: Counts,
 }
 
-/// One call for the dashboard: connection, event rates, queues, latency, counts, memory, uptime.
+/// One call for the dashboard: connection, storage, event rates, queues, counts, memory, uptime.
 #[utoipa::path(tag = "operations", responses((status = 200, body = Realtime)))]
 #[get("/api/v1/metrics/realtime")]
 pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
@@ -177,7 +149,6 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             .unwrap_or_default()
     };
     let ha = state.ha.status();
-    let writer = state.writer.stats();
     let catalog = state.catalog.current();
     let ha_state = serde_json::to_value(&ha.state)
         .ok()
@@ -187,10 +158,7 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_secs: state.started.elapsed().as_secs(),
         rss_bytes: metrics::resident_bytes(),
-        status: serde_json::to_value(verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        status: verdict,
         reasons: strings("reasons"),
         warnings: strings("warnings"),
         home_assistant: HaSummary {
@@ -201,21 +169,10 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             connects: ha.connects,
             last_error: ha.last_error.clone(),
         },
-        storage: state.writer.backend().into(),
-        influxdb_reachable: matches!(state.writer, HistoryWriter::Influx(_)) && writer.reachable,
+        storage: state.writer.stats(),
         events: state.rates.snapshot(),
         queues: Queues {
             ha_queue: ha.queue_depth,
-            writer_queue: writer.queued,
-            in_flight: writer.in_flight,
-            spool_points: writer.spool_points,
-            spool_bytes: writer.spool_bytes,
-        },
-        write_latency: Latency {
-            last_ms: writer.last_latency_ms,
-            p50_ms: writer.p50_latency_ms,
-            p95_ms: writer.p95_latency_ms,
-            mean_ms: writer.mean_latency_ms,
         },
         counts: Counts {
             devices: catalog.devices.len(),
@@ -226,8 +183,6 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             labels: catalog.labels.len(),
             integrations: catalog.integrations.len(),
             events_total: ha.events_received,
-            points_written: writer.written,
-            quarantined: writer.quarantined,
             live_listeners: state.live.listeners(),
         },
     };

@@ -92,8 +92,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::ha::model::{Attributes, State, StateChanged};
 use crate::ha::{CommandError, HaHandle};
-use crate::store::influx::{EntityMeta, Point, PointMapper, WriterStatus};
-use crate::store::sink::HistoryWriter;
+use crate::store::influx::{EntityMeta, Point, PointMapper};
+use crate::store::sink::{HistoryWriter, StorageStatus};
 
 /// File name of the persisted cursor inside the data directory.
 pub const CURSOR_FILE: &str = "backfill_cursor.json";
@@ -332,7 +332,7 @@ pub struct WriterView {
 
 impl WriterView {
     /// The view of a writer status.
-    pub fn of(s: &WriterStatus) -> Self {
+    pub fn of(s: &StorageStatus) -> Self {
         WriterView {
             held: s.queued + s.in_flight,
             retries: s.retries,

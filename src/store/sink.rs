@@ -2,16 +2,91 @@
 //!
 //! Everything that records history (the pipeline, the heartbeat, the gap backfill) pushes
 //! [`Point`]s of the `homeiq` schema (or `ha_compat`, InfluxDB only) into a [`HistoryWriter`] and
-//! reads its [`WriterStatus`]; the API reports it. Both backends share the contract: `push` never
+//! reads its [`StorageStatus`]; the API reports it as the `storage` object of `/health/deep` and
+//! `/api/v1/metrics/realtime`, and `/metrics` as `homeiq_storage_*{backend}`. Both backends share
+//! the contract: `push` never
 //! blocks, rewriting a point (same entity and time) overwrites it, and `shutdown` writes what it
 //! can within its deadline.
 
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::embedded::EmbeddedWriter;
-use crate::store::influx::{Point, QuarantinedPoint, ShutdownReport, WriterHandle, WriterStatus};
+use crate::store::influx::{
+    InfluxWriterStatus, Point, QuarantinedPoint, ShutdownReport, WriterHandle,
+};
+
+/// Where history is stored (`storage` in the settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// InfluxDB 1.x.
+    Influxdb,
+    /// SQLite in the data folder (`history.db`).
+    Embedded,
+}
+
+impl StorageBackend {
+    /// The name the API and the metrics' `backend` label use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageBackend::Influxdb => "influxdb",
+            StorageBackend::Embedded => "embedded",
+        }
+    }
+}
+
+/// A snapshot of the history writer's counters: the `storage` object of `/health/deep` and
+/// `/api/v1/metrics/realtime`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StorageStatus {
+    /// Where history goes.
+    pub backend: StorageBackend,
+    /// Whether the backend took the last write: InfluxDB answered the last request, the embedded
+    /// store committed the last transaction.
+    pub reachable: bool,
+    /// Points waiting in memory (including batches waiting to be retried or, for InfluxDB, on
+    /// their way to the spool).
+    pub queued: usize,
+    /// Points in write requests or transactions under way.
+    pub in_flight: usize,
+    /// Points stored (for InfluxDB: acknowledged, live and replayed).
+    pub written: u64,
+    /// Points that could not be encoded (no writable field, bad measurement).
+    pub dropped_invalid: u64,
+    /// Points dropped from memory: the queue's hard limit was reached (without a spool: the queue
+    /// was full), or they were pushed after shutdown. The oldest go first.
+    pub dropped_overflow: u64,
+    /// Batches put back for another attempt.
+    pub retries: u64,
+    /// Write requests or transactions that did not fully succeed.
+    pub write_errors: u64,
+    /// When the last write succeeded (RFC 3339).
+    pub last_write_at: Option<String>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Duration of the last write, milliseconds.
+    pub last_latency_ms: Option<f64>,
+    /// Mean duration of writes since start, milliseconds.
+    pub mean_latency_ms: Option<f64>,
+    /// Median duration of the last 256 writes, milliseconds.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th percentile duration of the last 256 writes, milliseconds.
+    pub p95_latency_ms: Option<f64>,
+    /// InfluxDB's credentials, quarantine and spool; present only with `backend` `influxdb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub influxdb: Option<InfluxWriterStatus>,
+}
+
+impl StorageStatus {
+    /// The InfluxDB writer's own counters; all zero for the embedded store.
+    pub fn influx(&self) -> &InfluxWriterStatus {
+        self.influxdb.as_ref().unwrap_or(&InfluxWriterStatus::NONE)
+    }
+}
 
 /// Where history points go.
 #[derive(Debug, Clone)]
@@ -35,11 +110,11 @@ impl From<EmbeddedWriter> for HistoryWriter {
 }
 
 impl HistoryWriter {
-    /// The backend's name as the API reports it: `influxdb` or `embedded`.
-    pub fn backend(&self) -> &'static str {
+    /// Where history goes.
+    pub fn backend(&self) -> StorageBackend {
         match self {
-            HistoryWriter::Influx(_) => "influxdb",
-            HistoryWriter::Embedded(_) => "embedded",
+            HistoryWriter::Influx(_) => StorageBackend::Influxdb,
+            HistoryWriter::Embedded(_) => StorageBackend::Embedded,
         }
     }
 
@@ -69,7 +144,7 @@ impl HistoryWriter {
     }
 
     /// A snapshot of the writer's counters.
-    pub fn stats(&self) -> WriterStatus {
+    pub fn stats(&self) -> StorageStatus {
         match self {
             HistoryWriter::Influx(w) => w.stats(),
             HistoryWriter::Embedded(w) => w.stats(),

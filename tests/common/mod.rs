@@ -791,3 +791,56 @@ impl Drop for Sim {
         self.kill();
     }
 }
+
+/// Checks that `/api/v1/metrics/realtime` (`realtime`), `/health/deep` (`deep`) and `/metrics`
+/// (`metrics`) speak of the history backend actually configured, `backend` (`influxdb` or
+/// `embedded`), and of no other: a typed `storage` object, `homeiq_storage_*{backend}` metrics.
+pub fn assert_storage_reported(realtime: &Value, deep: &Value, metrics: &str, backend: &str) {
+    for (what, doc) in [("realtime", realtime), ("deep health", deep)] {
+        let storage = &doc["storage"];
+        assert_eq!(storage["backend"], backend, "{what}: {doc}");
+        assert_eq!(storage["reachable"], true, "{what}: {doc}");
+        assert!(storage["written"].is_u64(), "{what}: {doc}");
+        // InfluxDB's own counters (spool, quarantine) only with InfluxDB
+        assert_eq!(
+            storage["influxdb"]["spool_points"].is_u64(),
+            backend == "influxdb",
+            "{what}: {doc}"
+        );
+        assert!(doc.get("influxdb_reachable").is_none(), "{what}: {doc}");
+        assert!(
+            doc.get("influxdb").is_none() && doc.get("embedded").is_none(),
+            "{what}: {doc}"
+        );
+    }
+    assert!(
+        realtime["queues"].get("spool_points").is_none(),
+        "{realtime}"
+    );
+    for name in [
+        "homeiq_storage_reachable",
+        "homeiq_storage_points_written_total",
+        "homeiq_storage_queued_points",
+        "homeiq_storage_write_duration_seconds_count",
+    ] {
+        let line = format!("{name}{{backend=\"{backend}\"}} ");
+        assert!(metrics.contains(&line), "{line} missing in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "homeiq_storage_reachable{{backend=\"{backend}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics.contains("homeiq_storage_spool_points{backend=\"influxdb\"}"),
+        backend == "influxdb",
+        "{metrics}"
+    );
+    for old in ["homeiq_influxdb_", "homeiq_spool_", "homeiq_quarantined_"] {
+        assert!(!metrics.contains(old), "{old}* is gone:\n{metrics}");
+    }
+    if backend == "embedded" {
+        assert!(!metrics.contains("influxdb"), "{metrics}");
+    }
+}

@@ -1,6 +1,6 @@
 import { useMemo } from "react";
 import { Link } from "wouter";
-import type { IntegrationCount, Realtime } from "../api";
+import type { IntegrationCount, Realtime, StorageStatus } from "../api";
 import { apiUrl } from "../api";
 import { Chart } from "../components/Chart";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
@@ -34,20 +34,31 @@ export function warningsFor(r: Realtime): Warning[] {
       action: "HomeIQ reconnects on its own and backfills the gap; check that Home Assistant is running and ha.url is right.",
     });
   }
-  if (!r.influxdb_reachable || r.queues.spool_points > 0) {
+  const s = r.storage;
+  if (s.influxdb) {
+    const influx = s.influxdb;
+    if (!s.reachable || influx.spool_points > 0) {
+      out.push({
+        level: "warning",
+        title: s.reachable ? "Writing spooled history back to InfluxDB" : "InfluxDB is unreachable: spooling to disk",
+        detail: `${fmtNumber(influx.spool_points)} points (${fmtBytes(influx.spool_bytes)}) on disk, ${fmtNumber(s.queued)} in memory.`,
+        action: "Nothing is lost while the spool has room (spool.max_bytes); check InfluxDB (influxdb.url, disk space).",
+      });
+    }
+    if (influx.quarantined > 0) {
+      out.push({
+        level: "warning",
+        title: `${fmtNumber(influx.quarantined)} points quarantined`,
+        detail: "InfluxDB refused them as invalid (usually a field that changed type).",
+        action: "See api/v1/quarantine for the lines and reasons; exclude the entity or ignore the attribute (influxdb.ignore_attributes).",
+      });
+    }
+  } else if (!s.reachable) {
     out.push({
       level: "warning",
-      title: r.influxdb_reachable ? "Writing spooled history back to InfluxDB" : "InfluxDB is unreachable: spooling to disk",
-      detail: `${fmtNumber(r.queues.spool_points)} points (${fmtBytes(r.queues.spool_bytes)}) on disk, ${fmtNumber(r.queues.writer_queue)} in memory.`,
-      action: "Nothing is lost while the spool has room (spool.max_bytes); check InfluxDB (influxdb.url, disk space).",
-    });
-  }
-  if (r.counts.quarantined > 0) {
-    out.push({
-      level: "warning",
-      title: `${fmtNumber(r.counts.quarantined)} points quarantined`,
-      detail: "InfluxDB refused them as invalid (usually a field that changed type).",
-      action: "See api/v1/quarantine for the lines and reasons; exclude the entity or ignore the attribute (influxdb.ignore_attributes).",
+      title: "The embedded history store cannot write",
+      detail: `${fmtNumber(s.queued + s.in_flight)} points held in memory${s.last_error ? ` (last error: ${s.last_error})` : ""}.`,
+      action: "HomeIQ retries on its own; check the free space of the data folder, where history.db lives.",
     });
   }
   const known = new Set(out.map((w) => w.detail));
@@ -60,6 +71,32 @@ export function warningsFor(r: Realtime): Warning[] {
     out.push({ level: "warning", title: "Since start", detail: w, action: "Shown until HomeIQ restarts." });
   }
   return out;
+}
+
+/** The storage as users know it. */
+export function storageName(s: StorageStatus): string {
+  return s.backend === "influxdb" ? "InfluxDB" : "Embedded storage";
+}
+
+/** What the storage is doing, in one word or two. */
+function storageState(s: StorageStatus): string {
+  if (s.influxdb) return s.reachable ? (s.influxdb.spool_points > 0 ? "Replaying spool" : "Writing") : "Unreachable";
+  return s.reachable ? "Writing" : "Cannot write";
+}
+
+/** The card of the storage actually configured: InfluxDB (with its spool) or the embedded store. */
+export function StorageCard({ storage: s }: { storage: StorageStatus }) {
+  return (
+    <Card title={storageName(s)} className="storage-card">
+      <div className="stats">
+        <Stat label="state" value={storageState(s)} hint={s.influxdb ? undefined : "SQLite in the data folder"} />
+        <Stat label="write latency p50 / p95" value={`${fmtNumber(s.p50_latency_ms, 1)} / ${fmtNumber(s.p95_latency_ms, 1)} ms`} hint={`last ${fmtNumber(s.last_latency_ms, 1)} ms`} />
+        {s.influxdb && <Stat label="spool" value={`${fmtNumber(s.influxdb.spool_points)} points`} hint={fmtBytes(s.influxdb.spool_bytes)} />}
+        <Stat label="queued in memory" value={fmtNumber(s.queued)} />
+        <Stat label="points written" value={fmtNumber(s.written)} />
+      </div>
+    </Card>
+  );
 }
 
 function Stat({ label, value, hint }: { label: string; value: string; hint?: string }) {
@@ -112,7 +149,9 @@ export default function Overview() {
       {error && <ErrorBox error={`Refresh failed: ${error} (showing the last answer)`} />}
       <section aria-label="Warnings" className="warnings">
         {warnings.length === 0 ? (
-          <div className="banner ok" role="status">All good: connected to Home Assistant and writing to InfluxDB.</div>
+          <div className="banner ok" role="status">
+            All good: connected to Home Assistant and writing to {r.storage.backend === "influxdb" ? "InfluxDB" : "the embedded history store"}.
+          </div>
         ) : (
           warnings.map((w, i) => (
             <div key={i} className={`banner ${w.level}`} role="alert">
@@ -131,15 +170,7 @@ export default function Overview() {
             <Stat label="connects" value={fmtNumber(ha.connects)} />
           </div>
         </Card>
-        <Card title="InfluxDB">
-          <div className="stats">
-            <Stat label="state" value={r.influxdb_reachable ? (r.queues.spool_points > 0 ? "Replaying spool" : "Writing") : "Unreachable"} />
-            <Stat label="write latency p50 / p95" value={`${fmtNumber(r.write_latency.p50_ms, 1)} / ${fmtNumber(r.write_latency.p95_ms, 1)} ms`} hint={`last ${fmtNumber(r.write_latency.last_ms, 1)} ms`} />
-            <Stat label="spool" value={`${fmtNumber(r.queues.spool_points)} points`} hint={fmtBytes(r.queues.spool_bytes)} />
-            <Stat label="queued in memory" value={fmtNumber(r.queues.writer_queue)} />
-            <Stat label="points written" value={fmtNumber(r.counts.points_written)} />
-          </div>
-        </Card>
+        <StorageCard storage={r.storage} />
         <Card title="Your home">
           <div className="stats">
             <Stat label="devices" value={fmtNumber(r.counts.devices)} />

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{EmbeddedOptions, Row, row_of};
-use crate::store::influx::{Point, ShutdownReport, WriterStatus};
+use crate::store::influx::{Point, ShutdownReport};
 use crate::store::latency::RecentLatencies;
+use crate::store::sink::{StorageBackend, StorageStatus};
 use crate::store::written::WriteLog;
 
 /// Buckets of the transaction latency histogram, seconds (as the InfluxDB writer's).
@@ -175,9 +176,8 @@ impl EmbeddedWriter {
         self.shared.latency.clone()
     }
 
-    /// A snapshot of the counters, in the InfluxDB writer's terms: `reachable` is whether the
-    /// last transaction succeeded; the spool and quarantine fields stay empty.
-    pub fn stats(&self) -> WriterStatus {
+    /// A snapshot of the counters: `reachable` is whether the last transaction succeeded.
+    pub fn stats(&self) -> StorageStatus {
         let s = &*self.shared;
         let (queued, in_flight) = {
             let q = lock(&s.queue);
@@ -187,34 +187,25 @@ impl EmbeddedWriter {
         let transactions = s.transactions.load(Ordering::Relaxed);
         let ms = |us: u64| us as f64 / 1000.0;
         let (p50, p95) = s.recent_latency.p50_p95_ms();
-        WriterStatus {
+        StorageStatus {
+            backend: StorageBackend::Embedded,
+            reachable: s.healthy.load(Ordering::Relaxed),
             queued,
             in_flight,
             written: s.written.load(Ordering::Relaxed),
-            dropped_rejected: 0,
             dropped_invalid: s.dropped_invalid.load(Ordering::Relaxed),
             dropped_overflow: s.dropped_overflow.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
             write_errors: s.write_errors.load(Ordering::Relaxed),
             last_write_at: texts.last_write_at.map(|t| t.to_rfc3339()),
             last_error: texts.last_error.clone(),
-            auth_error: None,
-            reachable: s.healthy.load(Ordering::Relaxed),
             last_latency_ms: (transactions > 0)
                 .then(|| ms(s.last_latency_us.load(Ordering::Relaxed))),
             mean_latency_ms: (transactions > 0)
                 .then(|| ms(s.latency_total_us.load(Ordering::Relaxed)) / transactions as f64),
             p50_latency_ms: p50,
             p95_latency_ms: p95,
-            spooling: false,
-            spool_bytes: 0,
-            spool_points: 0,
-            spool_oldest_age_secs: None,
-            replayed: 0,
-            quarantined: 0,
-            spool_dropped: 0,
-            spool_corrupt_records: 0,
-            spool_corrupt_bytes: 0,
+            influxdb: None,
         }
     }
 

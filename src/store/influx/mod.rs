@@ -104,4 +104,6 @@ pub use line::{EncodeError, FieldValue, Point, Precision, encode_point, stored_n
 pub use quarantine::QuarantinedPoint;
 pub use schema::{EntityMeta, PointMapper};
 pub use spool::SpoolError;
-pub use writer::{ShutdownReport, WriterHandle, WriterStatus, spawn_spooled_writer, spawn_writer};
+pub use writer::{
+    InfluxWriterStatus, ShutdownReport, WriterHandle, spawn_spooled_writer, spawn_writer,
+};

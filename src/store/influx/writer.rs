@@ -73,6 +73,7 @@ use super::quarantine::{Quarantine, QuarantinedPoint, culprits, reason_text};
 use super::spool::{Batch, RecordRef, Spool, SpoolError, SpoolGauges, SpoolLimits, now_ms};
 use crate::config::{InfluxSettings, SpoolSettings};
 use crate::store::latency::RecentLatencies;
+use crate::store::sink::{StorageBackend, StorageStatus};
 use crate::store::written::WriteLog;
 
 /// Shortest interval between two log lines about refused points.
@@ -128,44 +129,17 @@ impl WriterConfig {
     }
 }
 
-/// A snapshot of the writer's counters, for health endpoints and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WriterStatus {
-    /// Points waiting in memory (including batches waiting to be retried or on their way to the
-    /// spool).
-    pub queued: usize,
-    /// Points in live write requests under way.
-    pub in_flight: usize,
-    /// Points InfluxDB accepted (live and replayed).
-    pub written: u64,
+/// The InfluxDB writer's own counters, beside those every backend reports: its credentials,
+/// the quarantine and the spool.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct InfluxWriterStatus {
+    /// Set while InfluxDB refuses the credentials: a configuration error.
+    pub auth_error: Option<String>,
     /// Points InfluxDB refused (parse errors, field type conflicts…); never resent, kept in the
     /// quarantine.
     pub dropped_rejected: u64,
-    /// Points that could not be encoded (no writable field, bad measurement).
-    pub dropped_invalid: u64,
-    /// Points dropped from memory: the queue's hard limit was reached (without a spool: the queue
-    /// was full), or they were pushed after shutdown. The oldest go first.
-    pub dropped_overflow: u64,
-    /// Batches put back for another attempt (spooled after a failed write, or retried).
-    pub retries: u64,
-    /// Write requests that did not fully succeed.
-    pub write_errors: u64,
-    /// When the last write succeeded (RFC 3339).
-    pub last_write_at: Option<String>,
-    /// The last error, if any.
-    pub last_error: Option<String>,
-    /// Set while InfluxDB refuses the credentials: a configuration error.
-    pub auth_error: Option<String>,
-    /// Whether InfluxDB answered the last request.
-    pub reachable: bool,
-    /// Duration of the last write request, milliseconds.
-    pub last_latency_ms: Option<f64>,
-    /// Mean duration of write requests, milliseconds.
-    pub mean_latency_ms: Option<f64>,
-    /// Median duration of the last 256 write requests, milliseconds.
-    pub p50_latency_ms: Option<f64>,
-    /// 95th percentile duration of the last 256 write requests, milliseconds.
-    pub p95_latency_ms: Option<f64>,
+    /// Points moved to the quarantine since start (see [`WriterHandle::quarantine`]).
+    pub quarantined: u64,
     /// Whether points wait in the spool for InfluxDB (working, but degraded).
     pub spooling: bool,
     /// Size of the spool's files, bytes.
@@ -176,8 +150,6 @@ pub struct WriterStatus {
     pub spool_oldest_age_secs: Option<f64>,
     /// Points written from the spool.
     pub replayed: u64,
-    /// Points moved to the quarantine since start (see [`WriterHandle::quarantine`]).
-    pub quarantined: u64,
     /// Points the spool dropped: its size or age bound was reached (the oldest go first), a record
     /// was corrupt, or the disk refused the write.
     pub spool_dropped: u64,
@@ -186,6 +158,23 @@ pub struct WriterStatus {
     pub spool_corrupt_records: u64,
     /// Bytes of the damaged spool records skipped.
     pub spool_corrupt_bytes: u64,
+}
+
+impl InfluxWriterStatus {
+    /// All zero: what [`StorageStatus::influx`] shows for a backend without these counters.
+    pub(crate) const NONE: InfluxWriterStatus = InfluxWriterStatus {
+        auth_error: None,
+        dropped_rejected: 0,
+        quarantined: 0,
+        spooling: false,
+        spool_bytes: 0,
+        spool_points: 0,
+        spool_oldest_age_secs: None,
+        replayed: 0,
+        spool_dropped: 0,
+        spool_corrupt_records: 0,
+        spool_corrupt_bytes: 0,
+    };
 }
 
 /// What [`WriterHandle::shutdown`] achieved.
@@ -517,7 +506,7 @@ impl WriterHandle {
     }
 
     /// A snapshot of the counters.
-    pub fn stats(&self) -> WriterStatus {
+    pub fn stats(&self) -> StorageStatus {
         let shared = &*self.shared;
         let (queued, in_flight) = {
             let q = lock(&shared.queue);
@@ -531,34 +520,37 @@ impl WriterHandle {
         let spool_points = g.points.load(Ordering::Relaxed);
         let oldest = g.oldest_ms.load(Ordering::Relaxed);
         let (p50, p95) = shared.recent_latency.p50_p95_ms();
-        WriterStatus {
+        StorageStatus {
+            backend: StorageBackend::Influxdb,
+            reachable: c.reachable.load(Ordering::Relaxed),
             p50_latency_ms: p50,
             p95_latency_ms: p95,
             queued,
             in_flight,
             written: c.written.load(Ordering::Relaxed),
-            dropped_rejected: c.dropped_rejected.load(Ordering::Relaxed),
             dropped_invalid: c.dropped_invalid.load(Ordering::Relaxed),
             dropped_overflow: c.dropped_overflow.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
             last_write_at: texts.last_write_at.map(|t| t.to_rfc3339()),
             last_error: texts.last_error.clone(),
-            auth_error: texts.auth_error.clone(),
-            reachable: c.reachable.load(Ordering::Relaxed),
             last_latency_ms: (requests > 0).then(|| ms(c.last_latency_us.load(Ordering::Relaxed))),
             mean_latency_ms: (requests > 0)
                 .then(|| ms(c.latency_total_us.load(Ordering::Relaxed)) / requests as f64),
-            spooling: spool_points > 0,
-            spool_bytes: g.bytes.load(Ordering::Relaxed),
-            spool_points,
-            spool_oldest_age_secs: (spool_points > 0 && oldest != i64::MIN)
-                .then(|| (now_ms().saturating_sub(oldest)).max(0) as f64 / 1000.0),
-            replayed: c.replayed.load(Ordering::Relaxed),
-            quarantined: c.quarantined.load(Ordering::Relaxed),
-            spool_dropped: g.dropped.load(Ordering::Relaxed),
-            spool_corrupt_records: g.corrupt_records.load(Ordering::Relaxed),
-            spool_corrupt_bytes: g.corrupt_bytes.load(Ordering::Relaxed),
+            influxdb: Some(InfluxWriterStatus {
+                auth_error: texts.auth_error.clone(),
+                dropped_rejected: c.dropped_rejected.load(Ordering::Relaxed),
+                quarantined: c.quarantined.load(Ordering::Relaxed),
+                spooling: spool_points > 0,
+                spool_bytes: g.bytes.load(Ordering::Relaxed),
+                spool_points,
+                spool_oldest_age_secs: (spool_points > 0 && oldest != i64::MIN)
+                    .then(|| (now_ms().saturating_sub(oldest)).max(0) as f64 / 1000.0),
+                replayed: c.replayed.load(Ordering::Relaxed),
+                spool_dropped: g.dropped.load(Ordering::Relaxed),
+                spool_corrupt_records: g.corrupt_records.load(Ordering::Relaxed),
+                spool_corrupt_bytes: g.corrupt_bytes.load(Ordering::Relaxed),
+            }),
         }
     }
 

@@ -183,7 +183,10 @@ async fn a_type_conflict_drops_one_point_and_keeps_the_rest() {
         }
     );
     let s = probe.stats();
-    assert_eq!((s.dropped_rejected, s.quarantined), (1, 1));
+    assert_eq!(
+        (s.influx().dropped_rejected, s.influx().quarantined),
+        (1, 1)
+    );
     assert!(
         s.last_error
             .as_deref()
@@ -554,7 +557,7 @@ async fn refused_credentials_are_reported_and_the_points_kept() {
     }
     assert!(
         eventually(Duration::from_secs(3), || async {
-            writer.stats().auth_error.is_some()
+            writer.stats().influx().auth_error.is_some()
         })
         .await
     );
@@ -568,7 +571,7 @@ async fn refused_credentials_are_reported_and_the_points_kept() {
         })
         .await
     );
-    assert_eq!(writer.stats().auth_error, None);
+    assert_eq!(writer.stats().influx().auth_error, None);
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
 }
@@ -647,7 +650,8 @@ async fn push_after_shutdown_is_counted_and_stats_serialise() {
     assert_eq!(s.dropped_overflow, 1);
     let json = serde_json::to_value(&s).expect("serialises");
     assert_eq!(json["dropped_overflow"], 1);
-    assert!(json.get("auth_error").is_some());
+    assert_eq!(json["backend"], "influxdb");
+    assert!(json["influxdb"].get("auth_error").is_some());
 }
 
 // ---- The spool -------------------------------------------------------------------------------
@@ -773,16 +777,16 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.spool_points == 3_000 && s.queued + s.in_flight == 0
+            s.influx().spool_points == 3_000 && s.queued + s.in_flight == 0
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert!(s.spooling && !s.reachable, "{s:?}");
+    assert!(s.influx().spooling && !s.reachable, "{s:?}");
     assert!(
-        s.spool_bytes > 0 && s.spool_oldest_age_secs.is_some(),
+        s.influx().spool_bytes > 0 && s.influx().spool_oldest_age_secs.is_some(),
         "{s:?}"
     );
     assert_eq!(s.written, 1_000);
@@ -791,7 +795,7 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
     assert!(
         eventually(Duration::from_secs(30), || async {
             let s = writer.stats();
-            s.written == 4_500 && s.spool_points == 0
+            s.written == 4_500 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
@@ -800,10 +804,17 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
     let s = writer.stats();
     // at least every spooled point; a replay request cut off under load and sent again is counted
     // again (the points themselves land once: InfluxDB's count below is exact)
-    assert!(s.replayed >= 3_000, "{s:?}");
-    assert!(!s.spooling && s.spool_oldest_age_secs.is_none(), "{s:?}");
+    assert!(s.influx().replayed >= 3_000, "{s:?}");
+    assert!(
+        !s.influx().spooling && s.influx().spool_oldest_age_secs.is_none(),
+        "{s:?}"
+    );
     assert_eq!(
-        (s.dropped_overflow, s.spool_dropped, s.quarantined),
+        (
+            s.dropped_overflow,
+            s.influx().spool_dropped,
+            s.influx().quarantined
+        ),
         (0, 0, 0)
     );
     // Every point once: 4,500 distinct (series, time) pairs.
@@ -826,7 +837,7 @@ async fn a_restart_reopens_the_spool_cuts_a_torn_tail_and_replays() {
     feed(&writer, 0, 5_000, 1_000, 1_000).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().spool_points == 5_000
+            writer.stats().influx().spool_points == 5_000
         })
         .await,
         "{:?}",
@@ -864,18 +875,18 @@ async fn a_restart_reopens_the_spool_cuts_a_torn_tail_and_replays() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.replayed == 5_000 && s.spool_points == 0
+            s.influx().replayed == 5_000 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
         writer.stats()
     );
     assert_eq!(count(&client, "state", "sensor").await, 5_000);
-    assert_eq!(writer.stats().spool_dropped, 0);
+    assert_eq!(writer.stats().influx().spool_dropped, 0);
     writer.shutdown(Duration::from_secs(2)).await;
     // Nothing is replayed twice after the next restart.
     let writer = spooled(&settings, dir.path(), unbounded()).await;
-    assert_eq!(writer.stats().spool_points, 0);
+    assert_eq!(writer.stats().influx().spool_points, 0);
     writer.shutdown(Duration::from_secs(1)).await;
     client.drop_database().await.expect("drop");
 }
@@ -894,7 +905,7 @@ async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
     feed(&writer, 0, 5_000, 1_000, 1_000).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().spool_points == 5_000
+            writer.stats().influx().spool_points == 5_000
         })
         .await,
         "{:?}",
@@ -929,7 +940,7 @@ async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.replayed == rest && s.spool_points == 0
+            s.influx().replayed == rest && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
@@ -938,11 +949,11 @@ async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
     assert_eq!(count(&client, "state", "sensor").await, rest);
     let s = writer.stats();
     assert_eq!(
-        (s.spool_dropped, s.spool_corrupt_records),
+        (s.influx().spool_dropped, s.influx().spool_corrupt_records),
         (first_points, 1),
         "{s:?}"
     );
-    assert!(s.spool_corrupt_bytes > first_points * 4, "{s:?}");
+    assert!(s.influx().spool_corrupt_bytes > first_points * 4, "{s:?}");
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
 }
@@ -988,7 +999,7 @@ async fn shutdown_spools_what_it_cannot_write() {
     let writer = spooled(&real, dir.path(), unbounded()).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().replayed == 1_000
+            writer.stats().influx().replayed == 1_000
         })
         .await,
         "{:?}",
@@ -1042,7 +1053,11 @@ async fn field_type_conflicts_are_quarantined_with_the_reason_and_the_rest_writt
     let report = writer.shutdown(Duration::from_secs(5)).await;
     assert_eq!((report.written, report.spooled, report.left), (11, 0, 0));
     let s = probe.stats();
-    assert_eq!((s.quarantined, s.dropped_rejected), (4, 4), "{s:?}");
+    assert_eq!(
+        (s.influx().quarantined, s.influx().dropped_rejected),
+        (4, 4),
+        "{s:?}"
+    );
     assert_eq!(count(&client, "x", "m").await, 9);
     assert_eq!(count(&client, "y", "n").await, 2);
     let q = probe.quarantine(100, 0);
@@ -1089,17 +1104,18 @@ async fn the_spool_bound_drops_the_oldest_and_counts_them() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.queued + s.in_flight == 0 && s.spool_points + s.spool_dropped == n as u64
+            s.queued + s.in_flight == 0
+                && s.influx().spool_points + s.influx().spool_dropped == n as u64
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert!(s.spool_dropped > 0, "{s:?}");
-    assert!(s.spool_bytes <= max, "{s:?}");
+    assert!(s.influx().spool_dropped > 0, "{s:?}");
+    assert!(s.influx().spool_bytes <= max, "{s:?}");
     assert_eq!(s.dropped_overflow, 0);
-    let kept = s.spool_points;
+    let kept = s.influx().spool_points;
     writer.shutdown(Duration::from_secs(1)).await;
     // What is left is the newest: replayed, it is exactly the last `kept` points.
     let settings = fresh_settings("w_bound");
@@ -1107,7 +1123,7 @@ async fn the_spool_bound_drops_the_oldest_and_counts_them() {
     let writer = spooled(&settings, dir.path(), SpoolLimits::new(max, 0)).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().spool_points == 0
+            writer.stats().influx().spool_points == 0
         })
         .await
     );
@@ -1142,15 +1158,19 @@ async fn a_slow_influxdb_spills_to_the_spool_instead_of_dropping() {
     assert!(
         eventually(Duration::from_secs(30), || async {
             let s = writer.stats();
-            s.written == 10_000 && s.spool_points == 0
+            s.written == 10_000 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert!(s.replayed > 0, "nothing was spilled: {s:?}");
-    assert_eq!((s.dropped_overflow, s.spool_dropped), (0, 0), "{s:?}");
+    assert!(s.influx().replayed > 0, "nothing was spilled: {s:?}");
+    assert_eq!(
+        (s.dropped_overflow, s.influx().spool_dropped),
+        (0, 0),
+        "{s:?}"
+    );
     assert_eq!(count(&client, "state", "sensor").await, 10_000);
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
@@ -1170,7 +1190,7 @@ async fn refused_credentials_spool_and_recover() {
     assert!(
         eventually(Duration::from_secs(3), || async {
             let s = writer.stats();
-            s.auth_error.is_some() && s.spool_points == 30
+            s.influx().auth_error.is_some() && s.influx().spool_points == 30
         })
         .await,
         "{:?}",
@@ -1184,7 +1204,14 @@ async fn refused_credentials_spool_and_recover() {
         .await
     );
     let s = writer.stats();
-    assert_eq!((s.auth_error, s.spool_points, s.replayed), (None, 0, 30));
+    assert_eq!(
+        (
+            s.influx().auth_error.clone(),
+            s.influx().spool_points,
+            s.influx().replayed
+        ),
+        (None, 0, 30)
+    );
     writer.shutdown(Duration::from_secs(2)).await;
     assert_eq!(count(&client, "state", "sensor").await, 30);
     client.drop_database().await.expect("drop");
@@ -1204,7 +1231,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     feed(&writer, 0, 20_000, 5_000, 5_000).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().spool_points == 20_000
+            writer.stats().influx().spool_points == 20_000
         })
         .await
     );
@@ -1232,7 +1259,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     .expect("spool opens");
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().replayed > 0
+            writer.stats().influx().replayed > 0
         })
         .await
     );
@@ -1243,7 +1270,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     assert!(
         eventually(Duration::from_secs(5), || async {
             let s = writer.stats();
-            s.written - s.replayed == 10
+            s.written - s.influx().replayed == 10
         })
         .await,
         "{:?}",
@@ -1251,16 +1278,16 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     );
     let s = writer.stats();
     assert!(
-        s.spool_points > 0,
+        s.influx().spool_points > 0,
         "live points waited for the replay: {s:?}"
     );
     assert!(
         eventually(Duration::from_secs(20), || async {
-            writer.stats().spool_points == 0
+            writer.stats().influx().spool_points == 0
         })
         .await
     );
-    assert_eq!(writer.stats().replayed, 20_000);
+    assert_eq!(writer.stats().influx().replayed, 20_000);
     assert_eq!(count(&client, "state", "sensor").await, 20_010);
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
