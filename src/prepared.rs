@@ -69,6 +69,129 @@ fn compress(plain: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().unwrap_or_default())
 }
 
+/// A piece of a gzip answer compressed on its own, to be joined with others by [`GzipJoin`]
+/// without compressing it again: raw deflate blocks ending byte-aligned (a sync flush), with the
+/// CRC-32 and length of the bytes they hold.
+#[derive(Debug, Clone)]
+pub struct DeflateChunk {
+    deflate: Bytes,
+    crc: u32,
+    len: u64,
+}
+
+impl DeflateChunk {
+    /// Compresses `data` (at the fast level, as [`PreparedJson`]).
+    pub fn new(data: &[u8]) -> Self {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        DeflateChunk {
+            deflate: Bytes::from(deflate_sync(data)),
+            crc: crc.finalize(),
+            len: data.len() as u64,
+        }
+    }
+
+    /// Bytes held.
+    pub fn weight(&self) -> usize {
+        self.deflate.len()
+    }
+}
+
+/// `data` as raw deflate blocks that end on a byte boundary and do not end the stream; stored
+/// blocks if the compressor fails (it cannot on a `Vec`, but nothing here may panic).
+fn deflate_sync(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, FlushCompress};
+    let mut compress = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity().max(64));
+        }
+        let done = usize::try_from(compress.total_in()).unwrap_or(data.len());
+        if compress
+            .compress_vec(&data[done.min(data.len())..], &mut out, FlushCompress::Sync)
+            .is_err()
+        {
+            let mut stored = Vec::with_capacity(data.len() + 5 * (data.len() / 65_535 + 1));
+            push_stored(&mut stored, data);
+            return stored;
+        }
+        // a sync flush is complete when all input is taken and the output did not fill up
+        if usize::try_from(compress.total_in()).is_ok_and(|n| n == data.len())
+            && out.len() < out.capacity()
+        {
+            return out;
+        }
+    }
+}
+
+/// Appends `data` as stored (uncompressed), non-final deflate blocks; the output must be at a
+/// byte boundary, and stays at one.
+fn push_stored(out: &mut Vec<u8>, data: &[u8]) {
+    for block in data.chunks(usize::from(u16::MAX)) {
+        // BFINAL 0, BTYPE 00, padded to the byte; LEN and its complement, little-endian
+        let len = u16::try_from(block.len()).unwrap_or(u16::MAX);
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+}
+
+/// A gzip document joined from [`DeflateChunk`]s compressed once and small literal pieces (stored
+/// as they are): what a listing whose items are each prepared, but whose selection is not, is
+/// served as. The result is one gzip member any client decodes.
+#[derive(Debug)]
+pub struct GzipJoin {
+    out: Vec<u8>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl GzipJoin {
+    /// A document of about `capacity` compressed bytes.
+    pub fn new(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity + 32);
+        // magic, deflate, no flags, no time, no extra flags, unknown OS
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        GzipJoin {
+            out,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        }
+    }
+
+    /// Appends bytes as they are (separators, a page's head).
+    pub fn literal(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        push_stored(&mut self.out, data);
+        self.crc.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// Appends a compressed chunk.
+    pub fn chunk(&mut self, chunk: &DeflateChunk) {
+        self.out.extend_from_slice(&chunk.deflate);
+        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            chunk.crc, chunk.len,
+        ));
+        self.len += chunk.len;
+    }
+
+    /// The gzip document: a final empty block, then CRC-32 and length.
+    pub fn finish(mut self) -> Bytes {
+        self.out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        self.out
+            .extend_from_slice(&self.crc.finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32
+        self.out
+            .extend_from_slice(&((self.len & 0xffff_ffff) as u32).to_le_bytes());
+        Bytes::from(self.out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
@@ -97,5 +220,51 @@ mod tests {
         let prepared = PreparedJson::new(Bytes::from_static(b"{\"total\":0}"));
         assert!(prepared.gzip().is_none());
         assert_eq!(prepared.plain().as_ref(), b"{\"total\":0}");
+    }
+
+    #[test]
+    fn joined_chunks_and_literals_decode_to_their_concatenation() {
+        let items: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    "{{\"entity_id\":\"sensor.item_{i}\",\"name\":\"Item {i}\",\"state\":null}}"
+                )
+            })
+            .collect();
+        let chunks: Vec<DeflateChunk> = items
+            .iter()
+            .map(|i| DeflateChunk::new(i.as_bytes()))
+            .collect();
+        let big = "x".repeat(70_000);
+        let mut gz = GzipJoin::new(4096);
+        let mut expected = String::from("{\"items\":[");
+        gz.literal(expected.as_bytes());
+        for (k, (item, chunk)) in items.iter().zip(&chunks).enumerate() {
+            if k > 0 {
+                gz.literal(b",");
+                expected.push(',');
+            }
+            gz.chunk(chunk);
+            expected.push_str(item);
+        }
+        // a literal longer than one stored block, an empty one, an empty chunk
+        gz.literal(big.as_bytes());
+        expected.push_str(&big);
+        gz.literal(b"");
+        gz.chunk(&DeflateChunk::new(b""));
+        gz.literal(b"]}");
+        expected.push_str("]}");
+        let body = gz.finish();
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut out)
+            .expect("valid gzip");
+        assert_eq!(out, expected);
+        // a strict decoder checks the trailer (CRC and length) too
+        let mut strict = flate2::read::MultiGzDecoder::new(&body[..]);
+        let mut again = Vec::new();
+        strict.read_to_end(&mut again).expect("valid gzip");
+        assert_eq!(again, expected.as_bytes());
+        assert!(chunks[0].weight() > 0);
     }
 }

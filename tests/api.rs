@@ -1182,6 +1182,35 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
         .expect("valid gzip");
         assert_eq!(unzipped, plain, "{path}");
     }
+    // entity listings carry live states: joined from items compressed once per state, a whole
+    // gzip document with the same items as the plain answer
+    for path in [
+        "/api/v1/entities?limit=200",
+        "/api/v1/entities?q=light&sort=-name",
+    ] {
+        let gz = accepting(path, "gzip").await.expect("gzip");
+        assert_eq!(gz.headers()["content-encoding"], "gzip", "{path}");
+        let body = gz.bytes().await.expect("gzip body");
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::MultiGzDecoder::new(&body[..]),
+            &mut unzipped,
+        )
+        .expect("valid gzip");
+        let zipped: Value = serde_json::from_slice(&unzipped).expect("JSON");
+        let plain = ok(&app, path).await;
+        let ids = |v: &Value| -> Vec<String> {
+            v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["entity_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(zipped["total"], plain["total"], "{path}");
+        assert!(!ids(&plain).is_empty(), "{path}");
+        assert_eq!(ids(&zipped), ids(&plain), "{path}");
+    }
 
     // OpenAPI and the docs page, all local
     let spec = ok(&app, "/api/openapi.json").await;

@@ -140,20 +140,28 @@ pub(crate) fn prepared_json_ok(
     request: &actix_web::HttpRequest,
     doc: &crate::prepared::PreparedJson,
 ) -> actix_web::HttpResponse {
-    use actix_web::http::header::{
-        self, AcceptEncoding, ContentEncoding, Encoding, Header, HeaderValue,
-    };
-    let gzip_accepted = AcceptEncoding::parse(request).is_ok_and(|accept| {
-        accept.negotiate([Encoding::gzip(), Encoding::identity()].iter()) == Some(Encoding::gzip())
-    });
-    match doc.gzip().filter(|_| gzip_accepted) {
-        Some(gzip) => actix_web::HttpResponse::Ok()
-            .content_type(header::ContentType::json())
-            .insert_header(ContentEncoding::Gzip)
-            .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")))
-            .body(gzip.clone()),
+    match doc.gzip().filter(|_| accepts_gzip(request)) {
+        Some(gzip) => gzip_json_ok(gzip.clone()),
         None => json_ok(doc.plain().clone()),
     }
+}
+
+/// Whether the client takes a gzip answer (`Accept-Encoding`).
+pub(crate) fn accepts_gzip(request: &actix_web::HttpRequest) -> bool {
+    use actix_web::http::header::{AcceptEncoding, Encoding, Header};
+    AcceptEncoding::parse(request).is_ok_and(|accept| {
+        accept.negotiate([Encoding::gzip(), Encoding::identity()].iter()) == Some(Encoding::gzip())
+    })
+}
+
+/// A 200 whose JSON body is already gzip-compressed.
+pub(crate) fn gzip_json_ok(gzip: bytes::Bytes) -> actix_web::HttpResponse {
+    use actix_web::http::header::{self, ContentEncoding, HeaderValue};
+    actix_web::HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .insert_header(ContentEncoding::Gzip)
+        .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")))
+        .body(gzip)
 }
 
 /// The OpenAPI document of every route [`configure`] registers.

@@ -10,14 +10,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryError, RegistryStore};
-use crate::prepared::PreparedJson;
+use crate::ha::model::State;
+use crate::prepared::{DeflateChunk, PreparedJson};
 
 /// A device with what the API derives for it.
 #[derive(Debug, Clone)]
@@ -238,6 +239,19 @@ pub struct Catalog {
     entity_orders: Vec<Vec<usize>>,
     /// Rendered device listings of this snapshot (see [`PageMemo`]).
     pub device_pages: PageMemo,
+    /// Each entity's listing item compressed, with the state it was rendered with (see
+    /// [`Catalog::entity_chunk`]).
+    entity_chunks: Vec<ArcSwapOption<EntityChunk>>,
+}
+
+/// An entity's listing item (registry JSON and a state) as a deflate chunk.
+#[derive(Debug)]
+struct EntityChunk {
+    /// The state it holds (`None`: no state). A `Weak` keeps the state's allocation from being
+    /// reused for another one, so pointer equality means the same state; it does not keep the
+    /// state's contents alive.
+    state: Option<Weak<State>>,
+    chunk: DeflateChunk,
 }
 
 const DEVICE_SORTS: [DeviceSort; 6] = [
@@ -440,7 +454,13 @@ impl Catalog {
             device_orders: Vec::new(),
             entity_orders: Vec::new(),
             device_pages: PageMemo::default(),
+            entity_chunks: Vec::new(),
         };
+        catalog.entity_chunks = catalog
+            .entities
+            .iter()
+            .map(|_| ArcSwapOption::empty())
+            .collect();
         catalog.device_orders = DEVICE_SORTS
             .iter()
             .map(|&sort| {
@@ -518,6 +538,39 @@ impl Catalog {
         out.push_str(",\"state\":");
         out.push_str(state_json);
         out.push('}');
+    }
+
+    /// An entity's item of an entity listing with `state`, its current state, compressed: once per
+    /// state it has (an entity listing carries live states, so pages cannot be kept, but most
+    /// entities' states do not change between two requests). `render` gives the item's JSON when
+    /// it must be compressed. `None` for an entity that is not in this snapshot.
+    pub fn entity_chunk(
+        &self,
+        entity: &EntityView,
+        state: Option<&Arc<State>>,
+        render: impl FnOnce() -> String,
+    ) -> Option<DeflateChunk> {
+        let i = match self.entity_index.get(&entity.entity_id) {
+            Some(&i) if std::ptr::eq(&self.entities[i], entity) => i,
+            _ => return None,
+        };
+        let slot = self.entity_chunks.get(i)?;
+        if let Some(kept) = slot.load().as_ref() {
+            let same = match (&kept.state, state) {
+                (None, None) => true,
+                (Some(kept), Some(now)) => std::ptr::eq(kept.as_ptr(), Arc::as_ptr(now)),
+                _ => false,
+            };
+            if same {
+                return Some(kept.chunk.clone());
+            }
+        }
+        let chunk = DeflateChunk::new(render().as_bytes());
+        slot.store(Some(Arc::new(EntityChunk {
+            state: state.map(Arc::downgrade),
+            chunk: chunk.clone(),
+        })));
+        Some(chunk)
     }
 
     /// Reads the whole mirror.
@@ -860,6 +913,46 @@ mod tests {
                 entity("sun.sun", None, false),
             ],
         )
+    }
+
+    #[test]
+    fn an_entity_item_is_compressed_once_per_state() {
+        let c = sample();
+        let e = c.entity("light.ceiling").expect("entity");
+        let state = |s: &str| {
+            Arc::new(
+                serde_json::from_value::<State>(serde_json::json!({
+                    "entity_id": "light.ceiling", "state": s, "attributes": {},
+                    "last_changed": "2026-12-01T00:00:00Z", "last_updated": "2026-12-01T00:00:00Z",
+                }))
+                .expect("state"),
+            )
+        };
+        let renders = std::cell::Cell::new(0);
+        let ask = |current: Option<&Arc<State>>| {
+            c.entity_chunk(e, current, || {
+                renders.set(renders.get() + 1);
+                format!(
+                    "{{\"state\":{}}}",
+                    current.map_or("null", |s| s.state.as_str())
+                )
+            })
+            .expect("in the snapshot")
+        };
+        let on = state("on");
+        let first = ask(Some(&on));
+        let again = ask(Some(&on));
+        assert_eq!(renders.get(), 1, "the same state is not compressed again");
+        assert_eq!(first.weight(), again.weight());
+        // a new state (even an equal one) is compressed anew; so is no state
+        let _ = ask(Some(&state("on")));
+        assert_eq!(renders.get(), 2);
+        let _ = ask(None);
+        let _ = ask(None);
+        assert_eq!(renders.get(), 3);
+        // an entity view from elsewhere is not this snapshot's
+        let stranger = entity("light.ceiling", None, false);
+        assert!(c.entity_chunk(&stranger, None, String::new).is_none());
     }
 
     #[test]
