@@ -10,12 +10,13 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::search::SearchIndex;
 use super::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryError, RegistryStore};
 use crate::ha::model::State;
 use crate::prepared::{DeflateChunk, PreparedJson};
@@ -230,6 +231,10 @@ pub struct Catalog {
     entity_index: HashMap<String, usize>,
     area_index: HashMap<String, usize>,
     entity_haystacks: Vec<String>,
+    /// Search index over `entity_haystacks`, built on this snapshot's first search.
+    entity_search: OnceLock<SearchIndex>,
+    /// Search index over the devices' search texts, built on this snapshot's first search.
+    device_search: OnceLock<SearchIndex>,
     entity_sort_names: Vec<String>,
     /// Each entity's JSON object without its closing brace, for [`Catalog::entity_json`].
     entity_open_json: Vec<Box<str>>,
@@ -284,11 +289,6 @@ fn lower(s: &str) -> String {
 
 fn eq_ci(a: Option<&str>, b: &str) -> bool {
     a.is_some_and(|a| a.eq_ignore_ascii_case(b) || lower(a) == lower(b))
-}
-
-/// Every whitespace-separated word of `q` (lowercased) occurs in `haystack`.
-fn matches_words(haystack: &str, words: &[String]) -> bool {
-    words.iter().all(|w| haystack.contains(w.as_str()))
 }
 
 fn words_of(q: Option<&str>) -> Vec<String> {
@@ -449,6 +449,8 @@ impl Catalog {
             entity_index,
             area_index,
             entity_haystacks,
+            entity_search: OnceLock::new(),
+            device_search: OnceLock::new(),
             entity_sort_names,
             entity_open_json,
             device_orders: Vec::new(),
@@ -614,12 +616,22 @@ impl Catalog {
         limit: usize,
     ) -> Page<&CatalogDevice> {
         let words = words_of(filter.q.as_deref());
-        let passes = |d: &CatalogDevice| {
+        let found = (!words.is_empty())
+            .then(|| {
+                self.device_search
+                    .get_or_init(|| {
+                        SearchIndex::build(self.devices.iter().map(|d| d.haystack.as_str()))
+                    })
+                    .matching(&words, |i| &self.devices[i].haystack)
+            })
+            .flatten();
+        let passes = |(i, d): (usize, &CatalogDevice)| {
             let v = &d.view;
-            filter
-                .area
-                .as_deref()
-                .is_none_or(|a| v.area_id.as_deref() == Some(a))
+            found.as_ref().is_none_or(|m| m.contains(i))
+                && filter
+                    .area
+                    .as_deref()
+                    .is_none_or(|a| v.area_id.as_deref() == Some(a))
                 && filter
                     .floor
                     .as_deref()
@@ -644,12 +656,12 @@ impl Catalog {
                     .domain
                     .as_deref()
                     .is_none_or(|dm| d.domains.iter().any(|x| x == dm))
-                && matches_words(&d.haystack, &words)
         };
         paged(
             in_order(&DEVICE_SORTS, &self.device_orders, sort, descending)
-                .map(|i| &self.devices[i])
-                .filter(|d| passes(d)),
+                .map(|i| (i, &self.devices[i]))
+                .filter(|&item| passes(item))
+                .map(|(_, d)| d),
             offset,
             limit,
         )
@@ -665,9 +677,19 @@ impl Catalog {
         limit: usize,
     ) -> Page<&EntityView> {
         let words = words_of(filter.q.as_deref());
+        let found = (!words.is_empty())
+            .then(|| {
+                self.entity_search
+                    .get_or_init(|| {
+                        SearchIndex::build(self.entity_haystacks.iter().map(String::as_str))
+                    })
+                    .matching(&words, |i| &self.entity_haystacks[i])
+            })
+            .flatten();
         let passes = |i: usize| {
             let e = &self.entities[i];
-            (filter.include_disabled || e.disabled_by.is_none())
+            found.as_ref().is_none_or(|m| m.contains(i))
+                && (filter.include_disabled || e.disabled_by.is_none())
                 && filter.domain.as_deref().is_none_or(|d| e.domain == d)
                 && filter
                     .device_id
@@ -689,7 +711,6 @@ impl Catalog {
                     .label
                     .as_deref()
                     .is_none_or(|l| e.labels.iter().any(|x| x == l))
-                && matches_words(&self.entity_haystacks[i], &words)
         };
         paged(
             in_order(&ENTITY_SORTS, &self.entity_orders, sort, descending)

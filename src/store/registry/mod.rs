@@ -36,6 +36,7 @@ mod entities;
 mod error;
 pub mod migration;
 mod query;
+mod search;
 mod sync;
 #[cfg(test)]
 mod tests;
