@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use crate::counters::CounterSet;
 use crate::ha::ConnectionState;
 
 /// The content type of the exposition.
@@ -36,6 +37,18 @@ impl fmt::Debug for StatusCollector {
 fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> fmt::Result {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Every counter of a [`CounterSet`] as `<prefix>_<field>`, its documentation as help.
+fn counter_set<S: CounterSet>(encoder: &mut DescriptorEncoder<'_>, set: &S) -> fmt::Result {
+    let mut result = Ok(());
+    set.each(&mut |field, help, value| {
+        if result.is_ok() {
+            let name = format!("{}_{field}", S::PREFIX);
+            result = counter(encoder, &name, help, value);
+        }
+    });
+    result
 }
 
 fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: f64) -> fmt::Result {
@@ -123,48 +136,12 @@ impl Collector for StatusCollector {
             )?;
         }
 
-        let ingest = s.ingest.snapshot(s.states.len());
-        counter(
-            &mut e,
-            "homeiq_ingest_events",
-            "state_changed events consumed by the pipeline",
-            ingest.events,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ingest_points",
-            "Points handed to the writer from live events",
-            ingest.points,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ingest_snapshot_points",
-            "Points handed to the writer from connect-time snapshots",
-            ingest.snapshot_points,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ingest_filtered",
-            "Events of excluded entities",
-            ingest.filtered,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ingest_duplicates",
-            "Events delivered twice (stays 0 unless subscriptions doubled)",
-            ingest.duplicates,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ingest_unchanged",
-            "Re-announced states not written again (restart bursts)",
-            ingest.unchanged,
-        )?;
+        counter_set(&mut e, &s.ingest.snapshot())?;
         gauge(
             &mut e,
             "homeiq_entities_tracked",
             "Entities with a current state",
-            ingest.entities_tracked as f64,
+            s.states.len() as f64,
         )?;
 
         let w = s.writer.stats();
@@ -283,16 +260,7 @@ impl Collector for StatusCollector {
             )?;
         }
 
-        let heartbeat = s
-            .heartbeat
-            .points
-            .load(std::sync::atomic::Ordering::Relaxed);
-        counter(
-            &mut e,
-            "homeiq_heartbeat_points",
-            "Current values re-written by the heartbeat",
-            heartbeat,
-        )?;
+        counter_set(&mut e, &s.heartbeat.snapshot())?;
         let b = s.backfill.status();
         counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;
         counter(

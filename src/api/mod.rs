@@ -37,8 +37,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{App, HttpServer, web};
-use serde::Serialize;
-use serde_json::json;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -47,7 +45,7 @@ use crate::ingest::LiveBus;
 use crate::store::history::HistoryStore;
 use crate::store::registry::CatalogHandle;
 
-use crate::ha::{ConnectionState, HaHandle};
+use crate::ha::HaHandle;
 use crate::ingest::{
     BackfillHandle, CurrentStates, HeartbeatCounters, IngestCounters, RegistrySyncState,
 };
@@ -89,18 +87,6 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Signed webhooks.
     pub webhooks: crate::webhooks::WebhookHandle,
-}
-
-/// Overall verdict of `/health/deep`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// All good.
-    Ok,
-    /// Working, but something needs attention.
-    Degraded,
-    /// Not working until someone acts.
-    Failed,
 }
 
 /// What the server needs besides [`AppState`].
@@ -348,157 +334,4 @@ async fn not_found(
         req.method(),
         req.path()
     )))
-}
-
-/// Builds the deep health report.
-pub async fn deep_report(state: &AppState) -> (Verdict, serde_json::Value) {
-    let mut verdict = Verdict::Ok;
-    let mut reasons: Vec<String> = Vec::new();
-    let mut flag = |level: Verdict, reason: String| {
-        verdict = verdict.max(level);
-        reasons.push(reason);
-    };
-
-    let ha = state.ha.status();
-    match &ha.state {
-        ConnectionState::Connected { .. } => {}
-        ConnectionState::AuthFailed { message } => flag(Verdict::Failed, message.clone()),
-        other => flag(
-            Verdict::Degraded,
-            format!(
-                "not connected to Home Assistant ({}){}",
-                serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-                    .unwrap_or_default(),
-                ha.last_error
-                    .as_ref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            ),
-        ),
-    }
-
-    let storage = state.writer.stats();
-    let held = |extra: String| {
-        format!(
-            "{} points held in memory{extra}{}",
-            storage.queued + storage.in_flight,
-            storage
-                .last_error
-                .as_ref()
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default()
-        )
-    };
-    // losses in the past: shown until restart, without changing the verdict
-    let mut warnings: Vec<String> = Vec::new();
-    match &storage.influxdb {
-        None => {
-            if !storage.reachable {
-                flag(
-                    Verdict::Degraded,
-                    format!(
-                        "the embedded history store cannot write; {}",
-                        held(String::new())
-                    ),
-                );
-            }
-            if storage.dropped_overflow > 0 {
-                warnings.push(format!(
-                    "{} points were dropped because the embedded store fell behind and memory was full",
-                    storage.dropped_overflow
-                ));
-            }
-        }
-        Some(influx) => {
-            if let Some(auth) = &influx.auth_error {
-                flag(
-                    Verdict::Failed,
-                    format!(
-                        "InfluxDB refused the credentials ({auth}); check influxdb.username/password/token"
-                    ),
-                );
-            } else if !storage.reachable || influx.spooling {
-                flag(
-                    Verdict::Degraded,
-                    format!(
-                        "InfluxDB is unreachable; {}; they are written when it is back",
-                        held(format!(
-                            " and {} spooled to disk ({} bytes{})",
-                            influx.spool_points,
-                            influx.spool_bytes,
-                            influx
-                                .spool_oldest_age_secs
-                                .map(|a| format!(", oldest {a:.0} s"))
-                                .unwrap_or_default(),
-                        ))
-                    ),
-                );
-            }
-            if influx.spool_dropped > 0 || storage.dropped_overflow > 0 {
-                warnings.push(format!(
-                    "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
-                    influx.spool_dropped, storage.dropped_overflow
-                ));
-            }
-            if influx.spool_corrupt_records > 0 {
-                warnings.push(format!(
-                    "{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory",
-                    influx.spool_corrupt_records, influx.spool_corrupt_bytes
-                ));
-            }
-            if influx.quarantined > 0 {
-                warnings.push(format!(
-                    "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",
-                    influx.quarantined
-                ));
-            }
-        }
-    }
-
-    let sqlite = match state.registry.ping().await {
-        Ok(()) => json!({"ok": true}),
-        Err(e) => {
-            flag(
-                Verdict::Failed,
-                format!("SQLite metadata database unusable: {e}"),
-            );
-            json!({"ok": false, "error": e.to_string()})
-        }
-    };
-    let webhooks = match state.webhooks.status().await {
-        Ok(w) => {
-            if w.counters.events_missed > 0 {
-                warnings.push(format!(
-                    "webhook rules missed {} state changes because they fell behind the live stream",
-                    w.counters.events_missed
-                ));
-            }
-            serde_json::to_value(w).unwrap_or_default()
-        }
-        Err(e) => json!({"error": e.to_string()}),
-    };
-    let registry = state.registry_sync.status();
-    let ingest = state.ingest.snapshot(state.states.len());
-
-    let body = json!({
-        "status": verdict,
-        "storage": storage,
-        "reasons": reasons,
-        "warnings": warnings,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": state.started.elapsed().as_secs(),
-        "home_assistant": ha,
-        "sqlite": sqlite,
-        "registry": registry,
-        "ingest": ingest,
-        "backfill": state.backfill.status(),
-        "webhooks": webhooks,
-        "heartbeat": {
-            "rounds": state.heartbeat.rounds.load(std::sync::atomic::Ordering::Relaxed),
-            "points": state.heartbeat.points.load(std::sync::atomic::Ordering::Relaxed),
-        },
-    });
-    (verdict, body)
 }

@@ -11,9 +11,12 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Params, within};
 use super::rates::RateSnapshot;
-use super::{AppState, Verdict, deep_report, metrics};
-use crate::ha::ConnectionState;
+use super::{AppState, metrics};
+use crate::ha::{ConnectionPhase, ConnectionState, HaStatus};
+use crate::health::{Health, Verdict};
+use crate::ingest::{BackfillStatus, HeartbeatCounts, IngestStatus, RegistrySyncStatus};
 use crate::store::sink::StorageStatus;
+use crate::webhooks::WebhookStatus;
 
 /// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
@@ -26,24 +29,133 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// The SQLite metadata database, as `/health/deep` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SqliteHealth {
+    /// Whether it answered.
+    pub ok: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Webhooks in `/health/deep`: their status, or why it could not be read.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhooksReport {
+    /// Targets, deliveries by status and counters.
+    Status(WebhookStatus),
+    /// The webhook store could not be read.
+    Unreadable {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// `/health/deep`: every component's status with one verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeepReport {
+    /// The worst verdict of any component.
+    pub status: Verdict,
+    /// Where history goes and the writer's counters.
+    pub storage: StorageStatus,
+    /// Current problems, in plain words.
+    pub reasons: Vec<String>,
+    /// Past losses worth knowing; they do not change the verdict.
+    pub warnings: Vec<String>,
+    /// HomeIQ's version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// The Home Assistant connection.
+    pub home_assistant: HaStatus,
+    /// The SQLite metadata database.
+    pub sqlite: SqliteHealth,
+    /// The registry mirror's sync task.
+    pub registry: RegistrySyncStatus,
+    /// The ingest pipeline.
+    pub ingest: IngestStatus,
+    /// Gap backfill from Home Assistant's history.
+    pub backfill: BackfillStatus,
+    /// Signed webhooks.
+    pub webhooks: WebhooksReport,
+    /// The heartbeat.
+    pub heartbeat: HeartbeatCounts,
+}
+
+/// Asks every component for its status and judgement and combines them.
+pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
+    let ha = state.ha.status();
+    let storage = state.writer.stats();
+    let mut judged = ha.health().merge(storage.health());
+    let sqlite = match state.registry.ping().await {
+        Ok(()) => SqliteHealth {
+            ok: true,
+            error: None,
+        },
+        Err(e) => {
+            judged.flag(
+                Verdict::Failed,
+                format!("SQLite metadata database unusable: {e}"),
+            );
+            SqliteHealth {
+                ok: false,
+                error: Some(e.to_string()),
+            }
+        }
+    };
+    let webhooks = match state.webhooks.status().await {
+        Ok(w) => {
+            judged = judged.merge(w.health());
+            WebhooksReport::Status(w)
+        }
+        Err(e) => WebhooksReport::Unreadable {
+            error: e.to_string(),
+        },
+    };
+    let Health {
+        verdict,
+        reasons,
+        warnings,
+    } = judged;
+    DeepReport {
+        status: verdict,
+        storage,
+        reasons,
+        warnings,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: state.started.elapsed().as_secs(),
+        home_assistant: ha,
+        sqlite,
+        registry: state.registry_sync.status(),
+        ingest: IngestStatus {
+            counts: state.ingest.snapshot(),
+            entities_tracked: state.states.len(),
+        },
+        backfill: state.backfill.status(),
+        webhooks,
+        heartbeat: state.heartbeat.snapshot(),
+    }
+}
+
 /// Every dependency with a verdict: `ok`, `degraded` (working, something needs attention) or
 /// `failed` (503: cannot work until someone acts), with reasons in plain words.
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, description = "ok or degraded", body = Object),
-        (status = 503, description = "failed", body = Object),
+        (status = 200, description = "ok or degraded", body = DeepReport),
+        (status = 503, description = "failed", body = DeepReport),
     )
 )]
 #[get("/health/deep")]
 pub async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
-    let (verdict, body) = deep_report(&state).await;
-    let mut response = if verdict == Verdict::Failed {
+    let report = deep_report(&state).await;
+    let mut response = if report.status == Verdict::Failed {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
     };
-    response.json(body)
+    response.json(report)
 }
 
 /// Prometheus / OpenMetrics text.
@@ -65,8 +177,8 @@ pub async fn prometheus(
 /// Home Assistant connection, for the dashboard.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HaSummary {
-    /// `connected`, `connecting`, `auth_failed`…
-    pub state: String,
+    /// The connection's state.
+    pub state: ConnectionPhase,
     /// Whether events flow.
     pub connected: bool,
     /// Home Assistant's version.
@@ -141,35 +253,25 @@ pub struct Realtime {
 #[utoipa::path(tag = "operations", responses((status = 200, body = Realtime)))]
 #[get("/api/v1/metrics/realtime")]
 pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
-    let (verdict, report) = deep_report(&state).await;
-    let strings = |key: &str| -> Vec<String> {
-        report
-            .get(key)
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
-    };
-    let ha = state.ha.status();
+    let report = deep_report(&state).await;
+    let ha = report.home_assistant;
     let catalog = state.catalog.current();
-    let ha_state = serde_json::to_value(&ha.state)
-        .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_default();
     let body = Realtime {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime_secs: state.started.elapsed().as_secs(),
+        version: report.version,
+        uptime_secs: report.uptime_secs,
         rss_bytes: metrics::resident_bytes(),
-        status: verdict,
-        reasons: strings("reasons"),
-        warnings: strings("warnings"),
+        status: report.status,
+        reasons: report.reasons,
+        warnings: report.warnings,
         home_assistant: HaSummary {
-            state: ha_state,
+            state: ha.state.phase(),
             connected: matches!(ha.state, ConnectionState::Connected { .. }),
             version: ha.ha_version.clone(),
             last_event_age_secs: ha.last_event_age_secs,
             connects: ha.connects,
             last_error: ha.last_error.clone(),
         },
-        storage: state.writer.stats(),
+        storage: report.storage,
         events: state.rates.snapshot(),
         queues: Queues {
             ha_queue: ha.queue_depth,
@@ -275,4 +377,57 @@ pub async fn quarantine(
         "offset": offset,
         "items": state.writer.quarantine(limit, offset),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    #[test]
+    fn health_deep_and_realtime_are_typed_in_the_openapi_document() {
+        let doc = serde_json::to_value(crate::api::openapi()).expect("json");
+        let responses = &doc["paths"]["/health/deep"]["get"]["responses"];
+        for status in ["200", "503"] {
+            assert_eq!(
+                responses[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/DeepReport",
+                "{status}"
+            );
+        }
+        let schemas = &doc["components"]["schemas"];
+        let required: Vec<&str> = schemas["DeepReport"]["required"]
+            .as_array()
+            .expect("required fields")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for field in [
+            "status",
+            "storage",
+            "reasons",
+            "warnings",
+            "home_assistant",
+            "sqlite",
+            "registry",
+            "ingest",
+            "backfill",
+            "webhooks",
+            "heartbeat",
+        ] {
+            assert!(required.contains(&field), "{field} in {required:?}");
+        }
+        assert_eq!(
+            schemas["Verdict"]["enum"],
+            serde_json::json!(["ok", "degraded", "failed"])
+        );
+        assert!(
+            schemas["ConnectionPhase"]["enum"]
+                .as_array()
+                .is_some_and(|names| names.contains(&Value::from("auth_failed")))
+        );
+        assert_eq!(
+            schemas["HaSummary"]["properties"]["state"]["$ref"],
+            "#/components/schemas/ConnectionPhase"
+        );
+    }
 }

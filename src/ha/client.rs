@@ -33,6 +33,7 @@ use super::backoff::Backoff;
 use super::model::{RegistryEvent, RegistryKind, StateChanged};
 use super::protocol::{CommandErrorBody, Incoming, decode_frame};
 use crate::config::{HaEndpoint, HaSettings};
+use crate::health::{Health, Verdict};
 
 /// Home Assistant's limit for answering `auth_required`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -157,7 +158,7 @@ impl From<CommandErrorBody> for CommandError {
 }
 
 /// The connection's state, as shown by health.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     /// Not yet tried.
@@ -190,8 +191,58 @@ pub enum ConnectionState {
     Stopped,
 }
 
+/// The name of a [`ConnectionState`], without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionPhase {
+    /// Not yet tried.
+    Starting,
+    /// Opening the socket and authenticating.
+    Connecting,
+    /// Authenticated and subscribing.
+    Subscribing,
+    /// Subscribed and receiving events.
+    Connected,
+    /// Waiting before the next attempt.
+    Waiting,
+    /// The token was refused.
+    AuthFailed,
+    /// Shut down.
+    Stopped,
+}
+
+impl ConnectionPhase {
+    /// The name the API uses (`auth_failed`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionPhase::Starting => "starting",
+            ConnectionPhase::Connecting => "connecting",
+            ConnectionPhase::Subscribing => "subscribing",
+            ConnectionPhase::Connected => "connected",
+            ConnectionPhase::Waiting => "waiting",
+            ConnectionPhase::AuthFailed => "auth_failed",
+            ConnectionPhase::Stopped => "stopped",
+        }
+    }
+}
+
+impl ConnectionState {
+    /// Which state this is, without its details.
+    pub fn phase(&self) -> ConnectionPhase {
+        match self {
+            ConnectionState::Starting => ConnectionPhase::Starting,
+            ConnectionState::Connecting { .. } => ConnectionPhase::Connecting,
+            ConnectionState::Subscribing => ConnectionPhase::Subscribing,
+            ConnectionState::Connected { .. } => ConnectionPhase::Connected,
+            ConnectionState::Waiting { .. } => ConnectionPhase::Waiting,
+            ConnectionState::AuthFailed { .. } => ConnectionPhase::AuthFailed,
+            ConnectionState::Stopped => ConnectionPhase::Stopped,
+        }
+    }
+}
+
 /// A snapshot of the client for health and metrics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HaStatus {
     /// Connection state.
     #[serde(flatten)]
@@ -228,6 +279,32 @@ pub struct HaStatus {
     pub queue_capacity: usize,
     /// How often the reader found the queue full and had to wait.
     pub queue_full_waits: u64,
+}
+
+impl HaStatus {
+    /// The connection's judgement of itself: a refused token fails (nothing works until someone
+    /// acts), anything but connected is degraded.
+    pub fn health(&self) -> Health {
+        let mut health = Health::default();
+        match &self.state {
+            ConnectionState::Connected { .. } => {}
+            ConnectionState::AuthFailed { message } => {
+                health.flag(Verdict::Failed, message.clone())
+            }
+            other => health.flag(
+                Verdict::Degraded,
+                format!(
+                    "not connected to Home Assistant ({}){}",
+                    other.phase().as_str(),
+                    self.last_error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            ),
+        }
+        health
+    }
 }
 
 enum Route {

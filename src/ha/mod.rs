@@ -9,5 +9,6 @@ pub mod model;
 pub mod protocol;
 
 pub use client::{
-    ClientOptions, CommandError, ConnectionState, HaHandle, HaMessage, HaStatus, ReplyTag, spawn,
+    ClientOptions, CommandError, ConnectionPhase, ConnectionState, HaHandle, HaMessage, HaStatus,
+    ReplyTag, spawn,
 };

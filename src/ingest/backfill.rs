@@ -483,7 +483,7 @@ pub fn write_cursor(path: &Path, durable_us: i64) -> Result<(), CursorError> {
 // ---------------------------------------------------------------------------------------------
 
 /// What the backfill has done, for `/health/deep` and the metrics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BackfillStatus {
     /// Whether gaps are backfilled (`backfill.enabled`).
     pub enabled: bool,

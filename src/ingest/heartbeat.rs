@@ -9,7 +9,7 @@
 //! round) each entity's device and area from the SQLite mirror, so it never delays the pipeline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,13 +24,14 @@ use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::registry::RegistryStore;
 use crate::store::sink::HistoryWriter;
 
-/// Heartbeat counters.
-#[derive(Debug, Default)]
-pub struct HeartbeatCounters {
-    /// Heartbeat rounds run.
-    pub rounds: AtomicU64,
-    /// Points written by heartbeats.
-    pub points: AtomicU64,
+crate::counters::counters! {
+    /// Heartbeat counters.
+    pub struct HeartbeatCounters => HeartbeatCounts ("homeiq_heartbeat") {
+        /// Heartbeat rounds run.
+        rounds,
+        /// Current values re-written by the heartbeat.
+        points,
+    }
 }
 
 /// What a heartbeat needs.

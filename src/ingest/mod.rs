@@ -11,8 +11,8 @@ pub mod states;
 
 pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
 pub use filter::EntityFilter;
-pub use heartbeat::{Heartbeat, HeartbeatCounters};
+pub use heartbeat::{Heartbeat, HeartbeatCounters, HeartbeatCounts};
 pub use live::{LiveBus, LiveEvent};
-pub use pipeline::{IngestCounters, IngestStatus, Pipeline};
+pub use pipeline::{IngestCounters, IngestCounts, IngestStatus, Pipeline};
 pub use registry_sync::{RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task};
 pub use states::CurrentStates;

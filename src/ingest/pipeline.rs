@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,76 +47,40 @@ use crate::store::sink::HistoryWriter;
 /// How often batched state metadata is handed to the registry task.
 const STATE_META_FLUSH: Duration = Duration::from_secs(1);
 
-/// Counters of the pipeline, shared with health and metrics.
-#[derive(Debug, Default)]
-pub struct IngestCounters {
-    /// `state_changed` events consumed.
-    pub events: AtomicU64,
-    /// Events for entities the filter excludes.
-    pub filtered: AtomicU64,
-    /// The same event delivered twice (should stay 0).
-    pub duplicates: AtomicU64,
-    /// Events whose new state equals the one held (restart bursts).
-    pub unchanged: AtomicU64,
-    /// Points handed to the writer.
-    pub points: AtomicU64,
-    /// Points from connect-time snapshots.
-    pub snapshot_points: AtomicU64,
-    /// Events the schema maps to no point (removed entities, skipped states).
-    pub unmapped: AtomicU64,
-    /// State metadata rows dropped because the registry task was busy.
-    pub state_meta_dropped: AtomicU64,
-    /// Replies that could not be decoded or were errors.
-    pub reply_errors: AtomicU64,
-    /// Snapshots (`get_states`) applied.
-    pub snapshots: AtomicU64,
+crate::counters::counters! {
+    /// Counters of the pipeline, shared with health and metrics.
+    pub struct IngestCounters => IngestCounts ("homeiq_ingest") {
+        /// `state_changed` events consumed by the pipeline.
+        events,
+        /// Events of excluded entities.
+        filtered,
+        /// Events delivered twice (stays 0 unless subscriptions doubled).
+        duplicates,
+        /// Re-announced states not written again (restart bursts).
+        unchanged,
+        /// Points handed to the writer from live events.
+        points,
+        /// Points handed to the writer from connect-time snapshots.
+        snapshot_points,
+        /// Events the schema maps to no point (removed entities, skipped states).
+        unmapped,
+        /// State metadata rows dropped because the registry task was busy.
+        state_meta_dropped,
+        /// Replies from Home Assistant that could not be decoded or were errors.
+        reply_errors,
+        /// Snapshots (`get_states`) applied.
+        snapshots,
+    }
 }
 
-/// A serialisable copy of [`IngestCounters`].
-#[derive(Debug, Clone, Serialize)]
+/// The pipeline's part of `/health/deep`: its counters and the entities it tracks.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IngestStatus {
-    /// `state_changed` events consumed.
-    pub events: u64,
-    /// Events for excluded entities.
-    pub filtered: u64,
-    /// The same event delivered twice.
-    pub duplicates: u64,
-    /// Unchanged states not written again.
-    pub unchanged: u64,
-    /// Points handed to the writer.
-    pub points: u64,
-    /// Points from snapshots.
-    pub snapshot_points: u64,
-    /// Events mapped to no point.
-    pub unmapped: u64,
-    /// State metadata rows dropped.
-    pub state_meta_dropped: u64,
-    /// Bad or failed replies.
-    pub reply_errors: u64,
-    /// Snapshots applied.
-    pub snapshots: u64,
+    /// Counters since start.
+    #[serde(flatten)]
+    pub counts: IngestCounts,
     /// Entities with a current state.
     pub entities_tracked: usize,
-}
-
-impl IngestCounters {
-    /// A copy for health output.
-    pub fn snapshot(&self, entities_tracked: usize) -> IngestStatus {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        IngestStatus {
-            events: get(&self.events),
-            filtered: get(&self.filtered),
-            duplicates: get(&self.duplicates),
-            unchanged: get(&self.unchanged),
-            points: get(&self.points),
-            snapshot_points: get(&self.snapshot_points),
-            unmapped: get(&self.unmapped),
-            state_meta_dropped: get(&self.state_meta_dropped),
-            reply_errors: get(&self.reply_errors),
-            snapshots: get(&self.snapshots),
-            entities_tracked,
-        }
-    }
 }
 
 /// Identity of a delivered event, to recognise the same event twice.

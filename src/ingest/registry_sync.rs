@@ -33,9 +33,10 @@ pub enum RegistryJob {
 }
 
 /// What the registry task has done, for health.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RegistrySyncStatus {
     /// Last full sync per registry.
+    #[schema(value_type = HashMap<String, String>)]
     pub last_full_sync: HashMap<&'static str, DateTime<Utc>>,
     /// Jobs applied.
     pub jobs_applied: u64,

@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::health::{Health, Verdict};
 use crate::store::embedded::EmbeddedWriter;
 use crate::store::influx::{
     InfluxWriterStatus, Point, QuarantinedPoint, ShutdownReport, WriterHandle,
@@ -85,6 +86,84 @@ impl StorageStatus {
     /// The InfluxDB writer's own counters; all zero for the embedded store.
     pub fn influx(&self) -> &InfluxWriterStatus {
         self.influxdb.as_ref().unwrap_or(&InfluxWriterStatus::NONE)
+    }
+
+    /// The history store's judgement of itself: refused credentials fail; a store that does not
+    /// take writes (points held in memory or spooled) is degraded; points lost in the past are
+    /// warnings.
+    pub fn health(&self) -> Health {
+        let mut health = Health::default();
+        let held = |extra: String| {
+            format!(
+                "{} points held in memory{extra}{}",
+                self.queued + self.in_flight,
+                self.last_error
+                    .as_ref()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            )
+        };
+        let Some(influx) = &self.influxdb else {
+            if !self.reachable {
+                health.flag(
+                    Verdict::Degraded,
+                    format!(
+                        "the embedded history store cannot write; {}",
+                        held(String::new())
+                    ),
+                );
+            }
+            if self.dropped_overflow > 0 {
+                health.warn(format!(
+                    "{} points were dropped because the embedded store fell behind and memory was full",
+                    self.dropped_overflow
+                ));
+            }
+            return health;
+        };
+        if let Some(auth) = &influx.auth_error {
+            health.flag(
+                Verdict::Failed,
+                format!(
+                    "InfluxDB refused the credentials ({auth}); check influxdb.username/password/token"
+                ),
+            );
+        } else if !self.reachable || influx.spooling {
+            health.flag(
+                Verdict::Degraded,
+                format!(
+                    "InfluxDB is unreachable; {}; they are written when it is back",
+                    held(format!(
+                        " and {} spooled to disk ({} bytes{})",
+                        influx.spool_points,
+                        influx.spool_bytes,
+                        influx
+                            .spool_oldest_age_secs
+                            .map(|a| format!(", oldest {a:.0} s"))
+                            .unwrap_or_default(),
+                    ))
+                ),
+            );
+        }
+        if influx.spool_dropped > 0 || self.dropped_overflow > 0 {
+            health.warn(format!(
+                "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
+                influx.spool_dropped, self.dropped_overflow
+            ));
+        }
+        if influx.spool_corrupt_records > 0 {
+            health.warn(format!(
+                "{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory",
+                influx.spool_corrupt_records, influx.spool_corrupt_bytes
+            ));
+        }
+        if influx.quarantined > 0 {
+            health.warn(format!(
+                "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",
+                influx.quarantined
+            ));
+        }
+        health
     }
 }
 
@@ -182,5 +261,74 @@ impl HistoryWriter {
             HistoryWriter::Influx(w) => w.shutdown(deadline).await,
             HistoryWriter::Embedded(w) => w.shutdown(deadline).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Verdict;
+
+    fn status(backend: StorageBackend) -> StorageStatus {
+        StorageStatus {
+            backend,
+            reachable: true,
+            queued: 0,
+            in_flight: 0,
+            written: 10,
+            dropped_invalid: 0,
+            dropped_overflow: 0,
+            retries: 0,
+            write_errors: 0,
+            last_write_at: None,
+            last_error: None,
+            last_latency_ms: None,
+            mean_latency_ms: None,
+            p50_latency_ms: None,
+            p95_latency_ms: None,
+            influxdb: (backend == StorageBackend::Influxdb).then_some(InfluxWriterStatus::NONE),
+        }
+    }
+
+    #[test]
+    fn each_backend_judges_itself_in_its_own_words() {
+        assert_eq!(status(StorageBackend::Embedded).health(), Health::default());
+        assert_eq!(status(StorageBackend::Influxdb).health(), Health::default());
+
+        let mut embedded = status(StorageBackend::Embedded);
+        embedded.reachable = false;
+        embedded.queued = 7;
+        embedded.dropped_overflow = 2;
+        let h = embedded.health();
+        assert_eq!(h.verdict, Verdict::Degraded);
+        assert!(h.reasons[0].starts_with("the embedded history store cannot write; 7 points"));
+        assert!(!h.reasons[0].contains("InfluxDB"), "{:?}", h.reasons);
+        assert_eq!(h.warnings.len(), 1);
+
+        let mut refused = status(StorageBackend::Influxdb);
+        refused.influxdb = Some(InfluxWriterStatus {
+            auth_error: Some("401".into()),
+            spooling: true,
+            quarantined: 3,
+            ..InfluxWriterStatus::NONE
+        });
+        let h = refused.health();
+        assert_eq!(h.verdict, Verdict::Failed);
+        assert_eq!(h.reasons.len(), 1, "credentials first: {:?}", h.reasons);
+        assert!(h.warnings[0].contains("3 points were refused by InfluxDB"));
+
+        let mut spooling = status(StorageBackend::Influxdb);
+        spooling.influxdb = Some(InfluxWriterStatus {
+            spooling: true,
+            spool_points: 40,
+            ..InfluxWriterStatus::NONE
+        });
+        let h = spooling.health();
+        assert_eq!(h.verdict, Verdict::Degraded);
+        assert!(
+            h.reasons[0].contains("40 spooled to disk"),
+            "{:?}",
+            h.reasons
+        );
     }
 }

@@ -158,7 +158,7 @@ impl WebhookCounters {
 }
 
 /// [`WebhookCounters`] as plain numbers.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct CountersSnapshot {
     /// Live events evaluated.
     pub events: u64,
@@ -237,7 +237,7 @@ impl std::fmt::Debug for WebhookHandle {
 }
 
 /// The status shown in `/health/deep`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookStatus {
     /// Targets configured.
     pub targets: usize,
@@ -246,6 +246,20 @@ pub struct WebhookStatus {
     /// Counters since start.
     #[serde(flatten)]
     pub counters: CountersSnapshot,
+}
+
+impl WebhookStatus {
+    /// Webhooks' judgement of themselves: state changes the rules missed are a warning.
+    pub fn health(&self) -> crate::health::Health {
+        let mut health = crate::health::Health::default();
+        if self.counters.events_missed > 0 {
+            health.warn(format!(
+                "webhook rules missed {} state changes because they fell behind the live stream",
+                self.counters.events_missed
+            ));
+        }
+        health
+    }
 }
 
 impl WebhookHandle {
