@@ -13,6 +13,7 @@ mod counters;
 pub mod demo;
 pub mod ha;
 pub mod health;
+pub mod http;
 pub mod ingest;
 pub mod memory;
 pub mod prepared;

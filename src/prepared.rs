@@ -6,7 +6,7 @@
 //! (about a millisecond for a 60 KB listing, on the blocking pool: 2,200 listings/s instead of
 //! 70,000 on the benchmark machine). A [`PreparedJson`] keeps the gzip form beside the plain one,
 //! compressed the first time a client asks for it; the API serves whichever the client accepts
-//! (`api::prepared_json_ok`). Written here rather than taken from a crate because no maintained
+//! (`http::prepared_json_ok`). Written here rather than taken from a crate because no maintained
 //! crate caches compressed forms of in-memory bodies for actix; this is a `OnceLock` and a call
 //! to `flate2`.
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 use crate::prepared::PreparedJson;
 use crate::store::written::WriteLog;
 

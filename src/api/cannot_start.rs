@@ -27,8 +27,8 @@ use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, ResponseError, web};
 use serde::Serialize;
 
-use super::error::ApiError;
 use crate::config::{ConfigError, FallbackSettings, redact_urls};
+use crate::http::error::ApiError;
 use crate::store::fault::StorageFault;
 
 /// One configuration problem, as `/health` reports it.

@@ -85,7 +85,7 @@ pub struct OpenApiJson(pub crate::prepared::PreparedJson);
 
 /// `GET /api/openapi.json`.
 pub async fn openapi_json(request: HttpRequest, doc: web::Data<OpenApiJson>) -> HttpResponse {
-    super::prepared_json_ok(&request, &doc.0)
+    crate::http::prepared_json_ok(&request, &doc.0)
 }
 
 const INDEX: &str = r##"<!doctype html>

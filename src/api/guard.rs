@@ -32,7 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tracing::Instrument;
 use url::Url;
 
-use super::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The request id header, accepted from the caller or generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

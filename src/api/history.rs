@@ -9,11 +9,13 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use bytes::Bytes;
 
+use super::cache::HistoryCache;
 use super::cache::Scope;
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Params, within};
-use super::{AppState, prepared_json_ok};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Params, within};
+use crate::http::prepared_json_ok;
 use crate::prepared::PreparedJson;
+use crate::store::history::HistoryStore;
 use crate::store::history::{
     AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
     choose_interval,
@@ -115,7 +117,7 @@ fn entity_list(text: Option<&str>, max: usize) -> Result<Vec<String>, ApiError> 
 /// The range `[start, end]` with defaults (`end` = now, `start` = `end` − `default_span`) and the
 /// configured maximum.
 fn range(
-    state: &AppState,
+    state: &HistoryApi,
     start: Option<&str>,
     end: Option<&str>,
     default_span: Duration,
@@ -125,7 +127,7 @@ fn range(
     if start_t >= end_t {
         return Err(ApiError::invalid("start", "start must be before end"));
     }
-    let max_days = i64::from(state.settings.api.max_history_days);
+    let max_days = i64::from(state.max_history_days);
     if end_t - start_t > Duration::days(max_days) {
         return Err(ApiError::invalid(
             "start",
@@ -186,7 +188,7 @@ pub struct HistoryParams {
 #[get("/history")]
 pub async fn history(
     request: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<HistoryApi>,
     Params(p): Params<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
     let entity_ids = entity_list(p.entity_id.as_deref(), MAX_HISTORY_ENTITIES)?;
@@ -246,7 +248,7 @@ fn render<T: Serialize>(answer: &T) -> Result<Bytes, ApiError> {
 /// The answer through the history cache when `key` is given (the client named the range's
 /// end), else computed directly.
 async fn answer<F, Fut>(
-    state: &AppState,
+    state: &HistoryApi,
     key: Option<String>,
     scope: Scope<'_>,
     compute: F,
@@ -256,12 +258,7 @@ where
     Fut: std::future::Future<Output = Result<Bytes, ApiError>>,
 {
     match key {
-        Some(key) => {
-            state
-                .history_cache
-                .get_or_compute(key, scope, compute)
-                .await
-        }
+        Some(key) => state.cache.get_or_compute(key, scope, compute).await,
         None => compute()
             .await
             .map(|body| Arc::new(PreparedJson::new(body))),
@@ -292,6 +289,22 @@ pub struct AggregateParams {
     max_points: Option<u64>,
 }
 
+/// What the history routes read: the history store, its answer cache and the range limit.
+#[derive(Clone)]
+pub(crate) struct HistoryApi {
+    /// History reads.
+    pub history: HistoryStore,
+    /// Answers of history reads with an explicit end, while current.
+    pub cache: HistoryCache,
+    /// `api.max_history_days`.
+    pub max_history_days: u32,
+}
+
+/// The history routes (under `/api/v1`); they read [`HistoryApi`] from the app data.
+pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(history).service(aggregate).service(event_stats);
+}
+
 /// Aggregates of numeric entities.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AggregateAnswer {
@@ -318,7 +331,7 @@ pub struct AggregateAnswer {
 #[get("/history/aggregate")]
 pub async fn aggregate(
     request: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<HistoryApi>,
     Params(p): Params<AggregateParams>,
 ) -> Result<HttpResponse, ApiError> {
     let entity_ids = entity_list(p.entity_id.as_deref(), MAX_AGGREGATE_ENTITIES)?;
@@ -422,7 +435,7 @@ pub struct StatsAnswer {
 #[get("/events/stats")]
 pub async fn event_stats(
     request: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<HistoryApi>,
     Params(p): Params<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (start, end) = range(
@@ -468,6 +481,23 @@ pub async fn event_stats(
     })
     .await?;
     Ok(prepared_json_ok(&request, &body))
+}
+
+impl From<crate::store::history::HistoryError> for ApiError {
+    fn from(e: crate::store::history::HistoryError) -> Self {
+        match e {
+            crate::store::history::HistoryError::Unavailable(m) => {
+                tracing::warn!(error = %m, "history backend unreachable");
+                ApiError::unavailable(format!(
+                    "history is unavailable: {m}; live data and the registry keep working"
+                ))
+            }
+            crate::store::history::HistoryError::Backend(m) => {
+                tracing::error!(error = %m, "history query failed");
+                ApiError::unavailable(format!("history query failed: {m}"))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

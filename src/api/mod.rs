@@ -15,15 +15,13 @@
 //! When HomeIQ cannot start (invalid configuration, a data file that cannot be opened),
 //! [`cannot_start`] serves `/health` and 503s instead.
 //!
-//! Every answer carries `X-Request-ID`; errors share [`error::ErrorBody`]; access and rate limits
+//! Every answer carries `X-Request-ID`; errors share [`crate::http::error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
 
 pub mod cache;
 pub mod cannot_start;
 pub mod compression;
 pub mod docs;
-pub mod error;
-pub mod extract;
 pub mod guard;
 pub mod history;
 pub mod metrics;
@@ -111,46 +109,6 @@ fn http_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_HTTP_WORKERS))
 }
 
-/// A 200 whose JSON body is already rendered (pre-rendered catalog JSON, cached answers).
-pub(crate) fn json_ok<B: actix_web::body::MessageBody + 'static>(
-    body: B,
-) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body)
-}
-
-/// A 200 with a prepared JSON document: its stored gzip form when the client accepts gzip,
-/// else the plain bytes.
-pub(crate) fn prepared_json_ok(
-    request: &actix_web::HttpRequest,
-    doc: &crate::prepared::PreparedJson,
-) -> actix_web::HttpResponse {
-    match doc.gzip().filter(|_| accepts_gzip(request)) {
-        Some(gzip) => gzip_json_ok(gzip.clone()),
-        None => json_ok(doc.plain().clone()),
-    }
-}
-
-/// Whether the client takes a gzip answer (`Accept-Encoding`).
-pub(crate) fn accepts_gzip(request: &actix_web::HttpRequest) -> bool {
-    use actix_web::http::header::{AcceptEncoding, Encoding, Header};
-    AcceptEncoding::parse(request).is_ok_and(|accept| {
-        accept.negotiate([Encoding::gzip(), Encoding::identity()].iter()) == Some(Encoding::gzip())
-    })
-}
-
-/// A 200 whose JSON body is already gzip-compressed.
-pub(crate) fn gzip_json_ok(gzip: bytes::Bytes) -> actix_web::HttpResponse {
-    use actix_web::http::header::{self, ContentEncoding, HeaderValue};
-    actix_web::HttpResponse::Ok()
-        .content_type(header::ContentType::json())
-        .insert_header(ContentEncoding::Gzip)
-        .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")))
-        .body(gzip)
-}
-
-/// The OpenAPI document of every route [`configure`] registers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes(App::new().into_utoipa_app()).split_for_parts().1;
     docs::document_guards(&mut doc);
@@ -176,25 +134,10 @@ where
         .service(ops::quarantine)
         .service(
             utoipa_actix_web::scope("/api/v1")
-                .service(registry::list_devices)
-                .service(registry::get_device)
-                .service(registry::list_entities)
-                .service(registry::get_entity)
-                .service(registry::list_areas)
-                .service(registry::list_floors)
-                .service(registry::list_labels)
-                .service(registry::list_integrations)
-                .service(history::history)
-                .service(history::aggregate)
-                .service(history::event_stats)
+                .configure(registry::routes)
+                .configure(history::routes)
                 .service(stream::stream_events)
-                .service(crate::webhooks::api::list_webhooks)
-                .service(crate::webhooks::api::create_webhook)
-                .service(crate::webhooks::api::get_webhook)
-                .service(crate::webhooks::api::update_webhook)
-                .service(crate::webhooks::api::delete_webhook)
-                .service(crate::webhooks::api::test_webhook)
-                .service(crate::webhooks::api::list_deliveries),
+                .configure(crate::webhooks::api::routes),
         )
 }
 
@@ -219,26 +162,44 @@ pub fn bind(
         doc.to_json().unwrap_or_else(|_| "{}".into()),
     )));
     let panel = web::Data::new(panel::Panel::new(state.settings.panel_dir()));
+    // each capability's routes read only their own part
+    let registry_api = web::Data::new(registry::RegistryApi {
+        catalog: state.catalog.clone(),
+        states: state.states.clone(),
+    });
+    let history_api = web::Data::new(history::HistoryApi {
+        history: state.history.clone(),
+        cache: state.history_cache.clone(),
+        max_history_days: state.settings.api.max_history_days,
+    });
+    let live_api = web::Data::new(stream::LiveApi {
+        live: state.live.clone(),
+        catalog: state.catalog.clone(),
+    });
+    let webhooks = web::Data::new(state.webhooks.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        let (app, _) =
-            routes(
-                App::new()
-                    .app_data(data.clone())
-                    .app_data(registry.clone())
-                    .app_data(durations.clone())
-                    .app_data(guard.clone())
-                    .app_data(spec.clone())
-                    .app_data(known.clone())
-                    .app_data(panel.clone())
-                    .app_data(error::json_config())
-                    .app_data(error::path_config())
-                    .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                        error::ApiError::invalid("query", e.to_string()).into()
-                    }))
-                    .into_utoipa_app(),
-            )
-            .split_for_parts();
+        let (app, _) = routes(
+            App::new()
+                .app_data(data.clone())
+                .app_data(registry_api.clone())
+                .app_data(history_api.clone())
+                .app_data(live_api.clone())
+                .app_data(webhooks.clone())
+                .app_data(registry.clone())
+                .app_data(durations.clone())
+                .app_data(guard.clone())
+                .app_data(spec.clone())
+                .app_data(known.clone())
+                .app_data(panel.clone())
+                .app_data(crate::http::error::json_config())
+                .app_data(crate::http::error::path_config())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    crate::http::error::ApiError::invalid("query", e.to_string()).into()
+                }))
+                .into_utoipa_app(),
+        )
+        .split_for_parts();
         app.route("/api/openapi.json", web::get().to(docs::openapi_json))
             .route("/api/docs", web::get().to(docs::docs_redirect))
             .route("/api/docs/", web::get().to(docs::docs_index))
@@ -314,9 +275,9 @@ impl KnownRoutes {
 async fn not_found(
     req: actix_web::HttpRequest,
     known: web::Data<KnownRoutes>,
-) -> Result<actix_web::HttpResponse, error::ApiError> {
+) -> Result<actix_web::HttpResponse, crate::http::error::ApiError> {
     if let Some(allowed) = known.allowed(req.path()) {
-        let e = error::ApiError::method_not_allowed(format!(
+        let e = crate::http::error::ApiError::method_not_allowed(format!(
             "{} is not served on {}; use {allowed}",
             req.method(),
             req.path()
@@ -329,7 +290,7 @@ async fn not_found(
         }
         return Ok(response);
     }
-    Err(error::ApiError::not_found(format!(
+    Err(crate::http::error::ApiError::not_found(format!(
         "no route {} {}",
         req.method(),
         req.path()

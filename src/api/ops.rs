@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Params, within};
 use super::rates::RateSnapshot;
 use super::{AppState, metrics};
 use crate::ha::{ConnectionPhase, ConnectionState, HaStatus};
 use crate::health::{Health, Verdict};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Params, within};
 use crate::ingest::{BackfillStatus, HeartbeatCounts, IngestStatus, RegistrySyncStatus};
 use crate::store::sink::StorageStatus;
 use crate::webhooks::WebhookStatus;

@@ -16,7 +16,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::KnownRoutes;
-use super::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Cache policy of content-hashed files.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

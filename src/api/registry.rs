@@ -7,11 +7,13 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Params, within};
-use super::{AppState, accepts_gzip, gzip_json_ok, json_ok, prepared_json_ok};
 use crate::ha::model::State;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Params, within};
+use crate::http::{accepts_gzip, gzip_json_ok, json_ok, prepared_json_ok};
+use crate::ingest::CurrentStates;
 use crate::prepared::{DeflateChunk, GzipJoin};
+use crate::store::registry::CatalogHandle;
 pub use crate::store::registry::catalog::DeviceSummary;
 use crate::store::registry::catalog::{
     Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
@@ -34,6 +36,27 @@ fn sort_key(sort: Option<&str>) -> (&str, bool) {
 
 fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// What the registry routes read: the catalog snapshot and the current states.
+#[derive(Clone)]
+pub(crate) struct RegistryApi {
+    /// The registry catalog.
+    pub catalog: CatalogHandle,
+    /// Current states.
+    pub states: CurrentStates,
+}
+
+/// The registry routes (under `/api/v1`); they read [`RegistryApi`] from the app data.
+pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_devices)
+        .service(get_device)
+        .service(list_entities)
+        .service(get_entity)
+        .service(list_areas)
+        .service(list_floors)
+        .service(list_labels)
+        .service(list_integrations);
 }
 
 /// An entity with its current state.
@@ -68,7 +91,7 @@ fn page_body<S: AsRef<str>>(
 }
 
 /// An entity's JSON with its current state.
-fn entity_json(state: &AppState, catalog: &Catalog, e: &EntityView) -> String {
+fn entity_json(state: &RegistryApi, catalog: &Catalog, e: &EntityView) -> String {
     entity_json_with(catalog, e, state.states.get(&e.entity_id).as_ref())
 }
 
@@ -85,7 +108,7 @@ fn entity_json_with(catalog: &Catalog, e: &EntityView, current: Option<&Arc<Stat
 /// An entity listing page as gzip, joined from each entity's item compressed once per state
 /// ([`Catalog::entity_chunk`]) instead of compressing the whole page per request.
 fn entity_page_gzip(
-    state: &AppState,
+    state: &RegistryApi,
     catalog: &Catalog,
     total: usize,
     limit: usize,
@@ -256,7 +279,7 @@ pub struct DeviceParams {
 #[get("/devices")]
 pub async fn list_devices(
     request: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<RegistryApi>,
     Params(p): Params<DeviceParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -326,7 +349,7 @@ pub struct DeviceDetail {
 )]
 #[get("/devices/{id}")]
 pub async fn get_device(
-    state: web::Data<AppState>,
+    state: web::Data<RegistryApi>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.current();
@@ -390,7 +413,7 @@ pub struct EntityParams {
 #[get("/entities")]
 pub async fn list_entities(
     request: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<RegistryApi>,
     Params(p): Params<EntityParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
@@ -451,7 +474,7 @@ pub async fn list_entities(
 )]
 #[get("/entities/{entity_id}")]
 pub async fn get_entity(
-    state: web::Data<AppState>,
+    state: web::Data<RegistryApi>,
     entity_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let catalog = state.catalog.current();
@@ -489,7 +512,7 @@ pub struct ItemList<T> {
 /// Every area with device and entity counts.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<AreaSummary>)))]
 #[get("/areas")]
-pub async fn list_areas(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_areas(state: web::Data<RegistryApi>) -> HttpResponse {
     let catalog = state.catalog.current();
     let items = catalog
         .areas
@@ -514,7 +537,7 @@ pub async fn list_areas(state: web::Data<AppState>) -> HttpResponse {
 /// Every floor.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<FloorView>)))]
 #[get("/floors")]
-pub async fn list_floors(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().floors.clone(),
     })
@@ -523,7 +546,7 @@ pub async fn list_floors(state: web::Data<AppState>) -> HttpResponse {
 /// Every label.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<LabelView>)))]
 #[get("/labels")]
-pub async fn list_labels(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_labels(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().labels.clone(),
     })
@@ -532,8 +555,15 @@ pub async fn list_labels(state: web::Data<AppState>) -> HttpResponse {
 /// Entity and device counts per integration.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<IntegrationCount>)))]
 #[get("/integrations")]
-pub async fn list_integrations(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_integrations(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().integrations.clone(),
     })
+}
+
+impl From<crate::store::registry::RegistryError> for ApiError {
+    fn from(e: crate::store::registry::RegistryError) -> Self {
+        tracing::error!(error = %e, "metadata database error");
+        ApiError::unavailable(format!("the metadata database failed: {e}"))
+    }
 }

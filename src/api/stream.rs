@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
-use super::AppState;
-use super::error::{ApiError, ErrorBody};
-use super::extract::Params;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::Params;
+use crate::ingest::LiveBus;
 use crate::ingest::LiveEvent;
 use crate::store::registry::CatalogHandle;
 
@@ -76,6 +76,15 @@ impl Filter {
     }
 }
 
+/// What the live stream reads: the bus of state changes and the catalog (for names and areas).
+#[derive(Clone)]
+pub(crate) struct LiveApi {
+    /// Live state changes.
+    pub live: LiveBus,
+    /// The registry catalog.
+    pub catalog: CatalogHandle,
+}
+
 /// One Server-Sent Event as a client parses it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SseEvent {
@@ -126,7 +135,7 @@ fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
 )]
 #[get("/stream")]
 pub async fn stream_events(
-    state: web::Data<AppState>,
+    state: web::Data<LiveApi>,
     Params(p): Params<StreamParams>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = Filter {

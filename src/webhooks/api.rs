@@ -6,16 +6,15 @@
 
 use actix_web::{HttpResponse, delete, get, post, put, web};
 use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{self, Rule};
 use super::store::{delivery, now_ms, target};
-use super::{EVENT_TEST, WebhookError, egress, sign};
-use crate::api::AppState;
-use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::Params;
+use super::{EVENT_TEST, WebhookError, WebhookHandle, egress, sign};
+use crate::http::decode_json;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::Params;
 
 /// Most targets HomeIQ keeps.
 pub const MAX_TARGETS: usize = 200;
@@ -30,10 +29,15 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        WebhookError::from(e).into()
-    }
+/// The webhook routes (under `/api/v1`); they read the [`WebhookHandle`] from the app data.
+pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_webhooks)
+        .service(create_webhook)
+        .service(get_webhook)
+        .service(update_webhook)
+        .service(delete_webhook)
+        .service(test_webhook)
+        .service(list_deliveries);
 }
 
 /// What a target delivers to.
@@ -297,35 +301,6 @@ fn delivery_view(d: delivery::Model) -> DeliveryView {
     }
 }
 
-/// Decodes a JSON body, naming the field at fault.
-pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        let named = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|p| message.split_once(p))
-            .and_then(|(_, rest)| rest.split('`').next())
-            .map(str::to_owned);
-        let field = match (path.as_str(), named) {
-            ("." | "", Some(name)) => name,
-            ("." | "", None) => "body".to_owned(),
-            // a top-level array: the body is not an object
-            (p, _) if p.starts_with('[') => "body".to_owned(),
-            (p, Some(name)) if !p.ends_with(&name) && message.starts_with("missing") => {
-                format!("{p}.{name}")
-            }
-            (p, _) => p.to_owned(),
-        };
-        ApiError::invalid(field.clone(), format!("{field}: {message}"))
-    })?;
-    de.end()
-        .map_err(|e| ApiError::invalid("body", format!("invalid JSON body: {e}")))?;
-    Ok(value)
-}
-
 fn check_webhook_id(id: &str) -> Result<(), ApiError> {
     let ok = (1..=255).contains(&id.len())
         && id
@@ -348,8 +323,8 @@ fn check_webhook_id(id: &str) -> Result<(), ApiError> {
 
 /// Refuses an `http` target on an internal address (unless `webhooks.allow_internal_targets`);
 /// the name is resolved too. Every delivery checks again.
-async fn check_egress(state: &AppState, row: &target::Model) -> Result<(), ApiError> {
-    if row.kind == "ha" || state.webhooks.settings().allow_internal_targets {
+async fn check_egress(webhooks: &WebhookHandle, row: &target::Model) -> Result<(), ApiError> {
+    if row.kind == "ha" || webhooks.settings().allow_internal_targets {
         return Ok(());
     }
     let url = row
@@ -484,12 +459,11 @@ fn to_row(
     Ok((row, returned))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<target::Model, ApiError> {
+async fn find(webhooks: &WebhookHandle, id: &str) -> Result<target::Model, ApiError> {
     if id.len() > 64 {
         return Err(ApiError::not_found(format!("no webhook target `{id}`")));
     }
-    state
-        .webhooks
+    webhooks
         .store()
         .get_target(id)
         .await?
@@ -505,8 +479,8 @@ async fn find(state: &AppState, id: &str) -> Result<target::Model, ApiError> {
     )
 )]
 #[get("/webhooks")]
-pub async fn list_webhooks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.webhooks.store().list_targets().await?;
+pub async fn list_webhooks(webhooks: web::Data<WebhookHandle>) -> Result<HttpResponse, ApiError> {
+    let rows = webhooks.store().list_targets().await?;
     let items: Vec<WebhookView> = rows.iter().map(view).collect();
     Ok(HttpResponse::Ok().json(WebhookList {
         total: items.len(),
@@ -526,11 +500,11 @@ pub async fn list_webhooks(state: web::Data<AppState>) -> Result<HttpResponse, A
 )]
 #[post("/webhooks")]
 pub async fn create_webhook(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let req: WebhookRequest = decode_json(&body)?;
-    let store = state.webhooks.store();
+    let store = webhooks.store();
     if store.list_targets().await?.len() >= MAX_TARGETS {
         return Err(ApiError::invalid(
             "body",
@@ -538,9 +512,9 @@ pub async fn create_webhook(
         ));
     }
     let (row, secret) = to_row(req, None, sign::random_hex(12), now_ms())?;
-    check_egress(&state, &row).await?;
+    check_egress(&webhooks, &row).await?;
     store.insert_target(row.clone()).await?;
-    state.webhooks.reload().await?;
+    webhooks.reload().await?;
     tracing::info!(target = %row.name, id = %row.id, kind = %row.kind, "webhook target created");
     Ok(HttpResponse::Created().json(CreatedWebhook {
         webhook: view(&row),
@@ -560,10 +534,10 @@ pub async fn create_webhook(
 )]
 #[get("/webhooks/{id}")]
 pub async fn get_webhook(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find(&state, &id).await?;
+    let row = find(&webhooks, &id).await?;
     Ok(HttpResponse::Ok().json(view(&row)))
 }
 
@@ -582,18 +556,18 @@ pub async fn get_webhook(
 )]
 #[put("/webhooks/{id}")]
 pub async fn update_webhook(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let current = find(&state, &id).await?;
+    let current = find(&webhooks, &id).await?;
     let req: WebhookRequest = decode_json(&body)?;
     let (row, _) = to_row(req, Some(&current), current.id.clone(), now_ms())?;
-    check_egress(&state, &row).await?;
-    if !state.webhooks.store().update_target(row.clone()).await? {
+    check_egress(&webhooks, &row).await?;
+    if !webhooks.store().update_target(row.clone()).await? {
         return Err(ApiError::not_found(format!("no webhook target `{id}`")));
     }
-    state.webhooks.reload().await?;
+    webhooks.reload().await?;
     tracing::info!(target = %row.name, id = %row.id, "webhook target updated");
     Ok(HttpResponse::Ok().json(view(&row)))
 }
@@ -610,14 +584,14 @@ pub async fn update_webhook(
 )]
 #[delete("/webhooks/{id}")]
 pub async fn delete_webhook(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find(&state, &id).await?;
-    if !state.webhooks.store().delete_target(&row.id).await? {
+    let row = find(&webhooks, &id).await?;
+    if !webhooks.store().delete_target(&row.id).await? {
         return Err(ApiError::not_found(format!("no webhook target `{id}`")));
     }
-    state.webhooks.reload().await?;
+    webhooks.reload().await?;
     tracing::info!(target = %row.name, id = %row.id, "webhook target deleted");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -634,12 +608,11 @@ pub async fn delete_webhook(
 )]
 #[post("/webhooks/{id}/test")]
 pub async fn test_webhook(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find(&state, &id).await?;
-    let delivery_id = state
-        .webhooks
+    let row = find(&webhooks, &id).await?;
+    let delivery_id = webhooks
         .enqueue((&row.id, &row.name), EVENT_TEST, None, None, Utc::now())
         .await?;
     Ok(HttpResponse::Accepted().json(TestQueued { delivery_id }))
@@ -659,7 +632,7 @@ pub async fn test_webhook(
 )]
 #[get("/webhooks/{id}/deliveries")]
 pub async fn list_deliveries(
-    state: web::Data<AppState>,
+    webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
     Params(p): Params<DeliveryParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -682,9 +655,8 @@ pub async fn list_deliveries(
             "must be pending, in_flight, delivered or failed",
         ));
     }
-    let row = find(&state, &id).await?;
-    let (total, rows) = state
-        .webhooks
+    let row = find(&webhooks, &id).await?;
+    let (total, rows) = webhooks
         .store()
         .list_deliveries(&row.id, p.status.as_deref(), offset, limit)
         .await?;

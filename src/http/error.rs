@@ -5,9 +5,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::store::history::HistoryError;
-use crate::store::registry::RegistryError;
-
 /// The body of every error answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -151,30 +148,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        tracing::error!(error = %e, "metadata database error");
-        ApiError::unavailable(format!("the metadata database failed: {e}"))
-    }
-}
-
-impl From<HistoryError> for ApiError {
-    fn from(e: HistoryError) -> Self {
-        match e {
-            HistoryError::Unavailable(m) => {
-                tracing::warn!(error = %m, "history backend unreachable");
-                ApiError::unavailable(format!(
-                    "history is unavailable: {m}; live data and the registry keep working"
-                ))
-            }
-            HistoryError::Backend(m) => {
-                tracing::error!(error = %m, "history query failed");
-                ApiError::unavailable(format!("history query failed: {m}"))
-            }
-        }
-    }
-}
-
 /// Answers for extractor failures: JSON bodies and paths that cannot be decoded.
 pub fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
@@ -189,4 +162,11 @@ pub fn json_config() -> actix_web::web::JsonConfig {
 pub fn path_config() -> actix_web::web::PathConfig {
     actix_web::web::PathConfig::default()
         .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into())
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        tracing::error!(error = %e, "metadata database error");
+        ApiError::unavailable(format!("the metadata database failed: {e}"))
+    }
 }
