@@ -3,8 +3,8 @@
 // openapi-fetch, so a path, a parameter or a body the server does not have fails to compile.
 //
 // Every request stays under the ingress prefix: URLs resolve against <base href> (which the server
-// injects from X-Ingress-Path), never against "/". The panel sends no API token: Home Assistant's
-// ingress gateway is trusted, and the panel is only served through it (or from a checkout).
+// injects from X-Ingress-Path), never against "/". The panel sends no API token: the server trusts
+// requests that come through Home Assistant's ingress gateway.
 import createClient, { type Client } from "openapi-fetch";
 import type { components, paths } from "./api.gen";
 
@@ -49,12 +49,15 @@ export class FieldError extends ApiError {
   }
 }
 
+/** `value[key]` when `value` is an object that has it. */
+function member(value: unknown, key: string): unknown {
+  return typeof value === "object" && value !== null && key in value ? (value as Record<string, unknown>)[key] : undefined;
+}
+
 /** The API's error (`{"error": {"message", "field"?}}`), else the HTTP status line. */
 function failure(response: Response, body: unknown): ApiError {
-  const detail = typeof body === "object" && body !== null && "error" in body ? (body as { error: unknown }).error : null;
-  const get = (key: string) => (typeof detail === "object" && detail !== null && key in detail ? (detail as Record<string, unknown>)[key] : undefined);
-  const message = get("message");
-  const field = get("field");
+  const message = member(member(body, "error"), "message");
+  const field = member(member(body, "error"), "field");
   const text = typeof message === "string" && message ? message : `${response.status} ${response.statusText}`;
   return typeof field === "string" ? new FieldError(response.status, text, field) : new ApiError(response.status, text);
 }

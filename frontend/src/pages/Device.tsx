@@ -9,8 +9,9 @@ import { useApi } from "../hooks";
 
 function Spark({ points }: { points: AggregatePoint[] | undefined }) {
   const data = useMemo(() => {
-    const ps = (points ?? []).filter((p) => p.mean !== null);
-    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.mean)] as [number[], (number | null)[]];
+    // buckets without a mean (no numeric value in them) are left out
+    const ps = (points ?? []).flatMap((p) => (p.mean === null || p.mean === undefined ? [] : [{ time: p.time, mean: p.mean }]));
+    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.mean)] as [number[], number[]];
   }, [points]);
   if (data[0].length < 2) return <span className="muted small">no 24 h history</span>;
   return <Chart compact height={40} ariaLabel="Last 24 hours" data={data} series={[{ label: "mean", color: "#03a9f4", width: 1.5 }]} />;

@@ -31,7 +31,7 @@ function NumericChart({ entityId, range, unit, onZoom }: { entityId: string; ran
   const agg = useApi(`aggregate:${JSON.stringify(query)}`, (signal) => api.aggregate(query, signal));
   const data = useMemo(() => {
     const ps = agg.data?.series[0]?.points ?? [];
-    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.min), ps.map((p) => p.max), ps.map((p) => p.mean)] as [number[], ...(number | null)[][]];
+    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.min ?? null), ps.map((p) => p.max ?? null), ps.map((p) => p.mean ?? null)] as [number[], ...(number | null)[][]];
   }, [agg.data]);
   if (agg.error) return <ErrorBox error={agg.error} onRetry={agg.reload} />;
   if (!agg.data) return <Loading label="Loading history…" />;
