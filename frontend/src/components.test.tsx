@@ -1,7 +1,8 @@
 import { act, fireEvent, render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 import type { Device, Realtime, StorageStatus } from "./api";
-import { Timeline, toSegments } from "./components/Timeline";
+import { NO_STATE, Timeline, toSegments } from "./components/Timeline";
+import { recordState } from "./format";
 import { deviceParams, DeviceList } from "./pages/Devices";
 import { presetRange, toLocalInput } from "./pages/Entity";
 import { matches } from "./pages/Live";
@@ -36,11 +37,26 @@ describe("state timeline", () => {
   });
 });
 
+describe("history records without a state string", () => {
+  it("read as their number, else as not recorded", () => {
+    expect(recordState({ state: "on", value: 1 })).toBe("on");
+    expect(recordState({ state: null, value: 21.5 })).toBe("21.5");
+    expect(recordState({ value: 0 })).toBe("0");
+    expect(recordState({})).toBeNull();
+    const t = (m: number) => new Date(Date.UTC(2026, 0, 1, 0, m)).toISOString();
+    const segs = toSegments([{ time: t(0), state: "on" }, { time: t(10), state: null, value: 3 }, { time: t(20) }], Date.parse(t(0)), Date.parse(t(30)));
+    expect(segs.map((s) => s.state)).toEqual(["on", "3", NO_STATE]);
+    render(<Timeline segments={segs} start={Date.parse(t(0))} end={Date.parse(t(30))} />);
+    expect(screen.getByRole("listitem", { name: /^not recorded from/ })).toBeTruthy();
+  });
+});
+
 describe("device list", () => {
   it("sizes its scroller for 5,000 rows without rendering them all", () => {
     const devices: Device[] = Array.from({ length: 5000 }, (_, i) => ({
       id: `d${i}`, name: `Device ${i}`, name_by_user: null, display_name: `Device ${i}`, manufacturer: "Acme", model: "X",
       area_id: null, integration: "demo", sw_version: null, hw_version: null, domains: ["light"], entity_count: 1,
+      identifiers: [["demo", `d${i}`]], labels: [],
     }));
     // jsdom has no layout: give the scroller a size
     Object.defineProperty(HTMLElement.prototype, "offsetHeight", { configurable: true, value: 600 });
@@ -88,7 +104,7 @@ describe("overview warnings", () => {
     backend: "influxdb",
     influxdb: {
       auth_error: null, dropped_rejected: 0, quarantined: 0, spooling: false, spool_bytes: 0, spool_points: 0,
-      spool_oldest_age_secs: null, replayed: 0, spool_dropped: 0,
+      spool_oldest_age_secs: null, replayed: 0, spool_dropped: 0, spool_corrupt_records: 0, spool_corrupt_bytes: 0,
     },
   };
   const base: Realtime = {

@@ -30,6 +30,14 @@ export function fmtTime(iso: string | null | undefined): string {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
 }
 
+/** The text of a history record's state: the state string, else its number (InfluxDB records whose
+ * schema stored only the value have no state string), else null (nothing recorded). */
+export function recordState(r: { state?: string | null; value?: number | null }): string | null {
+  if (r.state !== null && r.state !== undefined) return r.state;
+  if (r.value !== null && r.value !== undefined) return String(r.value);
+  return null;
+}
+
 /** A state as a number, or null when it is not numeric. */
 export function numeric(state: string | null | undefined): number | null {
   if (state === null || state === undefined || state.trim() === "") return null;

@@ -1,5 +1,4 @@
 import { useEffect, useRef, useState } from "react";
-import { getJson } from "./api";
 import { useStore } from "./store";
 
 /** A value that follows `value` after `ms` without changes. */
@@ -18,22 +17,28 @@ export interface Loaded<T> {
   loading: boolean;
 }
 
-/** GETs `url` (relative) whenever it changes; `null` skips. */
-export function useJson<T>(url: string | null): Loaded<T> & { reload: () => void } {
-  const [state, setState] = useState<Loaded<T>>({ data: null, error: null, loading: url !== null });
+/**
+ * Runs `load` (an `api` call) whenever `key` changes; `null` skips. `key` names the request:
+ * everything `load` depends on must be in it.
+ */
+export function useApi<T>(key: string | null, load: (signal: AbortSignal) => Promise<T>): Loaded<T> & { reload: () => void } {
+  const [state, setState] = useState<Loaded<T>>({ data: null, error: null, loading: key !== null });
   const [tick, setTick] = useState(0);
+  const loader = useRef(load);
+  loader.current = load;
   useEffect(() => {
-    if (url === null) return;
+    if (key === null) return;
     const ctl = new AbortController();
     setState((s) => ({ ...s, loading: true, error: null }));
-    getJson<T>(url, ctl.signal)
+    loader
+      .current(ctl.signal)
       .then((data) => setState({ data, error: null, loading: false }))
       .catch((e) => {
         if (ctl.signal.aborted) return;
         setState({ data: null, error: e instanceof Error ? e.message : String(e), loading: false });
       });
     return () => ctl.abort();
-  }, [url, tick]);
+  }, [key, tick]);
   return { ...state, reload: () => setTick((t) => t + 1) };
 }
 

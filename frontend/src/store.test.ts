@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { apiUrl, getAll } from "./api";
+import { allDevices, api, ApiError, FieldError } from "./api";
 import { THEME_KEY, useStore } from "./store";
 
 const event = (entity_id: string, state: string) => ({
@@ -57,23 +57,64 @@ describe("theme", () => {
 });
 
 describe("api", () => {
-  it("builds relative URLs only", () => {
-    expect(apiUrl("devices", { q: "kitchen lamp", area: "", limit: 5, x: undefined })).toBe("api/v1/devices?q=kitchen+lamp&limit=5");
-    expect(apiUrl("/metrics/realtime")).toBe("api/v1/metrics/realtime");
+  const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
+  /** Serves `answer` for every request, recording the requests. */
+  const serve = (answer: (r: Request) => Response) => {
+    const seen: Request[] = [];
+    vi.stubGlobal("fetch", async (r: Request) => {
+      seen.push(r);
+      return answer(r);
+    });
+    return seen;
+  };
+  const withBase = (href: string) => {
+    const base = document.createElement("base");
+    base.href = href;
+    document.head.append(base);
+    return () => base.remove();
+  };
+
+  it("stays under the ingress prefix (<base href>) and sends no token", async () => {
+    const unbase = withBase("/api/hassio_ingress/tok3n/");
+    const seen = serve(() => json({ total: 0, limit: 5, offset: 0, items: [] }));
+    await api.devices({ q: "kitchen lamp", area: undefined, limit: 5 });
+    await api.entity("sensor.a/b");
+    unbase();
+    vi.unstubAllGlobals();
+    const urls = seen.map((r) => new URL(r.url));
+    expect(urls.map((u) => u.pathname)).toEqual(["/api/hassio_ingress/tok3n/api/v1/devices", "/api/hassio_ingress/tok3n/api/v1/entities/sensor.a%2Fb"]);
+    expect(urls[0].searchParams.get("q")).toBe("kitchen lamp");
+    expect([...urls[0].searchParams.keys()]).toEqual(["q", "limit"]);
+    expect(urls[0].origin).toBe(location.origin);
+    expect(seen.every((r) => r.headers.get("Accept") === "application/json" && !r.headers.has("Authorization"))).toBe(true);
   });
 
   it("pages through a list", async () => {
-    const calls: string[] = [];
-    vi.stubGlobal("fetch", async (url: string) => {
-      calls.push(url);
-      const offset = Number(new URL(url, "http://x/").searchParams.get("offset"));
-      const items = Array.from({ length: Math.min(1000, 2500 - offset) }, (_, i) => offset + i);
-      return new Response(JSON.stringify({ total: 2500, limit: 1000, offset, items }));
+    const seen = serve((r) => {
+      const offset = Number(new URL(r.url).searchParams.get("offset"));
+      const items = Array.from({ length: Math.min(1000, 2500 - offset) }, (_, i) => ({ id: `d${offset + i}` }));
+      return json({ total: 2500, limit: 1000, offset, items });
     });
-    const all = await getAll<number>("devices", { area: "kitchen" });
+    const all = await allDevices({ area: "kitchen" });
+    vi.unstubAllGlobals();
     expect(all).toHaveLength(2500);
-    expect(all[2499]).toBe(2499);
-    expect(calls.every((c) => c.startsWith("api/v1/devices?area=kitchen&limit=1000&offset="))).toBe(true);
+    expect(all[2499].id).toBe("d2499");
+    expect(seen.map((r) => new URL(r.url).search)).toEqual([0, 1000, 2000].map((o) => `?area=kitchen&limit=1000&offset=${o}`));
+  });
+
+  it("turns error answers into errors naming the API's message and field", async () => {
+    serve(() => json({ error: { code: "bad_request", message: "rules[0].above: not a number", field: "rules[0].above" } }, 400));
+    const body = { name: "x", kind: "http" as const, url: "http://h/", rules: [{ above: "abc" }] };
+    const e = await api.createWebhook(body).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(FieldError);
+    expect(e).toMatchObject({ status: 400, message: "rules[0].above: not a number", field: "rules[0].above" });
+    serve(() => new Response("upstream down", { status: 502, statusText: "Bad Gateway" }));
+    const plain = await api.areas().catch((x: unknown) => x);
+    expect(plain).toBeInstanceOf(ApiError);
+    expect(plain).not.toBeInstanceOf(FieldError);
+    expect(plain).toMatchObject({ status: 502, message: "502 Bad Gateway" });
+    serve(() => new Response(null, { status: 204 }));
+    await expect(api.deleteWebhook("w1")).resolves.toBeUndefined();
     vi.unstubAllGlobals();
   });
 

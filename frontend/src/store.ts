@@ -1,6 +1,6 @@
 import { create } from "zustand";
 import type { HaState, Realtime } from "./api";
-import { apiUrl, getJson } from "./api";
+import { api } from "./api";
 
 // ---- theme: system by default, the choice persisted ----
 export type ThemeMode = "system" | "light" | "dark";
@@ -41,7 +41,7 @@ interface RealtimeSlice {
   loadRealtime: () => Promise<void>;
 }
 
-// ---- live events (pushed over SSE) ----
+// ---- live events (pushed over SSE; the stream's payload is not in the OpenAPI document) ----
 export interface LiveEvent {
   seq: number;
   entity_id: string;
@@ -91,7 +91,7 @@ export const useStore = create<Store>()((set, get) => ({
   realtimeAt: null,
   loadRealtime: async () => {
     try {
-      const realtime = await getJson<Realtime>(apiUrl("metrics/realtime"));
+      const realtime = await api.realtime();
       set({ realtime, realtimeError: null, realtimeAt: Date.now() });
     } catch (e) {
       set({ realtimeError: e instanceof Error ? e.message : String(e) });

@@ -140,3 +140,47 @@ pub async fn docs_bundle() -> HttpResponse {
 pub async fn docs_css() -> HttpResponse {
     gzipped("text/css; charset=utf-8", CSS_GZ)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The checked-in copy of the document, relative to the repository root.
+    const CHECKED_IN: &str = "frontend/openapi.json";
+
+    /// The panel's types are generated from `frontend/openapi.json` (the image's Node stage runs
+    /// before the binary exists), so the checked-in copy must be the document the server serves,
+    /// pretty-printed (utoipa keeps paths, schemas and properties sorted: the output is stable).
+    /// `UPDATE_OPENAPI=1` rewrites it instead of failing.
+    #[test]
+    fn checked_in_openapi_document_is_current() {
+        let mut doc = super::super::openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes");
+        doc.push('\n');
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKED_IN);
+        if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &doc).expect("write the OpenAPI document");
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        if checked_in == doc {
+            return;
+        }
+        let (line, found, expected) = checked_in
+            .lines()
+            .map(Some)
+            .chain(std::iter::repeat(None))
+            .zip(doc.lines().map(Some).chain(std::iter::repeat(None)))
+            .enumerate()
+            .find(|(_, (found, expected))| found != expected)
+            .map(|(i, (found, expected))| (i + 1, found, expected))
+            .unwrap_or((0, None, None));
+        panic!(
+            "{CHECKED_IN} is not the server's OpenAPI document (line {line}: it has {found:?}, \
+             the server {expected:?}).\nRefresh it and the panel's generated types with\n    \
+             npm --prefix frontend run refresh:api\n(the document alone: UPDATE_OPENAPI=1 cargo \
+             test --lib checked_in_openapi) and commit both.",
+            found = found.unwrap_or("<end of file>"),
+            expected = expected.unwrap_or("<end of document>"),
+        );
+    }
+}

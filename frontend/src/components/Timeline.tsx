@@ -1,4 +1,5 @@
 import { useMemo } from "react";
+import { recordState } from "../format";
 
 export interface Segment {
   state: string;
@@ -7,11 +8,15 @@ export interface Segment {
 }
 
 const PALETTE = ["#03a9f4", "#ff9800", "#4caf50", "#9c27b0", "#e91e63", "#009688", "#795548", "#607d8b"];
+/** The label of a record without a state (see `recordState`). */
+export const NO_STATE = "not recorded";
+
 const KNOWN: Record<string, string> = {
   on: "var(--state-on-color)",
   off: "var(--state-off-color)",
   unavailable: "var(--state-unavailable-color)",
   unknown: "var(--state-unavailable-color)",
+  [NO_STATE]: "var(--state-unavailable-color)",
 };
 
 export function colorFor(state: string, index: number): string {
@@ -19,15 +24,16 @@ export function colorFor(state: string, index: number): string {
 }
 
 /** Turns state records (ascending) into segments covering [start, end]. */
-export function toSegments(records: { time: string; state: string }[], start: number, end: number): Segment[] {
+export function toSegments(records: { time: string; state?: string | null; value?: number | null }[], start: number, end: number): Segment[] {
   const out: Segment[] = [];
   for (let i = 0; i < records.length; i++) {
     const from = Math.max(Date.parse(records[i].time), start);
     const to = i + 1 < records.length ? Math.min(Date.parse(records[i + 1].time), end) : end;
     if (to <= from) continue;
+    const state = recordState(records[i]) ?? NO_STATE;
     const last = out[out.length - 1];
-    if (last && last.state === records[i].state && last.to === from) last.to = to;
-    else out.push({ state: records[i].state, from, to });
+    if (last && last.state === state && last.to === from) last.to = to;
+    else out.push({ state, from, to });
   }
   return out;
 }

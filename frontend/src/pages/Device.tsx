@@ -1,27 +1,25 @@
 import { useMemo } from "react";
 import { Link } from "wouter";
-import type { AggregateAnswer, Area, Device, Entity } from "../api";
-import { apiUrl } from "../api";
+import type { AggregatePoint } from "../api";
+import { api } from "../api";
 import { Chart } from "../components/Chart";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { fmtTime, numeric } from "../format";
-import { useJson } from "../hooks";
+import { useApi } from "../hooks";
 
-/** `GET /api/v1/devices/{id}`: the device summary with its entities. */
-type DeviceAnswer = Device & { entities: Entity[] };
-
-function Spark({ points }: { points: AggregateAnswer["series"][number]["points"] | undefined }) {
+function Spark({ points }: { points: AggregatePoint[] | undefined }) {
   const data = useMemo(() => {
-    const ps = (points ?? []).filter((p) => p.mean !== null);
-    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.mean)] as [number[], (number | null)[]];
+    // buckets without a mean (no numeric value in them) are left out
+    const ps = (points ?? []).flatMap((p) => (p.mean === null || p.mean === undefined ? [] : [{ time: p.time, mean: p.mean }]));
+    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.mean)] as [number[], number[]];
   }, [points]);
   if (data[0].length < 2) return <span className="muted small">no 24 h history</span>;
   return <Chart compact height={40} ariaLabel="Last 24 hours" data={data} series={[{ label: "mean", color: "#03a9f4", width: 1.5 }]} />;
 }
 
 export default function DevicePage({ id }: { id: string }) {
-  const answer = useJson<DeviceAnswer>(apiUrl(`devices/${encodeURIComponent(id)}`));
-  const areas = useJson<{ items: Area[] }>(apiUrl("areas"));
+  const answer = useApi(`device:${id}`, (signal) => api.device(id, signal));
+  const areas = useApi("areas", api.areas);
   const numericIds = useMemo(
     () => (answer.data?.entities ?? []).filter((e) => numeric(e.state?.state) !== null).map((e) => e.entity_id).slice(0, 20),
     [answer.data],
@@ -30,9 +28,8 @@ export default function DevicePage({ id }: { id: string }) {
     const end = new Date();
     return { start: new Date(end.getTime() - 24 * 3600e3).toISOString(), end: end.toISOString() };
   }, []);
-  const history = useJson<AggregateAnswer>(
-    numericIds.length ? apiUrl("history/aggregate", { entity_id: numericIds.join(","), ...range, max_points: 48 }) : null,
-  );
+  const query = { entity_id: numericIds.join(","), ...range, max_points: 48 };
+  const history = useApi(numericIds.length ? `aggregate:${JSON.stringify(query)}` : null, (signal) => api.aggregate(query, signal));
   const series = useMemo(() => new Map((history.data?.series ?? []).map((s) => [s.entity_id, s.points])), [history.data]);
 
   if (answer.error) return <div className="page"><h1>Device</h1><ErrorBox error={answer.error} onRetry={answer.reload} /></div>;

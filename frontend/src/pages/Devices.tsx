@@ -1,10 +1,10 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { Link, useSearch } from "wouter";
-import type { Area, Device, IntegrationCount } from "../api";
-import { apiUrl, getAll } from "../api";
+import type { Device, DeviceQuery } from "../api";
+import { allDevices, api } from "../api";
 import { Empty, ErrorBox, Loading } from "../components/States";
-import { useDebounced, useJson } from "../hooks";
+import { useApi, useDebounced } from "../hooks";
 
 export interface DeviceFilters {
   q: string;
@@ -15,7 +15,7 @@ export interface DeviceFilters {
 }
 
 /** The list query for the filters (empty ones left out). */
-export function deviceParams(f: DeviceFilters): Record<string, string | undefined> {
+export function deviceParams(f: DeviceFilters): DeviceQuery {
   return {
     q: f.q.trim() || undefined,
     area: f.area || undefined,
@@ -81,13 +81,13 @@ export default function Devices() {
   const q = useDebounced(filters.q, 250);
   const query = useMemo(() => deviceParams({ ...filters, q }), [filters.area, filters.manufacturer, filters.integration, filters.domain, q]);
 
-  const areas = useJson<{ items: Area[] }>(apiUrl("areas"));
-  const integrations = useJson<{ items: IntegrationCount[] }>(apiUrl("integrations"));
+  const areas = useApi("areas", api.areas);
+  const integrations = useApi("integrations", api.integrations);
   // every device once, for the manufacturer and domain choices
   const [all, setAll] = useState<Device[] | null>(null);
   useEffect(() => {
     const ctl = new AbortController();
-    getAll<Device>("devices", { sort: "name" }, ctl.signal).then(setAll).catch(() => setAll([]));
+    allDevices({ sort: "name" }, ctl.signal).then(setAll).catch(() => setAll([]));
     return () => ctl.abort();
   }, []);
 
@@ -96,7 +96,7 @@ export default function Devices() {
   useEffect(() => {
     const ctl = new AbortController();
     setList((l) => ({ ...l, loading: true, error: null }));
-    getAll<Device>("devices", query, ctl.signal)
+    allDevices(query, ctl.signal)
       .then((items) => setList({ items, error: null, loading: false }))
       .catch((e) => {
         if (!ctl.signal.aborted) setList({ items: null, error: e instanceof Error ? e.message : String(e), loading: false });

@@ -1,12 +1,11 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
-import type { AggregateAnswer, Entity, HistoryRecord } from "../api";
-import { apiUrl } from "../api";
+import { api } from "../api";
 import { Chart } from "../components/Chart";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { Timeline, toSegments } from "../components/Timeline";
-import { fmtDuration, fmtTime, numeric } from "../format";
-import { useJson } from "../hooks";
+import { fmtDuration, fmtTime, numeric, recordState } from "../format";
+import { useApi } from "../hooks";
 
 export type RangeKey = "1h" | "24h" | "7d" | "30d" | "custom";
 const HOURS: Record<Exclude<RangeKey, "custom">, number> = { "1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30 };
@@ -28,12 +27,11 @@ export function toLocalInput(ms: number): string {
 }
 
 function NumericChart({ entityId, range, unit, onZoom }: { entityId: string; range: Range; unit: string | null; onZoom: (r: Range) => void }) {
-  const agg = useJson<AggregateAnswer>(
-    apiUrl("history/aggregate", { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), max_points: 400 }),
-  );
+  const query = { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), max_points: 400 };
+  const agg = useApi(`aggregate:${JSON.stringify(query)}`, (signal) => api.aggregate(query, signal));
   const data = useMemo(() => {
     const ps = agg.data?.series[0]?.points ?? [];
-    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.min), ps.map((p) => p.max), ps.map((p) => p.mean)] as [number[], ...(number | null)[][]];
+    return [ps.map((p) => Date.parse(p.time) / 1000), ps.map((p) => p.min ?? null), ps.map((p) => p.max ?? null), ps.map((p) => p.mean ?? null)] as [number[], ...(number | null)[][]];
   }, [agg.data]);
   if (agg.error) return <ErrorBox error={agg.error} onRetry={agg.reload} />;
   if (!agg.data) return <Loading label="Loading history…" />;
@@ -60,9 +58,8 @@ function NumericChart({ entityId, range, unit, onZoom }: { entityId: string; ran
 }
 
 function StateTimeline({ entityId, range }: { entityId: string; range: Range }) {
-  const hist = useJson<{ items: HistoryRecord[] }>(
-    apiUrl("history", { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), limit: 5000 }),
-  );
+  const query = { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), limit: 5000 };
+  const hist = useApi(`history:${JSON.stringify(query)}`, (signal) => api.history(query, signal));
   const segments = useMemo(() => toSegments(hist.data?.items ?? [], range.start, range.end), [hist.data, range]);
   if (hist.error) return <ErrorBox error={hist.error} onRetry={hist.reload} />;
   if (!hist.data) return <Loading label="Loading history…" />;
@@ -71,9 +68,8 @@ function StateTimeline({ entityId, range }: { entityId: string; range: Range }) 
 }
 
 function Changes({ entityId, range }: { entityId: string; range: Range }) {
-  const hist = useJson<{ items: HistoryRecord[]; next_cursor: string | null }>(
-    apiUrl("history", { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), order: "desc", limit: 200 }),
-  );
+  const query = { entity_id: entityId, start: new Date(range.start).toISOString(), end: new Date(range.end).toISOString(), order: "desc" as const, limit: 200 };
+  const hist = useApi(`history:${JSON.stringify(query)}`, (signal) => api.history(query, signal));
   if (hist.error) return <ErrorBox error={hist.error} onRetry={hist.reload} />;
   if (!hist.data) return <Loading />;
   if (hist.data.items.length === 0) return <Empty>No changes in this range.</Empty>;
@@ -87,9 +83,9 @@ function Changes({ entityId, range }: { entityId: string; range: Range }) {
           {hist.data.items.map((r, i) => (
             <tr key={`${r.time}-${i}`}>
               <td>{fmtTime(r.time)}</td>
-              <td>{r.state}</td>
+              <td>{recordState(r) ?? <span className="muted">not recorded</span>}</td>
               <td>{r.previous_state ?? "—"}</td>
-              <td>{r.duration_secs === null ? "ongoing" : fmtDuration(r.duration_secs)}</td>
+              <td>{r.duration_secs === null || r.duration_secs === undefined ? "ongoing" : fmtDuration(r.duration_secs)}</td>
               <td>
                 <details>
                   <summary>{Object.keys(r.attributes).length} attributes</summary>
@@ -106,7 +102,7 @@ function Changes({ entityId, range }: { entityId: string; range: Range }) {
 }
 
 export default function EntityPage({ entityId }: { entityId: string }) {
-  const answer = useJson<Entity>(apiUrl(`entities/${encodeURIComponent(entityId)}`));
+  const answer = useApi(`entity:${entityId}`, (signal) => api.entity(entityId, signal));
   const [key, setKey] = useState<RangeKey>("24h");
   const [range, setRange] = useState<Range>(() => presetRange("24h", Date.now()));
   const [custom, setCustom] = useState(() => ({ start: toLocalInput(range.start), end: toLocalInput(range.end) }));
@@ -160,7 +156,7 @@ export default function EntityPage({ entityId }: { entityId: string }) {
             <button type="submit" className="btn">Show</button>
           </form>
         )}
-        {isNumeric ? <NumericChart entityId={e.entity_id} range={range} unit={e.unit} onZoom={zoom} /> : <StateTimeline entityId={e.entity_id} range={range} />}
+        {isNumeric ? <NumericChart entityId={e.entity_id} range={range} unit={e.unit ?? null} onZoom={zoom} /> : <StateTimeline entityId={e.entity_id} range={range} />}
       </Card>
       <Card title="Changes">
         <Changes entityId={e.entity_id} range={range} />

@@ -1,10 +1,9 @@
 import { memo, useMemo, useState } from "react";
 import { Link } from "wouter";
-import type { Area } from "../api";
-import { apiUrl } from "../api";
+import { api } from "../api";
 import { Empty } from "../components/States";
 import { fmtTime } from "../format";
-import { useDebounced, useJson, useLiveStream } from "../hooks";
+import { useApi, useDebounced, useLiveStream } from "../hooks";
 import { useStore, type LiveEvent } from "../store";
 
 export interface LiveFilter {
@@ -58,7 +57,7 @@ export default function Live() {
   const limit = useStore((s) => s.liveLimit);
   const setPaused = useStore((s) => s.setPaused);
   const clear = useStore((s) => s.clearEvents);
-  const areas = useJson<{ items: Area[] }>(apiUrl("areas"));
+  const areas = useApi("areas", api.areas);
   const [filter, setFilter] = useState<LiveFilter>({ domain: "", area: "", text: "" });
   const text = useDebounced(filter.text, 150);
   const shown = useMemo(() => events.filter((e) => matches(e, { ...filter, text })), [events, filter.domain, filter.area, text]);

@@ -1,11 +1,11 @@
 import { useMemo } from "react";
 import { Link } from "wouter";
-import type { IntegrationCount, Realtime, StorageStatus } from "../api";
-import { apiUrl } from "../api";
+import type { Realtime, StorageStatus } from "../api";
+import { api } from "../api";
 import { Chart } from "../components/Chart";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { fmtBytes, fmtDuration, fmtNumber } from "../format";
-import { useJson, useRealtimePolling } from "../hooks";
+import { useApi, useRealtimePolling } from "../hooks";
 import { useStore } from "../store";
 
 export interface Warning {
@@ -132,7 +132,7 @@ export default function Overview() {
   const r = useStore((s) => s.realtime);
   const error = useStore((s) => s.realtimeError);
   const reload = useStore((s) => s.loadRealtime);
-  const integrations = useJson<{ items: IntegrationCount[] }>(apiUrl("integrations"));
+  const integrations = useApi("integrations", api.integrations);
   const top = useMemo(
     () => [...(integrations.data?.items ?? [])].sort((a, b) => b.entities - a.entities).slice(0, 8),
     [integrations.data],

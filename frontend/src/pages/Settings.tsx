@@ -1,8 +1,7 @@
 import { useMemo } from "react";
-import type { ConfigAnswer } from "../api";
-import { apiUrl } from "../api";
+import { api } from "../api";
 import { Card, ErrorBox, Loading } from "../components/States";
-import { useJson } from "../hooks";
+import { useApi } from "../hooks";
 import { useStore, type ThemeMode } from "../store";
 
 /** Dotted keys and display values of nested settings. */
@@ -15,8 +14,10 @@ export function flatten(value: unknown, prefix = ""): [string, string][] {
 }
 
 export default function Settings() {
-  const config = useJson<ConfigAnswer>(apiUrl("config"));
-  const health = useJson<{ version: string }>("health");
+  const config = useApi("config", api.config);
+  const health = useApi("health", api.health);
+  // `/health` is documented as a free-form object: its version is shown only when it is a string
+  const version = typeof health.data?.version === "string" ? health.data.version : null;
   const theme = useStore((s) => s.theme);
   const setTheme = useStore((s) => s.setTheme);
   const rows = useMemo(() => (config.data ? flatten(config.data.settings) : []), [config.data]);
@@ -35,7 +36,7 @@ export default function Settings() {
       </Card>
       <Card title="About">
         <dl className="facts">
-          <dt>Version</dt><dd>{health.data?.version ?? (health.error ? "unknown" : "…")}</dd>
+          <dt>Version</dt><dd>{version ?? (health.loading ? "…" : "unknown")}</dd>
           <dt>Documentation</dt>
           <dd>
             <a href="https://github.com/homeiq/homeiq#readme" target="_blank" rel="noreferrer">README and configuration</a>

@@ -1,20 +1,21 @@
 import { useCallback, useEffect, useId, useState, type FormEvent } from "react";
-import type { Delivery, Webhook, WebhookRule } from "../api";
-import { apiUrl, FieldError, sendJson } from "../api";
+import type { Webhook, WebhookBody, WebhookRule } from "../api";
+import { api, FieldError } from "../api";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { fmtNumber, fmtTime } from "../format";
-import { useJson } from "../hooks";
+import { useApi } from "../hooks";
 
 const RULE_FIELDS = ["entity_id", "from", "to", "above", "below", "for"] as const;
 type RuleField = (typeof RULE_FIELDS)[number];
 const RULE_LABELS: Record<RuleField, string> = { entity_id: "Entity id", from: "From", to: "To", above: "Above", below: "Below", for: "For (s)" };
-const NUMERIC: RuleField[] = ["above", "below", "for"];
+type NumericField = "above" | "below" | "for";
+const isNumeric = (f: RuleField): f is NumericField => f === "above" || f === "below" || f === "for";
 
 export interface RuleDraft {
   key: number;
   values: Record<RuleField, string>;
   /** Rule keys the form does not edit (domain, area, …), kept as they are. */
-  extra: Record<string, unknown>;
+  extra: Omit<WebhookRule, RuleField>;
 }
 
 export interface Draft {
@@ -45,42 +46,39 @@ export function draftOf(w: Webhook): Draft {
     secret: "",
     enabled: w.enabled,
     rules: w.rules.map((r) => {
-      const extra: Record<string, unknown> = { ...r };
-      const values = {} as Record<RuleField, string>;
-      for (const f of RULE_FIELDS) {
-        const v = r[f];
-        values[f] = v === undefined || v === null ? "" : String(v);
-        delete extra[f];
-      }
+      const { entity_id, from, to, above, below, for: forSecs, ...extra } = r;
+      const text = (v: string | number | null | undefined) => (v === undefined || v === null ? "" : String(v));
+      const values = { entity_id: text(entity_id), from: text(from), to: text(to), above: text(above), below: text(below), for: text(forSecs) };
       return { key: nextKey++, values, extra };
     }),
   };
 }
 
 /** The request body for a draft. Numbers that do not parse are sent as typed, so the API names the field. */
-export function bodyOf(d: Draft, editing: boolean): Record<string, unknown> {
-  const body: Record<string, unknown> = { name: d.name.trim(), kind: d.kind, enabled: d.enabled };
+export function bodyOf(d: Draft, editing: boolean): WebhookBody {
+  const body: WebhookBody = { name: d.name.trim(), kind: d.kind, enabled: d.enabled, rules: d.rules.map(ruleOf) };
   if (d.kind === "ha") {
     if (d.webhook_id.trim() || !editing) body.webhook_id = d.webhook_id.trim();
   } else {
     body.url = d.url.trim();
   }
   if (d.secret) body.secret = d.secret;
-  body.rules = d.rules.map((r) => {
-    const rule: Record<string, unknown> = { ...r.extra };
-    for (const f of RULE_FIELDS) {
-      const v = r.values[f].trim();
-      if (v === "") continue;
-      if (NUMERIC.includes(f)) {
-        const n = Number(v);
-        rule[f] = Number.isFinite(n) ? n : v;
-      } else {
-        rule[f] = v;
-      }
-    }
-    return rule as WebhookRule;
-  });
   return body;
+}
+
+function ruleOf(r: RuleDraft): WebhookBody["rules"][number] {
+  const rule: WebhookBody["rules"][number] = { ...r.extra };
+  for (const f of RULE_FIELDS) {
+    const v = r.values[f].trim();
+    if (v === "") continue;
+    if (isNumeric(f)) {
+      const n = Number(v);
+      rule[f] = Number.isFinite(n) ? n : v;
+    } else {
+      rule[f] = v;
+    }
+  }
+  return rule;
 }
 
 type Errors = { fields: Record<string, string>; general: string | null };
@@ -125,10 +123,9 @@ function WebhookForm({
     try {
       const body = bodyOf(d, editing !== null);
       if (editing) {
-        const w = await sendJson<Webhook>("PUT", apiUrl(`webhooks/${encodeURIComponent(editing.id)}`), body);
-        onSaved(w, null);
+        onSaved(await api.updateWebhook(editing.id, body), null);
       } else {
-        const w = await sendJson<Webhook & { secret: string }>("POST", apiUrl("webhooks"), body);
+        const w = await api.createWebhook(body);
         onSaved(w, w.secret);
       }
     } catch (ex) {
@@ -216,7 +213,7 @@ function WebhookForm({
                   <input
                     id={fid}
                     value={r.values[f]}
-                    inputMode={NUMERIC.includes(f) ? "decimal" : undefined}
+                    inputMode={isNumeric(f) ? "decimal" : undefined}
                     placeholder={f === "entity_id" ? "sensor.outdoor_temperature" : ""}
                     onChange={(e) => setRule(i, f, e.target.value)}
                     aria-invalid={m ? true : undefined}
@@ -248,7 +245,7 @@ function WebhookForm({
 }
 
 function Deliveries({ target, refresh }: { target: Webhook; refresh: number }) {
-  const log = useJson<{ total: number; items: Delivery[] }>(`${apiUrl(`webhooks/${encodeURIComponent(target.id)}/deliveries`, { limit: 50 })}#${refresh}`);
+  const log = useApi(`deliveries:${target.id}#${refresh}`, (signal) => api.deliveries(target.id, { limit: 50 }, signal));
   const reload = log.reload;
   // poll while the log is shown: deliveries move from pending to delivered or failed
   useEffect(() => {
@@ -288,7 +285,7 @@ function Deliveries({ target, refresh }: { target: Webhook; refresh: number }) {
                 </td>
                 <td className="num">{x.attempts}</td>
                 <td className="num">{x.response_code ?? "—"}</td>
-                <td className="num">{x.latency_ms === null ? "—" : `${fmtNumber(x.latency_ms)} ms`}</td>
+                <td className="num">{x.latency_ms === null || x.latency_ms === undefined ? "—" : `${fmtNumber(x.latency_ms)} ms`}</td>
               </tr>
             ))}
           </tbody>
@@ -302,7 +299,7 @@ type Mode = { kind: "list" } | { kind: "create" } | { kind: "edit"; id: string }
 
 /** A target's Delivered, Failed and Dropped cells; dropped deliveries are flagged when any. */
 export function CounterCells({ counters }: { counters: Webhook["counters"] }) {
-  const dropped = counters.dropped_count ?? 0;
+  const dropped = counters.dropped_count;
   return (
     <>
       <td className="num">{fmtNumber(counters.success_count)}</td>
@@ -316,7 +313,7 @@ export function CounterCells({ counters }: { counters: Webhook["counters"] }) {
 }
 
 export default function Webhooks() {
-  const list = useJson<{ total: number; items: Webhook[] }>(apiUrl("webhooks"));
+  const list = useApi("webhooks", api.webhooks);
   const [mode, setMode] = useState<Mode>({ kind: "list" });
   const [selected, setSelected] = useState<string | null>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
@@ -342,7 +339,7 @@ export default function Webhooks() {
   const sendTest = async (w: Webhook) => {
     setActionError(null);
     try {
-      const r = await sendJson<{ delivery_id: string }>("POST", apiUrl(`webhooks/${encodeURIComponent(w.id)}/test`));
+      const r = await api.testWebhook(w.id);
       setSelected(w.id);
       setNotice(`Test delivery queued for “${w.name}” (${r.delivery_id}).`);
       setRefresh((n) => n + 1);
@@ -356,7 +353,7 @@ export default function Webhooks() {
     // stop polling its log before it is gone
     if (selected === w.id) setSelected(null);
     try {
-      await sendJson<unknown>("DELETE", apiUrl(`webhooks/${encodeURIComponent(w.id)}`));
+      await api.deleteWebhook(w.id);
       setConfirming(null);
       if (mode.kind === "edit" && mode.id === w.id) setMode({ kind: "list" });
       setNotice(`Deleted “${w.name}”.`);
