@@ -492,6 +492,97 @@ export interface components {
             /** @description Display name. */
             name: string;
         };
+        /** @description What the backfill has done, for `/health/deep` and the metrics. */
+        BackfillStatus: {
+            /**
+             * Format: date-time
+             * @description The cursor: every change up to this time is durable.
+             */
+            cursor?: string | null;
+            /** @description The last error writing the cursor file, if any. */
+            cursor_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When the cursor was last written to disk.
+             */
+            cursor_persisted_at?: string | null;
+            /** @description Whether gaps are backfilled (`backfill.enabled`). */
+            enabled: boolean;
+            /** @description The last run's error, if it failed. */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When the last run finished (successfully or not).
+             */
+            last_finished_at?: string | null;
+            /**
+             * Format: int64
+             * @description Points the last run wrote.
+             */
+            last_points: number;
+            /**
+             * Format: date-time
+             * @description When the last run started.
+             */
+            last_run_at?: string | null;
+            /**
+             * Format: double
+             * @description Seconds of the last truncated gap that were left out.
+             */
+            last_truncated_secs?: number | null;
+            /**
+             * Format: date-time
+             * @description End of the last run's window (inclusive).
+             */
+            last_window_end?: string | null;
+            /**
+             * Format: date-time
+             * @description Start of the last run's window (exclusive).
+             */
+            last_window_start?: string | null;
+            /**
+             * Format: int64
+             * @description Times a slice was asked again because the recorder had not committed it yet.
+             */
+            recorder_waits: number;
+            /**
+             * Format: int64
+             * @description History requests sent.
+             */
+            requests: number;
+            /** @description Whether a run is under way. */
+            running: boolean;
+            /**
+             * Format: int64
+             * @description Runs started.
+             */
+            runs: number;
+            /**
+             * Format: int64
+             * @description History states skipped because they repeat the previous state (restart bursts).
+             */
+            skipped_unchanged: number;
+            /**
+             * Format: int64
+             * @description History states skipped because they were already written (live or by the snapshot).
+             */
+            skipped_written: number;
+            /**
+             * Format: int64
+             * @description Points backfilled over the process's life (counted apart from live points).
+             */
+            total_points: number;
+            /**
+             * Format: int64
+             * @description Runs whose gap was longer than `backfill.window_hours` (the older part is not backfilled).
+             */
+            truncated: number;
+            /**
+             * Format: int64
+             * @description History states the schema maps to no point.
+             */
+            unmapped: number;
+        };
         /** @description The effective configuration. */
         ConfigAnswer: {
             /** @description Every setting with its value; secrets are `***` (or empty when unset). */
@@ -504,6 +595,56 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /**
+         * @description The name of a [`ConnectionState`], without its details.
+         * @enum {string}
+         */
+        ConnectionPhase: "starting" | "connecting" | "subscribing" | "connected" | "waiting" | "auth_failed" | "stopped";
+        /** @description The connection's state, as shown by health. */
+        ConnectionState: {
+            /** @enum {string} */
+            state: "starting";
+        } | {
+            /**
+             * Format: int32
+             * @description Attempt number since the last good connection.
+             */
+            attempt: number;
+            /** @enum {string} */
+            state: "connecting";
+        } | {
+            /** @enum {string} */
+            state: "subscribing";
+        } | {
+            /**
+             * Format: date-time
+             * @description Since when.
+             */
+            since: string;
+            /** @enum {string} */
+            state: "connected";
+        } | {
+            /**
+             * Format: int32
+             * @description Failed attempts in a row.
+             */
+            attempt: number;
+            /**
+             * Format: date-time
+             * @description When the next attempt starts.
+             */
+            retry_at: string;
+            /** @enum {string} */
+            state: "waiting";
+        } | {
+            /** @description Home Assistant's message and what to do. */
+            message: string;
+            /** @enum {string} */
+            state: "auth_failed";
+        } | {
+            /** @enum {string} */
+            state: "stopped";
+        };
         /** @description Who or what caused a state change. */
         Context: {
             /** @description Context id (a ULID string). */
@@ -512,6 +653,79 @@ export interface components {
             parent_id?: string | null;
             /** @description The user that caused the change, if any. */
             user_id?: string | null;
+        };
+        /** @description [`WebhookCounters`] as plain numbers. */
+        CountersSnapshot: {
+            /**
+             * Format: int64
+             * @description Attempts made.
+             */
+            attempts: number;
+            /**
+             * Format: int64
+             * @description Deliveries that succeeded.
+             */
+            delivered: number;
+            /**
+             * Format: int64
+             * @description Wake-ups of the delivery dispatcher.
+             */
+            dispatcher_rounds: number;
+            /**
+             * Format: int64
+             * @description Pending deliveries dropped because their target's outbox was full.
+             */
+            dropped: number;
+            /**
+             * Format: int64
+             * @description Matches that could not be written to the outbox.
+             */
+            enqueue_errors: number;
+            /**
+             * Format: int64
+             * @description Deliveries written to the outbox.
+             */
+            enqueued: number;
+            /**
+             * Format: int64
+             * @description Live events evaluated.
+             */
+            events: number;
+            /**
+             * Format: int64
+             * @description Live events missed (engine fell behind).
+             */
+            events_missed: number;
+            /**
+             * Format: int64
+             * @description Deliveries given up.
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Change → first attempt of the last delivery, ms.
+             */
+            last_trigger_latency_ms: number;
+            /**
+             * Format: int64
+             * @description Rules fired.
+             */
+            matches: number;
+            /**
+             * Format: int64
+             * @description Deliveries postponed by a rate limit.
+             */
+            rate_limited: number;
+            /**
+             * Format: int64
+             * @description Attempts to be retried.
+             */
+            retries: number;
+            /**
+             * Format: int64
+             * @description Matches suppressed by a cooldown.
+             */
+            suppressed_cooldown: number;
         };
         /** @description Counts for the dashboard. */
         Counts: {
@@ -541,6 +755,38 @@ export interface components {
         CreatedWebhook: components["schemas"]["WebhookView"] & {
             /** @description The HMAC secret; store it now, it is never shown again. */
             secret: string;
+        };
+        /** @description `/health/deep`: every component's status with one verdict. */
+        DeepReport: {
+            /** @description Gap backfill from Home Assistant's history. */
+            backfill: components["schemas"]["BackfillStatus"];
+            /** @description The heartbeat. */
+            heartbeat: components["schemas"]["HeartbeatCounts"];
+            /** @description The Home Assistant connection. */
+            home_assistant: components["schemas"]["HaStatus"];
+            /** @description The ingest pipeline. */
+            ingest: components["schemas"]["IngestStatus"];
+            /** @description Current problems, in plain words. */
+            reasons: string[];
+            /** @description The registry mirror's sync task. */
+            registry: components["schemas"]["RegistrySyncStatus"];
+            /** @description The SQLite metadata database. */
+            sqlite: components["schemas"]["SqliteHealth"];
+            /** @description The worst verdict of any component. */
+            status: components["schemas"]["Verdict"];
+            /** @description Where history goes and the writer's counters. */
+            storage: components["schemas"]["StorageStatus"];
+            /**
+             * Format: int64
+             * @description Seconds since start.
+             */
+            uptime_secs: number;
+            /** @description HomeIQ's version. */
+            version: string;
+            /** @description Past losses worth knowing; they do not change the verdict. */
+            warnings: string[];
+            /** @description Signed webhooks. */
+            webhooks: components["schemas"]["WebhooksReport"];
         };
         /** @description A page of the delivery log. */
         DeliveryPage: {
@@ -832,6 +1078,68 @@ export interface components {
             /** @description Display name. */
             name: string;
         };
+        /** @description A snapshot of the client for health and metrics. */
+        HaStatus: components["schemas"]["ConnectionState"] & {
+            /**
+             * Format: int64
+             * @description Current (or last) connection number.
+             */
+            connection: number;
+            /**
+             * Format: int64
+             * @description Successful authentications so far.
+             */
+            connects: number;
+            /**
+             * Format: int64
+             * @description Frames that could not be decoded.
+             */
+            decode_errors: number;
+            /**
+             * Format: int64
+             * @description `state_changed` events received.
+             */
+            events_received: number;
+            /** @description Home Assistant's version from the last `auth_ok`. */
+            ha_version?: string | null;
+            /** @description The last connection error. */
+            last_error?: string | null;
+            /**
+             * Format: double
+             * @description Seconds since then.
+             */
+            last_event_age_secs?: number | null;
+            /**
+             * Format: date-time
+             * @description When the last `state_changed` arrived.
+             */
+            last_event_at?: string | null;
+            /** @description That queue's capacity. */
+            queue_capacity: number;
+            /** @description Messages waiting in the queue to the pipeline. */
+            queue_depth: number;
+            /**
+             * Format: int64
+             * @description How often the reader found the queue full and had to wait.
+             */
+            queue_full_waits: number;
+            /**
+             * Format: int64
+             * @description Registry events received.
+             */
+            registry_events_received: number;
+            /** @description Subscriptions active on the current connection. */
+            subscriptions: number;
+            /**
+             * Format: int64
+             * @description Subscriptions sent over the process's life.
+             */
+            subscriptions_sent: number;
+            /** @description Whether the Supervisor proxy is used. */
+            supervisor: boolean;
+            /** @description WebSocket URL (never the token). */
+            websocket_url: string;
+        };
         /** @description Home Assistant connection, for the dashboard. */
         HaSummary: {
             /** @description Whether events flow. */
@@ -848,10 +1156,22 @@ export interface components {
              * @description Seconds since the last event.
              */
             last_event_age_secs?: number | null;
-            /** @description `connected`, `connecting`, `auth_failed`… */
-            state: string;
+            /** @description The connection's state. */
+            state: components["schemas"]["ConnectionPhase"];
             /** @description Home Assistant's version. */
             version?: string | null;
+        };
+        HeartbeatCounts: {
+            /**
+             * Format: int64
+             * @description Current values re-written by the heartbeat.
+             */
+            points: number;
+            /**
+             * Format: int64
+             * @description Heartbeat rounds run.
+             */
+            rounds: number;
         };
         /** @description One page of records. */
         HistoryPage: {
@@ -949,6 +1269,63 @@ export interface components {
             spool_points: number;
             /** @description Whether points wait in the spool for InfluxDB (working, but degraded). */
             spooling: boolean;
+        };
+        IngestCounts: {
+            /**
+             * Format: int64
+             * @description Events delivered twice (stays 0 unless subscriptions doubled).
+             */
+            duplicates: number;
+            /**
+             * Format: int64
+             * @description `state_changed` events consumed by the pipeline.
+             */
+            events: number;
+            /**
+             * Format: int64
+             * @description Events of excluded entities.
+             */
+            filtered: number;
+            /**
+             * Format: int64
+             * @description Points handed to the writer from live events.
+             */
+            points: number;
+            /**
+             * Format: int64
+             * @description Replies from Home Assistant that could not be decoded or were errors.
+             */
+            reply_errors: number;
+            /**
+             * Format: int64
+             * @description Points handed to the writer from connect-time snapshots.
+             */
+            snapshot_points: number;
+            /**
+             * Format: int64
+             * @description Snapshots (`get_states`) applied.
+             */
+            snapshots: number;
+            /**
+             * Format: int64
+             * @description State metadata rows dropped because the registry task was busy.
+             */
+            state_meta_dropped: number;
+            /**
+             * Format: int64
+             * @description Re-announced states not written again (restart bursts).
+             */
+            unchanged: number;
+            /**
+             * Format: int64
+             * @description Events the schema maps to no point (removed entities, skipped states).
+             */
+            unmapped: number;
+        };
+        /** @description The pipeline's part of `/health/deep`: its counters and the entities it tracks. */
+        IngestStatus: components["schemas"]["IngestCounts"] & {
+            /** @description Entities with a current state. */
+            entities_tracked: number;
         };
         /** @description Entity and device counts of one integration. */
         IntegrationCount: {
@@ -1072,6 +1449,18 @@ export interface components {
              */
             rate_limit_per_minute?: number | null;
         };
+        /** @description The answer of `/health`. */
+        Liveness: {
+            /** @description Always `ok`: the process serves requests. */
+            status: components["schemas"]["Verdict"];
+            /**
+             * Format: int64
+             * @description Seconds since start.
+             */
+            uptime_secs: number;
+            /** @description HomeIQ's version. */
+            version: string;
+        };
         /** @description Events in one minute. */
         MinuteCount: {
             /**
@@ -1141,6 +1530,25 @@ export interface components {
             /** @description Past losses worth knowing. */
             warnings: string[];
         };
+        /** @description What the registry task has done, for health. */
+        RegistrySyncStatus: {
+            /**
+             * Format: int64
+             * @description Jobs applied.
+             */
+            jobs_applied: number;
+            /**
+             * Format: int64
+             * @description Jobs that failed.
+             */
+            jobs_failed: number;
+            /** @description The last failure. */
+            last_error?: string | null;
+            /** @description Last full sync per registry. */
+            last_full_sync: {
+                [key: string]: string;
+            };
+        };
         /** @description One rule of a webhook target, as the API takes and returns it. */
         Rule: {
             /**
@@ -1186,6 +1594,13 @@ export interface components {
             hysteresis?: number | null;
             /** @description The watched value after the change must be this. */
             to?: string | null;
+        };
+        /** @description The SQLite metadata database, as `/health/deep` shows it. */
+        SqliteHealth: {
+            /** @description Why not. */
+            error?: string | null;
+            /** @description Whether it answered. */
+            ok: boolean;
         };
         /** @description One Server-Sent Event as a client parses it. */
         SseEvent: {
@@ -1379,7 +1794,7 @@ export interface components {
             delivery_id: string;
         };
         /**
-         * @description Overall verdict of `/health/deep`.
+         * @description How a component (or HomeIQ as a whole) is.
          * @enum {string}
          */
         Verdict: "ok" | "degraded" | "failed";
@@ -1419,6 +1834,15 @@ export interface components {
              */
             webhook_id?: string | null;
         };
+        /** @description The status shown in `/health/deep`. */
+        WebhookStatus: components["schemas"]["CountersSnapshot"] & {
+            /** @description Deliveries by status in the outbox and log. */
+            deliveries: {
+                [key: string]: number;
+            };
+            /** @description Targets configured. */
+            targets: number;
+        };
         /** @description A target as the API shows it: never its secret, and an `ha` webhook id only masked. */
         WebhookView: {
             /** @description Counters. */
@@ -1451,6 +1875,11 @@ export interface components {
             url?: string | null;
             /** @description `ha`: the first characters of the webhook id (it is a secret). */
             webhook_id_hint?: string | null;
+        };
+        /** @description Webhooks in `/health/deep`: their status, or why it could not be read. */
+        WebhooksReport: components["schemas"]["WebhookStatus"] | {
+            /** @description What went wrong. */
+            error: string;
         };
     };
     responses: never;
@@ -2316,7 +2745,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, unknown>;
+                    "application/json": components["schemas"]["Liveness"];
                 };
             };
         };
@@ -2336,7 +2765,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, unknown>;
+                    "application/json": components["schemas"]["DeepReport"];
                 };
             };
             /** @description failed */
@@ -2345,7 +2774,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, unknown>;
+                    "application/json": components["schemas"]["DeepReport"];
                 };
             };
         };

@@ -18,15 +18,26 @@ use crate::ingest::{BackfillStatus, HeartbeatCounts, IngestStatus, RegistrySyncS
 use crate::store::sink::StorageStatus;
 use crate::webhooks::WebhookStatus;
 
+/// The answer of `/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`: the process serves requests.
+    pub status: Verdict,
+    /// HomeIQ's version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}
+
 /// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
-#[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Object)))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Liveness)))]
 #[get("/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": state.started.elapsed().as_secs(),
-    }))
+    HttpResponse::Ok().json(Liveness {
+        status: Verdict::Ok,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: state.started.elapsed().as_secs(),
+    })
 }
 
 /// The SQLite metadata database, as `/health/deep` shows it.

@@ -16,8 +16,7 @@ export function flatten(value: unknown, prefix = ""): [string, string][] {
 export default function Settings() {
   const config = useApi("config", api.config);
   const health = useApi("health", api.health);
-  // `/health` is documented as a free-form object: its version is shown only when it is a string
-  const version = typeof health.data?.version === "string" ? health.data.version : null;
+  const version = health.data?.version ?? null;
   const theme = useStore((s) => s.theme);
   const setTheme = useStore((s) => s.setTheme);
   const rows = useMemo(() => (config.data ? flatten(config.data.settings) : []), [config.data]);
