@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homeiq::ha::model::{AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry};
-use homeiq::store::registry::{RegistryRows, RegistryStore};
+use homeiq::registry::{RegistryRows, RegistryStore};
 use serde_json::json;
 
 const DEVICES: usize = 1_000;

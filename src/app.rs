@@ -20,13 +20,16 @@ use crate::ha::{self, ClientOptions, HaHandle};
 use crate::ingest::LiveBus;
 use crate::ingest::{
     BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
-    IngestCounters, Pipeline, RegistrySyncState, registry_sync, run_registry_task,
+    IngestCounters, Pipeline,
+};
+use crate::registry::{
+    CatalogHandle, REGISTRY_QUEUE, RegistryError, RegistryStore, RegistrySyncState,
+    run_registry_task,
 };
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, PointMapper, spawn_spooled_writer};
-use crate::store::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::store::sink::HistoryWriter;
 use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
 
@@ -182,7 +185,7 @@ impl Application {
         let states = CurrentStates::default();
         let counters = Arc::new(IngestCounters::default());
         let registry_sync = RegistrySyncState::default();
-        let (jobs_tx, jobs_rx) = mpsc::channel(registry_sync::REGISTRY_QUEUE);
+        let (jobs_tx, jobs_rx) = mpsc::channel(REGISTRY_QUEUE);
         let registry_task = tokio::spawn(run_registry_task(
             registry.clone(),
             jobs_rx,

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod memory;
 pub mod prepared;
+pub mod registry;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;

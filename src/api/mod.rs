@@ -28,7 +28,6 @@ pub mod metrics;
 pub mod ops;
 pub mod panel;
 pub mod rates;
-pub mod registry;
 pub mod stream;
 
 use std::sync::Arc;
@@ -40,14 +39,12 @@ use utoipa_actix_web::AppExt;
 
 use crate::config::Settings;
 use crate::ingest::LiveBus;
+use crate::registry::CatalogHandle;
 use crate::store::history::HistoryStore;
-use crate::store::registry::CatalogHandle;
 
 use crate::ha::HaHandle;
-use crate::ingest::{
-    BackfillHandle, CurrentStates, HeartbeatCounters, IngestCounters, RegistrySyncState,
-};
-use crate::store::registry::RegistryStore;
+use crate::ingest::{BackfillHandle, CurrentStates, HeartbeatCounters, IngestCounters};
+use crate::registry::{RegistryStore, RegistrySyncState};
 use crate::store::sink::HistoryWriter;
 
 /// Everything the handlers read.
@@ -134,7 +131,7 @@ where
         .service(ops::quarantine)
         .service(
             utoipa_actix_web::scope("/api/v1")
-                .configure(registry::routes)
+                .configure(crate::registry::api::routes)
                 .configure(history::routes)
                 .service(stream::stream_events)
                 .configure(crate::webhooks::api::routes),
@@ -163,7 +160,7 @@ pub fn bind(
     )));
     let panel = web::Data::new(panel::Panel::new(state.settings.panel_dir()));
     // each capability's routes read only their own part
-    let registry_api = web::Data::new(registry::RegistryApi {
+    let registry_api = web::Data::new(crate::registry::api::RegistryApi {
         catalog: state.catalog.clone(),
         states: state.states.clone(),
     });

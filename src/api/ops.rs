@@ -14,7 +14,8 @@ use crate::ha::{ConnectionPhase, ConnectionState, HaStatus};
 use crate::health::{Health, Verdict};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Params, within};
-use crate::ingest::{BackfillStatus, HeartbeatCounts, IngestStatus, RegistrySyncStatus};
+use crate::ingest::{BackfillStatus, HeartbeatCounts, IngestStatus};
+use crate::registry::RegistrySyncStatus;
 use crate::store::sink::StorageStatus;
 use crate::webhooks::WebhookStatus;
 

@@ -25,7 +25,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::Params;
 use crate::ingest::LiveBus;
 use crate::ingest::LiveEvent;
-use crate::store::registry::CatalogHandle;
+use crate::registry::CatalogHandle;
 
 /// Interval of keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

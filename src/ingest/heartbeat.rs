@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use super::filter::EntityFilter;
 use super::states::CurrentStates;
 use crate::ha::model::StateChanged;
+use crate::registry::RegistryStore;
 use crate::store::influx::{EntityMeta, PointMapper};
-use crate::store::registry::RegistryStore;
 use crate::store::sink::HistoryWriter;
 
 crate::counters::counters! {

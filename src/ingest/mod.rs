@@ -6,7 +6,6 @@ pub mod filter;
 pub mod heartbeat;
 pub mod live;
 pub mod pipeline;
-pub mod registry_sync;
 pub mod states;
 
 pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
@@ -14,5 +13,4 @@ pub use filter::EntityFilter;
 pub use heartbeat::{Heartbeat, HeartbeatCounters, HeartbeatCounts};
 pub use live::{LiveBus, LiveEvent};
 pub use pipeline::{IngestCounters, IngestCounts, IngestStatus, Pipeline};
-pub use registry_sync::{RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task};
 pub use states::CurrentStates;

@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
 use super::live::{LiveBus, LiveEvent};
-use super::registry_sync::RegistryJob;
 use super::states::CurrentStates;
 use crate::config::SchemaMode;
 use crate::ha::model::{
@@ -40,8 +39,8 @@ use crate::ha::model::{
     State, StateChanged,
 };
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
+use crate::registry::{RegistryJob, RegistryRow, RegistryRows, StateMeta};
 use crate::store::influx::{EntityMeta, PointMapper};
-use crate::store::registry::{RegistryRow, RegistryRows, StateMeta};
 use crate::store::sink::HistoryWriter;
 
 /// How often batched state metadata is handed to the registry task.

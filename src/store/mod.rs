@@ -1,13 +1,11 @@
 //! Storage: history in InfluxDB ([`influx`]) or embedded in SQLite ([`embedded`]), written
-//! through [`sink::HistoryWriter`] and read back through [`history`], and the registry mirror in
-//! SQLite ([`registry`]). A SQLite file that cannot be opened at start-up is a [`fault::StorageFault`].
+//! through [`sink::HistoryWriter`] and read back through [`history`]. A SQLite file that cannot be opened at start-up is a [`fault::StorageFault`].
 
 pub mod embedded;
 pub mod fault;
 pub mod history;
 pub mod influx;
 mod latency;
-pub mod registry;
 pub mod sink;
 pub mod written;
 

@@ -599,7 +599,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::registry::RegistryStore;
+    use crate::registry::RegistryStore;
     use crate::webhooks::store::target;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{HaEndpoint, Secret, WebhookSettings};
 use crate::ingest::{LiveBus, LiveEvent};
-use crate::store::registry::CatalogHandle;
+use crate::registry::CatalogHandle;
 use deliver::{Dispatcher, RetryPolicy, TargetConfig, TargetTable};
 use rules::{Match, Rule, RuleEngine, TargetRules};
 use store::{WebhookStore, delivery, now_ms, status, target};

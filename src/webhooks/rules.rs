@@ -304,9 +304,9 @@ impl EntityLocator for () {
     }
 }
 
-impl EntityLocator for crate::store::registry::Catalog {
+impl EntityLocator for crate::registry::Catalog {
     fn area_of(&self, entity_id: &str) -> Option<String> {
-        crate::store::registry::Catalog::area_of(self, entity_id).map(str::to_owned)
+        crate::registry::Catalog::area_of(self, entity_id).map(str::to_owned)
     }
     fn device_of(&self, entity_id: &str) -> Option<String> {
         self.entity(entity_id).and_then(|e| e.device_id.clone())

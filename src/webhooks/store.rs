@@ -434,7 +434,7 @@ impl WebhookStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::registry::RegistryStore;
+    use crate::registry::RegistryStore;
 
     fn target_row(id: &str) -> target::Model {
         target::Model {

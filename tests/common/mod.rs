@@ -504,8 +504,8 @@ impl HomeIq {
     }
 
     /// The SQLite mirror, opened through HomeIQ's own store.
-    pub async fn registry(&self) -> homeiq::store::registry::RegistryStore {
-        homeiq::store::registry::RegistryStore::open(&self.data_dir.join("homeiq.db"))
+    pub async fn registry(&self) -> homeiq::registry::RegistryStore {
+        homeiq::registry::RegistryStore::open(&self.data_dir.join("homeiq.db"))
             .await
             .expect("open mirror")
     }

@@ -1,4 +1,7 @@
-//! SQLite registry mirror: the metadata database `homeiq.db` in the data directory.
+//! The registry capability: Home Assistant's areas, floors, labels, devices and entities, kept
+//! in the SQLite mirror (the metadata database `homeiq.db`), applied by the registry task
+//! ([`run_registry_task`], fed by the ingest pipeline), indexed in memory ([`catalog`]) and served
+//! by its routes ([`api`]).
 //!
 //! [`RegistryStore`] keeps a copy of Home Assistant's area, floor, label, device and entity
 //! registries, plus `state_meta`, HomeIQ's own per-entity facts taken from state attributes
@@ -31,6 +34,7 @@
 //! failing on a lock upgrade. Schema changes live in [`migration`]; later features append their own
 //! migrations to the same [`migration::Migrator`].
 
+pub mod api;
 pub mod catalog;
 mod entities;
 mod error;
@@ -38,6 +42,7 @@ pub mod migration;
 mod query;
 mod search;
 mod sync;
+mod task;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +59,9 @@ pub use catalog::{Catalog, CatalogHandle};
 pub use error::RegistryError;
 pub use query::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryCounts};
 pub use sync::{RegistryRow, RegistryRows, StateMeta, SyncReport};
+pub use task::{
+    REGISTRY_QUEUE, RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task,
+};
 
 use migration::Migrator;
 

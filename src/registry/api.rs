@@ -1,5 +1,5 @@
 //! Registry endpoints: devices, entities, areas, floors, labels and integrations, answered from
-//! the in-memory [`Catalog`](crate::store::registry::Catalog) and the current states.
+//! the in-memory [`Catalog`](crate::registry::Catalog) and the current states.
 
 use std::sync::Arc;
 
@@ -13,12 +13,12 @@ use crate::http::extract::{Params, within};
 use crate::http::{accepts_gzip, gzip_json_ok, json_ok, prepared_json_ok};
 use crate::ingest::CurrentStates;
 use crate::prepared::{DeflateChunk, GzipJoin};
-use crate::store::registry::CatalogHandle;
-pub use crate::store::registry::catalog::DeviceSummary;
-use crate::store::registry::catalog::{
+use crate::registry::CatalogHandle;
+pub use crate::registry::catalog::DeviceSummary;
+use crate::registry::catalog::{
     Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
 };
-use crate::store::registry::{AreaView, EntityView, FloorView, LabelView};
+use crate::registry::{AreaView, EntityView, FloorView, LabelView};
 
 /// Largest page of a listing.
 pub const MAX_LIMIT: usize = 1000;
@@ -561,8 +561,8 @@ pub async fn list_integrations(state: web::Data<RegistryApi>) -> HttpResponse {
     })
 }
 
-impl From<crate::store::registry::RegistryError> for ApiError {
-    fn from(e: crate::store::registry::RegistryError) -> Self {
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(e: crate::registry::RegistryError) -> Self {
         tracing::error!(error = %e, "metadata database error");
         ApiError::unavailable(format!("the metadata database failed: {e}"))
     }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use crate::ha::model::RegistryKind;
-use crate::store::registry::{CatalogHandle, RegistryRow, RegistryRows, RegistryStore, StateMeta};
+use crate::registry::{CatalogHandle, RegistryRow, RegistryRows, RegistryStore, StateMeta};
 
 /// Capacity of the queue to the registry task.
 pub const REGISTRY_QUEUE: usize = 256;
