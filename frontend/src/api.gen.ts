@@ -1078,21 +1078,15 @@ export interface components {
             /** @description Display name. */
             name: string;
         };
-        /** @description A snapshot of the client for health and metrics. */
-        HaStatus: components["schemas"]["ConnectionState"] & {
+        HaCounts: {
             /**
              * Format: int64
-             * @description Current (or last) connection number.
-             */
-            connection: number;
-            /**
-             * Format: int64
-             * @description Successful authentications so far.
+             * @description Successful authentications with Home Assistant.
              */
             connects: number;
             /**
              * Format: int64
-             * @description Frames that could not be decoded.
+             * @description Frames from Home Assistant that could not be decoded.
              */
             decode_errors: number;
             /**
@@ -1100,6 +1094,29 @@ export interface components {
              * @description `state_changed` events received.
              */
             events_received: number;
+            /**
+             * Format: int64
+             * @description Times the reader found the pipeline queue full and had to wait.
+             */
+            queue_full_waits: number;
+            /**
+             * Format: int64
+             * @description Registry change events received.
+             */
+            registry_events_received: number;
+            /**
+             * Format: int64
+             * @description Subscriptions sent over the process's life.
+             */
+            subscriptions_sent: number;
+        };
+        /** @description A snapshot of the client for health and metrics. */
+        HaStatus: components["schemas"]["ConnectionState"] & components["schemas"]["HaCounts"] & {
+            /**
+             * Format: int64
+             * @description Current (or last) connection number.
+             */
+            connection: number;
             /** @description Home Assistant's version from the last `auth_ok`. */
             ha_version?: string | null;
             /** @description The last connection error. */
@@ -1118,23 +1135,8 @@ export interface components {
             queue_capacity: number;
             /** @description Messages waiting in the queue to the pipeline. */
             queue_depth: number;
-            /**
-             * Format: int64
-             * @description How often the reader found the queue full and had to wait.
-             */
-            queue_full_waits: number;
-            /**
-             * Format: int64
-             * @description Registry events received.
-             */
-            registry_events_received: number;
             /** @description Subscriptions active on the current connection. */
             subscriptions: number;
-            /**
-             * Format: int64
-             * @description Subscriptions sent over the process's life.
-             */
-            subscriptions_sent: number;
             /** @description Whether the Supervisor proxy is used. */
             supervisor: boolean;
             /** @description WebSocket URL (never the token). */

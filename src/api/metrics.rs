@@ -91,41 +91,12 @@ impl Collector for StatusCollector {
             "1 while subscribed to Home Assistant",
             f64::from(u8::from(connected)),
         )?;
-        counter(
-            &mut e,
-            "homeiq_ha_connects",
-            "Successful authentications with Home Assistant",
-            ha.connects,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ha_events_received",
-            "state_changed events received",
-            ha.events_received,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ha_registry_events_received",
-            "Registry change events received",
-            ha.registry_events_received,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ha_decode_errors",
-            "Frames from Home Assistant that could not be decoded",
-            ha.decode_errors,
-        )?;
+        counter_set(&mut e, &ha.counts)?;
         gauge(
             &mut e,
             "homeiq_ha_queue_depth",
             "Messages waiting between the WebSocket reader and the pipeline",
             ha.queue_depth as f64,
-        )?;
-        counter(
-            &mut e,
-            "homeiq_ha_queue_full_waits",
-            "Times the reader found the pipeline queue full",
-            ha.queue_full_waits,
         )?;
         if let Some(age) = ha.last_event_age_secs {
             gauge(

@@ -280,7 +280,7 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             connected: matches!(ha.state, ConnectionState::Connected { .. }),
             version: ha.ha_version.clone(),
             last_event_age_secs: ha.last_event_age_secs,
-            connects: ha.connects,
+            connects: ha.counts.connects,
             last_error: ha.last_error.clone(),
         },
         storage: report.storage,
@@ -296,7 +296,7 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
             floors: catalog.floors.len(),
             labels: catalog.labels.len(),
             integrations: catalog.integrations.len(),
-            events_total: ha.events_received,
+            events_total: ha.counts.events_received,
             live_listeners: state.live.listeners(),
         },
     };

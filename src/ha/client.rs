@@ -255,30 +255,21 @@ pub struct HaStatus {
     pub ha_version: Option<String>,
     /// Current (or last) connection number.
     pub connection: u64,
-    /// Successful authentications so far.
-    pub connects: u64,
     /// Subscriptions active on the current connection.
     pub subscriptions: usize,
-    /// Subscriptions sent over the process's life.
-    pub subscriptions_sent: u64,
-    /// `state_changed` events received.
-    pub events_received: u64,
-    /// Registry events received.
-    pub registry_events_received: u64,
+    /// Counters since start.
+    #[serde(flatten)]
+    pub counts: HaCounts,
     /// When the last `state_changed` arrived.
     pub last_event_at: Option<DateTime<Utc>>,
     /// Seconds since then.
     pub last_event_age_secs: Option<f64>,
     /// The last connection error.
     pub last_error: Option<String>,
-    /// Frames that could not be decoded.
-    pub decode_errors: u64,
     /// Messages waiting in the queue to the pipeline.
     pub queue_depth: usize,
     /// That queue's capacity.
     pub queue_capacity: usize,
-    /// How often the reader found the queue full and had to wait.
-    pub queue_full_waits: u64,
 }
 
 impl HaStatus {
@@ -322,16 +313,29 @@ enum Outgoing {
 
 type Pending = Arc<Mutex<HashMap<u64, Route>>>;
 
+crate::counters::counters! {
+    /// The client's counters since start.
+    pub struct HaCounters => HaCounts ("homeiq_ha") {
+        /// Successful authentications with Home Assistant.
+        connects,
+        /// Subscriptions sent over the process's life.
+        subscriptions_sent,
+        /// `state_changed` events received.
+        events_received,
+        /// Registry change events received.
+        registry_events_received,
+        /// Frames from Home Assistant that could not be decoded.
+        decode_errors,
+        /// Times the reader found the pipeline queue full and had to wait.
+        queue_full_waits,
+    }
+}
+
 #[derive(Default)]
 struct Counters {
-    connects: AtomicU64,
+    totals: HaCounters,
     subscriptions: AtomicUsize,
-    subscriptions_sent: AtomicU64,
-    events: AtomicU64,
-    registry_events: AtomicU64,
     last_event_ms: AtomicI64,
-    decode_errors: AtomicU64,
-    queue_full_waits: AtomicU64,
     connection: AtomicU64,
 }
 
@@ -390,19 +394,14 @@ impl HaHandle {
             supervisor: s.endpoint.supervisor,
             ha_version: lock(&s.ha_version).clone(),
             connection: c.connection.load(Ordering::Relaxed),
-            connects: c.connects.load(Ordering::Relaxed),
             subscriptions: c.subscriptions.load(Ordering::Relaxed),
-            subscriptions_sent: c.subscriptions_sent.load(Ordering::Relaxed),
-            events_received: c.events.load(Ordering::Relaxed),
-            registry_events_received: c.registry_events.load(Ordering::Relaxed),
+            counts: c.totals.snapshot(),
             last_event_age_secs: last_event_at
                 .map(|t| (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0),
             last_event_at,
             last_error: lock(&s.last_error).clone(),
-            decode_errors: c.decode_errors.load(Ordering::Relaxed),
             queue_depth,
             queue_capacity: s.queue_capacity,
-            queue_full_waits: c.queue_full_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -597,7 +596,11 @@ async fn session(
             ));
         }
     };
-    shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .totals
+        .connects
+        .fetch_add(1, Ordering::Relaxed);
     *lock(&shared.ha_version) = Some(ha_version.clone());
     shared.set_state(ConnectionState::Subscribing);
     tracing::info!(connection, %ha_version, "authenticated with Home Assistant");
@@ -722,6 +725,7 @@ async fn setup_and_ping(
         replies.push(send(out, cmd).await);
         shared
             .counters
+            .totals
             .subscriptions_sent
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -865,7 +869,10 @@ async fn reader_loop(
         let messages = match decode_frame(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .totals
+                    .decode_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 let head: String = text.as_str().chars().take(200).collect();
                 tracing::warn!(error = %e, frame = %head, "skipping an undecodable frame");
                 continue;
@@ -895,14 +902,20 @@ async fn reader_loop(
                     None
                 }
                 Incoming::StateChanged(ev) => {
-                    counters.events.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .totals
+                        .events_received
+                        .fetch_add(1, Ordering::Relaxed);
                     counters
                         .last_event_ms
                         .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
                     Some(HaMessage::StateChanged(ev))
                 }
                 Incoming::Registry(ev) => {
-                    counters.registry_events.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .totals
+                        .registry_events_received
+                        .fetch_add(1, Ordering::Relaxed);
                     Some(HaMessage::Registry(ev))
                 }
                 Incoming::AuthRequired
@@ -915,7 +928,10 @@ async fn reader_loop(
                 match events.try_send(message) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(message)) => {
-                        counters.queue_full_waits.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .totals
+                            .queue_full_waits
+                            .fetch_add(1, Ordering::Relaxed);
                         if events.send(message).await.is_err() {
                             return "consumer stopped".into();
                         }

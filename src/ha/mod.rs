@@ -9,6 +9,6 @@ pub mod model;
 pub mod protocol;
 
 pub use client::{
-    ClientOptions, CommandError, ConnectionPhase, ConnectionState, HaHandle, HaMessage, HaStatus,
-    ReplyTag, spawn,
+    ClientOptions, CommandError, ConnectionPhase, ConnectionState, HaCounts, HaHandle, HaMessage,
+    HaStatus, ReplyTag, spawn,
 };
