@@ -19,8 +19,8 @@ use crate::config::{Settings, StorageMode};
 use crate::ha::{self, ClientOptions, HaHandle};
 use crate::ingest::LiveBus;
 use crate::ingest::{
-    BackfillHandle, BackfillOptions, CurrentStates, EntityFilter, Heartbeat, HeartbeatCounters,
-    IngestCounters, Pipeline,
+    BackfillHandle, BackfillOptions, EntityFilter, Heartbeat, HeartbeatCounters, IngestCounters,
+    Pipeline,
 };
 use crate::registry::{
     CatalogHandle, REGISTRY_QUEUE, RegistryError, RegistryStore, RegistrySyncState,
@@ -31,6 +31,7 @@ use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, PointMapper, spawn_spooled_writer};
 use crate::store::sink::HistoryWriter;
+use crate::store::states::CurrentStates;
 use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
 
 /// Everything that accepted data must be written or handed over within this time after SIGTERM.

@@ -43,9 +43,10 @@ use crate::registry::CatalogHandle;
 use crate::store::history::HistoryStore;
 
 use crate::ha::HaHandle;
-use crate::ingest::{BackfillHandle, CurrentStates, HeartbeatCounters, IngestCounters};
+use crate::ingest::{BackfillHandle, HeartbeatCounters, IngestCounters};
 use crate::registry::{RegistryStore, RegistrySyncState};
 use crate::store::sink::HistoryWriter;
+use crate::store::states::CurrentStates;
 
 /// Everything the handlers read.
 #[derive(Clone)]

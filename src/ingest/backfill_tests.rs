@@ -505,9 +505,10 @@ impl Rig {
     ) -> Rig {
         use crate::config::{EntityFilterSettings, HaEndpoint, HaSettings, Secret};
         use crate::ha::ClientOptions;
-        use crate::ingest::{CurrentStates, EntityFilter, IngestCounters, Pipeline};
+        use crate::ingest::{EntityFilter, IngestCounters, Pipeline};
         use crate::store::influx::test_support::fresh_settings;
         use crate::store::influx::{InfluxClient, spawn_writer};
+        use crate::store::states::CurrentStates;
 
         let ha_url = env("HA_URL").trim_end_matches('/').to_owned();
         let token = env("HA_TOKEN");

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use std::collections::HashMap;
 
 use super::filter::EntityFilter;
-use super::states::CurrentStates;
 use crate::ha::model::StateChanged;
 use crate::registry::RegistryStore;
 use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
+use crate::store::states::CurrentStates;
 
 crate::counters::counters! {
     /// Heartbeat counters.

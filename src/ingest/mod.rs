@@ -6,11 +6,9 @@ pub mod filter;
 pub mod heartbeat;
 pub mod live;
 pub mod pipeline;
-pub mod states;
 
 pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
 pub use filter::EntityFilter;
 pub use heartbeat::{Heartbeat, HeartbeatCounters, HeartbeatCounts};
 pub use live::{LiveBus, LiveEvent};
 pub use pipeline::{IngestCounters, IngestCounts, IngestStatus, Pipeline};
-pub use states::CurrentStates;

@@ -32,7 +32,6 @@ use tokio::sync::mpsc;
 use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
 use super::live::{LiveBus, LiveEvent};
-use super::states::CurrentStates;
 use crate::config::SchemaMode;
 use crate::ha::model::{
     AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryEvent, RegistryKind,
@@ -42,6 +41,7 @@ use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
 use crate::registry::{RegistryJob, RegistryRow, RegistryRows, StateMeta};
 use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
+use crate::store::states::CurrentStates;
 
 /// How often batched state metadata is handed to the registry task.
 const STATE_META_FLUSH: Duration = Duration::from_secs(1);

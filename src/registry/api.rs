@@ -11,7 +11,6 @@ use crate::ha::model::State;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Params, within};
 use crate::http::{accepts_gzip, gzip_json_ok, json_ok, prepared_json_ok};
-use crate::ingest::CurrentStates;
 use crate::prepared::{DeflateChunk, GzipJoin};
 use crate::registry::CatalogHandle;
 pub use crate::registry::catalog::DeviceSummary;
@@ -19,6 +18,7 @@ use crate::registry::catalog::{
     Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
 };
 use crate::registry::{AreaView, EntityView, FloorView, LabelView};
+use crate::store::states::CurrentStates;
 
 /// Largest page of a listing.
 pub const MAX_LIMIT: usize = 1000;

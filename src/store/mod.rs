@@ -7,6 +7,7 @@ pub mod history;
 pub mod influx;
 mod latency;
 pub mod sink;
+pub mod states;
 pub mod written;
 
 /// SQLite's process-wide soft heap limit, bytes (`PRAGMA soft_heap_limit`): page caches of every
