@@ -99,14 +99,24 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// `serve` with an invalid configuration: logs every problem and answers `/health` with them
 /// (see [`crate::api::cannot_start`]) until stopped; exit code 2 only if that server cannot start.
 async fn serve_config_error(errors: &[ConfigError], fallback: &FallbackSettings) -> ExitCode {
-    let served = crate::api::cannot_start::serve_until_stopped(errors, fallback).await;
+    let served = crate::api::cannot_start::serve_until_stopped(
+        errors,
+        fallback,
+        crate::app::wait_for_signal(),
+    )
+    .await;
     cannot_start_exit(served, fallback)
 }
 
 /// `serve` when a data file cannot be opened: as [`serve_config_error`], with the file, the
 /// error and what to do.
 async fn serve_storage_error(fault: StorageFault, fallback: &FallbackSettings) -> ExitCode {
-    let served = crate::api::cannot_start::serve_storage_error(fault, fallback).await;
+    let served = crate::api::cannot_start::serve_storage_error(
+        fault,
+        fallback,
+        crate::app::wait_for_signal(),
+    )
+    .await;
     cannot_start_exit(served, fallback)
 }
 

@@ -235,10 +235,11 @@ pub fn bind(
 }
 
 /// Logs every problem (naming its key), then answers as described in the module documentation
-/// until SIGTERM or SIGINT. Errors only if the address cannot be bound.
+/// until `stop` completes (SIGTERM or SIGINT). Errors only if the address cannot be bound.
 pub async fn serve_until_stopped(
     errors: &[ConfigError],
     fallback: &FallbackSettings,
+    stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     for e in errors {
         match e.key() {
@@ -247,14 +248,16 @@ pub async fn serve_until_stopped(
         }
     }
     let errors = errors.iter().map(Problem::from).collect();
-    serve(CannotStart::ConfigError { errors }, fallback).await
+    serve(CannotStart::ConfigError { errors }, fallback, stop).await
 }
 
 /// Logs the file that cannot be opened and what to do, then answers as described in the module
-/// documentation until SIGTERM or SIGINT. Errors only if the address cannot be bound.
+/// documentation until `stop` completes (SIGTERM or SIGINT). Errors only if the address cannot
+/// be bound.
 pub async fn serve_storage_error(
     fault: StorageFault,
     fallback: &FallbackSettings,
+    stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tracing::error!(
         file = %fault.path.display(),
@@ -268,11 +271,16 @@ pub async fn serve_storage_error(
             storage_file: fault,
         },
         fallback,
+        stop,
     )
     .await
 }
 
-async fn serve(reason: CannotStart, fallback: &FallbackSettings) -> std::io::Result<()> {
+async fn serve(
+    reason: CannotStart,
+    fallback: &FallbackSettings,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let status = reason.code();
     let (server, port) = bind(reason, &fallback.bind, fallback.port)?;
     tracing::error!(
@@ -284,7 +292,7 @@ async fn serve(reason: CannotStart, fallback: &FallbackSettings) -> std::io::Res
     let handle = server.handle();
     let mut task = tokio::spawn(server);
     tokio::select! {
-        () = crate::app::wait_for_signal() => tracing::info!("stop signal received; stopping"),
+        () = stop => tracing::info!("stop signal received; stopping"),
         r = &mut task => {
             tracing::error!(?r, "HTTP server stopped unexpectedly");
             return Err(std::io::Error::other("the HTTP server stopped"));
