@@ -244,6 +244,57 @@ async fn cross_site_writes_are_refused_and_bodies_must_be_json() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
+/// DNS rebinding: without a token the API is open to this machine only, and a page whose host
+/// name was made to resolve to 127.0.0.1 is same-origin with itself, so it could read and write.
+/// Its requests name its host: only names of this machine are answered; with a token, any.
+#[tokio::test]
+async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() {
+    let app = homeiq(&[]).await;
+    let http = client();
+    let addressed = |host: &str| {
+        http.get(app.url("/api/v1/webhooks"))
+            .header("Host", format!("{host}:{}", app.port))
+    };
+    let (status, body) = answer(addressed("rebound.evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rebound.evil.example")),
+        "{body}"
+    );
+    let (status, _) = answer(
+        http.post(app.url("/api/v1/webhooks"))
+            .header("Host", format!("rebound.evil.example:{}", app.port))
+            .header("Origin", format!("http://rebound.evil.example:{}", app.port))
+            .json(&hook("rebound")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let (status, body) = answer(addressed(host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {body}");
+    }
+    // the watchdog's /health answers whatever the name
+    let (status, _) = answer(
+        http.get(app.url("/health"))
+            .header("Host", "rebound.evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(app);
+
+    let app = homeiq(&[("HOMEIQ_HTTP__API_TOKEN", TOKEN)]).await;
+    let (status, body) = answer(
+        client()
+            .get(app.url("/api/v1/webhooks"))
+            .header("Host", "homeiq.lan")
+            .bearer_auth(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// Item 4: wrong tokens count against the client's rate limit, and once it is used up even the
 /// right token waits, so guessing is no faster than any other use.
 #[tokio::test]

@@ -323,6 +323,27 @@ fn same_origin_as(origin: &str, addressed: impl FnOnce(&str) -> Option<Url>) -> 
         && origin.port_or_known_default() == addressed.port_or_known_default()
 }
 
+/// Whether a `Host` header names this machine: `localhost` (or a name under `.localhost`), an
+/// address in 127.0.0.0/8 or `[::1]`, with any port.
+fn loopback_host(host: &str) -> bool {
+    let Ok(url) = Url::parse(&format!("http://{host}/")) else {
+        return false;
+    };
+    if url.path() != "/" || url.username() != "" || url.query().is_some() {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Whether a request carries a body (HTTP/1: a non-zero `Content-Length`, or any
 /// `Transfer-Encoding`).
 fn has_body(req: &ServiceRequest) -> bool {
@@ -429,7 +450,21 @@ pub async fn access(
             "only Home Assistant's ingress gateway may use this port; set http.api_token to let other clients in",
         ))
     } else {
-        None
+        // open to this machine only (the bind is loopback): a web page whose own host name
+        // resolves to 127.0.0.1 (DNS rebinding) is same-origin with itself, but names its host
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        (!loopback_host(host)).then(|| {
+            let shown: String = host.chars().take(100).collect();
+            ApiError::forbidden(format!(
+                "without http.api_token this API answers only requests addressed to this machine \
+                 (localhost, 127.0.0.1 or [::1]), not to `{shown}`; set http.api_token to use \
+                 another name"
+            ))
+        })
     };
     match refusal {
         Some(e) => {
@@ -569,6 +604,35 @@ pub fn data(guard: Guard) -> web::Data<Guard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_names_of_this_machine_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8099",
+            "localhost.",
+            "panel.localhost:80",
+            "127.0.0.1",
+            "127.8.9.1:8099",
+            "[::1]:8099",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8099",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "192.168.1.5:8099",
+            "[::ffff:7f00:1]",
+            "0.0.0.0",
+            "user@127.0.0.1",
+            "127.0.0.1/x",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
+    }
 
     #[test]
     fn secrets_compare_whole() {
