@@ -266,7 +266,10 @@ async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() 
     let (status, _) = answer(
         http.post(app.url("/api/v1/webhooks"))
             .header("Host", format!("rebound.evil.example:{}", app.port))
-            .header("Origin", format!("http://rebound.evil.example:{}", app.port))
+            .header(
+                "Origin",
+                format!("http://rebound.evil.example:{}", app.port),
+            )
             .json(&hook("rebound")),
     )
     .await;

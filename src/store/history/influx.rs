@@ -28,22 +28,9 @@ use super::{
 };
 use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
-use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
-
-/// Tag keys of the `homeiq` schema (never attributes, except as noted).
-const HOMEIQ_TAGS: &[&str] = &["entity_id", "device_id", "area_id", "device_class", "unit"];
-
-/// Names the `homeiq` schema reserves; an attribute named so was stored with `_` appended.
-const RESERVED: &[&str] = &[
-    "state",
-    "value",
-    "time",
-    "entity_id",
-    "device_id",
-    "area_id",
-    "device_class",
-    "unit",
-];
+use crate::store::influx::{
+    HOMEIQ_TAGS, InfluxClient, RESERVED, Series, quote_ident, quote_literal,
+};
 
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]

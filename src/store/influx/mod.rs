@@ -103,6 +103,7 @@ pub use client::{
 pub use line::{EncodeError, FieldValue, Point, Precision, encode_point, stored_name};
 pub use quarantine::QuarantinedPoint;
 pub use schema::{EntityMeta, PointMapper};
+pub(crate) use schema::{HOMEIQ_TAGS, RESERVED};
 pub use spool::SpoolError;
 pub use writer::{
     InfluxWriterStatus, ShutdownReport, WriterHandle, spawn_spooled_writer, spawn_writer,

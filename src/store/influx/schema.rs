@@ -26,17 +26,22 @@ enum MeasurementAttr {
     EntityId,
 }
 
+/// Tag keys of the `homeiq` schema.
+pub(crate) const HOMEIQ_TAGS: [&str; 5] =
+    ["entity_id", "device_id", "area_id", "device_class", "unit"];
+
 /// Field names the `homeiq` schema never gives to an attribute: the state fields, the tag keys
-/// (a field named like a tag makes queries ambiguous) and `time` (ignored by InfluxDB).
-const RESERVED: &[&str] = &[
+/// (a field named like a tag makes queries ambiguous) and `time` (ignored by InfluxDB). An
+/// attribute named so is stored with `_` appended.
+pub(crate) const RESERVED: [&str; 8] = [
     "state",
     "value",
     "time",
-    "entity_id",
-    "device_id",
-    "area_id",
-    "device_class",
-    "unit",
+    HOMEIQ_TAGS[0],
+    HOMEIQ_TAGS[1],
+    HOMEIQ_TAGS[2],
+    HOMEIQ_TAGS[3],
+    HOMEIQ_TAGS[4],
 ];
 
 /// Maps state changes to points for one schema.
