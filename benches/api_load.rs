@@ -26,7 +26,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use homeiq::ha::model::{AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry};
+use homeiq::registry::record::{Area, Device, EntityEntry, Floor, Label};
 use homeiq::registry::{RegistryRows, RegistryStore};
 use serde_json::json;
 
@@ -43,7 +43,7 @@ async fn seed_registry(data_dir: &std::path::Path) {
     let store = RegistryStore::open(&data_dir.join("homeiq.db"))
         .await
         .expect("open mirror");
-    let floors: Vec<FloorEntry> = (0..3)
+    let floors: Vec<Floor> = (0..3)
         .map(|f| {
             serde_json::from_value(
                 json!({"floor_id": format!("floor_{f}"), "name": format!("Floor {f}"), "level": f}),
@@ -51,10 +51,10 @@ async fn seed_registry(data_dir: &std::path::Path) {
             .expect("floor")
         })
         .collect();
-    let areas: Vec<AreaEntry> = (0..30)
+    let areas: Vec<Area> = (0..30)
         .map(|a| serde_json::from_value(json!({"area_id": format!("area_{a}"), "name": format!("Room {a}"), "floor_id": format!("floor_{}", a % 3)})).expect("area"))
         .collect();
-    let labels: Vec<LabelEntry> = (0..10)
+    let labels: Vec<Label> = (0..10)
         .map(|l| {
             serde_json::from_value(
                 json!({"label_id": format!("label_{l}"), "name": format!("Label {l}")}),
@@ -66,7 +66,7 @@ async fn seed_registry(data_dir: &std::path::Path) {
     let makers = [
         "Philips", "IKEA", "Aqara", "Shelly", "Sonos", "tado", "Eve", "Nanoleaf",
     ];
-    let devices: Vec<DeviceEntry> = (0..DEVICES)
+    let devices: Vec<Device> = (0..DEVICES)
         .map(|d| {
             serde_json::from_value(json!({
                 "id": format!("device{d:04}"),

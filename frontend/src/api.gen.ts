@@ -460,37 +460,57 @@ export interface components {
             /** @description Buckets holding values, oldest first (empty buckets are left out). */
             points: components["schemas"]["AggregatePoint"][];
         };
-        /** @description An area with its counts. */
-        AreaSummary: components["schemas"]["AreaView"] & {
-            /** @description Devices in the area. */
-            device_count: number;
-            /** @description Entities in the area (own or through their device). */
-            entity_count: number;
-        };
-        /** @description An area of the mirror. */
-        AreaView: {
-            /** @description Other names. */
+        /** @description A row of `config/area_registry/list`. */
+        Area: {
+            /**
+             * @description Other names.
+             * @default []
+             */
             aliases: string[];
-            /** @description Area id. */
+            /**
+             * @description Area id.
+             * @default
+             */
             area_id: string;
             /**
              * Format: double
              * @description Creation time (Unix seconds).
+             * @default null
              */
-            created_at?: number | null;
-            /** @description Floor the area is on. */
-            floor_id?: string | null;
-            /** @description Icon. */
-            icon?: string | null;
-            /** @description Label ids. */
+            created_at: number | null;
+            /**
+             * @description Floor the area is on.
+             * @default null
+             */
+            floor_id: string | null;
+            /**
+             * @description Icon (`mdi:…`).
+             * @default null
+             */
+            icon: string | null;
+            /**
+             * @description Label ids.
+             * @default []
+             */
             labels: string[];
             /**
              * Format: double
              * @description Last modification (Unix seconds).
+             * @default null
              */
-            modified_at?: number | null;
-            /** @description Display name. */
+            modified_at: number | null;
+            /**
+             * @description Display name.
+             * @default
+             */
             name: string;
+        };
+        /** @description An area with its counts. */
+        AreaSummary: components["schemas"]["Area"] & {
+            /** @description Devices in the area. */
+            device_count: number;
+            /** @description Entities in the area (own or through their device). */
+            entity_count: number;
         };
         /** @description What the backfill has done, for `/health/deep` and the metrics. */
         BackfillStatus: {
@@ -866,6 +886,130 @@ export interface components {
              */
             trigger_latency_ms?: number | null;
         };
+        /** @description A row of `config/device_registry/list`. */
+        Device: {
+            /**
+             * @description Area the device is in.
+             * @default null
+             */
+            area_id: string | null;
+            /**
+             * @description Config entries providing the device; `None` when Home Assistant did not send the list
+             *     (2026 child devices come with a reduced row).
+             * @default null
+             */
+            config_entries: string[] | null;
+            /**
+             * @description The config entry that created the device (Home Assistant 2026).
+             * @default null
+             */
+            config_entry_id: string | null;
+            /**
+             * @description The config subentry that created the device (Home Assistant 2026).
+             * @default null
+             */
+            config_subentry_id: string | null;
+            /**
+             * @description Configuration URL.
+             * @default null
+             */
+            configuration_url: string | null;
+            /**
+             * Format: double
+             * @description Creation time (Unix seconds).
+             * @default null
+             */
+            created_at: number | null;
+            /**
+             * @description Why the device is disabled, if it is.
+             * @default null
+             */
+            disabled_by: string | null;
+            /**
+             * @description `service` for services, otherwise none.
+             * @default null
+             */
+            entry_type: string | null;
+            /**
+             * @description Hardware version.
+             * @default null
+             */
+            hw_version: string | null;
+            /**
+             * @description Device id.
+             * @default
+             */
+            id: string;
+            /**
+             * @description `(domain, id)` pairs identifying the device in its integrations.
+             * @default []
+             */
+            identifiers: [
+                string,
+                string
+            ][];
+            /**
+             * @description Label ids.
+             * @default []
+             */
+            labels: string[];
+            /**
+             * @description Manufacturer.
+             * @default null
+             */
+            manufacturer: string | null;
+            /**
+             * @description Model.
+             * @default null
+             */
+            model: string | null;
+            /**
+             * @description Model id.
+             * @default null
+             */
+            model_id: string | null;
+            /**
+             * Format: double
+             * @description Last modification (Unix seconds).
+             * @default null
+             */
+            modified_at: number | null;
+            /**
+             * @description Name given by the integration.
+             * @default null
+             */
+            name: string | null;
+            /**
+             * @description Name given by the user (takes precedence for display).
+             * @default null
+             */
+            name_by_user: string | null;
+            /**
+             * @description Parent device (2026 child devices).
+             * @default null
+             */
+            parent_device_id: string | null;
+            /**
+             * @description The primary config entry.
+             * @default null
+             */
+            primary_config_entry: string | null;
+            /**
+             * @description Serial number.
+             * @default null
+             */
+            serial_number: string | null;
+            /**
+             * @description Software version.
+             * @default null
+             */
+            sw_version: string | null;
+            /**
+             * @description Parent device (hubs).
+             * @default null
+             */
+            via_device_id: string | null;
+        };
         /** @description A device with its entities. */
         DeviceDetail: components["schemas"]["DeviceSummary"] & {
             /** @description Its entities with their current states. */
@@ -883,7 +1027,7 @@ export interface components {
             total: number;
         };
         /** @description A device with what HomeIQ derives for it: the API's device representation. */
-        DeviceSummary: components["schemas"]["DeviceView"] & {
+        DeviceSummary: components["schemas"]["Device"] & {
             /** @description The name shown: the user's, else the integration's. */
             display_name: string;
             /** @description Distinct domains of its entities. */
@@ -892,66 +1036,8 @@ export interface components {
             entity_count: number;
             /** @description Floor of the device's area. */
             floor_id?: string | null;
-        };
-        /** @description A device of the mirror. */
-        DeviceView: {
-            /** @description Area the device is in. */
-            area_id?: string | null;
-            /** @description Config entry ids; `null` when Home Assistant did not send them (2026 child devices). */
-            config_entries?: string[] | null;
-            /** @description The config entry that created the device (Home Assistant 2026; `null` before). */
-            config_entry_id?: string | null;
-            /** @description The config subentry that created the device (Home Assistant 2026; `null` before). */
-            config_subentry_id?: string | null;
-            /** @description Configuration URL. */
-            configuration_url?: string | null;
-            /**
-             * Format: double
-             * @description Creation time (Unix seconds).
-             */
-            created_at?: number | null;
-            /** @description Why the device is disabled. */
-            disabled_by?: string | null;
-            /** @description `service` for services. */
-            entry_type?: string | null;
-            /** @description Hardware version. */
-            hw_version?: string | null;
-            /** @description Device id. */
-            id: string;
-            /** @description `(domain, id)` pairs. */
-            identifiers: [
-                string,
-                string
-            ][];
             /** @description Integration (domain of the first identifier). */
             integration?: string | null;
-            /** @description Label ids. */
-            labels: string[];
-            /** @description Manufacturer. */
-            manufacturer?: string | null;
-            /** @description Model. */
-            model?: string | null;
-            /** @description Model id. */
-            model_id?: string | null;
-            /**
-             * Format: double
-             * @description Last modification (Unix seconds).
-             */
-            modified_at?: number | null;
-            /** @description Name given by the integration. */
-            name?: string | null;
-            /** @description Name given by the user. */
-            name_by_user?: string | null;
-            /** @description Parent device (child devices). */
-            parent_device_id?: string | null;
-            /** @description The primary config entry. */
-            primary_config_entry?: string | null;
-            /** @description Serial number. */
-            serial_number?: string | null;
-            /** @description Software version. */
-            sw_version?: string | null;
-            /** @description Hub the device is connected through. */
-            via_device_id?: string | null;
         };
         /** @description A page of entities. */
         EntityPage: {
@@ -1052,30 +1138,45 @@ export interface components {
             /** @description Plain-words explanation. */
             message: string;
         };
-        /** @description A floor of the mirror. */
-        FloorView: {
-            /** @description Other names. */
+        /** @description A row of `config/floor_registry/list`. */
+        Floor: {
+            /**
+             * @description Other names.
+             * @default []
+             */
             aliases: string[];
             /**
              * Format: double
              * @description Creation time (Unix seconds).
+             * @default null
              */
-            created_at?: number | null;
-            /** @description Floor id. */
+            created_at: number | null;
+            /**
+             * @description Floor id.
+             * @default
+             */
             floor_id: string;
-            /** @description Icon. */
-            icon?: string | null;
+            /**
+             * @description Icon (`mdi:…`).
+             * @default null
+             */
+            icon: string | null;
             /**
              * Format: int64
              * @description Level (0 = ground floor).
+             * @default null
              */
-            level?: number | null;
+            level: number | null;
             /**
              * Format: double
              * @description Last modification (Unix seconds).
+             * @default null
              */
-            modified_at?: number | null;
-            /** @description Display name. */
+            modified_at: number | null;
+            /**
+             * @description Display name.
+             * @default
+             */
             name: string;
         };
         HaCounts: {
@@ -1341,7 +1442,7 @@ export interface components {
         /** @description A whole list. */
         ItemList_AreaSummary: {
             /** @description Items. */
-            items: (components["schemas"]["AreaView"] & {
+            items: (components["schemas"]["Area"] & {
                 /** @description Devices in the area. */
                 device_count: number;
                 /** @description Entities in the area (own or through their device). */
@@ -1349,31 +1450,46 @@ export interface components {
             })[];
         };
         /** @description A whole list. */
-        ItemList_FloorView: {
+        ItemList_Floor: {
             /** @description Items. */
             items: {
-                /** @description Other names. */
+                /**
+                 * @description Other names.
+                 * @default []
+                 */
                 aliases: string[];
                 /**
                  * Format: double
                  * @description Creation time (Unix seconds).
+                 * @default null
                  */
-                created_at?: number | null;
-                /** @description Floor id. */
+                created_at: number | null;
+                /**
+                 * @description Floor id.
+                 * @default
+                 */
                 floor_id: string;
-                /** @description Icon. */
-                icon?: string | null;
+                /**
+                 * @description Icon (`mdi:…`).
+                 * @default null
+                 */
+                icon: string | null;
                 /**
                  * Format: int64
                  * @description Level (0 = ground floor).
+                 * @default null
                  */
-                level?: number | null;
+                level: number | null;
                 /**
                  * Format: double
                  * @description Last modification (Unix seconds).
+                 * @default null
                  */
-                modified_at?: number | null;
-                /** @description Display name. */
+                modified_at: number | null;
+                /**
+                 * @description Display name.
+                 * @default
+                 */
                 name: string;
             }[];
         };
@@ -1390,52 +1506,86 @@ export interface components {
             }[];
         };
         /** @description A whole list. */
-        ItemList_LabelView: {
+        ItemList_Label: {
             /** @description Items. */
             items: {
-                /** @description Colour name or value. */
-                color?: string | null;
+                /**
+                 * @description Colour name or value.
+                 * @default null
+                 */
+                color: string | null;
                 /**
                  * Format: double
                  * @description Creation time (Unix seconds).
+                 * @default null
                  */
-                created_at?: number | null;
-                /** @description Description. */
-                description?: string | null;
-                /** @description Icon. */
-                icon?: string | null;
-                /** @description Label id. */
+                created_at: number | null;
+                /**
+                 * @description Description.
+                 * @default null
+                 */
+                description: string | null;
+                /**
+                 * @description Icon (`mdi:…`).
+                 * @default null
+                 */
+                icon: string | null;
+                /**
+                 * @description Label id.
+                 * @default
+                 */
                 label_id: string;
                 /**
                  * Format: double
                  * @description Last modification (Unix seconds).
+                 * @default null
                  */
-                modified_at?: number | null;
-                /** @description Display name. */
+                modified_at: number | null;
+                /**
+                 * @description Display name.
+                 * @default
+                 */
                 name: string;
             }[];
         };
-        /** @description A label of the mirror. */
-        LabelView: {
-            /** @description Colour name or value. */
-            color?: string | null;
+        /** @description A row of `config/label_registry/list`. */
+        Label: {
+            /**
+             * @description Colour name or value.
+             * @default null
+             */
+            color: string | null;
             /**
              * Format: double
              * @description Creation time (Unix seconds).
+             * @default null
              */
-            created_at?: number | null;
-            /** @description Description. */
-            description?: string | null;
-            /** @description Icon. */
-            icon?: string | null;
-            /** @description Label id. */
+            created_at: number | null;
+            /**
+             * @description Description.
+             * @default null
+             */
+            description: string | null;
+            /**
+             * @description Icon (`mdi:…`).
+             * @default null
+             */
+            icon: string | null;
+            /**
+             * @description Label id.
+             * @default
+             */
             label_id: string;
             /**
              * Format: double
              * @description Last modification (Unix seconds).
+             * @default null
              */
-            modified_at?: number | null;
-            /** @description Display name. */
+            modified_at: number | null;
+            /**
+             * @description Display name.
+             * @default
+             */
             name: string;
         };
         /** @description A target's own limits (the `webhooks.*` settings apply where unset). */
@@ -2153,7 +2303,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ItemList_FloorView"];
+                    "application/json": components["schemas"]["ItemList_Floor"];
                 };
             };
         };
@@ -2289,7 +2439,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ItemList_LabelView"];
+                    "application/json": components["schemas"]["ItemList_Label"];
                 };
             };
         };

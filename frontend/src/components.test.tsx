@@ -56,7 +56,9 @@ describe("device list", () => {
     const devices: Device[] = Array.from({ length: 5000 }, (_, i) => ({
       id: `d${i}`, name: `Device ${i}`, name_by_user: null, display_name: `Device ${i}`, manufacturer: "Acme", model: "X",
       area_id: null, integration: "demo", sw_version: null, hw_version: null, domains: ["light"], entity_count: 1,
-      identifiers: [["demo", `d${i}`]], labels: [],
+      identifiers: [["demo", `d${i}`]], labels: [], model_id: null, config_entries: null, primary_config_entry: null,
+      config_entry_id: null, config_subentry_id: null, disabled_by: null, entry_type: null, via_device_id: null,
+      parent_device_id: null, serial_number: null, configuration_url: null, created_at: null, modified_at: null,
     }));
     // jsdom has no layout: give the scroller a size
     Object.defineProperty(HTMLElement.prototype, "offsetHeight", { configurable: true, value: 600 });

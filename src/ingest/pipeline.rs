@@ -33,11 +33,9 @@ use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
 use super::live::{LiveBus, LiveEvent};
 use crate::config::SchemaMode;
-use crate::ha::model::{
-    AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryEvent, RegistryKind,
-    State, StateChanged,
-};
+use crate::ha::model::{RegistryEvent, RegistryKind, State, StateChanged};
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
+use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 use crate::registry::{RegistryJob, RegistryRow, RegistryRows, StateMeta};
 use crate::store::influx::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
@@ -534,11 +532,11 @@ impl Pipeline {
     fn decode_rows(&mut self, kind: RegistryKind, raw: &RawValue) -> Option<RegistryRows> {
         let what = kind.list_command();
         Some(match kind {
-            RegistryKind::Area => RegistryRows::Areas(self.decode::<Vec<AreaEntry>>(raw, what)?),
-            RegistryKind::Floor => RegistryRows::Floors(self.decode::<Vec<FloorEntry>>(raw, what)?),
-            RegistryKind::Label => RegistryRows::Labels(self.decode::<Vec<LabelEntry>>(raw, what)?),
+            RegistryKind::Area => RegistryRows::Areas(self.decode::<Vec<Area>>(raw, what)?),
+            RegistryKind::Floor => RegistryRows::Floors(self.decode::<Vec<Floor>>(raw, what)?),
+            RegistryKind::Label => RegistryRows::Labels(self.decode::<Vec<Label>>(raw, what)?),
             RegistryKind::Device => {
-                let devices = self.decode::<Vec<DeviceEntry>>(raw, what)?;
+                let devices = self.decode::<Vec<Device>>(raw, what)?;
                 self.placement.device_areas = devices
                     .iter()
                     .map(|d| (d.id.clone(), d.area_id.clone()))

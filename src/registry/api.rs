@@ -17,7 +17,7 @@ pub use crate::registry::catalog::DeviceSummary;
 use crate::registry::catalog::{
     Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
 };
-use crate::registry::{AreaView, EntityView, FloorView, LabelView};
+use crate::registry::{Area, EntityView, Floor, Label};
 use crate::store::states::CurrentStates;
 
 /// Largest page of a listing.
@@ -495,7 +495,7 @@ pub async fn get_entity(
 pub struct AreaSummary {
     /// The registry row.
     #[serde(flatten)]
-    pub area: AreaView,
+    pub area: Area,
     /// Devices in the area.
     pub device_count: usize,
     /// Entities in the area (own or through their device).
@@ -535,7 +535,7 @@ pub async fn list_areas(state: web::Data<RegistryApi>) -> HttpResponse {
 }
 
 /// Every floor.
-#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<FloorView>)))]
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<Floor>)))]
 #[get("/floors")]
 pub async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
@@ -544,7 +544,7 @@ pub async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
 }
 
 /// Every label.
-#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<LabelView>)))]
+#[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<Label>)))]
 #[get("/labels")]
 pub async fn list_labels(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {

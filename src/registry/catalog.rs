@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::search::SearchIndex;
-use super::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryError, RegistryStore};
+use super::{Area, Device, EntityView, Floor, Label, RegistryError, RegistryStore};
 use crate::ha::model::State;
 use crate::prepared::{DeflateChunk, PreparedJson};
 
@@ -25,7 +25,7 @@ use crate::prepared::{DeflateChunk, PreparedJson};
 #[derive(Debug, Clone)]
 pub struct CatalogDevice {
     /// The mirror's row.
-    pub view: DeviceView,
+    pub view: Device,
     /// The floor of the device's area.
     pub floor_id: Option<String>,
     /// Distinct domains of the device's entities, sorted.
@@ -43,9 +43,11 @@ pub struct CatalogDevice {
 pub struct DeviceSummary {
     /// The registry row.
     #[serde(flatten)]
-    pub device: DeviceView,
+    pub device: Device,
     /// The name shown: the user's, else the integration's.
     pub display_name: String,
+    /// Integration (domain of the first identifier).
+    pub integration: Option<String>,
     /// Floor of the device's area.
     pub floor_id: Option<String>,
     /// Distinct domains of its entities.
@@ -58,6 +60,7 @@ impl From<&CatalogDevice> for DeviceSummary {
     fn from(d: &CatalogDevice) -> Self {
         DeviceSummary {
             display_name: d.display_name().to_owned(),
+            integration: d.view.integration().map(str::to_owned),
             device: d.view.clone(),
             floor_id: d.floor_id.clone(),
             domains: d.domains.clone(),
@@ -214,11 +217,11 @@ impl PageMemo {
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// Areas by id.
-    pub areas: Vec<AreaView>,
+    pub areas: Vec<Area>,
     /// Floors by id.
-    pub floors: Vec<FloorView>,
+    pub floors: Vec<Floor>,
     /// Labels by id.
-    pub labels: Vec<LabelView>,
+    pub labels: Vec<Label>,
     /// Devices by id.
     pub devices: Vec<CatalogDevice>,
     /// Entities by entity id (registry and state-only).
@@ -299,10 +302,10 @@ fn words_of(q: Option<&str>) -> Vec<String> {
 impl Catalog {
     /// Builds a catalog from the mirror's lists.
     pub fn build(
-        areas: Vec<AreaView>,
-        floors: Vec<FloorView>,
-        labels: Vec<LabelView>,
-        devices: Vec<DeviceView>,
+        areas: Vec<Area>,
+        floors: Vec<Floor>,
+        labels: Vec<Label>,
+        devices: Vec<Device>,
         entities: Vec<EntityView>,
     ) -> Self {
         let area_index: HashMap<String, usize> = areas
@@ -597,7 +600,7 @@ impl Catalog {
     }
 
     /// An area by id.
-    pub fn area(&self, area_id: &str) -> Option<&AreaView> {
+    pub fn area(&self, area_id: &str) -> Option<&Area> {
         self.area_index.get(area_id).map(|&i| &self.areas[i])
     }
 
@@ -651,7 +654,7 @@ impl Catalog {
                 && filter
                     .integration
                     .as_deref()
-                    .is_none_or(|i| eq_ci(v.integration.as_deref(), i))
+                    .is_none_or(|i| eq_ci(v.integration(), i))
                 && filter
                     .domain
                     .as_deref()
@@ -843,8 +846,8 @@ mod tests {
         assert!(memo.lock().len() <= PAGE_MEMO_ENTRIES, "bounded");
     }
 
-    fn device(id: &str, name: &str, manufacturer: &str, area: Option<&str>) -> DeviceView {
-        DeviceView {
+    fn device(id: &str, name: &str, manufacturer: &str, area: Option<&str>) -> Device {
+        Device {
             id: id.into(),
             name: Some(name.into()),
             name_by_user: None,
@@ -853,8 +856,7 @@ mod tests {
             model_id: None,
             area_id: area.map(Into::into),
             labels: vec![],
-            integration: Some("demo".into()),
-            identifiers: vec![],
+            identifiers: vec![("demo".into(), id.into())],
             config_entries: Some(vec![]),
             primary_config_entry: None,
             config_entry_id: None,
@@ -900,8 +902,8 @@ mod tests {
         }
     }
 
-    fn area(id: &str, name: &str, floor: &str) -> AreaView {
-        AreaView {
+    fn area(id: &str, name: &str, floor: &str) -> Area {
+        Area {
             area_id: id.into(),
             name: name.into(),
             floor_id: Some(floor.into()),

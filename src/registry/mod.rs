@@ -40,6 +40,7 @@ mod entities;
 mod error;
 pub mod migration;
 mod query;
+pub mod record;
 mod search;
 mod sync;
 mod task;
@@ -57,7 +58,8 @@ use sea_orm_migration::MigratorTrait;
 
 pub use catalog::{Catalog, CatalogHandle};
 pub use error::RegistryError;
-pub use query::{AreaView, DeviceView, EntityView, FloorView, LabelView, RegistryCounts};
+pub use query::{EntityView, RegistryCounts};
+pub use record::{Area, Device, EntityEntry, Floor, Label};
 pub use sync::{RegistryRow, RegistryRows, StateMeta, SyncReport};
 pub use task::{
     REGISTRY_QUEUE, RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task,

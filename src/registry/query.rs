@@ -10,120 +10,9 @@ use serde::Serialize;
 
 use super::entities::device::identifiers_of;
 use super::entities::{area, device, entity, floor, json_to_strings, label, state_meta};
+use super::record::{Area, Device, Floor, Label};
 use super::{RegistryError, RegistryStore};
 use crate::ha::model::domain_of;
-
-/// An area of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct AreaView {
-    /// Area id.
-    pub area_id: String,
-    /// Display name.
-    pub name: String,
-    /// Floor the area is on.
-    pub floor_id: Option<String>,
-    /// Icon.
-    pub icon: Option<String>,
-    /// Other names.
-    pub aliases: Vec<String>,
-    /// Label ids.
-    pub labels: Vec<String>,
-    /// Creation time (Unix seconds).
-    pub created_at: Option<f64>,
-    /// Last modification (Unix seconds).
-    pub modified_at: Option<f64>,
-}
-
-/// A floor of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct FloorView {
-    /// Floor id.
-    pub floor_id: String,
-    /// Display name.
-    pub name: String,
-    /// Level (0 = ground floor).
-    pub level: Option<i64>,
-    /// Icon.
-    pub icon: Option<String>,
-    /// Other names.
-    pub aliases: Vec<String>,
-    /// Creation time (Unix seconds).
-    pub created_at: Option<f64>,
-    /// Last modification (Unix seconds).
-    pub modified_at: Option<f64>,
-}
-
-/// A label of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct LabelView {
-    /// Label id.
-    pub label_id: String,
-    /// Display name.
-    pub name: String,
-    /// Colour name or value.
-    pub color: Option<String>,
-    /// Description.
-    pub description: Option<String>,
-    /// Icon.
-    pub icon: Option<String>,
-    /// Creation time (Unix seconds).
-    pub created_at: Option<f64>,
-    /// Last modification (Unix seconds).
-    pub modified_at: Option<f64>,
-}
-
-/// A device of the mirror.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct DeviceView {
-    /// Device id.
-    pub id: String,
-    /// Name given by the integration.
-    pub name: Option<String>,
-    /// Name given by the user.
-    pub name_by_user: Option<String>,
-    /// Manufacturer.
-    pub manufacturer: Option<String>,
-    /// Model.
-    pub model: Option<String>,
-    /// Model id.
-    pub model_id: Option<String>,
-    /// Area the device is in.
-    pub area_id: Option<String>,
-    /// Label ids.
-    pub labels: Vec<String>,
-    /// Integration (domain of the first identifier).
-    pub integration: Option<String>,
-    /// `(domain, id)` pairs.
-    pub identifiers: Vec<(String, String)>,
-    /// Config entry ids; `null` when Home Assistant did not send them (2026 child devices).
-    pub config_entries: Option<Vec<String>>,
-    /// The primary config entry.
-    pub primary_config_entry: Option<String>,
-    /// The config entry that created the device (Home Assistant 2026; `null` before).
-    pub config_entry_id: Option<String>,
-    /// The config subentry that created the device (Home Assistant 2026; `null` before).
-    pub config_subentry_id: Option<String>,
-    /// Why the device is disabled.
-    pub disabled_by: Option<String>,
-    /// `service` for services.
-    pub entry_type: Option<String>,
-    /// Hub the device is connected through.
-    pub via_device_id: Option<String>,
-    /// Parent device (child devices).
-    pub parent_device_id: Option<String>,
-    /// Software version.
-    pub sw_version: Option<String>,
-    /// Hardware version.
-    pub hw_version: Option<String>,
-    /// Serial number.
-    pub serial_number: Option<String>,
-    /// Configuration URL.
-    pub configuration_url: Option<String>,
-    /// Creation time (Unix seconds).
-    pub created_at: Option<f64>,
-    /// Last modification (Unix seconds).
-    pub modified_at: Option<f64>,
-}
 
 /// An entity: its registry row (if it has one) joined with its device's area and its state
 /// metadata. State-only entities (no registry row) have `id: None` and only the state fields.
@@ -298,7 +187,7 @@ impl EntityView {
     }
 }
 
-impl From<area::Model> for AreaView {
+impl From<area::Model> for Area {
     fn from(m: area::Model) -> Self {
         Self {
             aliases: json_to_strings(&m.aliases),
@@ -313,7 +202,7 @@ impl From<area::Model> for AreaView {
     }
 }
 
-impl From<floor::Model> for FloorView {
+impl From<floor::Model> for Floor {
     fn from(m: floor::Model) -> Self {
         Self {
             aliases: json_to_strings(&m.aliases),
@@ -327,7 +216,7 @@ impl From<floor::Model> for FloorView {
     }
 }
 
-impl From<label::Model> for LabelView {
+impl From<label::Model> for Label {
     fn from(m: label::Model) -> Self {
         Self {
             label_id: m.label_id,
@@ -341,7 +230,7 @@ impl From<label::Model> for LabelView {
     }
 }
 
-impl From<device::Model> for DeviceView {
+impl From<device::Model> for Device {
     fn from(m: device::Model) -> Self {
         Self {
             labels: json_to_strings(&m.labels),
@@ -354,7 +243,6 @@ impl From<device::Model> for DeviceView {
             model: m.model,
             model_id: m.model_id,
             area_id: m.area_id,
-            integration: m.integration,
             primary_config_entry: m.primary_config_entry,
             config_entry_id: m.config_entry_id,
             config_subentry_id: m.config_subentry_id,
@@ -374,39 +262,39 @@ impl From<device::Model> for DeviceView {
 
 impl RegistryStore {
     /// Every area, by id.
-    pub async fn list_areas(&self) -> Result<Vec<AreaView>, RegistryError> {
+    pub async fn list_areas(&self) -> Result<Vec<Area>, RegistryError> {
         let rows = area::Entity::find()
             .order_by_asc(area::Column::AreaId)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(AreaView::from).collect())
+        Ok(rows.into_iter().map(Area::from).collect())
     }
 
     /// Every floor, by id.
-    pub async fn list_floors(&self) -> Result<Vec<FloorView>, RegistryError> {
+    pub async fn list_floors(&self) -> Result<Vec<Floor>, RegistryError> {
         let rows = floor::Entity::find()
             .order_by_asc(floor::Column::FloorId)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(FloorView::from).collect())
+        Ok(rows.into_iter().map(Floor::from).collect())
     }
 
     /// Every label, by id.
-    pub async fn list_labels(&self) -> Result<Vec<LabelView>, RegistryError> {
+    pub async fn list_labels(&self) -> Result<Vec<Label>, RegistryError> {
         let rows = label::Entity::find()
             .order_by_asc(label::Column::LabelId)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(LabelView::from).collect())
+        Ok(rows.into_iter().map(Label::from).collect())
     }
 
     /// Every device, by id.
-    pub async fn list_devices(&self) -> Result<Vec<DeviceView>, RegistryError> {
+    pub async fn list_devices(&self) -> Result<Vec<Device>, RegistryError> {
         let rows = device::Entity::find()
             .order_by_asc(device::Column::Id)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(DeviceView::from).collect())
+        Ok(rows.into_iter().map(Device::from).collect())
     }
 
     /// Every entity, by entity id: registry rows (with the device-area fallback and state

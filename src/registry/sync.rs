@@ -13,9 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::entities::{Mirror, area, device, entity, floor, label, state_meta};
 use super::{RegistryError, RegistryStore};
-use crate::ha::model::{
-    AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryKind, State,
-};
+use crate::ha::model::{RegistryKind, State};
+use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 
 /// Rows per bulk upsert and keys per bulk delete. sqlx keeps every prepared statement in its
 /// per-connection cache, and a statement's compiled program grows with its parameters: 30,000
@@ -28,13 +27,13 @@ pub(super) const MAX_ROWS_PER_STATEMENT: usize = 128;
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistryRows {
     /// Every area.
-    Areas(Vec<AreaEntry>),
+    Areas(Vec<Area>),
     /// Every floor.
-    Floors(Vec<FloorEntry>),
+    Floors(Vec<Floor>),
     /// Every label.
-    Labels(Vec<LabelEntry>),
+    Labels(Vec<Label>),
     /// Every device.
-    Devices(Vec<DeviceEntry>),
+    Devices(Vec<Device>),
     /// Every entity registry row.
     Entities(Vec<EntityEntry>),
 }
@@ -56,13 +55,13 @@ impl RegistryRows {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegistryRow {
     /// An area.
-    Area(AreaEntry),
+    Area(Area),
     /// A floor.
-    Floor(FloorEntry),
+    Floor(Floor),
     /// A label.
-    Label(LabelEntry),
+    Label(Label),
     /// A device.
-    Device(DeviceEntry),
+    Device(Device),
     /// An entity registry row.
     Entity(EntityEntry),
 }

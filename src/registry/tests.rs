@@ -9,7 +9,8 @@ use serde_json::json;
 
 use super::migration::Migrator;
 use super::*;
-use crate::ha::model::{AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 
 async fn open_temp() -> (tempfile::TempDir, RegistryStore) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -33,8 +34,8 @@ async fn pragma<C: ConnectionTrait>(db: &C, name: &str) -> String {
         .expect("pragma value")
 }
 
-fn area(id: &str, name: &str, floor: Option<&str>) -> AreaEntry {
-    AreaEntry {
+fn area(id: &str, name: &str, floor: Option<&str>) -> Area {
+    Area {
         area_id: id.into(),
         name: name.into(),
         floor_id: floor.map(Into::into),
@@ -42,31 +43,31 @@ fn area(id: &str, name: &str, floor: Option<&str>) -> AreaEntry {
         labels: vec!["l1".into()],
         created_at: Some(1_700_000_000.5),
         modified_at: Some(1_700_000_001.25),
-        ..AreaEntry::default()
+        ..Area::default()
     }
 }
 
-fn floor(id: &str, level: i64) -> FloorEntry {
-    FloorEntry {
+fn floor(id: &str, level: i64) -> Floor {
+    Floor {
         floor_id: id.into(),
         name: id.to_uppercase(),
         level: Some(level),
         aliases: vec!["up".into()],
-        ..FloorEntry::default()
+        ..Floor::default()
     }
 }
 
-fn label(id: &str, color: &str) -> LabelEntry {
-    LabelEntry {
+fn label(id: &str, color: &str) -> Label {
+    Label {
         label_id: id.into(),
         name: id.into(),
         color: Some(color.into()),
-        ..LabelEntry::default()
+        ..Label::default()
     }
 }
 
-fn device(id: &str, area: Option<&str>) -> DeviceEntry {
-    DeviceEntry {
+fn device(id: &str, area: Option<&str>) -> Device {
+    Device {
         id: id.into(),
         name: Some(format!("Device {id}")),
         manufacturer: Some("Acme".into()),
@@ -77,7 +78,7 @@ fn device(id: &str, area: Option<&str>) -> DeviceEntry {
         ],
         config_entries: Some(vec!["ce1".into()]),
         labels: vec!["l1".into(), "l2".into()],
-        ..DeviceEntry::default()
+        ..Device::default()
     }
 }
 
@@ -266,7 +267,7 @@ async fn full_sync_inserts_updates_and_deletes_devices_and_entities() {
     let devices = store.list_devices().await.expect("list devices");
     assert_eq!(devices.len(), 2);
     assert_eq!(devices[0].id, "d2");
-    assert_eq!(devices[0].integration.as_deref(), Some("hue"));
+    assert_eq!(devices[0].integration(), Some("hue"));
     assert_eq!(devices[0].area_id.as_deref(), Some("hall"));
     assert_eq!(devices[0].name_by_user.as_deref(), Some("Lamp"));
     assert_eq!(
@@ -709,7 +710,7 @@ fn bulk_statements_stay_below_sqlites_parameter_limit() {
 #[tokio::test]
 async fn full_sync_of_two_thousand_entities_is_batched() {
     let (_dir, store) = open_temp().await;
-    let devices: Vec<DeviceEntry> = (0..400)
+    let devices: Vec<Device> = (0..400)
         .map(|i| device(&format!("dev{i:04}"), Some(&format!("area{}", i % 20))))
         .collect();
     let make = |version: u32| -> Vec<EntityEntry> {

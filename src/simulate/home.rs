@@ -1009,15 +1009,13 @@ mod tests {
 
     #[test]
     fn rows_decode_as_home_assistant_rows_and_reference_each_other() {
-        use crate::ha::model::{AreaEntry, DeviceEntry, EntityEntry, FloorEntry, LabelEntry};
+        use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
         let h = generate(Profile::Medium, 3, 0);
-        let floors: Vec<FloorEntry> =
+        let floors: Vec<Floor> =
             serde_json::from_value(Value::from(h.floors.clone())).expect("floors");
-        let areas: Vec<AreaEntry> =
-            serde_json::from_value(Value::from(h.areas.clone())).expect("areas");
-        let _: Vec<LabelEntry> =
-            serde_json::from_value(Value::from(h.labels.clone())).expect("labels");
-        let devices: Vec<DeviceEntry> =
+        let areas: Vec<Area> = serde_json::from_value(Value::from(h.areas.clone())).expect("areas");
+        let _: Vec<Label> = serde_json::from_value(Value::from(h.labels.clone())).expect("labels");
+        let devices: Vec<Device> =
             serde_json::from_value(Value::from(h.devices.clone())).expect("devices");
         let entities: Vec<EntityEntry> =
             serde_json::from_value(Value::from(h.entities.clone())).expect("entities");

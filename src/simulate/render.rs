@@ -290,13 +290,13 @@ mod tests {
 
     #[test]
     fn registry_lists_of_2026_decode_without_made_up_fields() {
-        use crate::ha::model::{DeviceEntry, EntityEntry};
+        use crate::registry::record::{Device, EntityEntry};
         let home = super::super::home::generate(super::super::Profile::Medium, 5, 0);
         let list = |kind, version| registry_list(&home, kind, version);
         let entities = |v| -> Vec<EntityEntry> {
             serde_json::from_str(&list(RegistryKind::Entity, v)).expect("entities")
         };
-        let devices = |v| -> Vec<DeviceEntry> {
+        let devices = |v| -> Vec<Device> {
             serde_json::from_str(&list(RegistryKind::Device, v)).expect("devices")
         };
         assert!(
@@ -313,7 +313,7 @@ mod tests {
         let old_devices = devices(HaVersion::V2025_4);
         let new_devices = devices(HaVersion::V2026_11);
         assert!(old_devices.iter().all(|d| d.config_entries.is_some()));
-        let children: Vec<&DeviceEntry> = new_devices
+        let children: Vec<&Device> = new_devices
             .iter()
             .filter(|d| d.parent_device_id.is_some())
             .collect();
@@ -330,7 +330,7 @@ mod tests {
             assert!(child.config_entry_id.is_some());
         }
         // the same registry ids in both
-        let ids = |d: &[DeviceEntry]| d.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        let ids = |d: &[Device]| d.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&old_devices), ids(&new_devices));
     }
 

@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 use super::{Mirror, strings_to_json};
-use crate::ha::model::{AreaEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::Area;
 
 /// One row of `areas`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -46,8 +47,8 @@ impl Mirror for Entity {
     }
 }
 
-impl From<AreaEntry> for Model {
-    fn from(e: AreaEntry) -> Self {
+impl From<Area> for Model {
+    fn from(e: Area) -> Self {
         Self {
             area_id: e.area_id,
             name: e.name,

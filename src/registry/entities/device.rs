@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 use super::{Mirror, strings_to_json};
-use crate::ha::model::{DeviceEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::Device;
 
 /// One row of `devices`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -78,8 +79,8 @@ impl Mirror for Entity {
     }
 }
 
-impl From<DeviceEntry> for Model {
-    fn from(e: DeviceEntry) -> Self {
+impl From<Device> for Model {
+    fn from(e: Device) -> Self {
         let integration = e.integration().map(str::to_owned);
         let identifiers = Json::Array(
             e.identifiers

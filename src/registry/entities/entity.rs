@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 use super::{Mirror, strings_to_json};
-use crate::ha::model::{EntityEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::EntityEntry;
 
 /// One row of `entities`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]

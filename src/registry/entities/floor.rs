@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 use super::{Mirror, strings_to_json};
-use crate::ha::model::{FloorEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::Floor;
 
 /// One row of `floors`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -44,8 +45,8 @@ impl Mirror for Entity {
     }
 }
 
-impl From<FloorEntry> for Model {
-    fn from(e: FloorEntry) -> Self {
+impl From<Floor> for Model {
+    fn from(e: Floor) -> Self {
         Self {
             floor_id: e.floor_id,
             name: e.name,

@@ -3,7 +3,8 @@
 use sea_orm::entity::prelude::*;
 
 use super::Mirror;
-use crate::ha::model::{LabelEntry, RegistryKind};
+use crate::ha::model::RegistryKind;
+use crate::registry::record::Label;
 
 /// One row of `labels`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -44,8 +45,8 @@ impl Mirror for Entity {
     }
 }
 
-impl From<LabelEntry> for Model {
-    fn from(e: LabelEntry) -> Self {
+impl From<Label> for Model {
+    fn from(e: Label) -> Self {
         Self {
             label_id: e.label_id,
             name: e.name,
