@@ -828,6 +828,12 @@ export interface components {
              */
             total: number;
         };
+        /**
+         * @description Where a delivery stands (`webhook_deliveries.status`). The stored text and the API's name
+         *     are the same word.
+         * @enum {string}
+         */
+        DeliveryStatus: "pending" | "in_flight" | "delivered" | "failed";
         /** @description One entry of the delivery log. */
         DeliveryView: {
             /**
@@ -878,8 +884,8 @@ export interface components {
              * @description Rule that fired.
              */
             rule_index?: number | null;
-            /** @description `pending`, `in_flight`, `delivered` or `failed`. */
-            status: string;
+            /** @description Where it stands. */
+            status: components["schemas"]["DeliveryStatus"];
             /**
              * Format: int64
              * @description Change in Home Assistant → first attempt, ms.
@@ -1936,7 +1942,8 @@ export interface components {
             success_count: number;
         };
         /**
-         * @description What a target delivers to.
+         * @description What a target delivers to (`webhook_targets.kind`). The stored text and the API's name are
+         *     the same word (`ha`, `http`).
          * @enum {string}
          */
         TargetKind: "ha" | "http";
@@ -2780,8 +2787,8 @@ export interface operations {
     list_deliveries: {
         parameters: {
             query?: {
-                /** @description Only this status: `pending`, `in_flight`, `delivered` or `failed`. */
-                status?: string;
+                /** @description Only deliveries in this status. */
+                status?: components["schemas"]["DeliveryStatus"];
                 /** @description Page size, 1..1000 (default 100). */
                 limit?: number;
                 /** @description Items to skip. */

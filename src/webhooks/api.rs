@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{self, Rule};
+pub use super::store::{DeliveryStatus, TargetKind};
 use super::store::{delivery, now_ms, target};
 use super::{EVENT_TEST, WebhookError, WebhookHandle, egress, sign};
 use crate::http::decode_json;
@@ -38,25 +39,6 @@ pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(delete_webhook)
         .service(test_webhook)
         .service(list_deliveries);
-}
-
-/// What a target delivers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    /// A Home Assistant webhook trigger (`/api/webhook/<webhook_id>` of Core).
-    Ha,
-    /// Any HTTP(S) URL.
-    Http,
-}
-
-impl TargetKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Ha => "ha",
-            TargetKind::Http => "http",
-        }
-    }
 }
 
 /// A target's own limits (the `webhooks.*` settings apply where unset).
@@ -189,8 +171,8 @@ pub struct DeliveryView {
     pub rule_index: Option<i32>,
     /// Entity.
     pub entity_id: Option<String>,
-    /// `pending`, `in_flight`, `delivered` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeliveryStatus,
     /// Attempts made.
     pub attempts: i32,
     /// When the delivery was written.
@@ -229,8 +211,8 @@ pub struct DeliveryPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryParams {
-    /// Only this status: `pending`, `in_flight`, `delivered` or `failed`.
-    status: Option<String>,
+    /// Only deliveries in this status.
+    status: Option<DeliveryStatus>,
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
@@ -246,11 +228,7 @@ fn view(row: &target::Model) -> WebhookView {
     WebhookView {
         id: row.id.clone(),
         name: row.name.clone(),
-        kind: if row.kind == "ha" {
-            TargetKind::Ha
-        } else {
-            TargetKind::Http
-        },
+        kind: row.kind,
         webhook_id_hint: row
             .webhook_id
             .as_ref()
@@ -283,7 +261,7 @@ fn delivery_view(d: delivery::Model) -> DeliveryView {
             .first_attempt_at
             .zip(d.event_time)
             .map(|(a, e)| (a - e).max(0)),
-        next_attempt_at: (d.status == super::store::status::PENDING)
+        next_attempt_at: (d.status == DeliveryStatus::Pending)
             .then(|| ms(d.next_attempt_at))
             .flatten(),
         id: d.id,
@@ -324,7 +302,7 @@ fn check_webhook_id(id: &str) -> Result<(), ApiError> {
 /// Refuses an `http` target on an internal address (unless `webhooks.allow_internal_targets`);
 /// the name is resolved too. Every delivery checks again.
 async fn check_egress(webhooks: &WebhookHandle, row: &target::Model) -> Result<(), ApiError> {
-    if row.kind == "ha" || webhooks.settings().allow_internal_targets {
+    if row.kind == TargetKind::Ha || webhooks.settings().allow_internal_targets {
         return Ok(());
     }
     let url = row
@@ -363,7 +341,7 @@ fn to_row(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "must be 1..100 characters"));
     }
-    let keep = current.filter(|c| c.kind == req.kind.as_str());
+    let keep = current.filter(|c| c.kind == req.kind);
     let (webhook_id, url) = match req.kind {
         TargetKind::Ha => {
             if req.url.is_some() {
@@ -437,7 +415,7 @@ fn to_row(
     let row = target::Model {
         id,
         name,
-        kind: req.kind.as_str().to_owned(),
+        kind: req.kind,
         webhook_id,
         url,
         secret,
@@ -515,7 +493,7 @@ pub async fn create_webhook(
     check_egress(&webhooks, &row).await?;
     store.insert_target(row.clone()).await?;
     webhooks.reload().await?;
-    tracing::info!(target = %row.name, id = %row.id, kind = %row.kind, "webhook target created");
+    tracing::info!(target = %row.name, id = %row.id, kind = ?row.kind, "webhook target created");
     Ok(HttpResponse::Created().json(CreatedWebhook {
         webhook: view(&row),
         secret: secret.unwrap_or_default(),
@@ -647,18 +625,10 @@ pub async fn list_deliveries(
         }
     };
     let offset = p.offset.unwrap_or(0).min(i64::MAX as u64);
-    if let Some(s) = p.status.as_deref()
-        && !super::is_valid_status(s)
-    {
-        return Err(ApiError::invalid(
-            "status",
-            "must be pending, in_flight, delivered or failed",
-        ));
-    }
     let row = find(&webhooks, &id).await?;
     let (total, rows) = webhooks
         .store()
-        .list_deliveries(&row.id, p.status.as_deref(), offset, limit)
+        .list_deliveries(&row.id, p.status, offset, limit)
         .await?;
     Ok(HttpResponse::Ok().json(DeliveryPage {
         total,
@@ -748,6 +718,29 @@ mod tests {
         assert!(rule["for"].is_object(), "{rule}");
         assert!(rule["for_secs"].is_null());
         assert!(doc["components"]["schemas"]["WebhookRequest"].is_object());
+        // closed sets are enums in the document, with the names stored and sent
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["TargetKind"]["enum"], json!(["ha", "http"]));
+        assert_eq!(
+            schemas["DeliveryStatus"]["enum"],
+            json!(["pending", "in_flight", "delivered", "failed"])
+        );
+        let reference = |schema: &serde_json::Value| schema.to_string();
+        assert!(reference(&schemas["WebhookView"]["properties"]["kind"]).contains("TargetKind"));
+        assert!(
+            reference(&schemas["DeliveryView"]["properties"]["status"]).contains("DeliveryStatus")
+        );
+        let params = doc["paths"]["/api/v1/webhooks/{id}/deliveries"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        let status = params
+            .iter()
+            .find(|p| p["name"] == "status")
+            .expect("status parameter");
+        assert!(
+            reference(&status["schema"]).contains("DeliveryStatus"),
+            "{status}"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::WebhookCounters;
 use super::egress::{self, GuardedResolver};
 use super::sign;
-use super::store::{AttemptRecord, WebhookStore, delivery, now_ms, status};
+use super::store::{AttemptRecord, DeliveryStatus, WebhookStore, delivery, now_ms};
 use crate::config::{Secret, WebhookSettings};
 
 /// Longest `Retry-After` honoured.
@@ -173,16 +173,16 @@ impl RetryPolicy {
         created_at: i64,
         now: i64,
         jitter: f64,
-    ) -> (&'static str, i64, Option<String>) {
+    ) -> (DeliveryStatus, i64, Option<String>) {
         match outcome {
-            Outcome::Delivered { .. } => (status::DELIVERED, now, None),
-            Outcome::Fail { error, .. } => (status::FAILED, now, Some(error.clone())),
+            Outcome::Delivered { .. } => (DeliveryStatus::Delivered, now, None),
+            Outcome::Fail { error, .. } => (DeliveryStatus::Failed, now, Some(error.clone())),
             Outcome::Retry {
                 retry_after, error, ..
             } => {
                 if attempts >= self.max_attempts {
                     return (
-                        status::FAILED,
+                        DeliveryStatus::Failed,
                         now,
                         Some(format!("gave up after {attempts} attempts: {error}")),
                     );
@@ -191,14 +191,14 @@ impl RetryPolicy {
                 let next = now.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 if next > created_at.saturating_add(self.max_age_ms) {
                     return (
-                        status::FAILED,
+                        DeliveryStatus::Failed,
                         now,
                         Some(format!(
                             "gave up: older than webhooks.max_age_hours: {error}"
                         )),
                     );
                 }
-                (status::PENDING, next, Some(error.clone()))
+                (DeliveryStatus::Pending, next, Some(error.clone()))
             }
         }
     }
@@ -508,7 +508,7 @@ impl Dispatcher {
     /// Gives up a delivery older than `webhooks.max_age_hours` without an attempt.
     async fn give_up_old(&self, d: &delivery::Model, now: i64) {
         let record = AttemptRecord {
-            status: status::FAILED,
+            status: DeliveryStatus::Failed,
             attempts: d.attempts,
             next_attempt_at: now,
             started_at: d.last_attempt_at.unwrap_or(now),
@@ -565,17 +565,17 @@ impl Job {
             Outcome::Fail { code, .. } | Outcome::Retry { code, .. } => code.map(i32::from),
         };
         match new_status {
-            status::DELIVERED => {
+            DeliveryStatus::Delivered => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
                 self.counters.count_target(&d.target_id, true);
                 tracing::debug!(target = %self.target.name, delivery = %d.id, latency_ms = latency, "webhook delivered");
             }
-            status::FAILED => {
+            DeliveryStatus::Failed => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
                 self.counters.count_target(&d.target_id, false);
                 tracing::warn!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery given up");
             }
-            _ => {
+            DeliveryStatus::Pending | DeliveryStatus::InFlight => {
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery will be retried");
             }
@@ -600,7 +600,7 @@ impl Job {
 mod tests {
     use super::*;
     use crate::registry::RegistryStore;
-    use crate::webhooks::store::target;
+    use crate::webhooks::store::test_rows::{pending_row, target_row};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A receiver on 127.0.0.1 answering every request with `response`; counts requests by path.
@@ -668,53 +668,9 @@ mod tests {
         }
     }
 
-    fn pending(id: String, target: &str, at: i64) -> delivery::Model {
-        delivery::Model {
-            id,
-            target_id: target.into(),
-            event: "test".into(),
-            rule_index: None,
-            entity_id: None,
-            body: "{}".into(),
-            status: status::PENDING.into(),
-            attempts: 0,
-            created_at: at,
-            event_time: None,
-            next_attempt_at: at,
-            first_attempt_at: None,
-            last_attempt_at: None,
-            finished_at: None,
-            latency_ms: None,
-            response_code: None,
-            last_error: None,
-        }
-    }
-
-    fn target_row(id: &str) -> target::Model {
-        target::Model {
-            id: id.into(),
-            name: id.into(),
-            kind: "http".into(),
-            webhook_id: None,
-            url: Some("http://127.0.0.1:1/".into()),
-            secret: "0123456789abcdef".into(),
-            enabled: true,
-            rules: serde_json::json!([]),
-            rate_limit_per_minute: None,
-            concurrency: None,
-            success_count: 0,
-            failure_count: 0,
-            dropped_count: 0,
-            last_success_at: None,
-            last_failure_at: None,
-            created_at: 1,
-            updated_at: 1,
-        }
-    }
-
     async fn delivered(store: &WebhookStore, target: &str) -> u64 {
         store
-            .list_deliveries(target, Some(status::DELIVERED), 0, 1)
+            .list_deliveries(target, Some(DeliveryStatus::Delivered), 0, 1)
             .await
             .expect("list")
             .0
@@ -743,7 +699,7 @@ mod tests {
         for i in 0..300 {
             store
                 .insert_delivery(
-                    pending(format!("s{i:03}"), "slow", now - 60_000 + i),
+                    pending_row(&format!("s{i:03}"), "slow", now - 60_000 + i),
                     10_000,
                 )
                 .await
@@ -752,7 +708,7 @@ mod tests {
         for i in 0..20 {
             store
                 .insert_delivery(
-                    pending(format!("o{i:02}"), "other", now - 1_000 + i),
+                    pending_row(&format!("o{i:02}"), "other", now - 1_000 + i),
                     10_000,
                 )
                 .await
@@ -823,7 +779,7 @@ mod tests {
             "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{elsewhere}/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         ))
         .await;
-        let d = pending("d".into(), "t", 0);
+        let d = pending_row("d", "t", 0);
         let open = http_client(Duration::from_secs(5), false).expect("client");
         let guarded = http_client(Duration::from_secs(5), true).expect("client");
         let target = target_config("t", format!("http://127.0.0.1:{port}/hook"), 60, 1);
@@ -925,7 +881,7 @@ mod tests {
         };
         assert_eq!(
             p.decide(&retry, 1, 0, 1000, 1.0),
-            (status::PENDING, 2000, Some("HTTP 503".into()))
+            (DeliveryStatus::Pending, 2000, Some("HTTP 503".into()))
         );
         // Retry-After wins over the back-off
         let later = Outcome::Retry {
@@ -935,9 +891,12 @@ mod tests {
         };
         assert_eq!(p.decide(&later, 1, 0, 1000, 0.0).1, 31_000);
         // attempts exhausted
-        assert_eq!(p.decide(&retry, 4, 0, 1000, 0.0).0, status::FAILED);
+        assert_eq!(p.decide(&retry, 4, 0, 1000, 0.0).0, DeliveryStatus::Failed);
         // too old for another attempt
-        assert_eq!(p.decide(&retry, 1, 0, 3_599_900, 1.0).0, status::FAILED);
+        assert_eq!(
+            p.decide(&retry, 1, 0, 3_599_900, 1.0).0,
+            DeliveryStatus::Failed
+        );
         assert_eq!(
             p.decide(
                 &Outcome::Fail {
@@ -950,11 +909,11 @@ mod tests {
                 0.0
             )
             .0,
-            status::FAILED
+            DeliveryStatus::Failed
         );
         assert_eq!(
             p.decide(&Outcome::Delivered { code: 200 }, 3, 0, 5, 0.0).0,
-            status::DELIVERED
+            DeliveryStatus::Delivered
         );
     }
 }

@@ -56,7 +56,7 @@ use crate::ingest::{LiveBus, LiveEvent};
 use crate::registry::CatalogHandle;
 use deliver::{Dispatcher, RetryPolicy, TargetConfig, TargetTable};
 use rules::{Match, Rule, RuleEngine, TargetRules};
-use store::{WebhookStore, delivery, now_ms, status, target};
+use store::{DeliveryStatus, TargetKind, WebhookStore, delivery, now_ms, target};
 
 /// Event type of rule matches.
 pub const EVENT_STATE_CHANGED: &str = "state_changed";
@@ -242,7 +242,7 @@ pub struct WebhookStatus {
     /// Targets configured.
     pub targets: usize,
     /// Deliveries by status in the outbox and log.
-    pub deliveries: HashMap<String, i64>,
+    pub deliveries: HashMap<DeliveryStatus, i64>,
     /// Counters since start.
     #[serde(flatten)]
     pub counters: CountersSnapshot,
@@ -320,9 +320,9 @@ impl WebhookHandle {
             let config = TargetConfig {
                 id: row.id.clone(),
                 name: row.name.clone(),
-                guarded: row.kind != "ha" && !settings.allow_internal_targets,
-                url: match (row.kind.as_str(), &row.webhook_id, &row.url) {
-                    ("ha", Some(id), _) => self.inner.ha.url(id),
+                guarded: row.kind != TargetKind::Ha && !settings.allow_internal_targets,
+                url: match (row.kind, &row.webhook_id, &row.url) {
+                    (TargetKind::Ha, Some(id), _) => self.inner.ha.url(id),
                     (_, _, Some(url)) => url.clone(),
                     _ => {
                         tracing::warn!(target = %row.name, "webhook target has no address; skipped");
@@ -330,7 +330,7 @@ impl WebhookHandle {
                     }
                 },
                 secret: Secret::new(row.secret.clone()),
-                bearer: if row.kind == "ha" {
+                bearer: if row.kind == TargetKind::Ha {
                     self.inner.ha.bearer.clone()
                 } else {
                     None
@@ -403,7 +403,7 @@ impl WebhookHandle {
                     rule_index: rule.and_then(|(i, _)| i32::try_from(i).ok()),
                     entity_id: live.map(|e| e.entity_id.clone()),
                     body,
-                    status: status::PENDING.to_owned(),
+                    status: DeliveryStatus::Pending,
                     attempts: 0,
                     created_at: now,
                     event_time: live.map(|e| e.time_fired.timestamp_millis()),
@@ -575,11 +575,6 @@ impl WebhookHandle {
         }
         tracing::debug!("webhook rule engine stopped");
     }
-}
-
-/// Converts a stored target row's status name for callers outside this module.
-pub fn is_valid_status(s: &str) -> bool {
-    status::ALL.contains(&s)
 }
 
 /// A target row's rules, as stored.

@@ -13,9 +13,69 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DbErr, DeriveActiveEnum, EntityTrait, EnumIter,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What a target delivers to (`webhook_targets.kind`). The stored text and the API's name are
+/// the same word (`ha`, `http`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A Home Assistant webhook trigger (`/api/webhook/<webhook_id>` of Core).
+    #[sea_orm(string_value = "ha")]
+    Ha,
+    /// Any HTTP(S) URL.
+    #[sea_orm(string_value = "http")]
+    Http,
+}
+
+/// Where a delivery stands (`webhook_deliveries.status`). The stored text and the API's name
+/// are the same word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// An attempt is under way.
+    #[sea_orm(string_value = "in_flight")]
+    InFlight,
+    /// The receiver answered 2xx.
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// Given up: a non-retryable answer, too many attempts or too old.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
 
 /// `webhook_targets`.
 pub mod target {
@@ -30,8 +90,8 @@ pub mod target {
         pub id: String,
         /// Name given by the user.
         pub name: String,
-        /// `ha` or `http`.
-        pub kind: String,
+        /// What it delivers to.
+        pub kind: super::TargetKind,
         /// Home Assistant webhook id (`ha`).
         pub webhook_id: Option<String>,
         /// Receiver URL (`http`).
@@ -90,8 +150,8 @@ pub mod delivery {
         pub entity_id: Option<String>,
         /// The exact body sent and signed.
         pub body: String,
-        /// `pending`, `in_flight`, `delivered` or `failed`.
-        pub status: String,
+        /// Where it stands.
+        pub status: super::DeliveryStatus,
         /// Attempts made.
         pub attempts: i32,
         /// When the row was written, Unix ms.
@@ -121,25 +181,11 @@ pub mod delivery {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Status values of `webhook_deliveries.status`.
-pub mod status {
-    /// Waiting for its next attempt.
-    pub const PENDING: &str = "pending";
-    /// An attempt is under way.
-    pub const IN_FLIGHT: &str = "in_flight";
-    /// The receiver answered 2xx.
-    pub const DELIVERED: &str = "delivered";
-    /// Given up: a non-retryable answer, too many attempts or too old.
-    pub const FAILED: &str = "failed";
-    /// Every status.
-    pub const ALL: [&str; 4] = [PENDING, IN_FLIGHT, DELIVERED, FAILED];
-}
-
 /// The result of one attempt, to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRecord {
-    /// New status: `pending` (retry), `delivered` or `failed`.
-    pub status: &'static str,
+    /// New status: `Pending` (retry), `Delivered` or `Failed`.
+    pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: i32,
     /// Next attempt (retries), Unix ms.
@@ -240,7 +286,9 @@ impl WebhookStore {
             .await?;
         let waiting = delivery::Entity::find()
             .filter(delivery::Column::TargetId.eq(&target_id))
-            .filter(delivery::Column::Status.is_in([status::PENDING, status::IN_FLIGHT]))
+            .filter(
+                delivery::Column::Status.is_in([DeliveryStatus::Pending, DeliveryStatus::InFlight]),
+            )
             .count(&tx)
             .await?;
         let mut dropped = 0;
@@ -249,7 +297,7 @@ impl WebhookStore {
                 .select_only()
                 .column(delivery::Column::Id)
                 .filter(delivery::Column::TargetId.eq(&target_id))
-                .filter(delivery::Column::Status.eq(status::PENDING))
+                .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
                 .order_by_asc(delivery::Column::CreatedAt)
                 .order_by_asc(delivery::Column::Id)
                 .limit(waiting - max_pending)
@@ -281,7 +329,7 @@ impl WebhookStore {
         limit: u64,
     ) -> Result<Vec<delivery::Model>, DbErr> {
         let mut q = delivery::Entity::find()
-            .filter(delivery::Column::Status.eq(status::PENDING))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
             .filter(delivery::Column::NextAttemptAt.lte(now));
         if !exclude.is_empty() {
             q = q.filter(delivery::Column::TargetId.is_not_in(exclude.iter().cloned()));
@@ -296,7 +344,7 @@ impl WebhookStore {
     /// The earliest `next_attempt_at` of a pending delivery not of an `exclude`d target.
     pub async fn next_due_at(&self, exclude: &[String]) -> Result<Option<i64>, DbErr> {
         let mut q = delivery::Entity::find()
-            .filter(delivery::Column::Status.eq(status::PENDING))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
             .select_only()
             .column_as(delivery::Column::NextAttemptAt.min(), "next");
         if !exclude.is_empty() {
@@ -311,10 +359,13 @@ impl WebhookStore {
     /// Marks a pending delivery in flight; false if someone else changed it meanwhile.
     pub async fn claim(&self, id: &str, now: i64) -> Result<bool, DbErr> {
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(status::IN_FLIGHT))
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::InFlight),
+            )
             .col_expr(delivery::Column::LastAttemptAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(id))
-            .filter(delivery::Column::Status.eq(status::PENDING))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
             .exec(&self.db)
             .await?;
         Ok(result.rows_affected == 1)
@@ -323,8 +374,11 @@ impl WebhookStore {
     /// Puts deliveries a crash left in flight back to pending; returns how many.
     pub async fn reset_in_flight(&self) -> Result<u64, DbErr> {
         let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(status::PENDING))
-            .filter(delivery::Column::Status.eq(status::IN_FLIGHT))
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Pending),
+            )
+            .filter(delivery::Column::Status.eq(DeliveryStatus::InFlight))
             .exec(&self.db)
             .await?;
         Ok(result.rows_affected)
@@ -338,7 +392,7 @@ impl WebhookStore {
         target_id: &str,
         record: &AttemptRecord,
     ) -> Result<(), DbErr> {
-        let finished = record.status != status::PENDING;
+        let finished = record.status != DeliveryStatus::Pending;
         let now = now_ms();
         let tx = self.db.begin().await?;
         let mut update = delivery::Entity::update_many()
@@ -370,7 +424,7 @@ impl WebhookStore {
         }
         let result = update.filter(delivery::Column::Id.eq(id)).exec(&tx).await?;
         if finished && result.rows_affected == 1 {
-            let (count, at) = if record.status == status::DELIVERED {
+            let (count, at) = if record.status == DeliveryStatus::Delivered {
                 (target::Column::SuccessCount, target::Column::LastSuccessAt)
             } else {
                 (target::Column::FailureCount, target::Column::LastFailureAt)
@@ -389,7 +443,7 @@ impl WebhookStore {
     pub async fn list_deliveries(
         &self,
         target_id: &str,
-        status: Option<&str>,
+        status: Option<DeliveryStatus>,
         offset: u64,
         limit: u64,
     ) -> Result<(u64, Vec<delivery::Model>), DbErr> {
@@ -411,7 +465,9 @@ impl WebhookStore {
     /// Deletes finished deliveries that finished before `before` (Unix ms); returns how many.
     pub async fn purge_finished(&self, before: i64) -> Result<u64, DbErr> {
         let result = delivery::Entity::delete_many()
-            .filter(delivery::Column::Status.is_in([status::DELIVERED, status::FAILED]))
+            .filter(
+                delivery::Column::Status.is_in([DeliveryStatus::Delivered, DeliveryStatus::Failed]),
+            )
             .filter(delivery::Column::FinishedAt.lt(before))
             .exec(&self.db)
             .await?;
@@ -419,28 +475,29 @@ impl WebhookStore {
     }
 
     /// Deliveries per status (for health and metrics).
-    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+    pub async fn status_counts(&self) -> Result<Vec<(DeliveryStatus, i64)>, DbErr> {
         delivery::Entity::find()
             .select_only()
             .column(delivery::Column::Status)
             .column_as(delivery::Column::Id.count(), "n")
             .group_by(delivery::Column::Status)
-            .into_tuple::<(String, i64)>()
+            .into_tuple::<(DeliveryStatus, i64)>()
             .all(&self.db)
             .await
     }
 }
 
+/// Rows for the webhook unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::RegistryStore;
+pub(crate) mod test_rows {
+    use super::{DeliveryStatus, TargetKind, delivery, target};
 
-    fn target_row(id: &str) -> target::Model {
+    /// An enabled `http` target named `id` without rules.
+    pub(crate) fn target_row(id: &str) -> target::Model {
         target::Model {
             id: id.into(),
-            name: "t".into(),
-            kind: "http".into(),
+            name: id.into(),
+            kind: TargetKind::Http,
             webhook_id: None,
             url: Some("http://127.0.0.1:1/".into()),
             secret: "0123456789abcdef".into(),
@@ -458,7 +515,8 @@ mod tests {
         }
     }
 
-    fn delivery_row(id: &str, target: &str, due: i64) -> delivery::Model {
+    /// A pending `test` delivery of `target`, written and due at `at`.
+    pub(crate) fn pending_row(id: &str, target: &str, at: i64) -> delivery::Model {
         delivery::Model {
             id: id.into(),
             target_id: target.into(),
@@ -466,11 +524,11 @@ mod tests {
             rule_index: None,
             entity_id: None,
             body: "{}".into(),
-            status: status::PENDING.into(),
+            status: DeliveryStatus::Pending,
             attempts: 0,
-            created_at: due,
+            created_at: at,
             event_time: None,
-            next_attempt_at: due,
+            next_attempt_at: at,
             first_attempt_at: None,
             last_attempt_at: None,
             finished_at: None,
@@ -479,6 +537,13 @@ mod tests {
             last_error: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_rows::{pending_row as delivery_row, target_row};
+    use super::*;
+    use crate::registry::RegistryStore;
 
     #[tokio::test]
     async fn a_full_outbox_drops_its_oldest_pending_and_counts_them() {
@@ -584,7 +649,7 @@ mod tests {
                 "d1",
                 "a",
                 &AttemptRecord {
-                    status: status::DELIVERED,
+                    status: DeliveryStatus::Delivered,
                     attempts: 1,
                     next_attempt_at: 60,
                     started_at: 60,
@@ -600,7 +665,7 @@ mod tests {
         let (total, rows) = store.list_deliveries("a", None, 0, 10).await.expect("list");
         assert_eq!(total, 2);
         assert_eq!(rows[1].first_attempt_at, Some(60));
-        assert_eq!(rows[1].status, status::DELIVERED);
+        assert_eq!(rows[1].status, DeliveryStatus::Delivered);
         assert_eq!(store.purge_finished(i64::MAX).await.expect("purge"), 1);
         // deleting a target deletes its deliveries
         assert!(store.delete_target("a").await.expect("delete"));
@@ -613,6 +678,103 @@ mod tests {
             0
         );
         let counts = store.status_counts().await.expect("counts");
-        assert_eq!(counts, vec![(status::PENDING.to_owned(), 1)]);
+        assert_eq!(counts, vec![(DeliveryStatus::Pending, 1)]);
+    }
+
+    /// Rows written as text by earlier versions read back as the enums, and the enums write the
+    /// very same text: existing databases need no migration.
+    #[tokio::test]
+    async fn enums_read_and_write_the_stored_text_unchanged() {
+        use sea_orm::{ActiveEnum, ConnectionTrait, DbBackend, Iterable, Statement};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+            .await
+            .expect("open");
+        let db = registry.connection().clone();
+        // what the previous version wrote (strings compared with literals)
+        let target_sql = |id: &str, kind: &str| {
+            format!(
+                "INSERT INTO webhook_targets (id, name, kind, webhook_id, url, secret, enabled, \
+                 rules, success_count, failure_count, dropped_count, created_at, updated_at) \
+                 VALUES ('{id}', 'n', '{kind}', 'hook', 'http://127.0.0.1:1/', \
+                 '0123456789abcdef', 1, '[]', 0, 0, 0, 1, 1)"
+            )
+        };
+        db.execute_unprepared(&target_sql("h", "ha"))
+            .await
+            .expect("ha");
+        db.execute_unprepared(&target_sql("w", "http"))
+            .await
+            .expect("http");
+        for (i, status) in ["pending", "in_flight", "delivered", "failed"]
+            .iter()
+            .enumerate()
+        {
+            db.execute_unprepared(&format!(
+                "INSERT INTO webhook_deliveries (id, target_id, event, body, status, attempts, \
+                 created_at, next_attempt_at) VALUES ('d{i}', 'w', 'test', '{{}}', '{status}', 0, \
+                 {i}, {i})"
+            ))
+            .await
+            .expect("delivery");
+        }
+        let store = WebhookStore::new(db.clone());
+        let kinds: Vec<TargetKind> = store
+            .list_targets()
+            .await
+            .expect("targets")
+            .into_iter()
+            .map(|t| t.kind)
+            .collect();
+        assert_eq!(kinds, [TargetKind::Ha, TargetKind::Http]);
+        let (_, rows) = store.list_deliveries("w", None, 0, 10).await.expect("list");
+        let statuses: Vec<DeliveryStatus> = rows.into_iter().rev().map(|d| d.status).collect();
+        assert_eq!(statuses, DeliveryStatus::iter().collect::<Vec<_>>());
+        let (n, _) = store
+            .list_deliveries("w", Some(DeliveryStatus::InFlight), 0, 10)
+            .await
+            .expect("filter");
+        assert_eq!(n, 1);
+
+        // and what this version writes is the same text, byte for byte
+        store.insert_target(target_row("t")).await.expect("insert");
+        store
+            .insert_delivery(delivery_row("e", "t", 1), 100)
+            .await
+            .expect("insert");
+        assert!(store.claim("e", 2).await.expect("claim"));
+        let text = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                db.query_all_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| {
+                        let t: String = r.try_get_by_index(0).expect("text");
+                        let kind: String = r.try_get_by_index(1).expect("typeof");
+                        format!("{t}:{kind}")
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            text("SELECT kind, typeof(kind) FROM webhook_targets WHERE id = 't'").await,
+            ["http:text"]
+        );
+        assert_eq!(
+            text("SELECT status, typeof(status) FROM webhook_deliveries WHERE id = 'e'").await,
+            ["in_flight:text"]
+        );
+        // the API's names are the stored ones
+        for kind in TargetKind::iter() {
+            assert_eq!(serde_json::json!(kind), serde_json::json!(kind.to_value()));
+        }
+        for status in DeliveryStatus::iter() {
+            assert_eq!(
+                serde_json::json!(status),
+                serde_json::json!(status.to_value())
+            );
+        }
     }
 }
