@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homeiq::store::embedded;
-use homeiq::store::influx::{FieldValue, Point, encode_point};
+use homeiq::store::influx::encode_point;
+use homeiq::store::point::{FieldValue, Point};
 
 const ENTITIES: usize = 50;
 const MINUTES: i64 = 1_440;

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use homeiq::config::InfluxSettings;
 use homeiq::simulate::{Profile, SimulatorOptions, spawn};
-use homeiq::store::influx::{InfluxClient, PointMapper};
+use homeiq::store::influx::InfluxClient;
+use homeiq::store::schema::PointMapper;
 use serde_json::Value;
 
 use common::{RAW_BATCH, RawBatches, Rng, count_states, event, make_entities, settings};

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use homeiq::config::InfluxSettings;
 use homeiq::ha::model::StateChanged;
-use homeiq::store::influx::{InfluxClient, Point, PointMapper, encode_point, spawn_writer};
+use homeiq::store::influx::{InfluxClient, encode_point, spawn_writer};
+use homeiq::store::point::Point;
+use homeiq::store::schema::PointMapper;
 
 mod common;
 

@@ -20,9 +20,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use homeiq::config::{InfluxSettings, SpoolSettings};
-use homeiq::store::influx::{
-    InfluxClient, Point, PointMapper, Precision, WriterHandle, spawn_spooled_writer,
-};
+use homeiq::store::influx::{InfluxClient, WriterHandle, spawn_spooled_writer};
+use homeiq::store::point::{Point, Precision};
+use homeiq::store::schema::PointMapper;
 
 const CHILD_ENV: &str = "HOMEIQ_REPLAY_BENCH_CHILD";
 

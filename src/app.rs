@@ -29,7 +29,8 @@ use crate::registry::{
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
-use crate::store::influx::{InfluxClient, PointMapper, spawn_spooled_writer};
+use crate::store::influx::{InfluxClient, spawn_spooled_writer};
+use crate::store::schema::PointMapper;
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
 use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
@@ -385,10 +386,6 @@ async fn open_storage(
     settings: &Settings,
 ) -> Result<(HistoryWriter, HistoryStore, PointMapper), StartupError> {
     if settings.storage == StorageMode::Embedded {
-        let influx = crate::config::InfluxSettings {
-            schema: SchemaMode::Homeiq,
-            ..settings.influxdb.clone()
-        };
         if settings.influxdb.schema != SchemaMode::Homeiq {
             tracing::warn!("influxdb.schema is ignored with storage = embedded (always `homeiq`)");
         }
@@ -404,7 +401,7 @@ async fn open_storage(
         return Ok((
             writer.into(),
             HistoryStore::Embedded(history),
-            PointMapper::new(&influx),
+            PointMapper::homeiq(&settings.influxdb.ignore_attributes),
         ));
     }
     let client = step(

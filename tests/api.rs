@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, free_port, unique};
 use homeiq::store::embedded;
-use homeiq::store::influx::{FieldValue, Point, encode_point};
+use homeiq::store::influx::encode_point;
+use homeiq::store::point::{FieldValue, Point};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -132,3 +132,39 @@ fn a_planted_cycle_is_found() {
     graph.entry("http".into()).or_default().insert("api".into());
     assert!(cycle(&graph).is_some());
 }
+
+/// The non-test code of the files under `src/<dir>`, one string per file.
+fn code_under(dir: &str) -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .into_iter()
+        .filter(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name != "tests.rs" && !name.ends_with("_tests.rs")
+        })
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("read");
+            let code = text.split("#[cfg(test)]").next().unwrap_or("").to_owned();
+            (f, code)
+        })
+        .collect()
+}
+
+#[test]
+fn each_storage_backend_uses_the_shared_vocabulary_not_the_other_backend() {
+    for (backend, other) in [("embedded", "influx"), ("influx", "embedded")] {
+        let files = code_under(&format!("store/{backend}"));
+        assert!(!files.is_empty(), "no store/{backend}");
+        for (file, code) in files {
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                assert!(
+                    !line.contains(&format!("store::{other}")),
+                    "{} imports store::{other}: {line}",
+                    file.display()
+                );
+            }
+        }
+    }
+}

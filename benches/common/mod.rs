@@ -4,7 +4,9 @@
 use chrono::{DateTime, TimeZone, Utc};
 use homeiq::config::InfluxSettings;
 use homeiq::ha::model::{State, StateChanged};
-use homeiq::store::influx::{EntityMeta, InfluxClient, Point, encode_point};
+use homeiq::store::influx::{InfluxClient, encode_point};
+use homeiq::store::point::Point;
+use homeiq::store::schema::EntityMeta;
 use serde_json::{Map, Value, json};
 
 /// Entities in the generated home.

@@ -92,7 +92,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::ha::model::{Attributes, State, StateChanged};
 use crate::ha::{CommandError, HaHandle};
-use crate::store::influx::{EntityMeta, Point, PointMapper};
+use crate::store::point::Point;
+use crate::store::schema::{EntityMeta, PointMapper};
 use crate::store::sink::{HistoryWriter, StorageStatus};
 
 /// File name of the persisted cursor inside the data directory.

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use super::filter::EntityFilter;
 use crate::ha::model::StateChanged;
 use crate::registry::RegistryStore;
-use crate::store::influx::{EntityMeta, PointMapper};
+use crate::store::schema::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
 

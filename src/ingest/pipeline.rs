@@ -37,7 +37,7 @@ use crate::ha::model::{RegistryEvent, RegistryKind, State, StateChanged};
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 use crate::registry::{RegistryJob, RegistryRow, RegistryRows, StateMeta};
-use crate::store::influx::{EntityMeta, PointMapper};
+use crate::store::schema::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
 

@@ -6,6 +6,8 @@ pub mod fault;
 pub mod history;
 pub mod influx;
 mod latency;
+pub mod point;
+pub mod schema;
 pub mod sink;
 pub mod states;
 pub mod written;

@@ -16,9 +16,19 @@ use utoipa::ToSchema;
 
 use crate::health::{Health, Verdict};
 use crate::store::embedded::EmbeddedWriter;
-use crate::store::influx::{
-    InfluxWriterStatus, Point, QuarantinedPoint, ShutdownReport, WriterHandle,
-};
+use crate::store::influx::{InfluxWriterStatus, QuarantinedPoint, WriterHandle};
+use crate::store::point::Point;
+
+/// What a history writer's shutdown achieved (either backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// Points written over the writer's lifetime.
+    pub written: u64,
+    /// Points appended to the spool at shutdown (replayed at the next start).
+    pub spooled: u64,
+    /// Points neither written nor spooled when it returned: lost.
+    pub left: usize,
+}
 
 /// Where history is stored (`storage` in the settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -4,7 +4,7 @@
 //! # What is stored
 //!
 //! The embedded store takes exactly the [`Point`]s the `homeiq` schema produces
-//! ([`PointMapper`](crate::store::influx::PointMapper)), so the pipeline, the connect-time
+//! ([`PointMapper`](crate::store::schema::PointMapper)), so the pipeline, the connect-time
 //! snapshot, the heartbeat and the gap backfill work unchanged. One row per point:
 //!
 //! ```sql
@@ -61,10 +61,11 @@
 //!
 //! # Reading
 //!
-//! Reads ([`EmbeddedHistory`](crate::store::history::EmbeddedHistory)) run on a separate pool of
+//! Reads ([`EmbeddedHistory`](EmbeddedHistory)) run on a separate pool of
 //! two read-only connections: with WAL, readers see the last committed transaction and never wait
 //! for the writer, nor the writer for them.
 
+mod history;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -76,10 +77,11 @@ use sea_orm::sqlx::sqlite::{
 };
 use serde_json::{Map, Value};
 
+pub use history::EmbeddedHistory;
 pub use writer::EmbeddedWriter;
 
-use crate::store::history::{EmbeddedHistory, homeiq_attribute};
-use crate::store::influx::{FieldValue, Point};
+use crate::store::point::{FieldValue, Point};
+use crate::store::schema::homeiq_attribute;
 
 /// File name of the history database inside the data directory.
 pub const HISTORY_FILE_NAME: &str = "history.db";

@@ -13,8 +13,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{EmbeddedOptions, Row, row_of};
-use crate::store::influx::{Point, ShutdownReport};
 use crate::store::latency::RecentLatencies;
+use crate::store::point::Point;
+use crate::store::sink::ShutdownReport;
 use crate::store::sink::{StorageBackend, StorageStatus};
 use crate::store::written::WriteLog;
 

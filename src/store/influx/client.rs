@@ -18,8 +18,8 @@ use serde_json::Value;
 use thiserror::Error;
 use url::Url;
 
-use super::line::Precision;
 use crate::config::{InfluxSettings, Secret};
+use crate::store::point::Precision;
 
 /// Longest server message kept in errors and outcomes, in bytes.
 const MAX_MESSAGE: usize = 2_048;

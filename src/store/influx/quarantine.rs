@@ -481,7 +481,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::store::influx::line::Precision;
+    use crate::store::point::Precision;
 
     fn batch(lines: &[&str]) -> Batch {
         let mut body = String::new();

@@ -86,7 +86,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::line::Precision;
+use crate::store::point::Precision;
 
 const MAGIC: [u8; 8] = *b"HIQSPOOL";
 const VERSION: u32 = 1;

@@ -68,12 +68,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::client::{InfluxClient, InfluxError, WriteOutcome};
-use super::line::{Point, Precision, encode_point};
+use super::line::encode_point;
 use super::quarantine::{Quarantine, QuarantinedPoint, culprits, reason_text};
 use super::spool::{Batch, RecordRef, Spool, SpoolError, SpoolGauges, SpoolLimits, now_ms};
 use crate::config::{InfluxSettings, SpoolSettings};
 use crate::store::latency::RecentLatencies;
-use crate::store::sink::{StorageBackend, StorageStatus};
+use crate::store::point::{Point, Precision};
+use crate::store::sink::{ShutdownReport, StorageBackend, StorageStatus};
 use crate::store::written::WriteLog;
 
 /// Shortest interval between two log lines about refused points.
@@ -175,17 +176,6 @@ impl InfluxWriterStatus {
         spool_corrupt_records: 0,
         spool_corrupt_bytes: 0,
     };
-}
-
-/// What [`WriterHandle::shutdown`] achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ShutdownReport {
-    /// Points written over the writer's lifetime.
-    pub written: u64,
-    /// Points appended to the spool at shutdown (replayed at the next start).
-    pub spooled: u64,
-    /// Points neither written nor spooled when it returned: lost.
-    pub left: usize,
 }
 
 #[derive(Default)]

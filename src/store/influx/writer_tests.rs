@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::store::influx::line::FieldValue;
 use crate::store::influx::test_support::{closed_port, count, fresh_settings, influx_url};
+use crate::store::point::FieldValue;
 
 fn point(i: i64) -> Point {
     Point::new("sensor", 1_700_000_000_000 + i)

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::*;
 use crate::config::{InfluxSettings, SchemaMode};
-use crate::store::influx::line::encode_point;
-use crate::store::influx::line::parse::{Parsed, parse_line, split_lines};
+use crate::store::influx::encode_point;
+use crate::store::influx::parse::{Parsed, parse_line, split_lines};
 
 const FIXTURE: &str = include_str!("testdata/ha_2025_4_4_influxdb.jsonl");
 
@@ -815,4 +815,24 @@ fn homeiq_nasty_strings_and_timestamps() {
         "newline_str".into(),
         FieldValue::Str("line1\nline2\r\nline3".into())
     )));
+}
+
+#[test]
+fn homeiq_attributes_get_their_names_and_types_back() {
+    assert_eq!(
+        homeiq_attribute("rgb_color_json", &Value::from("[255,0,1]")),
+        ("rgb_color".into(), serde_json::json!([255, 0, 1]))
+    );
+    assert_eq!(
+        homeiq_attribute("mode_str", &Value::from("auto")),
+        ("mode".into(), Value::from("auto"))
+    );
+    assert_eq!(
+        homeiq_attribute("brightness", &Value::from(128.0)),
+        ("brightness".into(), Value::from(128.0))
+    );
+    assert_eq!(
+        homeiq_attribute("state_", &Value::from(1.0)),
+        ("state".into(), Value::from(1.0))
+    );
 }

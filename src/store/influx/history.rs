@@ -14,23 +14,22 @@
 //! so a page holds about `limit + 1` records however many entities it names. Several statements
 //! go out in one request (InfluxDB runs them in order); times are exchanged in microseconds
 //! (`epoch=u`), nanoseconds in the statements. A request holds one of
-//! [`CONCURRENT_REQUESTS`](super::CONCURRENT_REQUESTS) slots for all its queries.
+//! [`CONCURRENT_REQUESTS`](crate::store::history::CONCURRENT_REQUESTS) slots for all its queries.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{
+use crate::config::SchemaMode;
+use crate::ha::model::{domain_of, object_id_of};
+use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
     HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
     page_edges, read_bounds, time_of, with_neighbours,
 };
-use crate::config::SchemaMode;
-use crate::ha::model::{domain_of, object_id_of};
-use crate::store::influx::{
-    HOMEIQ_TAGS, InfluxClient, RESERVED, Series, quote_ident, quote_literal,
-};
+use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
+use crate::store::schema::{HOMEIQ_TAGS, homeiq_attribute};
 
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
@@ -452,52 +451,9 @@ fn merge_bucket(into: &mut AggregatePoint, other: &AggregatePoint) {
     into.last = other.last.or(into.last);
 }
 
-/// An attribute stored by the `homeiq` schema, back under its own name and type.
-pub(crate) fn homeiq_attribute(field: &str, v: &Value) -> (String, Value) {
-    let unreserve = |name: &str| {
-        let trimmed = name.trim_end_matches('_');
-        if trimmed != name && RESERVED.contains(&trimmed) {
-            name[..name.len() - 1].to_owned()
-        } else {
-            name.to_owned()
-        }
-    };
-    if let Some(key) = field.strip_suffix("_json") {
-        let parsed = v
-            .as_str()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_else(|| v.clone());
-        return (unreserve(key), parsed);
-    }
-    if let Some(key) = field.strip_suffix("_str") {
-        return (unreserve(key), v.clone());
-    }
-    (unreserve(field), v.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn homeiq_attributes_get_their_names_and_types_back() {
-        assert_eq!(
-            homeiq_attribute("rgb_color_json", &Value::from("[255,0,1]")),
-            ("rgb_color".into(), serde_json::json!([255, 0, 1]))
-        );
-        assert_eq!(
-            homeiq_attribute("mode_str", &Value::from("auto")),
-            ("mode".into(), Value::from("auto"))
-        );
-        assert_eq!(
-            homeiq_attribute("brightness", &Value::from(128.0)),
-            ("brightness".into(), Value::from(128.0))
-        );
-        assert_eq!(
-            homeiq_attribute("state_", &Value::from(1.0)),
-            ("state".into(), Value::from(1.0))
-        );
-    }
 
     #[test]
     fn merged_buckets_weigh_means_by_count() {

@@ -10,7 +10,7 @@
 //!   value is looked up by the key of its newest row);
 //! * events per bucket and domain: a covering scan of `points_by_time`.
 //!
-//! A request holds one of [`CONCURRENT_REQUESTS`](super::CONCURRENT_REQUESTS) slots for all its
+//! A request holds one of [`CONCURRENT_REQUESTS`](crate::store::history::CONCURRENT_REQUESTS) slots for all its
 //! queries, as with InfluxDB; more wait their turn.
 //!
 //! Buckets start at multiples of the interval since the Unix epoch, like InfluxDB's
@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
-use super::{
+use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
     HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
     page_edges, read_bounds, time_of, with_neighbours,
@@ -267,7 +267,7 @@ mod tests {
     use super::*;
     use crate::store::embedded::{EmbeddedOptions, history_path, open};
     use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page};
-    use crate::store::influx::{FieldValue, Point};
+    use crate::store::point::{FieldValue, Point};
 
     const T0: i64 = 1_700_000_000_000_000;
 

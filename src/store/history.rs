@@ -8,9 +8,6 @@
 //! `history.db` (see [`crate::store::embedded`]). Both answer with identical JSON for the same
 //! points.
 
-mod embedded;
-mod influx;
-
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -20,9 +17,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use embedded::EmbeddedHistory;
-pub use influx::InfluxHistory;
-pub(crate) use influx::homeiq_attribute;
+pub use crate::store::embedded::EmbeddedHistory;
+pub use crate::store::influx::InfluxHistory;
 
 use crate::store::influx::InfluxError;
 
