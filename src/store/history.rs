@@ -320,6 +320,35 @@ pub(crate) trait PageReader {
     ) -> Result<Vec<Fetched>, HistoryError>;
 }
 
+/// A backend's history pages: its reads, its request slots and the neighbours of a page's
+/// records; the page itself is assembled the same way for both.
+pub(crate) trait PageBackend: PageReader {
+    /// The backend's request slots.
+    fn slots(&self) -> &Slots;
+
+    /// The page's records with their neighbours (the states before and after each).
+    async fn with_neighbours(
+        &self,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<HistoryRecord>, HistoryError>;
+
+    /// One page of records, with each record's neighbours (one of the request slots held
+    /// throughout).
+    async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
+        let _slot = self.slots().take().await?;
+        let page = merge_page(self, q).await?;
+        tracing::debug!(
+            records = page.peak_rows,
+            "most history records held for one page"
+        );
+        let items = self.with_neighbours(page.rows).await?;
+        Ok(HistoryPage {
+            items,
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
 /// The bounds of an entity's next read for `q`, inclusive, in units of `per_us` per µs (1: µs,
 /// 1000: ns): the query's range, narrowed to the records after the cursor in page order (within
 /// the cursor's microsecond, entities after it when ascending, before it when descending) and
@@ -427,7 +456,7 @@ impl Source {
 /// `max(32, (limit + 1) / entities)` records (never more than the page still needs), so it
 /// holds at most `limit + 1 + entities × chunk` records (about twice the page), where reading
 /// `limit + 1` records of every entity held up to 50 pages.
-pub(crate) async fn merge_page<R: PageReader>(
+pub(crate) async fn merge_page<R: PageReader + ?Sized>(
     reader: &R,
     q: &HistoryQuery,
 ) -> Result<MergedPage, HistoryError> {

@@ -23,9 +23,9 @@ use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
 use crate::store::history::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
-    HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
-    page_edges, read_bounds, time_of, with_neighbours,
+    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
+    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
+    read_bounds, time_of, with_neighbours,
 };
 
 /// History read from the embedded store; cheap to clone (it wraps a pool of read connections).
@@ -65,55 +65,6 @@ impl EmbeddedHistory {
     pub async fn ping(&self) -> Result<(), HistoryError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    /// One page of records, with each record's neighbours (one of the request slots held
-    /// throughout).
-    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
-        let _slot = self.slots.take().await?;
-        let page = merge_page(self, q).await?;
-        tracing::debug!(
-            records = page.peak_rows,
-            "most history records held for one page"
-        );
-        let items = self.with_neighbours(page.rows).await?;
-        Ok(HistoryPage {
-            items,
-            next_cursor: page.next_cursor,
-        })
-    }
-
-    /// The page's records with their neighbours; those just outside the page come from one
-    /// lookup per entity and direction.
-    async fn with_neighbours(
-        &self,
-        rows: Vec<StoredRow>,
-    ) -> Result<Vec<HistoryRecord>, HistoryError> {
-        let mut before = HashMap::new();
-        let mut after = HashMap::new();
-        for (entity, first, last) in page_edges(&rows) {
-            if let Some(r) = sqlx::query(
-                "SELECT time_us, state FROM points WHERE entity_id = ? AND time_us < ? ORDER BY time_us DESC LIMIT 1",
-            )
-            .bind(entity.as_str())
-            .bind(first)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                before.insert(entity.clone(), (r.try_get("time_us")?, r.try_get("state")?));
-            }
-            if let Some(r) = sqlx::query(
-                "SELECT time_us FROM points WHERE entity_id = ? AND time_us > ? ORDER BY time_us ASC LIMIT 1",
-            )
-            .bind(entity.as_str())
-            .bind(last)
-            .fetch_optional(&self.pool)
-            .await?
-            {
-                after.insert(entity, r.try_get("time_us")?);
-            }
-        }
-        Ok(with_neighbours(rows, &before, &after))
     }
 
     /// Mean, min, max, count and last of `value` per bucket, per entity.
@@ -207,6 +158,45 @@ impl EmbeddedHistory {
     }
 }
 
+impl PageBackend for EmbeddedHistory {
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The page's records with their neighbours; those just outside the page come from one
+    /// lookup per entity and direction.
+    async fn with_neighbours(
+        &self,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<HistoryRecord>, HistoryError> {
+        let mut before = HashMap::new();
+        let mut after = HashMap::new();
+        for (entity, first, last) in page_edges(&rows) {
+            if let Some(r) = sqlx::query(
+                "SELECT time_us, state FROM points WHERE entity_id = ? AND time_us < ? ORDER BY time_us DESC LIMIT 1",
+            )
+            .bind(entity.as_str())
+            .bind(first)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                before.insert(entity.clone(), (r.try_get("time_us")?, r.try_get("state")?));
+            }
+            if let Some(r) = sqlx::query(
+                "SELECT time_us FROM points WHERE entity_id = ? AND time_us > ? ORDER BY time_us ASC LIMIT 1",
+            )
+            .bind(entity.as_str())
+            .bind(last)
+            .fetch_optional(&self.pool)
+            .await?
+            {
+                after.insert(entity, r.try_get("time_us")?);
+            }
+        }
+        Ok(with_neighbours(rows, &before, &after))
+    }
+}
+
 impl PageReader for EmbeddedHistory {
     /// One range scan of the primary key per fetch, in page order, `LIMIT` the fetch's size.
     async fn read(
@@ -266,7 +256,7 @@ mod tests {
 
     use super::*;
     use crate::store::embedded::{EmbeddedOptions, history_path, open};
-    use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page};
+    use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page, merge_page};
     use crate::store::point::{FieldValue, Point};
 
     const T0: i64 = 1_700_000_000_000_000;

@@ -4,7 +4,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use super::*;
-use crate::store::history::{AggregateQuery, HistoryQuery, Order};
+use crate::store::history::{AggregateQuery, HistoryQuery, Order, PageBackend as _};
 
 fn lamp(t: i64, state: &str) -> Point {
     Point::new("light", t)

@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
 use crate::store::history::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryPage,
-    HistoryQuery, HistoryRecord, Order, PageReader, Slots, StatsBucket, StoredRow, merge_page,
-    page_edges, read_bounds, time_of, with_neighbours,
+    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
+    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
+    read_bounds, time_of, with_neighbours,
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
 use crate::store::schema::{HOMEIQ_TAGS, homeiq_attribute};
@@ -220,63 +220,6 @@ impl InfluxHistory {
         }
     }
 
-    /// One page of records, with each record's neighbours (one of the request slots held
-    /// throughout).
-    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
-        let _slot = self.slots.take().await?;
-        let page = merge_page(self, q).await?;
-        tracing::debug!(
-            records = page.peak_rows,
-            "most history records held for one page"
-        );
-        let items = self.with_neighbours(page.rows).await?;
-        Ok(HistoryPage {
-            items,
-            next_cursor: page.next_cursor,
-        })
-    }
-
-    /// The page's records with their neighbours; those just outside the page come from one
-    /// statement per entity and direction, all in one request.
-    async fn with_neighbours(
-        &self,
-        rows: Vec<StoredRow>,
-    ) -> Result<Vec<HistoryRecord>, HistoryError> {
-        let edges = page_edges(&rows);
-        let mut statements = Vec::new();
-        for (entity, first, last) in &edges {
-            let (from, cond) = self.source(entity);
-            statements.push(format!(
-                "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time < {} ORDER BY time DESC LIMIT 1",
-                i128::from(*first) * 1000
-            ));
-            statements.push(format!(
-                "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time > {} ORDER BY time ASC LIMIT 1",
-                i128::from(*last) * 1000
-            ));
-        }
-        let mut before = HashMap::new();
-        let mut after = HashMap::new();
-        if !statements.is_empty() {
-            let result = self.query(&statements.join("; ")).await?;
-            for (i, statement) in result.statements.iter().enumerate() {
-                let entity = edges[i / 2].0.as_str();
-                let mut found = Vec::new();
-                for series in &statement.series {
-                    self.rows_of(series, Some(entity), &mut found);
-                }
-                if i % 2 == 0 {
-                    if let Some(r) = found.into_iter().max_by_key(|r| r.time_us) {
-                        before.insert(entity.to_owned(), (r.time_us, r.state));
-                    }
-                } else if let Some(r) = found.into_iter().min_by_key(|r| r.time_us) {
-                    after.insert(entity.to_owned(), r.time_us);
-                }
-            }
-        }
-        Ok(with_neighbours(rows, &before, &after))
-    }
-
     /// Mean, min, max, count and last of `value` per bucket, per entity.
     pub async fn aggregate(
         &self,
@@ -396,6 +339,53 @@ impl InfluxHistory {
                 by_domain,
             })
             .collect())
+    }
+}
+
+impl PageBackend for InfluxHistory {
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    /// The page's records with their neighbours; those just outside the page come from one
+    /// statement per entity and direction, all in one request.
+    async fn with_neighbours(
+        &self,
+        rows: Vec<StoredRow>,
+    ) -> Result<Vec<HistoryRecord>, HistoryError> {
+        let edges = page_edges(&rows);
+        let mut statements = Vec::new();
+        for (entity, first, last) in &edges {
+            let (from, cond) = self.source(entity);
+            statements.push(format!(
+                "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time < {} ORDER BY time DESC LIMIT 1",
+                i128::from(*first) * 1000
+            ));
+            statements.push(format!(
+                "SELECT \"state\", \"value\" FROM {from} WHERE {cond} AND time > {} ORDER BY time ASC LIMIT 1",
+                i128::from(*last) * 1000
+            ));
+        }
+        let mut before = HashMap::new();
+        let mut after = HashMap::new();
+        if !statements.is_empty() {
+            let result = self.query(&statements.join("; ")).await?;
+            for (i, statement) in result.statements.iter().enumerate() {
+                let entity = edges[i / 2].0.as_str();
+                let mut found = Vec::new();
+                for series in &statement.series {
+                    self.rows_of(series, Some(entity), &mut found);
+                }
+                if i % 2 == 0 {
+                    if let Some(r) = found.into_iter().max_by_key(|r| r.time_us) {
+                        before.insert(entity.to_owned(), (r.time_us, r.state));
+                    }
+                } else if let Some(r) = found.into_iter().min_by_key(|r| r.time_us) {
+                    after.insert(entity.to_owned(), r.time_us);
+                }
+            }
+        }
+        Ok(with_neighbours(rows, &before, &after))
     }
 }
 
