@@ -310,6 +310,19 @@ pub(crate) struct Fetched {
     pub(crate) more: bool,
 }
 
+/// Event counts per bucket start (µs) and domain, as the API's buckets (empty buckets and zero
+/// counts are left out by the caller).
+pub(crate) fn stats_buckets(buckets: BTreeMap<i64, BTreeMap<String, u64>>) -> Vec<StatsBucket> {
+    buckets
+        .into_iter()
+        .map(|(time, by_domain)| StatsBucket {
+            time: time_of(time),
+            total: by_domain.values().sum(),
+            by_domain,
+        })
+        .collect()
+}
+
 /// A backend's reads of history pages.
 pub(crate) trait PageReader {
     /// One answer per fetch, in the same order.

@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
     HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
-    read_bounds, time_of, with_neighbours,
+    read_bounds, stats_buckets, time_of, with_neighbours,
 };
 
 /// History read from the embedded store; cheap to clone (it wraps a pool of read connections).
@@ -147,14 +147,7 @@ impl EmbeddedHistory {
                 *buckets.entry(b).or_default().entry(domain).or_default() += n.unsigned_abs();
             }
         }
-        Ok(buckets
-            .into_iter()
-            .map(|(time, by_domain)| StatsBucket {
-                time: time_of(time),
-                total: by_domain.values().sum(),
-                by_domain,
-            })
-            .collect())
+        Ok(stats_buckets(buckets))
     }
 }
 

@@ -26,7 +26,7 @@ use crate::ha::model::{domain_of, object_id_of};
 use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
     HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
-    read_bounds, time_of, with_neighbours,
+    read_bounds, stats_buckets, time_of, with_neighbours,
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
 use crate::store::schema::{HOMEIQ_TAGS, homeiq_attribute};
@@ -331,14 +331,7 @@ impl InfluxHistory {
                 }
             }
         }
-        Ok(buckets
-            .into_iter()
-            .map(|(time, by_domain)| StatsBucket {
-                time: time_of(time),
-                total: by_domain.values().sum(),
-                by_domain,
-            })
-            .collect())
+        Ok(stats_buckets(buckets))
     }
 }
 
