@@ -675,77 +675,12 @@ export interface components {
             user_id?: string | null;
         };
         /** @description [`WebhookCounters`] as plain numbers. */
-        CountersSnapshot: {
-            /**
-             * Format: int64
-             * @description Attempts made.
-             */
-            attempts: number;
-            /**
-             * Format: int64
-             * @description Deliveries that succeeded.
-             */
-            delivered: number;
-            /**
-             * Format: int64
-             * @description Wake-ups of the delivery dispatcher.
-             */
-            dispatcher_rounds: number;
-            /**
-             * Format: int64
-             * @description Pending deliveries dropped because their target's outbox was full.
-             */
-            dropped: number;
-            /**
-             * Format: int64
-             * @description Matches that could not be written to the outbox.
-             */
-            enqueue_errors: number;
-            /**
-             * Format: int64
-             * @description Deliveries written to the outbox.
-             */
-            enqueued: number;
-            /**
-             * Format: int64
-             * @description Live events evaluated.
-             */
-            events: number;
-            /**
-             * Format: int64
-             * @description Live events missed (engine fell behind).
-             */
-            events_missed: number;
-            /**
-             * Format: int64
-             * @description Deliveries given up.
-             */
-            failed: number;
+        CountersSnapshot: components["schemas"]["WebhookCountsSnapshot"] & {
             /**
              * Format: int64
              * @description Change → first attempt of the last delivery, ms.
              */
             last_trigger_latency_ms: number;
-            /**
-             * Format: int64
-             * @description Rules fired.
-             */
-            matches: number;
-            /**
-             * Format: int64
-             * @description Deliveries postponed by a rate limit.
-             */
-            rate_limited: number;
-            /**
-             * Format: int64
-             * @description Attempts to be retried.
-             */
-            retries: number;
-            /**
-             * Format: int64
-             * @description Matches suppressed by a cooldown.
-             */
-            suppressed_cooldown: number;
         };
         /** @description Counts for the dashboard. */
         Counts: {
@@ -1957,6 +1892,74 @@ export interface components {
          * @enum {string}
          */
         Verdict: "ok" | "degraded" | "failed";
+        WebhookCountsSnapshot: {
+            /**
+             * Format: int64
+             * @description Webhook delivery attempts.
+             */
+            attempts: number;
+            /**
+             * Format: int64
+             * @description Webhook deliveries that succeeded.
+             */
+            delivered: number;
+            /**
+             * Format: int64
+             * @description Wake-ups of the webhook delivery dispatcher.
+             */
+            dispatcher_rounds: number;
+            /**
+             * Format: int64
+             * @description Pending webhook deliveries dropped (oldest first) because their target had
+             *     `webhooks.max_pending_per_target` waiting.
+             */
+            dropped: number;
+            /**
+             * Format: int64
+             * @description Webhook rule matches that could not be written to the outbox.
+             */
+            enqueue_errors: number;
+            /**
+             * Format: int64
+             * @description Webhook deliveries written to the outbox.
+             */
+            enqueued: number;
+            /**
+             * Format: int64
+             * @description Live state changes the webhook rules evaluated.
+             */
+            events: number;
+            /**
+             * Format: int64
+             * @description Live state changes the webhook rules missed because they fell behind (`Lagged`).
+             */
+            events_missed: number;
+            /**
+             * Format: int64
+             * @description Webhook deliveries given up.
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Webhook rules that fired.
+             */
+            matches: number;
+            /**
+             * Format: int64
+             * @description Webhook deliveries postponed by a target's rate limit.
+             */
+            rate_limited: number;
+            /**
+             * Format: int64
+             * @description Webhook delivery attempts that will be retried.
+             */
+            retries: number;
+            /**
+             * Format: int64
+             * @description Webhook rule matches suppressed by a cooldown.
+             */
+            suppressed_cooldown: number;
+        };
         /** @description Every target. */
         WebhookList: {
             /** @description The targets, oldest first. */

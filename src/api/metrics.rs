@@ -260,55 +260,7 @@ impl Collector for StatusCollector {
             s.live.listeners() as f64,
         )?;
         let w = s.webhooks.counters().snapshot();
-        for (name, help, value) in [
-            (
-                "homeiq_webhook_events",
-                "Live state changes the webhook rules evaluated",
-                w.events,
-            ),
-            (
-                "homeiq_webhook_events_missed",
-                "Live state changes the webhook rules missed because they fell behind",
-                w.events_missed,
-            ),
-            (
-                "homeiq_webhook_matches",
-                "Webhook rules that fired",
-                w.matches,
-            ),
-            (
-                "homeiq_webhook_suppressed_cooldown",
-                "Webhook rule matches suppressed by a cooldown",
-                w.suppressed_cooldown,
-            ),
-            (
-                "homeiq_webhook_enqueue_errors",
-                "Webhook rule matches that could not be written to the outbox",
-                w.enqueue_errors,
-            ),
-            (
-                "homeiq_webhook_attempts",
-                "Webhook delivery attempts",
-                w.attempts,
-            ),
-            (
-                "homeiq_webhook_retries",
-                "Webhook delivery attempts that will be retried",
-                w.retries,
-            ),
-            (
-                "homeiq_webhook_rate_limited",
-                "Webhook deliveries postponed by a target's rate limit",
-                w.rate_limited,
-            ),
-            (
-                "homeiq_webhook_dropped",
-                "Pending webhook deliveries dropped because their target's outbox was full",
-                w.dropped,
-            ),
-        ] {
-            counter(&mut e, name, help, value)?;
-        }
+        counter_set(&mut e, &w.counts)?;
         gauge(
             &mut e,
             "homeiq_webhook_last_trigger_latency_seconds",

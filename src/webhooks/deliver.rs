@@ -397,7 +397,10 @@ impl Dispatcher {
         runtimes: &mut HashMap<String, Runtime>,
         tasks: &mut JoinSet<()>,
     ) -> Duration {
-        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .counts
+            .dispatcher_rounds
+            .fetch_add(1, Ordering::Relaxed);
         let targets = self.targets.load_full();
         runtimes.retain(|id, _| targets.contains_key(id));
         for (id, t) in targets.iter() {
@@ -450,7 +453,10 @@ impl Dispatcher {
                 if let Err(not_until) = runtime.limiter.check() {
                     let wait = not_until.wait_time_from(DefaultClock::default().now());
                     runtime.paused_until = Some(Instant::now() + wait);
-                    self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .counts
+                        .rate_limited
+                        .fetch_add(1, Ordering::Relaxed);
                     blocked.push(d.target_id.clone());
                     continue;
                 }
@@ -522,7 +528,7 @@ impl Dispatcher {
             .await
             .is_ok()
         {
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.counters.counts.failed.fetch_add(1, Ordering::Relaxed);
             self.counters.count_target(&d.target_id, false);
         }
     }
@@ -548,7 +554,10 @@ impl Job {
                 .last_trigger_latency_ms
                 .store(u64::try_from(latency).unwrap_or(0), Ordering::Relaxed);
         }
-        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .counts
+            .attempts
+            .fetch_add(1, Ordering::Relaxed);
         let clock = Instant::now();
         let outcome = attempt(&self.http, &self.target, &d).await;
         let latency = i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -566,17 +575,20 @@ impl Job {
         };
         match new_status {
             DeliveryStatus::Delivered => {
-                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .counts
+                    .delivered
+                    .fetch_add(1, Ordering::Relaxed);
                 self.counters.count_target(&d.target_id, true);
                 tracing::debug!(target = %self.target.name, delivery = %d.id, latency_ms = latency, "webhook delivered");
             }
             DeliveryStatus::Failed => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                self.counters.counts.failed.fetch_add(1, Ordering::Relaxed);
                 self.counters.count_target(&d.target_id, false);
                 tracing::warn!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery given up");
             }
             DeliveryStatus::Pending | DeliveryStatus::InFlight => {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.counters.counts.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target = %self.target.name, delivery = %d.id, attempts, error = error.as_deref().unwrap_or(""), "webhook delivery will be retried");
             }
         }
@@ -748,7 +760,9 @@ mod tests {
         }
         let took = started.elapsed();
         // every attempt's end wakes the dispatcher once (a round after the first): let those pass
-        while counters.rounds.load(Ordering::Relaxed) <= counters.attempts.load(Ordering::Relaxed) {
+        while counters.counts.dispatcher_rounds.load(Ordering::Relaxed)
+            <= counters.counts.attempts.load(Ordering::Relaxed)
+        {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "attempts never ended"
@@ -757,12 +771,12 @@ mod tests {
         }
         // while the rate-limited target waits with its backlog, the dispatcher sleeps: it wakes
         // about once a second, not every millisecond
-        let rounds = counters.rounds.load(Ordering::Relaxed);
-        let limited = counters.rate_limited.load(Ordering::Relaxed);
+        let rounds = counters.counts.dispatcher_rounds.load(Ordering::Relaxed);
+        let limited = counters.counts.rate_limited.load(Ordering::Relaxed);
         let window = Duration::from_millis(1500);
         tokio::time::sleep(window).await;
-        let rounds = counters.rounds.load(Ordering::Relaxed) - rounds;
-        let limited = counters.rate_limited.load(Ordering::Relaxed) - limited;
+        let rounds = counters.counts.dispatcher_rounds.load(Ordering::Relaxed) - rounds;
+        let limited = counters.counts.rate_limited.load(Ordering::Relaxed) - limited;
         println!("other target delivered in {took:?}; {rounds} dispatcher rounds in {window:?}");
         assert!(rounds <= 4, "{rounds} dispatcher rounds in {window:?}");
         assert!(limited <= 2, "{limited} rate-limit checks in {window:?}");

@@ -77,46 +77,51 @@ pub enum WebhookError {
     Encode(#[from] serde_json::Error),
 }
 
-/// Counters of the webhook engine and delivery; read by `/health/deep` and `/metrics`.
+crate::counters::counters! {
+    /// Counters of the webhook engine and delivery; read by `/health/deep` and `/metrics`
+    /// (`homeiq_webhook_<field>`).
+    pub struct WebhookCounts => WebhookCountsSnapshot ("homeiq_webhook") {
+        /// Live state changes the webhook rules evaluated.
+        events,
+        /// Live state changes the webhook rules missed because they fell behind (`Lagged`).
+        events_missed,
+        /// Webhook rules that fired.
+        matches,
+        /// Webhook rule matches suppressed by a cooldown.
+        suppressed_cooldown,
+        /// Webhook deliveries written to the outbox.
+        enqueued,
+        /// Webhook rule matches that could not be written to the outbox.
+        enqueue_errors,
+        /// Webhook delivery attempts.
+        attempts,
+        /// Webhook deliveries that succeeded.
+        delivered,
+        /// Webhook deliveries given up.
+        failed,
+        /// Webhook delivery attempts that will be retried.
+        retries,
+        /// Webhook deliveries postponed by a target's rate limit.
+        rate_limited,
+        /// Pending webhook deliveries dropped (oldest first) because their target had
+        /// `webhooks.max_pending_per_target` waiting.
+        dropped,
+        /// Wake-ups of the webhook delivery dispatcher.
+        dispatcher_rounds,
+    }
+}
+
+/// The webhook engine's counters, the last trigger latency (a gauge) and per-target outcomes.
 #[derive(Debug, Default)]
 pub struct WebhookCounters {
-    /// Live events the engine evaluated.
-    pub events: AtomicU64,
-    /// Live events the engine missed because it fell behind (`Lagged`).
-    pub events_missed: AtomicU64,
-    /// Rules that fired.
-    pub matches: AtomicU64,
-    /// Matches suppressed by a cooldown.
-    pub suppressed_cooldown: AtomicU64,
-    /// Deliveries written to the outbox.
-    pub enqueued: AtomicU64,
-    /// Matches that could not be written to the outbox.
-    pub enqueue_errors: AtomicU64,
-    /// Attempts made.
-    pub attempts: AtomicU64,
-    /// Deliveries that succeeded.
-    pub delivered: AtomicU64,
-    /// Deliveries given up.
-    pub failed: AtomicU64,
-    /// Attempts that will be retried.
-    pub retries: AtomicU64,
-    /// Times a target's rate limit postponed a delivery.
-    pub rate_limited: AtomicU64,
-    /// Pending deliveries dropped (oldest first) because their target had
-    /// `webhooks.max_pending_per_target` waiting.
-    pub dropped: AtomicU64,
-    /// Rounds of the delivery dispatcher (its wake-ups).
-    pub rounds: AtomicU64,
+    /// The counters.
+    pub counts: WebhookCounts,
     /// Change in Home Assistant → start of the first attempt, last delivery, ms.
     pub last_trigger_latency_ms: AtomicU64,
     per_target: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl WebhookCounters {
-    fn get(v: &AtomicU64) -> u64 {
-        v.load(Ordering::Relaxed)
-    }
-
     /// Counts a finished delivery of `target` (since start).
     pub fn count_target(&self, target: &str, delivered: bool) {
         let mut map = self.per_target.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,20 +144,8 @@ impl WebhookCounters {
     /// A snapshot.
     pub fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
-            events: Self::get(&self.events),
-            events_missed: Self::get(&self.events_missed),
-            matches: Self::get(&self.matches),
-            suppressed_cooldown: Self::get(&self.suppressed_cooldown),
-            enqueued: Self::get(&self.enqueued),
-            enqueue_errors: Self::get(&self.enqueue_errors),
-            attempts: Self::get(&self.attempts),
-            delivered: Self::get(&self.delivered),
-            failed: Self::get(&self.failed),
-            retries: Self::get(&self.retries),
-            rate_limited: Self::get(&self.rate_limited),
-            dropped: Self::get(&self.dropped),
-            dispatcher_rounds: Self::get(&self.rounds),
-            last_trigger_latency_ms: Self::get(&self.last_trigger_latency_ms),
+            counts: self.counts.snapshot(),
+            last_trigger_latency_ms: self.last_trigger_latency_ms.load(Ordering::Relaxed),
         }
     }
 }
@@ -160,32 +153,9 @@ impl WebhookCounters {
 /// [`WebhookCounters`] as plain numbers.
 #[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct CountersSnapshot {
-    /// Live events evaluated.
-    pub events: u64,
-    /// Live events missed (engine fell behind).
-    pub events_missed: u64,
-    /// Rules fired.
-    pub matches: u64,
-    /// Matches suppressed by a cooldown.
-    pub suppressed_cooldown: u64,
-    /// Deliveries written to the outbox.
-    pub enqueued: u64,
-    /// Matches that could not be written to the outbox.
-    pub enqueue_errors: u64,
-    /// Attempts made.
-    pub attempts: u64,
-    /// Deliveries that succeeded.
-    pub delivered: u64,
-    /// Deliveries given up.
-    pub failed: u64,
-    /// Attempts to be retried.
-    pub retries: u64,
-    /// Deliveries postponed by a rate limit.
-    pub rate_limited: u64,
-    /// Pending deliveries dropped because their target's outbox was full.
-    pub dropped: u64,
-    /// Wake-ups of the delivery dispatcher.
-    pub dispatcher_rounds: u64,
+    /// The counters.
+    #[serde(flatten)]
+    pub counts: WebhookCountsSnapshot,
     /// Change → first attempt of the last delivery, ms.
     pub last_trigger_latency_ms: u64,
 }
@@ -252,10 +222,10 @@ impl WebhookStatus {
     /// Webhooks' judgement of themselves: state changes the rules missed are a warning.
     pub fn health(&self) -> crate::health::Health {
         let mut health = crate::health::Health::default();
-        if self.counters.events_missed > 0 {
+        if self.counters.counts.events_missed > 0 {
             health.warn(format!(
                 "webhook rules missed {} state changes because they fell behind the live stream",
-                self.counters.events_missed
+                self.counters.counts.events_missed
             ));
         }
         health
@@ -418,11 +388,16 @@ impl WebhookHandle {
                 self.inner.settings.max_pending_per_target,
             )
             .await?;
-        self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
+            .counts
+            .enqueued
+            .fetch_add(1, Ordering::Relaxed);
         if dropped > 0 {
             let before = self
                 .inner
                 .counters
+                .counts
                 .dropped
                 .fetch_add(dropped, Ordering::Relaxed);
             // the first drop, then one line per thousand: a backlog must not flood the log
@@ -449,7 +424,11 @@ impl WebhookHandle {
                 .get(&m.target_id)
                 .map(|t| t.name.clone())
                 .unwrap_or_default();
-            self.inner.counters.matches.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .counters
+                .counts
+                .matches
+                .fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self
                 .enqueue(
                     (&m.target_id, &name),
@@ -462,6 +441,7 @@ impl WebhookHandle {
             {
                 self.inner
                     .counters
+                    .counts
                     .enqueue_errors
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, target = %name, entity = %m.event.entity_id, "cannot write a webhook delivery; this match is lost");
@@ -538,7 +518,7 @@ impl WebhookHandle {
                     let catalog = catalog.current();
                     let mut matches = Vec::new();
                     while let Ok(event) = events.try_recv() {
-                        counters.events.fetch_add(1, Ordering::Relaxed);
+                        counters.counts.events.fetch_add(1, Ordering::Relaxed);
                         matches.extend(engine.evaluate(&event, Utc::now(), &*catalog));
                     }
                     self.enqueue_matches(matches).await;
@@ -553,12 +533,12 @@ impl WebhookHandle {
                 }
                 event = events.recv() => match event {
                     Ok(event) => {
-                        counters.events.fetch_add(1, Ordering::Relaxed);
+                        counters.counts.events.fetch_add(1, Ordering::Relaxed);
                         let catalog = catalog.current();
                         engine.evaluate(&event, Utc::now(), &*catalog)
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        counters.events_missed.fetch_add(n, Ordering::Relaxed);
+                        counters.counts.events_missed.fetch_add(n, Ordering::Relaxed);
                         tracing::warn!(missed = n, "webhook rules fell behind the live stream; events missed");
                         Vec::new()
                     }
@@ -570,6 +550,7 @@ impl WebhookHandle {
             };
             self.enqueue_matches(matches).await;
             counters
+                .counts
                 .suppressed_cooldown
                 .store(engine.stats().suppressed_cooldown, Ordering::Relaxed);
         }
