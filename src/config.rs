@@ -22,6 +22,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
 
+/// File name of the metadata database (registry mirror, webhooks) inside the data directory.
+pub(crate) const METADATA_DB_FILE: &str = "homeiq.db";
+
 /// Environment variable prefix of HomeIQ's settings.
 pub const ENV_PREFIX: &str = "HOMEIQ";
 /// Default location of the add-on options file.
@@ -953,9 +956,9 @@ impl Settings {
         })
     }
 
-    /// Path of the SQLite metadata database.
+    /// Path of the SQLite metadata database ([`METADATA_DB_FILE`] in the data directory).
     pub fn metadata_db_path(&self) -> PathBuf {
-        self.data_dir.join("homeiq.db")
+        self.data_dir.join(METADATA_DB_FILE)
     }
 
     /// The data directory.

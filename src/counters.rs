@@ -13,7 +13,7 @@
 //! typed snapshot for the health report.
 
 /// A snapshot of counters that the metrics exporter can walk.
-pub trait CounterSet {
+pub(crate) trait CounterSet {
     /// The metric name prefix, e.g. `homeiq_ingest`.
     const PREFIX: &'static str;
     /// Calls `f(field, help, value)` for every counter, in declaration order.
@@ -45,7 +45,7 @@ macro_rules! counters {
 
         impl $name {
             /// The counters' current values.
-            pub fn snapshot(&self) -> $snapshot {
+            pub(crate) fn snapshot(&self) -> $snapshot {
                 $snapshot {
                     $( $field: self.$field.load(::std::sync::atomic::Ordering::Relaxed), )*
                 }

@@ -5,7 +5,7 @@
 //! Capabilities live in their own modules; [`app`] wires them together and `main.rs` only parses
 //! the command line.
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -13,12 +13,12 @@ mod counters;
 pub mod demo;
 pub mod ha;
 pub mod health;
-pub mod http;
-pub mod ingest;
+pub(crate) mod http;
+pub(crate) mod ingest;
 pub mod memory;
 pub mod prepared;
 pub mod registry;
 pub mod simulate;
 pub mod store;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod webhooks;

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call does nothing).
-pub fn init(log_level: &str, format: LogFormat) {
+pub(crate) fn init(log_level: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -27,7 +27,7 @@ use crate::prepared::PreparedJson;
 use crate::store::written::WriteLog;
 
 /// Longest time an answer is served from the cache.
-pub const TIME_TO_LIVE: Duration = Duration::from_secs(60);
+pub(crate) const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
 /// A cached answer.
 #[derive(Clone)]
@@ -38,7 +38,7 @@ struct Entry {
 }
 
 /// Which writes make an answer out of date.
-pub enum Scope<'a> {
+pub(crate) enum Scope<'a> {
     /// Writes of these entities.
     Entities(&'a [String]),
     /// Any write.
@@ -47,14 +47,14 @@ pub enum Scope<'a> {
 
 /// The history cache; cheap to clone.
 #[derive(Clone)]
-pub struct HistoryCache {
+pub(crate) struct HistoryCache {
     cache: Option<moka::future::Cache<String, Entry>>,
     log: Arc<WriteLog>,
 }
 
 impl HistoryCache {
     /// A cache of at most `max_mb` MiB of answers (0: off), invalidated through `log`.
-    pub fn new(max_mb: u32, log: Arc<WriteLog>) -> Self {
+    pub(crate) fn new(max_mb: u32, log: Arc<WriteLog>) -> Self {
         let cache = (max_mb > 0).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(u64::from(max_mb) * 1024 * 1024)
@@ -70,7 +70,7 @@ impl HistoryCache {
 
     /// The answer for `key`: from the cache while current, else rendered by `compute` (once for
     /// all callers asking at the same time) and kept.
-    pub async fn get_or_compute<F, Fut>(
+    pub(crate) async fn get_or_compute<F, Fut>(
         &self,
         key: String,
         scope: Scope<'_>,

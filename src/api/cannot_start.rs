@@ -33,7 +33,7 @@ use crate::store::fault::StorageFault;
 
 /// One configuration problem, as `/health` reports it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// The dotted key at fault (`influxdb.batch_size`), when the problem is about one.
     pub key: Option<String>,
     /// What is wrong.
@@ -68,7 +68,7 @@ impl Problem {
 /// Why HomeIQ is not running; its variant is `/health`'s `status`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum CannotStart {
+pub(crate) enum CannotStart {
     /// The configuration is invalid.
     ConfigError {
         /// Every problem found.
@@ -207,7 +207,7 @@ fn escape(text: &str) -> String {
 }
 
 /// Binds the server on `bind:port` (port 0 picks a free one) and returns it with the bound port.
-pub fn bind(
+pub(crate) fn bind(
     reason: CannotStart,
     bind: &str,
     port: u16,
@@ -236,7 +236,7 @@ pub fn bind(
 
 /// Logs every problem (naming its key), then answers as described in the module documentation
 /// until `stop` completes (SIGTERM or SIGINT). Errors only if the address cannot be bound.
-pub async fn serve_until_stopped(
+pub(crate) async fn serve_until_stopped(
     errors: &[ConfigError],
     fallback: &FallbackSettings,
     stop: impl Future<Output = ()>,
@@ -254,7 +254,7 @@ pub async fn serve_until_stopped(
 /// Logs the file that cannot be opened and what to do, then answers as described in the module
 /// documentation until `stop` completes (SIGTERM or SIGINT). Errors only if the address cannot
 /// be bound.
-pub async fn serve_storage_error(
+pub(crate) async fn serve_storage_error(
     fault: StorageFault,
     fallback: &FallbackSettings,
     stop: impl Future<Output = ()>,

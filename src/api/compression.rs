@@ -20,7 +20,7 @@ const IDENTITY: HeaderValue = HeaderValue::from_static("identity");
 
 /// Marks responses whose body is known to be under [`MIN_GZIP_BYTES`] so that `Compress` skips
 /// them; wrap it inside `Compress`.
-pub async fn mark_small_bodies(
+pub(crate) async fn mark_small_bodies(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -37,7 +37,7 @@ pub async fn mark_small_bodies(
 }
 
 /// Removes the marker [`mark_small_bodies`] set; wrap it outside `Compress`.
-pub async fn unmark(
+pub(crate) async fn unmark(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {

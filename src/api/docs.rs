@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "Signed webhooks triggered by state changes: targets, test deliveries, delivery log"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -81,10 +81,13 @@ pub(crate) fn document_guards(doc: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The rendered document.
-pub struct OpenApiJson(pub crate::prepared::PreparedJson);
+pub(crate) struct OpenApiJson(pub crate::prepared::PreparedJson);
 
 /// `GET /api/openapi.json`.
-pub async fn openapi_json(request: HttpRequest, doc: web::Data<OpenApiJson>) -> HttpResponse {
+pub(crate) async fn openapi_json(
+    request: HttpRequest,
+    doc: web::Data<OpenApiJson>,
+) -> HttpResponse {
     crate::http::prepared_json_ok(&request, &doc.0)
 }
 
@@ -109,14 +112,14 @@ const BUNDLE_GZ: &[u8] = include_bytes!("../../assets/api-docs/swagger-ui-bundle
 const CSS_GZ: &[u8] = include_bytes!("../../assets/api-docs/swagger-ui.css.gz");
 
 /// `GET /api/docs`: to the page, keeping relative URLs working.
-pub async fn docs_redirect() -> HttpResponse {
+pub(crate) async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "docs/"))
         .finish()
 }
 
 /// `GET /api/docs/`: the Swagger UI page.
-pub async fn docs_index() -> HttpResponse {
+pub(crate) async fn docs_index() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -132,12 +135,12 @@ fn gzipped(content_type: &'static str, body: &'static [u8]) -> HttpResponse {
 }
 
 /// `GET /api/docs/swagger-ui-bundle.js`.
-pub async fn docs_bundle() -> HttpResponse {
+pub(crate) async fn docs_bundle() -> HttpResponse {
     gzipped("text/javascript; charset=utf-8", BUNDLE_GZ)
 }
 
 /// `GET /api/docs/swagger-ui.css`.
-pub async fn docs_css() -> HttpResponse {
+pub(crate) async fn docs_css() -> HttpResponse {
     gzipped("text/css; charset=utf-8", CSS_GZ)
 }
 

@@ -35,7 +35,7 @@ use url::Url;
 use crate::http::error::ApiError;
 
 /// The request id header, accepted from the caller or generated.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Paths open to everyone: the Supervisor's watchdog and liveness probes.
 const OPEN_PATHS: &[&str] = &["/health"];
@@ -43,7 +43,7 @@ const OPEN_PATHS: &[&str] = &["/health"];
 /// The method label: the methods the API serves, every other one is `other` (a client may send
 /// any token as a method, up to the request line's size).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     /// `GET`.
     Get,
     /// `HEAD`.
@@ -64,7 +64,7 @@ pub enum Method {
 
 impl Method {
     /// The label of a request's method.
-    pub fn of(method: &actix_web::http::Method) -> Self {
+    pub(crate) fn of(method: &actix_web::http::Method) -> Self {
         use actix_web::http::Method as M;
         match *method {
             M::GET => Method::Get,
@@ -79,7 +79,7 @@ impl Method {
     }
 
     /// As shown in labels and logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -106,7 +106,7 @@ impl EncodeLabelValue for Method {
 
 /// The status label: `1xx` … `5xx`, `other` for codes outside them.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
-pub enum StatusClass {
+pub(crate) enum StatusClass {
     /// 100–199.
     Informational,
     /// 200–299.
@@ -123,7 +123,7 @@ pub enum StatusClass {
 
 impl StatusClass {
     /// The class of a status code.
-    pub fn of(status: actix_web::http::StatusCode) -> Self {
+    pub(crate) fn of(status: actix_web::http::StatusCode) -> Self {
         match status.as_u16() / 100 {
             1 => StatusClass::Informational,
             2 => StatusClass::Success,
@@ -154,7 +154,7 @@ impl EncodeLabelValue for StatusClass {
 
 /// Labels of the HTTP duration histogram.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     /// HTTP method.
     pub method: Method,
     /// The registered route pattern that matched (`/api/v1/devices/{id}`), or `unmatched`:
@@ -165,10 +165,10 @@ pub struct RouteLabels {
 }
 
 /// Request durations by route.
-pub type HttpDurations = Family<RouteLabels, Histogram>;
+pub(crate) type HttpDurations = Family<RouteLabels, Histogram>;
 
 /// A new duration family with buckets from 100 µs to 10 s.
-pub fn http_durations() -> HttpDurations {
+pub(crate) fn http_durations() -> HttpDurations {
     Family::new_with_constructor(|| {
         Histogram::new([
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -178,7 +178,7 @@ pub fn http_durations() -> HttpDurations {
 }
 
 /// What the access and rate-limit middleware need.
-pub struct Guard {
+pub(crate) struct Guard {
     /// Requests from this address are trusted (the ingress gateway).
     pub gateway: Option<IpAddr>,
     /// Bearer token other clients must present.
@@ -200,7 +200,7 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     /// Access rules and a limiter of `per_second` requests (bursts of `burst`) per client;
     /// `per_second = 0` turns limiting off.
-    pub fn new(
+    pub(crate) fn new(
         gateway: Option<IpAddr>,
         token: Option<String>,
         per_second: u32,
@@ -234,7 +234,7 @@ fn new_request_id() -> String {
 }
 
 /// Request id, tracing span, duration metric and one log line per request.
-pub async fn request_context(
+pub(crate) async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -361,7 +361,7 @@ fn has_body(req: &ServiceRequest) -> bool {
 /// (curl, Home Assistant) send no `Origin` and are not affected. A request with a body must
 /// declare it `application/json` (415): browsers send `text/plain` and form bodies cross-site
 /// without asking first.
-pub async fn same_origin(
+pub(crate) async fn same_origin(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -411,7 +411,7 @@ pub async fn same_origin(
 
 /// Access: the ingress gateway is trusted; everyone else needs the bearer token when one is set,
 /// and is refused when HomeIQ runs as an add-on without one.
-pub async fn access(
+pub(crate) async fn access(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -521,7 +521,7 @@ const MAX_CLIENTS: usize = 10_000;
 /// The per-client rate limit: 429 with `Retry-After` when a client exceeds its quota. It runs
 /// before access control, so refused requests (a wrong token) count as well. Clients are told
 /// apart by address, and behind the ingress gateway by Home Assistant user.
-pub async fn rate_limit(
+pub(crate) async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -597,7 +597,7 @@ impl ClientLimiter {
 }
 
 /// Shared guard for the app data.
-pub fn data(guard: Guard) -> web::Data<Guard> {
+pub(crate) fn data(guard: Guard) -> web::Data<Guard> {
     web::Data::from(Arc::new(guard))
 }
 

@@ -22,13 +22,13 @@ use crate::store::history::{
 };
 
 /// Entities one history request may name.
-pub const MAX_HISTORY_ENTITIES: usize = 50;
+pub(crate) const MAX_HISTORY_ENTITIES: usize = 50;
 /// Entities one aggregate request may name.
-pub const MAX_AGGREGATE_ENTITIES: usize = 20;
+pub(crate) const MAX_AGGREGATE_ENTITIES: usize = 20;
 /// Most records per history page.
-pub const MAX_HISTORY_LIMIT: usize = 10_000;
+pub(crate) const MAX_HISTORY_LIMIT: usize = 10_000;
 /// Most buckets per aggregate series or statistics answer.
-pub const MAX_POINTS: u64 = 10_000;
+pub(crate) const MAX_POINTS: u64 = 10_000;
 
 /// Parses an RFC 3339 time from a query parameter (a `+` decoded to a space is put back).
 fn parse_time(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -140,7 +140,7 @@ fn range(
 /// Record order.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum OrderParam {
+pub(crate) enum OrderParam {
     /// Oldest first.
     Asc,
     /// Newest first.
@@ -151,7 +151,7 @@ pub enum OrderParam {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct HistoryParams {
+pub(crate) struct HistoryParams {
     /// One entity id, or several separated by commas (at most 50).
     #[param(
         required = true,
@@ -186,7 +186,7 @@ pub struct HistoryParams {
     )
 )]
 #[get("/history")]
-pub async fn history(
+pub(crate) async fn history(
     request: HttpRequest,
     state: web::Data<HistoryApi>,
     Params(p): Params<HistoryParams>,
@@ -269,7 +269,7 @@ where
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AggregateParams {
+pub(crate) struct AggregateParams {
     /// One entity id, or several separated by commas (at most 20).
     #[param(
         required = true,
@@ -307,7 +307,7 @@ pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
 
 /// Aggregates of numeric entities.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AggregateAnswer {
+pub(crate) struct AggregateAnswer {
     /// Range start.
     pub start: DateTime<Utc>,
     /// Range end.
@@ -329,7 +329,7 @@ pub struct AggregateAnswer {
     )
 )]
 #[get("/history/aggregate")]
-pub async fn aggregate(
+pub(crate) async fn aggregate(
     request: HttpRequest,
     state: web::Data<HistoryApi>,
     Params(p): Params<AggregateParams>,
@@ -396,7 +396,7 @@ pub async fn aggregate(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct StatsParams {
+pub(crate) struct StatsParams {
     /// Range start, RFC 3339 (default: `end` − 1 h).
     #[param(format = DateTime)]
     start: Option<String>,
@@ -409,7 +409,7 @@ pub struct StatsParams {
 
 /// Events per bucket by domain.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct StatsAnswer {
+pub(crate) struct StatsAnswer {
     /// Range start.
     pub start: DateTime<Utc>,
     /// Range end.
@@ -433,7 +433,7 @@ pub struct StatsAnswer {
     )
 )]
 #[get("/events/stats")]
-pub async fn event_stats(
+pub(crate) async fn event_stats(
     request: HttpRequest,
     state: web::Data<HistoryApi>,
     Params(p): Params<StatsParams>,

@@ -21,7 +21,7 @@ use crate::counters::CounterSet;
 use crate::ha::ConnectionState;
 
 /// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Reads every status snapshot at scrape time.
 struct StatusCollector {
@@ -314,7 +314,7 @@ impl Collector for StatusCollector {
 }
 
 /// Resident memory of this process, from `/proc/self/statm` (Linux).
-pub fn resident_bytes() -> Option<u64> {
+pub(crate) fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
@@ -322,7 +322,7 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// A registry whose collector reads `state` at every scrape, plus the live histograms: history
 /// write durations (labelled with the backend) and HTTP request durations by route.
-pub fn registry(state: AppState, http: super::guard::HttpDurations) -> Registry {
+pub(crate) fn registry(state: AppState, http: super::guard::HttpDurations) -> Registry {
     let mut registry = Registry::default();
     registry
         .sub_registry_with_label(("backend".into(), state.writer.backend().as_str().into()))
@@ -342,7 +342,7 @@ pub fn registry(state: AppState, http: super::guard::HttpDurations) -> Registry 
 }
 
 /// Renders the registry as OpenMetrics text.
-pub fn render(registry: &Registry) -> Result<String, fmt::Error> {
+pub(crate) fn render(registry: &Registry) -> Result<String, fmt::Error> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)

@@ -18,17 +18,17 @@
 //! Every answer carries `X-Request-ID`; errors share [`crate::http::error::ErrorBody`]; access and rate limits
 //! are in [`guard`].
 
-pub mod cache;
-pub mod cannot_start;
-pub mod compression;
-pub mod docs;
-pub mod guard;
-pub mod history;
-pub mod metrics;
-pub mod ops;
-pub mod panel;
-pub mod rates;
-pub mod stream;
+pub(crate) mod cache;
+pub(crate) mod cannot_start;
+pub(crate) mod compression;
+pub(crate) mod docs;
+pub(crate) mod guard;
+pub(crate) mod history;
+pub(crate) mod metrics;
+pub(crate) mod ops;
+pub(crate) mod panel;
+pub(crate) mod rates;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,7 +50,7 @@ use crate::store::states::CurrentStates;
 
 /// Everything the handlers read.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// The Home Assistant client.
     pub ha: HaHandle,
     /// The history writer (InfluxDB or embedded).
@@ -87,7 +87,7 @@ pub struct AppState {
 
 /// What the server needs besides [`AppState`].
 #[derive(Debug, Clone)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// Address to bind.
     pub bind: String,
     /// Port (0 picks a free one).
@@ -107,7 +107,7 @@ fn http_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_HTTP_WORKERS))
 }
 
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = routes(App::new().into_utoipa_app()).split_for_parts().1;
     docs::document_guards(&mut doc);
     doc
@@ -140,7 +140,7 @@ where
 }
 
 /// Binds the HTTP server (port 0 picks a free port) and returns it with the bound port.
-pub fn bind(
+pub(crate) fn bind(
     state: AppState,
     options: &ServerOptions,
 ) -> std::io::Result<(actix_web::dev::Server, u16)> {
@@ -230,7 +230,7 @@ pub fn bind(
 }
 
 /// The documented paths and the methods each serves, to tell 405 from 404.
-pub struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, String)>);
+pub(crate) struct KnownRoutes(Vec<(actix_web::dev::ResourceDef, String)>);
 
 impl KnownRoutes {
     fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {

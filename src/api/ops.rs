@@ -21,7 +21,7 @@ use crate::webhooks::WebhookStatus;
 
 /// The answer of `/health`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     /// Always `ok`: the process serves requests.
     pub status: Verdict,
     /// HomeIQ's version.
@@ -33,7 +33,7 @@ pub struct Liveness {
 /// Liveness for the Supervisor's watchdog: no I/O, always 200 while the process serves requests.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Alive", body = Liveness)))]
 #[get("/health")]
-pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(Liveness {
         status: Verdict::Ok,
         version: env!("CARGO_PKG_VERSION"),
@@ -43,7 +43,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 /// The SQLite metadata database, as `/health/deep` shows it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SqliteHealth {
+pub(crate) struct SqliteHealth {
     /// Whether it answered.
     pub ok: bool,
     /// Why not.
@@ -54,7 +54,7 @@ pub struct SqliteHealth {
 /// Webhooks in `/health/deep`: their status, or why it could not be read.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum WebhooksReport {
+pub(crate) enum WebhooksReport {
     /// Targets, deliveries by status and counters.
     Status(WebhookStatus),
     /// The webhook store could not be read.
@@ -66,7 +66,7 @@ pub enum WebhooksReport {
 
 /// `/health/deep`: every component's status with one verdict.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeepReport {
+pub(crate) struct DeepReport {
     /// The worst verdict of any component.
     pub status: Verdict,
     /// Where history goes and the writer's counters.
@@ -160,7 +160,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
     )
 )]
 #[get("/health/deep")]
-pub async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
     let report = deep_report(&state).await;
     let mut response = if report.status == Verdict::Failed {
         HttpResponse::ServiceUnavailable()
@@ -176,7 +176,7 @@ pub async fn health_deep(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, content_type = "application/openmetrics-text", body = String))
 )]
 #[get("/metrics")]
-pub async fn prometheus(
+pub(crate) async fn prometheus(
     registry: web::Data<prometheus_client::registry::Registry>,
 ) -> Result<HttpResponse, ApiError> {
     let text = metrics::render(&registry)
@@ -188,7 +188,7 @@ pub async fn prometheus(
 
 /// Home Assistant connection, for the dashboard.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HaSummary {
+pub(crate) struct HaSummary {
     /// The connection's state.
     pub state: ConnectionPhase,
     /// Whether events flow.
@@ -205,14 +205,14 @@ pub struct HaSummary {
 
 /// Queue depths (the writer's own queue is in `storage`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Queues {
+pub(crate) struct Queues {
     /// Messages between the WebSocket reader and the pipeline.
     pub ha_queue: usize,
 }
 
 /// Counts for the dashboard.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Counts {
+pub(crate) struct Counts {
     /// Devices.
     pub devices: usize,
     /// Entities (registry and state-only).
@@ -235,7 +235,7 @@ pub struct Counts {
 
 /// Everything the dashboard shows, in one call.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Realtime {
+pub(crate) struct Realtime {
     /// HomeIQ's version.
     pub version: String,
     /// Seconds since start.
@@ -264,7 +264,7 @@ pub struct Realtime {
 /// One call for the dashboard: connection, storage, event rates, queues, counts, memory, uptime.
 #[utoipa::path(tag = "operations", responses((status = 200, body = Realtime)))]
 #[get("/api/v1/metrics/realtime")]
-pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn realtime(state: web::Data<AppState>) -> HttpResponse {
     let report = deep_report(&state).await;
     let ha = report.home_assistant;
     let catalog = state.catalog.current();
@@ -305,7 +305,7 @@ pub async fn realtime(state: web::Data<AppState>) -> HttpResponse {
 
 /// The effective configuration.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ConfigAnswer {
+pub(crate) struct ConfigAnswer {
     /// Every setting with its value; secrets are `***` (or empty when unset).
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
@@ -334,7 +334,7 @@ fn leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
 /// The effective configuration, secrets redacted, with where each value came from.
 #[utoipa::path(tag = "operations", responses((status = 200, body = ConfigAnswer)))]
 #[get("/api/v1/config")]
-pub async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let settings = serde_json::to_value(&*state.settings)
         .map_err(|e| ApiError::internal(format!("cannot show the settings: {e}")))?;
     let mut keys = Vec::new();
@@ -358,7 +358,7 @@ pub async fn config(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct QuarantineParams {
+pub(crate) struct QuarantineParams {
     /// Page size, 1..1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -377,7 +377,7 @@ pub struct QuarantineParams {
     )
 )]
 #[get("/api/v1/quarantine")]
-pub async fn quarantine(
+pub(crate) async fn quarantine(
     state: web::Data<AppState>,
     Params(p): Params<QuarantineParams>,
 ) -> Result<HttpResponse, ApiError> {

@@ -25,13 +25,13 @@ const NO_CACHE: &str = "no-cache";
 
 /// Where the built panel is, if anywhere.
 #[derive(Debug, Clone)]
-pub struct Panel {
+pub(crate) struct Panel {
     dir: Option<PathBuf>,
 }
 
 impl Panel {
     /// A panel served from `dir` (`None`: no panel, every non-API path is 404).
-    pub fn new(dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(dir: Option<PathBuf>) -> Self {
         match &dir {
             Some(d) if d.join("index.html").is_file() => {
                 tracing::info!(dir = %d.display(), "serving the web panel");
@@ -78,7 +78,7 @@ fn file_for(dir: &Path, path: &str) -> Option<PathBuf> {
 }
 
 /// The `<base href>` for a request: `X-Ingress-Path` plus `/` when present and plain, else `/`.
-pub fn base_href(req: &HttpRequest) -> String {
+pub(crate) fn base_href(req: &HttpRequest) -> String {
     let prefix = req
         .headers()
         .get("x-ingress-path")
@@ -96,7 +96,7 @@ pub fn base_href(req: &HttpRequest) -> String {
 }
 
 /// `index.html` with the `<base href>` injected right after `<head>`.
-pub fn inject_base(html: &str, base: &str) -> String {
+pub(crate) fn inject_base(html: &str, base: &str) -> String {
     let tag = format!("<base href=\"{base}\">");
     match html.find("<head>") {
         Some(i) => {
@@ -131,7 +131,7 @@ async fn index(req: &HttpRequest, dir: &Path) -> Result<HttpResponse, ApiError> 
 }
 
 /// The default service: the panel's files and routes, else the API's 404/405.
-pub async fn serve(
+pub(crate) async fn serve(
     req: HttpRequest,
     panel: web::Data<Panel>,
     known: web::Data<KnownRoutes>,

@@ -19,7 +19,7 @@ const MINUTES: usize = 60;
 
 /// Events in one minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct MinuteCount {
+pub(crate) struct MinuteCount {
     /// Start of the minute.
     pub minute: DateTime<Utc>,
     /// `state_changed` events received in it.
@@ -35,13 +35,13 @@ struct Window {
 
 /// Sliding windows of event counts; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct EventRates {
+pub(crate) struct EventRates {
     inner: Arc<Mutex<Window>>,
 }
 
 /// What the dashboard shows.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RateSnapshot {
+pub(crate) struct RateSnapshot {
     /// Events in the last full second.
     pub per_second_now: u64,
     /// Mean events per second over the last minute (or as long as HomeIQ has run).
@@ -60,7 +60,7 @@ impl EventRates {
     }
 
     /// Records the counter's `total` at `now` (called once a second).
-    pub fn sample(&self, total: u64, now: DateTime<Utc>) {
+    pub(crate) fn sample(&self, total: u64, now: DateTime<Utc>) {
         let mut w = self.lock();
         let delta = w.last_total.map_or(0, |last| total.saturating_sub(last));
         w.last_total = Some(total);
@@ -84,7 +84,7 @@ impl EventRates {
     }
 
     /// The current windows.
-    pub fn snapshot(&self) -> RateSnapshot {
+    pub(crate) fn snapshot(&self) -> RateSnapshot {
         let w = self.lock();
         let sum: u64 = w.seconds.iter().sum();
         RateSnapshot {
@@ -100,7 +100,7 @@ impl EventRates {
     }
 
     /// Samples `counters.events` every second until cancelled.
-    pub async fn run(self, counters: Arc<IngestCounters>, cancel: CancellationToken) {
+    pub(crate) async fn run(self, counters: Arc<IngestCounters>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {

@@ -35,7 +35,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct StreamParams {
+pub(crate) struct StreamParams {
     /// Entity ids.
     entity_id: Option<String>,
     /// Domains.
@@ -87,7 +87,7 @@ pub(crate) struct LiveApi {
 
 /// One Server-Sent Event as a client parses it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SseEvent {
+pub(crate) struct SseEvent {
     /// `hello`, `state_changed` or `lagged`.
     pub event: String,
     /// JSON text.
@@ -134,7 +134,7 @@ fn sse(event: &str, id: Option<u64>, data: &str) -> Bytes {
     )
 )]
 #[get("/stream")]
-pub async fn stream_events(
+pub(crate) async fn stream_events(
     state: web::Data<LiveApi>,
     Params(p): Params<StreamParams>,
 ) -> Result<HttpResponse, ApiError> {

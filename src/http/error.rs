@@ -7,14 +7,14 @@ use serde::Serialize;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
     /// `forbidden`, `unsupported_media_type`, `rate_limited`, `backend_unavailable`,
     /// `config_error`, `storage_error`, `internal`.
@@ -29,7 +29,7 @@ pub struct ErrorDetail {
 /// An error answered by a handler or middleware.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -49,19 +49,19 @@ impl ApiError {
     }
 
     /// 400: a request parameter is invalid.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_parameter", message);
         e.field = Some(field.into());
         e
     }
 
     /// 404: the thing asked for does not exist.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     /// 405: the path exists, but not with this method.
-    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+    pub(crate) fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -70,17 +70,17 @@ impl ApiError {
     }
 
     /// 401: credentials are missing or wrong.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
     /// 403: the client may not use the API at all.
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     /// 415: the request's body is not of a type the API takes (JSON).
-    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+    pub(crate) fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -89,7 +89,7 @@ impl ApiError {
     }
 
     /// 429: too many requests; try again after `retry_after_secs`.
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
+    pub(crate) fn rate_limited(retry_after_secs: u64) -> Self {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -100,7 +100,7 @@ impl ApiError {
     }
 
     /// 503: a backend the request needs is down.
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "backend_unavailable",
@@ -110,17 +110,17 @@ impl ApiError {
 
     /// 503: HomeIQ is not running because it cannot start (see `/health`); `code` is `/health`'s
     /// status, `config_error` or `storage_error`.
-    pub fn cannot_start(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn cannot_start(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
     /// 500: something failed that the client cannot fix.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// The body sent.
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
@@ -149,7 +149,7 @@ impl ResponseError for ApiError {
 }
 
 /// Answers for extractor failures: JSON bodies and paths that cannot be decoded.
-pub fn json_config() -> actix_web::web::JsonConfig {
+pub(crate) fn json_config() -> actix_web::web::JsonConfig {
     actix_web::web::JsonConfig::default()
         .limit(64 * 1024)
         .error_handler(|err, _| {
@@ -159,7 +159,7 @@ pub fn json_config() -> actix_web::web::JsonConfig {
 }
 
 /// Answers for path parameters that cannot be decoded.
-pub fn path_config() -> actix_web::web::PathConfig {
+pub(crate) fn path_config() -> actix_web::web::PathConfig {
     actix_web::web::PathConfig::default()
         .error_handler(|err, _| ApiError::invalid("path", err.to_string()).into())
 }

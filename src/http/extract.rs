@@ -15,7 +15,7 @@ use super::error::ApiError;
 
 /// Decoded query parameters.
 #[derive(Debug)]
-pub struct Params<T>(pub T);
+pub(crate) struct Params<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest for Params<T> {
     type Error = ApiError;
@@ -27,7 +27,7 @@ impl<T: DeserializeOwned> FromRequest for Params<T> {
 }
 
 /// A numeric parameter within `1..=max`, `default` when absent; else 400 naming `field`.
-pub fn within<T>(field: &str, value: Option<T>, default: T, max: T) -> Result<T, ApiError>
+pub(crate) fn within<T>(field: &str, value: Option<T>, default: T, max: T) -> Result<T, ApiError>
 where
     T: PartialOrd + From<u8> + std::fmt::Display + Copy,
 {
@@ -42,7 +42,7 @@ where
 }
 
 /// Decodes a query string, naming the offending key on error.
-pub fn decode<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+pub(crate) fn decode<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -4,8 +4,8 @@
 //! A leaf: it imports nothing else of HomeIQ, so `api`, `webhooks` and future capabilities can
 //! all build their routes on it without depending on each other.
 
-pub mod error;
-pub mod extract;
+pub(crate) mod error;
+pub(crate) mod extract;
 
 use serde::de::DeserializeOwned;
 
@@ -53,7 +53,7 @@ pub(crate) fn gzip_json_ok(gzip: bytes::Bytes) -> actix_web::HttpResponse {
 
 /// The OpenAPI document of every route [`configure`] registers.
 /// Decodes a JSON body, naming the field at fault.
-pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

@@ -63,16 +63,6 @@ impl EntityFilter {
         })
     }
 
-    /// A filter that records everything.
-    pub fn allow_all() -> Self {
-        let empty = EntityFilterSettings::default();
-        EntityFilter {
-            include: Rules::new(&empty).unwrap_or_else(|_| unreachable_rules()),
-            exclude: Rules::new(&empty).unwrap_or_else(|_| unreachable_rules()),
-            include_any: false,
-        }
-    }
-
     /// Whether this entity's changes are recorded.
     pub fn allows(&self, entity_id: &str) -> bool {
         if self.include.entities.contains(entity_id) {
@@ -82,15 +72,6 @@ impl EntityFilter {
             return false;
         }
         !self.include_any || self.include.matches_group(entity_id)
-    }
-}
-
-#[cold]
-fn unreachable_rules() -> Rules {
-    Rules {
-        domains: HashSet::new(),
-        entities: HashSet::new(),
-        globs: GlobSet::empty(),
     }
 }
 
@@ -109,7 +90,11 @@ mod tests {
 
     #[test]
     fn empty_filter_records_everything() {
-        let f = EntityFilter::allow_all();
+        let f = EntityFilter::new(
+            &EntityFilterSettings::default(),
+            &EntityFilterSettings::default(),
+        )
+        .expect("empty filter");
         assert!(f.allows("light.x"));
         assert!(f.allows("sensor.y"));
     }

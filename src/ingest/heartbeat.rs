@@ -155,7 +155,7 @@ mod tests {
         let writer: HistoryWriter =
             spawn_writer(&settings, client.clone(), mapper.precision()).into();
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+        let registry = RegistryStore::open(&dir.path().join(crate::config::METADATA_DB_FILE))
             .await
             .expect("registry");
         let states = CurrentStates::default();

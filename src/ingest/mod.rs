@@ -7,8 +7,8 @@ pub mod heartbeat;
 pub mod live;
 pub mod pipeline;
 
-pub use backfill::{BackfillFeed, BackfillHandle, BackfillOptions, BackfillStatus};
+pub use backfill::{BackfillHandle, BackfillOptions, BackfillStatus};
 pub use filter::EntityFilter;
 pub use heartbeat::{Heartbeat, HeartbeatCounters, HeartbeatCounts};
 pub use live::{LiveBus, LiveEvent};
-pub use pipeline::{IngestCounters, IngestCounts, IngestStatus, Pipeline};
+pub use pipeline::{IngestCounters, IngestStatus, Pipeline};

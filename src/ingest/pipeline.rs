@@ -36,7 +36,7 @@ use crate::config::SchemaMode;
 use crate::ha::model::{RegistryEvent, RegistryKind, State, StateChanged};
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
-use crate::registry::{RegistryJob, RegistryRow, RegistryRows, StateMeta};
+use crate::registry::{RegistryJob, RegistryRows, StateMeta};
 use crate::store::schema::{EntityMeta, PointMapper};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
@@ -512,7 +512,7 @@ impl Pipeline {
             ReplyTag::EntityGet(_) => {
                 if let Some(entry) = self.decode::<EntityEntry>(&raw, "entity_registry/get") {
                     self.placement.set_entity(&entry);
-                    self.send_job(RegistryJob::Upsert(Box::new(RegistryRow::Entity(entry))))
+                    self.send_job(RegistryJob::UpsertEntity(Box::new(entry)))
                         .await;
                 }
             }

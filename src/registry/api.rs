@@ -13,7 +13,7 @@ use crate::http::extract::{Params, within};
 use crate::http::{accepts_gzip, gzip_json_ok, json_ok, prepared_json_ok};
 use crate::prepared::{DeflateChunk, GzipJoin};
 use crate::registry::CatalogHandle;
-pub use crate::registry::catalog::DeviceSummary;
+pub(crate) use crate::registry::catalog::DeviceSummary;
 use crate::registry::catalog::{
     Catalog, DeviceFilter, DeviceSort, EntityFilter, EntitySort, IntegrationCount,
 };
@@ -21,7 +21,7 @@ use crate::registry::{Area, EntityView, Floor, Label};
 use crate::store::states::CurrentStates;
 
 /// Largest page of a listing.
-pub const MAX_LIMIT: usize = 1000;
+pub(crate) const MAX_LIMIT: usize = 1000;
 
 /// Default page size.
 const DEFAULT_LIMIT: usize = 100;
@@ -61,7 +61,7 @@ pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
 
 /// An entity with its current state.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EntityWithState {
+pub(crate) struct EntityWithState {
     /// The registry row (or state-only facts).
     #[serde(flatten)]
     pub entity: EntityView,
@@ -138,7 +138,7 @@ fn entity_page_gzip(
 
 /// A page of devices.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DevicePage {
+pub(crate) struct DevicePage {
     /// Devices matching the filters.
     pub total: usize,
     /// Page size asked for.
@@ -151,7 +151,7 @@ pub struct DevicePage {
 
 /// A page of entities.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EntityPage {
+pub(crate) struct EntityPage {
     /// Entities matching the filters.
     pub total: usize,
     /// Page size asked for.
@@ -165,7 +165,7 @@ pub struct EntityPage {
 /// Sort keys of devices (documentation of `sort`).
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
-pub enum DeviceSortParam {
+pub(crate) enum DeviceSortParam {
     /// By name.
     #[schema(rename = "name")]
     Name,
@@ -207,7 +207,7 @@ pub enum DeviceSortParam {
 /// Sort keys of entities (documentation of `sort`).
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
-pub enum EntitySortParam {
+pub(crate) enum EntitySortParam {
     /// By entity id.
     #[schema(rename = "entity_id")]
     EntityId,
@@ -238,7 +238,7 @@ pub enum EntitySortParam {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DeviceParams {
+pub(crate) struct DeviceParams {
     /// Area id.
     area: Option<String>,
     /// Floor id.
@@ -277,7 +277,7 @@ pub struct DeviceParams {
     )
 )]
 #[get("/devices")]
-pub async fn list_devices(
+pub(crate) async fn list_devices(
     request: HttpRequest,
     state: web::Data<RegistryApi>,
     Params(p): Params<DeviceParams>,
@@ -330,7 +330,7 @@ pub async fn list_devices(
 
 /// A device with its entities.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceDetail {
+pub(crate) struct DeviceDetail {
     /// The device.
     #[serde(flatten)]
     pub device: DeviceSummary,
@@ -348,7 +348,7 @@ pub struct DeviceDetail {
     )
 )]
 #[get("/devices/{id}")]
-pub async fn get_device(
+pub(crate) async fn get_device(
     state: web::Data<RegistryApi>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -373,7 +373,7 @@ pub async fn get_device(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EntityParams {
+pub(crate) struct EntityParams {
     /// Domain (`light`).
     domain: Option<String>,
     /// Device id.
@@ -411,7 +411,7 @@ pub struct EntityParams {
     )
 )]
 #[get("/entities")]
-pub async fn list_entities(
+pub(crate) async fn list_entities(
     request: HttpRequest,
     state: web::Data<RegistryApi>,
     Params(p): Params<EntityParams>,
@@ -473,7 +473,7 @@ pub async fn list_entities(
     )
 )]
 #[get("/entities/{entity_id}")]
-pub async fn get_entity(
+pub(crate) async fn get_entity(
     state: web::Data<RegistryApi>,
     entity_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -492,7 +492,7 @@ pub async fn get_entity(
 
 /// An area with its counts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AreaSummary {
+pub(crate) struct AreaSummary {
     /// The registry row.
     #[serde(flatten)]
     pub area: Area,
@@ -504,7 +504,7 @@ pub struct AreaSummary {
 
 /// A whole list.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ItemList<T> {
+pub(crate) struct ItemList<T> {
     /// Items.
     pub items: Vec<T>,
 }
@@ -512,7 +512,7 @@ pub struct ItemList<T> {
 /// Every area with device and entity counts.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<AreaSummary>)))]
 #[get("/areas")]
-pub async fn list_areas(state: web::Data<RegistryApi>) -> HttpResponse {
+pub(crate) async fn list_areas(state: web::Data<RegistryApi>) -> HttpResponse {
     let catalog = state.catalog.current();
     let items = catalog
         .areas
@@ -537,7 +537,7 @@ pub async fn list_areas(state: web::Data<RegistryApi>) -> HttpResponse {
 /// Every floor.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<Floor>)))]
 #[get("/floors")]
-pub async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
+pub(crate) async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().floors.clone(),
     })
@@ -546,7 +546,7 @@ pub async fn list_floors(state: web::Data<RegistryApi>) -> HttpResponse {
 /// Every label.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<Label>)))]
 #[get("/labels")]
-pub async fn list_labels(state: web::Data<RegistryApi>) -> HttpResponse {
+pub(crate) async fn list_labels(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().labels.clone(),
     })
@@ -555,7 +555,7 @@ pub async fn list_labels(state: web::Data<RegistryApi>) -> HttpResponse {
 /// Entity and device counts per integration.
 #[utoipa::path(tag = "registry", responses((status = 200, body = ItemList<IntegrationCount>)))]
 #[get("/integrations")]
-pub async fn list_integrations(state: web::Data<RegistryApi>) -> HttpResponse {
+pub(crate) async fn list_integrations(state: web::Data<RegistryApi>) -> HttpResponse {
     HttpResponse::Ok().json(ItemList {
         items: state.catalog.current().integrations.clone(),
     })

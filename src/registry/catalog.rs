@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::search::SearchIndex;
@@ -23,7 +22,7 @@ use crate::prepared::{DeflateChunk, PreparedJson};
 
 /// A device with what the API derives for it.
 #[derive(Debug, Clone)]
-pub struct CatalogDevice {
+pub(crate) struct CatalogDevice {
     /// The mirror's row.
     pub view: Device,
     /// The floor of the device's area.
@@ -40,7 +39,7 @@ pub struct CatalogDevice {
 
 /// A device with what HomeIQ derives for it: the API's device representation.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DeviceSummary {
+pub(crate) struct DeviceSummary {
     /// The registry row.
     #[serde(flatten)]
     pub device: Device,
@@ -71,18 +70,14 @@ impl From<&CatalogDevice> for DeviceSummary {
 
 impl CatalogDevice {
     /// The name shown for the device: the user's name, else the integration's, else the id.
-    pub fn display_name(&self) -> &str {
-        self.view
-            .name_by_user
-            .as_deref()
-            .or(self.view.name.as_deref())
-            .unwrap_or(&self.view.id)
+    pub(crate) fn display_name(&self) -> &str {
+        self.view.display_name().unwrap_or(&self.view.id)
     }
 }
 
 /// Entity and device counts of one integration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct IntegrationCount {
+pub(crate) struct IntegrationCount {
     /// The integration (entity platform), e.g. `hue`.
     pub integration: String,
     /// Registry entities it provides.
@@ -93,7 +88,7 @@ pub struct IntegrationCount {
 
 /// Filters of a device listing; `None` matches everything.
 #[derive(Debug, Clone, Default)]
-pub struct DeviceFilter {
+pub(crate) struct DeviceFilter {
     /// Area id.
     pub area: Option<String>,
     /// Floor id (of the device's area).
@@ -114,7 +109,7 @@ pub struct DeviceFilter {
 
 /// Sort keys of device listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceSort {
+pub(crate) enum DeviceSort {
     /// Display name (case-insensitive).
     #[default]
     Name,
@@ -132,7 +127,7 @@ pub enum DeviceSort {
 
 /// Filters of an entity listing; `None` matches everything.
 #[derive(Debug, Clone, Default)]
-pub struct EntityFilter {
+pub(crate) struct EntityFilter {
     /// Domain (`light`).
     pub domain: Option<String>,
     /// Device id.
@@ -153,7 +148,7 @@ pub struct EntityFilter {
 
 /// Sort keys of entity listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EntitySort {
+pub(crate) enum EntitySort {
     /// Entity id.
     #[default]
     EntityId,
@@ -167,7 +162,7 @@ pub enum EntitySort {
 
 /// One page of a listing.
 #[derive(Debug)]
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     /// Everything matching the filters.
     pub total: usize,
     /// The page's items.
@@ -180,12 +175,12 @@ pub struct Page<T> {
 /// starts over (listings are few: a handful of filters and pages per panel session). Pages are
 /// [`PreparedJson`], so each is also compressed at most once.
 #[derive(Debug, Default)]
-pub struct PageMemo {
+pub(crate) struct PageMemo {
     pages: Mutex<HashMap<String, Arc<PreparedJson>>>,
 }
 
 /// Pages a [`PageMemo`] holds.
-pub const PAGE_MEMO_ENTRIES: usize = 256;
+pub(crate) const PAGE_MEMO_ENTRIES: usize = 256;
 
 impl PageMemo {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PreparedJson>>> {
@@ -195,7 +190,7 @@ impl PageMemo {
     }
 
     /// The page for `key`, rendered by `render` the first time.
-    pub fn get_or_render(
+    pub(crate) fn get_or_render(
         &self,
         key: String,
         render: impl FnOnce() -> bytes::Bytes,
@@ -215,7 +210,7 @@ impl PageMemo {
 
 /// An immutable snapshot of the mirror.
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// Areas by id.
     pub areas: Vec<Area>,
     /// Floors by id.
@@ -228,11 +223,8 @@ pub struct Catalog {
     pub entities: Vec<EntityView>,
     /// Entities per integration, by name.
     pub integrations: Vec<IntegrationCount>,
-    /// When the snapshot was read from SQLite.
-    pub loaded_at: Option<DateTime<Utc>>,
     device_index: HashMap<String, usize>,
     entity_index: HashMap<String, usize>,
-    area_index: HashMap<String, usize>,
     entity_haystacks: Vec<String>,
     /// Search index over `entity_haystacks`, built on this snapshot's first search.
     entity_search: OnceLock<SearchIndex>,
@@ -301,7 +293,7 @@ fn words_of(q: Option<&str>) -> Vec<String> {
 
 impl Catalog {
     /// Builds a catalog from the mirror's lists.
-    pub fn build(
+    pub(crate) fn build(
         areas: Vec<Area>,
         floors: Vec<Floor>,
         labels: Vec<Label>,
@@ -447,10 +439,8 @@ impl Catalog {
             devices: catalog_devices,
             entities,
             integrations,
-            loaded_at: Some(Utc::now()),
             device_index,
             entity_index,
-            area_index,
             entity_haystacks,
             entity_search: OnceLock::new(),
             device_search: OnceLock::new(),
@@ -526,7 +516,7 @@ impl Catalog {
     }
 
     /// An entity's API JSON with `state` (already JSON) appended.
-    pub fn entity_json(&self, entity: &EntityView, state_json: &str, out: &mut String) {
+    pub(crate) fn entity_json(&self, entity: &EntityView, state_json: &str, out: &mut String) {
         match self.entity_index.get(&entity.entity_id) {
             Some(&i) if std::ptr::eq(&self.entities[i], entity) => {
                 out.push_str(&self.entity_open_json[i]);
@@ -549,7 +539,7 @@ impl Catalog {
     /// state it has (an entity listing carries live states, so pages cannot be kept, but most
     /// entities' states do not change between two requests). `render` gives the item's JSON when
     /// it must be compressed. `None` for an entity that is not in this snapshot.
-    pub fn entity_chunk(
+    pub(crate) fn entity_chunk(
         &self,
         entity: &EntityView,
         state: Option<&Arc<State>>,
@@ -579,7 +569,7 @@ impl Catalog {
     }
 
     /// Reads the whole mirror.
-    pub async fn load(store: &RegistryStore) -> Result<Self, RegistryError> {
+    pub(crate) async fn load(store: &RegistryStore) -> Result<Self, RegistryError> {
         Ok(Self::build(
             store.list_areas().await?,
             store.list_floors().await?,
@@ -590,27 +580,22 @@ impl Catalog {
     }
 
     /// A device by id.
-    pub fn device(&self, id: &str) -> Option<&CatalogDevice> {
+    pub(crate) fn device(&self, id: &str) -> Option<&CatalogDevice> {
         self.device_index.get(id).map(|&i| &self.devices[i])
     }
 
     /// An entity by entity id.
-    pub fn entity(&self, entity_id: &str) -> Option<&EntityView> {
+    pub(crate) fn entity(&self, entity_id: &str) -> Option<&EntityView> {
         self.entity_index.get(entity_id).map(|&i| &self.entities[i])
     }
 
-    /// An area by id.
-    pub fn area(&self, area_id: &str) -> Option<&Area> {
-        self.area_index.get(area_id).map(|&i| &self.areas[i])
-    }
-
     /// The area of an entity: its own, else its device's.
-    pub fn area_of(&self, entity_id: &str) -> Option<&str> {
+    pub(crate) fn area_of(&self, entity_id: &str) -> Option<&str> {
         self.entity(entity_id)?.effective_area_id.as_deref()
     }
 
     /// Devices matching `filter`, sorted, one page of them.
-    pub fn devices(
+    pub(crate) fn devices(
         &self,
         filter: &DeviceFilter,
         sort: DeviceSort,
@@ -671,7 +656,7 @@ impl Catalog {
     }
 
     /// Entities matching `filter`, sorted, one page of them.
-    pub fn entities(
+    pub(crate) fn entities(
         &self,
         filter: &EntityFilter,
         sort: EntitySort,
@@ -775,7 +760,7 @@ fn paged<T>(items: impl Iterator<Item = T>, offset: usize, limit: usize) -> Page
 ///    device and the entity's own name, joined by spaces (the device's name alone when the
 ///    entity has none);
 /// 4. else the integration's name (`original_name`), else the entity id.
-pub fn entity_display_name<'a>(
+pub(crate) fn entity_display_name<'a>(
     e: &'a EntityView,
     device: Option<&str>,
     parent: Option<&str>,
@@ -799,26 +784,21 @@ pub fn entity_display_name<'a>(
 
 /// Shared, swappable access to the current [`Catalog`].
 #[derive(Debug, Clone, Default)]
-pub struct CatalogHandle {
+pub(crate) struct CatalogHandle {
     inner: Arc<ArcSwap<Catalog>>,
 }
 
 impl CatalogHandle {
     /// The current snapshot.
-    pub fn current(&self) -> Arc<Catalog> {
+    pub(crate) fn current(&self) -> Arc<Catalog> {
         self.inner.load_full()
     }
 
     /// Re-reads the mirror and swaps the snapshot in.
-    pub async fn reload(&self, store: &RegistryStore) -> Result<(), RegistryError> {
+    pub(crate) async fn reload(&self, store: &RegistryStore) -> Result<(), RegistryError> {
         let catalog = Catalog::load(store).await?;
         self.inner.store(Arc::new(catalog));
         Ok(())
-    }
-
-    /// Replaces the snapshot (tests).
-    pub fn set(&self, catalog: Catalog) {
-        self.inner.store(Arc::new(catalog));
     }
 }
 

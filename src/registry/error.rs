@@ -38,7 +38,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Whether SQLite found the file damaged, or could not use it for another reason.
-    pub fn failure(&self) -> crate::store::fault::SqliteFailure {
+    pub(crate) fn failure(&self) -> crate::store::fault::SqliteFailure {
         use crate::store::fault::SqliteFailure;
         match self {
             RegistryError::CreateDir { .. } => SqliteFailure::Unusable,

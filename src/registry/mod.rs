@@ -34,11 +34,11 @@
 //! failing on a lock upgrade. Schema changes live in [`migration`]; later features append their own
 //! migrations to the same [`migration::Migrator`].
 
-pub mod api;
-pub mod catalog;
+pub(crate) mod api;
+pub(crate) mod catalog;
 mod entities;
 mod error;
-pub mod migration;
+pub(crate) mod migration;
 mod query;
 pub mod record;
 mod search;
@@ -56,19 +56,20 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use catalog::{Catalog, CatalogHandle};
+pub(crate) use catalog::{Catalog, CatalogHandle};
 pub use error::RegistryError;
-pub use query::{EntityView, RegistryCounts};
+pub use query::EntityView;
+#[cfg(test)]
+pub(crate) use query::RegistryCounts;
 pub use record::{Area, Device, EntityEntry, Floor, Label};
-pub use sync::{RegistryRow, RegistryRows, StateMeta, SyncReport};
-pub use task::{
-    REGISTRY_QUEUE, RegistryJob, RegistrySyncState, RegistrySyncStatus, run_registry_task,
-};
+pub use sync::RegistryRows;
+pub(crate) use sync::StateMeta;
+#[cfg(test)]
+pub(crate) use sync::SyncReport;
+pub(crate) use task::RegistryJob;
+pub(crate) use task::{REGISTRY_QUEUE, RegistrySyncState, RegistrySyncStatus, run_registry_task};
 
 use migration::Migrator;
-
-/// File name of the metadata database inside the data directory.
-pub const DB_FILE_NAME: &str = "homeiq.db";
 
 /// Connections in the pool: WAL lets readers run beside the one writer.
 const POOL_SIZE: u32 = 4;
@@ -131,7 +132,7 @@ impl RegistryStore {
     }
 
     /// Runs `SELECT 1`, for health checks.
-    pub async fn ping(&self) -> Result<(), RegistryError> {
+    pub(crate) async fn ping(&self) -> Result<(), RegistryError> {
         self.db
             .query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT 1"))
             .await?;
@@ -139,7 +140,7 @@ impl RegistryStore {
     }
 
     /// The underlying connection pool, for other stores sharing `homeiq.db`.
-    pub fn connection(&self) -> &DatabaseConnection {
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait,
+    ColumnTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect,
+    RelationTrait,
 };
 use serde::Serialize;
 
@@ -69,7 +69,8 @@ pub struct EntityView {
 
 /// Row counts of the mirror tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct RegistryCounts {
+#[cfg(test)]
+pub(crate) struct RegistryCounts {
     /// Areas.
     pub areas: u64,
     /// Floors.
@@ -172,7 +173,7 @@ impl From<state_meta::Model> for EntityView {
 
 impl EntityView {
     /// The view of an entity known only from its state (not yet in the mirror).
-    pub fn from_state(state: &crate::ha::model::State) -> Self {
+    pub(crate) fn from_state(state: &crate::ha::model::State) -> Self {
         Self::from(state_meta::Model {
             entity_id: state.entity_id.clone(),
             device_class: state.device_class().map(str::to_owned),
@@ -342,7 +343,9 @@ impl RegistryStore {
     }
 
     /// Row counts of the mirror tables.
-    pub async fn counts(&self) -> Result<RegistryCounts, RegistryError> {
+    #[cfg(test)]
+    pub(crate) async fn counts(&self) -> Result<RegistryCounts, RegistryError> {
+        use sea_orm::PaginatorTrait;
         Ok(RegistryCounts {
             areas: area::Entity::find().count(&self.db).await?,
             floors: floor::Entity::find().count(&self.db).await?,

@@ -141,12 +141,12 @@ pub struct Device {
 
 impl Device {
     /// The name to show: the user's name if set, otherwise the integration's.
-    pub fn display_name(&self) -> Option<&str> {
+    pub(crate) fn display_name(&self) -> Option<&str> {
         self.name_by_user.as_deref().or(self.name.as_deref())
     }
 
     /// The integration (domain) of the device, from its first identifier.
-    pub fn integration(&self) -> Option<&str> {
+    pub(crate) fn integration(&self) -> Option<&str> {
         self.identifiers.first().map(|(domain, _)| domain.as_str())
     }
 }
@@ -194,7 +194,7 @@ pub struct EntityEntry {
 
 impl EntityEntry {
     /// The domain part of the entity id.
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         domain_of(&self.entity_id)
     }
 }

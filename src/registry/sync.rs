@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entities::{Mirror, area, device, entity, floor, label, state_meta};
 use super::{RegistryError, RegistryStore};
-use crate::ha::model::{RegistryKind, State};
+use crate::ha::model::RegistryKind;
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 
 /// Rows per bulk upsert and keys per bulk delete. sqlx keeps every prepared statement in its
@@ -40,41 +40,13 @@ pub enum RegistryRows {
 
 impl RegistryRows {
     /// The registry these rows belong to.
-    pub fn kind(&self) -> RegistryKind {
+    pub(crate) fn kind(&self) -> RegistryKind {
         match self {
             RegistryRows::Areas(_) => RegistryKind::Area,
             RegistryRows::Floors(_) => RegistryKind::Floor,
             RegistryRows::Labels(_) => RegistryKind::Label,
             RegistryRows::Devices(_) => RegistryKind::Device,
             RegistryRows::Entities(_) => RegistryKind::Entity,
-        }
-    }
-}
-
-/// One registry row, as a create or update event describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RegistryRow {
-    /// An area.
-    Area(Area),
-    /// A floor.
-    Floor(Floor),
-    /// A label.
-    Label(Label),
-    /// A device.
-    Device(Device),
-    /// An entity registry row.
-    Entity(EntityEntry),
-}
-
-impl RegistryRow {
-    /// The registry this row belongs to.
-    pub fn kind(&self) -> RegistryKind {
-        match self {
-            RegistryRow::Area(_) => RegistryKind::Area,
-            RegistryRow::Floor(_) => RegistryKind::Floor,
-            RegistryRow::Label(_) => RegistryKind::Label,
-            RegistryRow::Device(_) => RegistryKind::Device,
-            RegistryRow::Entity(_) => RegistryKind::Entity,
         }
     }
 }
@@ -96,7 +68,7 @@ pub struct SyncReport {
 
 /// Metadata of one entity taken from its state attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StateMeta {
+pub(crate) struct StateMeta {
     /// Full entity id.
     pub entity_id: String,
     /// `device_class` attribute.
@@ -107,23 +79,6 @@ pub struct StateMeta {
     pub friendly_name: Option<String>,
     /// When the state was seen.
     pub last_seen: DateTime<Utc>,
-}
-
-impl StateMeta {
-    /// The metadata carried by `state`, seen at `last_seen`.
-    pub fn from_state(state: &State, last_seen: DateTime<Utc>) -> Self {
-        Self {
-            entity_id: state.entity_id.clone(),
-            device_class: state.device_class().map(str::to_owned),
-            unit: state.unit().map(str::to_owned),
-            friendly_name: state
-                .attributes
-                .get("friendly_name")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-            last_seen,
-        }
-    }
 }
 
 impl RegistryStore {
@@ -148,7 +103,7 @@ impl RegistryStore {
     /// Inserts or replaces one entity row, keyed by its registry id. Any other row holding the same
     /// entity id is deleted first, so a rename (same registry id, new entity id) or an entity id
     /// reused by a new registry entry never trips the unique entity id.
-    pub async fn upsert_entity(&self, entry: EntityEntry) -> Result<(), RegistryError> {
+    pub(crate) async fn upsert_entity(&self, entry: EntityEntry) -> Result<(), RegistryError> {
         let model = entity::Model::from(entry);
         let txn = self.begin_write().await?;
         entity::Entity::delete_many()
@@ -161,31 +116,10 @@ impl RegistryStore {
         Ok(())
     }
 
-    /// Inserts or replaces one row of any registry (entities go through
-    /// [`RegistryStore::upsert_entity`]).
-    pub async fn upsert(&self, row: RegistryRow) -> Result<(), RegistryError> {
-        match row {
-            RegistryRow::Area(e) => {
-                upsert_models::<area::Entity, _>(&self.db, vec![e.into()]).await?;
-            }
-            RegistryRow::Floor(e) => {
-                upsert_models::<floor::Entity, _>(&self.db, vec![e.into()]).await?;
-            }
-            RegistryRow::Label(e) => {
-                upsert_models::<label::Entity, _>(&self.db, vec![e.into()]).await?;
-            }
-            RegistryRow::Device(e) => {
-                upsert_models::<device::Entity, _>(&self.db, vec![e.into()]).await?;
-            }
-            RegistryRow::Entity(e) => self.upsert_entity(e).await?,
-        }
-        Ok(())
-    }
-
     /// Deletes one row: entities by entity id, the other registries by their id. Removing a row
     /// that is not there is not an error. The entity's `state_meta` row is kept (its state may
     /// outlive the registry entry).
-    pub async fn remove(&self, kind: RegistryKind, id: &str) -> Result<(), RegistryError> {
+    pub(crate) async fn remove(&self, kind: RegistryKind, id: &str) -> Result<(), RegistryError> {
         match kind {
             RegistryKind::Area => delete_key::<area::Entity>(&self.db, id).await?,
             RegistryKind::Floor => delete_key::<floor::Entity>(&self.db, id).await?,
@@ -203,7 +137,10 @@ impl RegistryStore {
 
     /// Upserts state metadata in batched statements inside one transaction. The last row per
     /// entity id wins, within the call and against the table (callers pass rows in arrival order).
-    pub async fn record_state_meta(&self, rows: Vec<StateMeta>) -> Result<(), RegistryError> {
+    pub(crate) async fn record_state_meta(
+        &self,
+        rows: Vec<StateMeta>,
+    ) -> Result<(), RegistryError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -248,7 +185,10 @@ impl RegistryStore {
 
     /// Deletes the state metadata of entities whose state is gone from Home Assistant, so they stop
     /// being listed as state-only entities. Unknown ids are not an error.
-    pub async fn forget_state_meta(&self, entity_ids: Vec<String>) -> Result<(), RegistryError> {
+    pub(crate) async fn forget_state_meta(
+        &self,
+        entity_ids: Vec<String>,
+    ) -> Result<(), RegistryError> {
         if entity_ids.is_empty() {
             return Ok(());
         }
@@ -268,7 +208,10 @@ impl RegistryStore {
     /// compare with, so entities removed while HomeIQ was stopped are found here, against the
     /// table; they then go as a live removal (`new_state: null`) makes them go. Returns how many
     /// rows were deleted.
-    pub async fn retain_state_meta(&self, present: Vec<String>) -> Result<usize, RegistryError> {
+    pub(crate) async fn retain_state_meta(
+        &self,
+        present: Vec<String>,
+    ) -> Result<usize, RegistryError> {
         let present: std::collections::HashSet<String> = present.into_iter().collect();
         let txn = self.begin_write().await?;
         let stored: Vec<String> = state_meta::Entity::find()

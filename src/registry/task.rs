@@ -9,18 +9,18 @@ use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use crate::ha::model::RegistryKind;
-use crate::registry::{CatalogHandle, RegistryRow, RegistryRows, RegistryStore, StateMeta};
+use crate::registry::{CatalogHandle, EntityEntry, RegistryRows, RegistryStore, StateMeta};
 
 /// Capacity of the queue to the registry task.
-pub const REGISTRY_QUEUE: usize = 256;
+pub(crate) const REGISTRY_QUEUE: usize = 256;
 
 /// One change to apply to the mirror.
 #[derive(Debug)]
-pub enum RegistryJob {
+pub(crate) enum RegistryJob {
     /// Make a table equal to Home Assistant's list.
     FullSync(RegistryRows),
     /// Insert or update one row.
-    Upsert(Box<RegistryRow>),
+    UpsertEntity(Box<EntityEntry>),
     /// Remove one row (entities by entity id).
     Remove(RegistryKind, String),
     /// Device class, unit and name seen in state attributes.
@@ -34,7 +34,7 @@ pub enum RegistryJob {
 
 /// What the registry task has done, for health.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct RegistrySyncStatus {
+pub(crate) struct RegistrySyncStatus {
     /// Last full sync per registry.
     #[schema(value_type = HashMap<String, String>)]
     pub last_full_sync: HashMap<&'static str, DateTime<Utc>>,
@@ -48,13 +48,13 @@ pub struct RegistrySyncStatus {
 
 /// Shared view of the registry task's status.
 #[derive(Debug, Clone, Default)]
-pub struct RegistrySyncState {
+pub(crate) struct RegistrySyncState {
     inner: Arc<Mutex<RegistrySyncStatus>>,
 }
 
 impl RegistrySyncState {
     /// A copy of the status.
-    pub fn status(&self) -> RegistrySyncStatus {
+    pub(crate) fn status(&self) -> RegistrySyncStatus {
         self.lock().clone()
     }
 
@@ -70,7 +70,7 @@ impl RegistrySyncState {
 const CATALOG_RELOAD_DELAY: Duration = Duration::from_millis(150);
 
 /// Applies jobs until the channel closes, reloading `catalog` shortly after changes.
-pub async fn run_registry_task(
+pub(crate) async fn run_registry_task(
     store: RegistryStore,
     mut jobs: mpsc::Receiver<RegistryJob>,
     state: RegistrySyncState,
@@ -116,7 +116,7 @@ pub async fn run_registry_task(
                     Err(e) => ("full sync", Err(e)),
                 }
             }
-            RegistryJob::Upsert(row) => ("upsert", store.upsert(*row).await),
+            RegistryJob::UpsertEntity(entry) => ("upsert", store.upsert_entity(*entry).await),
             RegistryJob::Remove(kind, id) => ("remove", store.remove(kind, &id).await),
             RegistryJob::StateMeta(rows) => ("state metadata", store.record_state_meta(rows).await),
             RegistryJob::ForgetStates(ids) => ("forget states", store.forget_state_meta(ids).await),

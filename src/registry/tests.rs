@@ -9,12 +9,13 @@ use serde_json::json;
 
 use super::migration::Migrator;
 use super::*;
+use crate::config::METADATA_DB_FILE;
 use crate::ha::model::RegistryKind;
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 
 async fn open_temp() -> (tempfile::TempDir, RegistryStore) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = RegistryStore::open(&dir.path().join("data").join(DB_FILE_NAME))
+    let store = RegistryStore::open(&dir.path().join("data").join(METADATA_DB_FILE))
         .await
         .expect("open store");
     (dir, store)
@@ -136,7 +137,7 @@ async fn pragmas_are_set_on_every_pooled_connection() {
 #[tokio::test]
 async fn reopening_runs_no_migration_twice_and_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(DB_FILE_NAME);
+    let path = dir.path().join(METADATA_DB_FILE);
     let store = RegistryStore::open(&path).await.expect("open");
     store
         .full_sync(RegistryRows::Floors(vec![floor("f1", 1)]))
@@ -354,7 +355,7 @@ async fn upsert_entity_follows_renames_and_evicts_stale_holders() {
 
     // A new registry entry reusing the entity id replaces the stale holder.
     store
-        .upsert(RegistryRow::Entity(entity("e2", "light.new", None, None)))
+        .upsert_entity(entity("e2", "light.new", None, None))
         .await
         .expect("reuse");
     let entities = store.list_entities().await.expect("list");
@@ -374,28 +375,17 @@ async fn upsert_entity_follows_renames_and_evicts_stale_holders() {
 }
 
 #[tokio::test]
-async fn upsert_and_remove_single_rows_of_every_kind() {
+async fn remove_single_rows_of_every_kind() {
     let (_dir, store) = open_temp().await;
-    store
-        .upsert(RegistryRow::Floor(floor("f1", 0)))
-        .await
-        .expect("floor");
-    store
-        .upsert(RegistryRow::Label(label("l1", "red")))
-        .await
-        .expect("label");
-    store
-        .upsert(RegistryRow::Area(area("kitchen", "Kitchen", Some("f1"))))
-        .await
-        .expect("area");
-    store
-        .upsert(RegistryRow::Area(area("kitchen", "Cookery", Some("f1"))))
-        .await
-        .expect("area update");
-    store
-        .upsert(RegistryRow::Device(device("d1", Some("kitchen"))))
-        .await
-        .expect("device");
+    for rows in [
+        RegistryRows::Floors(vec![floor("f1", 0)]),
+        RegistryRows::Labels(vec![label("l1", "red")]),
+        RegistryRows::Areas(vec![area("kitchen", "Kitchen", Some("f1"))]),
+        RegistryRows::Areas(vec![area("kitchen", "Cookery", Some("f1"))]),
+        RegistryRows::Devices(vec![device("d1", Some("kitchen"))]),
+    ] {
+        store.full_sync(rows).await.expect("sync");
+    }
     assert_eq!(store.list_areas().await.expect("areas")[0].name, "Cookery");
     assert_eq!(
         store.counts().await.expect("counts"),
@@ -567,7 +557,7 @@ async fn retain_state_meta_forgets_every_entity_outside_a_snapshot() {
 async fn the_2026_migration_keeps_the_mirror_and_makes_unsent_fields_nullable() {
     use sea_orm::Database;
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(DB_FILE_NAME);
+    let path = dir.path().join(METADATA_DB_FILE);
     // a database as the releases before the 2026 fields left it
     let url = format!("sqlite:{}?mode=rwc", path.display());
     let db = Database::connect(&url).await.expect("connect");

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use super::render::{push_iso, push_str_lit, push_unix_secs};
 
 /// Total states kept over all entities.
-pub const TOTAL_BUDGET: usize = 1_000_000;
+pub(crate) const TOTAL_BUDGET: usize = 1_000_000;
 /// The most states kept per entity.
-pub const MAX_PER_ENTITY: usize = 8_192;
+pub(crate) const MAX_PER_ENTITY: usize = 8_192;
 /// The fewest states kept per entity.
-pub const MIN_PER_ENTITY: usize = 64;
+pub(crate) const MIN_PER_ENTITY: usize = 64;
 
 /// Domains whose history always carries attributes and all changes (Home Assistant's
 /// `NEED_ATTRIBUTE_DOMAINS` / `SIGNIFICANT_DOMAINS`).
@@ -28,7 +28,7 @@ const ATTRIBUTE_DOMAINS: [&str; 5] = [
 
 /// One recorded state.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// State string.
     pub state: Arc<str>,
     /// Attributes as rendered JSON.
@@ -41,7 +41,7 @@ pub struct Row {
 
 /// How a history query asks.
 #[derive(Debug, Clone, Copy)]
-pub struct Query {
+pub(crate) struct Query {
     /// Exclusive start, µs.
     pub start: i64,
     /// Exclusive end, µs.
@@ -58,14 +58,14 @@ pub struct Query {
 
 /// The per-entity rings.
 #[derive(Debug)]
-pub struct History {
+pub(crate) struct History {
     rings: HashMap<String, VecDeque<Row>>,
     capacity: usize,
 }
 
 impl History {
     /// A recorder for about `entities` entities.
-    pub fn new(entities: usize) -> Self {
+    pub(crate) fn new(entities: usize) -> Self {
         History {
             rings: HashMap::with_capacity(entities),
             capacity: (TOTAL_BUDGET / entities.max(1)).clamp(MIN_PER_ENTITY, MAX_PER_ENTITY),
@@ -73,12 +73,12 @@ impl History {
     }
 
     /// States kept per entity.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Records a state.
-    pub fn push(&mut self, entity_id: &str, row: Row) {
+    pub(crate) fn push(&mut self, entity_id: &str, row: Row) {
         let ring = match self.rings.get_mut(entity_id) {
             Some(r) => r,
             None => {
@@ -95,7 +95,7 @@ impl History {
     }
 
     /// Moves an entity's history to a new id (the recorder migrates it on a rename).
-    pub fn rename(&mut self, old: &str, new: &str) {
+    pub(crate) fn rename(&mut self, old: &str, new: &str) {
         if let Some(ring) = self.rings.remove(old) {
             self.rings.insert(new.to_owned(), ring);
         }
@@ -128,7 +128,7 @@ impl History {
     }
 
     /// The `result` of `history/history_during_period` (compressed: `s`, `a`, `lu`, `lc`).
-    pub fn during_period(&self, entity_ids: &[String], q: &Query) -> String {
+    pub(crate) fn during_period(&self, entity_ids: &[String], q: &Query) -> String {
         let mut out = String::from("{");
         let mut first_entity = true;
         for entity_id in entity_ids {
@@ -177,7 +177,7 @@ impl History {
     }
 
     /// The body of `GET /api/history/period`: one list of state objects per entity.
-    pub fn rest_period(&self, entity_ids: &[String], q: &Query) -> String {
+    pub(crate) fn rest_period(&self, entity_ids: &[String], q: &Query) -> String {
         let mut out = String::from("[");
         let mut first_entity = true;
         for entity_id in entity_ids {

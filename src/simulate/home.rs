@@ -29,7 +29,7 @@ pub enum Profile {
 
 impl Profile {
     /// The number of entities aimed at.
-    pub fn target_entities(self) -> usize {
+    pub(crate) fn target_entities(self) -> usize {
         match self {
             Profile::Small => 100,
             Profile::Medium => 500,
@@ -71,7 +71,7 @@ impl Profile {
 
 /// One entity's current state, with its rendered JSON.
 #[derive(Debug, Clone)]
-pub struct EntityState {
+pub(crate) struct EntityState {
     /// Entity id.
     pub entity_id: String,
     /// State string.
@@ -98,7 +98,12 @@ pub struct EntityState {
 
 impl EntityState {
     /// A new state at `now` (µs) with context `context_id`.
-    pub fn new(entity_id: &str, state: &str, attributes: Map<String, Value>, now: i64) -> Self {
+    pub(crate) fn new(
+        entity_id: &str,
+        state: &str,
+        attributes: Map<String, Value>,
+        now: i64,
+    ) -> Self {
         let attrs_json: Arc<str> = Value::Object(attributes.clone()).to_string().into();
         let mut s = EntityState {
             entity_id: entity_id.to_owned(),
@@ -118,7 +123,7 @@ impl EntityState {
     }
 
     /// Re-renders [`EntityState::json`] after a change.
-    pub fn render(&mut self) {
+    pub(crate) fn render(&mut self) {
         let mut out = String::with_capacity(160 + self.attrs_json.len());
         out.push_str("{\"entity_id\":");
         push_str_lit(&mut out, &self.entity_id);
@@ -144,19 +149,19 @@ impl EntityState {
     }
 
     /// Replaces the attributes (and their rendered form).
-    pub fn set_attributes(&mut self, attributes: Map<String, Value>) {
+    pub(crate) fn set_attributes(&mut self, attributes: Map<String, Value>) {
         self.attrs_json = Value::Object(attributes.clone()).to_string().into();
         self.attributes = attributes;
     }
 
     /// The domain of the entity id.
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         crate::ha::model::domain_of(&self.entity_id)
     }
 }
 
 /// A small deterministic hash (FNV-1a) for ids derived from names.
-pub fn fxhash(s: &str) -> u64 {
+pub(crate) fn fxhash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
         h ^= u64::from(b);
@@ -167,7 +172,7 @@ pub fn fxhash(s: &str) -> u64 {
 
 /// Which entities of an area the routines drive.
 #[derive(Debug, Clone, Default)]
-pub struct AreaRole {
+pub(crate) struct AreaRole {
     /// Area id.
     pub area_id: String,
     /// Whether the area is a bedroom (lights and media at night).
@@ -198,7 +203,7 @@ pub struct AreaRole {
 
 /// A person and their habits.
 #[derive(Debug, Clone)]
-pub struct PersonRole {
+pub(crate) struct PersonRole {
     /// `person.*` entity id.
     pub entity_id: String,
     /// Whether they leave the house on weekdays.
@@ -209,7 +214,7 @@ pub struct PersonRole {
 
 /// The generated home: registries, states and the roles the routines use.
 #[derive(Debug, Clone)]
-pub struct Home {
+pub(crate) struct Home {
     /// Floor registry rows.
     pub floors: Vec<Value>,
     /// Area registry rows.
@@ -328,7 +333,7 @@ const METER: Catalogue = Catalogue {
 };
 
 /// Turns a display name into an id part (`Living Room 2` → `living_room_2`).
-pub fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {
@@ -735,7 +740,7 @@ fn class_attrs(class: &str) -> Map<String, Value> {
 }
 
 /// Generates the home for `profile` and `seed`, every state stamped `now` (µs).
-pub fn generate(profile: Profile, seed: u64, now: i64) -> Home {
+pub(crate) fn generate(profile: Profile, seed: u64, now: i64) -> Home {
     let mut b = Builder {
         rng: StdRng::seed_from_u64(seed),
         home: Home {

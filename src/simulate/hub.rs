@@ -21,19 +21,19 @@ use super::home::{EntityState, Home, slug};
 use super::render::{push_context, push_iso, push_str_lit, ulid};
 
 /// The most entities the REST API may create.
-pub const MAX_ENTITIES: usize = 50_000;
+pub(crate) const MAX_ENTITIES: usize = 50_000;
 /// The most automations kept.
-pub const MAX_AUTOMATIONS: usize = 1_000;
+pub(crate) const MAX_AUTOMATIONS: usize = 1_000;
 /// Webhook calls remembered.
-pub const MAX_WEBHOOK_CALLS: usize = 256;
+pub(crate) const MAX_WEBHOOK_CALLS: usize = 256;
 /// Home Assistant's limit on a state string.
-pub const MAX_STATE_LEN: usize = 255;
+pub(crate) const MAX_STATE_LEN: usize = 255;
 /// User id of the simulated owner (the token's user).
-pub const OWNER_USER_ID: &str = "5a1b0c0d0e0f41a2b3c4d5e6f7a8b9c0";
+pub(crate) const OWNER_USER_ID: &str = "5a1b0c0d0e0f41a2b3c4d5e6f7a8b9c0";
 
 /// One event on the bus, rendered once for every subscriber.
 #[derive(Debug)]
-pub struct BusEvent {
+pub(crate) struct BusEvent {
     /// The event type.
     pub event_type: &'static str,
     /// The event object (`event_type`, `data`, `origin`, `time_fired`, `context`).
@@ -42,7 +42,7 @@ pub struct BusEvent {
 
 /// Events published together; the first has sequence number `first_seq`.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Sequence number of `events[0]`.
     pub first_seq: u64,
     /// The events.
@@ -51,7 +51,7 @@ pub struct Batch {
 
 /// What went wrong with a request to the simulated core.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum HubError {
+pub(crate) enum HubError {
     /// The referenced item does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -68,7 +68,7 @@ pub enum HubError {
 
 impl HubError {
     /// The WebSocket error code Home Assistant uses for this.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             HubError::NotFound(_) => "not_found",
             HubError::Invalid(_) => "invalid_format",
@@ -81,7 +81,7 @@ impl HubError {
 /// The simulated clock: `speed` simulated seconds per real second from `start`, never ahead of the
 /// wall clock.
 #[derive(Debug, Clone)]
-pub struct Clock {
+pub(crate) struct Clock {
     real_start: Instant,
     wall_start_us: i64,
     sim_start_us: i64,
@@ -90,7 +90,7 @@ pub struct Clock {
 
 impl Clock {
     /// A clock starting `backdate_us` before now and running at `speed`.
-    pub fn new(speed: f64, backdate_us: i64) -> Self {
+    pub(crate) fn new(speed: f64, backdate_us: i64) -> Self {
         let wall = chrono::Utc::now().timestamp_micros();
         Clock {
             real_start: Instant::now(),
@@ -105,7 +105,7 @@ impl Clock {
     }
 
     /// Simulated now, µs.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         let elapsed = i64::try_from(self.real_start.elapsed().as_micros()).unwrap_or(i64::MAX);
         let wall = self.wall_start_us.saturating_add(elapsed);
         let sim = self
@@ -115,7 +115,7 @@ impl Clock {
     }
 
     /// Whether the simulated time has caught up with the wall clock.
-    pub fn caught_up(&self) -> bool {
+    pub(crate) fn caught_up(&self) -> bool {
         let elapsed = i64::try_from(self.real_start.elapsed().as_micros()).unwrap_or(i64::MAX);
         self.sim_start_us
             .saturating_add((elapsed as f64 * self.speed) as i64)
@@ -125,7 +125,7 @@ impl Clock {
 
 /// Who caused a change.
 #[derive(Debug, Clone, Default)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Parent context id.
     pub parent_id: Option<String>,
     /// User id.
@@ -134,7 +134,7 @@ pub struct Origin {
 
 impl Origin {
     /// A change made by the simulated owner (REST and WebSocket calls).
-    pub fn user() -> Self {
+    pub(crate) fn user() -> Self {
         Origin {
             parent_id: None,
             user_id: Some(OWNER_USER_ID.to_owned()),
@@ -144,7 +144,7 @@ impl Origin {
 
 /// A stored automation.
 #[derive(Debug, Clone)]
-pub struct Automation {
+pub(crate) struct Automation {
     /// The configuration as posted (with `id`).
     pub config: Value,
     /// Its `automation.*` entity.
@@ -152,7 +152,7 @@ pub struct Automation {
 }
 
 /// Everything behind the lock.
-pub struct Inner {
+pub(crate) struct Inner {
     /// The home.
     pub home: Home,
     /// The recorder.
@@ -171,7 +171,7 @@ pub struct Inner {
 }
 
 /// The shared core.
-pub struct Hub {
+pub(crate) struct Hub {
     inner: Mutex<Inner>,
     bus: broadcast::Sender<Arc<Batch>>,
     published: AtomicU64,
@@ -185,7 +185,7 @@ pub struct Hub {
 
 impl Hub {
     /// A hub for `home`, with a bus holding `bus_batches` batches.
-    pub fn new(
+    pub(crate) fn new(
         home: Home,
         clock: Clock,
         seed: u64,
@@ -221,13 +221,13 @@ impl Hub {
     }
 
     /// Speaks the registry shapes of `version` (see [`HaVersion`]).
-    pub fn speaking(self, version: HaVersion) -> Self {
+    pub(crate) fn speaking(self, version: HaVersion) -> Self {
         self.lock().ha_version = version;
         self
     }
 
     /// The release whose shapes are spoken.
-    pub fn ha_version(&self) -> HaVersion {
+    pub(crate) fn ha_version(&self) -> HaVersion {
         self.lock().ha_version
     }
 
@@ -240,7 +240,7 @@ impl Hub {
     /// Runs `f` under the lock and publishes the events it staged. Returns `f`'s value and the
     /// sequence number of the first event after it (everything before is included in what `f`
     /// saw or did).
-    pub fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> (R, u64) {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> (R, u64) {
         let mut g = self.lock();
         let r = f(&mut g);
         if !g.staged.is_empty() {
@@ -256,19 +256,19 @@ impl Hub {
     }
 
     /// A bus receiver and the sequence number of the first event it will see.
-    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<Batch>>, u64) {
+    pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Arc<Batch>>, u64) {
         let g = self.lock();
         (self.bus.subscribe(), g.seq)
     }
 
     /// Events published so far.
-    pub fn published(&self) -> u64 {
+    pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
     }
 }
 
 /// The recorder row of a state.
-pub fn row_of(s: &EntityState) -> Row {
+pub(crate) fn row_of(s: &EntityState) -> Row {
     Row {
         state: Arc::from(s.state.as_str()),
         attrs: s.attrs_json.clone(),
@@ -278,7 +278,7 @@ pub fn row_of(s: &EntityState) -> Row {
 }
 
 /// Entity ids named by service data or a target: a string (comma separated) or a list.
-pub fn entity_ids_of(value: Option<&Value>) -> Vec<String> {
+pub(crate) fn entity_ids_of(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(s)) => s
             .split(',')
@@ -301,13 +301,13 @@ fn now_secs(us: i64) -> f64 {
 
 impl Inner {
     /// Simulated now (µs), strictly increasing from call to call.
-    pub fn now(&mut self) -> i64 {
+    pub(crate) fn now(&mut self) -> i64 {
         self.stamp(None)
     }
 
     /// The time to stamp a change with: `at` (a scheduled time the clock has passed), else the
     /// clock's now; never before an earlier stamp.
-    pub fn stamp(&mut self, at: Option<i64>) -> i64 {
+    pub(crate) fn stamp(&mut self, at: Option<i64>) -> i64 {
         let t = at
             .unwrap_or_else(|| self.clock.now())
             .max(self.last_now + 1);
@@ -316,18 +316,18 @@ impl Inner {
     }
 
     /// The clock.
-    pub fn clock(&self) -> &Clock {
+    pub(crate) fn clock(&self) -> &Clock {
         &self.clock
     }
 
     /// A fresh context id at `now`.
-    pub fn context_id(&mut self, now: i64) -> String {
+    pub(crate) fn context_id(&mut self, now: i64) -> String {
         let entropy: u128 = self.rng.random();
         ulid(now / 1_000, entropy)
     }
 
     /// Stages an event with a data object rendered by the caller.
-    pub fn stage(&mut self, event_type: &'static str, data_json: &str, now: i64, ctx: &str) {
+    pub(crate) fn stage(&mut self, event_type: &'static str, data_json: &str, now: i64, ctx: &str) {
         let mut body = String::with_capacity(data_json.len() + 160);
         body.push_str("{\"event_type\":");
         push_str_lit(&mut body, event_type);
@@ -366,7 +366,7 @@ impl Inner {
     /// string changes, `last_updated` when it or an attribute does, `last_reported` always; an
     /// unchanged write fires no `state_changed` (unless `force_update`). Returns whether the
     /// entity is new and its state object JSON.
-    pub fn set_state(
+    pub(crate) fn set_state(
         &mut self,
         entity_id: &str,
         state: &str,
@@ -379,7 +379,7 @@ impl Inner {
 
     /// [`Inner::set_state`] stamped `at` (see [`Inner::stamp`]): the routines stamp each change
     /// at the simulated time it was due, also when the clock runs faster than they are driven.
-    pub fn set_state_at(
+    pub(crate) fn set_state_at(
         &mut self,
         at: Option<i64>,
         entity_id: &str,
@@ -450,7 +450,7 @@ impl Inner {
 
     /// The fast path of the load generator: a new state string for entity `idx`, attributes
     /// unchanged.
-    pub fn set_state_fast(&mut self, idx: usize, state: String) {
+    pub(crate) fn set_state_fast(&mut self, idx: usize, state: String) {
         let now = self.now();
         let entropy: u128 = self.rng.random();
         let ctx = ulid(now / 1_000, entropy);
@@ -477,7 +477,7 @@ impl Inner {
     }
 
     /// Removes an entity's state (`new_state: null`).
-    pub fn remove_state(&mut self, entity_id: &str) -> bool {
+    pub(crate) fn remove_state(&mut self, entity_id: &str) -> bool {
         let Some(idx) = self.home.index.remove(entity_id) else {
             return false;
         };
@@ -492,7 +492,7 @@ impl Inner {
     }
 
     /// The current state of an entity.
-    pub fn state(&self, entity_id: &str) -> Option<&EntityState> {
+    pub(crate) fn state(&self, entity_id: &str) -> Option<&EntityState> {
         self.home
             .index
             .get(entity_id)
@@ -500,7 +500,7 @@ impl Inner {
     }
 
     /// Every state as a JSON array.
-    pub fn states_json(&self) -> String {
+    pub(crate) fn states_json(&self) -> String {
         let total: usize = self.home.states.iter().map(|s| s.json.len() + 1).sum();
         let mut out = String::with_capacity(total + 2);
         out.push('[');
@@ -520,7 +520,7 @@ impl Inner {
 
     /// Calls a service: `light` and `switch` `turn_on`/`turn_off`/`toggle` on the entities in
     /// `data.entity_id` (or `target`). Returns the states changed, as JSON.
-    pub fn call_service(
+    pub(crate) fn call_service(
         &mut self,
         domain: &str,
         service: &str,
@@ -614,7 +614,7 @@ impl Inner {
     }
 
     /// `config/area_registry/create`.
-    pub fn area_create(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn area_create(&mut self, msg: &Value) -> Result<Value, HubError> {
         let name = msg
             .get("name")
             .and_then(Value::as_str)
@@ -663,7 +663,7 @@ impl Inner {
     }
 
     /// `config/area_registry/update`.
-    pub fn area_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn area_update(&mut self, msg: &Value) -> Result<Value, HubError> {
         let area_id = msg
             .get("area_id")
             .and_then(Value::as_str)
@@ -690,7 +690,7 @@ impl Inner {
     }
 
     /// `config/area_registry/delete`: devices and entities in the area lose it.
-    pub fn area_delete(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn area_delete(&mut self, msg: &Value) -> Result<Value, HubError> {
         let area_id = msg
             .get("area_id")
             .and_then(Value::as_str)
@@ -739,7 +739,7 @@ impl Inner {
     }
 
     /// `config/device_registry/update` (area, user name, labels, disabled_by).
-    pub fn device_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn device_update(&mut self, msg: &Value) -> Result<Value, HubError> {
         let device_id = msg
             .get("device_id")
             .and_then(Value::as_str)
@@ -770,7 +770,7 @@ impl Inner {
     /// `config/entity_registry/update`, including renames through `new_entity_id`: the state
     /// moves to the new id (removed under the old one, added under the new one) and so does its
     /// history.
-    pub fn entity_update(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn entity_update(&mut self, msg: &Value) -> Result<Value, HubError> {
         let entity_id = msg
             .get("entity_id")
             .and_then(Value::as_str)
@@ -845,7 +845,7 @@ impl Inner {
     /// `config/entity_registry/remove`: the registry entry goes (an `entity_registry_updated`
     /// `remove` event), then the entity's state (`state_changed` with `new_state: null`), as
     /// Home Assistant removes an entity whose registry entry is deleted.
-    pub fn entity_remove(&mut self, msg: &Value) -> Result<Value, HubError> {
+    pub(crate) fn entity_remove(&mut self, msg: &Value) -> Result<Value, HubError> {
         let entity_id = msg
             .get("entity_id")
             .and_then(Value::as_str)
@@ -929,7 +929,7 @@ impl Inner {
     // -----------------------------------------------------------------------------------------
 
     /// Stores (creates or replaces) an automation and its `automation.*` entity.
-    pub fn automation_put(&mut self, id: &str, mut config: Value) -> Result<(), HubError> {
+    pub(crate) fn automation_put(&mut self, id: &str, mut config: Value) -> Result<(), HubError> {
         let Some(obj) = config.as_object_mut() else {
             return Err(HubError::Invalid(
                 "Message malformed: expected a dictionary".into(),
@@ -992,7 +992,7 @@ impl Inner {
     }
 
     /// Deletes an automation and its entity.
-    pub fn automation_delete(&mut self, id: &str) -> Result<(), HubError> {
+    pub(crate) fn automation_delete(&mut self, id: &str) -> Result<(), HubError> {
         let a = self
             .automations
             .remove(id)
@@ -1003,7 +1003,13 @@ impl Inner {
 
     /// Handles a webhook call: records it and runs every automation it triggers. Returns the
     /// number of automations run.
-    pub fn webhook(&mut self, webhook_id: &str, method: &str, body: Value, query: Value) -> usize {
+    pub(crate) fn webhook(
+        &mut self,
+        webhook_id: &str,
+        method: &str,
+        body: Value,
+        query: Value,
+    ) -> usize {
         let now = self.now();
         if self.webhook_calls.len() >= MAX_WEBHOOK_CALLS {
             self.webhook_calls.pop_front();
@@ -1121,7 +1127,7 @@ fn apply_keys(row: &mut Value, msg: &Value, keys: &[&str]) -> Map<String, Value>
 }
 
 /// Whether `id` is a valid entity id (`domain.object_id`, lower case, digits and `_`).
-pub fn valid_entity_id(id: &str) -> bool {
+pub(crate) fn valid_entity_id(id: &str) -> bool {
     let Some((domain, object)) = id.split_once('.') else {
         return false;
     };

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::hub::Hub;
 
 /// How often a batch is produced.
-pub const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// The most changes made under one lock hold (one bus batch).
-pub const CHUNK: usize = 2_000;
+pub(crate) const CHUNK: usize = 2_000;
 
 /// Counters of the load generator.
 #[derive(Debug, Default)]
@@ -31,16 +31,16 @@ pub struct LoadStats {
 
 /// A deterministic 64-bit generator (SplitMix64).
 #[derive(Debug, Clone)]
-pub struct SplitMix(u64);
+pub(crate) struct SplitMix(u64);
 
 impl SplitMix {
     /// Seeded.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         SplitMix(seed)
     }
 
     /// Next value.
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -59,14 +59,14 @@ enum Kind {
 }
 
 /// The deterministic sequence of changes: (index into the home's states, new state).
-pub struct Sequence {
+pub(crate) struct Sequence {
     rng: SplitMix,
     pool: Vec<(usize, Kind)>,
 }
 
 impl Sequence {
     /// The sequence for the home's states (as generated) and a seed.
-    pub fn new(states: &[super::home::EntityState], seed: u64) -> Self {
+    pub(crate) fn new(states: &[super::home::EntityState], seed: u64) -> Self {
         let pool = states
             .iter()
             .enumerate()
@@ -83,7 +83,7 @@ impl Sequence {
     }
 
     /// The next change, if the pool is not empty.
-    pub fn next_change(&mut self) -> Option<(usize, String)> {
+    pub(crate) fn next_change(&mut self) -> Option<(usize, String)> {
         if self.pool.is_empty() {
             return None;
         }
@@ -112,7 +112,7 @@ impl Sequence {
 
 /// Produces `rate` changes per second until cancelled; prints the achieved rate every
 /// `report_every`.
-pub async fn run(
+pub(crate) async fn run(
     hub: Arc<Hub>,
     rate: u64,
     seed: u64,

@@ -46,14 +46,14 @@
 //! and an accelerated day ends at "now" so history queries and backfills see a full past. The
 //! load generator (`--rate`) always runs on the wall clock.
 
-pub mod history;
-pub mod home;
-pub mod hub;
-pub mod load;
-pub mod render;
-pub mod rest;
-pub mod routine;
-pub mod ws;
+pub(crate) mod history;
+pub(crate) mod home;
+pub(crate) mod hub;
+pub(crate) mod load;
+pub(crate) mod render;
+pub(crate) mod rest;
+pub(crate) mod routine;
+pub(crate) mod ws;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ use actix_web::{App, HttpServer, web};
 use tokio_util::sync::CancellationToken;
 
 pub use home::Profile;
-pub use hub::Hub;
+pub(crate) use hub::Hub;
 
 /// The Home Assistant release whose message shapes the simulator speaks (`--ha-version`).
 ///
@@ -89,7 +89,7 @@ pub enum HaVersion {
 
 impl HaVersion {
     /// The version string the simulator reports (`auth_required`, `get_config`).
-    pub fn version(self) -> &'static str {
+    pub(crate) fn version(self) -> &'static str {
         match self {
             HaVersion::V2025_4 => "2025.4.4",
             HaVersion::V2026_11 => "2026.11.0",
@@ -98,9 +98,9 @@ impl HaVersion {
 }
 
 /// Default access token.
-pub const DEFAULT_TOKEN: &str = "simulator-token";
+pub(crate) const DEFAULT_TOKEN: &str = "simulator-token";
 /// Home Assistant's limit of pending messages per client.
-pub const HA_MAX_PENDING: usize = 4_096;
+pub(crate) const HA_MAX_PENDING: usize = 4_096;
 
 /// Options of `homeiq simulate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -185,7 +185,7 @@ pub struct SimulatorHandle {
     /// The access token.
     pub token: String,
     /// The core, for in-process inspection.
-    pub hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     /// Load-generator counters (zero without `--rate`).
     pub load: Arc<load::LoadStats>,
     server: actix_web::dev::ServerHandle,
@@ -323,7 +323,7 @@ pub fn spawn(options: SimulatorOptions) -> Result<SimulatorHandle, SimulateError
 }
 
 /// Runs `homeiq simulate` until SIGINT/SIGTERM; prints the URL, port and token first.
-pub async fn run_cli(options: SimulatorOptions) -> std::process::ExitCode {
+pub(crate) async fn run_cli(options: SimulatorOptions) -> std::process::ExitCode {
     let profile = options.profile;
     let seed = options.seed;
     let rate = options.rate;

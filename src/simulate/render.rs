@@ -12,7 +12,7 @@ use super::home::Home;
 use crate::ha::model::RegistryKind;
 
 /// Appends `s` as a JSON string literal (quoted and escaped).
-pub fn push_str_lit(out: &mut String, s: &str) {
+pub(crate) fn push_str_lit(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -40,7 +40,7 @@ pub fn push_str_lit(out: &mut String, s: &str) {
 }
 
 /// Appends an optional string as a JSON literal or `null`.
-pub fn push_opt_lit(out: &mut String, s: Option<&str>) {
+pub(crate) fn push_opt_lit(out: &mut String, s: Option<&str>) {
     match s {
         Some(s) => push_str_lit(out, s),
         None => out.push_str("null"),
@@ -49,7 +49,7 @@ pub fn push_opt_lit(out: &mut String, s: Option<&str>) {
 
 /// Appends an instant (µs since the epoch) the way Home Assistant writes datetimes:
 /// `2025-04-01T10:00:00.123456+00:00`.
-pub fn push_iso(out: &mut String, us: i64) {
+pub(crate) fn push_iso(out: &mut String, us: i64) {
     let t = DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default();
     let _ = write!(
         out,
@@ -65,7 +65,7 @@ pub fn push_iso(out: &mut String, us: i64) {
 }
 
 /// An instant (µs) as Home Assistant's ISO string.
-pub fn iso(us: i64) -> String {
+pub(crate) fn iso(us: i64) -> String {
     let mut s = String::with_capacity(32);
     push_iso(&mut s, us);
     s
@@ -73,7 +73,7 @@ pub fn iso(us: i64) -> String {
 
 /// Appends an instant (µs) as Unix seconds with a fraction, as the recorder's compressed history
 /// does (`1795445269.250235`).
-pub fn push_unix_secs(out: &mut String, us: i64) {
+pub(crate) fn push_unix_secs(out: &mut String, us: i64) {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000);
     if frac == 0 {
@@ -91,7 +91,7 @@ pub fn push_unix_secs(out: &mut String, us: i64) {
 const ULID_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A ULID-shaped context id (26 characters): 48 bits of milliseconds and 80 bits of `entropy`.
-pub fn ulid(ms: i64, entropy: u128) -> String {
+pub(crate) fn ulid(ms: i64, entropy: u128) -> String {
     let value: u128 = ((ms.max(0) as u128 & 0xFFFF_FFFF_FFFF) << 80) | (entropy & ((1 << 80) - 1));
     let mut out = [0u8; 26];
     for (i, slot) in out.iter_mut().enumerate() {
@@ -109,7 +109,7 @@ pub fn ulid(ms: i64, entropy: u128) -> String {
 }
 
 /// Appends a context object: `{"id":…,"parent_id":…,"user_id":…}`.
-pub fn push_context(out: &mut String, id: &str, parent: Option<&str>, user: Option<&str>) {
+pub(crate) fn push_context(out: &mut String, id: &str, parent: Option<&str>, user: Option<&str>) {
     out.push_str("{\"id\":");
     push_str_lit(out, id);
     out.push_str(",\"parent_id\":");
@@ -120,7 +120,7 @@ pub fn push_context(out: &mut String, id: &str, parent: Option<&str>, user: Opti
 }
 
 /// A successful command result frame.
-pub fn result_ok(id: u64, result_json: &str) -> String {
+pub(crate) fn result_ok(id: u64, result_json: &str) -> String {
     let mut s = String::with_capacity(48 + result_json.len());
     let _ = write!(
         s,
@@ -132,7 +132,7 @@ pub fn result_ok(id: u64, result_json: &str) -> String {
 }
 
 /// A failed command result frame.
-pub fn result_err(id: Option<u64>, code: &str, message: &str) -> String {
+pub(crate) fn result_err(id: Option<u64>, code: &str, message: &str) -> String {
     let mut s = String::with_capacity(96 + message.len());
     match id {
         Some(id) => {
@@ -149,7 +149,7 @@ pub fn result_err(id: Option<u64>, code: &str, message: &str) -> String {
 }
 
 /// An event message for subscription `id` wrapping a pre-rendered event body.
-pub fn event_message(out: &mut String, id: u64, body: &str) {
+pub(crate) fn event_message(out: &mut String, id: u64, body: &str) {
     let _ = write!(out, "{{\"id\":{id},\"type\":\"event\",\"event\":");
     out.push_str(body);
     out.push('}');
@@ -182,7 +182,7 @@ fn strip_name_prefix<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// A device row (kept in the 2025 shape) as `version` sends it.
-pub fn device_row(home: &Home, row: &Value, version: HaVersion) -> Value {
+pub(crate) fn device_row(home: &Home, row: &Value, version: HaVersion) -> Value {
     if version == HaVersion::V2025_4 {
         return row.clone();
     }
@@ -217,7 +217,7 @@ pub fn device_row(home: &Home, row: &Value, version: HaVersion) -> Value {
 }
 
 /// An entity registry row (kept in the 2025 shape) as `version` sends it.
-pub fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
+pub(crate) fn entity_row(home: &Home, row: &Value, version: HaVersion) -> Value {
     if version == HaVersion::V2025_4 {
         return row.clone();
     }
@@ -247,7 +247,7 @@ fn entity_row_2026(row: &Value, device: Option<&str>) -> Value {
 }
 
 /// The reply of `config/<kind>_registry/list` as `version` sends it.
-pub fn registry_list(home: &Home, kind: RegistryKind, version: HaVersion) -> String {
+pub(crate) fn registry_list(home: &Home, kind: RegistryKind, version: HaVersion) -> String {
     if version == HaVersion::V2025_4 {
         return as_json(match kind {
             RegistryKind::Device => &home.devices,

@@ -59,7 +59,7 @@ fn parse_body(body: &[u8]) -> Result<Value, Box<HttpResponse>> {
 }
 
 /// `GET /api/`.
-pub async fn api_root(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn api_root(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -67,7 +67,7 @@ pub async fn api_root(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// `GET /api/config`.
-pub async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -78,7 +78,7 @@ pub async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// `GET /api/states`.
-pub async fn states(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn states(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -86,7 +86,11 @@ pub async fn states(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// `GET /api/states/<entity_id>`.
-pub async fn state_get(req: HttpRequest, hub: HubData, path: web::Path<String>) -> HttpResponse {
+pub(crate) async fn state_get(
+    req: HttpRequest,
+    hub: HubData,
+    path: web::Path<String>,
+) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -97,7 +101,7 @@ pub async fn state_get(req: HttpRequest, hub: HubData, path: web::Path<String>) 
 }
 
 /// `POST /api/states/<entity_id>`: sets a state (attributes replaced, as Home Assistant does).
-pub async fn state_post(
+pub(crate) async fn state_post(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<String>,
@@ -142,7 +146,11 @@ pub async fn state_post(
 
 /// `DELETE /api/states/<entity_id>`: removes a state (`state_changed` with `new_state: null`);
 /// its registry entry, if any, stays, as in Home Assistant.
-pub async fn state_delete(req: HttpRequest, hub: HubData, path: web::Path<String>) -> HttpResponse {
+pub(crate) async fn state_delete(
+    req: HttpRequest,
+    hub: HubData,
+    path: web::Path<String>,
+) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -154,7 +162,7 @@ pub async fn state_delete(req: HttpRequest, hub: HubData, path: web::Path<String
 }
 
 /// `POST /api/services/<domain>/<service>`: returns the states that changed.
-pub async fn service(
+pub(crate) async fn service(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<(String, String)>,
@@ -179,7 +187,7 @@ pub async fn service(
 }
 
 /// `POST|PUT|GET|HEAD /api/webhook/<id>`: no authentication; always 200, as Home Assistant.
-pub async fn webhook(
+pub(crate) async fn webhook(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<String>,
@@ -204,7 +212,7 @@ pub async fn webhook(
 }
 
 /// `GET /api/config/automation/config/<id>`.
-pub async fn automation_get(
+pub(crate) async fn automation_get(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<String>,
@@ -222,7 +230,7 @@ pub async fn automation_get(
 }
 
 /// `POST /api/config/automation/config/<id>`: stores (validates the keys) and "reloads".
-pub async fn automation_post(
+pub(crate) async fn automation_post(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<String>,
@@ -242,7 +250,7 @@ pub async fn automation_post(
 }
 
 /// `DELETE /api/config/automation/config/<id>`.
-pub async fn automation_delete(
+pub(crate) async fn automation_delete(
     req: HttpRequest,
     hub: HubData,
     path: web::Path<String>,
@@ -257,7 +265,7 @@ pub async fn automation_delete(
 }
 
 /// `GET /api/history/period[/<start>]?filter_entity_id=…&end_time=…&minimal_response&no_attributes&significant_changes_only=0`.
-pub async fn history(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn history(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -311,7 +319,7 @@ pub async fn history(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// `GET /api/simulator/webhook_calls`: the webhook calls received, oldest first (simulator only).
-pub async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -320,7 +328,7 @@ pub async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// `GET /api/simulator/status`: counts of the simulated home (simulator only).
-pub async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
+pub(crate) async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
@@ -351,7 +359,7 @@ pub async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
 }
 
 /// Registers every route on an actix `App`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/websocket", web::get().to(super::ws::websocket))
         .route("/api/", web::get().to(api_root))
         .route("/api/config", web::get().to(config))

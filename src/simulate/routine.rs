@@ -37,7 +37,7 @@ const MINUTE_US: i64 = 60_000_000;
 
 /// One person's day, in minutes after midnight (UTC, the simulated home's time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Day {
+pub(crate) struct Day {
     /// Wakes up.
     pub wake: i64,
     /// Leaves the house (`leave == back`: stays in).
@@ -50,18 +50,18 @@ pub struct Day {
 
 impl Day {
     /// Whether the person is at home at minute `m` of the day.
-    pub fn home(&self, m: i64) -> bool {
+    pub(crate) fn home(&self, m: i64) -> bool {
         !(self.leave <= m && m < self.back)
     }
 
     /// Whether the person is awake at minute `m`.
-    pub fn awake(&self, m: i64) -> bool {
+    pub(crate) fn awake(&self, m: i64) -> bool {
         self.wake <= m && m < self.sleep
     }
 }
 
 /// The plan of person `person` on day `day` (days since the epoch).
-pub fn plan_day(seed: u64, person: usize, commutes: bool, day: i64) -> Day {
+pub(crate) fn plan_day(seed: u64, person: usize, commutes: bool, day: i64) -> Day {
     let mut rng = StdRng::seed_from_u64(
         seed ^ (day as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (person as u64) << 48,
     );
@@ -247,7 +247,7 @@ fn reporters(seed: u64, home: &Home) -> Vec<Reporter> {
 
 /// Routine state that lives between minutes.
 #[derive(Debug, Default)]
-pub struct Routine {
+pub(crate) struct Routine {
     seed: u64,
     motion_until: HashMap<String, i64>,
     light_off_at: HashMap<String, i64>,
@@ -298,7 +298,7 @@ fn number(inner: &Inner, id: &str) -> Option<f64> {
 
 impl Routine {
     /// A routine for `seed`.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Routine {
             seed,
             ..Routine::default()
@@ -308,7 +308,7 @@ impl Routine {
     /// Runs every simulated minute and every sensor report due from the last call up to
     /// `now_us`, in time order (at most `max` minutes of them; older ones are skipped). The
     /// first call starts with the current minute and the reports due from `now_us` on.
-    pub fn advance(&mut self, inner: &mut Inner, now_us: i64, max: i64) {
+    pub(crate) fn advance(&mut self, inner: &mut Inner, now_us: i64, max: i64) {
         let now_min = now_us.div_euclid(MINUTE_US);
         let from = match self.last_minute {
             Some(last) => (last + 1).max(now_min - max + 1),
@@ -458,7 +458,7 @@ impl Routine {
     }
 
     /// One simulated minute (`minute` = minutes since the epoch).
-    pub fn minute(&mut self, inner: &mut Inner, minute: i64) {
+    pub(crate) fn minute(&mut self, inner: &mut Inner, minute: i64) {
         let mut rng =
             StdRng::seed_from_u64(self.seed ^ (minute as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
         let day = minute.div_euclid(DAY);
@@ -626,7 +626,7 @@ impl Routine {
 }
 
 /// Drives the routine from the hub's clock until cancelled.
-pub async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: CancellationToken) {
+pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: CancellationToken) {
     let mut routine = Routine::new(seed);
     // tick often enough to run about one simulated minute per tick
     let tick = Duration::from_secs_f64((30.0 / speed.max(0.001)).clamp(0.005, 0.25));

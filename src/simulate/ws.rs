@@ -25,9 +25,9 @@ use super::render::{event_message, push_str_lit, result_err, result_ok};
 use crate::ha::model::RegistryKind;
 
 /// Time a client has to authenticate.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest frame written when coalescing (more messages go into further frames).
-pub const FRAME_BYTES: usize = 256 * 1024;
+pub(crate) const FRAME_BYTES: usize = 256 * 1024;
 /// Largest frame accepted from a client.
 const MAX_INCOMING: usize = 16 << 20;
 
@@ -391,7 +391,7 @@ fn history_query(msg: &Value) -> Result<(Vec<String>, Query), (&'static str, Str
 }
 
 /// The reply of `get_config` / `GET /api/config`.
-pub fn config_json(entities: usize, ha_version: HaVersion) -> String {
+pub(crate) fn config_json(entities: usize, ha_version: HaVersion) -> String {
     json!({
         "latitude": 52.3731, "longitude": 4.8922, "elevation": 0, "radius": 100,
         "unit_system": {"length": "km", "accumulated_precipitation": "mm", "area": "m²",
@@ -554,7 +554,7 @@ async fn connection(
 }
 
 /// `GET /api/websocket`: upgrades and runs the connection.
-pub async fn websocket(
+pub(crate) async fn websocket(
     req: HttpRequest,
     body: web::Payload,
     hub: web::Data<Arc<Hub>>,

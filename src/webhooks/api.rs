@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::rules::{self, Rule};
-pub use super::store::{DeliveryStatus, TargetKind};
+pub(crate) use super::store::{DeliveryStatus, TargetKind};
 use super::store::{delivery, now_ms, target};
 use super::{EVENT_TEST, WebhookError, WebhookHandle, egress, sign};
 use crate::http::decode_json;
@@ -18,7 +18,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::Params;
 
 /// Most targets HomeIQ keeps.
-pub const MAX_TARGETS: usize = 200;
+pub(crate) const MAX_TARGETS: usize = 200;
 
 /// Largest page of the delivery log.
 const MAX_LIMIT: u64 = 1000;
@@ -44,7 +44,7 @@ pub(crate) fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
 /// A target's own limits (the `webhooks.*` settings apply where unset).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Requests per minute, 1..60000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 60000)]
@@ -58,7 +58,7 @@ pub struct Limits {
 /// Body of `POST /api/v1/webhooks` and `PUT /api/v1/webhooks/{id}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookRequest {
+pub(crate) struct WebhookRequest {
     /// Name, 1..100 characters.
     pub name: String,
     /// `ha` or `http`.
@@ -89,7 +89,7 @@ pub struct WebhookRequest {
 
 /// Delivery counters of a target.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TargetCounters {
+pub(crate) struct TargetCounters {
     /// Deliveries that succeeded.
     pub success_count: i64,
     /// Deliveries given up.
@@ -105,7 +105,7 @@ pub struct TargetCounters {
 
 /// A target as the API shows it: never its secret, and an `ha` webhook id only masked.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WebhookView {
+pub(crate) struct WebhookView {
     /// Target id.
     pub id: String,
     /// Name.
@@ -136,7 +136,7 @@ pub struct WebhookView {
 
 /// The answer to `POST /api/v1/webhooks`: the target and, this once, its secret.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct CreatedWebhook {
+pub(crate) struct CreatedWebhook {
     /// The target.
     #[serde(flatten)]
     pub webhook: WebhookView,
@@ -146,7 +146,7 @@ pub struct CreatedWebhook {
 
 /// Every target.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct WebhookList {
+pub(crate) struct WebhookList {
     /// Number of targets.
     pub total: usize,
     /// The targets, oldest first.
@@ -155,14 +155,14 @@ pub struct WebhookList {
 
 /// The answer to a test delivery.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TestQueued {
+pub(crate) struct TestQueued {
     /// The delivery id (see the delivery log).
     pub delivery_id: String,
 }
 
 /// One entry of the delivery log.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DeliveryView {
+pub(crate) struct DeliveryView {
     /// Delivery id (`X-HomeIQ-Delivery`).
     pub id: String,
     /// Event type.
@@ -195,7 +195,7 @@ pub struct DeliveryView {
 
 /// A page of the delivery log.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DeliveryPage {
+pub(crate) struct DeliveryPage {
     /// Deliveries matching.
     pub total: u64,
     /// Page size.
@@ -210,7 +210,7 @@ pub struct DeliveryPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DeliveryParams {
+pub(crate) struct DeliveryParams {
     /// Only deliveries in this status.
     status: Option<DeliveryStatus>,
     /// Page size, 1..1000 (default 100).
@@ -457,7 +457,9 @@ async fn find(webhooks: &WebhookHandle, id: &str) -> Result<target::Model, ApiEr
     )
 )]
 #[get("/webhooks")]
-pub async fn list_webhooks(webhooks: web::Data<WebhookHandle>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list_webhooks(
+    webhooks: web::Data<WebhookHandle>,
+) -> Result<HttpResponse, ApiError> {
     let rows = webhooks.store().list_targets().await?;
     let items: Vec<WebhookView> = rows.iter().map(view).collect();
     Ok(HttpResponse::Ok().json(WebhookList {
@@ -477,7 +479,7 @@ pub async fn list_webhooks(webhooks: web::Data<WebhookHandle>) -> Result<HttpRes
     )
 )]
 #[post("/webhooks")]
-pub async fn create_webhook(
+pub(crate) async fn create_webhook(
     webhooks: web::Data<WebhookHandle>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -511,7 +513,7 @@ pub async fn create_webhook(
     )
 )]
 #[get("/webhooks/{id}")]
-pub async fn get_webhook(
+pub(crate) async fn get_webhook(
     webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -533,7 +535,7 @@ pub async fn get_webhook(
     )
 )]
 #[put("/webhooks/{id}")]
-pub async fn update_webhook(
+pub(crate) async fn update_webhook(
     webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
     body: web::Bytes,
@@ -561,7 +563,7 @@ pub async fn update_webhook(
     )
 )]
 #[delete("/webhooks/{id}")]
-pub async fn delete_webhook(
+pub(crate) async fn delete_webhook(
     webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -585,7 +587,7 @@ pub async fn delete_webhook(
     )
 )]
 #[post("/webhooks/{id}/test")]
-pub async fn test_webhook(
+pub(crate) async fn test_webhook(
     webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -609,7 +611,7 @@ pub async fn test_webhook(
     )
 )]
 #[get("/webhooks/{id}/deliveries")]
-pub async fn list_deliveries(
+pub(crate) async fn list_deliveries(
     webhooks: web::Data<WebhookHandle>,
     id: web::Path<String>,
     Params(p): Params<DeliveryParams>,

@@ -37,7 +37,7 @@ use super::store::{AttemptRecord, DeliveryStatus, WebhookStore, delivery, now_ms
 use crate::config::{Secret, WebhookSettings};
 
 /// Longest `Retry-After` honoured.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Due deliveries read per outbox query.
 const CLAIM_BATCH: u64 = 64;
@@ -50,9 +50,7 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// What an attempt needs to know about its target.
 #[derive(Debug, Clone)]
-pub struct TargetConfig {
-    /// Target id.
-    pub id: String,
+pub(crate) struct TargetConfig {
     /// Name, for logs.
     pub name: String,
     /// Where to POST (for `ha` targets it holds the webhook id: never log it).
@@ -71,11 +69,11 @@ pub struct TargetConfig {
 }
 
 /// The targets the dispatcher delivers to, by id; swapped whole when one changes.
-pub type TargetTable = Arc<ArcSwap<HashMap<String, Arc<TargetConfig>>>>;
+pub(crate) type TargetTable = Arc<ArcSwap<HashMap<String, Arc<TargetConfig>>>>;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 2xx.
     Delivered {
         /// HTTP status.
@@ -100,7 +98,7 @@ pub enum Outcome {
 }
 
 /// Classifies an HTTP answer.
-pub fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
+pub(crate) fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
     match code {
         200..=299 => Outcome::Delivered { code },
         408 | 429 | 500..=599 => Outcome::Retry {
@@ -116,7 +114,7 @@ pub fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
 }
 
 /// Parses `Retry-After`: seconds or an HTTP date; capped at [`MAX_RETRY_AFTER`].
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     let wait = if let Ok(secs) = value.parse::<u64>() {
         Duration::from_secs(secs)
@@ -131,7 +129,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 
 /// Retry policy from the settings.
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts before giving up.
     pub max_attempts: u32,
     /// Longest life of a delivery, ms.
@@ -158,7 +156,7 @@ impl From<&WebhookSettings> for RetryPolicy {
 impl RetryPolicy {
     /// Back-off before attempt `attempts + 1`: `min · 2^(attempts-1)` up to `max`, then "equal
     /// jitter" (half fixed, half random; `jitter` in `[0, 1)`).
-    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+    pub(crate) fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
         let exp = f64::from(attempts.saturating_sub(1).min(30));
         let base = (self.min_secs * 2f64.powf(exp)).min(self.max_secs);
         Duration::from_secs_f64(base / 2.0 + base / 2.0 * jitter.clamp(0.0, 1.0))
@@ -166,7 +164,7 @@ impl RetryPolicy {
 
     /// What to record after attempt number `attempts` (1-based) of a delivery created at
     /// `created_at` ended with `outcome` at `now` (all Unix ms).
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         outcome: &Outcome,
         attempts: u32,
@@ -208,7 +206,10 @@ impl RetryPolicy {
 /// never follows redirects (a 3xx is a final answer). A `guarded` client resolves names through
 /// [`GuardedResolver`] and ignores proxies from the environment, so it connects only to addresses
 /// it checked.
-pub fn http_client(timeout: Duration, guarded: bool) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn http_client(
+    timeout: Duration,
+    guarded: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
@@ -232,7 +233,7 @@ fn refused() -> Outcome {
 }
 
 /// Sends one delivery; never logs the URL (an `ha` target's URL holds its webhook id).
-pub async fn attempt(
+pub(crate) async fn attempt(
     http: &reqwest::Client,
     target: &TargetConfig,
     d: &delivery::Model,
@@ -326,7 +327,7 @@ impl Runtime {
 }
 
 /// The delivery worker.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     /// The outbox.
     pub store: WebhookStore,
     /// Targets by id.
@@ -348,7 +349,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Runs until `cancel`; then stops claiming and gives attempts under way up to `drain` to end
     /// (the rest are retried after the next start).
-    pub async fn run(self, cancel: CancellationToken, drain: Duration) {
+    pub(crate) async fn run(self, cancel: CancellationToken, drain: Duration) {
         match self.store.reset_in_flight().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -669,7 +670,6 @@ mod tests {
 
     fn target_config(id: &str, url: String, rate: u32, concurrency: u32) -> TargetConfig {
         TargetConfig {
-            id: id.into(),
             name: id.into(),
             url,
             secret: Secret::new(String::from("0123456789abcdef")),
@@ -691,7 +691,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rate_limited_backlog_neither_starves_other_targets_nor_spins() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+        let registry = RegistryStore::open(&dir.path().join(crate::config::METADATA_DB_FILE))
             .await
             .expect("open");
         let store = WebhookStore::new(registry.connection().clone());
@@ -731,7 +731,7 @@ mod tests {
             target_config("other", url("other"), 6_000, 4),
         ]
         .into_iter()
-        .map(|t| (t.id.clone(), Arc::new(t)))
+        .map(|t| (t.name.clone(), Arc::new(t)))
         .collect();
         let counters = Arc::new(WebhookCounters::default());
         let dispatcher = Dispatcher {

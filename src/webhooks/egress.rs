@@ -27,7 +27,7 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Host names of the Supervisor's add-on network (and Home Assistant's own name).
-pub const INTERNAL_HOSTS: [&str; 3] = ["supervisor", "homeassistant", "hassio"];
+pub(crate) const INTERNAL_HOSTS: [&str; 3] = ["supervisor", "homeassistant", "hassio"];
 
 /// What a refused delivery or target says: the same for every refused host and port, so the
 /// delivery log tells nothing about what listens there (no connection is ever attempted).
@@ -41,7 +41,7 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The error of a refused target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{REFUSED}")]
-pub struct Refused;
+pub(crate) struct Refused;
 
 /// Whether an IPv4 address is refused.
 fn internal_v4(ip: Ipv4Addr) -> bool {
@@ -75,7 +75,7 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
 }
 
 /// Whether deliveries to `ip` are refused (unless `webhooks.allow_internal_targets`).
-pub fn is_internal(ip: IpAddr) -> bool {
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => internal_v4(v4),
         IpAddr::V6(v6) => internal_v6(v6),
@@ -93,13 +93,13 @@ fn is_supervisor_name(name: &str) -> bool {
 
 /// Whether a host name is refused by name: [`INTERNAL_HOSTS`], `localhost` and `*.localhost`
 /// (always loopback, RFC 6761), compared without case and a trailing dot.
-pub fn is_internal_name(name: &str) -> bool {
+pub(crate) fn is_internal_name(name: &str) -> bool {
     let name = normalized(name);
     is_supervisor_name(&name) || name == "localhost" || name.ends_with(".localhost")
 }
 
 /// Checks a URL's host without resolving it: refused names and IP literals.
-pub fn check_literal(url: &url::Url) -> Result<(), Refused> {
+pub(crate) fn check_literal(url: &url::Url) -> Result<(), Refused> {
     match url.host() {
         Some(url::Host::Ipv4(ip)) if internal_v4(ip) => Err(Refused),
         Some(url::Host::Ipv6(ip)) if internal_v6(ip) => Err(Refused),
@@ -111,7 +111,7 @@ pub fn check_literal(url: &url::Url) -> Result<(), Refused> {
 /// Checks a target URL when it is created or replaced: the host as written and, for a name, the
 /// addresses it resolves to now. A name that does not resolve (yet) is accepted: every delivery
 /// checks again.
-pub async fn check_url(url: &url::Url) -> Result<(), Refused> {
+pub(crate) async fn check_url(url: &url::Url) -> Result<(), Refused> {
     check_literal(url)?;
     if let Some(url::Host::Domain(name)) = url.host() {
         let lookup = tokio::net::lookup_host((name, url.port_or_known_default().unwrap_or(80)));
@@ -135,7 +135,7 @@ fn check_addrs(addrs: impl IntoIterator<Item = SocketAddr>) -> Result<Vec<Socket
 /// The delivery client's DNS resolver: the system's (`getaddrinfo`), then the check; the client
 /// connects only to the addresses it returns.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GuardedResolver;
+pub(crate) struct GuardedResolver;
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
@@ -153,7 +153,7 @@ impl Resolve for GuardedResolver {
 }
 
 /// Whether `e` (or one of its causes) is a [`Refused`].
-pub fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(cause) = source {
         if cause.downcast_ref::<Refused>().is_some() {
@@ -167,7 +167,7 @@ pub fn is_refused(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Whether an `ha` target's webhook id is refused: one made only of dots is a path segment
 /// (`..`, `.`) that would turn `/api/webhook/<id>` into another path of Core's API, reached with
 /// the Supervisor's token.
-pub fn is_dot_segment(webhook_id: &str) -> bool {
+pub(crate) fn is_dot_segment(webhook_id: &str) -> bool {
     webhook_id.bytes().all(|b| b == b'.')
 }
 

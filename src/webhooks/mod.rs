@@ -31,12 +31,12 @@
 //! job-queue crate because it must share `homeiq.db`, its migrations and its cascade deletes.
 //! HMAC and hex are a few lines over `ring`, already a dependency.
 
-pub mod api;
-pub mod deliver;
+pub(crate) mod api;
+pub(crate) mod deliver;
 pub mod egress;
-pub mod rules;
+pub(crate) mod rules;
 pub mod sign;
-pub mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,13 +59,13 @@ use rules::{Match, Rule, RuleEngine, TargetRules};
 use store::{DeliveryStatus, TargetKind, WebhookStore, delivery, now_ms, target};
 
 /// Event type of rule matches.
-pub const EVENT_STATE_CHANGED: &str = "state_changed";
+pub(crate) const EVENT_STATE_CHANGED: &str = "state_changed";
 /// Event type of `POST /api/v1/webhooks/{id}/test`.
-pub const EVENT_TEST: &str = "test";
+pub(crate) const EVENT_TEST: &str = "test";
 
 /// Why a webhook operation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     /// The metadata database failed.
     #[error("metadata database error: {0}")]
     Db(#[from] sea_orm::DbErr),
@@ -80,7 +80,7 @@ pub enum WebhookError {
 crate::counters::counters! {
     /// Counters of the webhook engine and delivery; read by `/health/deep` and `/metrics`
     /// (`homeiq_webhook_<field>`).
-    pub struct WebhookCounts => WebhookCountsSnapshot ("homeiq_webhook") {
+    pub(crate) struct WebhookCounts => WebhookCountsSnapshot ("homeiq_webhook") {
         /// Live state changes the webhook rules evaluated.
         events,
         /// Live state changes the webhook rules missed because they fell behind (`Lagged`).
@@ -113,7 +113,7 @@ crate::counters::counters! {
 
 /// The webhook engine's counters, the last trigger latency (a gauge) and per-target outcomes.
 #[derive(Debug, Default)]
-pub struct WebhookCounters {
+pub(crate) struct WebhookCounters {
     /// The counters.
     pub counts: WebhookCounts,
     /// Change in Home Assistant → start of the first attempt, last delivery, ms.
@@ -123,7 +123,7 @@ pub struct WebhookCounters {
 
 impl WebhookCounters {
     /// Counts a finished delivery of `target` (since start).
-    pub fn count_target(&self, target: &str, delivered: bool) {
+    pub(crate) fn count_target(&self, target: &str, delivered: bool) {
         let mut map = self.per_target.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map.entry(target.to_owned()).or_default();
         if delivered {
@@ -134,7 +134,7 @@ impl WebhookCounters {
     }
 
     /// (target id, delivered, failed) since start.
-    pub fn per_target(&self) -> Vec<(String, u64, u64)> {
+    pub(crate) fn per_target(&self) -> Vec<(String, u64, u64)> {
         let map = self.per_target.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<_> = map.iter().map(|(k, (d, f))| (k.clone(), *d, *f)).collect();
         out.sort();
@@ -142,7 +142,7 @@ impl WebhookCounters {
     }
 
     /// A snapshot.
-    pub fn snapshot(&self) -> CountersSnapshot {
+    pub(crate) fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
             counts: self.counts.snapshot(),
             last_trigger_latency_ms: self.last_trigger_latency_ms.load(Ordering::Relaxed),
@@ -152,7 +152,7 @@ impl WebhookCounters {
 
 /// [`WebhookCounters`] as plain numbers.
 #[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
-pub struct CountersSnapshot {
+pub(crate) struct CountersSnapshot {
     /// The counters.
     #[serde(flatten)]
     pub counts: WebhookCountsSnapshot,
@@ -162,7 +162,7 @@ pub struct CountersSnapshot {
 
 /// Where `ha` targets are delivered: Core's REST API (the Supervisor proxy or `ha.url`).
 #[derive(Debug, Clone)]
-pub struct HaWebhookBase {
+pub(crate) struct HaWebhookBase {
     /// REST base ending in `/api`.
     pub rest_url: String,
     /// Bearer token for the Supervisor proxy (not sent to a directly reached Core).
@@ -171,7 +171,7 @@ pub struct HaWebhookBase {
 
 impl HaWebhookBase {
     /// From the resolved Home Assistant endpoint.
-    pub fn new(endpoint: &HaEndpoint) -> Self {
+    pub(crate) fn new(endpoint: &HaEndpoint) -> Self {
         HaWebhookBase {
             rest_url: endpoint.rest_url.trim_end_matches('/').to_owned(),
             bearer: endpoint.supervisor.then(|| endpoint.token.clone()),
@@ -179,7 +179,7 @@ impl HaWebhookBase {
     }
 
     /// `<rest>/webhook/<id>`.
-    pub fn url(&self, webhook_id: &str) -> String {
+    pub(crate) fn url(&self, webhook_id: &str) -> String {
         format!("{}/webhook/{webhook_id}", self.rest_url)
     }
 }
@@ -196,7 +196,7 @@ struct Inner {
 
 /// Webhooks: the store, the live target table, the counters; cheap to clone.
 #[derive(Clone)]
-pub struct WebhookHandle {
+pub(crate) struct WebhookHandle {
     inner: Arc<Inner>,
 }
 
@@ -208,7 +208,7 @@ impl std::fmt::Debug for WebhookHandle {
 
 /// The status shown in `/health/deep`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WebhookStatus {
+pub(crate) struct WebhookStatus {
     /// Targets configured.
     pub targets: usize,
     /// Deliveries by status in the outbox and log.
@@ -220,7 +220,7 @@ pub struct WebhookStatus {
 
 impl WebhookStatus {
     /// Webhooks' judgement of themselves: state changes the rules missed are a warning.
-    pub fn health(&self) -> crate::health::Health {
+    pub(crate) fn health(&self) -> crate::health::Health {
         let mut health = crate::health::Health::default();
         if self.counters.counts.events_missed > 0 {
             health.warn(format!(
@@ -234,7 +234,7 @@ impl WebhookStatus {
 
 impl WebhookHandle {
     /// Opens webhooks over `store` and loads the targets.
-    pub async fn open(
+    pub(crate) async fn open(
         store: WebhookStore,
         settings: WebhookSettings,
         ha: HaWebhookBase,
@@ -256,22 +256,22 @@ impl WebhookHandle {
     }
 
     /// The rows.
-    pub fn store(&self) -> &WebhookStore {
+    pub(crate) fn store(&self) -> &WebhookStore {
         &self.inner.store
     }
 
     /// The settings.
-    pub fn settings(&self) -> &WebhookSettings {
+    pub(crate) fn settings(&self) -> &WebhookSettings {
         &self.inner.settings
     }
 
     /// The counters.
-    pub fn counters(&self) -> &WebhookCounters {
+    pub(crate) fn counters(&self) -> &WebhookCounters {
         &self.inner.counters
     }
 
     /// Re-reads the targets after a change: the dispatcher's table and the engine's rules.
-    pub async fn reload(&self) -> Result<(), WebhookError> {
+    pub(crate) async fn reload(&self) -> Result<(), WebhookError> {
         let rows = self.inner.store.list_targets().await?;
         let settings = &self.inner.settings;
         let mut table = HashMap::new();
@@ -288,7 +288,6 @@ impl WebhookHandle {
                 continue;
             }
             let config = TargetConfig {
-                id: row.id.clone(),
                 name: row.name.clone(),
                 guarded: row.kind != TargetKind::Ha && !settings.allow_internal_targets,
                 url: match (row.kind, &row.webhook_id, &row.url) {
@@ -337,7 +336,7 @@ impl WebhookHandle {
     }
 
     /// Writes a delivery to the outbox and wakes the dispatcher; returns its id.
-    pub async fn enqueue(
+    pub(crate) async fn enqueue(
         &self,
         target: (&str, &str),
         event: &str,
@@ -450,7 +449,7 @@ impl WebhookHandle {
     }
 
     /// Status for `/health/deep`.
-    pub async fn status(&self) -> Result<WebhookStatus, WebhookError> {
+    pub(crate) async fn status(&self) -> Result<WebhookStatus, WebhookError> {
         let deliveries = self
             .inner
             .store
@@ -469,7 +468,7 @@ impl WebhookHandle {
     /// `engine_cancel` after evaluating the events already published (cancel it once the pipeline
     /// has drained); the worker stops claiming on `worker_cancel` and gives attempts under way up
     /// to `drain`.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         live: &LiveBus,
         catalog: CatalogHandle,
@@ -559,6 +558,6 @@ impl WebhookHandle {
 }
 
 /// A target row's rules, as stored.
-pub fn rules_of(row: &target::Model) -> Vec<Rule> {
+pub(crate) fn rules_of(row: &target::Model) -> Vec<Rule> {
     serde_json::from_value(row.rules.clone()).unwrap_or_default()
 }

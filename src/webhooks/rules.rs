@@ -35,15 +35,15 @@ use crate::ha::model::State;
 use crate::ingest::LiveEvent;
 
 /// Longest `for` and `cooldown`, seconds (a week).
-pub const MAX_SECONDS: u64 = 7 * 24 * 3600;
+pub(crate) const MAX_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Rules per target.
-pub const MAX_RULES: usize = 100;
+pub(crate) const MAX_RULES: usize = 100;
 
 /// One rule of a webhook target, as the API takes and returns it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// Entity id (`sensor.outdoor_temperature`) or a glob over entity ids (`sensor.*_power`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
@@ -89,7 +89,7 @@ pub struct Rule {
 /// A rule that cannot be used; `field` is relative to the rule (`above`, `entity_id`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
-pub struct RuleError {
+pub(crate) struct RuleError {
     /// The rule's field at fault.
     pub field: &'static str,
     /// What is wrong.
@@ -113,7 +113,7 @@ enum IdSelector {
 
 /// A validated rule, ready to evaluate.
 #[derive(Debug, Clone)]
-pub struct CompiledRule {
+pub(crate) struct CompiledRule {
     /// The rule as given.
     pub rule: Rule,
     id: IdSelector,
@@ -129,7 +129,7 @@ fn non_empty(field: &'static str, value: Option<&String>) -> Result<(), RuleErro
 
 impl CompiledRule {
     /// Validates `rule`.
-    pub fn new(rule: Rule) -> Result<Self, RuleError> {
+    pub(crate) fn new(rule: Rule) -> Result<Self, RuleError> {
         non_empty("entity_id", rule.entity_id.as_ref())?;
         non_empty("domain", rule.domain.as_ref())?;
         non_empty("area", rule.area.as_ref())?;
@@ -273,7 +273,7 @@ impl CompiledRule {
 }
 
 /// Validates every rule of a target; the error names `rules[i].field`.
-pub fn compile_rules(rules: &[Rule]) -> Result<Vec<CompiledRule>, (String, String)> {
+pub(crate) fn compile_rules(rules: &[Rule]) -> Result<Vec<CompiledRule>, (String, String)> {
     if rules.len() > MAX_RULES {
         return Err(("rules".into(), format!("at most {MAX_RULES} rules")));
     }
@@ -287,7 +287,7 @@ pub fn compile_rules(rules: &[Rule]) -> Result<Vec<CompiledRule>, (String, Strin
 }
 
 /// Where entities are: area and device, from the registry catalog (or a map in tests).
-pub trait EntityLocator {
+pub(crate) trait EntityLocator {
     /// The entity's area (its own, else its device's).
     fn area_of(&self, entity_id: &str) -> Option<String>;
     /// The entity's device.
@@ -324,7 +324,7 @@ impl EntityLocator for HashMap<String, (Option<String>, Option<String>)> {
 
 /// The rules of one target.
 #[derive(Debug, Clone)]
-pub struct TargetRules {
+pub(crate) struct TargetRules {
     /// Target id.
     pub target_id: String,
     /// Changes whenever the target is edited (its state is then reset).
@@ -335,7 +335,7 @@ pub struct TargetRules {
 
 /// A rule that fired.
 #[derive(Debug, Clone)]
-pub struct Match {
+pub(crate) struct Match {
     /// Target id.
     pub target_id: String,
     /// Index of the rule in the target's list.
@@ -358,7 +358,7 @@ struct Pending {
 
 /// What the engine remembers per (target, rule, entity).
 #[derive(Debug, Clone, Default)]
-pub struct RuleState {
+pub(crate) struct RuleState {
     /// Numeric rules: whether a crossing may fire.
     armed: bool,
     /// The last match, for the cooldown.
@@ -369,7 +369,7 @@ pub struct RuleState {
 
 /// Counters of what the engine decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct EngineStats {
+pub(crate) struct EngineStats {
     /// Matches (fired rules).
     pub matched: u64,
     /// Matches suppressed by a cooldown.
@@ -380,7 +380,7 @@ pub struct EngineStats {
 
 /// Evaluates every target's rules against events; owns all rule state.
 #[derive(Debug, Default)]
-pub struct RuleEngine {
+pub(crate) struct RuleEngine {
     targets: Vec<TargetRules>,
     states: HashMap<Key, RuleState>,
     timers: BTreeSet<(DateTime<Utc>, Key)>,
@@ -389,14 +389,14 @@ pub struct RuleEngine {
 
 impl RuleEngine {
     /// An engine with these targets.
-    pub fn new(targets: Vec<TargetRules>) -> Self {
+    pub(crate) fn new(targets: Vec<TargetRules>) -> Self {
         let mut engine = RuleEngine::default();
         engine.set_targets(targets);
         engine
     }
 
     /// Replaces the targets; the state of targets that are gone or changed is dropped.
-    pub fn set_targets(&mut self, targets: Vec<TargetRules>) {
+    pub(crate) fn set_targets(&mut self, targets: Vec<TargetRules>) {
         let keep: HashSet<(String, i64)> = targets
             .iter()
             .map(|t| (t.target_id.clone(), t.version))
@@ -416,22 +416,23 @@ impl RuleEngine {
     }
 
     /// What the engine decided so far.
-    pub fn stats(&self) -> EngineStats {
+    pub(crate) fn stats(&self) -> EngineStats {
         self.stats
     }
 
     /// When the next `for` hold ends.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
         self.timers.first().map(|(at, _)| *at)
     }
 
     /// Rule states held (for bounds and tests).
-    pub fn state_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn state_count(&self) -> usize {
         self.states.len()
     }
 
     /// Applies one event at `now`; returns the rules that fired.
-    pub fn evaluate(
+    pub(crate) fn evaluate(
         &mut self,
         event: &Arc<LiveEvent>,
         now: DateTime<Utc>,
@@ -572,7 +573,7 @@ impl RuleEngine {
     }
 
     /// The `for` holds that ended by `now` and still held: their matches.
-    pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Match> {
+    pub(crate) fn due(&mut self, now: DateTime<Utc>) -> Vec<Match> {
         let mut out = Vec::new();
         while let Some((at, key)) = self.timers.first().cloned() {
             if at > now {

@@ -15,10 +15,10 @@ pub const EVENT_HEADER: &str = "X-HomeIQ-Event";
 pub const DELIVERY_HEADER: &str = "X-HomeIQ-Delivery";
 
 /// Shortest secret accepted.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -36,7 +36,7 @@ use utoipa::ToSchema;
 )]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "lowercase")]
-pub enum TargetKind {
+pub(crate) enum TargetKind {
     /// A Home Assistant webhook trigger (`/api/webhook/<webhook_id>` of Core).
     #[sea_orm(string_value = "ha")]
     Ha,
@@ -62,7 +62,7 @@ pub enum TargetKind {
 )]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
+pub(crate) enum DeliveryStatus {
     /// Waiting for its next attempt.
     #[sea_orm(string_value = "pending")]
     Pending,
@@ -78,13 +78,13 @@ pub enum DeliveryStatus {
 }
 
 /// `webhook_targets`.
-pub mod target {
+pub(crate) mod target {
     use sea_orm::entity::prelude::*;
 
     /// One target.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_targets")]
-    pub struct Model {
+    pub(crate) struct Model {
         /// Random id.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
@@ -124,19 +124,19 @@ pub mod target {
 
     /// Deliveries reference targets; nothing is navigated from here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// `webhook_deliveries`.
-pub mod delivery {
+pub(crate) mod delivery {
     use sea_orm::entity::prelude::*;
 
     /// One delivery: outbox entry while pending, log entry once finished.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "webhook_deliveries")]
-    pub struct Model {
+    pub(crate) struct Model {
         /// Delivery id, stable across retries (sent as `X-HomeIQ-Delivery`).
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
@@ -176,14 +176,14 @@ pub mod delivery {
 
     /// See `webhook_targets`.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The result of one attempt, to record.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     /// New status: `Pending` (retry), `Delivered` or `Failed`.
     pub status: DeliveryStatus,
     /// Attempts made so far.
@@ -201,24 +201,24 @@ pub struct AttemptRecord {
 }
 
 /// Current Unix time in milliseconds.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 /// Webhook rows in the metadata database; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct WebhookStore {
+pub(crate) struct WebhookStore {
     db: DatabaseConnection,
 }
 
 impl WebhookStore {
     /// The store over `homeiq.db`'s pool (migrations already applied).
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
         WebhookStore { db }
     }
 
     /// Every target, oldest first.
-    pub async fn list_targets(&self) -> Result<Vec<target::Model>, DbErr> {
+    pub(crate) async fn list_targets(&self) -> Result<Vec<target::Model>, DbErr> {
         target::Entity::find()
             .order_by_asc(target::Column::CreatedAt)
             .order_by_asc(target::Column::Id)
@@ -227,14 +227,14 @@ impl WebhookStore {
     }
 
     /// One target.
-    pub async fn get_target(&self, id: &str) -> Result<Option<target::Model>, DbErr> {
+    pub(crate) async fn get_target(&self, id: &str) -> Result<Option<target::Model>, DbErr> {
         target::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await
     }
 
     /// Inserts a new target.
-    pub async fn insert_target(&self, model: target::Model) -> Result<(), DbErr> {
+    pub(crate) async fn insert_target(&self, model: target::Model) -> Result<(), DbErr> {
         target::Entity::insert(target::ActiveModel::from(model))
             .exec_without_returning(&self.db)
             .await?;
@@ -242,7 +242,7 @@ impl WebhookStore {
     }
 
     /// Replaces a target's configuration (counters and creation time stay); false if missing.
-    pub async fn update_target(&self, model: target::Model) -> Result<bool, DbErr> {
+    pub(crate) async fn update_target(&self, model: target::Model) -> Result<bool, DbErr> {
         let result = target::Entity::update_many()
             .col_expr(target::Column::Name, Expr::value(model.name))
             .col_expr(target::Column::Kind, Expr::value(model.kind))
@@ -264,7 +264,7 @@ impl WebhookStore {
     }
 
     /// Deletes a target and (by cascade) its deliveries; false if missing.
-    pub async fn delete_target(&self, id: &str) -> Result<bool, DbErr> {
+    pub(crate) async fn delete_target(&self, id: &str) -> Result<bool, DbErr> {
         let result = target::Entity::delete_by_id(id.to_owned())
             .exec(&self.db)
             .await?;
@@ -274,7 +274,7 @@ impl WebhookStore {
     /// Writes a delivery to the outbox; if its target then has more than `max_pending` deliveries
     /// waiting (pending or in flight), drops the oldest pending ones and counts them on the target,
     /// in the same transaction. Returns how many were dropped.
-    pub async fn insert_delivery(
+    pub(crate) async fn insert_delivery(
         &self,
         model: delivery::Model,
         max_pending: u64,
@@ -322,7 +322,7 @@ impl WebhookStore {
     }
 
     /// Pending deliveries due at `now`, oldest due first, skipping `exclude`d targets.
-    pub async fn due(
+    pub(crate) async fn due(
         &self,
         now: i64,
         exclude: &[String],
@@ -342,7 +342,7 @@ impl WebhookStore {
     }
 
     /// The earliest `next_attempt_at` of a pending delivery not of an `exclude`d target.
-    pub async fn next_due_at(&self, exclude: &[String]) -> Result<Option<i64>, DbErr> {
+    pub(crate) async fn next_due_at(&self, exclude: &[String]) -> Result<Option<i64>, DbErr> {
         let mut q = delivery::Entity::find()
             .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
             .select_only()
@@ -357,7 +357,7 @@ impl WebhookStore {
     }
 
     /// Marks a pending delivery in flight; false if someone else changed it meanwhile.
-    pub async fn claim(&self, id: &str, now: i64) -> Result<bool, DbErr> {
+    pub(crate) async fn claim(&self, id: &str, now: i64) -> Result<bool, DbErr> {
         let result = delivery::Entity::update_many()
             .col_expr(
                 delivery::Column::Status,
@@ -372,7 +372,7 @@ impl WebhookStore {
     }
 
     /// Puts deliveries a crash left in flight back to pending; returns how many.
-    pub async fn reset_in_flight(&self) -> Result<u64, DbErr> {
+    pub(crate) async fn reset_in_flight(&self) -> Result<u64, DbErr> {
         let result = delivery::Entity::update_many()
             .col_expr(
                 delivery::Column::Status,
@@ -386,7 +386,7 @@ impl WebhookStore {
 
     /// Records an attempt's outcome and, when the delivery finished, the target's counters, in
     /// one transaction.
-    pub async fn record(
+    pub(crate) async fn record(
         &self,
         id: &str,
         target_id: &str,
@@ -440,7 +440,7 @@ impl WebhookStore {
     }
 
     /// A target's deliveries, newest first, optionally of one status; with the total.
-    pub async fn list_deliveries(
+    pub(crate) async fn list_deliveries(
         &self,
         target_id: &str,
         status: Option<DeliveryStatus>,
@@ -463,7 +463,7 @@ impl WebhookStore {
     }
 
     /// Deletes finished deliveries that finished before `before` (Unix ms); returns how many.
-    pub async fn purge_finished(&self, before: i64) -> Result<u64, DbErr> {
+    pub(crate) async fn purge_finished(&self, before: i64) -> Result<u64, DbErr> {
         let result = delivery::Entity::delete_many()
             .filter(
                 delivery::Column::Status.is_in([DeliveryStatus::Delivered, DeliveryStatus::Failed]),
@@ -475,7 +475,7 @@ impl WebhookStore {
     }
 
     /// Deliveries per status (for health and metrics).
-    pub async fn status_counts(&self) -> Result<Vec<(DeliveryStatus, i64)>, DbErr> {
+    pub(crate) async fn status_counts(&self) -> Result<Vec<(DeliveryStatus, i64)>, DbErr> {
         delivery::Entity::find()
             .select_only()
             .column(delivery::Column::Status)
@@ -548,7 +548,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_drops_its_oldest_pending_and_counts_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("homeiq.db");
+        let path = dir.path().join(crate::config::METADATA_DB_FILE);
         let registry = RegistryStore::open(&path).await.expect("open");
         let store = WebhookStore::new(registry.connection().clone());
         store.insert_target(target_row("a")).await.expect("insert");
@@ -598,7 +598,7 @@ mod tests {
     #[tokio::test]
     async fn outbox_claim_reset_record_and_cascade() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+        let registry = RegistryStore::open(&dir.path().join(crate::config::METADATA_DB_FILE))
             .await
             .expect("open");
         let store = WebhookStore::new(registry.connection().clone());
@@ -687,7 +687,7 @@ mod tests {
     async fn enums_read_and_write_the_stored_text_unchanged() {
         use sea_orm::{ActiveEnum, ConnectionTrait, DbBackend, Iterable, Statement};
         let dir = tempfile::tempdir().expect("tempdir");
-        let registry = RegistryStore::open(&dir.path().join("homeiq.db"))
+        let registry = RegistryStore::open(&dir.path().join(crate::config::METADATA_DB_FILE))
             .await
             .expect("open");
         let db = registry.connection().clone();
