@@ -219,7 +219,8 @@ pub fn bind(
     })
     .workers(http_workers())
     .disable_signals()
-    .shutdown_timeout(2)
+    // open live streams are closed after a second, inside the shutdown stage "stop HTTP"
+    .shutdown_timeout(1)
     .client_request_timeout(std::time::Duration::from_secs(10))
     .bind((options.bind.as_str(), options.port))?;
     let port = server
