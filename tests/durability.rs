@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, OwnInflux, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, OwnInflux, Served, eventually, unique};
 use serde_json::{Value, json};
 
 /// One state change as Home Assistant recorded it: (entity, state, `last_updated` in µs).

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, Sim, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, Served, Sim, eventually, unique};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
