@@ -19,15 +19,7 @@ async fn the_in_process_app_records_the_simulator_and_stops_within_the_budget() 
         d["storage"]["written"].as_u64().unwrap_or(0) > 0
     })
     .await;
-    let entities: serde_json::Value = app
-        .client()
-        .get(app.url("/api/v1/entities?limit=1"))
-        .send()
-        .await
-        .expect("entities")
-        .json()
-        .await
-        .expect("json");
+    let entities = app.get_json("/api/v1/entities?limit=1").await;
     assert!(entities["total"].as_u64().unwrap_or(0) > 0, "{entities}");
 
     let data_dir = app.data_dir.clone();

@@ -583,24 +583,8 @@ async fn sigterm_while_influxdb_hangs_spools_within_the_budget() {
         changes.push((entity.clone(), value, micros(&state["last_updated"])));
     }
     // every entity's last change is HomeIQ's current state: all 60 are with the writer
-    let http = reqwest::Client::new();
     for (entity, value, _) in &changes[changes.len() - names.len()..] {
-        eventually(
-            "the last change received",
-            Duration::from_secs(30),
-            || async {
-                let e: Value = http
-                    .get(homeiq.url(&format!("/api/v1/entities/{entity}")))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (e["state"]["state"] == value.as_str()).then_some(())
-            },
-        )
-        .await;
+        homeiq.wait_state(entity, value).await;
     }
     let deep = homeiq.deep().await;
     assert_eq!(deep["storage"]["written"], 0, "{deep}");

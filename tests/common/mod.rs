@@ -88,15 +88,38 @@ pub trait Served {
 
     /// `GET /health/deep` (whatever its status code).
     fn deep(&self) -> impl Future<Output = Value> {
-        let request = self.client().get(self.url("/health/deep"));
+        self.get_json("/health/deep")
+    }
+
+    /// `GET path` as JSON (whatever its status code).
+    fn get_json(&self, path: &str) -> impl Future<Output = Value> {
+        let request = self.client().get(self.url(path));
         async move {
             request
                 .send()
                 .await
-                .expect("deep health")
+                .expect("request")
                 .json()
                 .await
                 .expect("json")
+        }
+    }
+
+    /// Waits until HomeIQ's current state of `entity_id` is `state`: every change before it was
+    /// received.
+    fn wait_state(&self, entity_id: &str, state: &str) -> impl Future<Output = ()> {
+        let url = self.url(&format!("/api/v1/entities/{entity_id}"));
+        let http = self.client();
+        async move {
+            eventually(
+                &format!("{entity_id} received as {state}"),
+                Duration::from_secs(45),
+                || async {
+                    let e: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    (e["state"]["state"] == state).then_some(())
+                },
+            )
+            .await;
         }
     }
 
