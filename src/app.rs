@@ -250,6 +250,7 @@ impl Application {
                 .api_token
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
+            stop: cancel.child_token(),
         };
         if let Some(gateway) = options.gateway {
             tracing::info!(%gateway, token = options.api_token.is_some(), "API open to the ingress gateway; other clients need http.api_token");
@@ -328,8 +329,7 @@ impl Application {
         ingest.stop_reading();
         shutdown
             .run(Stage::StopHttp, |_| async {
-                // requests under way may end; open live streams are closed by the server after
-                // its shutdown timeout
+                // requests under way may end (live streams ended at the cancel)
                 server_handle.stop(true).await;
                 server_task.join().await;
                 rates_task.join().await;

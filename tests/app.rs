@@ -36,3 +36,31 @@ async fn the_in_process_app_records_the_simulator_and_stops_within_the_budget() 
         wal.display()
     );
 }
+
+/// An open live stream ends when the application stops (the response ends properly, it is not
+/// cut off by the server's shutdown timeout), so it does not hold the shutdown up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_live_stream_ends_at_shutdown() {
+    let app = spawn_app().await;
+    let mut stream = app
+        .client()
+        .get(app.url("/api/v1/stream"))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    let hello = stream.chunk().await.expect("hello").unwrap_or_default();
+    assert!(hello.starts_with(b"event: hello"), "{hello:?}");
+
+    let took = app.stop().await;
+    // whatever was under way arrives, then the end of the response
+    loop {
+        match stream.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => panic!("the stream was cut off instead of ending: {e}"),
+        }
+    }
+    assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+}
