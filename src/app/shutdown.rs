@@ -157,21 +157,20 @@ impl Shutdown {
         let left_ms = self.left().as_millis() as u64;
         let took_ms = report.took.as_millis() as u64;
         let slot_ms = slot.as_millis() as u64;
-        match report.end {
-            StageEnd::Done => tracing::info!(
+        let cut_off = report.end == StageEnd::CutOff;
+        tracing::info!(
+            stage = stage.name(),
+            took_ms,
+            slot_ms,
+            left_ms,
+            cut_off,
+            "shutdown stage"
+        );
+        if cut_off {
+            tracing::warn!(
                 stage = stage.name(),
-                took_ms,
-                slot_ms,
-                left_ms,
-                "shutdown stage done"
-            ),
-            StageEnd::CutOff => tracing::warn!(
-                stage = stage.name(),
-                took_ms,
-                slot_ms,
-                left_ms,
                 "shutdown stage cut off at the end of its slot"
-            ),
+            );
         }
         self.reports.push(report);
         out
