@@ -1,42 +1,38 @@
 //! Start-up and shutdown: builds every part from [`Settings`] as named steps, runs them, and stops
 //! them in order.
 //!
-//! Shutdown (SIGTERM, SIGINT or [`Application::shutdown_token`]): stop reading from Home Assistant,
-//! let the pipeline drain its queue, flush the writer, let the registry task finish, stop the HTTP
-//! server — all within [`SHUTDOWN_BUDGET`], inside the Supervisor's 10 s stop timeout.
+//! Shutdown (SIGTERM, SIGINT or [`Application::shutdown_token`]) runs the stages of
+//! [`shutdown::Stage`] under one deadline, [`SHUTDOWN_BUDGET`]: stop HTTP, close the connection to
+//! Home Assistant, let the pipeline drain, flush the writer (spooling what InfluxDB does not take),
+//! persist the backfill cursor, let the webhooks finish, close the registry store.
 
+mod shutdown;
+
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::rates::EventRates;
 use crate::api::{self, AppState, ServerOptions};
 use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
-use crate::ha::{self, ClientOptions, HaHandle};
-use crate::ingest::LiveBus;
+use crate::ha::{ClientOptions, HaHandle};
 use crate::ingest::{
-    BackfillHandle, BackfillOptions, EntityFilter, Heartbeat, HeartbeatCounters, IngestCounters,
-    Pipeline,
+    self, BackfillHandle, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus,
 };
-use crate::registry::{
-    CatalogHandle, REGISTRY_QUEUE, RegistryError, RegistryStore, RegistrySyncState,
-    run_registry_task,
-};
+use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, spawn_spooled_writer};
 use crate::store::schema::PointMapper;
 use crate::store::sink::HistoryWriter;
-use crate::store::states::CurrentStates;
+use crate::task::OwnedTask;
 use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
-
-/// Everything that accepted data must be written or handed over within this time after SIGTERM.
-pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+pub use shutdown::{EXIT_GRACE, SHUTDOWN_BUDGET};
+use shutdown::{Shutdown, Stage};
 
 /// How long webhook attempts under way may take to end at shutdown.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(1);
@@ -102,15 +98,19 @@ pub struct Application {
     port: u16,
     cancel: CancellationToken,
     server: actix_web::dev::Server,
-    ha_task: JoinHandle<()>,
-    pipeline_task: JoinHandle<()>,
-    registry_task: JoinHandle<()>,
+    ingest: Ingest,
     writer: HistoryWriter,
-    ha: HaHandle,
-    backfill: BackfillHandle,
-    cursor_task: JoinHandle<()>,
-    webhook_tasks: (JoinHandle<()>, JoinHandle<()>),
-    webhook_engine_cancel: CancellationToken,
+    registry: RegistryStore,
+    webhooks: WebhookTasks,
+    rates_task: OwnedTask,
+}
+
+/// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
+/// accepted before a stop are still evaluated) and the delivery worker.
+struct WebhookTasks {
+    engine: OwnedTask,
+    delivery: OwnedTask,
+    engine_cancel: CancellationToken,
 }
 
 impl Application {
@@ -180,58 +180,10 @@ impl Application {
         };
         let (writer, history, mapper) = open_storage(&settings).await?;
         let cancel = CancellationToken::new();
-        let (ha, messages, ha_task) = ha::spawn(
-            ClientOptions::new(&settings.ha, endpoint),
-            cancel.child_token(),
-        );
-        let states = CurrentStates::default();
-        let counters = Arc::new(IngestCounters::default());
-        let registry_sync = RegistrySyncState::default();
-        let (jobs_tx, jobs_rx) = mpsc::channel(REGISTRY_QUEUE);
-        let registry_task = tokio::spawn(run_registry_task(
-            registry.clone(),
-            jobs_rx,
-            registry_sync.clone(),
-            catalog.clone(),
-        ));
-        let backfill = BackfillHandle::open(
-            BackfillOptions::new(&settings),
-            ha.clone(),
-            mapper.clone(),
-            writer.clone(),
-        );
-        let heartbeat_counters = Arc::new(HeartbeatCounters::default());
-        if settings.heartbeat.interval_minutes > 0 {
-            let heartbeat = Heartbeat {
-                interval: Duration::from_secs(settings.heartbeat.interval_minutes * 60),
-                filter: filter.clone(),
-                mapper: mapper.clone(),
-                writer: writer.clone(),
-                states: states.clone(),
-                registry: registry.clone(),
-                counters: heartbeat_counters.clone(),
-            };
-            tokio::spawn(heartbeat.run(cancel.child_token()));
-        }
-        let mut pipeline = Pipeline::new(
-            ha.clone(),
-            filter,
-            mapper,
-            writer.clone(),
-            jobs_tx,
-            states.clone(),
-            counters.clone(),
-        );
-        if backfill.enabled() {
-            pipeline = pipeline.with_backfill(backfill.feed());
-        }
-        let cursor_task = tokio::spawn(backfill.clone().run_cursor(cancel.child_token()));
+        // the rule engine listens before the pipeline publishes anything
         let live = LiveBus::default();
-        pipeline = pipeline.with_live_bus(live.clone());
-        // the rule engine listens before the pipeline publishes anything; it stops after the
-        // pipeline drained, so the changes accepted before a stop are still evaluated
         let webhook_engine_cancel = CancellationToken::new();
-        let webhook_tasks = step(
+        let (engine, delivery) = step(
             "start webhooks",
             webhooks.spawn(
                 &live,
@@ -241,19 +193,43 @@ impl Application {
                 WEBHOOK_DRAIN,
             ),
         )?;
-        let pipeline_task = tokio::spawn(pipeline.run(messages));
+        let webhook_tasks = WebhookTasks {
+            engine: OwnedTask::of("webhook engine", engine),
+            delivery: OwnedTask::of("webhook delivery", delivery),
+            engine_cancel: webhook_engine_cancel,
+        };
+        let ingest = ingest::start(
+            IngestParts {
+                client: ClientOptions::new(&settings.ha, endpoint),
+                filter,
+                mapper,
+                writer: writer.clone(),
+                registry: registry.clone(),
+                catalog: catalog.clone(),
+                live: live.clone(),
+                backfill: BackfillOptions::new(&settings),
+                heartbeat: (settings.heartbeat.interval_minutes > 0)
+                    .then(|| Duration::from_secs(settings.heartbeat.interval_minutes * 60)),
+            },
+            cancel.child_token(),
+        );
         let rates = EventRates::default();
-        let counters_for_rates = counters.clone();
+        let rates_task = OwnedTask::spawn(
+            "event rates",
+            rates
+                .clone()
+                .run(ingest.counters.clone(), cancel.child_token()),
+        );
 
         let state = AppState {
-            ha: ha.clone(),
+            ha: ingest.ha.clone(),
             writer: writer.clone(),
-            registry,
-            registry_sync,
-            ingest: counters,
-            states,
-            backfill: backfill.clone(),
-            heartbeat: heartbeat_counters,
+            registry: registry.clone(),
+            registry_sync: ingest.registry_sync.clone(),
+            ingest: ingest.counters.clone(),
+            states: ingest.states.clone(),
+            backfill: ingest.backfill.clone(),
+            heartbeat: ingest.heartbeat.clone(),
             started,
             catalog,
             history,
@@ -262,11 +238,10 @@ impl Application {
                 writer.write_log(),
             ),
             live,
-            rates: rates.clone(),
+            rates,
             settings: Arc::new(settings.clone()),
             webhooks,
         };
-        tokio::spawn(rates.run(counters_for_rates, cancel.child_token()));
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
             port: settings.http.port,
@@ -276,6 +251,7 @@ impl Application {
                 .api_token
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
+            stop: cancel.child_token(),
         };
         if let Some(gateway) = options.gateway {
             tracing::info!(%gateway, token = options.api_token.is_some(), "API open to the ingress gateway; other clients need http.api_token");
@@ -290,15 +266,11 @@ impl Application {
             port,
             cancel,
             server,
-            ha_task,
-            pipeline_task,
-            registry_task,
+            ingest,
             writer,
-            ha,
-            backfill,
-            cursor_task,
-            webhook_tasks,
-            webhook_engine_cancel,
+            registry,
+            webhooks: webhook_tasks,
+            rates_task,
         })
     }
 
@@ -314,67 +286,95 @@ impl Application {
 
     /// The Home Assistant client's handle.
     pub fn ha(&self) -> &HaHandle {
-        &self.ha
+        &self.ingest.ha
     }
 
     /// The gap backfill's handle (status for health and metrics).
     pub fn backfill(&self) -> &BackfillHandle {
-        &self.backfill
+        &self.ingest.backfill
     }
 
     /// Serves until SIGTERM, SIGINT or the shutdown token, then shuts down in order.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(wait_for_signal()).await
+    }
+
+    /// Serves until `stop` resolves or the shutdown token is cancelled, then shuts down in order
+    /// within [`SHUTDOWN_BUDGET`] (see [`shutdown`]).
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         let Application {
             cancel,
             server,
-            ha_task,
-            pipeline_task,
-            registry_task,
+            mut ingest,
             writer,
-            backfill,
-            cursor_task,
-            webhook_tasks,
-            webhook_engine_cancel,
+            registry,
+            mut webhooks,
+            mut rates_task,
             ..
         } = self;
         let server_handle = server.handle();
-        let mut server_task = tokio::spawn(server);
-        tokio::select! {
-            () = wait_for_signal() => tracing::info!("stop signal received; shutting down"),
-            () = cancel.cancelled() => tracing::info!("shutdown requested"),
-            r = &mut server_task => {
-                tracing::error!(?r, "HTTP server stopped unexpectedly");
+        let mut server_task = OwnedTask::spawn("http server", async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "HTTP server failed");
             }
+        });
+        tokio::select! {
+            () = stop => tracing::info!("stop signal received; shutting down"),
+            () = cancel.cancelled() => tracing::info!("shutdown requested"),
+            () = server_task.join() => tracing::error!("HTTP server stopped unexpectedly"),
         }
-        let deadline = Instant::now() + SHUTDOWN_BUDGET;
+        let mut shutdown = Shutdown::start(SHUTDOWN_BUDGET);
+        // the Home Assistant client, heartbeat, cursor task, rates and webhook worker stop now;
+        // the stages below wait for them in order
         cancel.cancel();
-        // a backfill run under way stops pushing; the next start repeats it
-        backfill.stop_run();
-        let left = |d: Instant| d.saturating_duration_since(Instant::now());
-        // stop reading; the pipeline then drains what was read
-        let _ = tokio::time::timeout(Duration::from_secs(2), ha_task).await;
-        if tokio::time::timeout(Duration::from_secs(2), pipeline_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("pipeline did not drain in time");
+        ingest.stop_reading();
+        shutdown
+            .run(Stage::StopHttp, |_| async {
+                // requests under way may end (live streams ended at the cancel)
+                server_handle.stop(true).await;
+                server_task.join().await;
+                rates_task.join().await;
+            })
+            .await;
+        shutdown
+            .run(Stage::StopHaConnection, |_| ingest.connection_closed())
+            .await;
+        shutdown
+            .run(Stage::DrainPipeline, |_| ingest.drained())
+            .await;
+        let report = shutdown
+            .run(Stage::FlushWriter, |slot| {
+                // the writer spools what it could not write before its deadline: that append
+                // must fit into the slot too
+                writer.shutdown(slot.mul_f64(0.85))
+            })
+            .await;
+        match &report {
+            Some(report) => tracing::info!(?report, "writer flushed"),
+            None => tracing::error!("the writer did not finish its flush; points may be lost"),
         }
-        let flush_budget = left(deadline).saturating_sub(Duration::from_millis(1_500));
-        let report = writer.shutdown(flush_budget).await;
-        tracing::info!(?report, "writer flushed");
-        // the cursor task stopped with the cancel; record how far everything is durable
-        let _ = tokio::time::timeout(Duration::from_secs(1), cursor_task).await;
-        backfill.shutdown(report.left == 0).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), registry_task).await;
-        // the webhook worker stopped claiming at the cancel; attempts under way had WEBHOOK_DRAIN
-        // to end, the rest are retried at the next start
-        let (engine_task, delivery_task) = webhook_tasks;
-        webhook_engine_cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_millis(500), engine_task).await;
-        let _ = tokio::time::timeout(WEBHOOK_DRAIN, delivery_task).await;
-        let _ = tokio::time::timeout(left(deadline), server_handle.stop(true)).await;
-        server_task.abort();
-        tracing::info!("HomeIQ stopped");
+        let flushed = report.is_some_and(|r| r.left == 0);
+        shutdown
+            .run(Stage::PersistCursor, |_| ingest.persist_cursor(flushed))
+            .await;
+        shutdown
+            .run(Stage::Webhooks, |_| async {
+                // the worker stopped claiming at the cancel; attempts under way had
+                // WEBHOOK_DRAIN to end, the rest are retried at the next start
+                webhooks.engine_cancel.cancel();
+                webhooks.engine.join().await;
+                webhooks.delivery.join().await;
+            })
+            .await;
+        shutdown
+            .run(Stage::CloseRegistry, |_| async {
+                ingest.registry_applied().await;
+                if let Err(e) = registry.close().await {
+                    tracing::warn!(error = %e, "cannot close the registry store");
+                }
+            })
+            .await;
+        shutdown.finish();
         Ok(())
     }
 }

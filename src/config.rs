@@ -13,7 +13,7 @@
 //! unrelated `HOMEIQ_*` variable cannot stop the add-on. Secrets are wrapped in [`Secret`], whose
 //! `Debug`, `Display` and `Serialize` never reveal the value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -980,6 +980,12 @@ pub struct HaEndpoint {
     pub supervisor: bool,
 }
 
+/// The `HOMEIQ_*` variables of `vars` instead of the process's environment, parsed as the
+/// environment is: for [`Settings::load_with_env`] in tests and the in-process test application.
+pub fn environment_of(vars: HashMap<String, String>) -> config::Environment {
+    environment().source(Some(vars))
+}
+
 /// The `HOMEIQ_*` environment as a configuration source.
 fn environment() -> config::Environment {
     let env = config::Environment::with_prefix(ENV_PREFIX)
@@ -1189,23 +1195,14 @@ fn check_range<T: PartialOrd + fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::io::Write;
 
     fn env(vars: &[(&str, &str)]) -> config::Environment {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let env = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("_")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .source(Some(map));
-        LIST_KEYS
-            .iter()
-            .fold(env, |env, key| env.with_list_parse_key(key))
+        environment_of(
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     fn no_options() -> ConfigSources {

@@ -20,5 +20,6 @@ pub mod prepared;
 pub mod registry;
 pub mod simulate;
 pub mod store;
+mod task;
 pub(crate) mod telemetry;
 pub mod webhooks;

@@ -17,7 +17,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(homeiq::cli::run(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(homeiq::cli::run(cli));
+            // the shutdown stages kept their deadline; blocking work still under way (a slow
+            // disk) must not hold up the exit
+            runtime.shutdown_timeout(homeiq::app::EXIT_GRACE);
+            code
+        }
         Err(e) => {
             eprintln!("homeiq: cannot start the async runtime: {e}");
             ExitCode::FAILURE

@@ -1,13 +1,15 @@
 //! The data API, black-box: the real binary with real SQLite, InfluxDB and Home Assistant.
 //! Registry answers are compared with Home Assistant's own lists; history answers with points
-//! written straight into InfluxDB; every parameter has a bad-input case.
+//! written straight into InfluxDB. What needs neither (every parameter's bad-input case, rate
+//! limits) runs against the application in-process ([`common::app`]).
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, free_port, unique};
+use common::app::{AppOptions, spawn_app};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, Served, eventually, free_port, unique};
 use homeiq::store::embedded;
 use homeiq::store::influx::encode_point;
 use homeiq::store::point::{FieldValue, Point};
@@ -19,14 +21,6 @@ struct Answer {
     status: StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Value,
-}
-
-fn client() -> reqwest::Client {
-    common::init_tls();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
 }
 
 async fn call(req: reqwest::RequestBuilder) -> Answer {
@@ -41,11 +35,11 @@ async fn call(req: reqwest::RequestBuilder) -> Answer {
     }
 }
 
-async fn get(app: &HomeIq, path: &str) -> Answer {
-    call(client().get(app.url(path))).await
+async fn get(app: &impl Served, path: &str) -> Answer {
+    call(app.client().get(app.url(path))).await
 }
 
-async fn ok(app: &HomeIq, path: &str) -> Value {
+async fn ok(app: &impl Served, path: &str) -> Value {
     let a = get(app, path).await;
     assert_eq!(a.status, StatusCode::OK, "GET {path}: {}", a.body);
     a.body
@@ -53,7 +47,7 @@ async fn ok(app: &HomeIq, path: &str) -> Value {
 
 /// Every item of a listing, fetched page by page with `page_size`, checking totals and that no
 /// item is seen twice.
-async fn all_pages(app: &HomeIq, path: &str, key: &str, page_size: usize) -> Vec<Value> {
+async fn all_pages(app: &impl Served, path: &str, key: &str, page_size: usize) -> Vec<Value> {
     let sep = if path.contains('?') { '&' } else { '?' };
     let mut items = Vec::new();
     let mut seen = BTreeSet::new();
@@ -596,7 +590,7 @@ async fn both_backends_answer_the_same_json_for_the_same_points() {
 }
 
 /// The same assertions for every backend, over the seeded points.
-async fn history_answers(app: &HomeIq, temps: &[(i64, f64)], lamp: &[(i64, &'static str)]) {
+async fn history_answers(app: &impl Served, temps: &[(i64, f64)], lamp: &[(i64, &'static str)]) {
     let range = format!(
         "start={}&end={}",
         iso(T0_US),
@@ -775,9 +769,9 @@ fn parse_us(s: &str) -> i64 {
         .unwrap_or(i64::MIN)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_naming_the_parameter() {
-    let app = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    let app = spawn_app().await;
     let cases: &[(&str, &str)] = &[
         ("/api/v1/devices?limit=0", "limit"),
         ("/api/v1/devices?limit=1001", "limit"),
@@ -910,14 +904,13 @@ async fn history_is_503_when_influxdb_is_down_while_the_registry_keeps_working()
     ok(&app, "/api/v1/entities/light.bed_light").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_answers_429_with_retry_after_per_client() {
-    let app = HomeIq::spawn(
-        HomeIqOptions::from_env()
-            .env("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "1")
-            .env("HOMEIQ_API__RATE_LIMIT_BURST", "3"),
-    )
-    .await;
+    let app = AppOptions::default()
+        .env("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "1")
+        .env("HOMEIQ_API__RATE_LIMIT_BURST", "3")
+        .spawn()
+        .await;
     let mut statuses = Vec::new();
     let mut limited = None;
     for _ in 0..6 {
@@ -958,10 +951,15 @@ async fn access_needs_the_token_or_the_ingress_gateway() {
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert_eq!(none.body["error"]["code"], "unauthorized");
     assert_eq!(none.headers["www-authenticate"], "Bearer");
-    let wrong = call(client().get(app.url("/api/v1/devices")).bearer_auth("nope")).await;
+    let wrong = call(
+        app.client()
+            .get(app.url("/api/v1/devices"))
+            .bearer_auth("nope"),
+    )
+    .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let right = call(
-        client()
+        app.client()
             .get(app.url("/api/v1/devices"))
             .bearer_auth("s3cret-token-value"),
     )
@@ -984,7 +982,7 @@ async fn access_needs_the_token_or_the_ingress_gateway() {
     }
     // the token never shows in the configuration
     let config = call(
-        client()
+        app.client()
             .get(app.url("/api/v1/config"))
             .bearer_auth("s3cret-token-value"),
     )
@@ -1027,7 +1025,7 @@ async fn access_needs_the_token_or_the_ingress_gateway() {
 async fn request_ids_are_echoed_generated_and_logged() {
     let app = HomeIq::spawn(HomeIqOptions::from_env().env("HOMEIQ_LOG_FORMAT", "json")).await;
     let given = call(
-        client()
+        app.client()
             .get(app.url("/api/v1/history?entity_id=bad"))
             .header("X-Request-ID", "test-req-4711"),
     )
@@ -1048,7 +1046,7 @@ async fn request_ids_are_echoed_generated_and_logged() {
     );
     // an invalid id is replaced
     let bad = call(
-        client()
+        app.client()
             .get(app.url("/health"))
             .header("X-Request-ID", "has spaces in it"),
     )
@@ -1093,7 +1091,8 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
 
     // Prometheus: ingest counters, write latency histogram, queue gauges, HTTP durations by route
     ok(&app, "/api/v1/devices?limit=1").await;
-    let text = client()
+    let text = app
+        .client()
         .get(app.url("/metrics"))
         .send()
         .await
@@ -1124,7 +1123,7 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
 
     // gzip when asked
     let accepting = |path: &str, encodings: &'static str| {
-        client()
+        app.client()
             .get(app.url(path))
             .header("Accept-Encoding", encodings)
             .send()
@@ -1150,7 +1149,7 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
     // prepared documents (memoised listings, the OpenAPI document) keep their gzip form: the same
     // document either way, sent whole with its length (what the middleware compresses, it streams)
     for path in ["/api/v1/devices?limit=100", "/api/openapi.json"] {
-        let plain = client().get(app.url(path)).send().await.expect("plain");
+        let plain = app.client().get(app.url(path)).send().await.expect("plain");
         assert!(plain.headers().get("content-encoding").is_none(), "{path}");
         let plain = plain.bytes().await.expect("plain body");
         let mut bodies = Vec::new();
@@ -1244,7 +1243,8 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
             "{path} missing from the OpenAPI document"
         );
     }
-    let page = client()
+    let page = app
+        .client()
         .get(app.url("/api/docs/"))
         .send()
         .await
@@ -1256,7 +1256,12 @@ async fn operations_endpoints_report_metrics_config_and_docs() {
         "{html}"
     );
     for asset in ["/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css"] {
-        let r = client().get(app.url(asset)).send().await.expect("asset");
+        let r = app
+            .client()
+            .get(app.url(asset))
+            .send()
+            .await
+            .expect("asset");
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
         assert!(r.bytes().await.map_or(0, |b| b.len()) > 10_000, "{asset}");
     }
@@ -1269,7 +1274,8 @@ async fn live_stream_pushes_filtered_changes() {
     let ha = Ha::from_env();
     let wanted = format!("sensor.{}", unique("live_wanted"));
     let other = format!("input_number.{}", unique("live_other"));
-    let resp = client()
+    let resp = app
+        .client()
         .get(app.url("/api/v1/stream?domain=sensor"))
         .timeout(Duration::from_secs(60))
         .send()

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HomeIq, HomeIqOptions};
+use common::{HomeIq, HomeIqOptions, Served};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 

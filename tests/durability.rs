@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, OwnInflux, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, OwnInflux, Served, eventually, unique};
 use serde_json::{Value, json};
 
 /// One state change as Home Assistant recorded it: (entity, state, `last_updated` in µs).
@@ -531,4 +531,78 @@ async fn type_conflicts_are_quarantined_and_everything_else_written() {
         homeiq.deep().await["storage"]["influxdb"]["quarantined"].as_u64(),
         Some(quarantined)
     );
+}
+
+/// Accepts connections and never answers: an InfluxDB that hangs.
+struct HangingServer {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangingServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        HangingServer { url, task }
+    }
+}
+
+impl Drop for HangingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// SIGTERM while InfluxDB accepts connections but never answers: HomeIQ exits within its
+/// shutdown budget (8 s, DOCS.md) with every accepted change spooled; a restart against a working
+/// InfluxDB (backfill off, so only the spool can bring them) writes every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_influxdb_hangs_spools_within_the_budget() {
+    let ha = Ha::from_env();
+    let influx = Influx::from_env();
+    let hanging = HangingServer::start().await;
+    let mut options = HomeIqOptions::from_env().env("HOMEIQ_BACKFILL__ENABLED", "false");
+    options.influx_url = hanging.url.clone();
+    let mut homeiq = HomeIq::spawn(options.clone()).await;
+    homeiq.wait_synced().await;
+
+    let names = entities("hang", 6);
+    let mut changes = Vec::new();
+    for i in 0..60 {
+        let entity = &names[i % names.len()];
+        let value = format!("{}", 2000 + i);
+        let state = ha.set_state(entity, &value, json!({})).await;
+        changes.push((entity.clone(), value, micros(&state["last_updated"])));
+    }
+    // every entity's last change is HomeIQ's current state: all 60 are with the writer
+    for (entity, value, _) in &changes[changes.len() - names.len()..] {
+        homeiq.wait_state(entity, value).await;
+    }
+    let deep = homeiq.deep().await;
+    assert_eq!(deep["storage"]["written"], 0, "{deep}");
+
+    homeiq.signal("TERM");
+    let (code, took) = homeiq.wait_exit(Duration::from_secs(15));
+    let log = homeiq.log();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        took < homeiq::app::SHUTDOWN_BUDGET,
+        "shutdown took {took:?}:\n{log}"
+    );
+    assert!(log.contains("spooled what could not be written"), "{log}");
+    assert!(log.contains("HomeIQ stopped"), "{log}");
+    eprintln!("shutdown with a hanging InfluxDB took {took:?}");
+
+    options.influx_url = influx.url.clone();
+    homeiq.options = options;
+    homeiq.start().await;
+    assert_all_written(&influx, &homeiq.database, &changes, Duration::from_secs(60)).await;
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, Sim, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, OwnHa, Served, Sim, eventually, unique};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -884,19 +884,7 @@ async fn sigterm_flushes_queued_points(target: Target) {
     }
     // the last change is HomeIQ's current state: all five are with the writer (other entities'
     // points, on a shared Home Assistant, must not stand in for them)
-    let http = reqwest::Client::new();
-    eventually("the last change received", WAIT, || async {
-        let e: Value = http
-            .get(homeiq.url(&format!("/api/v1/entities/{entity}")))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (e["state"]["state"] == "4").then_some(())
-    })
-    .await;
+    homeiq.wait_state(&entity, "4").await;
     let queued = homeiq.deep().await;
     assert!(
         queued["storage"]["queued"].as_u64().unwrap_or(0) >= 5,

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, Served, eventually, unique};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,11 +1,10 @@
-//! The web panel's serving rules, black-box: the real binary (against the real Home Assistant and
-//! InfluxDB) serving a small fixture folder through `http.panel_dir`.
+//! The web panel's serving rules, black-box: the real application in-process (embedded storage,
+//! the built-in simulator) serving a small fixture folder through `http.panel_dir`.
 
 mod common;
 
-use std::time::Duration;
-
-use common::{HomeIq, HomeIqOptions};
+use common::Served;
+use common::app::{AppOptions, TestApp};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 
@@ -31,16 +30,8 @@ fn fixture() -> tempfile::TempDir {
     dir
 }
 
-fn client() -> reqwest::Client {
-    common::init_tls();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
-
-async fn get(url: String, accept: &str, ingress: Option<&str>) -> reqwest::Response {
-    let mut req = client().get(url).header(ACCEPT, accept);
+async fn get(app: &TestApp, path: &str, accept: &str, ingress: Option<&str>) -> reqwest::Response {
+    let mut req = app.client().get(app.url(path)).header(ACCEPT, accept);
     if let Some(p) = ingress {
         req = req.header("X-Ingress-Path", p);
     }
@@ -57,13 +48,13 @@ fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panel_serving_rules() {
     let panel = fixture();
-    let homeiq = HomeIq::spawn(
-        HomeIqOptions::from_env().env("HOMEIQ_HTTP__PANEL_DIR", &panel.path().to_string_lossy()),
-    )
-    .await;
+    let homeiq = AppOptions::default()
+        .env("HOMEIQ_HTTP__PANEL_DIR", &panel.path().to_string_lossy())
+        .spawn()
+        .await;
 
     // index.html: no-cache, base href "/" without ingress
-    let resp = get(homeiq.url("/"), HTML, None).await;
+    let resp = get(&homeiq, "/", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, CACHE_CONTROL), "no-cache");
     assert!(header(&resp, CONTENT_TYPE).starts_with("text/html"));
@@ -81,7 +72,7 @@ async fn panel_serving_rules() {
         "/devices/0123abcd",
         "/entities/sensor.outside_temperature",
     ] {
-        let resp = get(homeiq.url(route), HTML, Some(prefix)).await;
+        let resp = get(&homeiq, route, HTML, Some(prefix)).await;
         assert_eq!(resp.status(), StatusCode::OK, "{route}");
         assert_eq!(header(&resp, CACHE_CONTROL), "no-cache", "{route}");
         let body = resp.text().await.expect("body");
@@ -92,12 +83,7 @@ async fn panel_serving_rules() {
         assert!(body.contains("./assets/index-3f2a9c.js"), "{route}");
     }
     // a header that would break out of the attribute is ignored
-    let resp = get(
-        homeiq.url("/"),
-        HTML,
-        Some("/x\"><script>alert(1)</script>"),
-    )
-    .await;
+    let resp = get(&homeiq, "/", HTML, Some("/x\"><script>alert(1)</script>")).await;
     let body = resp.text().await.expect("body");
     assert!(
         body.contains("<base href=\"/\">") && !body.contains("alert"),
@@ -105,7 +91,7 @@ async fn panel_serving_rules() {
     );
 
     // hashed assets: immutable, right type
-    let resp = get(homeiq.url("/assets/index-3f2a9c.js"), "*/*", Some(prefix)).await;
+    let resp = get(&homeiq, "/assets/index-3f2a9c.js", "*/*", Some(prefix)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         header(&resp, CACHE_CONTROL),
@@ -115,49 +101,53 @@ async fn panel_serving_rules() {
     assert_eq!(resp.text().await.expect("js"), "console.log('panel');\n");
 
     // other files: served, revalidated
-    let resp = get(homeiq.url("/favicon.svg"), "image/*", None).await;
+    let resp = get(&homeiq, "/favicon.svg", "image/*", None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(header(&resp, CACHE_CONTROL), "no-cache");
 
     // a missing asset is a real 404, even for a browser asking for HTML
     for accept in ["*/*", HTML] {
-        let resp = get(homeiq.url("/assets/index-missing.js"), accept, None).await;
+        let resp = get(&homeiq, "/assets/index-missing.js", accept, None).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{accept}");
     }
     // missing non-HTML files, dotfiles and traversal attempts: 404
     for path in ["/favicon.ico", "/.secret", "/assets/..%2f..%2fetc%2fpasswd"] {
-        let resp = get(homeiq.url(path), "image/*", None).await;
+        let resp = get(&homeiq, path, "image/*", None).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
     }
 
     // the API keeps its own 404/405 and never gets index.html
-    let resp = get(homeiq.url("/api/v1/nothing"), HTML, None).await;
+    let resp = get(&homeiq, "/api/v1/nothing", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(header(&resp, CONTENT_TYPE).starts_with("application/json"));
-    let resp = get(homeiq.url("/health/nothing"), HTML, None).await;
+    let resp = get(&homeiq, "/health/nothing", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let resp = client()
+    let resp = homeiq
+        .client()
         .post(homeiq.url("/devices"))
         .header(ACCEPT, HTML)
         .send()
         .await
         .expect("post");
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let resp = get(homeiq.url("/api/v1/devices?limit=1"), HTML, None).await;
+    let resp = get(&homeiq, "/api/v1/devices?limit=1", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(header(&resp, CONTENT_TYPE).starts_with("application/json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_panel_means_plain_404() {
-    let homeiq =
-        HomeIq::spawn(HomeIqOptions::from_env().env("HOMEIQ_HTTP__PANEL_DIR", "none")).await;
-    let resp = get(homeiq.url("/"), HTML, None).await;
+    let homeiq = AppOptions::default()
+        .env("HOMEIQ_HTTP__PANEL_DIR", "none")
+        .spawn()
+        .await;
+    let resp = get(&homeiq, "/", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    let resp = get(homeiq.url("/devices"), HTML, None).await;
+    let resp = get(&homeiq, "/devices", HTML, None).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     // the configuration shows the setting and where it came from
-    let config: serde_json::Value = client()
+    let config: serde_json::Value = homeiq
+        .client()
         .get(homeiq.url("/api/v1/config"))
         .send()
         .await

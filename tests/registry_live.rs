@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Ha, HomeIq, HomeIqOptions, Influx, eventually, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Influx, Served, eventually, unique};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 

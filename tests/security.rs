@@ -1,20 +1,29 @@
-//! What a hostile client can do to the HTTP API, against the real binary: metrics labels it
-//! controls, cross-site writes from a web page the user visits, token guessing, and secrets in
-//! URLs. No Home Assistant or InfluxDB is needed: HomeIQ records to its embedded store and its
-//! Home Assistant is an address nobody answers on.
+//! What a hostile client can do to the HTTP API: metrics labels it controls, cross-site writes
+//! from a web page the user visits, DNS rebinding, token guessing, and secrets in URLs. No Home
+//! Assistant or InfluxDB is needed: the application runs in-process with embedded storage and the
+//! built-in simulator; only the test that reads the log runs the real binary.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{HomeIq, HomeIqOptions, eventually, free_port};
+use common::app::{AppOptions, TestApp};
+use common::{HomeIq, HomeIqOptions, Served, eventually, free_port};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "security-test-token-0123456789";
 
-/// A HomeIQ with embedded storage and an unreachable Home Assistant, plus `env`.
-async fn homeiq(env: &[(&str, &str)]) -> HomeIq {
+/// The application in-process, with `env`.
+async fn homeiq(env: &[(&str, &str)]) -> TestApp {
+    env.iter()
+        .fold(AppOptions::default(), |options, (k, v)| options.env(k, v))
+        .spawn()
+        .await
+}
+
+/// The real binary with embedded storage and an unreachable Home Assistant, plus `env`.
+async fn binary(env: &[(&str, &str)]) -> HomeIq {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let mut options = HomeIqOptions {
         ha_url: dead.clone(),
@@ -29,14 +38,6 @@ async fn homeiq(env: &[(&str, &str)]) -> HomeIq {
         options = options.env(k, v);
     }
     HomeIq::spawn(options).await
-}
-
-fn client() -> reqwest::Client {
-    common::init_tls();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
 }
 
 async fn answer(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -55,8 +56,13 @@ fn hook(name: &str) -> Value {
     })
 }
 
-async fn webhook_names(app: &HomeIq) -> Vec<String> {
-    let (status, list) = answer(client().get(app.url("/api/v1/webhooks")).bearer_auth(TOKEN)).await;
+async fn webhook_names(app: &impl Served) -> Vec<String> {
+    let (status, list) = answer(
+        app.client()
+            .get(app.url("/api/v1/webhooks"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     list["items"]
         .as_array()
@@ -67,14 +73,14 @@ async fn webhook_names(app: &HomeIq) -> Vec<String> {
 }
 
 /// Item 1: methods and paths a client makes up never become label values; `/metrics` stays small.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_labels_come_from_a_closed_set_whatever_the_client_sends() {
     let app = homeiq(&[
         ("HOMEIQ_HTTP__API_TOKEN", TOKEN),
         ("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "0"),
     ])
     .await;
-    let http = client();
+    let http = app.client();
     for i in 0..40 {
         let junk = format!("JUNK{i:03}{}", "X".repeat(2_000));
         let method = Method::from_bytes(junk.as_bytes()).expect("a token is a method");
@@ -136,11 +142,11 @@ async fn metrics_labels_come_from_a_closed_set_whatever_the_client_sends() {
 
 /// Item 3: a web page on another origin cannot change anything, bodies must be JSON, and the same
 /// origin (the panel; through the ingress gateway by `X-Forwarded-Host`) still can.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_site_writes_are_refused_and_bodies_must_be_json() {
     // no token, no gateway, loopback: the setup a browser on the same machine can reach
     let app = homeiq(&[]).await;
-    let http = client();
+    let http = app.client();
     let create = |name: &str| http.post(app.url("/api/v1/webhooks")).json(&hook(name));
 
     // another site's page, JSON body (a browser would preflight it, a form or no-cors fetch not)
@@ -247,10 +253,10 @@ async fn cross_site_writes_are_refused_and_bodies_must_be_json() {
 /// DNS rebinding: without a token the API is open to this machine only, and a page whose host
 /// name was made to resolve to 127.0.0.1 is same-origin with itself, so it could read and write.
 /// Its requests name its host: only names of this machine are answered; with a token, any.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() {
     let app = homeiq(&[]).await;
-    let http = client();
+    let http = app.client();
     let addressed = |host: &str| {
         http.get(app.url("/api/v1/webhooks"))
             .header("Host", format!("{host}:{}", app.port))
@@ -289,7 +295,7 @@ async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() 
 
     let app = homeiq(&[("HOMEIQ_HTTP__API_TOKEN", TOKEN)]).await;
     let (status, body) = answer(
-        client()
+        app.client()
             .get(app.url("/api/v1/webhooks"))
             .header("Host", "homeiq.lan")
             .bearer_auth(TOKEN),
@@ -300,7 +306,7 @@ async fn without_a_token_only_requests_addressed_to_this_machine_are_answered() 
 
 /// Item 4: wrong tokens count against the client's rate limit, and once it is used up even the
 /// right token waits, so guessing is no faster than any other use.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_are_rate_limited_per_client() {
     let app = homeiq(&[
         ("HOMEIQ_HTTP__API_TOKEN", TOKEN),
@@ -308,7 +314,7 @@ async fn refused_requests_are_rate_limited_per_client() {
         ("HOMEIQ_API__RATE_LIMIT_BURST", "3"),
     ])
     .await;
-    let http = client();
+    let http = app.client();
     let mut statuses = Vec::new();
     for guess in 0..8 {
         let (status, _) = answer(
@@ -344,7 +350,7 @@ async fn refused_requests_are_rate_limited_per_client() {
 #[tokio::test]
 async fn url_passwords_are_redacted_in_settings_health_and_logs() {
     let dead = free_port();
-    let app = homeiq(&[
+    let app = binary(&[
         ("HOMEIQ_HTTP__API_TOKEN", TOKEN),
         ("HOMEIQ_STORAGE", "external"),
         (
@@ -357,7 +363,7 @@ async fn url_passwords_are_redacted_in_settings_health_and_logs() {
         ),
     ])
     .await;
-    let http = client();
+    let http = app.client();
     let get = |path: &str| {
         let req = http.get(app.url(path)).bearer_auth(TOKEN);
         async move {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{HomeIq, HomeIqOptions, Influx, SIM_TOKEN as TOKEN, Sim, eventually, unique};
+use common::{HomeIq, HomeIqOptions, Influx, SIM_TOKEN as TOKEN, Served, Sim, eventually, unique};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

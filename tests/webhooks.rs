@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Ha, HomeIq, HomeIqOptions, eventually, free_port, unique};
+use common::{Ha, HomeIq, HomeIqOptions, Served, eventually, free_port, unique};
 use futures_util::FutureExt;
 use homeiq::webhooks::sign;
 use serde_json::{Value, json};

@@ -96,6 +96,9 @@ pub(crate) struct ServerOptions {
     pub gateway: Option<std::net::IpAddr>,
     /// Bearer token for other clients.
     pub api_token: Option<String>,
+    /// Cancelled when the application stops: live streams end, so that stopping the server does
+    /// not wait for them.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// HTTP worker threads: one per CPU this process may run on (its affinity mask), at most
@@ -173,6 +176,7 @@ pub(crate) fn bind(
     let live_api = web::Data::new(stream::LiveApi {
         live: state.live.clone(),
         catalog: state.catalog.clone(),
+        stop: options.stop.clone(),
     });
     let webhooks = web::Data::new(state.webhooks.clone());
     let data = web::Data::new(state);
@@ -219,7 +223,8 @@ pub(crate) fn bind(
     })
     .workers(http_workers())
     .disable_signals()
-    .shutdown_timeout(2)
+    // live streams end at the stop (ServerOptions::stop); other requests get a second
+    .shutdown_timeout(1)
     .client_request_timeout(std::time::Duration::from_secs(10))
     .bind((options.bind.as_str(), options.port))?;
     let port = server

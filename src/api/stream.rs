@@ -7,7 +7,8 @@
 //! response is produced only as fast as the client takes it; a client that falls more than the
 //! bus's capacity behind gets an `event: lagged` saying how many events it missed, and the stream
 //! ends (the browser's `EventSource` reconnects and starts afresh). Ingestion never waits for a
-//! client. A comment line every 15 s keeps idle proxies from closing the connection.
+//! client. A comment line every 15 s keeps idle proxies from closing the connection. Every stream
+//! ends when HomeIQ stops, so stopping the server does not wait for open streams.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use crate::http::error::{ApiError, ErrorBody};
@@ -83,6 +85,8 @@ pub(crate) struct LiveApi {
     pub live: LiveBus,
     /// The registry catalog.
     pub catalog: CatalogHandle,
+    /// Cancelled when the application stops: every stream ends.
+    pub stop: CancellationToken,
 }
 
 /// One Server-Sent Event as a client parses it.
@@ -154,40 +158,45 @@ pub(crate) async fn stream_events(
             .to_string(),
     );
     let first = stream::once(async move { Ok::<Bytes, actix_web::Error>(hello) });
+    let stop = state.stop.clone();
     let events = stream::unfold(
         (receiver, keep_alive, 0u64, false, Arc::new(filter), catalog),
-        |(mut rx, mut keep_alive, mut seq, done, filter, catalog)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                tokio::select! {
-                    received = rx.recv() => match received {
-                        Ok(ev) => {
-                            if !filter.passes(&ev, &catalog) {
-                                continue;
+        move |(mut rx, mut keep_alive, mut seq, done, filter, catalog)| {
+            let stop = stop.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return None,
+                        received = rx.recv() => match received {
+                            Ok(ev) => {
+                                if !filter.passes(&ev, &catalog) {
+                                    continue;
+                                }
+                                seq += 1;
+                                let area_id = catalog.current().area_of(&ev.entity_id).map(str::to_owned);
+                                let data = serde_json::to_string(&Outgoing { event: &ev, area_id })
+                                    .unwrap_or_default();
+                                let chunk = sse("state_changed", Some(seq), &data);
+                                return Some((Ok(chunk), (rx, keep_alive, seq, false, filter, catalog)));
                             }
-                            seq += 1;
-                            let area_id = catalog.current().area_of(&ev.entity_id).map(str::to_owned);
-                            let data = serde_json::to_string(&Outgoing { event: &ev, area_id })
-                                .unwrap_or_default();
-                            let chunk = sse("state_changed", Some(seq), &data);
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::info!(missed, "live stream client too slow; dropping it");
+                                let data = serde_json::json!({
+                                    "missed": missed,
+                                    "message": "this client fell too far behind and is disconnected; reconnect to continue",
+                                });
+                                let chunk = sse("lagged", None, &data.to_string());
+                                return Some((Ok(chunk), (rx, keep_alive, seq, true, filter, catalog)));
+                            }
+                            Err(RecvError::Closed) => return None,
+                        },
+                        _ = keep_alive.tick() => {
+                            let chunk = Bytes::from_static(b": keep-alive\n\n");
                             return Some((Ok(chunk), (rx, keep_alive, seq, false, filter, catalog)));
                         }
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::info!(missed, "live stream client too slow; dropping it");
-                            let data = serde_json::json!({
-                                "missed": missed,
-                                "message": "this client fell too far behind and is disconnected; reconnect to continue",
-                            });
-                            let chunk = sse("lagged", None, &data.to_string());
-                            return Some((Ok(chunk), (rx, keep_alive, seq, true, filter, catalog)));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    },
-                    _ = keep_alive.tick() => {
-                        let chunk = Bytes::from_static(b": keep-alive\n\n");
-                        return Some((Ok(chunk), (rx, keep_alive, seq, false, filter, catalog)));
                     }
                 }
             }

@@ -1,6 +1,10 @@
-//! Shared test harness: the real `homeiq` binary against the real Home Assistant and InfluxDB that
-//! `.ci/run` starts (`HA_URL`, `HA_TOKEN`, `INFLUX_URL`). Tests fail, never skip, without them.
+//! Shared test harness: the real `homeiq` binary ([`HomeIq`]) against the real Home Assistant and
+//! InfluxDB that `.ci/run` starts (`HA_URL`, `HA_TOKEN`, `INFLUX_URL`; tests fail, never skip,
+//! without them), and the real application in-process ([`app::spawn_app`]) with embedded storage
+//! and the built-in simulator, which needs neither. Both are [`Served`].
 #![allow(dead_code)]
+
+pub mod app;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -65,6 +69,85 @@ where
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A HomeIQ under test, served over HTTP on 127.0.0.1: the binary ([`HomeIq`]) or the application
+/// in-process ([`app::TestApp`]). Helpers take `&impl Served` and work with either.
+pub trait Served {
+    /// The HTTP port it listens on.
+    fn port(&self) -> u16;
+
+    /// An HTTP client for it (timeouts set).
+    fn client(&self) -> reqwest::Client;
+
+    /// A URL on its HTTP server.
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port())
+    }
+
+    /// `GET /health/deep` (whatever its status code).
+    fn deep(&self) -> impl Future<Output = Value> {
+        self.get_json("/health/deep")
+    }
+
+    /// `GET path` as JSON (whatever its status code).
+    fn get_json(&self, path: &str) -> impl Future<Output = Value> {
+        let request = self.client().get(self.url(path));
+        async move {
+            request
+                .send()
+                .await
+                .expect("request")
+                .json()
+                .await
+                .expect("json")
+        }
+    }
+
+    /// Waits until HomeIQ's current state of `entity_id` is `state`: every change before it was
+    /// received.
+    fn wait_state(&self, entity_id: &str, state: &str) -> impl Future<Output = ()> {
+        let url = self.url(&format!("/api/v1/entities/{entity_id}"));
+        let http = self.client();
+        async move {
+            eventually(
+                &format!("{entity_id} received as {state}"),
+                Duration::from_secs(45),
+                || async {
+                    let e: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    (e["state"]["state"] == state).then_some(())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// Waits until `/health/deep` satisfies `check`.
+    fn wait_deep(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> impl Future<Output = Value> {
+        async move {
+            eventually(what, timeout, || async {
+                let d = self.deep().await;
+                check(&d).then_some(d)
+            })
+            .await
+        }
+    }
+
+    /// Waits until connected to HA with the registry mirror fully synced once.
+    fn wait_synced(&self) -> impl Future<Output = Value> {
+        self.wait_deep("connected and synced", Duration::from_secs(60), |d| {
+            d["home_assistant"]["state"] == "connected"
+                && d["registry"]["last_full_sync"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 5)
+                && d["ingest"]["snapshots"].as_u64().unwrap_or(0) >= 1
+        })
     }
 }
 
@@ -363,7 +446,7 @@ impl HomeIq {
             database: options.database.clone(),
             options,
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(20))
                 .build()
                 .expect("client"),
         };
@@ -460,49 +543,6 @@ impl HomeIq {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// A URL on the process's HTTP server.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// `GET /health/deep` (whatever its status code).
-    pub async fn deep(&self) -> Value {
-        self.http
-            .get(self.url("/health/deep"))
-            .send()
-            .await
-            .expect("deep health")
-            .json()
-            .await
-            .expect("json")
-    }
-
-    /// Waits until `/health/deep` satisfies `check`.
-    pub async fn wait_deep(
-        &self,
-        what: &str,
-        timeout: Duration,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        eventually(what, timeout, || async {
-            let d = self.deep().await;
-            check(&d).then_some(d)
-        })
-        .await
-    }
-
-    /// Waits until connected to HA with the registry mirror fully synced once.
-    pub async fn wait_synced(&self) -> Value {
-        self.wait_deep("connected and synced", Duration::from_secs(60), |d| {
-            d["home_assistant"]["state"] == "connected"
-                && d["registry"]["last_full_sync"]
-                    .as_object()
-                    .is_some_and(|m| m.len() == 5)
-                && d["ingest"]["snapshots"].as_u64().unwrap_or(0) >= 1
-        })
-        .await
-    }
-
     /// The SQLite mirror, opened through HomeIQ's own store.
     pub async fn registry(&self) -> homeiq::registry::RegistryStore {
         homeiq::registry::RegistryStore::open(&self.data_dir.join("homeiq.db"))
@@ -544,6 +584,16 @@ impl HomeIq {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+impl Served for HomeIq {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.http.clone()
     }
 }
 
