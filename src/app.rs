@@ -18,10 +18,8 @@ use crate::api::rates::EventRates;
 use crate::api::{self, AppState, ServerOptions};
 use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
-use crate::ha::{ClientOptions, HaHandle};
-use crate::ingest::{
-    self, BackfillHandle, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus,
-};
+use crate::ha::ClientOptions;
+use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
@@ -284,18 +282,8 @@ impl Application {
         self.cancel.clone()
     }
 
-    /// The Home Assistant client's handle.
-    pub fn ha(&self) -> &HaHandle {
-        &self.ingest.ha
-    }
-
-    /// The gap backfill's handle (status for health and metrics).
-    pub fn backfill(&self) -> &BackfillHandle {
-        &self.ingest.backfill
-    }
-
     /// Serves until SIGTERM, SIGINT or the shutdown token, then shuts down in order.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub(crate) async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(wait_for_signal()).await
     }
 

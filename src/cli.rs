@@ -23,12 +23,12 @@ pub struct Cli {
     pub options: PathBuf,
     /// What to do (default: serve).
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect to Home Assistant and record (the default).
     Serve,
     /// Validate the configuration and print it (secrets redacted) as JSON.

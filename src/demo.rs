@@ -20,7 +20,7 @@ use crate::simulate::{self, Profile, SimulatorOptions};
 
 /// Options of `homeiq demo`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DemoOptions {
+pub(crate) struct DemoOptions {
     /// Port of HomeIQ's panel and API on 127.0.0.1.
     #[arg(long, default_value_t = 8099)]
     pub port: u16,
@@ -43,7 +43,7 @@ pub struct DemoOptions {
 }
 
 /// HomeIQ's settings for the demo: embedded storage, the simulator as Home Assistant.
-pub fn settings(options: &DemoOptions, ha_url: &str, token: &str) -> Settings {
+pub(crate) fn settings(options: &DemoOptions, ha_url: &str, token: &str) -> Settings {
     let mut s = Settings {
         data_dir: options.data_dir.clone(),
         log_level: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,homeiq=info".into()),
@@ -58,7 +58,7 @@ pub fn settings(options: &DemoOptions, ha_url: &str, token: &str) -> Settings {
 }
 
 /// Runs the demo until Ctrl-C or SIGTERM.
-pub async fn run(options: DemoOptions) -> ExitCode {
+pub(crate) async fn run(options: DemoOptions) -> ExitCode {
     let simulator = match simulate::spawn(SimulatorOptions {
         port: 0,
         profile: options.profile,

@@ -82,7 +82,7 @@ unsafe extern "C" fn sqlite_shutdown(_: *mut c_void) {}
 /// Makes SQLite allocate through mimalloc (`SQLITE_CONFIG_MALLOC`). Must run before SQLite is
 /// first used (`sqlite3_config` refuses afterwards, returning `SQLITE_MISUSE`); the error is
 /// SQLite's result code.
-pub fn route_sqlite_to_mimalloc() -> Result<(), c_int> {
+pub(crate) fn route_sqlite_to_mimalloc() -> Result<(), c_int> {
     let methods = sqlite::sqlite3_mem_methods {
         xMalloc: Some(sqlite_malloc),
         xFree: Some(sqlite_free),

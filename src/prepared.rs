@@ -19,18 +19,18 @@ use flate2::write::GzEncoder;
 
 /// Documents smaller than this are not worth a stored gzip form (the middleware still
 /// compresses them on request).
-pub const MIN_GZIP_BYTES: usize = 1024;
+pub(crate) const MIN_GZIP_BYTES: usize = 1024;
 
 /// A rendered JSON document and, once asked for, its gzip form.
 #[derive(Debug)]
-pub struct PreparedJson {
+pub(crate) struct PreparedJson {
     plain: Bytes,
     gzip: OnceLock<Option<Bytes>>,
 }
 
 impl PreparedJson {
     /// Wraps a rendered document.
-    pub fn new(plain: impl Into<Bytes>) -> Self {
+    pub(crate) fn new(plain: impl Into<Bytes>) -> Self {
         PreparedJson {
             plain: plain.into(),
             gzip: OnceLock::new(),
@@ -38,20 +38,20 @@ impl PreparedJson {
     }
 
     /// The document as rendered.
-    pub fn plain(&self) -> &Bytes {
+    pub(crate) fn plain(&self) -> &Bytes {
         &self.plain
     }
 
     /// The gzip form, compressed on the first call; `None` for documents under
     /// [`MIN_GZIP_BYTES`].
-    pub fn gzip(&self) -> Option<&Bytes> {
+    pub(crate) fn gzip(&self) -> Option<&Bytes> {
         self.gzip
             .get_or_init(|| (self.plain.len() >= MIN_GZIP_BYTES).then(|| compress(&self.plain)))
             .as_ref()
     }
 
     /// Bytes held, counting the gzip form when it exists.
-    pub fn weight(&self) -> usize {
+    pub(crate) fn weight(&self) -> usize {
         self.plain.len()
             + self
                 .gzip
@@ -73,7 +73,7 @@ fn compress(plain: &[u8]) -> Bytes {
 /// without compressing it again: raw deflate blocks ending byte-aligned (a sync flush), with the
 /// CRC-32 and length of the bytes they hold.
 #[derive(Debug, Clone)]
-pub struct DeflateChunk {
+pub(crate) struct DeflateChunk {
     deflate: Bytes,
     crc: u32,
     len: u64,
@@ -81,7 +81,7 @@ pub struct DeflateChunk {
 
 impl DeflateChunk {
     /// Compresses `data` (at the fast level, as [`PreparedJson`]).
-    pub fn new(data: &[u8]) -> Self {
+    pub(crate) fn new(data: &[u8]) -> Self {
         let mut crc = crc32fast::Hasher::new();
         crc.update(data);
         DeflateChunk {
@@ -92,7 +92,8 @@ impl DeflateChunk {
     }
 
     /// Bytes held.
-    pub fn weight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn weight(&self) -> usize {
         self.deflate.len()
     }
 }
@@ -142,7 +143,7 @@ fn push_stored(out: &mut Vec<u8>, data: &[u8]) {
 /// as they are): what a listing whose items are each prepared, but whose selection is not, is
 /// served as. The result is one gzip member any client decodes.
 #[derive(Debug)]
-pub struct GzipJoin {
+pub(crate) struct GzipJoin {
     out: Vec<u8>,
     crc: crc32fast::Hasher,
     len: u64,
@@ -150,7 +151,7 @@ pub struct GzipJoin {
 
 impl GzipJoin {
     /// A document of about `capacity` compressed bytes.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity + 32);
         // magic, deflate, no flags, no time, no extra flags, unknown OS
         out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
@@ -162,7 +163,7 @@ impl GzipJoin {
     }
 
     /// Appends bytes as they are (separators, a page's head).
-    pub fn literal(&mut self, data: &[u8]) {
+    pub(crate) fn literal(&mut self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -172,7 +173,7 @@ impl GzipJoin {
     }
 
     /// Appends a compressed chunk.
-    pub fn chunk(&mut self, chunk: &DeflateChunk) {
+    pub(crate) fn chunk(&mut self, chunk: &DeflateChunk) {
         self.out.extend_from_slice(&chunk.deflate);
         self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
             chunk.crc, chunk.len,
@@ -181,7 +182,7 @@ impl GzipJoin {
     }
 
     /// The gzip document: a final empty block, then CRC-32 and length.
-    pub fn finish(mut self) -> Bytes {
+    pub(crate) fn finish(mut self) -> Bytes {
         self.out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
         self.out
             .extend_from_slice(&self.crc.finalize().to_le_bytes());

@@ -685,6 +685,7 @@ impl BackfillHandle {
     }
 
     /// The cursor: every change up to this time is durable.
+    #[cfg(test)]
     pub fn cursor(&self) -> Option<DateTime<Utc>> {
         self.inner.durable().and_then(from_micros)
     }
@@ -1126,11 +1127,6 @@ pub struct BackfillFeed {
 }
 
 impl BackfillFeed {
-    /// The handle this feed reports to.
-    pub fn handle(&self) -> &BackfillHandle {
-        &self.handle
-    }
-
     /// A new connection: its snapshot follows.
     pub fn on_connected(&mut self) {
         self.previous = std::mem::take(&mut self.coverage);
