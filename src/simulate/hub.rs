@@ -664,10 +664,7 @@ impl Inner {
 
     /// `config/area_registry/update`.
     pub(crate) fn area_update(&mut self, msg: &Value) -> Result<Value, HubError> {
-        let area_id = msg
-            .get("area_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let area_id = str_field(msg, "area_id");
         let now = now_secs(self.now());
         let row = self
             .home
@@ -691,17 +688,13 @@ impl Inner {
 
     /// `config/area_registry/delete`: devices and entities in the area lose it.
     pub(crate) fn area_delete(&mut self, msg: &Value) -> Result<Value, HubError> {
-        let area_id = msg
-            .get("area_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let pos = self
-            .home
-            .areas
-            .iter()
-            .position(|a| a["area_id"] == area_id.as_str())
-            .ok_or_else(|| HubError::NotFound("Area ID doesn't exist".into()))?;
+        let area_id = str_field(msg, "area_id").to_owned();
+        let pos = index_of(
+            &self.home.areas,
+            "area_id",
+            &area_id,
+            "Area ID doesn't exist",
+        )?;
         self.home.areas.remove(pos);
         let now = now_secs(self.now());
         let mut device_events = Vec::new();
@@ -740,10 +733,7 @@ impl Inner {
 
     /// `config/device_registry/update` (area, user name, labels, disabled_by).
     pub(crate) fn device_update(&mut self, msg: &Value) -> Result<Value, HubError> {
-        let device_id = msg
-            .get("device_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let device_id = str_field(msg, "device_id");
         let now = now_secs(self.now());
         let row = self
             .home
@@ -771,17 +761,13 @@ impl Inner {
     /// moves to the new id (removed under the old one, added under the new one) and so does its
     /// history.
     pub(crate) fn entity_update(&mut self, msg: &Value) -> Result<Value, HubError> {
-        let entity_id = msg
-            .get("entity_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let pos = self
-            .home
-            .entities
-            .iter()
-            .position(|e| e["entity_id"] == entity_id.as_str())
-            .ok_or_else(|| HubError::NotFound("Entity not found".into()))?;
+        let entity_id = str_field(msg, "entity_id").to_owned();
+        let pos = index_of(
+            &self.home.entities,
+            "entity_id",
+            &entity_id,
+            "Entity not found",
+        )?;
         let new_id = msg
             .get("new_entity_id")
             .and_then(Value::as_str)
@@ -846,17 +832,13 @@ impl Inner {
     /// `remove` event), then the entity's state (`state_changed` with `new_state: null`), as
     /// Home Assistant removes an entity whose registry entry is deleted.
     pub(crate) fn entity_remove(&mut self, msg: &Value) -> Result<Value, HubError> {
-        let entity_id = msg
-            .get("entity_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let pos = self
-            .home
-            .entities
-            .iter()
-            .position(|e| e["entity_id"] == entity_id.as_str())
-            .ok_or_else(|| HubError::NotFound("Entity not found".into()))?;
+        let entity_id = str_field(msg, "entity_id").to_owned();
+        let pos = index_of(
+            &self.home.entities,
+            "entity_id",
+            &entity_id,
+            "Entity not found",
+        )?;
         self.home.entities.remove(pos);
         self.registry_event(
             "entity_registry_updated",
@@ -1139,6 +1121,18 @@ pub(crate) fn valid_entity_id(id: &str) -> bool {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     };
     ok(domain) && ok(object) && !domain.contains("__")
+}
+
+/// The string `key` of a request, empty when missing (Home Assistant answers "not found").
+fn str_field<'a>(msg: &'a Value, key: &str) -> &'a str {
+    msg.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Position of the registry row whose `key` is `id`, or Home Assistant's `missing` error.
+fn index_of(rows: &[Value], key: &str, id: &str, missing: &str) -> Result<usize, HubError> {
+    rows.iter()
+        .position(|r| r[key] == id)
+        .ok_or_else(|| HubError::NotFound(missing.into()))
 }
 
 #[cfg(test)]
