@@ -27,12 +27,46 @@ pub(crate) const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
 /// Splits `-name` into (`name`, descending).
-fn sort_key(sort: Option<&str>) -> (&str, bool) {
-    match sort {
+/// The sort order `sort` names (`key` or `-key` for descending; the first entry of `keys` when
+/// absent), or a 400 naming the keys there are.
+fn sort_order<S: Copy>(
+    sort: Option<&str>,
+    what: &str,
+    keys: &[(&str, S)],
+) -> Result<(S, bool), ApiError> {
+    let (key, descending) = match sort {
         Some(s) => s.strip_prefix('-').map_or((s, false), |k| (k, true)),
-        None => ("", false),
+        None => (keys[0].0, false),
+    };
+    match keys.iter().find(|(name, _)| *name == key || key.is_empty()) {
+        Some((_, order)) => Ok((*order, descending)),
+        None => {
+            let names: Vec<&str> = keys.iter().map(|(name, _)| *name).collect();
+            Err(ApiError::invalid(
+                "sort",
+                format!("cannot sort {what} by `{key}`; use {}", names.join(", ")),
+            ))
+        }
     }
 }
+
+/// The device sort keys; the first is the default.
+const DEVICE_SORTS: [(&str, DeviceSort); 6] = [
+    ("name", DeviceSort::Name),
+    ("manufacturer", DeviceSort::Manufacturer),
+    ("model", DeviceSort::Model),
+    ("area", DeviceSort::Area),
+    ("entities", DeviceSort::Entities),
+    ("created", DeviceSort::Created),
+];
+
+/// The entity sort keys; the first is the default.
+const ENTITY_SORTS: [(&str, EntitySort); 4] = [
+    ("entity_id", EntitySort::EntityId),
+    ("name", EntitySort::Name),
+    ("domain", EntitySort::Domain),
+    ("last_seen", EntitySort::LastSeen),
+];
 
 fn non_empty(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
@@ -284,23 +318,7 @@ pub(crate) async fn list_devices(
 ) -> Result<HttpResponse, ApiError> {
     let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
-    let (key, descending) = sort_key(p.sort.as_deref());
-    let sort = match key {
-        "" | "name" => DeviceSort::Name,
-        "manufacturer" => DeviceSort::Manufacturer,
-        "model" => DeviceSort::Model,
-        "area" => DeviceSort::Area,
-        "entities" => DeviceSort::Entities,
-        "created" => DeviceSort::Created,
-        other => {
-            return Err(ApiError::invalid(
-                "sort",
-                format!(
-                    "cannot sort devices by `{other}`; use name, manufacturer, model, area, entities or created"
-                ),
-            ));
-        }
-    };
+    let (sort, descending) = sort_order(p.sort.as_deref(), "devices", &DEVICE_SORTS)?;
     let filter = DeviceFilter {
         area: non_empty(p.area),
         floor: non_empty(p.floor),
@@ -418,21 +436,7 @@ pub(crate) async fn list_entities(
 ) -> Result<HttpResponse, ApiError> {
     let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
-    let (key, descending) = sort_key(p.sort.as_deref());
-    let sort = match key {
-        "" | "entity_id" => EntitySort::EntityId,
-        "name" => EntitySort::Name,
-        "domain" => EntitySort::Domain,
-        "last_seen" => EntitySort::LastSeen,
-        other => {
-            return Err(ApiError::invalid(
-                "sort",
-                format!(
-                    "cannot sort entities by `{other}`; use entity_id, name, domain or last_seen"
-                ),
-            ));
-        }
-    };
+    let (sort, descending) = sort_order(p.sort.as_deref(), "entities", &ENTITY_SORTS)?;
     let filter = EntityFilter {
         domain: non_empty(p.domain),
         device_id: non_empty(p.device_id),
