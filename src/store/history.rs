@@ -17,14 +17,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use crate::store::embedded::EmbeddedHistory;
-pub use crate::store::influx::InfluxHistory;
+pub(crate) use crate::store::embedded::EmbeddedHistory;
+pub(crate) use crate::store::influx::InfluxHistory;
 
 use crate::store::influx::InfluxError;
 
 /// Why a history query failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HistoryError {
+pub(crate) enum HistoryError {
     /// The backend cannot be reached (connection refused, timeout).
     #[error("history storage is unreachable: {0}")]
     Unavailable(String),
@@ -47,7 +47,7 @@ impl From<InfluxError> for HistoryError {
 
 /// Order of history records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Order {
+pub(crate) enum Order {
     /// Oldest first.
     #[default]
     Ascending,
@@ -57,7 +57,7 @@ pub enum Order {
 
 /// Where the previous page ended: the last record's time (µs) and entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     /// Time of the last record returned, Unix microseconds.
     pub time_us: i64,
     /// Its entity.
@@ -66,12 +66,12 @@ pub struct Cursor {
 
 impl Cursor {
     /// The opaque text form used in URLs (`<µs>_<entity_id>`).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         format!("{}_{}", self.time_us, self.entity_id)
     }
 
     /// Parses [`Cursor::encode`]'s form.
-    pub fn decode(text: &str) -> Option<Self> {
+    pub(crate) fn decode(text: &str) -> Option<Self> {
         let (time, entity) = text.split_once('_')?;
         let time_us = time.parse().ok()?;
         (!entity.is_empty() && entity.contains('.')).then(|| Cursor {
@@ -83,7 +83,7 @@ impl Cursor {
 
 /// A history query.
 #[derive(Debug, Clone)]
-pub struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     /// The entities (at least one).
     pub entity_ids: Vec<String>,
     /// Range start (inclusive).
@@ -100,7 +100,7 @@ pub struct HistoryQuery {
 
 /// One stored record of an entity.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct HistoryRecord {
+pub(crate) struct HistoryRecord {
     /// The entity.
     pub entity_id: String,
     /// When the record was made (the state's `last_updated`), RFC 3339 with microseconds.
@@ -123,7 +123,7 @@ pub struct HistoryRecord {
 
 /// One page of records.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct HistoryPage {
+pub(crate) struct HistoryPage {
     /// The records, in the requested order.
     pub items: Vec<HistoryRecord>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
@@ -132,7 +132,7 @@ pub struct HistoryPage {
 
 /// An aggregate query.
 #[derive(Debug, Clone)]
-pub struct AggregateQuery {
+pub(crate) struct AggregateQuery {
     /// The entities (numeric values only).
     pub entity_ids: Vec<String>,
     /// Range start (inclusive).
@@ -145,7 +145,7 @@ pub struct AggregateQuery {
 
 /// One bucket of an aggregate series.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct AggregatePoint {
+pub(crate) struct AggregatePoint {
     /// Bucket start.
     pub time: DateTime<Utc>,
     /// Mean value.
@@ -162,7 +162,7 @@ pub struct AggregatePoint {
 
 /// Aggregates of one entity.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct AggregateSeries {
+pub(crate) struct AggregateSeries {
     /// The entity.
     pub entity_id: String,
     /// Buckets holding values, oldest first (empty buckets are left out).
@@ -171,7 +171,7 @@ pub struct AggregateSeries {
 
 /// Events in one minute (or other bucket).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct StatsBucket {
+pub(crate) struct StatsBucket {
     /// Bucket start.
     pub time: DateTime<Utc>,
     /// Records in the bucket.
@@ -182,7 +182,7 @@ pub struct StatsBucket {
 
 /// The history backends.
 #[derive(Debug, Clone)]
-pub enum HistoryStore {
+pub(crate) enum HistoryStore {
     /// InfluxDB 1.x over HTTP.
     Influx(InfluxHistory),
     /// The embedded SQLite store (`storage = embedded`).
@@ -191,7 +191,7 @@ pub enum HistoryStore {
 
 impl HistoryStore {
     /// Records of the query's entities, one page.
-    pub async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
+    pub(crate) async fn history(&self, q: &HistoryQuery) -> Result<HistoryPage, HistoryError> {
         match self {
             HistoryStore::Influx(h) => h.history(q).await,
             HistoryStore::Embedded(h) => h.history(q).await,
@@ -199,7 +199,7 @@ impl HistoryStore {
     }
 
     /// Numeric aggregates per bucket.
-    pub async fn aggregate(
+    pub(crate) async fn aggregate(
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
@@ -210,7 +210,7 @@ impl HistoryStore {
     }
 
     /// Records per bucket and domain in `[start, end)`.
-    pub async fn event_stats(
+    pub(crate) async fn event_stats(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
@@ -661,7 +661,7 @@ const NICE_INTERVALS: &[u64] = &[
 ];
 
 /// The smallest "round" bucket width that splits `span_secs` into at most `max_points` buckets.
-pub fn choose_interval(span_secs: u64, max_points: u64) -> u64 {
+pub(crate) fn choose_interval(span_secs: u64, max_points: u64) -> u64 {
     let max_points = max_points.max(1);
     let needed = span_secs.div_ceil(max_points).max(1);
     NICE_INTERVALS

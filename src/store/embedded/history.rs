@@ -54,21 +54,15 @@ fn interval_us(secs: u64) -> i64 {
 
 impl EmbeddedHistory {
     /// History read through `pool` (read-only connections to `history.db`).
-    pub fn new(pool: SqlitePool) -> Self {
+    pub(crate) fn new(pool: SqlitePool) -> Self {
         Self {
             pool,
             slots: Slots::default(),
         }
     }
 
-    /// Runs `SELECT 1` on a read connection, for health checks.
-    pub async fn ping(&self) -> Result<(), HistoryError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     /// Mean, min, max, count and last of `value` per bucket, per entity.
-    pub async fn aggregate(
+    pub(crate) async fn aggregate(
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
@@ -119,7 +113,7 @@ impl EmbeddedHistory {
     }
 
     /// Records per bucket and domain in `[start, end)`.
-    pub async fn event_stats(
+    pub(crate) async fn event_stats(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,

@@ -78,13 +78,13 @@ use sea_orm::sqlx::sqlite::{
 use serde_json::{Map, Value};
 
 pub use history::EmbeddedHistory;
-pub use writer::EmbeddedWriter;
+pub(crate) use writer::EmbeddedWriter;
 
 use crate::store::point::{FieldValue, Point};
 use crate::store::schema::homeiq_attribute;
 
 /// File name of the history database inside the data directory.
-pub const HISTORY_FILE_NAME: &str = "history.db";
+pub(crate) const HISTORY_FILE_NAME: &str = "history.db";
 
 /// Read connections: history pages, aggregates and stats run beside the writer.
 const READERS: u32 = 2;
@@ -145,7 +145,7 @@ pub enum EmbeddedError {
 
 impl EmbeddedError {
     /// Whether SQLite found the file damaged, or could not use it for another reason.
-    pub fn failure(&self) -> crate::store::fault::SqliteFailure {
+    pub(crate) fn failure(&self) -> crate::store::fault::SqliteFailure {
         use crate::store::fault::SqliteFailure;
         match self {
             EmbeddedError::Open { source, .. } => SqliteFailure::of_sqlx(source),

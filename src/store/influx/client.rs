@@ -70,15 +70,6 @@ pub enum InfluxError {
     },
 }
 
-/// What `/ping` reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PingInfo {
-    /// The `X-Influxdb-Version` header, when the server sent one.
-    pub version: Option<String>,
-    /// The `X-Influxdb-Build` header (`OSS`, `ENT`…), when sent.
-    pub build: Option<String>,
-}
-
 /// The result of one `/write` request, classified for the writer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOutcome {
@@ -197,7 +188,6 @@ struct Inner {
     write_url: Url,
     query_url: Url,
     query_url_us: Url,
-    ping_url: Url,
     database: String,
     auth: Auth,
     gzip: bool,
@@ -262,7 +252,6 @@ impl InfluxClient {
             .query_pairs_mut()
             .append_pair("db", &settings.database)
             .append_pair("epoch", "u");
-        let ping_url = join("ping")?;
 
         let auth = match (&settings.token, &settings.username, url_user) {
             (Some(token), _, _) if !token.is_empty() => Auth::Token(token.clone()),
@@ -291,7 +280,6 @@ impl InfluxClient {
                 write_url,
                 query_url,
                 query_url_us,
-                ping_url,
                 database: settings.database.clone(),
                 auth,
                 gzip: settings.gzip,
@@ -301,7 +289,7 @@ impl InfluxClient {
     }
 
     /// The database this client writes to.
-    pub fn database(&self) -> &str {
+    pub(crate) fn database(&self) -> &str {
         &self.inner.database
     }
 
@@ -336,38 +324,6 @@ impl InfluxClient {
         } else {
             self.redact(&error_chain(&e.without_url()))
         }
-    }
-
-    /// `GET /ping`. Missing version headers are reported as `None`, never as an error.
-    pub async fn ping(&self) -> Result<PingInfo, InfluxError> {
-        let req = self.authorize(self.inner.http.get(self.inner.ping_url.clone()));
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| InfluxError::Transport(self.transport_error(e)))?;
-        let status = resp.status();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .filter(|v| !v.is_empty())
-        };
-        let info = PingInfo {
-            version: header("x-influxdb-version"),
-            build: header("x-influxdb-build"),
-        };
-        if status.is_success() {
-            return Ok(info);
-        }
-        let message = self.redact(&server_message(&resp.text().await.unwrap_or_default()));
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => InfluxError::Unauthorized(message),
-            _ => InfluxError::Status {
-                status: status.as_u16(),
-                message,
-            },
-        })
     }
 
     /// `CREATE DATABASE` for the configured database (a no-op when it exists).
@@ -440,7 +396,7 @@ impl InfluxClient {
 
     /// [`InfluxClient::query`] with times in epoch microseconds (`epoch=u`), the resolution
     /// HomeIQ writes.
-    pub async fn query_us(&self, q: &str) -> Result<QueryResult, InfluxError> {
+    pub(crate) async fn query_us(&self, q: &str) -> Result<QueryResult, InfluxError> {
         self.query_at(self.inner.query_url_us.clone(), q).await
     }
 
@@ -630,12 +586,12 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Quotes an InfluxQL identifier.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Quotes an InfluxQL string literal.
-pub fn quote_literal(value: &str) -> String {
+pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
@@ -796,9 +752,6 @@ mod tests {
     async fn talks_to_a_real_influxdb() {
         let settings = fresh_settings("client_real");
         let client = InfluxClient::new(&settings).expect("client");
-        let ping = client.ping().await.expect("ping");
-        assert!(ping.version.is_some());
-
         // Writing before the database exists: 404.
         let outcome = client.write("m v=1 1\n", Precision::Millis).await;
         assert!(
@@ -858,48 +811,6 @@ mod tests {
             Err(InfluxError::Statement { .. })
         ));
         client.drop_database().await.expect("drop");
-    }
-
-    #[tokio::test]
-    async fn ping_without_version_headers_is_fine() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move {
-            for answer in [
-                "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
-                "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 4\r\n\r\nbusy",
-            ] {
-                if let Ok((mut conn, _)) = listener.accept().await {
-                    let mut buf = [0u8; 4096];
-                    let _ = conn.read(&mut buf).await;
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                }
-            }
-        });
-        let settings = InfluxSettings {
-            url,
-            ..InfluxSettings::default()
-        };
-        let client = InfluxClient::new(&settings).expect("client");
-        let info = client.ping().await.expect("ping");
-        assert_eq!(
-            info,
-            PingInfo {
-                version: None,
-                build: None
-            }
-        );
-        let err = client.ping().await.expect_err("503");
-        assert_eq!(
-            err,
-            InfluxError::Status {
-                status: 503,
-                message: "busy".into()
-            }
-        );
     }
 
     /// A server answering every request with `answer`, as many times as asked.
@@ -1013,7 +924,10 @@ mod tests {
             }
             other => panic!("expected retryable, got {other:?}"),
         }
-        let err = client.ping().await.expect_err("unreachable");
+        let err = client
+            .query("SHOW DATABASES")
+            .await
+            .expect_err("unreachable");
         assert!(matches!(err, InfluxError::Transport(_)));
         assert!(!err.to_string().contains("pa55word"));
     }

@@ -33,7 +33,7 @@ use crate::store::schema::{HOMEIQ_TAGS, homeiq_attribute};
 
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
-pub struct InfluxHistory {
+pub(crate) struct InfluxHistory {
     client: InfluxClient,
     schema: SchemaMode,
     slots: Slots,
@@ -58,7 +58,7 @@ fn number_text(f: f64) -> String {
 
 impl InfluxHistory {
     /// History through `client`, whose points were written in `schema`.
-    pub fn new(client: InfluxClient, schema: SchemaMode) -> Self {
+    pub(crate) fn new(client: InfluxClient, schema: SchemaMode) -> Self {
         Self {
             client,
             schema,
@@ -221,7 +221,7 @@ impl InfluxHistory {
     }
 
     /// Mean, min, max, count and last of `value` per bucket, per entity.
-    pub async fn aggregate(
+    pub(crate) async fn aggregate(
         &self,
         q: &AggregateQuery,
     ) -> Result<Vec<AggregateSeries>, HistoryError> {
@@ -289,7 +289,7 @@ impl InfluxHistory {
     }
 
     /// Records per bucket and domain.
-    pub async fn event_stats(
+    pub(crate) async fn event_stats(
         &self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,

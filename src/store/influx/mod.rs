@@ -32,11 +32,9 @@ mod writer;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use client::{
-    InfluxClient, InfluxError, PingInfo, QueryResult, Series, StatementResult, WriteOutcome,
-    quote_ident, quote_literal,
-};
-pub use history::InfluxHistory;
+pub use client::{InfluxClient, InfluxError, QueryResult, Series, StatementResult, WriteOutcome};
+pub(crate) use client::{quote_ident, quote_literal};
+pub(crate) use history::InfluxHistory;
 #[cfg(test)]
 pub(crate) use line::parse;
 pub use line::{EncodeError, encode_point, stored_name};

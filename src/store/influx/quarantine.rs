@@ -44,11 +44,11 @@ use serde::{Deserialize, Serialize};
 use super::spool::{Batch, SpoolError};
 
 /// Entries kept.
-pub const MAX_RECORDS: usize = 10_000;
+pub(crate) const MAX_RECORDS: usize = 10_000;
 /// Text (lines and reasons) kept in memory, bytes; the oldest entries go first beyond it.
-pub const MAX_BYTES: usize = 8 << 20;
+pub(crate) const MAX_BYTES: usize = 8 << 20;
 /// Longest line kept, bytes; longer lines are cut (and marked).
-pub const MAX_LINE: usize = 64 << 10;
+pub(crate) const MAX_LINE: usize = 64 << 10;
 
 /// A point InfluxDB refused, with the reason it gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
