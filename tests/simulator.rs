@@ -606,3 +606,26 @@ async fn removing_entities_fires_what_home_assistant_fires() {
             .any(|e| e["entity_id"] == sensor.as_str())
     );
 }
+
+/// `--time-zone` names the home's time zone in `get_config` (and `GET /api/config`); a name that
+/// is not an IANA zone is refused before anything starts.
+#[tokio::test]
+async fn the_home_lives_in_the_time_zone_it_is_given() {
+    let sim = Sim::start(&["--time-zone", "America/New_York"]);
+    let config = sim.ha().ws(vec![json!({"type": "get_config"})]).await;
+    assert_eq!(config[0]["time_zone"], "America/New_York");
+    let utc = Sim::start(&[]);
+    let config = utc.ha().ws(vec![json!({"type": "get_config"})]).await;
+    assert_eq!(config[0]["time_zone"], "UTC");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeiq"))
+        .args(["simulate", "--port", "0", "--time-zone", "Mars/Olympus_Mons"])
+        .output()
+        .expect("run homeiq simulate");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`Mars/Olympus_Mons` is not an IANA time zone name"),
+        "{stderr}"
+    );
+}

@@ -163,6 +163,8 @@ pub(crate) struct Inner {
     pub webhook_calls: VecDeque<Value>,
     /// The release whose registry shapes are spoken.
     pub ha_version: HaVersion,
+    /// The home's time zone (`get_config`); daily routines follow its local time.
+    pub time_zone: chrono_tz::Tz,
     clock: Clock,
     last_now: i64,
     seq: u64,
@@ -206,6 +208,7 @@ impl Hub {
                 automations: BTreeMap::new(),
                 webhook_calls: VecDeque::new(),
                 ha_version: HaVersion::default(),
+                time_zone: chrono_tz::Tz::UTC,
                 last_now: clock.now(),
                 clock,
                 seq: 0,
@@ -223,6 +226,12 @@ impl Hub {
     /// Speaks the registry shapes of `version` (see [`HaVersion`]).
     pub(crate) fn speaking(self, version: HaVersion) -> Self {
         self.lock().ha_version = version;
+        self
+    }
+
+    /// Lives in time zone `tz`: `get_config` reports it and daily routines follow its local time.
+    pub(crate) fn in_time_zone(self, tz: chrono_tz::Tz) -> Self {
+        self.lock().time_zone = tz;
         self
     }
 

@@ -137,6 +137,11 @@ pub struct SimulatorOptions {
     /// Seconds between rate reports in load-generator mode.
     #[arg(long, default_value_t = 5.0)]
     pub report_secs: f64,
+    /// The home's time zone (an IANA name such as `Europe/Amsterdam`): `get_config` reports it
+    /// and daily routines (waking, leaving, lights at dusk) follow its local time, across
+    /// daylight-saving changes.
+    #[arg(long, default_value = "UTC", value_parser = parse_time_zone)]
+    pub time_zone: chrono_tz::Tz,
     /// Home Assistant release whose registry shapes to speak.
     #[arg(long, value_enum, default_value_t = HaVersion::V2025_4)]
     pub ha_version: HaVersion,
@@ -156,8 +161,15 @@ impl Default for SimulatorOptions {
             max_pending: None,
             report_secs: 5.0,
             ha_version: HaVersion::V2025_4,
+            time_zone: chrono_tz::Tz::UTC,
         }
     }
+}
+
+/// An IANA time zone name, or an error naming the problem.
+fn parse_time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse()
+        .map_err(|_| format!("`{name}` is not an IANA time zone name (like `Europe/Amsterdam`)"))
 }
 
 /// The simulator could not start.
@@ -257,7 +269,8 @@ pub fn spawn(options: SimulatorOptions) -> Result<SimulatorHandle, SimulateError
             max_pending,
             bus_batches,
         )
-        .speaking(options.ha_version),
+        .speaking(options.ha_version)
+        .in_time_zone(options.time_zone),
     );
     let data = web::Data::new(hub.clone());
     let addr = format!("{}:{}", options.bind, options.port);

@@ -71,9 +71,7 @@ pub(crate) async fn config(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
         return r;
     }
-    let json = hub
-        .with(|i| super::ws::config_json(i.home.states.len(), i.ha_version))
-        .0;
+    let json = hub.with(|i| super::ws::config_json(i)).0;
     json_response(StatusCode::OK, json)
 }
 

@@ -35,7 +35,7 @@ const DAY: i64 = 1_440;
 /// A minute in µs.
 const MINUTE_US: i64 = 60_000_000;
 
-/// One person's day, in minutes after midnight (UTC, the simulated home's time zone).
+/// One person's day, in minutes after local midnight (the simulated home's time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Day {
     /// Wakes up.
@@ -262,6 +262,22 @@ pub(crate) struct Routine {
     lights_on: usize,
 }
 
+/// Minute `minute` (since the epoch, UTC) on the wall clock of `tz`, as minutes since the local
+/// epoch: its `div_euclid(DAY)` is the local day (the index [`plan_day`] takes), its
+/// `rem_euclid(DAY)` the local minute of the day. Across a daylight-saving change local minutes
+/// skip an hour (spring) or repeat one (autumn), as a wall clock does.
+pub(crate) fn local_minute(tz: chrono_tz::Tz, minute: i64) -> i64 {
+    use chrono::{Offset, TimeZone};
+    let offset = DateTime::<Utc>::from_timestamp(minute.saturating_mul(60), 0)
+        .map(|t| {
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc()
+        })
+        .unwrap_or(0);
+    minute + i64::from(offset) / 60
+}
+
 /// Daylight at minute `m` of the day, 0..1.
 fn daylight(m: i64) -> f64 {
     let (rise, set) = (390.0, 1_140.0);
@@ -359,7 +375,7 @@ impl Routine {
         };
         let n = r.next;
         let noise = |k: u64, lo: f64, hi: f64| lo + r.unit(n, k) * (hi - lo);
-        let m = at.div_euclid(MINUTE_US).rem_euclid(DAY);
+        let m = local_minute(inner.time_zone, at.div_euclid(MINUTE_US)).rem_euclid(DAY);
         // energy over the report's period at `watts`, in kWh
         let kwh_over_period = |watts: f64| watts * r.period as f64 / 3.6e12;
         match r.sensor {
@@ -461,8 +477,8 @@ impl Routine {
     pub(crate) fn minute(&mut self, inner: &mut Inner, minute: i64) {
         let mut rng =
             StdRng::seed_from_u64(self.seed ^ (minute as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
-        let day = minute.div_euclid(DAY);
-        let m = minute.rem_euclid(DAY);
+        let local = local_minute(inner.time_zone, minute);
+        let (day, m) = (local.div_euclid(DAY), local.rem_euclid(DAY));
         let persons = inner.home.persons.clone();
         let roles = inner.home.roles.clone();
         let at = minute * MINUTE_US;
@@ -736,6 +752,93 @@ mod tests {
                 .keys()
                 .any(|k| k.starts_with("sensor.house_power_phase_"))
         );
+    }
+
+    #[test]
+    fn local_minutes_follow_the_wall_clock_across_daylight_saving_changes() {
+        use chrono::TimeZone;
+        let tz: chrono_tz::Tz = "Europe/Amsterdam".parse().expect("tz");
+        let at = |y, mo, d, h, mi| {
+            Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+                .unwrap()
+                .timestamp()
+                / 60
+        };
+        let wall = |minute: i64| {
+            let local = local_minute(tz, minute);
+            (local.rem_euclid(DAY) / 60, local.rem_euclid(DAY) % 60)
+        };
+        assert_eq!(wall(at(2026, 1, 15, 6, 0)), (7, 0), "winter: UTC+1");
+        assert_eq!(wall(at(2026, 7, 15, 5, 0)), (7, 0), "summer: UTC+2");
+        // spring: 01:59 UTC+1 is followed by 03:00 UTC+2
+        assert_eq!(wall(at(2026, 3, 29, 0, 59)), (1, 59));
+        assert_eq!(wall(at(2026, 3, 29, 1, 0)), (3, 0));
+        // autumn: 02:59 UTC+2 is followed by 02:00 UTC+1 (the hour repeats)
+        assert_eq!(wall(at(2026, 10, 25, 0, 59)), (2, 59));
+        assert_eq!(wall(at(2026, 10, 25, 1, 0)), (2, 0));
+        // the local day changes at local midnight
+        let before = local_minute(tz, at(2026, 1, 14, 22, 59)).div_euclid(DAY);
+        let after = local_minute(tz, at(2026, 1, 14, 23, 0)).div_euclid(DAY);
+        assert_eq!(after, before + 1);
+        assert_eq!(local_minute(chrono_tz::Tz::UTC, 12_345), 12_345);
+    }
+
+    /// People leave and come back at their planned local times in a non-UTC home, also on the
+    /// day the clocks change (New York, spring 2026: 8 March).
+    #[test]
+    fn people_keep_their_local_times_across_a_daylight_saving_change() {
+        use chrono::TimeZone;
+        let tz: chrono_tz::Tz = "America/New_York".parse().expect("tz");
+        let seed = 5;
+        let clock = Clock::new(1.0, 0);
+        let hub = Hub::new(
+            generate(Profile::Small, seed, clock.now()),
+            clock,
+            seed,
+            "t".into(),
+            4096,
+            1 << 20,
+        )
+        .in_time_zone(tz);
+        let persons = hub.with(|inner| inner.home.persons.clone()).0;
+        let (mut rx, _) = hub.subscribe();
+        let mut routine = Routine::new(seed);
+        let start = Utc
+            .with_ymd_and_hms(2026, 3, 5, 5, 0, 0)
+            .unwrap()
+            .timestamp()
+            / 60;
+        let mut changes = Vec::new();
+        for minute in start..start + 5 * DAY {
+            hub.with(|inner| routine.advance(inner, minute * MINUTE_US, DAY));
+            while let Ok(batch) = rx.try_recv() {
+                for ev in &batch.events {
+                    let v: Value = serde_json::from_str(&ev.body).expect("json");
+                    let id = v["data"]["entity_id"].as_str().unwrap_or("").to_owned();
+                    if let Some(i) = persons.iter().position(|p| p.entity_id == id) {
+                        let state = v["data"]["new_state"]["state"].as_str().unwrap_or("");
+                        changes.push((i, state.to_owned(), minute));
+                    }
+                }
+            }
+        }
+        // the first minute only sets where everyone is; compare the changes after it
+        changes.retain(|c| c.2 > start);
+        assert!(changes.len() >= 4, "people come and go: {changes:?}");
+        for (i, state, minute) in changes {
+            let local = local_minute(tz, minute);
+            let plan = plan_day(seed, i, persons[i].commutes, local.div_euclid(DAY));
+            let expected = if state == "not_home" {
+                plan.leave
+            } else {
+                plan.back
+            };
+            assert_eq!(
+                local.rem_euclid(DAY),
+                expected,
+                "person {i} {state} at {minute}"
+            );
+        }
     }
 
     /// Drives a home's routine for `minutes` simulated minutes from a clock's now in steps of

@@ -18,7 +18,6 @@ use chrono::DateTime;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::HaVersion;
 use super::history::Query;
 use super::hub::{Batch, Hub, HubError, Origin};
 use super::render::{event_message, push_str_lit, result_err, result_ok};
@@ -225,7 +224,7 @@ impl Conn {
                 self.reply(seq, result_ok(id, &json)).await?;
             }
             "get_config" => {
-                let (json, seq) = hub.with(|i| config_json(i.home.states.len(), i.ha_version));
+                let (json, seq) = hub.with(|i| config_json(i));
                 self.reply(seq, result_ok(id, &json)).await?;
             }
             "config/entity_registry/get" => {
@@ -391,13 +390,14 @@ fn history_query(msg: &Value) -> Result<(Vec<String>, Query), (&'static str, Str
 }
 
 /// The reply of `get_config` / `GET /api/config`.
-pub(crate) fn config_json(entities: usize, ha_version: HaVersion) -> String {
+pub(crate) fn config_json(inner: &super::hub::Inner) -> String {
+    let (entities, ha_version) = (inner.home.states.len(), inner.ha_version);
     json!({
         "latitude": 52.3731, "longitude": 4.8922, "elevation": 0, "radius": 100,
         "unit_system": {"length": "km", "accumulated_precipitation": "mm", "area": "m²",
             "mass": "g", "pressure": "Pa", "temperature": "°C", "volume": "L",
             "wind_speed": "m/s"},
-        "location_name": "Simulated Home", "time_zone": "UTC",
+        "location_name": "Simulated Home", "time_zone": inner.time_zone.name(),
         "components": ["api", "automation", "config", "history", "homeassistant", "light",
             "person", "recorder", "sensor", "switch", "webhook", "websocket_api"],
         "config_dir": "/config", "allowlist_external_dirs": ["/config/www", "/media"],
