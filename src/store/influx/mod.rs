@@ -102,7 +102,7 @@ pub use client::{
 };
 pub use line::{EncodeError, FieldValue, Point, Precision, encode_point, stored_name};
 pub use quarantine::QuarantinedPoint;
-pub use schema::{EntityMeta, PointMapper};
+pub use schema::{EntityMeta, PointMapper, ScratchPoint};
 pub(crate) use schema::{HOMEIQ_TAGS, RESERVED};
 pub use spool::SpoolError;
 pub use writer::{
