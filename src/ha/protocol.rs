@@ -124,6 +124,10 @@ struct Event<'a> {
     time_fired: Option<DateTime<Utc>>,
 }
 
+/// A timestamp, read as [`super::model::ha_time`] reads them.
+#[derive(Deserialize)]
+struct Time(#[serde(deserialize_with = "super::model::ha_time")] DateTime<Utc>);
+
 /// A string borrowed from the frame unless it holds escapes.
 #[derive(Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
@@ -192,7 +196,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
                         Key::Data => {
                             data = Some(map.next_value_seed(DataSeed(event_type.as_deref()))?)
                         }
-                        Key::TimeFired => time_fired = map.next_value()?,
+                        Key::TimeFired => {
+                            time_fired = map.next_value::<Option<Time>>()?.map(|t| t.0)
+                        }
                         Key::Other => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
