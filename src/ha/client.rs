@@ -662,8 +662,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Bytes read from the socket at most per `read`. tungstenite zeroes that much of its buffer
 /// before every read, including the one that finds nothing more: with its 128 KiB default,
-/// 256 KiB were cleared for each burst of events, which pushed everything else out of the CPU
-/// caches (at 2,000 events/s a third of HomeIQ's CPU time per event).
+/// 256 KiB were cleared for each burst of events, which pushed the rest of HomeIQ out of the CPU
+/// caches. Larger frames still arrive whole, in more reads.
 const READ_CHUNK_BYTES: usize = 16 << 10;
 
 fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
