@@ -14,8 +14,19 @@
 //! Raw InfluxDB ingest: as many points as the InfluxDB run wrote, from the shared generator,
 //! pre-encoded and written in batches of 5,000 by one client (as `benches/replay.rs`).
 //! Targets (issue): InfluxDB ≥ 50,000 events/s and ≥ 80 % of raw; embedded ≥ 30,000 events/s;
-//! RSS ≤ 50 MB at 1,000 events/s with 2,000 entities. Prints a table; exits non-zero only when a
-//! run failed, not when a target is missed (the machine decides those).
+//! RSS ≤ 50 MB at 1,000 events/s with 2,000 entities.
+//!
+//! CPU per event (`PARTS=cpu`): for each simulator profile in `CPU_PROFILES` (default
+//! `small,medium,large`) and rate in `CPU_RATES` (default `2000,20000` changes/s), a fresh HomeIQ
+//! records into InfluxDB; after a 4 s warm-up, the CPU time (user + system, `/proc/<pid>/stat`)
+//! HomeIQ and InfluxDB use over `CPU_SECS` seconds (default 20) is divided by the points written
+//! meanwhile: HomeIQ's µs per event next to InfluxDB's µs per point. InfluxDB's process is
+//! `INFLUX_PID`, else the one process named `influxd`. Target (issue 15): medium ≤ 10 µs per event
+//! at both rates.
+//!
+//! `HOMEIQ_BIN=` measures another build of HomeIQ. `PARTS=` selects `throughput` (throughput and RSS per backend, raw ingest) and/or `cpu`
+//! (default both). Prints tables; exits non-zero only when a run failed, not when a target is
+//! missed (the machine decides those).
 
 mod common;
 
@@ -34,6 +45,28 @@ use common::{RAW_BATCH, RawBatches, Rng, count_states, event, make_entities, set
 /// it costs the machine what the real command costs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The InfluxDB server's process: `INFLUX_PID`, else the one process named `influxd`.
+fn influx_pid() -> Option<u32> {
+    if let Some(pid) = std::env::var("INFLUX_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        return Some(pid);
+    }
+    let found: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "influxd")
+        })
+        .collect();
+    match found.as_slice() {
+        [pid] => Some(*pid),
+        _ => None,
+    }
+}
 
 /// CPU time (user + system) a process has used, seconds.
 fn cpu_secs(pid: u32) -> f64 {
@@ -96,10 +129,13 @@ impl HomeIq {
         } else {
             "external"
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_homeiq"))
+        let bin =
+            std::env::var("HOMEIQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_homeiq").into());
+        let child = Command::new(bin)
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")))
             .env("HOMEIQ_OPTIONS_FILE", dir.path().join("none.json"))
             .env("HOMEIQ_DATA_DIR", dir.path().join("data"))
             .env("HOMEIQ_LOG_LEVEL", "warn")
@@ -206,6 +242,98 @@ async fn throughput(backend: &str, influx_url: &str, rate: u64, secs: f64) -> (f
     ((w1 - w0) as f64 / elapsed, hwm, w1)
 }
 
+/// One CPU-per-event measurement.
+struct CpuRun {
+    written: u64,
+    homeiq_us: f64,
+    influx_us: Option<f64>,
+    dropped: u64,
+}
+
+/// HomeIQ's CPU µs per event written and InfluxDB's per point, for `profile` at `rate`.
+async fn cpu_per_event(
+    influx_url: &str,
+    influx: Option<u32>,
+    profile: Profile,
+    rate: u64,
+    secs: f64,
+) -> CpuRun {
+    let sim = spawn(SimulatorOptions {
+        port: 0,
+        rate: Some(rate),
+        profile,
+        seed: 13,
+        report_secs: 3_600.0,
+        ..SimulatorOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("simulator: {e}"));
+    let db = format!("bench_e2e_cpu_{}", std::process::id());
+    let app = HomeIq::start("influxdb", &sim.url, &sim.token, influx_url, &db).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let pid = app.child.id();
+    let (w0, _) = app.written().await;
+    let (h0, i0) = (cpu_secs(pid), influx.map(cpu_secs));
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let (h1, i1) = (cpu_secs(pid), influx.map(cpu_secs));
+    let (w1, deep) = app.written().await;
+    app.stop();
+    sim.shutdown().await;
+    let client = InfluxClient::new(&settings(influx_url, db)).unwrap_or_else(|e| panic!("{e}"));
+    let _ = client.drop_database().await;
+    let written = w1.saturating_sub(w0);
+    assert!(written > 0, "nothing written at {rate}/s");
+    let per = |cpu: f64| cpu * 1e6 / written as f64;
+    CpuRun {
+        written,
+        homeiq_us: per(h1 - h0),
+        influx_us: i0.zip(i1).map(|(a, b)| per(b - a)),
+        dropped: deep["storage"]["dropped_overflow"].as_u64().unwrap_or(0),
+    }
+}
+
+/// The CPU table: HomeIQ µs per event next to InfluxDB µs per point.
+async fn cpu_table(influx_url: &str) {
+    let profiles: Vec<Profile> = std::env::var("CPU_PROFILES")
+        .unwrap_or_else(|_| "small,medium,large".into())
+        .split(',')
+        .map(|p| match p.trim() {
+            "small" => Profile::Small,
+            "medium" => Profile::Medium,
+            "large" => Profile::Large,
+            other => panic!("CPU_PROFILES: unknown profile {other}"),
+        })
+        .collect();
+    let rates: Vec<u64> = std::env::var("CPU_RATES")
+        .unwrap_or_else(|_| "2000,20000".into())
+        .split(',')
+        .map(|r| {
+            r.trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("CPU_RATES: {r}: {e}"))
+        })
+        .collect();
+    let secs: f64 = env_or("CPU_SECS", 20.0);
+    let influx = influx_pid();
+    println!(
+        "CPU per event: HomeIQ → InfluxDB, {secs} s measured per run (InfluxDB pid {influx:?})"
+    );
+    println!("| profile | offered/s | written | HomeIQ µs/event | InfluxDB µs/point | dropped |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for profile in profiles {
+        for &rate in &rates {
+            let r = cpu_per_event(influx_url, influx, profile, rate, secs).await;
+            let influx_us = r
+                .influx_us
+                .map_or_else(|| "?".into(), |u| format!("{u:.1}"));
+            println!(
+                "| {profile:?} | {rate} | {} | {:.1} | {influx_us} | {} |",
+                r.written, r.homeiq_us, r.dropped
+            );
+        }
+    }
+    println!();
+}
+
 /// RSS (MB) of HomeIQ after `secs` at `rate` changes/s over 2,000 entities.
 async fn rss_at(backend: &str, influx_url: &str, rate: u64, secs: f64) -> f64 {
     let sim = spawn(SimulatorOptions {
@@ -266,6 +394,7 @@ fn main() {
     let secs: f64 = env_or("SECS", 15.0);
     let rss_rate: u64 = env_or("RSS_RATE", 1_000);
     let rss_secs: f64 = env_or("RSS_SECS", 30.0);
+    let parts = std::env::var("PARTS").unwrap_or_else(|_| "throughput,cpu".into());
     let backends: Vec<String> = std::env::var("BACKENDS")
         .unwrap_or_else(|_| "influxdb,embedded".into())
         .split(',')
@@ -276,6 +405,12 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     runtime.block_on(async {
+        if parts.split(',').any(|p| p == "cpu") {
+            cpu_table(&influx_url).await;
+        }
+        if !parts.split(',').any(|p| p == "throughput") {
+            return;
+        }
         println!("end-to-end ingest: simulator (2,000 entities) at {rate}/s → HomeIQ → storage, {secs} s measured");
         println!("| run | events/s | peak RSS MB | RSS MB at {rss_rate}/s | note |");
         println!("|---|---:|---:|---:|---|");

@@ -619,7 +619,13 @@ async fn the_home_lives_in_the_time_zone_it_is_given() {
     assert_eq!(config[0]["time_zone"], "UTC");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeiq"))
-        .args(["simulate", "--port", "0", "--time-zone", "Mars/Olympus_Mons"])
+        .args([
+            "simulate",
+            "--port",
+            "0",
+            "--time-zone",
+            "Mars/Olympus_Mons",
+        ])
         .output()
         .expect("run homeiq simulate");
     assert!(!out.status.success());

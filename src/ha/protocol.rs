@@ -71,6 +71,8 @@ pub enum Incoming {
 #[error("undecodable message from Home Assistant: {0}")]
 pub struct DecodeError(#[from] serde_json::Error);
 
+/// A message, decoded in one pass over its text: the `event` object straight into what its
+/// `event_type` calls for.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
@@ -84,21 +86,11 @@ struct Envelope<'a> {
     #[serde(default)]
     error: Option<CommandErrorBody>,
     #[serde(default, borrow)]
-    event: Option<&'a RawValue>,
+    event: Option<Event<'a>>,
     #[serde(default)]
     ha_version: Option<String>,
     #[serde(default)]
     message: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EventEnvelope<'a> {
-    #[serde(borrow)]
-    event_type: Cow<'a, str>,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    #[serde(default)]
-    time_fired: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
@@ -114,22 +106,138 @@ struct StateChangedData {
     new_state: Option<State>,
 }
 
-/// Decodes one text frame into its messages (one, or several when coalesced).
-pub fn decode_frame(text: &str) -> Result<Vec<Incoming>, DecodeError> {
-    if text.trim_start().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(text)?;
-        items
-            .into_iter()
-            .map(|raw| decode_message(raw.get()))
-            .collect()
-    } else {
-        Ok(vec![decode_message(text)?])
+/// An event's `data`, decoded as its type asks.
+enum EventData<'a> {
+    StateChanged(StateChangedData),
+    Registry(RegistryKind, serde_json::Value),
+    /// Another event type: not decoded.
+    Skipped,
+    /// `data` came before `event_type` (Home Assistant sends it after): decoded once the type
+    /// is known.
+    Raw(&'a RawValue),
+}
+
+/// The `event` object of an `event` message.
+struct Event<'a> {
+    event_type: Cow<'a, str>,
+    data: EventData<'a>,
+    time_fired: Option<DateTime<Utc>>,
+}
+
+/// A timestamp, read as [`super::model::ha_time`] reads them.
+#[derive(Deserialize)]
+struct Time(#[serde(deserialize_with = "super::model::ha_time")] DateTime<Utc>);
+
+/// A string borrowed from the frame unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'a> EventData<'a> {
+    /// Decodes `data` of an event of type `event_type`.
+    fn decode<'de: 'a, D: serde::Deserializer<'de>>(
+        event_type: &str,
+        d: D,
+    ) -> Result<Self, D::Error> {
+        if event_type == "state_changed" {
+            return StateChangedData::deserialize(d).map(EventData::StateChanged);
+        }
+        match RegistryKind::from_event_type(event_type) {
+            Some(kind) => serde_json::Value::deserialize(d).map(|v| EventData::Registry(kind, v)),
+            None => serde::de::IgnoredAny::deserialize(d).map(|_| EventData::Skipped),
+        }
     }
 }
 
-fn decode_message(text: &str) -> Result<Incoming, DecodeError> {
-    let env: Envelope<'_> = serde_json::from_str(text)?;
-    Ok(match env.kind.as_ref() {
+impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Key {
+            EventType,
+            Data,
+            TimeFired,
+            #[serde(other)]
+            Other,
+        }
+
+        /// `data` decoded with the event type known so far.
+        struct DataSeed<'t>(Option<&'t str>);
+
+        impl<'de, 't> serde::de::DeserializeSeed<'de> for DataSeed<'t> {
+            type Value = EventData<'de>;
+            fn deserialize<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> Result<EventData<'de>, D::Error> {
+                match self.0 {
+                    Some(t) => EventData::decode(t, d),
+                    None => <&RawValue>::deserialize(d).map(EventData::Raw),
+                }
+            }
+        }
+
+        struct EventVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for EventVisitor {
+            type Value = Event<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Event<'de>, A::Error> {
+                let mut event_type: Option<Cow<'de, str>> = None;
+                let mut data = None;
+                let mut time_fired = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::EventType => event_type = Some(map.next_value::<Text<'de>>()?.0),
+                        Key::Data => {
+                            data = Some(map.next_value_seed(DataSeed(event_type.as_deref()))?)
+                        }
+                        Key::TimeFired => {
+                            time_fired = map.next_value::<Option<Time>>()?.map(|t| t.0)
+                        }
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let event_type =
+                    event_type.ok_or_else(|| serde::de::Error::missing_field("event_type"))?;
+                let data = match data {
+                    Some(EventData::Raw(raw)) => {
+                        let mut d = serde_json::Deserializer::from_str(raw.get());
+                        EventData::decode(&event_type, &mut d).map_err(serde::de::Error::custom)?
+                    }
+                    Some(data) => data,
+                    None => return Err(serde::de::Error::missing_field("data")),
+                };
+                Ok(Event {
+                    event_type,
+                    data,
+                    time_fired,
+                })
+            }
+        }
+
+        d.deserialize_map(EventVisitor)
+    }
+}
+
+/// Decodes one text frame into its messages (one, or several when coalesced).
+pub fn decode_frame(text: &str) -> Result<Vec<Incoming>, DecodeError> {
+    if text.trim_start().starts_with('[') {
+        let items: Vec<Envelope<'_>> = serde_json::from_str(text)?;
+        Ok(items.into_iter().map(incoming).collect())
+    } else {
+        Ok(vec![incoming(serde_json::from_str(text)?)])
+    }
+}
+
+fn incoming(env: Envelope<'_>) -> Incoming {
+    match env.kind.as_ref() {
         "auth_required" => Incoming::AuthRequired,
         "auth_ok" => Incoming::AuthOk {
             ha_version: env.ha_version.unwrap_or_default(),
@@ -155,7 +263,7 @@ fn decode_message(text: &str) -> Result<Incoming, DecodeError> {
             id: env.id.unwrap_or(0),
         },
         "event" => match env.event {
-            Some(event) => decode_event(event.get())?,
+            Some(event) => event_incoming(event),
             None => Incoming::Unknown {
                 kind: "event without payload".into(),
             },
@@ -163,38 +271,37 @@ fn decode_message(text: &str) -> Result<Incoming, DecodeError> {
         other => Incoming::Unknown {
             kind: other.to_owned(),
         },
-    })
+    }
 }
 
-fn decode_event(text: &str) -> Result<Incoming, DecodeError> {
-    let env: EventEnvelope<'_> = serde_json::from_str(text)?;
-    if env.event_type == "state_changed" {
-        let data: StateChangedData = serde_json::from_str(env.data.get())?;
-        let time_fired = env
-            .time_fired
-            .or_else(|| data.new_state.as_ref().map(|s| s.last_updated))
-            .unwrap_or_else(Utc::now);
-        return Ok(Incoming::StateChanged(Box::new(StateChanged {
-            entity_id: data.entity_id,
-            had_old_state: data.had_old_state,
-            new_state: data.new_state,
-            time_fired,
-        })));
+fn event_incoming(event: Event<'_>) -> Incoming {
+    match event.data {
+        EventData::StateChanged(data) => {
+            let time_fired = event
+                .time_fired
+                .or_else(|| data.new_state.as_ref().map(|s| s.last_updated))
+                .unwrap_or_else(Utc::now);
+            Incoming::StateChanged(Box::new(StateChanged {
+                entity_id: data.entity_id,
+                had_old_state: data.had_old_state,
+                new_state: data.new_state,
+                time_fired,
+            }))
+        }
+        EventData::Registry(kind, data) => {
+            let text_of = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            Incoming::Registry(RegistryEvent {
+                kind,
+                action: text_of("action").unwrap_or_default(),
+                id: text_of(kind.event_id_key()).unwrap_or_default(),
+                old_entity_id: text_of("old_entity_id"),
+                data,
+            })
+        }
+        EventData::Skipped | EventData::Raw(_) => Incoming::OtherEvent {
+            event_type: event.event_type.into_owned(),
+        },
     }
-    if let Some(kind) = RegistryKind::from_event_type(&env.event_type) {
-        let data: serde_json::Value = serde_json::from_str(env.data.get())?;
-        let text_of = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        return Ok(Incoming::Registry(RegistryEvent {
-            kind,
-            action: text_of("action").unwrap_or_default(),
-            id: text_of(kind.event_id_key()).unwrap_or_default(),
-            old_entity_id: text_of("old_entity_id"),
-            data,
-        }));
-    }
-    Ok(Incoming::OtherEvent {
-        event_type: env.event_type.into_owned(),
-    })
 }
 
 fn null_raw() -> Box<RawValue> {

@@ -94,7 +94,7 @@ use crate::ha::model::{Attributes, State, StateChanged};
 use crate::ha::{CommandError, HaHandle};
 use crate::store::point::Point;
 use crate::store::schema::{EntityMeta, PointMapper};
-use crate::store::sink::{HistoryWriter, StorageStatus};
+use crate::store::sink::HistoryWriter;
 
 /// File name of the persisted cursor inside the data directory.
 pub const CURSOR_FILE: &str = "backfill_cursor.json";
@@ -329,16 +329,6 @@ pub struct WriterView {
     pub held: usize,
     /// Batches put back or spooled after a failed write, so far.
     pub retries: u64,
-}
-
-impl WriterView {
-    /// The view of a writer status.
-    pub fn of(s: &StorageStatus) -> Self {
-        WriterView {
-            held: s.queued + s.in_flight,
-            retries: s.retries,
-        }
-    }
 }
 
 /// Decides up to when everything received is durable (see the module documentation for both
@@ -716,7 +706,8 @@ impl BackfillHandle {
                 () = cancel.cancelled() => break,
             }
             let received = self.inner.received();
-            let view = WriterView::of(&self.inner.writer.stats());
+            let (held, retries) = self.inner.writer.held_and_retries();
+            let view = WriterView { held, retries };
             lock(&self.inner.tracker).sample(Instant::now(), received, view);
             if last_persist.is_none_or(|t| t.elapsed() >= PERSIST_EVERY) && self.persist().await {
                 last_persist = Some(tokio::time::Instant::now());
@@ -1135,15 +1126,20 @@ impl BackfillFeed {
     }
 
     /// A `state_changed` event, after the pipeline has handed its point (if any) to the writer.
-    pub fn on_event(&mut self, ev: &StateChanged) {
-        let mut t = micros(&ev.time_fired);
-        if let Some(new) = &ev.new_state {
-            let lu = micros(&new.last_updated);
+    /// `last_updated` is the new state's (`None` when the entity was removed).
+    pub fn on_event(
+        &mut self,
+        entity_id: &str,
+        time_fired: DateTime<Utc>,
+        last_updated: Option<DateTime<Utc>>,
+    ) {
+        let mut t = micros(&time_fired);
+        if let Some(lu) = last_updated.as_ref().map(micros) {
             t = t.max(lu);
-            match self.coverage.get_mut(&ev.entity_id) {
+            match self.coverage.get_mut(entity_id) {
                 Some(span) => span.1 = span.1.max(lu),
                 None => {
-                    self.coverage.insert(ev.entity_id.clone(), (lu, lu));
+                    self.coverage.insert(entity_id.to_owned(), (lu, lu));
                 }
             }
         }

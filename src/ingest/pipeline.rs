@@ -37,9 +37,12 @@ use crate::ha::model::{RegistryEvent, RegistryKind, State, StateChanged};
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 use crate::registry::{RegistryJob, RegistryRows, StateMeta};
-use crate::store::schema::{EntityMeta, PointMapper};
+use crate::store::schema::{EntityMeta, PointMapper, ScratchPoint};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
+
+/// The most messages taken from the client's channel at once.
+const RECV_BATCH: usize = 256;
 
 /// How often batched state metadata is handed to the registry task.
 const STATE_META_FLUSH: Duration = Duration::from_secs(1);
@@ -97,38 +100,91 @@ impl EventKey {
             context: new.and_then(|s| s.context.as_ref()).map(|c| c.id.clone()),
         }
     }
+
+    /// Whether `ev` is the event this key was taken from.
+    fn matches(&self, ev: &StateChanged) -> bool {
+        let new = ev.new_state.as_ref();
+        self.time_fired == ev.time_fired
+            && self.last_updated == new.map(|s| s.last_updated)
+            && self.context.as_deref()
+                == new.and_then(|s| s.context.as_ref()).map(|c| c.id.as_str())
+    }
+
+    /// Becomes the key of `ev`, reusing the context's allocation.
+    fn set(&mut self, ev: &StateChanged) {
+        let new = ev.new_state.as_ref();
+        self.time_fired = ev.time_fired;
+        self.last_updated = new.map(|s| s.last_updated);
+        match (new.and_then(|s| s.context.as_ref()), &mut self.context) {
+            (Some(c), Some(held)) => c.id.clone_into(held),
+            (c, held) => *held = c.map(|c| c.id.clone()),
+        }
+    }
 }
 
-/// Where an entity sits, from the registries.
+/// Where an entity sits, from the registries, and each entity's resolved [`EntityMeta`] (cached:
+/// the registries change rarely, events come all the time).
 #[derive(Default)]
 struct Placement {
     entities: HashMap<String, (Option<String>, Option<String>)>,
     device_areas: HashMap<String, Option<String>>,
+    resolved: HashMap<String, EntityMeta>,
 }
 
+/// The placement of an entity the registries do not know.
+const NO_META: EntityMeta = EntityMeta {
+    device_id: None,
+    area_id: None,
+};
+
 impl Placement {
-    fn meta(&self, entity_id: &str) -> EntityMeta {
-        match self.entities.get(entity_id) {
-            Some((device_id, area_id)) => {
-                let device_area = device_id
-                    .as_ref()
-                    .and_then(|d| self.device_areas.get(d))
-                    .cloned()
-                    .flatten();
-                EntityMeta {
-                    device_id: device_id.clone(),
-                    area_id: area_id.clone().or(device_area),
+    fn meta(&mut self, entity_id: &str) -> &EntityMeta {
+        if !self.resolved.contains_key(entity_id) {
+            let meta = match self.entities.get(entity_id) {
+                Some((device_id, area_id)) => {
+                    let device_area = device_id
+                        .as_ref()
+                        .and_then(|d| self.device_areas.get(d))
+                        .cloned()
+                        .flatten();
+                    EntityMeta {
+                        device_id: device_id.clone(),
+                        area_id: area_id.clone().or(device_area),
+                    }
                 }
-            }
-            None => EntityMeta::default(),
+                None => NO_META,
+            };
+            self.resolved.insert(entity_id.to_owned(), meta);
         }
+        self.resolved.get(entity_id).unwrap_or(&NO_META)
     }
 
     fn set_entity(&mut self, e: &EntityEntry) {
+        self.resolved.remove(&e.entity_id);
         self.entities.insert(
             e.entity_id.clone(),
             (e.device_id.clone(), e.area_id.clone()),
         );
+    }
+
+    fn remove_entity(&mut self, entity_id: &str) {
+        self.resolved.remove(entity_id);
+        self.entities.remove(entity_id);
+    }
+
+    fn set_device_areas(&mut self, device_areas: HashMap<String, Option<String>>) {
+        self.resolved.clear();
+        self.device_areas = device_areas;
+    }
+
+    fn remove_device(&mut self, device_id: &str) {
+        self.resolved.clear();
+        self.device_areas.remove(device_id);
+    }
+
+    fn clear_entities(&mut self) {
+        self.resolved.clear();
+        self.entities.clear();
     }
 }
 
@@ -142,6 +198,8 @@ pub struct Pipeline {
     states: CurrentStates,
     counters: Arc<IngestCounters>,
     placement: Placement,
+    /// The point of the change at hand, rebuilt in place for each.
+    scratch: ScratchPoint,
     last_event: HashMap<String, EventKey>,
     pending_meta: Vec<StateMeta>,
     pending_forget: Vec<String>,
@@ -171,6 +229,7 @@ impl Pipeline {
             states,
             counters,
             placement: Placement::default(),
+            scratch: ScratchPoint::default(),
             last_event: HashMap::new(),
             pending_meta: Vec::new(),
             pending_forget: Vec::new(),
@@ -215,13 +274,19 @@ impl Pipeline {
     pub async fn run(mut self, mut messages: mpsc::Receiver<HaMessage>) {
         let mut tick = tokio::time::interval(STATE_META_FLUSH);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // what arrived meanwhile is taken at once: one wake-up per burst, not per event
+        let mut batch = Vec::with_capacity(RECV_BATCH);
         loop {
             tokio::select! {
                 biased;
-                message = messages.recv() => match message {
-                    Some(message) => self.handle(message).await,
-                    None => break,
-                },
+                n = messages.recv_many(&mut batch, RECV_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for message in batch.drain(..) {
+                        self.handle(message).await;
+                    }
+                }
                 _ = tick.tick() => self.flush_state_meta(),
             }
         }
@@ -231,12 +296,13 @@ impl Pipeline {
 
     async fn handle(&mut self, message: HaMessage) {
         match message {
-            HaMessage::StateChanged(ev) => {
+            HaMessage::StateChanged(mut ev) => {
                 // a writer that cannot keep up slows the reader instead of losing points
                 self.writer.wait_for_room().await;
-                self.on_state_changed(&ev);
+                let last_updated = ev.new_state.as_ref().map(|s| s.last_updated);
+                self.on_state_changed(&mut ev);
                 if let Some(feed) = &mut self.backfill {
-                    feed.on_event(&ev);
+                    feed.on_event(&ev.entity_id, ev.time_fired, last_updated);
                 }
             }
             HaMessage::Registry(ev) => self.on_registry_event(ev).await,
@@ -253,17 +319,24 @@ impl Pipeline {
         }
     }
 
-    fn on_state_changed(&mut self, ev: &StateChanged) {
+    /// A `state_changed` event; its new state moves into the current states (`ev.new_state` is
+    /// left `None`).
+    fn on_state_changed(&mut self, ev: &mut StateChanged) {
         let c = Arc::clone(&self.counters);
         c.events.fetch_add(1, Ordering::Relaxed);
-        let key = EventKey::of(ev);
-        if self.last_event.get(&ev.entity_id) == Some(&key) {
-            c.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
+        match self.last_event.get_mut(&ev.entity_id) {
+            Some(key) if key.matches(ev) => {
+                c.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some(key) => key.set(ev),
+            None => {
+                self.last_event
+                    .insert(ev.entity_id.clone(), EventKey::of(ev));
+            }
         }
-        self.last_event.insert(ev.entity_id.clone(), key);
 
-        let Some(new) = ev.new_state.as_ref() else {
+        let Some(new) = ev.new_state.take() else {
             let old = self.states.get(&ev.entity_id);
             self.forget_state(&ev.entity_id);
             self.publish(&ev.entity_id, old, None, ev.time_fired);
@@ -278,27 +351,32 @@ impl Pipeline {
         {
             c.unchanged.fetch_add(1, Ordering::Relaxed);
             if prev.last_updated != new.last_updated {
-                self.states.insert(new.clone());
+                self.states.insert(new);
             }
             return;
         }
-        self.note_state_meta(previous.as_deref(), new);
-        let current = self.states.insert(new.clone());
+        self.note_state_meta(previous.as_deref(), &new);
+        let current = self.states.insert(new);
+        let allowed = self.filter.allows(&ev.entity_id);
+        let mapped = allowed.then(|| {
+            self.mapper.map_event_into(
+                &current,
+                ev.time_fired,
+                self.placement.meta(&ev.entity_id),
+                &mut self.scratch,
+            )
+        });
         self.publish(&ev.entity_id, previous, Some(current), ev.time_fired);
 
-        if !self.filter.allows(&ev.entity_id) {
-            c.filtered.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        match self
-            .mapper
-            .map_change(ev, &self.placement.meta(&ev.entity_id))
-        {
-            Some(point) => {
-                self.writer.push(point);
+        match mapped {
+            None => {
+                c.filtered.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(true) => {
+                self.writer.push_ref(self.scratch.point());
                 c.points.fetch_add(1, Ordering::Relaxed);
             }
-            None => {
+            Some(false) => {
                 c.unmapped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -323,7 +401,7 @@ impl Pipeline {
         for id in vanished {
             if track && self.filter.allows(&id) {
                 recorded.push(SnapshotEntity {
-                    meta: self.placement.meta(&id),
+                    meta: self.placement.meta(&id).clone(),
                     last_updated: None,
                     written: false,
                     before: self.states.get(&id),
@@ -351,7 +429,7 @@ impl Pipeline {
                     };
                     recorded.push(SnapshotEntity {
                         entity_id: state.entity_id.clone(),
-                        meta: self.placement.meta(&state.entity_id),
+                        meta: self.placement.meta(&state.entity_id).clone(),
                         last_updated: Some(state.last_updated),
                         written,
                         before: previous.clone(),
@@ -364,7 +442,7 @@ impl Pipeline {
             self.note_state_meta(previous.as_deref(), &state);
             if !unchanged && self.filter.allows(&state.entity_id) {
                 let meta = self.placement.meta(&state.entity_id);
-                if let Some(point) = self.mapper.map_state(&state, &meta) {
+                if let Some(point) = self.mapper.map_state(&state, meta) {
                     self.writer.push(point);
                     c.snapshot_points.fetch_add(1, Ordering::Relaxed);
                 }
@@ -384,12 +462,9 @@ impl Pipeline {
     }
 
     fn note_state_meta(&mut self, previous: Option<&State>, new: &State) {
-        let friendly = |s: &State| {
-            s.attributes
-                .get("friendly_name")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        fn friendly(s: &State) -> Option<&str> {
+            s.attributes.get("friendly_name").and_then(|v| v.as_str())
+        }
         let changed = previous.is_none_or(|p| {
             p.device_class() != new.device_class()
                 || p.unit() != new.unit()
@@ -401,7 +476,7 @@ impl Pipeline {
                 entity_id: new.entity_id.clone(),
                 device_class: new.device_class().map(str::to_owned),
                 unit: new.unit().map(str::to_owned),
-                friendly_name: friendly(new),
+                friendly_name: friendly(new).map(str::to_owned),
                 last_seen: new.last_updated,
             });
         }
@@ -441,12 +516,8 @@ impl Pipeline {
     async fn on_registry_event(&mut self, ev: RegistryEvent) {
         if ev.action == "remove" {
             match ev.kind {
-                RegistryKind::Entity => {
-                    self.placement.entities.remove(&ev.id);
-                }
-                RegistryKind::Device => {
-                    self.placement.device_areas.remove(&ev.id);
-                }
+                RegistryKind::Entity => self.placement.remove_entity(&ev.id),
+                RegistryKind::Device => self.placement.remove_device(&ev.id),
                 _ => {}
             }
             self.send_job(RegistryJob::Remove(ev.kind, ev.id)).await;
@@ -454,7 +525,7 @@ impl Pipeline {
         }
         if ev.kind == RegistryKind::Entity && !ev.id.is_empty() {
             if let Some(old) = &ev.old_entity_id {
-                self.placement.entities.remove(old);
+                self.placement.remove_entity(old);
             }
             let cmd = json!({"type": "config/entity_registry/get", "entity_id": ev.id});
             if let Err(e) = self
@@ -537,15 +608,17 @@ impl Pipeline {
             RegistryKind::Label => RegistryRows::Labels(self.decode::<Vec<Label>>(raw, what)?),
             RegistryKind::Device => {
                 let devices = self.decode::<Vec<Device>>(raw, what)?;
-                self.placement.device_areas = devices
-                    .iter()
-                    .map(|d| (d.id.clone(), d.area_id.clone()))
-                    .collect();
+                self.placement.set_device_areas(
+                    devices
+                        .iter()
+                        .map(|d| (d.id.clone(), d.area_id.clone()))
+                        .collect(),
+                );
                 RegistryRows::Devices(devices)
             }
             RegistryKind::Entity => {
                 let entities = self.decode::<Vec<EntityEntry>>(raw, what)?;
-                self.placement.entities.clear();
+                self.placement.clear_entities();
                 for e in &entities {
                     self.placement.set_entity(e);
                 }

@@ -43,7 +43,7 @@ pub enum FieldValue {
 }
 
 /// One point: measurement, tags, fields and a timestamp in the writer's [`Precision`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Point {
     /// Measurement name.
     pub measurement: String,

@@ -223,12 +223,34 @@ impl HistoryWriter {
         }
     }
 
+    /// [`push`](Self::push) for a point the caller keeps and reuses (a
+    /// [`ScratchPoint`](crate::store::influx::ScratchPoint)): InfluxDB's writer queues it encoded,
+    /// the embedded store a copy.
+    pub fn push_ref(&self, point: &Point) {
+        match self {
+            HistoryWriter::Influx(w) => w.push_ref(point),
+            HistoryWriter::Embedded(w) => w.push(point.clone()),
+        }
+    }
+
     /// Waits until the writer can take a point without dropping one. Immediate for InfluxDB
     /// (its queue spills to the spool); for the embedded store, see
     /// [`EmbeddedWriter::wait_for_room`](crate::store::embedded::EmbeddedWriter::wait_for_room).
     pub async fn wait_for_room(&self) {
         if let HistoryWriter::Embedded(w) = self {
             w.wait_for_room().await;
+        }
+    }
+
+    /// Points held in memory and batches put back so far (`queued + in_flight` and `retries`
+    /// of [`stats`](Self::stats)); cheap for InfluxDB, sampled often by the backfill's cursor.
+    pub fn held_and_retries(&self) -> (usize, u64) {
+        match self {
+            HistoryWriter::Influx(w) => w.held_and_retries(),
+            HistoryWriter::Embedded(w) => {
+                let s = w.stats();
+                (s.queued + s.in_flight, s.retries)
+            }
         }
     }
 

@@ -24,7 +24,12 @@ impl CurrentStates {
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.insert(state.entity_id.clone(), Arc::clone(&state));
+        match map.get_mut(&state.entity_id) {
+            Some(held) => *held = Arc::clone(&state),
+            None => {
+                map.insert(state.entity_id.clone(), Arc::clone(&state));
+            }
+        }
         state
     }
 

@@ -194,6 +194,9 @@ struct Inner {
     counters: Arc<WebhookCounters>,
 }
 
+/// The most live events the rule engine takes per wake-up.
+const ENGINE_BATCH: u64 = 256;
+
 /// Webhooks: the store, the live target table, the counters; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct WebhookHandle {
@@ -532,9 +535,25 @@ impl WebhookHandle {
                 }
                 event = events.recv() => match event {
                     Ok(event) => {
-                        counters.counts.events.fetch_add(1, Ordering::Relaxed);
+                        // the rest of the burst too, without a trip through the select each
                         let catalog = catalog.current();
-                        engine.evaluate(&event, Utc::now(), &*catalog)
+                        let mut matches = engine.evaluate(&event, Utc::now(), &*catalog);
+                        let mut n = 1;
+                        while n < ENGINE_BATCH {
+                            match events.try_recv() {
+                                Ok(event) => {
+                                    n += 1;
+                                    matches.extend(engine.evaluate(&event, Utc::now(), &*catalog));
+                                }
+                                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                                    counters.counts.events_missed.fetch_add(missed, Ordering::Relaxed);
+                                    tracing::warn!(missed, "webhook rules fell behind the live stream; events missed");
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        counters.counts.events.fetch_add(n, Ordering::Relaxed);
+                        matches
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         counters.counts.events_missed.fetch_add(n, Ordering::Relaxed);

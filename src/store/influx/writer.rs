@@ -80,6 +80,9 @@ use crate::store::written::WriteLog;
 /// Shortest interval between two log lines about refused points.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The capacity a point encoded on its own starts with, bytes (most lines are shorter).
+const LINE_HINT: usize = 256;
+
 /// Splits (extra requests) spent at most on finding the refused lines of one batch.
 const MAX_SPLITS: usize = 64;
 
@@ -178,9 +181,16 @@ impl InfluxWriterStatus {
     };
 }
 
+/// A queued point: as pushed, or already encoded ([`WriterHandle::push_ref`]).
+enum Queued {
+    Point(Point),
+    /// One line of line protocol, with its `\n`.
+    Line(String),
+}
+
 #[derive(Default)]
 struct Queue {
-    points: VecDeque<(Instant, Point)>,
+    points: VecDeque<(Instant, Queued)>,
     /// Memory-only mode: encoded batches waiting for a retry (older than `points`).
     retry: VecDeque<Batch>,
     retry_points: usize,
@@ -452,6 +462,28 @@ impl WriterHandle {
     /// the oldest point dropped (and counted); without one, the oldest point is dropped when the
     /// queue is full. After shutdown the point itself is dropped (and counted).
     pub fn push(&self, point: Point) {
+        self.push_queued(Queued::Point(point));
+    }
+
+    /// [`push`](Self::push) for a point the caller keeps (and reuses): it is encoded at once,
+    /// into the one allocation it is queued as. A point that cannot be encoded is counted and
+    /// logged as the writer does for its batches.
+    pub fn push_ref(&self, point: &Point) {
+        let mut line = String::with_capacity(LINE_HINT);
+        match encode_point(point, &mut line) {
+            Ok(()) => self.push_queued(Queued::Line(line)),
+            Err(e) => {
+                let shared = &*self.shared;
+                shared
+                    .counters
+                    .dropped_invalid
+                    .fetch_add(1, Ordering::Relaxed);
+                log_refused(shared, &format!("1 point(s) cannot be encoded: {e}"));
+            }
+        }
+    }
+
+    fn push_queued(&self, point: Queued) {
         let shared = &*self.shared;
         let cap = shared.config.capacity;
         let spooled = shared.spool.is_some();
@@ -483,6 +515,14 @@ impl WriterHandle {
         if over || len == Some(1) || len == Some(shared.config.batch_size) {
             shared.wake.notify_one();
         }
+    }
+
+    /// Points held in memory (queued, waiting for a retry or the spool, in flight) and the
+    /// batches put back so far: what [`stats`](Self::stats) reports as `queued + in_flight` and
+    /// `retries`, without the rest of it.
+    pub fn held_and_retries(&self) -> (usize, u64) {
+        let held = lock(&self.shared.queue).held();
+        (held, self.shared.counters.retries.load(Ordering::Relaxed))
     }
 
     /// The log of acknowledged writes (which entities, in which order).
@@ -599,7 +639,7 @@ impl WriterHandle {
         let (points, mut batches) = {
             let mut q = lock(&shared.queue);
             q.retry_points = 0;
-            let points: Vec<Point> = q.points.drain(..).map(|(_, p)| p).collect();
+            let points: Vec<Queued> = q.points.drain(..).map(|(_, p)| p).collect();
             (points, q.retry.drain(..).collect::<Vec<Batch>>())
         };
         if !points.is_empty() {
@@ -653,7 +693,7 @@ enum Next {
     /// Nothing to send yet: wait for a push (or until the given instant).
     Wait(Option<Instant>),
     /// Cut points to the spool.
-    Spill(Vec<Point>),
+    Spill(Vec<Queued>),
     /// A batch is due.
     Send,
     /// Closed and drained.
@@ -686,7 +726,7 @@ async fn dispatch(shared: Arc<Shared>) {
             let cut = |q: &mut Queue| {
                 let n = q.points.len().min(cfg.batch_size);
                 q.spilling += n;
-                q.points.drain(..n).map(|(_, p)| p).collect::<Vec<Point>>()
+                q.points.drain(..n).map(|(_, p)| p).collect::<Vec<Queued>>()
             };
             if spooled && q.held() > cfg.capacity && !q.points.is_empty() {
                 Next::Spill(cut(&mut q))
@@ -912,7 +952,7 @@ fn spool_batches(shared: &Shared, spool: &Mutex<Spool>, batches: Vec<Batch>) -> 
 
 /// Encodes points into one batch. Points that cannot be encoded are counted, logged and left
 /// out.
-fn encode(shared: &Shared, points: Vec<Point>) -> Batch {
+fn encode(shared: &Shared, points: Vec<Queued>) -> Batch {
     let hint = shared.body_hint.load(Ordering::Relaxed);
     let mut body = String::with_capacity(hint.max(points.len() * 128));
     let mut ends = Vec::with_capacity(points.len());
@@ -920,7 +960,14 @@ fn encode(shared: &Shared, points: Vec<Point>) -> Batch {
     let mut first_error = None;
     for p in &points {
         let start = body.len();
-        match encode_point(p, &mut body) {
+        let encoded = match p {
+            Queued::Point(p) => encode_point(p, &mut body),
+            Queued::Line(line) => {
+                body.push_str(line);
+                Ok(())
+            }
+        };
+        match encoded {
             Ok(()) => match u32::try_from(body.len()) {
                 Ok(end) => ends.push(end),
                 Err(_) => {

@@ -73,6 +73,9 @@
 
 mod pyfmt;
 
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::{InfluxSettings, SchemaMode};
@@ -170,11 +173,20 @@ impl PointMapper {
     /// in `ha_compat` mode also `unknown`, `unavailable` and empty states, and numeric states
     /// that are NaN or infinite).
     pub fn map_change(&self, ev: &StateChanged, meta: &EntityMeta) -> Option<Point> {
-        let state = ev.new_state.as_ref()?;
+        self.map_event(ev.new_state.as_ref()?, ev.time_fired, meta)
+    }
+
+    /// [`map_change`](Self::map_change) for an event's new state and `time_fired`, taken apart.
+    pub fn map_event(
+        &self,
+        state: &State,
+        time_fired: DateTime<Utc>,
+        meta: &EntityMeta,
+    ) -> Option<Point> {
         match self.mode {
             SchemaMode::Homeiq => self.map_homeiq(state, meta),
             SchemaMode::HaCompat => {
-                self.map_compat(state, Precision::Micros.timestamp(&ev.time_fired))
+                self.map_compat(state, Precision::Micros.timestamp(&time_fired))
             }
         }
     }
@@ -192,21 +204,49 @@ impl PointMapper {
         self.ignore.iter().any(|i| i == key)
     }
 
+    /// [`map_event`](Self::map_event) into `scratch`, whose strings keep their allocations from
+    /// one change to the next (the `homeiq` schema allocates nothing for a point shaped like an
+    /// earlier one). The point is `scratch.point()` when this returns true.
+    pub fn map_event_into(
+        &self,
+        state: &State,
+        time_fired: DateTime<Utc>,
+        meta: &EntityMeta,
+        scratch: &mut ScratchPoint,
+    ) -> bool {
+        match self.mode {
+            SchemaMode::Homeiq => self.map_homeiq_into(state, meta, scratch),
+            SchemaMode::HaCompat => {
+                match self.map_compat(state, Precision::Micros.timestamp(&time_fired)) {
+                    Some(p) => {
+                        scratch.reset();
+                        scratch.point = p;
+                        true
+                    }
+                    None => false,
+                }
+            }
+        }
+    }
+
     fn map_homeiq(&self, state: &State, meta: &EntityMeta) -> Option<Point> {
+        let mut scratch = ScratchPoint::default();
+        self.map_homeiq_into(state, meta, &mut scratch)
+            .then_some(scratch.point)
+    }
+
+    fn map_homeiq_into(&self, state: &State, meta: &EntityMeta, s: &mut ScratchPoint) -> bool {
         let domain = state.domain();
         if domain.is_empty() {
-            return None;
+            return false;
         }
-        let mut p = Point {
-            measurement: domain.to_owned(),
-            tags: Vec::with_capacity(5),
-            fields: Vec::with_capacity(2 + state.attributes.len()),
-            time: Precision::Micros.timestamp(&state.last_updated),
-        };
+        s.reset();
+        domain.clone_into(&mut s.point.measurement);
+        s.point.time = Precision::Micros.timestamp(&state.last_updated);
         // Pushed in key order: area_id, device_class, device_id, entity_id, unit.
         let mut tag = |key: &str, value: Option<&str>| {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
-                p.tags.push((key.to_owned(), v.to_owned()));
+                s.tag(key, v);
             }
         };
         tag("area_id", meta.area_id.as_deref());
@@ -215,10 +255,15 @@ impl PointMapper {
         tag("entity_id", Some(&state.entity_id));
         tag("unit", state.unit());
 
-        p.fields
-            .push(("state".to_owned(), FieldValue::Str(state.state.clone())));
+        let (name, value) = s.field();
+        name.push_str("state");
+        set_str(value, &state.state);
+        s.push_field();
         if let Some(v) = homeiq_value(&state.state) {
-            p.fields.push(("value".to_owned(), FieldValue::Float(v)));
+            let (name, value) = s.field();
+            name.push_str("value");
+            *value = FieldValue::Float(v);
+            s.push_field();
         }
         for (key, value) in &state.attributes {
             if key.is_empty()
@@ -228,23 +273,41 @@ impl PointMapper {
             {
                 continue;
             }
-            let (name, field) = match value {
+            let (name, field) = s.field();
+            match value {
                 Value::Null => continue,
-                Value::Bool(b) => (float_name(key), FieldValue::Float(f64::from(u8::from(*b)))),
+                Value::Bool(b) => {
+                    float_name(key, name);
+                    *field = FieldValue::Float(f64::from(u8::from(*b)));
+                }
                 Value::Number(n) => match n.as_f64().filter(|f| f.is_finite()) {
-                    Some(f) => (float_name(key), FieldValue::Float(f)),
+                    Some(f) => {
+                        float_name(key, name);
+                        *field = FieldValue::Float(f);
+                    }
                     None => continue,
                 },
-                Value::String(s) => (format!("{key}_str"), FieldValue::Str(s.clone())),
-                Value::Array(_) | Value::Object(_) => (
-                    format!("{key}_json"),
-                    FieldValue::Str(serde_json::to_string(value).unwrap_or_default()),
-                ),
-            };
-            let name = unique(name, &p.fields);
-            p.fields.push((name, field));
+                Value::String(text) => {
+                    name.push_str(key);
+                    name.push_str("_str");
+                    set_str(field, text);
+                }
+                Value::Array(_) | Value::Object(_) => {
+                    name.push_str(key);
+                    name.push_str("_json");
+                    // `Display` writes the compact JSON `serde_json::to_string` does
+                    let mut text = match std::mem::replace(field, FieldValue::Float(0.0)) {
+                        FieldValue::Str(text) => text,
+                        _ => String::new(),
+                    };
+                    text.clear();
+                    let _ = write!(text, "{value}");
+                    *field = FieldValue::Str(text);
+                }
+            }
+            s.push_unique_field();
         }
-        Some(p)
+        true
     }
 
     fn map_compat(&self, state: &State, time: i64) -> Option<Point> {
@@ -422,22 +485,85 @@ fn is_text_name(name: &str) -> bool {
     base.ends_with("_str") || base.ends_with("_json")
 }
 
-/// The field name of a numeric attribute: its key, or `<key>_num` when the key looks like a text
-/// field name, so that a name never carries both types.
-fn float_name(key: &str) -> String {
+/// Writes the field name of a numeric attribute into `name`: its key, or `<key>_num` when the
+/// key looks like a text field name, so that a name never carries both types.
+fn float_name(key: &str, name: &mut String) {
+    name.push_str(key);
     if is_text_name(key) {
-        format!("{key}_num")
-    } else {
-        key.to_owned()
+        name.push_str("_num");
     }
 }
 
-/// Appends `_` until the name is neither reserved nor used.
-fn unique(mut name: String, fields: &[(String, FieldValue)]) -> String {
-    while RESERVED.contains(&name.as_str()) || fields.iter().any(|(k, _)| *k == name) {
-        name.push('_');
+/// Sets a field value to the string `text`, reusing its allocation when it is one.
+fn set_str(value: &mut FieldValue, text: &str) {
+    match value {
+        FieldValue::Str(held) => text.clone_into(held),
+        other => *other = FieldValue::Str(text.to_owned()),
     }
-    name
+}
+
+/// A [`Point`] rebuilt in place for change after change: the strings of its tags and fields are
+/// kept (with those of earlier, larger points) and overwritten, so that mapping a change
+/// allocates nothing once points of its shape have been seen.
+#[derive(Debug, Default)]
+pub struct ScratchPoint {
+    point: Point,
+    spare_tags: Vec<(String, String)>,
+    spare_fields: Vec<(String, FieldValue)>,
+    /// The field being written, taken from the spares by [`ScratchPoint::field`].
+    next: Option<(String, FieldValue)>,
+}
+
+impl ScratchPoint {
+    /// The point last mapped.
+    pub fn point(&self) -> &Point {
+        &self.point
+    }
+
+    /// Empties the point, keeping its strings for the next.
+    fn reset(&mut self) {
+        self.spare_tags.append(&mut self.point.tags);
+        self.spare_fields.append(&mut self.point.fields);
+        self.point.time = 0;
+    }
+
+    fn tag(&mut self, key: &str, value: &str) {
+        let mut slot = self.spare_tags.pop().unwrap_or_default();
+        key.clone_into(&mut slot.0);
+        value.clone_into(&mut slot.1);
+        self.point.tags.push(slot);
+    }
+
+    /// A field to write: an empty name and some value to overwrite. Added to the point by
+    /// [`push_field`](Self::push_field), else reused by the next call.
+    fn field(&mut self) -> (&mut String, &mut FieldValue) {
+        let slot = self.next.get_or_insert_with(|| {
+            self.spare_fields
+                .pop()
+                .unwrap_or_else(|| (String::new(), FieldValue::Float(0.0)))
+        });
+        slot.0.clear();
+        (&mut slot.0, &mut slot.1)
+    }
+
+    fn push_field(&mut self) {
+        if let Some(slot) = self.next.take() {
+            self.point.fields.push(slot);
+        }
+    }
+
+    /// Adds the field, its name made unique: `_` appended until the name is neither reserved
+    /// nor used.
+    fn push_unique_field(&mut self) {
+        if let Some(mut slot) = self.next.take() {
+            while RESERVED.contains(&slot.0.as_str())
+                || self.point.fields.iter().any(|(k, _)| *k == slot.0)
+            {
+                slot.0.push('_');
+            }
+            self.point.fields.push(slot);
+        }
+    }
 }
 
 /// An attribute stored by the `homeiq` schema, back under its own name and type.

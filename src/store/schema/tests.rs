@@ -836,3 +836,31 @@ fn homeiq_attributes_get_their_names_and_types_back() {
         ("state".into(), Value::from(1.0))
     );
 }
+
+#[test]
+fn a_reused_scratch_point_maps_every_change_as_a_fresh_point_does() {
+    let meta = EntityMeta {
+        device_id: Some("device 1".into()),
+        area_id: Some("kitchen".into()),
+    };
+    let records = records();
+    for settings in [InfluxSettings::default(), compat_settings("default")] {
+        let mapper = PointMapper::new(&settings);
+        let mut scratch = ScratchPoint::default();
+        // forwards, then backwards: every point follows larger and smaller ones
+        for r in records.iter().chain(records.iter().rev()) {
+            let Some(state) = r.event.new_state.as_ref() else {
+                continue;
+            };
+            let fresh = mapper.map_change(&r.event, &meta);
+            let mapped = mapper.map_event_into(state, r.event.time_fired, &meta, &mut scratch);
+            assert_eq!(
+                mapped.then(|| scratch.point().clone()),
+                fresh,
+                "{:?} {}",
+                settings.schema,
+                r.event.entity_id
+            );
+        }
+    }
+}
