@@ -9,12 +9,12 @@ use std::time::Duration;
 use rand::Rng;
 
 /// Relative jitter applied to every delay (±10 %).
-pub const JITTER: f64 = 0.10;
+pub(crate) const JITTER: f64 = 0.10;
 
 /// Exponential back-off state: call [`Backoff::next_delay`] after each failure and
 /// [`Backoff::reset`] after a success.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: f64,
     max: f64,
     failures: u32,
@@ -22,7 +22,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// A back-off doubling from `min_secs` up to `max_secs`.
-    pub fn new(min_secs: f64, max_secs: f64) -> Self {
+    pub(crate) fn new(min_secs: f64, max_secs: f64) -> Self {
         Backoff {
             min: min_secs.max(0.001),
             max: max_secs.max(min_secs),
@@ -31,7 +31,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt, and one more failure counted.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.base_secs();
         self.failures = self.failures.saturating_add(1);
         let factor = 1.0 + rand::rng().random_range(-JITTER..=JITTER);
@@ -39,18 +39,18 @@ impl Backoff {
     }
 
     /// The delay before jitter for the current number of failures.
-    pub fn base_secs(&self) -> f64 {
+    pub(crate) fn base_secs(&self) -> f64 {
         let exp = self.failures.min(63);
         (self.min * 2f64.powi(exp as i32)).min(self.max)
     }
 
     /// Failures counted since the last reset.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// Back to the minimum delay.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

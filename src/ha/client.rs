@@ -36,7 +36,7 @@ use crate::config::{HaEndpoint, HaSettings};
 use crate::health::{Health, Verdict};
 
 /// Home Assistant's limit for answering `auth_required`.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands queued for the writer at most.
 const OUTGOING_QUEUE: usize = 1_024;
 /// How long start-up commands (features, subscriptions) may take.
@@ -44,7 +44,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the client connects and behaves.
 #[derive(Debug, Clone)]
-pub struct ClientOptions {
+pub(crate) struct ClientOptions {
     /// Addresses and token.
     pub endpoint: HaEndpoint,
     /// Capacity of the channel to the consumer, in messages.
@@ -61,7 +61,7 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Options from the `ha.*` settings and a resolved endpoint.
-    pub fn new(settings: &HaSettings, endpoint: HaEndpoint) -> Self {
+    pub(crate) fn new(settings: &HaSettings, endpoint: HaEndpoint) -> Self {
         ClientOptions {
             endpoint,
             event_queue: settings.event_queue,
@@ -75,26 +75,22 @@ impl ClientOptions {
 
 /// Which request a streamed reply answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplyTag {
+pub(crate) enum ReplyTag {
     /// `get_states`.
     States,
     /// A registry list.
     RegistryList(RegistryKind),
     /// `config/entity_registry/get` for this entity id.
     EntityGet(String),
-    /// Any other request, numbered by the caller.
-    Custom(u64),
 }
 
 /// What the client hands to its consumer, in Home Assistant's order.
 #[derive(Debug)]
-pub enum HaMessage {
+pub(crate) enum HaMessage {
     /// Authenticated; subscriptions and a snapshot follow.
     Connected {
         /// Connection number (1, 2, …).
         connection: u64,
-        /// Home Assistant's version.
-        ha_version: String,
     },
     /// A `state_changed` event.
     StateChanged(Box<StateChanged>),
@@ -102,30 +98,16 @@ pub enum HaMessage {
     Registry(RegistryEvent),
     /// The reply to a request whose answer was asked for in-stream.
     Reply {
-        /// Connection the request was sent on.
-        connection: u64,
         /// What it answers.
         tag: ReplyTag,
         /// The `result` payload, or the error.
         result: Result<Box<RawValue>, CommandError>,
     },
-    /// The connection ended; a new one will be tried after a delay.
-    Disconnected {
-        /// Connection number.
-        connection: u64,
-        /// Why.
-        reason: String,
-    },
-    /// The token was refused; the client has stopped.
-    AuthFailed {
-        /// Home Assistant's message.
-        message: String,
-    },
 }
 
 /// A command that did not succeed.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     /// No connection is up.
     #[error("not connected to Home Assistant")]
     NotConnected,
@@ -160,7 +142,7 @@ impl From<CommandErrorBody> for CommandError {
 /// The connection's state, as shown by health.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum ConnectionState {
+pub(crate) enum ConnectionState {
     /// Not yet tried.
     Starting,
     /// Opening the socket and authenticating.
@@ -194,7 +176,7 @@ pub enum ConnectionState {
 /// The name of a [`ConnectionState`], without its details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ConnectionPhase {
+pub(crate) enum ConnectionPhase {
     /// Not yet tried.
     Starting,
     /// Opening the socket and authenticating.
@@ -213,7 +195,7 @@ pub enum ConnectionPhase {
 
 impl ConnectionPhase {
     /// The name the API uses (`auth_failed`…).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConnectionPhase::Starting => "starting",
             ConnectionPhase::Connecting => "connecting",
@@ -228,7 +210,7 @@ impl ConnectionPhase {
 
 impl ConnectionState {
     /// Which state this is, without its details.
-    pub fn phase(&self) -> ConnectionPhase {
+    pub(crate) fn phase(&self) -> ConnectionPhase {
         match self {
             ConnectionState::Starting => ConnectionPhase::Starting,
             ConnectionState::Connecting { .. } => ConnectionPhase::Connecting,
@@ -243,7 +225,7 @@ impl ConnectionState {
 
 /// A snapshot of the client for health and metrics.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HaStatus {
+pub(crate) struct HaStatus {
     /// Connection state.
     #[serde(flatten)]
     pub state: ConnectionState,
@@ -275,7 +257,7 @@ pub struct HaStatus {
 impl HaStatus {
     /// The connection's judgement of itself: a refused token fails (nothing works until someone
     /// acts), anything but connected is degraded.
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         let mut health = Health::default();
         match &self.state {
             ConnectionState::Connected { .. } => {}
@@ -315,7 +297,7 @@ type Pending = Arc<Mutex<HashMap<u64, Route>>>;
 
 crate::counters::counters! {
     /// The client's counters since start.
-    pub struct HaCounters => HaCounts ("homeiq_ha") {
+    pub(crate) struct HaCounters => HaCounts ("homeiq_ha") {
         /// Successful authentications with Home Assistant.
         connects,
         /// Subscriptions sent over the process's life.
@@ -371,13 +353,13 @@ impl Shared {
 
 /// A cheap handle to the running client: status and commands.
 #[derive(Clone)]
-pub struct HaHandle {
+pub(crate) struct HaHandle {
     shared: Arc<Shared>,
 }
 
 impl HaHandle {
     /// The client's current status.
-    pub fn status(&self) -> HaStatus {
+    pub(crate) fn status(&self) -> HaStatus {
         let s = &self.shared;
         let c = &s.counters;
         let last_ms = c.last_event_ms.load(Ordering::Relaxed);
@@ -406,7 +388,7 @@ impl HaHandle {
     }
 
     /// Sends a command (a JSON object with `type`; the id is added) and waits for its result.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         command: Value,
         timeout: Duration,
@@ -431,7 +413,11 @@ impl HaHandle {
 
     /// Sends a command whose reply arrives as [`HaMessage::Reply`] with `tag`, in order with the
     /// events. Returns the connection number it was sent on. Never waits.
-    pub fn request_in_stream(&self, command: Value, tag: ReplyTag) -> Result<u64, CommandError> {
+    pub(crate) fn request_in_stream(
+        &self,
+        command: Value,
+        tag: ReplyTag,
+    ) -> Result<u64, CommandError> {
         let Value::Object(payload) = command else {
             return Err(CommandError::NotAnObject);
         };
@@ -447,7 +433,7 @@ impl HaHandle {
 
 /// Starts the client. It runs until `cancel` fires or the token is refused; its messages arrive on
 /// the returned receiver, which closes when the client stops.
-pub fn spawn(
+pub(crate) fn spawn(
     options: ClientOptions,
     cancel: CancellationToken,
 ) -> (HaHandle, mpsc::Receiver<HaMessage>, JoinHandle<()>) {
@@ -511,7 +497,6 @@ async fn run(
                 shared.set_state(ConnectionState::AuthFailed {
                     message: message.clone(),
                 });
-                let _ = events.send(HaMessage::AuthFailed { message }).await;
                 return;
             }
             SessionEnd::Lost {
@@ -522,12 +507,7 @@ async fn run(
                     backoff.reset();
                 }
                 tracing::warn!(connection, %reason, "connection to Home Assistant lost");
-                shared.set_error(reason.clone());
-                if established {
-                    let _ = events
-                        .send(HaMessage::Disconnected { connection, reason })
-                        .await;
-                }
+                shared.set_error(reason);
             }
         }
         let delay = backoff.next_delay();
@@ -605,10 +585,7 @@ async fn session(
     shared.set_state(ConnectionState::Subscribing);
     tracing::info!(connection, %ha_version, "authenticated with Home Assistant");
     if events
-        .send(HaMessage::Connected {
-            connection,
-            ha_version,
-        })
+        .send(HaMessage::Connected { connection })
         .await
         .is_err()
     {
@@ -624,7 +601,6 @@ async fn session(
         pending.clone(),
         events.clone(),
         shared.clone(),
-        connection,
     ));
     *lock(&shared.outgoing) = Some((connection, out_tx.clone()));
 
@@ -658,7 +634,7 @@ async fn session(
 
 /// Home Assistant sends every reply as one unfragmented frame; `get_states`, the registry lists
 /// and history replies of a large home exceed tungstenite's 16 MiB default.
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Bytes read from the socket at most per `read`. tungstenite zeroes that much of its buffer
 /// before every read, including the one that finds nothing more: with its 128 KiB default,
@@ -861,7 +837,6 @@ async fn reader_loop(
     pending: Pending,
     events: mpsc::Sender<HaMessage>,
     shared: Arc<Shared>,
-    connection: u64,
 ) -> String {
     let counters = &shared.counters;
     while let Some(frame) = stream.next().await {
@@ -896,7 +871,6 @@ async fn reader_loop(
                             None
                         }
                         Some(Route::Stream(tag)) => Some(HaMessage::Reply {
-                            connection,
                             tag,
                             result: outcome.map_err(CommandError::from),
                         }),
@@ -920,11 +894,17 @@ async fn reader_loop(
                         .fetch_add(1, Ordering::Relaxed);
                     Some(HaMessage::Registry(ev))
                 }
-                Incoming::AuthRequired
-                | Incoming::AuthOk { .. }
-                | Incoming::AuthInvalid { .. }
-                | Incoming::OtherEvent { .. }
-                | Incoming::Unknown { .. } => None,
+                Incoming::AuthRequired | Incoming::AuthOk { .. } | Incoming::AuthInvalid { .. } => {
+                    None
+                }
+                Incoming::OtherEvent { event_type } => {
+                    tracing::trace!(%event_type, "event of a type not used");
+                    None
+                }
+                Incoming::Unknown { kind } => {
+                    tracing::debug!(%kind, "message of an unknown type ignored");
+                    None
+                }
             };
             if let Some(message) = out {
                 match events.try_send(message) {

@@ -3,12 +3,12 @@
 //! [`spawn`] starts it; the returned receiver yields [`HaMessage`]s in Home Assistant's order and
 //! [`HaHandle`] gives its status and sends commands. See [`client`] for the connection life cycle.
 
-pub mod backoff;
-pub mod client;
+pub(crate) mod backoff;
+pub(crate) mod client;
 pub mod model;
-pub mod protocol;
+pub(crate) mod protocol;
 
-pub use client::{
-    ClientOptions, CommandError, ConnectionPhase, ConnectionState, HaCounts, HaHandle, HaMessage,
-    HaStatus, ReplyTag, spawn,
+pub(crate) use client::{
+    ClientOptions, CommandError, ConnectionPhase, ConnectionState, HaHandle, HaMessage, HaStatus,
+    ReplyTag, spawn,
 };

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Attributes of a state, exactly as Home Assistant sent them.
-pub type Attributes = Map<String, Value>;
+pub(crate) type Attributes = Map<String, Value>;
 
 /// Who or what caused a state change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -55,17 +55,17 @@ pub struct State {
 
 impl State {
     /// The domain part of the entity id (`light` for `light.bed_light`).
-    pub fn domain(&self) -> &str {
+    pub(crate) fn domain(&self) -> &str {
         domain_of(&self.entity_id)
     }
 
     /// The `device_class` attribute, if it is a string.
-    pub fn device_class(&self) -> Option<&str> {
+    pub(crate) fn device_class(&self) -> Option<&str> {
         self.attributes.get("device_class").and_then(Value::as_str)
     }
 
     /// The `unit_of_measurement` attribute, if it is a string.
-    pub fn unit(&self) -> Option<&str> {
+    pub(crate) fn unit(&self) -> Option<&str> {
         self.attributes
             .get("unit_of_measurement")
             .and_then(Value::as_str)
@@ -73,14 +73,14 @@ impl State {
 }
 
 /// The domain part of an entity id (everything before the first `.`).
-pub fn domain_of(entity_id: &str) -> &str {
+pub(crate) fn domain_of(entity_id: &str) -> &str {
     entity_id
         .split_once('.')
         .map_or(entity_id, |(domain, _)| domain)
 }
 
 /// The object-id part of an entity id (everything after the first `.`).
-pub fn object_id_of(entity_id: &str) -> &str {
+pub(crate) fn object_id_of(entity_id: &str) -> &str {
     entity_id
         .split_once('.')
         .map_or(entity_id, |(_, object)| object)
@@ -213,7 +213,7 @@ pub enum RegistryKind {
 
 impl RegistryKind {
     /// Every kind, in the order a full sync applies them (parents before children).
-    pub const ALL: [RegistryKind; 5] = [
+    pub(crate) const ALL: [RegistryKind; 5] = [
         RegistryKind::Floor,
         RegistryKind::Label,
         RegistryKind::Area,
@@ -222,7 +222,7 @@ impl RegistryKind {
     ];
 
     /// The WebSocket command that lists this registry.
-    pub fn list_command(self) -> &'static str {
+    pub(crate) fn list_command(self) -> &'static str {
         match self {
             RegistryKind::Area => "config/area_registry/list",
             RegistryKind::Device => "config/device_registry/list",
@@ -233,7 +233,7 @@ impl RegistryKind {
     }
 
     /// The event type Home Assistant fires when this registry changes.
-    pub fn event_type(self) -> &'static str {
+    pub(crate) fn event_type(self) -> &'static str {
         match self {
             RegistryKind::Area => "area_registry_updated",
             RegistryKind::Device => "device_registry_updated",
@@ -244,12 +244,12 @@ impl RegistryKind {
     }
 
     /// The kind whose change event has this type.
-    pub fn from_event_type(event_type: &str) -> Option<Self> {
+    pub(crate) fn from_event_type(event_type: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.event_type() == event_type)
     }
 
     /// The key naming the changed row in this registry's events (`area_id`, `device_id`, …).
-    pub fn event_id_key(self) -> &'static str {
+    pub(crate) fn event_id_key(self) -> &'static str {
         match self {
             RegistryKind::Area => "area_id",
             RegistryKind::Device => "device_id",
@@ -260,7 +260,7 @@ impl RegistryKind {
     }
 
     /// Lower-case name, as used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RegistryKind::Area => "area",
             RegistryKind::Device => "device",
@@ -273,7 +273,7 @@ impl RegistryKind {
 
 /// A registry change event (`*_registry_updated`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegistryEvent {
+pub(crate) struct RegistryEvent {
     /// Which registry changed.
     pub kind: RegistryKind,
     /// `create`, `update`, `remove` (areas and floors also `reorder`).

@@ -14,7 +14,7 @@ use super::model::{RegistryEvent, RegistryKind, State, StateChanged};
 
 /// The error object of a failed command.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-pub struct CommandErrorBody {
+pub(crate) struct CommandErrorBody {
     /// Machine-readable code (`unknown_command`, `not_found`, `id_reuse`, …).
     #[serde(default)]
     pub code: String,
@@ -25,7 +25,7 @@ pub struct CommandErrorBody {
 
 /// One decoded incoming message.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// `auth_required`: the server waits for our token.
     AuthRequired,
     /// `auth_ok`.
@@ -69,7 +69,7 @@ pub enum Incoming {
 /// A frame or message that could not be decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("undecodable message from Home Assistant: {0}")]
-pub struct DecodeError(#[from] serde_json::Error);
+pub(crate) struct DecodeError(#[from] serde_json::Error);
 
 /// A message, decoded in one pass over its text: the `event` object straight into what its
 /// `event_type` calls for.
@@ -227,7 +227,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
 }
 
 /// Decodes one text frame into its messages (one, or several when coalesced).
-pub fn decode_frame(text: &str) -> Result<Vec<Incoming>, DecodeError> {
+pub(crate) fn decode_frame(text: &str) -> Result<Vec<Incoming>, DecodeError> {
     if text.trim_start().starts_with('[') {
         let items: Vec<Envelope<'_>> = serde_json::from_str(text)?;
         Ok(items.into_iter().map(incoming).collect())

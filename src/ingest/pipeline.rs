@@ -306,7 +306,7 @@ impl Pipeline {
                 }
             }
             HaMessage::Registry(ev) => self.on_registry_event(ev).await,
-            HaMessage::Reply { tag, result, .. } => self.on_reply(tag, result).await,
+            HaMessage::Reply { tag, result } => self.on_reply(tag, result).await,
             HaMessage::Connected { connection, .. } => {
                 tracing::debug!(connection, "new connection; snapshot follows");
                 self.relist_outstanding.clear();
@@ -315,7 +315,6 @@ impl Pipeline {
                     feed.on_connected();
                 }
             }
-            HaMessage::Disconnected { .. } | HaMessage::AuthFailed { .. } => {}
         }
     }
 
@@ -596,7 +595,6 @@ impl Pipeline {
                     self.relist(kind);
                 }
             }
-            ReplyTag::Custom(_) => {}
         }
     }
 
