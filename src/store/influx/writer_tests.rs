@@ -702,9 +702,13 @@ struct OwnInflux {
 }
 
 impl OwnInflux {
+    /// A script of the shared folder (`HOMEIQ_SHARED`, else `../shared`, as the integration
+    /// tests find it).
     fn script(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/influxdb")
+        std::env::var_os("HOMEIQ_SHARED")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+            .join("influxdb")
             .join(name)
     }
 
