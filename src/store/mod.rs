@@ -6,6 +6,7 @@ pub mod fault;
 pub mod history;
 pub mod influx;
 mod latency;
+pub mod origin;
 pub mod point;
 pub mod schema;
 pub mod sink;
