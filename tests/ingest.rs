@@ -511,3 +511,95 @@ async fn cached_history_follows_ingested_changes() {
     .await;
     assert_eq!(seen, ["outside", "1", "2"], "recomputed from InfluxDB");
 }
+
+/// Who caused a change, as HA's logbook would say it: a time-triggered automation (its changes
+/// carry neither a user nor a parent; only its `automation_triggered` event names it) and a
+/// person calling a service. Stored as fields, never tags, and served by the history API.
+#[tokio::test]
+async fn changes_carry_who_caused_them_automation_and_user() {
+    let ha = Ha::from_env();
+    let influx = Influx::from_env();
+    let homeiq = HomeIq::spawn(HomeIqOptions::from_env()).await;
+    homeiq.wait_synced().await;
+    let db = homeiq.database.clone();
+    let owner = ha.ws1(json!({"type": "auth/current_user"})).await["id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+
+    // a person: a service call with the token's user
+    ha.call_service("light", "turn_off", json!({"entity_id": "light.ceiling_lights"}))
+        .await;
+    ha.call_service("light", "turn_on", json!({"entity_id": "light.ceiling_lights"}))
+        .await;
+    let by_user = eventually("the ceiling light's change by a person", WAIT, || async {
+        let rows = influx
+            .rows(
+                &db,
+                "SELECT origin, origin_id, state FROM light WHERE entity_id = 'light.ceiling_lights' AND origin = 'user'",
+            )
+            .await;
+        rows.into_iter().find(|r| r["state"] == "on")
+    })
+    .await;
+    assert_eq!(by_user["origin_id"], owner.as_str());
+
+    // a time-triggered automation toggling a switch every few seconds
+    let id = unique("origin_test");
+    let path = format!("config/automation/config/{id}");
+    ha.post(
+        &path,
+        json!({
+            "alias": id,
+            "description": "HomeIQ test: time-triggered",
+            "triggers": [{"trigger": "time_pattern", "seconds": "/2"}],
+            "actions": [{"action": "switch.toggle", "target": {"entity_id": "switch.decorative_lights"}}],
+            "mode": "single"
+        }),
+    )
+    .await;
+    let by_automation = eventually("the switch toggled by the automation", WAIT, || async {
+        let rows = influx
+            .rows(
+                &db,
+                "SELECT origin, origin_id FROM switch WHERE entity_id = 'switch.decorative_lights' AND origin = 'automation'",
+            )
+            .await;
+        rows.into_iter().next()
+    })
+    .await;
+    let deleted = ha.delete(&path).await;
+    assert!(deleted.is_success(), "the test automation was not removed: {deleted}");
+    let automation_entity = by_automation["origin_id"].as_str().unwrap_or_default();
+    assert!(
+        automation_entity.starts_with("automation."),
+        "the automation's entity: {by_automation:?}"
+    );
+    // the tags of the series are unchanged: origin is never a tag
+    let tags = influx
+        .query(&db, "SHOW TAG KEYS FROM switch")
+        .await
+        .into_iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v[0].as_str().map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert!(!tags.iter().any(|t| t.starts_with("origin")), "{tags:?}");
+
+    // and the history API says it
+    let history = homeiq
+        .get_json("/api/v1/history?entity_id=switch.decorative_lights,light.ceiling_lights&limit=500")
+        .await;
+    let items = history["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        items.iter().any(|r| r["entity_id"] == "switch.decorative_lights"
+            && r["origin"]["kind"] == "automation"
+            && r["origin"]["id"] == automation_entity),
+        "{history}"
+    );
+    assert!(
+        items.iter().any(|r| r["entity_id"] == "light.ceiling_lights"
+            && r["origin"]["kind"] == "user"
+            && r["origin"]["id"] == owner.as_str()),
+        "{history}"
+    );
+}

@@ -1237,6 +1237,11 @@ export interface components {
             /** @description The entity. */
             entity_id: string;
             /**
+             * @description Who caused the change: `unknown` for records read back from Home Assistant's history
+             *     (backfill), the connect-time snapshot, and records stored before HomeIQ kept origins.
+             */
+            origin: components["schemas"]["Origin"];
+            /**
              * Format: double
              * @description How long that previous record lasted (seconds until this one).
              */
@@ -1567,6 +1572,21 @@ export interface components {
              */
             minute: string;
         };
+        /**
+         * @description Who caused a change: the kind and, where known, the automation's or script's entity id
+         *     (`automation.wake_up`) or the user's id.
+         */
+        Origin: {
+            /** @description The automation or script entity id, or the user id, when known. */
+            id?: string | null;
+            /** @description The kind of actor. */
+            kind: components["schemas"]["OriginKind"];
+        };
+        /**
+         * @description The kind of actor behind a change.
+         * @enum {string}
+         */
+        OriginKind: "user" | "automation" | "script" | "system" | "device" | "unknown";
         /** @description Queue depths (the writer's own queue is in `storage`). */
         Queues: {
             /** @description Messages between the WebSocket reader and the pipeline. */

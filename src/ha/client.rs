@@ -9,7 +9,8 @@
 //! - the **session** task runs the start-up sequence and the ping loop.
 //!
 //! Start-up order on every connection: auth → `supported_features` (coalescing) → subscribe to
-//! `state_changed` and the five registry events → only then the registry lists and `get_states`.
+//! `state_changed`, the five registry events, `automation_triggered` and `script_started` → only
+//! then the registry lists, the user list (`config/auth/list`) and `get_states`.
 //! Their replies travel through the same ordered channel as the events ([`HaMessage::Reply`]), so a
 //! consumer sees every event either before or after the snapshot exactly as Home Assistant ordered
 //! them, and nothing that happened between snapshot and subscription is lost.
@@ -30,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::model::{RegistryEvent, RegistryKind, StateChanged};
+use super::model::{RegistryEvent, RegistryKind, RunKind, RunStarted, StateChanged};
 use super::protocol::{CommandErrorBody, Incoming, decode_frame};
 use crate::config::{HaEndpoint, HaSettings};
 use crate::health::{Health, Verdict};
@@ -82,6 +83,8 @@ pub(crate) enum ReplyTag {
     RegistryList(RegistryKind),
     /// `config/entity_registry/get` for this entity id.
     EntityGet(String),
+    /// `config/auth/list` (who is a system user; needs an admin token).
+    Users,
 }
 
 /// What the client hands to its consumer, in Home Assistant's order.
@@ -96,6 +99,8 @@ pub(crate) enum HaMessage {
     StateChanged(Box<StateChanged>),
     /// A registry change.
     Registry(RegistryEvent),
+    /// An automation or script run began (before the changes it makes).
+    RunStarted(RunStarted),
     /// The reply to a request whose answer was asked for in-stream.
     Reply {
         /// What it answers.
@@ -682,10 +687,12 @@ async fn authenticate(ws: &mut WsStream, endpoint: &HaEndpoint) -> Result<AuthRe
     Err("connection closed during authentication".into())
 }
 
-/// Subscriptions made on every connection: state changes and the five registries.
+/// Subscriptions made on every connection: state changes, the five registries, and the runs of
+/// automations and scripts (which say who caused the changes that follow).
 fn subscription_event_types() -> Vec<&'static str> {
     std::iter::once("state_changed")
         .chain(RegistryKind::ALL.iter().map(|k| k.event_type()))
+        .chain(RunKind::ALL.iter().map(|k| k.event_type()))
         .collect()
 }
 
@@ -739,10 +746,10 @@ async fn setup_and_ping(
                 ReplyTag::RegistryList(*k),
             )
         })
-        .chain(std::iter::once((
-            json!({"type": "get_states"}),
-            ReplyTag::States,
-        )));
+        .chain([
+            (json!({"type": "config/auth/list"}), ReplyTag::Users),
+            (json!({"type": "get_states"}), ReplyTag::States),
+        ]);
     for (cmd, tag) in snapshot {
         let Value::Object(payload) = cmd else {
             continue;
@@ -894,6 +901,7 @@ async fn reader_loop(
                         .fetch_add(1, Ordering::Relaxed);
                     Some(HaMessage::Registry(ev))
                 }
+                Incoming::RunStarted(run) => Some(HaMessage::RunStarted(run)),
                 Incoming::AuthRequired | Incoming::AuthOk { .. } | Incoming::AuthInvalid { .. } => {
                     None
                 }
@@ -940,12 +948,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscribes_to_state_changes_and_every_registry() {
+    fn subscribes_to_state_changes_every_registry_and_runs() {
         let types = subscription_event_types();
-        assert_eq!(types.len(), 6);
+        assert_eq!(types.len(), 8);
         assert_eq!(types[0], "state_changed");
         for kind in RegistryKind::ALL {
             assert!(types.contains(&kind.event_type()));
         }
+        assert!(types.contains(&"automation_triggered"));
+        assert!(types.contains(&"script_started"));
     }
 }

@@ -28,6 +28,57 @@ pub struct Context {
     pub user_id: Option<String>,
 }
 
+/// What started a run: an automation or a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunKind {
+    /// `automation_triggered`.
+    Automation,
+    /// `script_started`.
+    Script,
+}
+
+impl RunKind {
+    /// Both kinds.
+    pub(crate) const ALL: [RunKind; 2] = [RunKind::Automation, RunKind::Script];
+
+    /// The event type announcing a run of this kind.
+    pub(crate) fn event_type(self) -> &'static str {
+        match self {
+            RunKind::Automation => "automation_triggered",
+            RunKind::Script => "script_started",
+        }
+    }
+
+    /// The kind an event type announces.
+    pub(crate) fn from_event_type(event_type: &str) -> Option<RunKind> {
+        RunKind::ALL
+            .into_iter()
+            .find(|k| k.event_type() == event_type)
+    }
+}
+
+/// An automation or script run began: the changes it makes carry `context_id` (or have it as
+/// their parent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunStarted {
+    /// Automation or script.
+    pub kind: RunKind,
+    /// Its entity (`automation.wake_up`, `script.goodnight`).
+    pub entity_id: String,
+    /// The run's context id.
+    pub context_id: String,
+}
+
+/// A Home Assistant user as `config/auth/list` lists it (only what attribution needs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct HaUser {
+    /// User id (what contexts carry as `user_id`).
+    pub id: String,
+    /// A user Home Assistant made for a system component: the Supervisor, an add-on.
+    #[serde(default)]
+    pub system_generated: bool,
+}
+
 /// One entity's state object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct State {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::model::{RegistryEvent, RegistryKind, State, StateChanged};
+use super::model::{RegistryEvent, RegistryKind, RunKind, RunStarted, State, StateChanged};
 
 /// The error object of a failed command.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -54,6 +54,8 @@ pub(crate) enum Incoming {
     StateChanged(Box<StateChanged>),
     /// A registry change event.
     Registry(RegistryEvent),
+    /// An automation or a script started a run (`automation_triggered`, `script_started`).
+    RunStarted(RunStarted),
     /// Another event type (counted, not used).
     OtherEvent {
         /// The event type.
@@ -106,10 +108,25 @@ struct StateChangedData {
     new_state: Option<State>,
 }
 
+/// `data` of `automation_triggered` / `script_started`: which automation or script.
+#[derive(Deserialize)]
+struct RunData {
+    #[serde(default)]
+    entity_id: Option<String>,
+}
+
+/// The event's own `context` (its id only).
+#[derive(Deserialize)]
+struct EventContext<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
 /// An event's `data`, decoded as its type asks.
 enum EventData<'a> {
     StateChanged(StateChangedData),
     Registry(RegistryKind, serde_json::Value),
+    Run(RunKind, RunData),
     /// Another event type: not decoded.
     Skipped,
     /// `data` came before `event_type` (Home Assistant sends it after): decoded once the type
@@ -122,6 +139,8 @@ struct Event<'a> {
     event_type: Cow<'a, str>,
     data: EventData<'a>,
     time_fired: Option<DateTime<Utc>>,
+    /// The event's context id (read for run events, which are attributed by it).
+    context_id: Option<Cow<'a, str>>,
 }
 
 /// A timestamp, read as [`super::model::ha_time`] reads them.
@@ -141,6 +160,9 @@ impl<'a> EventData<'a> {
         if event_type == "state_changed" {
             return StateChangedData::deserialize(d).map(EventData::StateChanged);
         }
+        if let Some(kind) = RunKind::from_event_type(event_type) {
+            return RunData::deserialize(d).map(|data| EventData::Run(kind, data));
+        }
         match RegistryKind::from_event_type(event_type) {
             Some(kind) => serde_json::Value::deserialize(d).map(|v| EventData::Registry(kind, v)),
             None => serde::de::IgnoredAny::deserialize(d).map(|_| EventData::Skipped),
@@ -156,6 +178,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
             EventType,
             Data,
             TimeFired,
+            Context,
             #[serde(other)]
             Other,
         }
@@ -190,6 +213,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
                 let mut event_type: Option<Cow<'de, str>> = None;
                 let mut data = None;
                 let mut time_fired = None;
+                let mut context_id = None;
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
                         Key::EventType => event_type = Some(map.next_value::<Text<'de>>()?.0),
@@ -198,6 +222,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
                         }
                         Key::TimeFired => {
                             time_fired = map.next_value::<Option<Time>>()?.map(|t| t.0)
+                        }
+                        Key::Context => {
+                            context_id = map
+                                .next_value::<Option<EventContext<'de>>>()?
+                                .and_then(|c| c.id)
                         }
                         Key::Other => {
                             map.next_value::<serde::de::IgnoredAny>()?;
@@ -218,6 +247,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Event<'a> {
                     event_type,
                     data,
                     time_fired,
+                    context_id,
                 })
             }
         }
@@ -298,6 +328,19 @@ fn event_incoming(event: Event<'_>) -> Incoming {
                 data,
             })
         }
+        EventData::Run(kind, data) => match (data.entity_id, event.context_id) {
+            (Some(entity_id), Some(context_id)) if !context_id.is_empty() => {
+                Incoming::RunStarted(RunStarted {
+                    kind,
+                    entity_id,
+                    context_id: context_id.into_owned(),
+                })
+            }
+            // a run without an entity or a context cannot attribute anything
+            _ => Incoming::OtherEvent {
+                event_type: event.event_type.into_owned(),
+            },
+        },
         EventData::Skipped | EventData::Raw(_) => Incoming::OtherEvent {
             event_type: event.event_type.into_owned(),
         },
@@ -314,6 +357,33 @@ mod tests {
     use super::*;
 
     const STATE_EVENT: &str = r#"{"id":2,"type":"event","event":{"event_type":"state_changed","data":{"entity_id":"sensor.t","old_state":null,"new_state":{"entity_id":"sensor.t","state":"error","attributes":{"note":"a,b \"c\"\n"},"last_changed":"2025-04-01T10:00:00+00:00","last_updated":"2025-04-01T10:00:00+00:00","context":{"id":"x","parent_id":null,"user_id":null}}},"origin":"LOCAL","time_fired":"2025-04-01T10:00:00.5+00:00","context":{"id":"x"}}}"#;
+
+    #[test]
+    fn run_events_carry_their_automation_and_context() {
+        let automation = r#"{"id":5,"type":"event","event":{"event_type":"automation_triggered","data":{"name":"Wake","entity_id":"automation.wake","source":"time"},"origin":"LOCAL","time_fired":"2025-04-01T05:00:00+00:00","context":{"id":"01RUN","parent_id":null,"user_id":null}}}"#;
+        let script = r#"{"id":6,"type":"event","event":{"context":{"id":"01S"},"data":{"name":"Night","entity_id":"script.night"},"event_type":"script_started"}}"#;
+        let frame = format!("[{automation},{script}]");
+        let got = decode_frame(&frame).expect("decodes");
+        match (&got[0], &got[1]) {
+            (Incoming::RunStarted(a), Incoming::RunStarted(s)) => {
+                assert_eq!(
+                    (a.kind, a.entity_id.as_str(), a.context_id.as_str()),
+                    (RunKind::Automation, "automation.wake", "01RUN")
+                );
+                assert_eq!(
+                    (s.kind, s.entity_id.as_str(), s.context_id.as_str()),
+                    (RunKind::Script, "script.night", "01S")
+                );
+            }
+            other => panic!("not two runs: {other:?}"),
+        }
+        // without a context nothing can be attributed: just another event
+        let bare = r#"{"id":5,"type":"event","event":{"event_type":"automation_triggered","data":{"entity_id":"automation.x"}}}"#;
+        assert!(matches!(
+            decode_frame(bare).expect("decodes")[0],
+            Incoming::OtherEvent { .. }
+        ));
+    }
 
     #[test]
     fn decodes_single_and_coalesced_frames() {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::ha::model::State;
+use crate::store::origin::Origin;
 
 /// Events a listener may fall behind before it is told it lagged.
 pub const LIVE_BUS_CAPACITY: usize = 4096;
@@ -27,6 +28,8 @@ pub struct LiveEvent {
     pub new_state: Option<Arc<State>>,
     /// When Home Assistant fired the event (the snapshot time for changes seen at connect).
     pub time_fired: DateTime<Utc>,
+    /// Who caused the change.
+    pub origin: Origin,
 }
 
 /// Sender side of the bus; cheap to clone.
@@ -82,6 +85,7 @@ mod tests {
             old_state: None,
             new_state: None,
             time_fired: Utc::now(),
+            origin: Origin::unknown(),
         }
     }
 

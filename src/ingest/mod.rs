@@ -5,6 +5,7 @@ pub mod backfill;
 pub mod filter;
 pub mod heartbeat;
 pub mod live;
+mod origin;
 pub mod pipeline;
 mod start;
 

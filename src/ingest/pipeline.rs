@@ -32,11 +32,13 @@ use tokio::sync::mpsc;
 use super::backfill::{BackfillFeed, SnapshotEntity};
 use super::filter::EntityFilter;
 use super::live::{LiveBus, LiveEvent};
+use super::origin::Attributor;
 use crate::config::SchemaMode;
-use crate::ha::model::{RegistryEvent, RegistryKind, State, StateChanged};
+use crate::ha::model::{HaUser, RegistryEvent, RegistryKind, State, StateChanged};
 use crate::ha::{CommandError, HaHandle, HaMessage, ReplyTag};
 use crate::registry::record::{Area, Device, EntityEntry, Floor, Label};
 use crate::registry::{RegistryJob, RegistryRows, StateMeta};
+use crate::store::origin::Origin;
 use crate::store::schema::{EntityMeta, PointMapper, ScratchPoint};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
@@ -207,6 +209,8 @@ pub struct Pipeline {
     relist_dirty: HashSet<RegistryKind>,
     backfill: Option<BackfillFeed>,
     live: Option<LiveBus>,
+    /// Who caused each change (runs and users seen so far).
+    attributor: Attributor,
 }
 
 impl Pipeline {
@@ -237,6 +241,7 @@ impl Pipeline {
             relist_dirty: HashSet::new(),
             backfill: None,
             live: None,
+            attributor: Attributor::default(),
         }
     }
 
@@ -252,6 +257,7 @@ impl Pipeline {
         old_state: Option<Arc<State>>,
         new_state: Option<Arc<State>>,
         time_fired: DateTime<Utc>,
+        origin: impl FnOnce() -> Origin,
     ) {
         if let Some(bus) = self.live.as_ref().filter(|b| b.has_listeners()) {
             bus.publish(LiveEvent {
@@ -259,6 +265,7 @@ impl Pipeline {
                 old_state,
                 new_state,
                 time_fired,
+                origin: origin(),
             });
         }
     }
@@ -306,6 +313,7 @@ impl Pipeline {
                 }
             }
             HaMessage::Registry(ev) => self.on_registry_event(ev).await,
+            HaMessage::RunStarted(run) => self.attributor.note_run(run),
             HaMessage::Reply { tag, result } => self.on_reply(tag, result).await,
             HaMessage::Connected { connection, .. } => {
                 tracing::debug!(connection, "new connection; snapshot follows");
@@ -338,7 +346,7 @@ impl Pipeline {
         let Some(new) = ev.new_state.take() else {
             let old = self.states.get(&ev.entity_id);
             self.forget_state(&ev.entity_id);
-            self.publish(&ev.entity_id, old, None, ev.time_fired);
+            self.publish(&ev.entity_id, old, None, ev.time_fired, Origin::unknown);
             c.unmapped.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -355,6 +363,7 @@ impl Pipeline {
             return;
         }
         self.note_state_meta(previous.as_deref(), &new);
+        let origin = self.attributor.attribute(new.context.as_ref());
         let current = self.states.insert(new);
         let allowed = self.filter.allows(&ev.entity_id);
         let mapped = allowed.then(|| {
@@ -362,10 +371,10 @@ impl Pipeline {
                 &current,
                 ev.time_fired,
                 self.placement.meta(&ev.entity_id),
+                Some(&origin),
                 &mut self.scratch,
             )
         });
-        self.publish(&ev.entity_id, previous, Some(current), ev.time_fired);
 
         match mapped {
             None => {
@@ -374,11 +383,17 @@ impl Pipeline {
             Some(true) => {
                 self.writer.push_ref(self.scratch.point());
                 c.points.fetch_add(1, Ordering::Relaxed);
+                if let Some(beside) = self.mapper.origin_point(&current, ev.time_fired, &origin) {
+                    self.writer.push(beside);
+                }
             }
             Some(false) => {
                 c.unmapped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.publish(&ev.entity_id, previous, Some(current), ev.time_fired, || {
+            origin
+        });
     }
 
     fn apply_snapshot(&mut self, states: Vec<State>) {
@@ -449,7 +464,8 @@ impl Pipeline {
             let current = self.states.insert(state);
             if !unchanged {
                 let at = current.last_updated;
-                self.publish(&current.entity_id, previous, Some(current.clone()), at);
+                let origin = || self.attributor.attribute(current.context.as_ref());
+                self.publish(&current.entity_id, previous, Some(current.clone()), at, origin);
             }
         }
         // the snapshot's points are with the writer: the backfill may start
@@ -562,6 +578,11 @@ impl Pipeline {
                 if let ReplyTag::RegistryList(kind) = tag {
                     self.relist_outstanding.remove(&kind);
                 }
+                if tag == ReplyTag::Users {
+                    // only an administrator may list users: every user then counts as a person
+                    tracing::info!(error = %e, "Home Assistant's user list is not readable; changes by add-ons and the Supervisor count as a person's");
+                    return;
+                }
                 // an entity removed right after its update event is not found: nothing to do
                 tracing::debug!(?tag, error = %e, "Home Assistant refused a request");
                 self.counters.reply_errors.fetch_add(1, Ordering::Relaxed);
@@ -577,6 +598,13 @@ impl Pipeline {
                     // of entities removed while HomeIQ was stopped, which no state held in memory
                     // recalls (their registry rows go with the entity registry's full sync)
                     self.send_job(RegistryJob::RetainStates(present)).await;
+                }
+            }
+            ReplyTag::Users => {
+                if let Some(users) = self.decode::<Vec<HaUser>>(&raw, "config/auth/list") {
+                    let system = users.iter().filter(|u| u.system_generated).count();
+                    tracing::debug!(users = users.len(), system, "user list read");
+                    self.attributor.set_users(&users);
                 }
             }
             ReplyTag::EntityGet(_) => {

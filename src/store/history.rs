@@ -21,6 +21,7 @@ pub(crate) use crate::store::embedded::EmbeddedHistory;
 pub(crate) use crate::store::influx::InfluxHistory;
 
 use crate::store::influx::InfluxError;
+use crate::store::origin::Origin;
 
 /// Why a history query failed.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,9 @@ pub(crate) struct HistoryRecord {
     /// The attributes stored with the record.
     #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
+    /// Who caused the change: `unknown` for records read back from Home Assistant's history
+    /// (backfill), the connect-time snapshot, and records stored before HomeIQ kept origins.
+    pub origin: Origin,
     /// The state of the entity's record before this one.
     pub previous_state: Option<String>,
     /// How long that previous record lasted (seconds until this one).
@@ -238,6 +242,8 @@ pub(crate) struct StoredRow {
     pub(crate) state: Option<String>,
     pub(crate) value: Option<f64>,
     pub(crate) attributes: Map<String, Value>,
+    /// Who caused the change, when it was stored (live changes).
+    pub(crate) origin: Option<Origin>,
 }
 
 /// History requests a backend serves at once; more wait their turn before their first query.
@@ -650,6 +656,7 @@ pub(crate) fn with_neighbours(
             state: r.state,
             value: r.value,
             attributes: r.attributes,
+            origin: r.origin.unwrap_or_else(Origin::unknown),
         })
         .collect()
 }
@@ -771,6 +778,7 @@ mod tests {
             state: Some(state.to_owned()),
             value: None,
             attributes: Map::new(),
+            origin: None,
         }
     }
 

@@ -99,6 +99,14 @@ impl Origin {
     pub fn unknown() -> Self {
         Origin::of(OriginKind::Unknown)
     }
+
+    /// The origin stored as `kind` (the [`OriginKind`] name) and `id`.
+    pub(crate) fn stored(kind: &str, id: Option<String>) -> Self {
+        Origin {
+            kind: OriginKind::parse(kind),
+            id: id.filter(|i| !i.is_empty()),
+        }
+    }
 }
 
 #[cfg(test)]

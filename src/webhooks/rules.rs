@@ -658,6 +658,7 @@ mod tests {
                 old_state: self.last.replace(new.clone()),
                 new_state: Some(new),
                 time_fired: at(secs),
+                origin: crate::store::origin::Origin::unknown(),
             });
             let mut m = self.engine.due(at(secs));
             m.extend(self.engine.evaluate(&event, at(secs), &()));
@@ -880,6 +881,7 @@ mod tests {
             old_state: Some(state("light.b", "off", json!({}))),
             new_state: Some(state("light.b", "on", json!({}))),
             time_fired: at(62),
+            origin: crate::store::origin::Origin::unknown(),
         });
         assert_eq!(r.engine.evaluate(&event, at(62), &()).len(), 1);
     }
@@ -938,6 +940,7 @@ mod tests {
                 old_state: Some(state(id, "1", json!({}))),
                 new_state: Some(state(id, "2", json!({}))),
                 time_fired: t0(),
+                origin: crate::store::origin::Origin::unknown(),
             })
         };
         let fired = |engine: &mut RuleEngine, id: &str| -> Vec<usize> {
@@ -973,6 +976,7 @@ mod tests {
             old_state: Some(state("sensor.t", "1", json!({}))),
             new_state: Some(state("sensor.t", "9", json!({}))),
             time_fired: t0(),
+            origin: crate::store::origin::Origin::unknown(),
         });
         assert!(engine.evaluate(&event, t0(), &()).is_empty());
         assert!(engine.next_due().is_some());

@@ -213,6 +213,17 @@ impl Ha {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// DELETE a REST path under `/api` (status not checked: used for clean-up).
+    pub async fn delete(&self, path: &str) -> reqwest::StatusCode {
+        self.http
+            .delete(format!("{}/api/{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map(|r| r.status())
+            .unwrap_or(reqwest::StatusCode::SERVICE_UNAVAILABLE)
+    }
+
     /// Sets a state through `POST /api/states/<entity_id>` and returns HA's state object.
     pub async fn set_state(&self, entity_id: &str, state: &str, attributes: Value) -> Value {
         self.post(

@@ -22,6 +22,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
+use crate::store::origin::Origin;
+
 use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
     HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
@@ -193,10 +195,10 @@ impl PageReader for EmbeddedHistory {
     ) -> Result<Vec<Fetched>, HistoryError> {
         let sql = match q.order {
             Order::Ascending => {
-                "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us ASC LIMIT ?"
+                "SELECT time_us, state, value, attributes, origin, origin_id FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us ASC LIMIT ?"
             }
             Order::Descending => {
-                "SELECT time_us, state, value, attributes FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us DESC LIMIT ?"
+                "SELECT time_us, state, value, attributes, origin, origin_id FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us DESC LIMIT ?"
             }
         };
         let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
@@ -217,7 +219,10 @@ impl PageReader for EmbeddedHistory {
             let mut rows = Vec::with_capacity(found.len());
             for r in found {
                 let attributes: String = r.try_get("attributes")?;
+                let origin: Option<String> = r.try_get("origin")?;
+                let origin_id: Option<String> = r.try_get("origin_id")?;
                 rows.push(StoredRow {
+                    origin: origin.map(|k| Origin::stored(&k, origin_id)),
                     time_us: r.try_get("time_us")?,
                     entity_id: f.entity.to_owned(),
                     state: r.try_get("state")?,

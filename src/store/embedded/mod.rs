@@ -9,7 +9,8 @@
 //!
 //! ```sql
 //! points(entity_id TEXT, time_us INTEGER, domain TEXT, state TEXT, value REAL,
-//!        attributes TEXT, PRIMARY KEY (entity_id, time_us)) WITHOUT ROWID
+//!        attributes TEXT, origin TEXT, origin_id TEXT,
+//!        PRIMARY KEY (entity_id, time_us)) WITHOUT ROWID
 //! index points_by_time(time_us, domain)
 //! ```
 //!
@@ -19,9 +20,13 @@
 //!   them back (`mode_str` → `mode`, `rgb_json` → parsed JSON, the `unit` and `device_class` tags
 //!   as `unit_of_measurement` and `device_class`), so both backends answer the API identically.
 //!
-//! Rows are written with `INSERT OR REPLACE` on the primary key: as in InfluxDB, writing a point
-//! again (snapshot after a reconnect, backfill, a re-sent burst) overwrites it instead of adding
-//! a duplicate.
+//! * `origin` and `origin_id` are the point's fields of those names (who caused a live change);
+//!   files from before they existed get the columns when opened.
+//!
+//! Rows are written as upserts on the primary key: as in InfluxDB, writing a point again
+//! (snapshot after a reconnect, backfill, a re-sent burst) overwrites it instead of adding a
+//! duplicate, and, as InfluxDB keeps fields a rewrite does not name, a rewrite without an origin
+//! (the snapshot, the backfill) keeps the origin the live change stored.
 //!
 //! # Why SQLite, and why this layout
 //!
@@ -81,7 +86,7 @@ pub use history::EmbeddedHistory;
 pub(crate) use writer::EmbeddedWriter;
 
 use crate::store::point::{FieldValue, Point};
-use crate::store::schema::homeiq_attribute;
+use crate::store::schema::{ORIGIN_FIELDS, homeiq_attribute};
 
 /// File name of the history database inside the data directory.
 pub(crate) const HISTORY_FILE_NAME: &str = "history.db";
@@ -101,10 +106,16 @@ const SCHEMA: &[&str] = &[
         state TEXT,
         value REAL,
         attributes TEXT NOT NULL DEFAULT '{}',
+        origin TEXT,
+        origin_id TEXT,
         PRIMARY KEY (entity_id, time_us)
     ) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS points_by_time ON points (time_us, domain)",
 ];
+
+/// Columns added since the first release, with their types: added to an older file when it is
+/// opened (`ALTER TABLE … ADD COLUMN` only touches the schema, never the rows).
+const ADDED_COLUMNS: &[(&str, &str)] = &[("origin", "TEXT"), ("origin_id", "TEXT")];
 
 /// Why the embedded store failed.
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +220,15 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     for statement in SCHEMA {
         conn.execute_batch(statement)?;
     }
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('points')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (column, kind) in ADDED_COLUMNS {
+        if !present.iter().any(|p| p == column) {
+            conn.execute_batch(&format!("ALTER TABLE points ADD COLUMN {column} {kind}"))?;
+        }
+    }
     Ok(conn)
 }
 
@@ -267,6 +287,10 @@ pub(crate) struct Row {
     pub state: Option<String>,
     pub value: Option<f64>,
     pub attributes: String,
+    /// The point's `origin` field (who caused a live change).
+    pub origin: Option<String>,
+    /// The point's `origin_id` field.
+    pub origin_id: Option<String>,
 }
 
 /// A float as InfluxDB's JSON prints it: integral values without a fraction.
@@ -303,9 +327,12 @@ pub(crate) fn row_of(p: &Point) -> Option<Row> {
         }
     }
     let (mut state, mut value) = (None, None);
+    let (mut origin, mut origin_id) = (None, None);
     for (k, v) in &p.fields {
         match (k.as_str(), v) {
             ("state", FieldValue::Str(s)) => state = Some(s.clone()),
+            (n, FieldValue::Str(s)) if n == ORIGIN_FIELDS[0] => origin = Some(s.clone()),
+            (n, FieldValue::Str(s)) if n == ORIGIN_FIELDS[1] => origin_id = Some(s.clone()),
             ("value", FieldValue::Float(f)) => value = Some(*f),
             ("value", FieldValue::Int(i)) => value = Some(*i as f64),
             (name, v) => {
@@ -321,6 +348,8 @@ pub(crate) fn row_of(p: &Point) -> Option<Row> {
         state,
         value: value.filter(|v| v.is_finite()),
         attributes: Value::Object(attributes).to_string(),
+        origin,
+        origin_id,
     })
 }
 

@@ -349,8 +349,12 @@ fn record_success(shared: &Shared, rows: usize, took: Duration) {
     texts.last_error = None;
 }
 
-/// The row insert; `OR REPLACE` on the primary key, so a point written again overwrites itself.
-const INSERT: &str = "INSERT OR REPLACE INTO points (entity_id, time_us, domain, state, value, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// The row insert: an upsert on the primary key, so a point written again overwrites itself, but
+/// a rewrite without an origin (snapshot, backfill) keeps the one stored, as InfluxDB keeps
+/// fields a rewrite leaves out.
+const INSERT: &str = "INSERT INTO points (entity_id, time_us, domain, state, value, attributes, origin, origin_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+    ON CONFLICT (entity_id, time_us) DO UPDATE SET domain = excluded.domain, state = excluded.state, value = excluded.value, attributes = excluded.attributes, \
+    origin = coalesce(excluded.origin, origin), origin_id = CASE WHEN excluded.origin IS NULL THEN origin_id ELSE excluded.origin_id END";
 
 /// Page cache of the write connection, KiB, for transactions of at most / above
 /// [`LARGE_TRANSACTION`] rows. A busy home's transactions touch the newest leaf of nearly every
@@ -397,7 +401,9 @@ fn write_rows(conn: &mut Connection, rows: &[Row]) -> Result<(), rusqlite::Error
                 r.domain,
                 r.state,
                 r.value,
-                r.attributes
+                r.attributes,
+                r.origin,
+                r.origin_id
             ])?;
         }
     }

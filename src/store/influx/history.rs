@@ -29,7 +29,8 @@ use crate::store::history::{
     read_bounds, stats_buckets, time_of, with_neighbours,
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
-use crate::store::schema::{HOMEIQ_TAGS, homeiq_attribute};
+use crate::store::origin::Origin;
+use crate::store::schema::{HOMEIQ_TAGS, ORIGIN_FIELDS, homeiq_attribute};
 
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
@@ -169,6 +170,7 @@ impl InfluxHistory {
                 state: None,
                 value: None,
                 attributes: Map::new(),
+                origin: None,
             };
             for (name, v) in series.columns.iter().zip(values) {
                 if name == "time" || v.is_null() {
@@ -192,6 +194,16 @@ impl InfluxHistory {
             "value" => row.value = v.as_f64(),
             _ => match self.schema {
                 SchemaMode::Homeiq => match name {
+                    n if n == ORIGIN_FIELDS[0] => {
+                        if let Some(kind) = v.as_str() {
+                            let id = row.origin.take().and_then(|o| o.id);
+                            row.origin = Some(Origin::stored(kind, id));
+                        }
+                    }
+                    n if n == ORIGIN_FIELDS[1] => {
+                        let o = row.origin.get_or_insert_with(Origin::unknown);
+                        o.id = v.as_str().filter(|i| !i.is_empty()).map(str::to_owned);
+                    }
                     "unit" => {
                         row.attributes
                             .insert("unit_of_measurement".into(), v.clone());

@@ -16,6 +16,12 @@
 //! * field `value` (float): when the state is a finite decimal number, or on/off-like as in Home
 //!   Assistant's `state_as_number` (`on`, `open`, `home`, `locked`, `above_horizon` → 1; `off`,
 //!   `closed`, `not_home`, `unlocked`, `below_horizon` → 0);
+//! * fields `origin` and `origin_id` (strings) on points of live changes: who caused the change
+//!   (`user`, `automation`, `script`, `system`, `device`; see [`crate::store::origin`]) and the
+//!   automation's, script's or user's id when known. Never tags: a series' identity does not
+//!   depend on who acted. Points of the connect-time snapshot and the backfill carry none (Home
+//!   Assistant's history has no context; read back as `unknown`), so rewriting a point keeps the
+//!   origin the live change stored;
 //! * one field per attribute, typed by the attribute's JSON type: number or boolean → float field
 //!   `<key>` (integers included, however large: this schema writes no integer fields); string →
 //!   string field `<key>_str`; list or object → string field `<key>_json` (compact JSON); `null`
@@ -23,11 +29,11 @@
 //!   keys in `influxdb.ignore_attributes`;
 //! * names: a numeric attribute whose key already looks like a text field (ends in `_str` or
 //!   `_json`, ignoring trailing `_`) is written as `<key>_num`; a name equal to a reserved one
-//!   (`state`, `value`, `time`, or a tag key) or to a field already in the point gets `_`
+//!   (`state`, `value`, `origin`, `origin_id`, `time`, or a tag key) or to a field already in the point gets `_`
 //!   appended until unique.
 //!
 //! The field name therefore always tells its type: text fields end in `_str`/`_json` (plus any
-//! `_`), everything else but `state` is a float. An attribute that switches between a number and
+//! `_`), everything else but `state`, `origin` and `origin_id` is a float. An attribute that switches between a number and
 //! a text (`12.5`, later `"n/a"`) lands in two different fields (`reading`, `reading_str`) and
 //! never causes a field type conflict, InfluxDB's "first type wins" rejection.
 //!
@@ -66,6 +72,10 @@
 //! * time: `time_fired`, in microseconds (Python datetimes carry microseconds; the integration
 //!   sends them as nanoseconds, which InfluxDB stores identically).
 //!
+//! Who caused a live change is kept beside those points, never in them: one point in the
+//! measurement `homeiq_origin` with the same `domain` and `entity_id` tags and time, and the
+//! fields `origin` and `origin_id` of the `homeiq` schema.
+//!
 //! Where JSON has lost a Python type (tuples, enums inside lists, `datetime` attributes) the text
 //! fields follow Home Assistant's types for the attributes known to carry them; see `pyfmt.rs`.
 //! Names with a backslash before `,`, space or `=` or at the end are mangled by the integration's
@@ -80,6 +90,7 @@ use serde_json::Value;
 
 use crate::config::{InfluxSettings, SchemaMode};
 use crate::ha::model::{State, StateChanged, object_id_of};
+use crate::store::origin::Origin;
 use crate::store::point::{FieldValue, Point, Precision};
 
 /// Registry facts about an entity that become tags (`homeiq` schema). The caller resolves the
@@ -104,12 +115,21 @@ enum MeasurementAttr {
 pub(crate) const HOMEIQ_TAGS: [&str; 5] =
     ["entity_id", "device_id", "area_id", "device_class", "unit"];
 
-/// Field names the `homeiq` schema never gives to an attribute: the state fields, the tag keys
-/// (a field named like a tag makes queries ambiguous) and `time` (ignored by InfluxDB). An
-/// attribute named so is stored with `_` appended.
-pub(crate) const RESERVED: [&str; 8] = [
+/// The fields holding who caused a change: the [`OriginKind`](crate::store::origin::OriginKind)
+/// name and, when known, the automation's or script's entity id or the user id.
+pub(crate) const ORIGIN_FIELDS: [&str; 2] = ["origin", "origin_id"];
+
+/// The measurement of the origin points written beside the `ha_compat` points.
+pub(crate) const ORIGIN_MEASUREMENT: &str = "homeiq_origin";
+
+/// Field names the `homeiq` schema never gives to an attribute: the state fields, the origin
+/// fields, the tag keys (a field named like a tag makes queries ambiguous) and `time` (ignored by
+/// InfluxDB). An attribute named so is stored with `_` appended.
+pub(crate) const RESERVED: [&str; 10] = [
     "state",
     "value",
+    ORIGIN_FIELDS[0],
+    ORIGIN_FIELDS[1],
     "time",
     HOMEIQ_TAGS[0],
     HOMEIQ_TAGS[1],
@@ -207,15 +227,20 @@ impl PointMapper {
     /// [`map_event`](Self::map_event) into `scratch`, whose strings keep their allocations from
     /// one change to the next (the `homeiq` schema allocates nothing for a point shaped like an
     /// earlier one). The point is `scratch.point()` when this returns true.
+    ///
+    /// `origin` (who caused a live change) becomes the fields `origin` and `origin_id` in the
+    /// `homeiq` schema; in `ha_compat` mode the point stays exactly the integration's and the
+    /// origin goes beside it ([`origin_point`](Self::origin_point)).
     pub fn map_event_into(
         &self,
         state: &State,
         time_fired: DateTime<Utc>,
         meta: &EntityMeta,
+        origin: Option<&Origin>,
         scratch: &mut ScratchPoint,
     ) -> bool {
         match self.mode {
-            SchemaMode::Homeiq => self.map_homeiq_into(state, meta, scratch),
+            SchemaMode::Homeiq => self.map_homeiq_into(state, meta, origin, scratch),
             SchemaMode::HaCompat => {
                 match self.map_compat(state, Precision::Micros.timestamp(&time_fired)) {
                     Some(p) => {
@@ -229,13 +254,50 @@ impl PointMapper {
         }
     }
 
+    /// In `ha_compat` mode, the point recording who caused a live change, beside the
+    /// integration's point: measurement [`ORIGIN_MEASUREMENT`], the integration's tags (`domain`,
+    /// `entity_id` without the domain), fields `origin` and `origin_id`, at `time_fired` (the
+    /// integration's point's time). `None` in the `homeiq` schema (the fields are in the point)
+    /// and for changes the integration writes nothing for.
+    pub fn origin_point(
+        &self,
+        state: &State,
+        time_fired: DateTime<Utc>,
+        origin: &Origin,
+    ) -> Option<Point> {
+        if self.mode != SchemaMode::HaCompat
+            || matches!(state.state.as_str(), "unknown" | "unavailable" | "")
+        {
+            return None;
+        }
+        let mut p = Point::new(ORIGIN_MEASUREMENT, Precision::Micros.timestamp(&time_fired));
+        p.tags.push(("domain".into(), state.domain().to_owned()));
+        p.tags
+            .push(("entity_id".into(), object_id_of(&state.entity_id).to_owned()));
+        p.fields.push((
+            ORIGIN_FIELDS[0].into(),
+            FieldValue::Str(origin.kind.as_str().to_owned()),
+        ));
+        if let Some(id) = &origin.id {
+            p.fields
+                .push((ORIGIN_FIELDS[1].into(), FieldValue::Str(id.clone())));
+        }
+        Some(p)
+    }
+
     fn map_homeiq(&self, state: &State, meta: &EntityMeta) -> Option<Point> {
         let mut scratch = ScratchPoint::default();
-        self.map_homeiq_into(state, meta, &mut scratch)
+        self.map_homeiq_into(state, meta, None, &mut scratch)
             .then_some(scratch.point)
     }
 
-    fn map_homeiq_into(&self, state: &State, meta: &EntityMeta, s: &mut ScratchPoint) -> bool {
+    fn map_homeiq_into(
+        &self,
+        state: &State,
+        meta: &EntityMeta,
+        origin: Option<&Origin>,
+        s: &mut ScratchPoint,
+    ) -> bool {
         let domain = state.domain();
         if domain.is_empty() {
             return false;
@@ -264,6 +326,18 @@ impl PointMapper {
             name.push_str("value");
             *value = FieldValue::Float(v);
             s.push_field();
+        }
+        if let Some(origin) = origin {
+            let (name, value) = s.field();
+            name.push_str(ORIGIN_FIELDS[0]);
+            set_str(value, origin.kind.as_str());
+            s.push_field();
+            if let Some(id) = &origin.id {
+                let (name, value) = s.field();
+                name.push_str(ORIGIN_FIELDS[1]);
+                set_str(value, id);
+                s.push_field();
+            }
         }
         for (key, value) in &state.attributes {
             if key.is_empty()

@@ -853,7 +853,7 @@ fn a_reused_scratch_point_maps_every_change_as_a_fresh_point_does() {
                 continue;
             };
             let fresh = mapper.map_change(&r.event, &meta);
-            let mapped = mapper.map_event_into(state, r.event.time_fired, &meta, &mut scratch);
+            let mapped = mapper.map_event_into(state, r.event.time_fired, &meta, None, &mut scratch);
             assert_eq!(
                 mapped.then(|| scratch.point().clone()),
                 fresh,
@@ -863,4 +863,77 @@ fn a_reused_scratch_point_maps_every_change_as_a_fresh_point_does() {
             );
         }
     }
+}
+
+#[test]
+fn origin_is_two_fields_in_homeiq_and_a_point_beside_ha_compat() {
+    use crate::store::origin::{Origin, OriginKind};
+    let ev = event(
+        "light.kitchen",
+        "on",
+        json!({"origin": 3, "origin_id": "x", "brightness": 200}),
+    );
+    let state = ev.new_state.as_ref().expect("state");
+    let by_automation = Origin {
+        kind: OriginKind::Automation,
+        id: Some("automation.wake".into()),
+    };
+    let mut scratch = ScratchPoint::default();
+    assert!(homeiq_mapper().map_event_into(
+        state,
+        ev.time_fired,
+        &meta(),
+        Some(&by_automation),
+        &mut scratch
+    ));
+    let p = scratch.point();
+    assert_eq!(field(p, "origin"), text("automation").as_ref());
+    assert_eq!(field(p, "origin_id"), text("automation.wake").as_ref());
+    // attributes of those names step aside, and come back under their own names
+    assert_eq!(field(p, "origin_"), float(3.0).as_ref());
+    assert_eq!(field(p, "origin_id_str"), text("x").as_ref());
+    assert_eq!(
+        homeiq_attribute("origin_", &json!(3.0)),
+        ("origin".into(), json!(3.0))
+    );
+    assert!(p.tags.iter().all(|(k, _)| k != "origin"), "never a tag");
+    // a device's change has no id; the snapshot (no origin) writes neither field
+    let device = Origin::of(OriginKind::Device);
+    homeiq_mapper().map_event_into(state, ev.time_fired, &meta(), Some(&device), &mut scratch);
+    assert_eq!(field(scratch.point(), "origin"), text("device").as_ref());
+    assert_eq!(field(scratch.point(), "origin_id"), None);
+    let snap = homeiq_mapper().map_state(state, &meta()).expect("point");
+    assert_eq!(field(&snap, "origin"), None);
+    assert_eq!(homeiq_mapper().origin_point(state, ev.time_fired, &device), None);
+
+    // ha_compat: the integration's point is untouched, the origin goes beside it
+    let compat_mapper = PointMapper::new(&compat_settings("default"));
+    assert!(compat_mapper.map_event_into(
+        state,
+        ev.time_fired,
+        &meta(),
+        Some(&by_automation),
+        &mut scratch
+    ));
+    assert_eq!(Some(scratch.point().clone()), compat(&ev));
+    let beside = compat_mapper
+        .origin_point(state, ev.time_fired, &by_automation)
+        .expect("origin point");
+    assert_eq!(beside.measurement, "homeiq_origin");
+    assert_eq!(beside.time, scratch.point().time);
+    assert_eq!(
+        beside.tags,
+        vec![
+            ("domain".to_owned(), "light".to_owned()),
+            ("entity_id".to_owned(), "kitchen".to_owned())
+        ]
+    );
+    assert_eq!(field(&beside, "origin"), text("automation").as_ref());
+    // nothing beside a change the integration does not write
+    let gone = event("light.kitchen", "unavailable", json!({}));
+    let gone_state = gone.new_state.as_ref().expect("state");
+    assert_eq!(
+        compat_mapper.origin_point(gone_state, gone.time_fired, &by_automation),
+        None
+    );
 }
