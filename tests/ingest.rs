@@ -351,7 +351,10 @@ async fn ha_compat_matches_home_assistants_own_integration() {
                 )
                 .await
             {
-                rows.push(series);
+                // who caused each change goes beside the integration's points (checked below)
+                if series["name"] != "homeiq_origin" {
+                    rows.push(series);
+                }
             }
             rows
         }
@@ -371,6 +374,37 @@ async fn ha_compat_matches_home_assistants_own_integration() {
         },
     )
     .await;
+    // beside every point of a live change: one `homeiq_origin` point at the same time, with the
+    // integration's tags (the states were set through the REST API by the token's user)
+    let origins = influx
+        .query_epoch(
+            &db,
+            &format!("SELECT * FROM homeiq_origin WHERE entity_id =~ /^{object}/"),
+            "ns",
+        )
+        .await;
+    let origin_times: BTreeSet<i64> = origins
+        .iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v[0].as_i64())
+        .collect();
+    let point_times: BTreeSet<i64> = mine
+        .iter()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v[0].as_i64())
+        .collect();
+    assert_eq!(origin_times, point_times, "an origin beside every point");
+    assert!(
+        origins.iter().all(|s| {
+            let col = s["columns"]
+                .as_array()
+                .and_then(|c| c.iter().position(|c| c == "origin"));
+            s["values"]
+                .as_array()
+                .is_some_and(|vs| vs.iter().all(|v| col.is_some_and(|i| v[i] == "user")))
+        }),
+        "{origins:?}"
+    );
     let normalise = |series: Vec<Value>| -> BTreeMap<String, BTreeMap<String, Value>> {
         let mut out = BTreeMap::new();
         for s in series {
@@ -528,10 +562,18 @@ async fn changes_carry_who_caused_them_automation_and_user() {
         .to_owned();
 
     // a person: a service call with the token's user
-    ha.call_service("light", "turn_off", json!({"entity_id": "light.ceiling_lights"}))
-        .await;
-    ha.call_service("light", "turn_on", json!({"entity_id": "light.ceiling_lights"}))
-        .await;
+    ha.call_service(
+        "light",
+        "turn_off",
+        json!({"entity_id": "light.ceiling_lights"}),
+    )
+    .await;
+    ha.call_service(
+        "light",
+        "turn_on",
+        json!({"entity_id": "light.ceiling_lights"}),
+    )
+    .await;
     let by_user = eventually("the ceiling light's change by a person", WAIT, || async {
         let rows = influx
             .rows(
@@ -569,7 +611,10 @@ async fn changes_carry_who_caused_them_automation_and_user() {
     })
     .await;
     let deleted = ha.delete(&path).await;
-    assert!(deleted.is_success(), "the test automation was not removed: {deleted}");
+    assert!(
+        deleted.is_success(),
+        "the test automation was not removed: {deleted}"
+    );
     let automation_entity = by_automation["origin_id"].as_str().unwrap_or_default();
     assert!(
         automation_entity.starts_with("automation."),
@@ -587,19 +632,79 @@ async fn changes_carry_who_caused_them_automation_and_user() {
 
     // and the history API says it
     let history = homeiq
-        .get_json("/api/v1/history?entity_id=switch.decorative_lights,light.ceiling_lights&limit=500")
+        .get_json(
+            "/api/v1/history?entity_id=switch.decorative_lights,light.ceiling_lights&limit=500",
+        )
         .await;
     let items = history["items"].as_array().cloned().unwrap_or_default();
     assert!(
-        items.iter().any(|r| r["entity_id"] == "switch.decorative_lights"
-            && r["origin"]["kind"] == "automation"
-            && r["origin"]["id"] == automation_entity),
+        items
+            .iter()
+            .any(|r| r["entity_id"] == "switch.decorative_lights"
+                && r["origin"]["kind"] == "automation"
+                && r["origin"]["id"] == automation_entity),
         "{history}"
     );
     assert!(
-        items.iter().any(|r| r["entity_id"] == "light.ceiling_lights"
-            && r["origin"]["kind"] == "user"
-            && r["origin"]["id"] == owner.as_str()),
+        items
+            .iter()
+            .any(|r| r["entity_id"] == "light.ceiling_lights"
+                && r["origin"]["kind"] == "user"
+                && r["origin"]["id"] == owner.as_str()),
         "{history}"
     );
+}
+
+/// In `ha_compat` mode the integration's points stay exactly its own; who caused a change goes
+/// beside them and the history API joins it back.
+#[tokio::test]
+async fn ha_compat_keeps_the_origin_beside_its_points_and_serves_it() {
+    let ha = Ha::from_env();
+    let influx = Influx::from_env();
+    let homeiq =
+        HomeIq::spawn(HomeIqOptions::from_env().env("HOMEIQ_INFLUXDB__SCHEMA", "ha_compat")).await;
+    homeiq.wait_synced().await;
+    let db = homeiq.database.clone();
+    let owner = ha.ws1(json!({"type": "auth/current_user"})).await["id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    let entity = format!("sensor.{}", unique("origin"));
+    ha.set_state(&entity, "first", json!({})).await;
+    ha.set_state(&entity, "second", json!({})).await;
+    let object = entity.trim_start_matches("sensor.").to_owned();
+    eventually(
+        "two origin points beside the integration's",
+        WAIT,
+        || async {
+            let rows = influx
+                .rows(
+                    &db,
+                    &format!(
+                        "SELECT origin, origin_id FROM homeiq_origin WHERE entity_id = '{object}'"
+                    ),
+                )
+                .await;
+            (rows.len() == 2
+                && rows
+                    .iter()
+                    .all(|r| r["origin"] == "user" && r["origin_id"] == owner.as_str()))
+            .then_some(())
+        },
+    )
+    .await;
+    let history = homeiq
+        .get_json(&format!("/api/v1/history?entity_id={entity}&limit=10"))
+        .await;
+    let items = history["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        items.len(),
+        2,
+        "only the entity's records, no origin rows: {history}"
+    );
+    for r in &items {
+        assert_eq!(r["origin"]["kind"], "user", "{history}");
+        assert_eq!(r["origin"]["id"], owner.as_str(), "{history}");
+        assert!(r["attributes"].get("origin").is_none(), "{history}");
+    }
 }

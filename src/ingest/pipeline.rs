@@ -391,9 +391,13 @@ impl Pipeline {
                 c.unmapped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.publish(&ev.entity_id, previous, Some(current), ev.time_fired, || {
-            origin
-        });
+        self.publish(
+            &ev.entity_id,
+            previous,
+            Some(current),
+            ev.time_fired,
+            || origin,
+        );
     }
 
     fn apply_snapshot(&mut self, states: Vec<State>) {
@@ -465,7 +469,13 @@ impl Pipeline {
             if !unchanged {
                 let at = current.last_updated;
                 let origin = || self.attributor.attribute(current.context.as_ref());
-                self.publish(&current.entity_id, previous, Some(current.clone()), at, origin);
+                self.publish(
+                    &current.entity_id,
+                    previous,
+                    Some(current.clone()),
+                    at,
+                    origin,
+                );
             }
         }
         // the snapshot's points are with the writer: the backfill may start

@@ -30,7 +30,30 @@ use crate::store::history::{
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
 use crate::store::origin::Origin;
-use crate::store::schema::{HOMEIQ_TAGS, ORIGIN_FIELDS, homeiq_attribute};
+use crate::store::schema::{HOMEIQ_TAGS, ORIGIN_FIELDS, ORIGIN_MEASUREMENT, homeiq_attribute};
+
+/// Who caused each change, by time, from a series of the origin points `ha_compat` writes
+/// beside its own (same entity tags and time).
+fn origins_of(series: &Series, out: &mut HashMap<i64, Origin>) {
+    let col = |name: &str| series.columns.iter().position(|c| c == name);
+    let (Some(t), Some(kind)) = (col("time"), col(ORIGIN_FIELDS[0])) else {
+        return;
+    };
+    let id = col(ORIGIN_FIELDS[1]);
+    for v in &series.values {
+        let (Some(time), Some(k)) = (
+            v.get(t).and_then(as_i64),
+            v.get(kind).and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let id = id
+            .and_then(|i| v.get(i))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        out.insert(time, Origin::stored(k, id));
+    }
+}
 
 /// History read from InfluxDB.
 #[derive(Debug, Clone)]
@@ -115,7 +138,12 @@ impl InfluxHistory {
     fn fetched(&self, series: &[Series], f: &Fetch<'_>, order: Order) -> Fetched {
         let mut rows = Vec::new();
         let mut frontier: Option<i64> = None;
+        let mut origins: HashMap<i64, Origin> = HashMap::new();
         for s in series {
+            if self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT {
+                origins_of(s, &mut origins);
+                continue;
+            }
             let before = rows.len();
             self.rows_of(s, Some(f.entity), &mut rows);
             if s.values.len() >= f.limit
@@ -142,6 +170,11 @@ impl InfluxHistory {
         }
         let more = frontier.is_some() || rows.len() > f.limit;
         rows.truncate(f.limit);
+        for r in &mut rows {
+            if let Some(o) = origins.remove(&r.time_us) {
+                r.origin = Some(o);
+            }
+        }
         Fetched { rows, more }
     }
 

@@ -272,8 +272,10 @@ impl PointMapper {
         }
         let mut p = Point::new(ORIGIN_MEASUREMENT, Precision::Micros.timestamp(&time_fired));
         p.tags.push(("domain".into(), state.domain().to_owned()));
-        p.tags
-            .push(("entity_id".into(), object_id_of(&state.entity_id).to_owned()));
+        p.tags.push((
+            "entity_id".into(),
+            object_id_of(&state.entity_id).to_owned(),
+        ));
         p.fields.push((
             ORIGIN_FIELDS[0].into(),
             FieldValue::Str(origin.kind.as_str().to_owned()),

@@ -853,7 +853,8 @@ fn a_reused_scratch_point_maps_every_change_as_a_fresh_point_does() {
                 continue;
             };
             let fresh = mapper.map_change(&r.event, &meta);
-            let mapped = mapper.map_event_into(state, r.event.time_fired, &meta, None, &mut scratch);
+            let mapped =
+                mapper.map_event_into(state, r.event.time_fired, &meta, None, &mut scratch);
             assert_eq!(
                 mapped.then(|| scratch.point().clone()),
                 fresh,
@@ -904,7 +905,10 @@ fn origin_is_two_fields_in_homeiq_and_a_point_beside_ha_compat() {
     assert_eq!(field(scratch.point(), "origin_id"), None);
     let snap = homeiq_mapper().map_state(state, &meta()).expect("point");
     assert_eq!(field(&snap, "origin"), None);
-    assert_eq!(homeiq_mapper().origin_point(state, ev.time_fired, &device), None);
+    assert_eq!(
+        homeiq_mapper().origin_point(state, ev.time_fired, &device),
+        None
+    );
 
     // ha_compat: the integration's point is untouched, the origin goes beside it
     let compat_mapper = PointMapper::new(&compat_settings("default"));
