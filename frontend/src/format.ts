@@ -44,3 +44,11 @@ export function numeric(state: string | null | undefined): number | null {
   const n = Number(state);
   return Number.isFinite(n) ? n : null;
 }
+
+/** Who caused a change, in words: "person", "automation: automation.wake_up", "device", … */
+export function fmtOrigin(o: { kind: string; id?: string | null } | null | undefined): string {
+  if (!o || o.kind === "unknown") return "unknown";
+  const label: Record<string, string> = { user: "person", automation: "automation", script: "script", system: "add-on / system", device: "device" };
+  const name = label[o.kind] ?? o.kind;
+  return o.id && (o.kind === "automation" || o.kind === "script") ? `${name}: ${o.id}` : name;
+}

@@ -125,3 +125,14 @@ describe("api", () => {
     vi.unstubAllGlobals();
   });
 });
+
+describe("origin", () => {
+  it("says who caused a change in words", async () => {
+    const { fmtOrigin } = await import("./format");
+    expect(fmtOrigin({ kind: "automation", id: "automation.wake_up" })).toBe("automation: automation.wake_up");
+    expect(fmtOrigin({ kind: "user", id: "abc123" })).toBe("person");
+    expect(fmtOrigin({ kind: "system", id: "sup" })).toBe("add-on / system");
+    expect(fmtOrigin({ kind: "device" })).toBe("device");
+    expect(fmtOrigin(undefined)).toBe("unknown");
+  });
+});

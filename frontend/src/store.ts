@@ -50,6 +50,8 @@ export interface LiveEvent {
   old_state: HaState | null;
   new_state: HaState | null;
   time_fired: string;
+  /** Who caused the change (absent from older servers). */
+  origin?: { kind: string; id?: string | null };
 }
 
 export type LiveStatus = "connecting" | "open" | "closed";

@@ -4,7 +4,7 @@ import { api } from "../api";
 import { Chart } from "../components/Chart";
 import { Card, Empty, ErrorBox, Loading } from "../components/States";
 import { Timeline, toSegments } from "../components/Timeline";
-import { fmtDuration, fmtTime, numeric, recordState } from "../format";
+import { fmtDuration, fmtOrigin, fmtTime, numeric, recordState } from "../format";
 import { useApi } from "../hooks";
 
 export type RangeKey = "1h" | "24h" | "7d" | "30d" | "custom";
@@ -77,7 +77,7 @@ function Changes({ entityId, range }: { entityId: string; range: Range }) {
     <>
       <table className="table changes">
         <thead>
-          <tr><th scope="col">Time</th><th scope="col">State</th><th scope="col">Previous</th><th scope="col">Lasted</th><th scope="col">Attributes</th></tr>
+          <tr><th scope="col">Time</th><th scope="col">State</th><th scope="col">Previous</th><th scope="col">By</th><th scope="col">Lasted</th><th scope="col">Attributes</th></tr>
         </thead>
         <tbody>
           {hist.data.items.map((r, i) => (
@@ -85,6 +85,7 @@ function Changes({ entityId, range }: { entityId: string; range: Range }) {
               <td>{fmtTime(r.time)}</td>
               <td>{recordState(r) ?? <span className="muted">not recorded</span>}</td>
               <td>{r.previous_state ?? "—"}</td>
+              <td><span className={`origin origin-${r.origin.kind}`}>{fmtOrigin(r.origin)}</span></td>
               <td>{r.duration_secs === null || r.duration_secs === undefined ? "ongoing" : fmtDuration(r.duration_secs)}</td>
               <td>
                 <details>

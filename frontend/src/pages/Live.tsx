@@ -2,7 +2,7 @@ import { memo, useMemo, useState } from "react";
 import { Link } from "wouter";
 import { api } from "../api";
 import { Empty } from "../components/States";
-import { fmtTime } from "../format";
+import { fmtOrigin, fmtTime } from "../format";
 import { useApi, useDebounced, useLiveStream } from "../hooks";
 import { useStore, type LiveEvent } from "../store";
 
@@ -35,12 +35,13 @@ const EventRow = memo(function EventRow({ e }: { e: LiveEvent }) {
         <span className="event-change">
           <span className="muted">{e.old_state?.state ?? "∅"}</span> → <strong>{e.new_state?.state ?? "removed"}</strong>
         </span>
+        {e.origin && <span className={`origin origin-${e.origin.kind}`} title="who caused it">{fmtOrigin(e.origin)}</span>}
       </div>
       <details onToggle={(ev) => setOpen((ev.target as HTMLDetailsElement).open)}>
         <summary>JSON</summary>
         {/* rendered only when opened: hundreds of rows stay cheap */}
         {open && (
-          <pre className="json">{JSON.stringify({ entity_id: e.entity_id, area_id: e.area_id, time_fired: e.time_fired, old_state: e.old_state, new_state: e.new_state }, null, 2)}</pre>
+          <pre className="json">{JSON.stringify({ entity_id: e.entity_id, area_id: e.area_id, time_fired: e.time_fired, origin: e.origin, old_state: e.old_state, new_state: e.new_state }, null, 2)}</pre>
         )}
       </details>
     </li>
