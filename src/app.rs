@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::analysis::{Analysis, AnalysisParts, SystemClock, ZoneSource};
 use crate::api::rates::EventRates;
 use crate::api::{self, AppState, ServerOptions};
 use crate::config::SchemaMode;
@@ -101,6 +102,8 @@ pub struct Application {
     registry: RegistryStore,
     webhooks: WebhookTasks,
     rates_task: OwnedTask,
+    analysis: Analysis,
+    analysis_scheduler: OwnedTask,
 }
 
 /// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
@@ -211,6 +214,22 @@ impl Application {
             },
             cancel.child_token(),
         );
+        let analysis = storage_step(
+            "open pattern analysis",
+            DataFile::Metadata,
+            &metadata_db,
+            Analysis::open(AnalysisParts {
+                settings: settings.analysis.clone(),
+                db: registry.connection().clone(),
+                history: history.clone(),
+                zone: ZoneSource::Ha(ingest.ha.clone()),
+                states: ingest.states.clone(),
+                clock: Arc::new(SystemClock),
+            })
+            .await,
+            SqliteFailure::of_db_err,
+        )?;
+        let analysis_scheduler = analysis.spawn_scheduler(cancel.child_token());
         let rates = EventRates::default();
         let rates_task = OwnedTask::spawn(
             "event rates",
@@ -239,6 +258,7 @@ impl Application {
             rates,
             settings: Arc::new(settings.clone()),
             webhooks,
+            analysis: analysis.clone(),
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
@@ -269,6 +289,8 @@ impl Application {
             registry,
             webhooks: webhook_tasks,
             rates_task,
+            analysis,
+            analysis_scheduler,
         })
     }
 
@@ -298,6 +320,8 @@ impl Application {
             registry,
             mut webhooks,
             mut rates_task,
+            analysis,
+            mut analysis_scheduler,
             ..
         } = self;
         let server_handle = server.handle();
@@ -319,9 +343,16 @@ impl Application {
         shutdown
             .run(Stage::StopHttp, |_| async {
                 // requests under way may end (live streams ended at the cancel)
-                server_handle.stop(true).await;
-                server_task.join().await;
+                // an analysis under way stops between two slices (recorded as interrupted)
+                tokio::join!(
+                    async {
+                        server_handle.stop(true).await;
+                        server_task.join().await;
+                    },
+                    analysis.stop(),
+                );
                 rates_task.join().await;
+                analysis_scheduler.join().await;
             })
             .await;
         shutdown

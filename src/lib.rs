@@ -5,6 +5,7 @@
 //! Capabilities live in their own modules; [`app`] wires them together and `main.rs` only parses
 //! the command line.
 
+pub(crate) mod analysis;
 pub(crate) mod api;
 pub mod app;
 pub mod cli;

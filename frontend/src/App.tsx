@@ -10,6 +10,7 @@ const EntityPage = lazy(() => import("./pages/Entity"));
 const Live = lazy(() => import("./pages/Live"));
 const Settings = lazy(() => import("./pages/Settings"));
 const Webhooks = lazy(() => import("./pages/Webhooks"));
+const Patterns = lazy(() => import("./pages/Patterns"));
 
 /** The router's base: the path of <base href> (the ingress prefix), without its trailing slash. */
 export function routerBase(): string {
@@ -66,6 +67,7 @@ export function App() {
           <NavLink href="/" label="Overview" match="/" />
           <NavLink href="/devices" label="Devices" match="/devices/*?" />
           <NavLink href="/live" label="Live events" match="/live" />
+          <NavLink href="/patterns" label="Patterns" match="/patterns" />
           <NavLink href="/webhooks" label="Webhooks" match="/webhooks" />
           <NavLink href="/settings" label="Settings" match="/settings" />
         </nav>
@@ -79,6 +81,7 @@ export function App() {
             <Route path="/devices/:id">{(p) => <DevicePage id={decodeURIComponent(p.id)} />}</Route>
             <Route path="/entities/:id">{(p) => <EntityPage entityId={decodeURIComponent(p.id)} />}</Route>
             <Route path="/live" component={Live} />
+            <Route path="/patterns" component={Patterns} />
             <Route path="/webhooks" component={Webhooks} />
             <Route path="/settings" component={Settings} />
             <Route component={NotFound} />

@@ -15,6 +15,8 @@ export type DeviceQuery = Query<"/api/v1/devices">;
 type HistoryQuery = Query<"/api/v1/history">;
 type AggregateQuery = Query<"/api/v1/history/aggregate">;
 type DeliveryQuery = Query<"/api/v1/webhooks/{id}/deliveries">;
+type PatternQuery = Query<"/api/v1/patterns">;
+type RunQuery = Query<"/api/v1/analysis/runs">;
 type WebhookRequest = Schemas["WebhookRequest"];
 type Rule = Schemas["Rule"];
 
@@ -111,6 +113,9 @@ export const api = {
   testWebhook: (id: string) => ok(client().POST("/api/v1/webhooks/{id}/test", { params: { path: { id } } })),
   deliveries: (id: string, query: DeliveryQuery, signal?: AbortSignal) =>
     ok(client().GET("/api/v1/webhooks/{id}/deliveries", { params: { path: { id }, query }, signal })),
+  patterns: (query: PatternQuery, signal?: AbortSignal) => ok(client().GET("/api/v1/patterns", { params: { query }, signal })),
+  analysisRuns: (query: RunQuery, signal?: AbortSignal) => ok(client().GET("/api/v1/analysis/runs", { params: { query }, signal })),
+  startAnalysis: () => ok(client().POST("/api/v1/analysis/runs")),
 };
 
 // The answers as the panel receives them (openapi-fetch's view of the schemas: the same fields)
@@ -124,6 +129,8 @@ export type HaState = NonNullable<Entity["state"]>;
 export type AggregatePoint = Answer<"aggregate">["series"][number]["points"][number];
 export type Webhook = Answer<"updateWebhook">;
 export type WebhookRule = Webhook["rules"][number];
+export type Pattern = Answer<"patterns">["items"][number];
+export type Run = Answer<"analysisRuns">["items"][number];
 
 /** Every device matching `query` (pages of 1000, fetched in parallel after the first). */
 export async function allDevices(query: Omit<DeviceQuery, "limit" | "offset">, signal?: AbortSignal): Promise<Device[]> {

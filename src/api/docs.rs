@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "live", description = "State changes as they happen"),
         (name = "operations", description = "Health, metrics and configuration"),
         (name = "webhooks", description = "Signed webhooks triggered by state changes: targets, test deliveries, delivery log"),
+        (name = "patterns", description = "Routines learned from the home's history, and the analysis runs that learn them"),
     )
 )]
 pub(crate) struct ApiDoc;

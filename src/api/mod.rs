@@ -83,6 +83,8 @@ pub(crate) struct AppState {
     pub settings: Arc<Settings>,
     /// Signed webhooks.
     pub webhooks: crate::webhooks::WebhookHandle,
+    /// Pattern analysis: runs and the patterns learned.
+    pub analysis: crate::analysis::Analysis,
 }
 
 /// What the server needs besides [`AppState`].
@@ -138,7 +140,8 @@ where
                 .configure(crate::registry::api::routes)
                 .configure(history::routes)
                 .service(stream::stream_events)
-                .configure(crate::webhooks::api::routes),
+                .configure(crate::webhooks::api::routes)
+                .configure(crate::analysis::api::routes),
         )
 }
 
@@ -179,6 +182,10 @@ pub(crate) fn bind(
         stop: options.stop.clone(),
     });
     let webhooks = web::Data::new(state.webhooks.clone());
+    let analysis_api = web::Data::new(crate::analysis::api::AnalysisApi {
+        analysis: state.analysis.clone(),
+        catalog: state.catalog.clone(),
+    });
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) = routes(
@@ -188,6 +195,7 @@ pub(crate) fn bind(
                 .app_data(history_api.clone())
                 .app_data(live_api.clone())
                 .app_data(webhooks.clone())
+                .app_data(analysis_api.clone())
                 .app_data(registry.clone())
                 .app_data(durations.clone())
                 .app_data(guard.clone())

@@ -99,6 +99,19 @@ impl ApiError {
         e
     }
 
+    /// 409: the request conflicts with what is under way (a run already running).
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 429 for a reason of the resource's own (a cooldown): `message`, retry after
+    /// `retry_after_secs`.
+    pub(crate) fn too_soon(retry_after_secs: u64, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_soon", message);
+        e.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     /// 503: a backend the request needs is down.
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(

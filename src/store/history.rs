@@ -21,7 +21,7 @@ pub(crate) use crate::store::embedded::EmbeddedHistory;
 pub(crate) use crate::store::influx::InfluxHistory;
 
 use crate::store::influx::InfluxError;
-use crate::store::origin::Origin;
+use crate::store::origin::{Origin, OriginKind};
 
 /// Why a history query failed.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +213,27 @@ impl HistoryStore {
         }
     }
 
+    /// Every stored state of entities of `domains` in `[start, end)`, oldest first (ties by
+    /// entity id): what the pattern detectors read, one slice of the analysis window at a time.
+    /// States the schema stored only as a number come back as their text.
+    pub(crate) async fn changes(
+        &self,
+        domains: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<StoredChange>, HistoryError> {
+        let mut out = match self {
+            HistoryStore::Influx(h) => h.changes(domains, start, end).await?,
+            HistoryStore::Embedded(h) => h.changes(domains, start, end).await?,
+        };
+        out.sort_by(|a, b| {
+            a.time_us
+                .cmp(&b.time_us)
+                .then_with(|| a.entity_id.cmp(&b.entity_id))
+        });
+        Ok(out)
+    }
+
     /// Records per bucket and domain in `[start, end)`.
     pub(crate) async fn event_stats(
         &self,
@@ -244,6 +265,26 @@ pub(crate) struct StoredRow {
     pub(crate) attributes: Map<String, Value>,
     /// Who caused the change, when it was stored (live changes).
     pub(crate) origin: Option<Origin>,
+}
+
+/// One stored state as the pattern detectors read it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredChange {
+    /// The entity.
+    pub(crate) entity_id: String,
+    /// When (the state's `last_updated`, or `time_fired` in `ha_compat`), µs since the epoch.
+    pub(crate) time_us: i64,
+    /// The state string.
+    pub(crate) state: String,
+    /// Who caused it (`Unknown` when not stored).
+    pub(crate) origin: OriginKind,
+}
+
+/// Domains are identifiers (`light`, `media_player`): anything else is never asked for.
+pub(crate) fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// History requests a backend serves at once; more wait their turn before their first query.

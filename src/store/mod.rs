@@ -13,6 +13,9 @@ pub mod sink;
 pub mod states;
 pub mod written;
 
+#[cfg(test)]
+mod changes_tests;
+
 /// SQLite's process-wide soft heap limit, bytes (`PRAGMA soft_heap_limit`): page caches of every
 /// connection (registry mirror, embedded history, its readers) together stay near this, SQLite
 /// recycling cached pages instead of growing. Each connection's own `cache_size` is an upper

@@ -12,6 +12,7 @@ mod m20261123_000001_registry_mirror;
 mod m20261201_000001_webhooks;
 mod m20261202_000001_registry_2026_fields;
 mod m20261202_000001_webhook_outbox_cap;
+mod m20261207_000001_analysis;
 
 /// Applies the metadata database's migrations in order, each once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_webhooks::Migration),
             Box::new(m20261202_000001_registry_2026_fields::Migration),
             Box::new(m20261202_000001_webhook_outbox_cap::Migration),
+            Box::new(m20261207_000001_analysis::Migration),
         ]
     }
 }

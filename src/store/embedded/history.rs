@@ -22,13 +22,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
-use crate::store::origin::Origin;
-
 use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
-    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
-    read_bounds, stats_buckets, time_of, with_neighbours,
+    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredChange, StoredRow,
+    is_domain, page_edges, read_bounds, stats_buckets, time_of, with_neighbours,
 };
+use crate::store::origin::{Origin, OriginKind};
 
 /// History read from the embedded store; cheap to clone (it wraps a pool of read connections).
 #[derive(Debug, Clone)]
@@ -109,6 +108,48 @@ impl EmbeddedHistory {
             out.push(AggregateSeries {
                 entity_id: entity.clone(),
                 points,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stored states of entities of `domains` in `[start, end)` (see
+    /// [`HistoryStore::changes`](crate::store::history::HistoryStore::changes)): a range of the
+    /// time index.
+    pub(crate) async fn changes(
+        &self,
+        domains: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<StoredChange>, HistoryError> {
+        let domains: Vec<&str> = domains.iter().copied().filter(|d| is_domain(d)).collect();
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _slot = self.slots.take().await?;
+        let list = domains
+            .iter()
+            .map(|d| format!("'{d}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT entity_id, time_us, state, origin FROM points INDEXED BY points_by_time
+             WHERE time_us >= ?1 AND time_us < ?2 AND domain IN ({list}) AND state IS NOT NULL"
+        );
+        // domains are identifiers ([`is_domain`]): nothing else reaches the statement
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(start.timestamp_micros())
+            .bind(end.timestamp_micros())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let origin: Option<String> = r.try_get("origin")?;
+            out.push(StoredChange {
+                entity_id: r.try_get("entity_id")?,
+                time_us: r.try_get("time_us")?,
+                state: r.try_get("state")?,
+                origin: origin.map_or(OriginKind::Unknown, |o| OriginKind::parse(&o)),
             });
         }
         Ok(out)

@@ -25,11 +25,11 @@ use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
 use crate::store::history::{
     AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
-    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredRow, page_edges,
-    read_bounds, stats_buckets, time_of, with_neighbours,
+    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredChange, StoredRow,
+    is_domain, page_edges, read_bounds, stats_buckets, time_of, with_neighbours,
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
-use crate::store::origin::Origin;
+use crate::store::origin::{Origin, OriginKind};
 use crate::store::schema::{HOMEIQ_TAGS, ORIGIN_FIELDS, ORIGIN_MEASUREMENT, homeiq_attribute};
 
 /// Who caused each change, by time, from a series of the origin points `ha_compat` writes
@@ -329,6 +329,104 @@ impl InfluxHistory {
                 entity_id: entity.clone(),
                 points: buckets.into_values().collect(),
             });
+        }
+        Ok(out)
+    }
+
+    /// Stored states of entities of `domains` in `[start, end)` (see
+    /// [`HistoryStore::changes`](crate::store::history::HistoryStore::changes)): one statement,
+    /// a series per entity (`homeiq`: the domains' measurements; `ha_compat`: every measurement,
+    /// by the `domain` tag, with the origins beside them).
+    pub(crate) async fn changes(
+        &self,
+        domains: &[&str],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<StoredChange>, HistoryError> {
+        let domains: Vec<&str> = domains.iter().copied().filter(|d| is_domain(d)).collect();
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _slot = self.slots.take().await?;
+        let range = format!("time >= {} AND time < {}", ns(start), ns(end));
+        let statement = match self.schema {
+            SchemaMode::Homeiq => format!(
+                "SELECT \"state\", \"{}\" FROM {} WHERE {range} GROUP BY \"entity_id\"",
+                ORIGIN_FIELDS[0],
+                domains
+                    .iter()
+                    .map(|d| quote_ident(d))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            SchemaMode::HaCompat => format!(
+                "SELECT \"state\", \"value\", \"{}\" FROM /.*/ WHERE \"domain\" =~ /^({})$/ AND {range} GROUP BY \"domain\", \"entity_id\"",
+                ORIGIN_FIELDS[0],
+                domains.join("|")
+            ),
+        };
+        let result = self.query(&statement).await?;
+        let mut out = Vec::new();
+        // ha_compat: (entity, time) → origin, from the points beside
+        let mut origins: HashMap<(String, i64), OriginKind> = HashMap::new();
+        for s in result.first_series() {
+            let entity_id = match self.schema {
+                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
+                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
+                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
+                    _ => None,
+                },
+            };
+            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            let col = |name: &str| s.columns.iter().position(|c| c == name);
+            let (time, state, value, origin) = (
+                col("time"),
+                col("state"),
+                col("value"),
+                col(ORIGIN_FIELDS[0]),
+            );
+            let beside = self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
+            for v in &s.values {
+                let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
+                    continue;
+                };
+                let origin = origin
+                    .and_then(|i| v.get(i))
+                    .and_then(Value::as_str)
+                    .map(OriginKind::parse);
+                if beside {
+                    if let Some(o) = origin {
+                        origins.insert((entity_id.clone(), time_us), o);
+                    }
+                    continue;
+                }
+                let text = state
+                    .and_then(|i| v.get(i))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        value
+                            .and_then(|i| v.get(i))
+                            .and_then(Value::as_f64)
+                            .map(number_text)
+                    });
+                let Some(text) = text else { continue };
+                out.push(StoredChange {
+                    entity_id: entity_id.clone(),
+                    time_us,
+                    state: text,
+                    origin: origin.unwrap_or(OriginKind::Unknown),
+                });
+            }
+        }
+        if !origins.is_empty() {
+            for c in &mut out {
+                if let Some(o) = origins.remove(&(c.entity_id.clone(), c.time_us)) {
+                    c.origin = o;
+                }
+            }
         }
         Ok(out)
     }

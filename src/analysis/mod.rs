@@ -1,0 +1,393 @@
+//! Analysis runs: the pattern detectors ([`crate::patterns`]) over stored history, nightly and
+//! on request, one at a time, with a status row for every run and every refused request.
+//!
+//! - **When.** Nightly at `analysis.schedule` on the home's wall clock (its time zone from Home
+//!   Assistant's `get_config`, the last one known when it is unreachable, else UTC), and through
+//!   `POST /api/v1/analysis/runs`, at most once per `analysis.manual_cooldown_hours` (429 with
+//!   `Retry-After` inside it). Never two runs at once (409). A run that HomeIQ's stop or a crash
+//!   cut short is recorded as `interrupted` at the next start.
+//! - **How.** A run reads the window (`analysis.window_days` up to now, plus a day before it so
+//!   every entity's state at the start is known) through the storage interface, in slices of
+//!   [`SLICE`], each handed to the detectors on Tokio's blocking pool: memory holds one slice and
+//!   the detectors' tallies, never the window, and ingestion keeps its threads (history reads
+//!   go through the backends' request slots and read-only connections). Its patterns replace the
+//!   previous ones in one transaction (`patterns` table) and in memory, where
+//!   `GET /api/v1/patterns` reads them.
+
+pub(crate) mod api;
+mod schedule;
+pub(crate) mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AnalysisSettings;
+use crate::ha::HaHandle;
+use crate::patterns::{Analyzer, Change, Params};
+use crate::store::history::{HistoryStore, time_of};
+use crate::store::states::CurrentStates;
+use crate::task::OwnedTask;
+use store::{AnalysisStore, Outcome, RunCounts, StoredPattern, Trigger, run};
+
+/// History read per step of a run.
+const SLICE: chrono::Duration = chrono::Duration::hours(6);
+
+/// How long a run waits for Home Assistant's `get_config`.
+const CONFIG_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The scheduler looks at the clock at least this often (a changed time zone or clock).
+const SCHEDULER_TICK: Duration = Duration::from_secs(3_600);
+
+/// Where "now" comes from: the system clock, or a test's.
+pub(crate) trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Where the home's time zone comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum ZoneSource {
+    /// Home Assistant's `get_config` (`time_zone`).
+    Ha(HaHandle),
+    /// A fixed zone (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Fixed(Tz),
+}
+
+/// Why a run was not started.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// `analysis.enabled` is false.
+    #[error("pattern analysis is turned off (analysis.enabled)")]
+    Disabled,
+    /// Another run is under way.
+    #[error("an analysis is already running")]
+    Busy,
+    /// A requested run came too soon after the last.
+    #[error("the last requested analysis was less than analysis.manual_cooldown_hours ago")]
+    Cooldown(Duration),
+    /// The metadata database failed.
+    #[error("the metadata database failed: {0}")]
+    Db(String),
+}
+
+impl From<sea_orm::DbErr> for Refusal {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Refusal::Db(e.to_string())
+    }
+}
+
+struct Inner {
+    settings: AnalysisSettings,
+    store: AnalysisStore,
+    history: HistoryStore,
+    zone: ZoneSource,
+    /// The last zone Home Assistant named.
+    last_zone: Mutex<Option<Tz>>,
+    states: CurrentStates,
+    clock: Arc<dyn Clock>,
+    /// Held by the run under way.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    patterns: ArcSwap<Vec<StoredPattern>>,
+    /// Cancels the run under way (shutdown).
+    stop: CancellationToken,
+    /// The run under way.
+    current: Mutex<Option<OwnedTask>>,
+}
+
+/// The analysis: runs, their rows and the patterns learned; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Analysis(Arc<Inner>);
+
+impl std::fmt::Debug for Analysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analysis").finish_non_exhaustive()
+    }
+}
+
+/// What [`Analysis::open`] needs.
+pub(crate) struct AnalysisParts {
+    pub settings: AnalysisSettings,
+    pub db: sea_orm::DatabaseConnection,
+    pub history: HistoryStore,
+    pub zone: ZoneSource,
+    pub states: CurrentStates,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Analysis {
+    /// Marks runs a stop cut short as interrupted and loads the stored patterns.
+    pub(crate) async fn open(parts: AnalysisParts) -> Result<Self, sea_orm::DbErr> {
+        let store = AnalysisStore::new(parts.db);
+        let interrupted = store.interrupt_leftovers(parts.clock.now()).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "an analysis was under way when HomeIQ stopped; it is recorded as interrupted"
+            );
+        }
+        let patterns = store.patterns().await?;
+        Ok(Analysis(Arc::new(Inner {
+            settings: parts.settings,
+            store,
+            history: parts.history,
+            zone: parts.zone,
+            last_zone: Mutex::new(None),
+            states: parts.states,
+            clock: parts.clock,
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            patterns: ArcSwap::from_pointee(patterns),
+            stop: CancellationToken::new(),
+            current: Mutex::new(None),
+        })))
+    }
+
+    /// The patterns of the last successful run.
+    pub(crate) fn patterns(&self) -> Arc<Vec<StoredPattern>> {
+        self.0.patterns.load_full()
+    }
+
+    /// Runs and refused requests, newest first.
+    pub(crate) async fn runs(
+        &self,
+        limit: u64,
+        before: Option<i64>,
+    ) -> Result<Vec<run::Model>, sea_orm::DbErr> {
+        self.0.store.runs(limit, before).await
+    }
+
+    /// Whether a run is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.0.busy.try_lock().is_err()
+    }
+
+    /// The home's time zone: Home Assistant's, else the last one it named, else UTC.
+    async fn time_zone(&self) -> Tz {
+        let asked = match &self.0.zone {
+            ZoneSource::Fixed(tz) => return *tz,
+            ZoneSource::Ha(ha) => ha
+                .request(serde_json::json!({"type": "get_config"}), CONFIG_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|raw| {
+                    serde_json::from_str::<serde_json::Value>(raw.get()).map_err(|e| e.to_string())
+                })
+                .and_then(|v| {
+                    let name = v["time_zone"].as_str().unwrap_or_default().to_owned();
+                    name.parse::<Tz>()
+                        .map_err(|_| format!("unknown time zone `{name}`"))
+                }),
+        };
+        match asked {
+            Ok(tz) => {
+                *lock(&self.0.last_zone) = Some(tz);
+                tz
+            }
+            Err(e) => {
+                let last = *lock(&self.0.last_zone);
+                tracing::warn!(error = %e, fallback = %last.unwrap_or(Tz::UTC), "the home's time zone is not known; using the last one");
+                last.unwrap_or(Tz::UTC)
+            }
+        }
+    }
+
+    /// Starts a run now unless one is under way, analysis is off or (requested runs) the
+    /// cooldown has not passed; every refusal is recorded. Returns the run's row.
+    pub(crate) async fn request(&self, trigger: Trigger) -> Result<run::Model, Refusal> {
+        let inner = &self.0;
+        let now = inner.clock.now();
+        let refuse = |why: Refusal| async move {
+            inner.store.refuse(trigger, now, &why.to_string()).await?;
+            Err(why)
+        };
+        if !inner.settings.enabled {
+            return refuse(Refusal::Disabled).await;
+        }
+        let Ok(guard) = Arc::clone(&inner.busy).try_lock_owned() else {
+            return refuse(Refusal::Busy).await;
+        };
+        if trigger == Trigger::Manual {
+            let last = inner.store.last_manual_start().await?;
+            if let Some(wait) =
+                schedule::cooldown_left(last, now, inner.settings.manual_cooldown_hours)
+            {
+                return refuse(Refusal::Cooldown(wait)).await;
+            }
+        }
+        let tz = self.time_zone().await;
+        let end = inner.clock.now();
+        let params = Params::new(&inner.settings, tz, end);
+        let row = inner
+            .store
+            .start(trigger, end, (params.start, params.end), tz.name())
+            .await?;
+        tracing::info!(id = row.id, ?trigger, time_zone = %tz, "analysis started");
+        let me = self.clone();
+        let id = row.id;
+        let task = OwnedTask::spawn("analysis run", async move {
+            me.execute(id, params).await;
+            drop(guard);
+        });
+        *lock(&inner.current) = Some(task);
+        Ok(row)
+    }
+
+    /// Runs the detectors and records the outcome.
+    async fn execute(&self, id: i64, params: Params) {
+        let inner = &self.0;
+        let started = inner.clock.now();
+        let (outcome, counts, error) = match self.analyse(params).await {
+            Ok(Some((patterns, counts))) => {
+                match inner
+                    .store
+                    .replace_patterns(id, patterns, inner.clock.now())
+                    .await
+                {
+                    Ok(stored) => {
+                        inner.patterns.store(Arc::new(stored));
+                        (Outcome::Succeeded, counts, None)
+                    }
+                    Err(e) => (Outcome::Failed, counts, Some(format!("storing patterns: {e}"))),
+                }
+            }
+            Ok(None) => (
+                Outcome::Interrupted,
+                RunCounts::default(),
+                Some("HomeIQ stopped during the run".to_owned()),
+            ),
+            Err(e) => (Outcome::Failed, RunCounts::default(), Some(e)),
+        };
+        let now = inner.clock.now();
+        tracing::info!(
+            id,
+            ?outcome,
+            changes = counts.changes,
+            patterns = counts.patterns,
+            took_ms = (now - started).num_milliseconds(),
+            error = error.as_deref().unwrap_or(""),
+            "analysis finished"
+        );
+        if let Err(e) = inner
+            .store
+            .finish(id, started, now, outcome, counts, error)
+            .await
+        {
+            tracing::error!(id, error = %e, "could not record how the analysis ended");
+        }
+    }
+
+    /// Reads the window slice by slice into the detectors. `None` when stopped meanwhile.
+    async fn analyse(
+        &self,
+        params: Params,
+    ) -> Result<Option<(Vec<crate::patterns::Pattern>, RunCounts)>, String> {
+        let inner = &self.0;
+        let (start, end) = (params.start, params.end);
+        let mut analyzer = Analyzer::new(params);
+        // device classes decide how conservative a cover (garage, door) is
+        for s in inner.states.all() {
+            if let Some(class) = s.device_class() {
+                analyzer.set_device_class(&s.entity_id, class);
+            }
+        }
+        let domains = crate::patterns::analysed_domains();
+        let mut from = start - chrono::Duration::days(1);
+        let mut changes_read = 0u64;
+        while from < end {
+            if inner.stop.is_cancelled() {
+                return Ok(None);
+            }
+            let to = (from + SLICE).min(end);
+            let changes = inner
+                .history
+                .changes(&domains, from, to)
+                .await
+                .map_err(|e| format!("reading history: {e}"))?;
+            changes_read += changes.len() as u64;
+            analyzer = tokio::task::spawn_blocking(move || {
+                for c in &changes {
+                    analyzer.push(Change {
+                        entity_id: &c.entity_id,
+                        state: &c.state,
+                        time: time_of(c.time_us),
+                        origin: c.origin,
+                    });
+                }
+                analyzer
+            })
+            .await
+            .map_err(|e| format!("the analysis task failed: {e}"))?;
+            from = to;
+        }
+        let (patterns, stats) = tokio::task::spawn_blocking(move || analyzer.finish())
+            .await
+            .map_err(|e| format!("the analysis task failed: {e}"))?;
+        let counts = RunCounts {
+            changes: changes_read,
+            transitions: stats.transitions,
+            patterns: patterns.len() as u64,
+        };
+        Ok(Some((patterns, counts)))
+    }
+
+    /// Starts the nightly schedule; it stops with `cancel`.
+    pub(crate) fn spawn_scheduler(&self, cancel: CancellationToken) -> OwnedTask {
+        let me = self.clone();
+        OwnedTask::spawn("analysis scheduler", async move {
+            let Ok(at) = me.0.settings.schedule_time() else {
+                return;
+            };
+            if !me.0.settings.enabled {
+                return;
+            }
+            loop {
+                let tz = me.time_zone().await;
+                let now = me.0.clock.now();
+                let next = schedule::next_run_after(now, at, tz);
+                let wait = (next - now).to_std().unwrap_or_default();
+                tracing::debug!(%next, "next nightly analysis");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait.min(SCHEDULER_TICK)) => {}
+                }
+                if me.0.clock.now() >= next {
+                    match me.request(Trigger::Scheduled).await {
+                        Ok(_) | Err(Refusal::Busy) => {}
+                        Err(e) => tracing::warn!(error = %e, "the nightly analysis did not start"),
+                    }
+                }
+            }
+        })
+    }
+
+    /// Stops the run under way (recorded as interrupted) and waits for it.
+    pub(crate) async fn stop(&self) {
+        self.0.stop.cancel();
+        let task = lock(&self.0.current).take();
+        if let Some(mut task) = task {
+            task.join().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
