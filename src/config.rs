@@ -1837,6 +1837,21 @@ mod tests {
     }
 
     #[test]
+    fn the_addon_manifest_options_are_the_analysis_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let options: AnalysisSettings = config::Config::builder()
+            .add_source(config::File::from(manifest.as_path()))
+            .build()
+            .and_then(|c| c.get("options.analysis"))
+            .expect("config.yaml options.analysis");
+        let defaults = AnalysisSettings::default();
+        assert_eq!(
+            serde_json::to_value(&options).ok(),
+            serde_json::to_value(&defaults).ok()
+        );
+    }
+
+    #[test]
     fn endpoint_prefers_the_supervisor() {
         let mut s = Settings::default();
         let e = s.ha_endpoint(Some("sup")).expect("endpoint");
