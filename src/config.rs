@@ -195,6 +195,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// Signed webhooks: delivery limits and retries.
     pub webhooks: WebhookSettings,
+    /// Pattern analysis: the habits learned from history (`crate::patterns`).
+    pub analysis: AnalysisSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -217,6 +219,7 @@ impl Default for Settings {
             exclude: EntityFilterSettings::default(),
             api: ApiSettings::default(),
             webhooks: WebhookSettings::default(),
+            analysis: AnalysisSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -290,6 +293,188 @@ impl Default for WebhookSettings {
             max_pending_per_target: 10_000,
         }
     }
+}
+
+/// `analysis.*`: the pattern analysis (habits learned from the home's own history, see
+/// `crate::patterns`). The thresholds default to those of the system HomeIQ replaces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalysisSettings {
+    /// Whether analyses run (nightly and on request).
+    pub enabled: bool,
+    /// Days of history one analysis reads, 7..=365.
+    pub window_days: u32,
+    /// Occurrences a daily time-of-day pattern needs over `window_days` (weekday and weekend
+    /// patterns need proportionally fewer: `ceil(min × their days / window_days)`).
+    pub min_occurrences: u32,
+    /// Confidence a pattern needs, 0..=1.
+    pub min_confidence: f64,
+    /// Co-occurrence support (trigger occurrences followed by the action) a sequence needs.
+    pub min_support: u32,
+    /// Per-domain thresholds (a list: the add-on schema takes no maps); an unset value keeps the
+    /// general one. Security-relevant entities never go below
+    /// `patterns::SECURITY_MIN_CONFIDENCE` whatever is set here.
+    pub domain_overrides: Vec<DomainOverride>,
+    /// How long after the trigger the action may follow to count as a sequence, seconds.
+    pub co_occurrence_window_seconds: u32,
+    /// Local time (`HH:MM`, the home's time zone) of the nightly analysis.
+    pub schedule: String,
+    /// Hours a requested analysis must wait after the previous requested one (0: no wait).
+    pub manual_cooldown_hours: u32,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        let domain =
+            |domain: &str, occ: Option<u32>, conf: f64, support: Option<u32>| DomainOverride {
+                domain: domain.into(),
+                min_occurrences: occ,
+                min_confidence: Some(conf),
+                min_support: support,
+            };
+        AnalysisSettings {
+            enabled: true,
+            window_days: 30,
+            min_occurrences: 10,
+            min_confidence: 0.7,
+            min_support: 10,
+            domain_overrides: vec![
+                domain("light", Some(8), 0.6, Some(6)),
+                domain("switch", Some(8), 0.6, Some(6)),
+                domain("media_player", Some(6), 0.6, Some(4)),
+                domain("lock", Some(4), 0.85, Some(4)),
+                domain("climate", None, 0.75, None),
+            ],
+            co_occurrence_window_seconds: 300,
+            schedule: "03:00".into(),
+            manual_cooldown_hours: 24,
+        }
+    }
+}
+
+impl AnalysisSettings {
+    /// The nightly run's local time (`schedule`), or the error naming the key.
+    pub fn schedule_time(&self) -> Result<chrono::NaiveTime, ConfigError> {
+        let s = self.schedule.trim();
+        let parsed = match s.split_once(':') {
+            Some((h, m)) if h.len() == 2 && m.len() == 2 => h
+                .parse::<u32>()
+                .ok()
+                .zip(m.parse::<u32>().ok())
+                .and_then(|(h, m)| chrono::NaiveTime::from_hms_opt(h, m, 0)),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            ConfigError::invalid(
+                "analysis.schedule",
+                format!("`{s}` is not a local time HH:MM (00:00..23:59)"),
+            )
+        })
+    }
+
+    /// Every problem of the `analysis` section, each naming its key.
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |result: Result<(), ConfigError>| {
+            if let Err(e) = result {
+                problems.push(e);
+            }
+        };
+        check(check_range(
+            "analysis.window_days",
+            self.window_days,
+            7,
+            365,
+        ));
+        check(check_range(
+            "analysis.min_occurrences",
+            self.min_occurrences,
+            1,
+            10_000,
+        ));
+        check(check_confidence(
+            "analysis.min_confidence",
+            self.min_confidence,
+        ));
+        check(check_range(
+            "analysis.min_support",
+            self.min_support,
+            1,
+            100_000,
+        ));
+        check(check_range(
+            "analysis.co_occurrence_window_seconds",
+            self.co_occurrence_window_seconds,
+            10,
+            3_600,
+        ));
+        check(self.schedule_time().map(drop));
+        check(check_range(
+            "analysis.manual_cooldown_hours",
+            self.manual_cooldown_hours,
+            0,
+            24 * 30,
+        ));
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, o) in self.domain_overrides.iter().enumerate() {
+            let key = |field: &str| format!("analysis.domain_overrides[{i}].{field}");
+            let domain = o.domain.trim();
+            if domain.is_empty()
+                || !domain
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                check(Err(ConfigError::invalid(
+                    &key("domain"),
+                    format!("`{domain}` is not a domain (lower-case letters, digits, _)"),
+                )));
+            } else if !seen.insert(domain) {
+                check(Err(ConfigError::invalid(
+                    &key("domain"),
+                    format!("`{domain}` is listed twice"),
+                )));
+            }
+            if let Some(v) = o.min_occurrences {
+                check(check_range(&key("min_occurrences"), v, 1, 10_000));
+            }
+            if let Some(v) = o.min_confidence {
+                check(check_confidence(&key("min_confidence"), v));
+            }
+            if let Some(v) = o.min_support {
+                check(check_range(&key("min_support"), v, 1, 100_000));
+            }
+        }
+        problems
+    }
+}
+
+/// A confidence threshold: a finite number in (0, 1].
+fn check_confidence(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 && value <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("{value} is outside 0..=1 (0 excluded)"),
+        ))
+    }
+}
+
+/// One entry of `analysis.domain_overrides`: thresholds for the entities of one domain (for
+/// co-occurrences, the domain of the entity that follows); unset values keep the general ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainOverride {
+    /// The domain (`light`, `lock`).
+    pub domain: String,
+    /// Replaces `analysis.min_occurrences` for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_occurrences: Option<u32>,
+    /// Replaces `analysis.min_confidence` for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<f64>,
+    /// Replaces `analysis.min_support` for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_support: Option<u32>,
 }
 
 /// Where history is stored.
@@ -814,6 +999,9 @@ impl Settings {
                 "webhooks.retry_max_secs",
                 "must be >= webhooks.retry_min_secs and <= 86400",
             )));
+        }
+        for problem in self.analysis.problems() {
+            check(Err(problem));
         }
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log_level)
@@ -1463,6 +1651,204 @@ mod tests {
         assert!(!debug.contains("super-secret-token"));
         assert!(!json.contains("super-secret-token"));
         assert!(json.contains("***"));
+    }
+
+    #[test]
+    fn analysis_defaults_are_the_replaced_systems_thresholds() {
+        let (s, unknown) = Settings::load_with_env(&no_options(), env(&[])).expect("loads");
+        assert!(unknown.is_empty());
+        let a = &s.analysis;
+        assert!(a.enabled);
+        assert_eq!(
+            (a.window_days, a.min_occurrences, a.min_support),
+            (30, 10, 10)
+        );
+        assert!((a.min_confidence - 0.7).abs() < 1e-9);
+        assert_eq!(a.co_occurrence_window_seconds, 300);
+        assert_eq!(a.manual_cooldown_hours, 24);
+        assert_eq!(
+            a.schedule_time().ok(),
+            chrono::NaiveTime::from_hms_opt(3, 0, 0)
+        );
+        let lock = a
+            .domain_overrides
+            .iter()
+            .find(|o| o.domain == "lock")
+            .expect("lock override");
+        assert_eq!(
+            (lock.min_occurrences, lock.min_confidence, lock.min_support),
+            (Some(4), Some(0.85), Some(4))
+        );
+        let climate = a
+            .domain_overrides
+            .iter()
+            .find(|o| o.domain == "climate")
+            .expect("climate override");
+        assert_eq!(
+            (
+                climate.min_occurrences,
+                climate.min_confidence,
+                climate.min_support
+            ),
+            (None, Some(0.75), None)
+        );
+        let domains: Vec<_> = a
+            .domain_overrides
+            .iter()
+            .map(|o| o.domain.as_str())
+            .collect();
+        assert_eq!(
+            domains,
+            ["light", "switch", "media_player", "lock", "climate"]
+        );
+    }
+
+    #[test]
+    fn analysis_reads_options_lists_and_env_overrides() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = dir.path().join("options.json");
+        std::fs::write(
+            &options,
+            br#"{"analysis":{"window_days":60,"schedule":"04:30","domain_overrides":[
+                {"domain":"fan","min_confidence":0.9},
+                {"domain":"light","min_occurrences":5,"min_support":3}]}}"#,
+        )
+        .expect("write");
+        let sources = ConfigSources {
+            options_file: Some(options),
+            ..no_options()
+        };
+        let (s, unknown) = Settings::load_with_env(
+            &sources,
+            env(&[
+                ("HOMEIQ_ANALYSIS__MIN_CONFIDENCE", "0.8"),
+                ("HOMEIQ_ANALYSIS__WINDOW_DAYS", "14"),
+                ("HOMEIQ_ANALYSIS__ENABLED", "false"),
+                ("HOMEIQ_ANALYSIS__SCHEDULE", "23:59"),
+            ]),
+        )
+        .expect("loads");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let a = &s.analysis;
+        assert!(!a.enabled);
+        assert_eq!(a.window_days, 14, "environment wins over options");
+        assert!((a.min_confidence - 0.8).abs() < 1e-9);
+        assert_eq!(
+            a.schedule_time().ok(),
+            chrono::NaiveTime::from_hms_opt(23, 59, 0)
+        );
+        assert_eq!(
+            a.domain_overrides,
+            vec![
+                DomainOverride {
+                    domain: "fan".into(),
+                    min_occurrences: None,
+                    min_confidence: Some(0.9),
+                    min_support: None,
+                },
+                DomainOverride {
+                    domain: "light".into(),
+                    min_occurrences: Some(5),
+                    min_confidence: None,
+                    min_support: Some(3),
+                },
+            ],
+            "a list given replaces the default list"
+        );
+        assert_eq!(
+            s.provenance.get("analysis.window_days").map(String::as_str),
+            Some("environment (HOMEIQ_ANALYSIS__WINDOW_DAYS)")
+        );
+    }
+
+    #[test]
+    fn invalid_analysis_values_name_the_key() {
+        let cases = [
+            ("HOMEIQ_ANALYSIS__WINDOW_DAYS", "6", "analysis.window_days"),
+            (
+                "HOMEIQ_ANALYSIS__WINDOW_DAYS",
+                "366",
+                "analysis.window_days",
+            ),
+            (
+                "HOMEIQ_ANALYSIS__MIN_CONFIDENCE",
+                "1.5",
+                "analysis.min_confidence",
+            ),
+            (
+                "HOMEIQ_ANALYSIS__MIN_CONFIDENCE",
+                "0",
+                "analysis.min_confidence",
+            ),
+            (
+                "HOMEIQ_ANALYSIS__MIN_OCCURRENCES",
+                "0",
+                "analysis.min_occurrences",
+            ),
+            ("HOMEIQ_ANALYSIS__MIN_SUPPORT", "0", "analysis.min_support"),
+            ("HOMEIQ_ANALYSIS__SCHEDULE", "3:00", "analysis.schedule"),
+            ("HOMEIQ_ANALYSIS__SCHEDULE", "24:00", "analysis.schedule"),
+            ("HOMEIQ_ANALYSIS__SCHEDULE", "nightly", "analysis.schedule"),
+            (
+                "HOMEIQ_ANALYSIS__CO_OCCURRENCE_WINDOW_SECONDS",
+                "5",
+                "analysis.co_occurrence_window_seconds",
+            ),
+            (
+                "HOMEIQ_ANALYSIS__MANUAL_COOLDOWN_HOURS",
+                "-1",
+                "analysis.manual_cooldown_hours",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let err = Settings::load_with_env(&no_options(), env(&[(var, value)]))
+                .expect_err(&format!("{var}={value} must fail"));
+            assert_eq!(err.key(), Some(key), "{var}={value}: {err}");
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        let mut s = Settings::default();
+        s.analysis.domain_overrides.push(DomainOverride {
+            domain: "light".into(),
+            min_occurrences: Some(0),
+            min_confidence: Some(2.0),
+            min_support: None,
+        });
+        s.analysis.domain_overrides.push(DomainOverride {
+            domain: "Not A Domain".into(),
+            min_occurrences: None,
+            min_confidence: None,
+            min_support: Some(0),
+        });
+        let keys: Vec<String> = s
+            .problems(false)
+            .iter()
+            .filter_map(|e| e.key().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "analysis.domain_overrides[5].domain",
+                "analysis.domain_overrides[5].min_occurrences",
+                "analysis.domain_overrides[5].min_confidence",
+                "analysis.domain_overrides[6].domain",
+                "analysis.domain_overrides[6].min_support",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_addon_manifest_options_are_the_analysis_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let options: AnalysisSettings = config::Config::builder()
+            .add_source(config::File::from(manifest.as_path()))
+            .build()
+            .and_then(|c| c.get("options.analysis"))
+            .expect("config.yaml options.analysis");
+        let defaults = AnalysisSettings::default();
+        assert_eq!(
+            serde_json::to_value(&options).ok(),
+            serde_json::to_value(&defaults).ok()
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod health;
 pub(crate) mod http;
 pub(crate) mod ingest;
 pub mod memory;
+pub(crate) mod patterns;
 pub(crate) mod prepared;
 pub mod registry;
 pub mod simulate;

@@ -1,0 +1,297 @@
+//! Co-occurrences: B reaches a state within `co_occurrence_window_seconds` after A reaches one
+//! (a door opens, the hallway light is turned on within a minute).
+//!
+//! Streaming: the transitions of the last window are kept (every trigger-capable transition,
+//! automated ones included: a door opened by anything can precede a light turned on by hand).
+//! When a habit transition B arrives, each distinct (entity, state) A among them — the most
+//! recent occurrence of each, never B's own entity — counts once for the pair (A, B): an A
+//! occurrence followed by several B's counts once, so the **support** is the number of A
+//! occurrences followed by B. **Confidence** = support / occurrences of A. **Lift** =
+//! confidence / the share of the analysed time within which B follows a random moment (the union
+//! of the windows before each B occurrence): how much more likely B is after A than at all.
+//!
+//! A pair is reported when, with the thresholds of B's domain, support ≥ `min_support`,
+//! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], its delays are consistent — interquartile
+//! range ≤ [`MAX_IQR_FRACTION`] of the window (delays independent of A spread evenly over the
+//! window, an IQR of half of it; the replaced system's "> 30 min" rule assumed far longer
+//! windows) — and the median delay is at least [`MIN_DELAY_SECONDS`] (two entities changing
+//! within a second are one action: a scene, a group, one device reporting two entities).
+//! The delay's median and IQR are of the most recent [`EVIDENCE_CAP`] occurrences (the evidence),
+//! its min and max of all.
+//!
+//! Memory: the recent buffer holds one window of transitions. The pair table is bounded:
+//! beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
+//! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times and whose confidence is below
+//! [`HOPELESS_FRACTION`] of the lowest minimum confidence (a motion sensor before a light
+//! turned on by hand now and then), then, while still above three quarters of the caps, pairs
+//! of the lowest support (lossy counting: a pair that comes back starts again). The number of
+//! pruned pairs is reported in the run's statistics.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::{
+    Context, DayType, Delay, EVIDENCE_CAP, Key, Params, Pattern, PatternEntity, PatternKind,
+    key_entity, pattern_id, time_of_day, time_of_day::round3,
+};
+
+/// The lift a pair needs.
+pub(crate) const MIN_LIFT: f64 = 2.0;
+/// The largest interquartile range of the delays, as a share of the window.
+pub(crate) const MAX_IQR_FRACTION: f64 = 0.25;
+/// The shortest median delay, seconds.
+pub(crate) const MIN_DELAY_SECONDS: u32 = 2;
+/// Pairs kept at most.
+pub(crate) const PAIR_CAP: usize = 100_000;
+/// Delays (with their times) kept at most over all pairs.
+pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
+/// Occurrences of A after which a pair far below the lowest confidence is dropped.
+pub(crate) const HOPELESS_MIN_TRIGGERS: u32 = 50;
+/// "Far below": this share of the lowest minimum confidence.
+pub(crate) const HOPELESS_FRACTION: f64 = 0.5;
+
+/// One (A, B) pair.
+struct Pair {
+    support: u32,
+    /// The A occurrence last counted (so one A followed by two B's counts once).
+    last_trigger: u32,
+    first: u32,
+    min_delay: u32,
+    max_delay: u32,
+    /// The most recent (B time, delay), oldest first.
+    recent: Vec<(u32, u32)>,
+}
+
+pub(crate) struct Detector {
+    window: u32,
+    lowest_confidence: f64,
+    recent: VecDeque<(u32, Key)>,
+    triggers: HashMap<Key, u32>,
+    pairs: HashMap<(Key, Key), Pair>,
+    stored: usize,
+    pruned: u64,
+    seen: HashSet<Key>,
+}
+
+impl Detector {
+    pub(crate) fn new(params: &Params) -> Self {
+        Detector {
+            window: params.co_occurrence_window_seconds,
+            lowest_confidence: params.thresholds.lowest_confidence(),
+            recent: VecDeque::new(),
+            triggers: HashMap::new(),
+            pairs: HashMap::new(),
+            stored: 0,
+            pruned: 0,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// A transition of `k` at `t`; `habit`: it can be the B of a pair (a target domain, not
+    /// automated).
+    pub(crate) fn push(&mut self, k: Key, t: u32, habit: bool) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(ta, _)| u64::from(*ta) + u64::from(self.window) < u64::from(t))
+        {
+            self.recent.pop_front();
+        }
+        if habit {
+            self.seen.clear();
+            for &(ta, ka) in self.recent.iter().rev() {
+                if key_entity(ka) == key_entity(k) || !self.seen.insert(ka) || ta > t {
+                    continue;
+                }
+                let delay = t - ta;
+                let pair = self.pairs.entry((ka, k)).or_insert_with(|| Pair {
+                    support: 0,
+                    last_trigger: ta,
+                    first: t,
+                    min_delay: delay,
+                    max_delay: delay,
+                    recent: Vec::new(),
+                });
+                if pair.support > 0 && pair.last_trigger == ta {
+                    continue;
+                }
+                pair.support += 1;
+                pair.last_trigger = ta;
+                pair.min_delay = pair.min_delay.min(delay);
+                pair.max_delay = pair.max_delay.max(delay);
+                if pair.recent.len() >= EVIDENCE_CAP {
+                    pair.recent.remove(0);
+                } else {
+                    self.stored += 1;
+                }
+                pair.recent.push((t, delay));
+            }
+        }
+        *self.triggers.entry(k).or_insert(0) += 1;
+        self.recent.push_back((t, k));
+        if self.pairs.len() > PAIR_CAP || self.stored > STORED_DELAYS_CAP {
+            self.prune();
+        }
+    }
+
+    fn prune(&mut self) {
+        let before = self.pairs.len();
+        let triggers = &self.triggers;
+        let floor = self.lowest_confidence * HOPELESS_FRACTION;
+        self.pairs.retain(|(a, _), p| {
+            let n = triggers.get(a).copied().unwrap_or(0);
+            n < HOPELESS_MIN_TRIGGERS || f64::from(p.support) >= floor * f64::from(n)
+        });
+        let mut level = 1;
+        let stored = |pairs: &HashMap<(Key, Key), Pair>| {
+            pairs.values().map(|p| p.recent.len()).sum::<usize>()
+        };
+        self.stored = stored(&self.pairs);
+        while self.pairs.len() > PAIR_CAP * 3 / 4 || self.stored > STORED_DELAYS_CAP * 3 / 4 {
+            self.pairs.retain(|_, p| p.support > level);
+            self.stored = stored(&self.pairs);
+            level += 1;
+        }
+        self.pruned += (before - self.pairs.len()) as u64;
+    }
+
+    pub(crate) fn pruned(&self) -> u64 {
+        self.pruned
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.recent.capacity() * 16
+            + self.triggers.capacity() * 16
+            + self.seen.capacity() * 8
+            + self
+                .pairs
+                .values()
+                .map(|p| p.recent.capacity() * 8)
+                .sum::<usize>()
+            + self.pairs.capacity() * (16 + std::mem::size_of::<Pair>() + 8)
+    }
+
+    /// The co-occurrence patterns; `habits` holds every B's occurrences (for its base rate).
+    pub(crate) fn finish(&self, ctx: &Context<'_>, habits: &time_of_day::Detector) -> Vec<Pattern> {
+        let duration = (ctx.end - ctx.data_start).max(1) as f64;
+        let mut base_rates: HashMap<Key, f64> = HashMap::new();
+        let mut out = Vec::new();
+        for (&(a, b), pair) in &self.pairs {
+            let limits = ctx.limits(b);
+            let triggers = self.triggers.get(&a).copied().unwrap_or(0).max(1);
+            let confidence = f64::from(pair.support) / f64::from(triggers);
+            if pair.support < limits.min_support || confidence < limits.min_confidence {
+                continue;
+            }
+            let mut delays: Vec<u32> = pair.recent.iter().map(|(_, d)| *d).collect();
+            delays.sort_unstable();
+            let (q1, median, q3) = (
+                quantile(&delays, 0.25),
+                quantile(&delays, 0.5),
+                quantile(&delays, 0.75),
+            );
+            let iqr = q3 - q1;
+            if median < f64::from(MIN_DELAY_SECONDS)
+                || iqr > MAX_IQR_FRACTION * f64::from(self.window)
+            {
+                continue;
+            }
+            let base = *base_rates
+                .entry(b)
+                .or_insert_with(|| coverage(habits.occurrences(b), self.window, ctx) / duration);
+            let lift = confidence / base.max(1e-9);
+            if lift < MIN_LIFT {
+                continue;
+            }
+            let entities = vec![
+                PatternEntity {
+                    entity_id: ctx.entity(a).to_owned(),
+                    state: ctx.state(a).to_owned(),
+                },
+                PatternEntity {
+                    entity_id: ctx.entity(b).to_owned(),
+                    state: ctx.state(b).to_owned(),
+                },
+            ];
+            out.push(Pattern {
+                id: pattern_id(PatternKind::CoOccurrence, &entities, DayType::All, 0),
+                kind: PatternKind::CoOccurrence,
+                entities,
+                day_type: DayType::All,
+                time_window: None,
+                delay: Some(Delay {
+                    median_seconds: median.round() as u32,
+                    min_seconds: pair.min_delay,
+                    max_seconds: pair.max_delay,
+                    iqr_seconds: iqr.round() as u32,
+                }),
+                occurrences: pair.support,
+                eligible_days: None,
+                trigger_occurrences: Some(triggers),
+                confidence: round3(confidence.min(1.0)),
+                chance: None,
+                lift: Some((lift * 100.0).round() / 100.0),
+                first_seen: ctx.utc(pair.first),
+                last_seen: ctx.utc(pair.recent.last().map_or(pair.first, |(t, _)| *t)),
+                evidence: pair
+                    .recent
+                    .iter()
+                    .map(|(t, d)| ctx.occurrence(*t, Some(*d)))
+                    .collect(),
+            });
+        }
+        out.sort_by(|x, y| {
+            let names = |p: &Pattern| {
+                p.entities
+                    .iter()
+                    .map(|e| (e.entity_id.clone(), e.state.clone()))
+                    .collect::<Vec<_>>()
+            };
+            names(x).cmp(&names(y))
+        });
+        out
+    }
+}
+
+/// The `q` quantile of sorted values, linearly interpolated.
+fn quantile(sorted: &[u32], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n => {
+            let pos = q * (n - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = pos.ceil().min((n - 1) as f64) as usize;
+            let (a, b) = (f64::from(sorted[lo]), f64::from(sorted[hi]));
+            a + (b - a) * (pos - lo as f64)
+        }
+    }
+}
+
+/// Seconds of the analysed time after which B follows within `window`: the union of the
+/// windows before each occurrence of B (sorted), clipped to the time with history.
+fn coverage(occurrences: &[u32], window: u32, ctx: &Context<'_>) -> f64 {
+    let data_start = u64::try_from(ctx.data_start - ctx.base).unwrap_or(0);
+    let mut covered = 0u64;
+    let mut reach = data_start; // covered up to here
+    for &t in occurrences {
+        let t = u64::from(t);
+        let from = t.saturating_sub(u64::from(window)).max(reach);
+        if t > from {
+            covered += t - from;
+        }
+        reach = reach.max(t);
+    }
+    covered as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        assert!((quantile(&[10, 20, 30, 40, 50], 0.5) - 30.0).abs() < 1e-9);
+        assert!((quantile(&[10, 20, 30, 40], 0.5) - 25.0).abs() < 1e-9);
+        assert!((quantile(&[10, 20, 30, 40, 50], 0.25) - 20.0).abs() < 1e-9);
+        assert!((quantile(&[7], 0.75) - 7.0).abs() < 1e-9);
+    }
+}
