@@ -39,6 +39,10 @@ pub(crate) enum Command {
     /// Start a simulated home and HomeIQ recording it with embedded storage, in one process:
     /// no Home Assistant or InfluxDB needed. Prints the panel's URL.
     Demo(crate::demo::DemoOptions),
+    /// Measure pattern detection against a simulated home's planted habits and automations:
+    /// simulates `--days` per seed, records them with HomeIQ, analyses, prints recall and
+    /// precision.
+    Evaluate(crate::evaluate::EvaluateOptions),
 }
 
 /// Runs the parsed command line.
@@ -52,6 +56,12 @@ pub async fn run(cli: Cli) -> ExitCode {
     if let Some(Command::Demo(options)) = cli.command {
         // self-contained: no configuration file, options or HOMEIQ_* variables are read
         return crate::demo::run(options).await;
+    }
+    if let Some(Command::Evaluate(options)) = cli.command {
+        // self-contained like the demo; logs only warnings unless RUST_LOG says otherwise
+        let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        telemetry::init(&level, crate::config::LogFormat::Text);
+        return crate::evaluate::run(options).await;
     }
     // running as an add-on: the Supervisor gives every add-on a token
     let supervisor_token = std::env::var("SUPERVISOR_TOKEN")
@@ -92,7 +102,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Serve => serve(settings, supervisor_token).await,
-        Command::Simulate(_) | Command::Demo(_) => ExitCode::FAILURE,
+        Command::Simulate(_) | Command::Demo(_) | Command::Evaluate(_) => ExitCode::FAILURE,
     }
 }
 

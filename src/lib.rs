@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 mod counters;
 pub(crate) mod demo;
+pub(crate) mod evaluate;
 pub mod ha;
 pub mod health;
 pub(crate) mod http;

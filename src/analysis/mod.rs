@@ -60,13 +60,22 @@ impl Clock for SystemClock {
 }
 
 /// Where the home's time zone comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum ZoneSource {
     /// Home Assistant's `get_config` (`time_zone`).
     Ha(HaHandle),
     /// A fixed zone (tests).
     #[cfg_attr(not(test), allow(dead_code))]
     Fixed(Tz),
+}
+
+impl std::fmt::Debug for ZoneSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZoneSource::Ha(_) => f.write_str("ZoneSource::Ha"),
+            ZoneSource::Fixed(tz) => write!(f, "ZoneSource::Fixed({tz})"),
+        }
+    }
 }
 
 /// Why a run was not started.
@@ -309,7 +318,7 @@ impl Analysis {
                 analyzer.set_device_class(&s.entity_id, class);
             }
         }
-        let domains = crate::patterns::analysed_domains();
+        let domains = crate::patterns::domains::analysed_domains();
         let mut from = start - chrono::Duration::days(1);
         let mut changes_read = 0u64;
         while from < end {

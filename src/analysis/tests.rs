@@ -83,7 +83,7 @@ async fn month(dir: &std::path::Path, first: NaiveDate) -> HistoryStore {
     }
     let report = writer.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.left, 0);
-    history
+    HistoryStore::Embedded(history)
 }
 
 async fn analysis(
@@ -189,7 +189,7 @@ async fn month_store(dir: &std::path::Path) -> HistoryStore {
         embedded::open(&embedded::history_path(dir), EmbeddedOptions::default())
             .await
             .expect("open");
-    history
+    HistoryStore::Embedded(history)
 }
 
 #[tokio::test]

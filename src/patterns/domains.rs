@@ -59,6 +59,15 @@ const PASSING_STATES: [&str; 8] = [
     "pending",
 ];
 
+/// Every domain whose changes an analysis reads: the targets and the trigger-only ones.
+pub(crate) fn analysed_domains() -> Vec<&'static str> {
+    TARGET_DOMAINS
+        .iter()
+        .chain(TRIGGER_ONLY_DOMAINS.iter())
+        .copied()
+        .collect()
+}
+
 /// The state a scene's activation counts as.
 pub(crate) const SCENE_ACTIVATED: &str = "activated";
 

@@ -26,7 +26,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod co_occurrence;
-mod domains;
+pub(crate) mod domains;
 mod thresholds;
 mod time_of_day;
 

@@ -143,7 +143,7 @@ async fn every_backend_reads_the_same_changes_with_their_origins() {
         ("influx homeiq", influx_store(SchemaMode::Homeiq).await),
         ("influx ha_compat", influx_store(SchemaMode::HaCompat).await),
     ];
-    let mut expected = vec![
+    let expected = vec![
         (
             "light.desk".to_owned(),
             10,
