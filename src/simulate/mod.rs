@@ -53,6 +53,7 @@ pub(crate) mod load;
 pub(crate) mod render;
 pub(crate) mod rest;
 pub(crate) mod routine;
+pub mod truth;
 pub(crate) mod ws;
 
 use std::io::Write as _;
@@ -64,6 +65,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use home::Profile;
 pub(crate) use hub::Hub;
+pub use truth::Routines;
 
 /// The Home Assistant release whose message shapes the simulator speaks (`--ha-version`).
 ///
@@ -206,6 +208,12 @@ pub struct SimulatorHandle {
 }
 
 impl SimulatorHandle {
+    /// What the simulated home's routine plants (as `GET /api/simulator/routines` answers): the
+    /// ground truth pattern detection is measured against.
+    pub fn routines(&self) -> Routines {
+        self.hub.routines()
+    }
+
     /// Stops serving and the background tasks, and waits for them.
     pub async fn shutdown(self) {
         self.cancel.cancel();
