@@ -186,6 +186,9 @@ pub(crate) struct Inner {
     pub time_zone: chrono_tz::Tz,
     /// What the routine plants (habits, sequences, automations): the ground truth.
     pub plan: Arc<Plan>,
+    /// The simulated time (µs) the routine has run up to (it may lag behind the clock while it
+    /// catches up with a backdated start).
+    pub routine_at: Option<i64>,
     clock: Clock,
     last_now: i64,
     seq: u64,
@@ -231,6 +234,7 @@ impl Hub {
             ha_version: HaVersion::default(),
             time_zone: chrono_tz::Tz::UTC,
             plan: Arc::new(Plan::default()),
+            routine_at: None,
             last_now: clock.now(),
             clock,
             seq: 0,

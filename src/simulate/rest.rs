@@ -356,6 +356,9 @@ pub(crate) async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
                 "history_per_entity": i.history.capacity(),
                 "simulated_now": super::render::iso(i.clock().now()),
                 "caught_up": i.clock().caught_up(),
+                "routine_now": i.routine_at.map(super::render::iso),
+                "routine_caught_up": i.clock().caught_up()
+                    && i.routine_at.is_some_and(|t| t >= i.clock().now() - 60_000_000),
             })
         })
         .0;

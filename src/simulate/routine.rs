@@ -960,6 +960,7 @@ pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: Cancellati
                         None => now,
                     };
                     routine.advance(inner, to, i64::MAX);
+                    inner.routine_at = Some(to);
                     to < now
                 })
                 .0;
