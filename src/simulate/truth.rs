@@ -727,8 +727,14 @@ pub(crate) fn plan(seed: u64, home: &Home) -> Plan {
             habit_entity.push(None);
             continue;
         };
-        // a later round shifts its times, so copies do not co-occur with the first
-        let shift = round as i64 * 23;
+        // a later round shifts its times, so copies do not co-occur with the first; each seed
+        // moves a template by up to 20 minutes (the first stays: it is the one near midnight)
+        let by_seed = if k == 0 {
+            0
+        } else {
+            (unit(seed, 0x7135, k as u64, 0) * 41.0) as i64 - 20
+        };
+        let shift = round as i64 * 23 + by_seed;
         let (active, rest) = t.want.states();
         let user = person(k);
         let first = plan.habits.len();
