@@ -357,6 +357,16 @@ impl Inner {
                 Err(e) => tracing::warn!(automation = %a.id, error = %e, "not planted"),
             }
         }
+        for sc in &plan.scripts {
+            let attrs = json!({
+                "last_triggered": null, "mode": "single", "current": 0,
+                "friendly_name": sc.alias,
+            });
+            if let Value::Object(attrs) = attrs {
+                let _ =
+                    self.set_state(&sc.entity_id, "off", Some(attrs), false, &Origin::default());
+            }
+        }
         self.staged.clear();
         self.plan = Arc::new(plan);
     }
@@ -1154,6 +1164,51 @@ impl Inner {
             None,
         );
         origin
+    }
+
+    /// Runs script `entity_id` (named `name`) for user `user_id` as Home Assistant does: in the
+    /// caller's context — the script's entity turns `on` in it, `script_started` is fired in it —
+    /// and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
+    pub(crate) fn start_script(
+        &mut self,
+        at: Option<i64>,
+        entity_id: &str,
+        name: &str,
+        user_id: &str,
+    ) -> Origin {
+        let now = self.stamp(at);
+        let ctx = self.context_id(now);
+        let origin = Origin {
+            id: Some(ctx.clone()),
+            parent_id: None,
+            user_id: Some(user_id.to_owned()),
+        };
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
+            attrs.insert("current".into(), json!(1));
+            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
+        }
+        let data = json!({"name": name, "entity_id": entity_id});
+        let now = self.stamp(Some(now));
+        self.stage_in(
+            "script_started",
+            &data.to_string(),
+            now,
+            &ctx,
+            None,
+            Some(user_id),
+        );
+        origin
+    }
+
+    /// A script's run in `origin` ends: its entity goes back `off`.
+    pub(crate) fn end_script(&mut self, at: Option<i64>, entity_id: &str, origin: &Origin) {
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("current".into(), json!(0));
+            let _ = self.set_state_at(at, entity_id, "off", Some(attrs), false, origin);
+        }
     }
 
     fn run_automation(&mut self, automation: &Automation) {

@@ -42,8 +42,9 @@
 //!   (`--time-zone`), or, with `--rate`, a load generator ([`load`]). The routine acts out a
 //!   planted ground truth for pattern detection ([`truth`]): people's time-of-day habits and
 //!   sequences, automations run as Home Assistant runs them (per area motion → lights, state
-//!   triggered; a coffee plug and outdoor lights, time triggered), and the Node-RED add-on's
-//!   system user switching a plug; `GET /api/simulator/routines` and
+//!   triggered; a coffee plug and outdoor lights, time triggered), the owner's "Movie time"
+//!   script on some evenings (in the owner's context, announced by `script_started`), and the
+//!   Node-RED add-on's system user switching a plug; `GET /api/simulator/routines` and
 //!   [`SimulatorHandle::routines`] list it with the routine's documented regularities.
 //! - A backdated clock (`--backdate` hours, `--speed`) has the routine simulate every minute of
 //!   the past (an hour per hold of the lock until it has caught up): 30 days of a small home take
@@ -56,8 +57,8 @@
 //! evaluated), `subscribe_entities`, `subscribe_trigger`, `render_template`, `fire_event`,
 //! `validate_config`, `webhook/handle` over WebSocket, the Supervisor, config entries,
 //! `state_reported` events, recorder persistence (a restart forgets history), registry creation
-//! of devices and entities, removal of devices, `script_started` (no scripts), the planted
-//! automations' entity registry rows, and `logbook/get_events`. The planted truth follows
+//! of devices and entities, removal of devices, scripts other than the planted one, the planted
+//! automations' and script's entity registry rows, and `logbook/get_events`. The planted truth follows
 //! entities by id: renaming one of its entities leaves that part of the plan acting on nothing.
 //!
 //! # Time

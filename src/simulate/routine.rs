@@ -252,6 +252,17 @@ struct Pending {
     sequence: Option<usize>,
 }
 
+/// Something planted that happens once a local day at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Timed {
+    /// `plan.automations[i]`.
+    Automation(usize),
+    /// `plan.system_changes[i]`.
+    System(usize),
+    /// `plan.scripts[i]`.
+    Script(usize),
+}
+
 /// Routine state that lives between minutes.
 #[derive(Debug, Default)]
 pub(crate) struct Routine {
@@ -264,8 +275,8 @@ pub(crate) struct Routine {
     plan: Arc<Plan>,
     /// Per habit, the local day it last came due on (an autumn hour repeats its minutes).
     habit_day: Vec<i64>,
-    /// Per time-triggered automation or system change, the local day it last ran.
-    timed_day: HashMap<(bool, usize), i64>,
+    /// Per time-triggered automation, system change or script, the local day it last ran.
+    timed_day: HashMap<Timed, i64>,
     /// Per sequence, the trigger's `last_changed` already looked at.
     trigger_seen: Vec<i64>,
     /// People's actions to come, by (time µs, order).
@@ -581,12 +592,12 @@ impl Routine {
             };
             if minute != m
                 || !a.day_type.matches(day)
-                || self.timed_day.get(&(true, i)) == Some(&day)
+                || self.timed_day.get(&Timed::Automation(i)) == Some(&day)
                 || !inner.automations.contains_key(&a.id)
             {
                 continue;
             }
-            self.timed_day.insert((true, i), day);
+            self.timed_day.insert(Timed::Automation(i), day);
             // a time trigger: a run context with no parent and no user
             let origin = inner.start_run(Some(at), &a.entity_id, &json!(a.alias), "time", None);
             for t in &a.targets {
@@ -594,17 +605,45 @@ impl Routine {
                 set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
             }
         }
+        for (i, sc) in plan.scripts.iter().enumerate() {
+            let (lo, hi) = sc.window;
+            let u = unit(self.seed, 0x5C71, i as u64, day as u64);
+            let when = lo + ((hi - lo) as f64 * u) as i64;
+            if when != m
+                || self.timed_day.get(&Timed::Script(i)) == Some(&day)
+                || unit(self.seed, 0x5C72, i as u64, day as u64) >= sc.probability
+            {
+                continue;
+            }
+            self.timed_day.insert(Timed::Script(i), day);
+            let origin = inner.start_script(Some(at), &sc.entity_id, &sc.alias, &sc.user_id);
+            for t in &sc.targets {
+                let attrs = attrs_for(&t.entity_id, &t.state, 120);
+                set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
+                let u = unit(self.seed, 0x5C73, i as u64, day as u64);
+                let later = at + (90 + (60.0 * u) as i64) * MINUTE_US;
+                let back = Pending {
+                    entity_id: t.entity_id.clone(),
+                    state: sc.rest.clone(),
+                    only_from: Some(t.state.clone()),
+                    user_id: sc.user_id.clone(),
+                    sequence: None,
+                };
+                self.schedule(later, back);
+            }
+            inner.end_script(Some(at), &sc.entity_id, &origin);
+        }
         let node_red = node_red_user(self.seed);
         for (i, c) in plan.system_changes.iter().enumerate() {
             let u = unit(self.seed, 0x5757, i as u64, day as u64);
             let offset = (3.0 * u) as i64 - 1;
             if c.minute + offset != m
                 || !c.day_type.matches(day)
-                || self.timed_day.get(&(false, i)) == Some(&day)
+                || self.timed_day.get(&Timed::System(i)) == Some(&day)
             {
                 continue;
             }
-            self.timed_day.insert((false, i), day);
+            self.timed_day.insert(Timed::System(i), day);
             if inner
                 .state(&c.entity_id)
                 .is_some_and(|s| s.state != c.state)
@@ -1333,10 +1372,30 @@ mod tests {
                 .collect();
             let mut on_time = vec![0; routines.habits.len()];
             let mut by_system = 0;
+            // a script runs in its caller's context, announced by script_started first
+            let mut script_runs = Vec::new();
+            let mut by_script = 0;
+            for ev in &events {
+                if ev["event_type"] == "script_started" {
+                    assert_eq!(ev["data"]["entity_id"], "script.movie_time");
+                    assert_eq!(
+                        ev["context"]["user_id"],
+                        routines.scripts[0].user_id.as_str()
+                    );
+                    assert!(ev["context"]["parent_id"].is_null());
+                    script_runs.push(ev["context"]["id"].clone());
+                } else if script_runs.contains(&ev["context"]["id"]) {
+                    by_script += 1;
+                }
+            }
+            assert!(!script_runs.is_empty() && by_script >= 2 * script_runs.len());
             for ev in events.iter().filter(|e| e["event_type"] == "state_changed") {
                 let Some(user) = ev["context"]["user_id"].as_str() else {
                     continue;
                 };
+                if script_runs.contains(&ev["context"]["id"]) {
+                    continue;
+                }
                 let entity = ev["data"]["entity_id"].as_str().unwrap_or_default();
                 let state = ev["data"]["new_state"]["state"]
                     .as_str()

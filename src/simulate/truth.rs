@@ -291,6 +291,32 @@ pub struct SystemChange {
     pub(crate) minute: i64,
 }
 
+/// A script a person runs now and then (never at a regular time): it runs in the caller's context
+/// (their `user_id`), announced by `script_started`, and its changes carry that context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlantedScript {
+    /// Its `script.*` entity.
+    pub entity_id: String,
+    /// Its name.
+    pub alias: String,
+    /// What it changes.
+    pub targets: Vec<EntityState>,
+    /// Who runs it.
+    pub user_id: String,
+    /// Probability that it runs on a day.
+    pub probability: f64,
+    /// When it may run (uniformly within).
+    pub local_window: LocalWindow,
+    /// What it is.
+    pub description: String,
+    /// The window in minutes of the day.
+    #[serde(skip)]
+    pub(crate) window: (i64, i64),
+    /// Its targets go back to this state 1.5–2.5 h later (the person, by hand).
+    #[serde(skip)]
+    pub(crate) rest: String,
+}
+
 /// A credential of a user (`config/auth/list`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
@@ -335,6 +361,8 @@ pub struct Routines {
     pub automations: Vec<PlantedAutomation>,
     /// Changes by system-generated users (never habits).
     pub system_changes: Vec<SystemChange>,
+    /// Scripts people run at irregular times (`script_started`).
+    pub scripts: Vec<PlantedScript>,
     /// Documented regularities of the routine (not false positives).
     pub regularities: Vec<Regularity>,
     /// The users (`config/auth/list`).
@@ -348,6 +376,7 @@ pub(crate) struct Plan {
     pub sequences: Vec<Sequence>,
     pub automations: Vec<PlantedAutomation>,
     pub system_changes: Vec<SystemChange>,
+    pub scripts: Vec<PlantedScript>,
     pub regularities: Vec<Regularity>,
     pub users: Vec<User>,
     /// Entities the physical routine leaves alone (habit, sequence, time-automation and system
@@ -366,6 +395,7 @@ impl Plan {
             sequences: self.sequences.clone(),
             automations: self.automations.clone(),
             system_changes: self.system_changes.clone(),
+            scripts: self.scripts.clone(),
             regularities: self.regularities.clone(),
             users: self.users.clone(),
         }
@@ -775,6 +805,7 @@ pub(crate) fn plan(seed: u64, home: &Home) -> Plan {
     plan_sequences(seed, home, &mut picker, &mut plan, &habit_entity, &person);
     plan_time_automations(home, &mut picker, &mut plan);
     plan_system(seed, &mut picker, &mut plan);
+    plan_script(&mut picker, &mut plan, &person(0));
     plan.reserved.extend(picker.taken.iter().cloned());
     plan_motion_automations(home, &mut plan);
     plan_regularities(home, &mut plan);
@@ -938,6 +969,34 @@ fn plan_system(seed: u64, picker: &mut Picker<'_>, plan: &mut Plan) {
             minute,
         });
     }
+}
+
+/// The owner's "Movie time" script: a living-room plug (the TV) on some evenings.
+fn plan_script(picker: &mut Picker<'_>, plan: &mut Plan, owner: &str) {
+    let Some(target) = picker
+        .take("Living Room", 0, Want::Switch, true)
+        .or_else(|| picker.take("Living Room", 0, Want::Light, true))
+    else {
+        return;
+    };
+    let window = (at(19, 30), at(21, 30));
+    plan.scripts.push(PlantedScript {
+        entity_id: "script.movie_time".into(),
+        alias: "Movie time".into(),
+        targets: vec![EntityState::new(&target, "on")],
+        user_id: owner.to_owned(),
+        probability: 0.3,
+        local_window: LocalWindow {
+            start: hhmm(window.0),
+            end: hhmm(window.1),
+        },
+        description: "the owner runs it from the dashboard on some evenings at any time in the \
+                      window (changes in the owner's context, attributed to the script through \
+                      script_started); the target goes off by hand 1.5–2.5 h later"
+            .into(),
+        window,
+        rest: "off".into(),
+    });
 }
 
 /// Every area with motion and free lights: "motion → lights on", "no motion → lights off".
@@ -1135,6 +1194,19 @@ fn plan_regularities(home: &Home, plan: &mut Plan) {
             delay_seconds: None,
             day_type: DayType::All,
             description: "these plugs run 09:00–17:00 when someone is awake at home".into(),
+        });
+    }
+    // a script's entity and its targets change together
+    for sc in &plan.scripts {
+        regs.push(Regularity {
+            kind: RegularityKind::CoOccurrence,
+            entities: std::iter::once(EntityState::new(&sc.entity_id, "on"))
+                .chain(sc.targets.iter().cloned())
+                .collect(),
+            local_window: None,
+            delay_seconds: Some(Delay { min: 0, max: 1 }),
+            day_type: DayType::All,
+            description: format!("{} switches its targets the moment it runs", sc.alias),
         });
     }
     // what follows a habit inherits its time of day; a sequence's target goes back later
