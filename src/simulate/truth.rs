@@ -622,6 +622,16 @@ impl Picker<'_> {
         }
     }
 
+    /// A free entity of `want` in area role `r`.
+    fn take_in(&mut self, r: usize, want: Want) -> Option<String> {
+        let found = self
+            .candidates(r, want)
+            .into_iter()
+            .find(|e| !self.taken.contains(e))?;
+        self.taken.insert(found.clone());
+        Some(found)
+    }
+
     /// A free entity of `want`, preferably in an area `base` (the `round`-th such area), else
     /// anywhere when `anywhere`.
     fn take(&mut self, base: &str, round: usize, want: Want, anywhere: bool) -> Option<String> {
@@ -655,7 +665,7 @@ impl Picker<'_> {
 /// How many habit templates a home of `entities` entities plants.
 fn templates_for(entities: usize) -> usize {
     match entities {
-        0..=200 => 4,
+        0..=200 => 5,
         201..=1_000 => 8,
         _ => 16,
     }
@@ -804,8 +814,8 @@ pub(crate) fn plan(seed: u64, home: &Home) -> Plan {
     }
     plan_sequences(seed, home, &mut picker, &mut plan, &habit_entity, &person);
     plan_time_automations(home, &mut picker, &mut plan);
-    plan_system(seed, &mut picker, &mut plan);
     plan_script(&mut picker, &mut plan, &person(0));
+    plan_system(seed, &mut picker, &mut plan);
     plan.reserved.extend(picker.taken.iter().cloned());
     plan_motion_automations(home, &mut plan);
     plan_regularities(home, &mut plan);
@@ -826,9 +836,12 @@ fn plan_sequences(
         201..=1_000 => 4,
         _ => 7,
     };
-    // the door that opens as people come and go
-    if let Some(door) = home.roles.iter().find_map(|r| r.door.clone())
-        && let Some(light) = picker.take("Hallway", 0, Want::Light, true)
+    // the door that opens as people come and go, and a light in its area (else the hallway's)
+    let door = home.roles.iter().position(|r| r.door.is_some());
+    let light = door.and_then(|r| picker.take_in(r, Want::Light));
+    let light = light.or_else(|| picker.take("Hallway", 0, Want::Light, true));
+    if let Some(door) = door.and_then(|r| home.roles[r].door.clone())
+        && let Some(light) = light
     {
         plan.sequences.push(Sequence {
             kind: SequenceKind::CoOccurrence,
