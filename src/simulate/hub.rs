@@ -347,7 +347,7 @@ impl Inner {
     /// Takes `plan` as the home's ground truth: its automations become stored automations with
     /// `automation.*` entities (part of the home from the start: no events).
     fn plant(&mut self, mut plan: Plan) {
-        for a in &mut plan.automations {
+        for a in &mut plan.truth.automations {
             match self.automation_put(&a.id, Plan::automation_config(a)) {
                 Ok(()) => {
                     if let Some(stored) = self.automations.get(&a.id) {
@@ -357,7 +357,7 @@ impl Inner {
                 Err(e) => tracing::warn!(automation = %a.id, error = %e, "not planted"),
             }
         }
-        for sc in &plan.scripts {
+        for sc in &plan.truth.scripts {
             let attrs = json!({
                 "last_triggered": null, "mode": "single", "current": 0,
                 "friendly_name": sc.alias,
@@ -430,20 +430,9 @@ impl Inner {
         self.staged.push(BusEvent { event_type, body });
     }
 
-    fn stage_state_changed(
-        &mut self,
-        entity_id: &str,
-        old: Option<&str>,
-        new: Option<&str>,
-        now: i64,
-        ctx: &str,
-    ) {
-        self.stage_state_changed_in(entity_id, old, new, now, ctx, &Origin::default());
-    }
-
     /// A `state_changed` event in the change's whole context (as Home Assistant fires it: the
     /// event's context is the new state's).
-    fn stage_state_changed_in(
+    fn stage_state_changed(
         &mut self,
         entity_id: &str,
         old: Option<&str>,
@@ -529,7 +518,7 @@ impl Inner {
                 .index
                 .insert(entity_id.to_owned(), self.home.states.len());
             self.home.states.push(st);
-            self.stage_state_changed_in(entity_id, None, Some(&json), now, &ctx, origin);
+            self.stage_state_changed(entity_id, None, Some(&json), now, &ctx, origin);
             return Ok((true, json));
         };
         let st = &mut self.home.states[idx];
@@ -557,7 +546,7 @@ impl Inner {
         let new_json = st.json.clone();
         let row = row_of(st);
         self.history.push(entity_id, row);
-        self.stage_state_changed_in(
+        self.stage_state_changed(
             entity_id,
             Some(&old_json),
             Some(&new_json),
@@ -593,7 +582,14 @@ impl Inner {
         let entity_id = st.entity_id.clone();
         let ctx = st.context_id.clone();
         self.history.push(&entity_id, row);
-        self.stage_state_changed(&entity_id, Some(&old_json), Some(&new_json), now, &ctx);
+        self.stage_state_changed(
+            &entity_id,
+            Some(&old_json),
+            Some(&new_json),
+            now,
+            &ctx,
+            &Origin::default(),
+        );
     }
 
     /// Removes an entity's state (`new_state: null`).
@@ -607,7 +603,14 @@ impl Inner {
         }
         let now = self.now();
         let ctx = self.context_id(now);
-        self.stage_state_changed(entity_id, Some(&old.json), None, now, &ctx);
+        self.stage_state_changed(
+            entity_id,
+            Some(&old.json),
+            None,
+            now,
+            &ctx,
+            &Origin::default(),
+        );
         true
     }
 

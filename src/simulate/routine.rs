@@ -255,11 +255,11 @@ struct Pending {
 /// Something planted that happens once a local day at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Timed {
-    /// `plan.automations[i]`.
+    /// `plan.truth.automations[i]`.
     Automation(usize),
-    /// `plan.system_changes[i]`.
+    /// `plan.truth.system_changes[i]`.
     System(usize),
-    /// `plan.scripts[i]`.
+    /// `plan.truth.scripts[i]`.
     Script(usize),
 }
 
@@ -395,9 +395,10 @@ impl Routine {
             None => {
                 self.reporters = reporters(self.seed, &inner.home);
                 self.plan = inner.plan.clone();
-                self.habit_day = vec![i64::MIN; self.plan.habits.len()];
+                self.habit_day = vec![i64::MIN; self.plan.truth.habits.len()];
                 self.trigger_seen = self
                     .plan
+                    .truth
                     .sequences
                     .iter()
                     .map(|s| {
@@ -465,6 +466,19 @@ impl Routine {
         self.pending.insert((at, self.pending_order), p);
     }
 
+    /// Schedules person `user_id` to bring `entity_id` back to `state` at `at`, if it is still
+    /// `from` then.
+    fn put_back(&mut self, at: i64, entity_id: &str, state: &str, from: &str, user_id: &str) {
+        let back = Pending {
+            entity_id: entity_id.to_owned(),
+            state: state.to_owned(),
+            only_from: Some(from.to_owned()),
+            user_id: user_id.to_owned(),
+            sequence: None,
+        };
+        self.schedule(at, back);
+    }
+
     /// A person's scheduled action comes due at `at`.
     fn act(&mut self, inner: &mut Inner, at: i64, p: Pending) {
         let Some(current) = inner.state(&p.entity_id).map(|s| s.state.clone()) else {
@@ -483,20 +497,14 @@ impl Routine {
             &Origin::by(&p.user_id),
         );
         // a sequence's target goes back some minutes later
+        let plan = self.plan.clone();
         if let Some(k) = p.sequence
-            && let Some(s) = self.plan.sequences.get(k)
+            && let Some(s) = plan.truth.sequences.get(k)
         {
             let (lo, hi) = s.revert_minutes;
             let u = unit(self.seed, 0x5E9B, k as u64, at as u64);
             let later = at + (lo + ((hi - lo + 1) as f64 * u) as i64) * MINUTE_US;
-            let back = Pending {
-                entity_id: p.entity_id.clone(),
-                state: s.rest.clone(),
-                only_from: Some(p.state.clone()),
-                user_id: p.user_id.clone(),
-                sequence: None,
-            };
-            self.schedule(later, back);
+            self.put_back(later, &p.entity_id, &s.rest, &p.state, &p.user_id);
         }
     }
 
@@ -504,7 +512,7 @@ impl Routine {
     /// follow.
     fn watch_triggers(&mut self, inner: &mut Inner) {
         let plan = self.plan.clone();
-        for (k, s) in plan.sequences.iter().enumerate() {
+        for (k, s) in plan.truth.sequences.iter().enumerate() {
             let Some(st) = inner.state(&s.trigger.entity_id) else {
                 continue;
             };
@@ -541,7 +549,7 @@ impl Routine {
     fn planted(&mut self, inner: &mut Inner, local: i64, at: i64) {
         let plan = self.plan.clone();
         let day = local.div_euclid(DAY);
-        for (i, h) in plan.habits.iter().enumerate() {
+        for (i, h) in plan.truth.habits.iter().enumerate() {
             // an occurrence belongs to the day it is planned on (± jitter may cross midnight)
             for d in day - 1..=day + 1 {
                 if !h.day_type.matches(d) || self.habit_day.get(i) == Some(&d) {
@@ -574,19 +582,12 @@ impl Routine {
                     // the second of a pair did not happen: the person puts it back later
                     let u = unit(self.seed, 0x4AB3, i as u64, d as u64);
                     let later = at + (120 + (210.0 * u) as i64) * MINUTE_US;
-                    let back = Pending {
-                        entity_id: h.entity_id.clone(),
-                        state: h.state.clone(),
-                        only_from: Some(h.from.clone()),
-                        user_id: h.user_id.clone(),
-                        sequence: None,
-                    };
-                    self.schedule(later, back);
+                    self.put_back(later, &h.entity_id, &h.state, &h.from, &h.user_id);
                 }
             }
         }
         let m = local.rem_euclid(DAY);
-        for (i, a) in plan.automations.iter().enumerate() {
+        for (i, a) in plan.truth.automations.iter().enumerate() {
             let Behaviour::AtTime { minute } = a.behaviour else {
                 continue;
             };
@@ -605,7 +606,7 @@ impl Routine {
                 set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
             }
         }
-        for (i, sc) in plan.scripts.iter().enumerate() {
+        for (i, sc) in plan.truth.scripts.iter().enumerate() {
             let (lo, hi) = sc.window;
             let u = unit(self.seed, 0x5C71, i as u64, day as u64);
             let when = lo + ((hi - lo) as f64 * u) as i64;
@@ -622,19 +623,12 @@ impl Routine {
                 set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
                 let u = unit(self.seed, 0x5C73, i as u64, day as u64);
                 let later = at + (90 + (60.0 * u) as i64) * MINUTE_US;
-                let back = Pending {
-                    entity_id: t.entity_id.clone(),
-                    state: sc.rest.clone(),
-                    only_from: Some(t.state.clone()),
-                    user_id: sc.user_id.clone(),
-                    sequence: None,
-                };
-                self.schedule(later, back);
+                self.put_back(later, &t.entity_id, &sc.rest, &t.state, &sc.user_id);
             }
             inner.end_script(Some(at), &sc.entity_id, &origin);
         }
         let node_red = node_red_user(self.seed);
-        for (i, c) in plan.system_changes.iter().enumerate() {
+        for (i, c) in plan.truth.system_changes.iter().enumerate() {
             let u = unit(self.seed, 0x5757, i as u64, day as u64);
             let offset = (3.0 * u) as i64 - 1;
             if c.minute + offset != m
@@ -671,7 +665,7 @@ impl Routine {
         at: i64,
         b: u64,
     ) {
-        let Some(a) = self.plan.automations.get(idx) else {
+        let Some(a) = self.plan.truth.automations.get(idx) else {
             return;
         };
         if !inner.automations.contains_key(&a.id) {
@@ -901,7 +895,7 @@ impl Routine {
                 if self.light_off_at.get(&ri).is_some_and(|t| *t <= minute) {
                     self.light_off_at.remove(&ri);
                     if let Some((_, off)) = automations
-                        && plan.automations[off]
+                        && plan.truth.automations[off]
                             .targets
                             .iter()
                             .any(|t| inner.state(&t.entity_id).is_some_and(|s| s.state == "on"))
@@ -1143,16 +1137,7 @@ mod tests {
         use chrono::TimeZone;
         let tz: chrono_tz::Tz = "America/New_York".parse().expect("tz");
         let seed = 5;
-        let clock = Clock::new(1.0, 0);
-        let hub = Hub::new(
-            generate(Profile::Small, seed, clock.now()),
-            clock,
-            seed,
-            "t".into(),
-            4096,
-            1 << 20,
-        )
-        .in_time_zone(tz);
+        let hub = hub_in(Profile::Small, seed, tz, Clock::new(1.0, 0));
         let persons = hub.with(|inner| inner.home.persons.clone()).0;
         let (mut rx, _) = hub.subscribe();
         let mut routine = Routine::new(seed);
@@ -1284,6 +1269,19 @@ mod tests {
         }
     }
 
+    /// A hub for a generated home in time zone `tz` on `clock`.
+    fn hub_in(profile: Profile, seed: u64, tz: chrono_tz::Tz, clock: Clock) -> Hub {
+        Hub::new(
+            generate(profile, seed, clock.now()),
+            clock,
+            seed,
+            "t".into(),
+            4096,
+            1 << 20,
+        )
+        .in_time_zone(tz)
+    }
+
     /// Every event a home's routine publishes from local `start` (UTC minute) for `days` days in
     /// time zone `tz`, as parsed JSON, in publication order.
     fn events_of(
@@ -1298,15 +1296,7 @@ mod tests {
             1.0,
             Utc::now().timestamp_micros() - (start - 60) * MINUTE_US,
         );
-        let hub = Hub::new(
-            generate(profile, seed, clock.now()),
-            clock,
-            seed,
-            "t".into(),
-            4096,
-            1 << 20,
-        )
-        .in_time_zone(tz);
+        let hub = hub_in(profile, seed, tz, clock);
         let (mut rx, _) = hub.subscribe();
         let mut routine = Routine::new(seed);
         let mut out = Vec::new();

@@ -349,7 +349,7 @@ pub struct User {
 }
 
 /// Everything planted in a home (`GET /api/simulator/routines`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Routines {
     /// The home's IANA time zone (local times refer to it).
     pub time_zone: String,
@@ -369,16 +369,12 @@ pub struct Routines {
     pub users: Vec<User>,
 }
 
-/// The plan of a home: [`Routines`] without the time zone, plus what the routine needs.
+/// The plan of a home: its [`Routines`] (the time zone set when they are served), plus what the
+/// routine needs.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Plan {
-    pub habits: Vec<Habit>,
-    pub sequences: Vec<Sequence>,
-    pub automations: Vec<PlantedAutomation>,
-    pub system_changes: Vec<SystemChange>,
-    pub scripts: Vec<PlantedScript>,
-    pub regularities: Vec<Regularity>,
-    pub users: Vec<User>,
+    /// What is planted.
+    pub truth: Routines,
     /// Entities the physical routine leaves alone (habit, sequence, time-automation and system
     /// targets).
     pub reserved: HashSet<String>,
@@ -391,13 +387,7 @@ impl Plan {
     pub(crate) fn routines(&self, tz: chrono_tz::Tz) -> Routines {
         Routines {
             time_zone: tz.name().to_owned(),
-            habits: self.habits.clone(),
-            sequences: self.sequences.clone(),
-            automations: self.automations.clone(),
-            system_changes: self.system_changes.clone(),
-            scripts: self.scripts.clone(),
-            regularities: self.regularities.clone(),
-            users: self.users.clone(),
+            ..self.truth.clone()
         }
     }
 
@@ -746,10 +736,8 @@ pub(crate) fn plan(seed: u64, home: &Home) -> Plan {
         home,
         taken: HashSet::new(),
     };
-    let mut plan = Plan {
-        users: users(seed, home),
-        ..Plan::default()
-    };
+    let mut plan = Plan::default();
+    plan.truth.users = users(seed, home);
     let people: Vec<String> = home.persons.iter().map(|p| p.user_id.clone()).collect();
     let person = |k: usize| {
         people
@@ -777,37 +765,29 @@ pub(crate) fn plan(seed: u64, home: &Home) -> Plan {
         let shift = round as i64 * 23 + by_seed;
         let (active, rest) = t.want.states();
         let user = person(k);
-        let first = plan.habits.len();
-        let (m, jitter, day_type, p) = t.active;
-        plan.habits.push(Habit {
-            kind: HabitKind::TimeOfDay,
-            entity_id: entity.clone(),
-            state: active.into(),
-            local_time: hhmm(m + shift),
-            jitter_minutes: jitter,
-            day_type,
-            probability: p,
-            user_id: user.clone(),
-            minute: (m + shift).rem_euclid(DAY),
-            p_when_possible: p,
-            from: rest.into(),
-            back: false,
-        });
-        for &(m, jitter, day_type, p_rest) in t.rest {
-            plan.habits.push(Habit {
+        let first = plan.truth.habits.len();
+        let habit =
+            |(m, jitter, day_type, p_when_possible): Slot, state: &str, from: &str, p: f64| Habit {
                 kind: HabitKind::TimeOfDay,
                 entity_id: entity.clone(),
-                state: rest.into(),
+                state: state.into(),
                 local_time: hhmm(m + shift),
                 jitter_minutes: jitter,
                 day_type,
-                probability: ((p * p_rest) * 1_000.0).round() / 1_000.0,
+                probability: (p * 1_000.0).round() / 1_000.0,
                 user_id: user.clone(),
                 minute: (m + shift).rem_euclid(DAY),
-                p_when_possible: p_rest,
-                from: active.into(),
-                back: true,
-            });
+                p_when_possible,
+                from: from.into(),
+                back: from == active,
+            };
+        let p = t.active.3;
+        plan.truth.habits.push(habit(t.active, active, rest, p));
+        for &slot in t.rest {
+            // a transition only when the first happened
+            plan.truth
+                .habits
+                .push(habit(slot, rest, active, p * slot.3));
         }
         habit_entity.push(Some((entity, first)));
         plan.reserved.extend(picker.taken.iter().cloned());
@@ -843,7 +823,7 @@ fn plan_sequences(
     if let Some(door) = door.and_then(|r| home.roles[r].door.clone())
         && let Some(light) = light
     {
-        plan.sequences.push(Sequence {
+        plan.truth.sequences.push(Sequence {
             kind: SequenceKind::CoOccurrence,
             trigger: EntityState::new(&door, "on"),
             target: EntityState::new(&light, "on"),
@@ -865,7 +845,7 @@ fn plan_sequences(
         (12, Want::Media, Delay { min: 60, max: 180 }, 0.7),
     ];
     for (k, want, delay, p) in follow {
-        if plan.sequences.len() >= wanted {
+        if plan.truth.sequences.len() >= wanted {
             break;
         }
         let Some(Some((trigger, first))) = habit_entity.get(k) else {
@@ -880,13 +860,13 @@ fn plan_sequences(
         let Some(target) = target else {
             continue;
         };
-        let habit = &plan.habits[*first];
+        let habit = &plan.truth.habits[*first];
         let (active, rest) = if target.starts_with("media_player.") {
             ("playing", "idle")
         } else {
             ("on", "off")
         };
-        plan.sequences.push(Sequence {
+        plan.truth.sequences.push(Sequence {
             kind: SequenceKind::CoOccurrence,
             trigger: EntityState::new(trigger, &habit.state),
             target: EntityState::new(&target, active),
@@ -903,7 +883,7 @@ fn plan_sequences(
 /// Time-triggered automations: a "coffee" plug on weekday mornings, outdoor lights at night.
 fn plan_time_automations(home: &Home, picker: &mut Picker<'_>, plan: &mut Plan) {
     let mut add = |id: &str, alias: &str, entity: &str, state: &str, minute: i64, day: DayType| {
-        plan.automations.push(PlantedAutomation {
+        plan.truth.automations.push(PlantedAutomation {
             id: id.to_owned(),
             entity_id: format!("automation.{}", slug(alias)),
             alias: alias.to_owned(),
@@ -971,7 +951,7 @@ fn plan_system(seed: u64, picker: &mut Picker<'_>, plan: &mut Plan) {
     };
     let user = node_red_user(seed);
     for (state, minute) in [("on", at(5, 45)), ("off", at(6, 15))] {
-        plan.system_changes.push(SystemChange {
+        plan.truth.system_changes.push(SystemChange {
             user_id: user.clone(),
             entity_id: plug.clone(),
             state: state.into(),
@@ -993,7 +973,7 @@ fn plan_script(picker: &mut Picker<'_>, plan: &mut Plan, owner: &str) {
         return;
     };
     let window = (at(19, 30), at(21, 30));
-    plan.scripts.push(PlantedScript {
+    plan.truth.scripts.push(PlantedScript {
         entity_id: "script.movie_time".into(),
         alias: "Movie time".into(),
         targets: vec![EntityState::new(&target, "on")],
@@ -1026,7 +1006,7 @@ fn plan_motion_automations(home: &Home, plan: &mut Plan) {
             continue;
         };
         let name = area_name(home, r);
-        let first = plan.automations.len();
+        let first = plan.truth.automations.len();
         for (behaviour, to, state, word) in [
             (Behaviour::MotionOn, "on", "on", "on"),
             (Behaviour::MotionOff, "off", "off", "off"),
@@ -1034,7 +1014,7 @@ fn plan_motion_automations(home: &Home, plan: &mut Plan) {
             let alias = format!("{name} motion lights {word}");
             let targets: Vec<EntityState> =
                 lights.iter().map(|l| EntityState::new(l, state)).collect();
-            plan.automations.push(PlantedAutomation {
+            plan.truth.automations.push(PlantedAutomation {
                 id: format!("simulated_motion_{word}_{}", role.area_id),
                 entity_id: format!("automation.{}", slug(&alias)),
                 alias,
@@ -1063,7 +1043,7 @@ fn window(start: i64, end: i64) -> Option<LocalWindow> {
 
 /// What the physical routine produces that a detector may find.
 fn plan_regularities(home: &Home, plan: &mut Plan) {
-    let regs = &mut plan.regularities;
+    let regs = &mut plan.truth.regularities;
     let persons = |state: &str| -> Vec<EntityState> {
         home.persons
             .iter()
@@ -1210,7 +1190,7 @@ fn plan_regularities(home: &Home, plan: &mut Plan) {
         });
     }
     // a script's entity and its targets change together
-    for sc in &plan.scripts {
+    for sc in &plan.truth.scripts {
         regs.push(Regularity {
             kind: RegularityKind::CoOccurrence,
             entities: std::iter::once(EntityState::new(&sc.entity_id, "on"))
@@ -1223,8 +1203,9 @@ fn plan_regularities(home: &Home, plan: &mut Plan) {
         });
     }
     // what follows a habit inherits its time of day; a sequence's target goes back later
-    for s in &plan.sequences {
+    for s in &plan.truth.sequences {
         if let Some(h) = plan
+            .truth
             .habits
             .iter()
             .find(|h| h.entity_id == s.trigger.entity_id && h.state == s.trigger.state)
@@ -1343,48 +1324,62 @@ mod tests {
             let home = generate(profile, 3, 0);
             let p = plan(3, &home);
             assert!(
-                habits.contains(&p.habits.len()),
+                habits.contains(&p.truth.habits.len()),
                 "{profile:?}: {} habits",
-                p.habits.len()
+                p.truth.habits.len()
             );
-            assert!(p.sequences.len() >= 2, "{profile:?}: {:?}", p.sequences);
             assert!(
-                p.automations
+                p.truth.sequences.len() >= 2,
+                "{profile:?}: {:?}",
+                p.truth.sequences
+            );
+            assert!(
+                p.truth
+                    .automations
                     .iter()
                     .any(|a| a.trigger.platform == TriggerPlatform::Time)
             );
             assert!(
-                p.automations
+                p.truth
+                    .automations
                     .iter()
                     .any(|a| a.trigger.platform == TriggerPlatform::State)
             );
-            assert_eq!(p.system_changes.len(), 2, "{profile:?}");
+            assert_eq!(p.truth.system_changes.len(), 2, "{profile:?}");
             // no automation drives a habit's or a sequence's entity
             let planted: HashSet<&str> = p
+                .truth
                 .habits
                 .iter()
                 .map(|h| h.entity_id.as_str())
-                .chain(p.sequences.iter().map(|s| s.target.entity_id.as_str()))
+                .chain(
+                    p.truth
+                        .sequences
+                        .iter()
+                        .map(|s| s.target.entity_id.as_str()),
+                )
                 .collect();
-            for a in &p.automations {
+            for a in &p.truth.automations {
                 for t in &a.targets {
                     assert!(!planted.contains(t.entity_id.as_str()), "{a:?}");
                 }
             }
             let persons: HashSet<&str> = home.persons.iter().map(|p| p.user_id.as_str()).collect();
             assert!(
-                p.habits
+                p.truth
+                    .habits
                     .iter()
                     .all(|h| persons.contains(h.user_id.as_str()))
             );
-            let days: HashSet<DayType> = p.habits.iter().map(|h| h.day_type).collect();
+            let days: HashSet<DayType> = p.truth.habits.iter().map(|h| h.day_type).collect();
             assert_eq!(
                 days.len(),
                 3,
                 "{profile:?}: all, weekday and weekend habits"
             );
             assert!(
-                p.habits
+                p.truth
+                    .habits
                     .iter()
                     .any(|h| h.minute + i64::from(h.jitter_minutes) >= DAY),
                 "one near midnight"

@@ -225,7 +225,7 @@ impl Conn {
             }
             "config/auth/list" => {
                 // every user, as Home Assistant 2025.4 lists them (admin only there too)
-                let (users, seq) = hub.with(|i| i.plan.users.clone());
+                let (users, seq) = hub.with(|i| i.plan.truth.users.clone());
                 let json = serde_json::to_string(&users).unwrap_or_else(|_| "[]".into());
                 self.reply(seq, result_ok(id, &json)).await?;
             }
