@@ -270,7 +270,9 @@ async fn a_webhook_automation_turns_on_a_light() {
     assert_eq!(r.status(), 200);
     let state = ha.state(&light).await;
     assert_eq!(state["state"], "on");
-    assert!(state["context"]["parent_id"].is_string());
+    // the change is made in the automation run's own context (a webhook trigger has no parent)
+    assert!(state["context"]["id"].is_string());
+    assert!(state["context"]["parent_id"].is_null() && state["context"]["user_id"].is_null());
     let calls = ha.get("simulator/webhook_calls").await;
     assert_eq!(calls[0]["webhook_id"], hook.as_str());
     assert_eq!(calls[0]["json"]["hello"], "world");
@@ -283,6 +285,108 @@ async fn a_webhook_automation_turns_on_a_light() {
             .then_some(())
     })
     .await;
+}
+
+/// `config/auth/list` answers as Home Assistant 2025.4 does (people and system-generated users),
+/// and `/api/simulator/routines` lists the planted truth in the patterns API's vocabulary.
+#[tokio::test]
+async fn users_and_planted_routines_are_listed() {
+    let sim = Sim::start(&["--seed", "13", "--time-zone", "Europe/Amsterdam"]);
+    let (mut ws, reply) = raw_ws(&sim, TOKEN).await;
+    assert_eq!(reply["type"], "auth_ok");
+    send(&mut ws, json!({"id": 1, "type": "config/auth/list"})).await;
+    let (r, _, _) = until_result(&mut ws, 1).await;
+    assert_eq!(r["success"], true);
+    let users = r["result"].as_array().expect("users");
+    for u in users {
+        let keys: Vec<&str> = u
+            .as_object()
+            .expect("user")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys.len(),
+            9,
+            "id, username, name, is_owner, is_active, local_only, system_generated, group_ids, \
+             credentials: {u}"
+        );
+        assert!(u["id"].as_str().is_some_and(|id| id.len() == 32), "{u}");
+        assert!(u["group_ids"].is_array() && u["credentials"].is_array());
+        if u["system_generated"] == true {
+            assert!(u["username"].is_null() && u["credentials"] == json!([]));
+        } else {
+            assert_eq!(u["credentials"], json!([{"type": "homeassistant"}]));
+        }
+    }
+    let owners: Vec<&Value> = users.iter().filter(|u| u["is_owner"] == true).collect();
+    assert_eq!(owners.len(), 1);
+    let people = users
+        .iter()
+        .filter(|u| u["system_generated"] == false)
+        .count();
+    assert!(people >= 2, "the owner and a second person: {users:?}");
+    for name in ["Supervisor", "Node-RED"] {
+        assert!(
+            users
+                .iter()
+                .any(|u| u["name"] == name && u["system_generated"] == true)
+        );
+    }
+
+    let ha = sim.ha();
+    let routines = ha.get("simulator/routines").await;
+    assert_eq!(routines["time_zone"], "Europe/Amsterdam");
+    assert_eq!(routines["users"], r["result"]);
+    let habits = routines["habits"].as_array().expect("habits");
+    assert!(habits.len() >= 6, "{habits:?}");
+    for h in habits {
+        assert_eq!(h["kind"], "time_of_day");
+        assert!(
+            h["local_time"]
+                .as_str()
+                .is_some_and(|t| t.len() == 5 && t.as_bytes()[2] == b':')
+        );
+        assert!(["all", "weekday", "weekend"].contains(&h["day_type"].as_str().unwrap_or("")));
+        assert!(
+            h["probability"]
+                .as_f64()
+                .is_some_and(|p| p > 0.0 && p <= 1.0)
+        );
+        let user = users
+            .iter()
+            .find(|u| u["id"] == h["user_id"])
+            .expect("a listed user");
+        assert_eq!(user["system_generated"], false);
+    }
+    assert!(routines["sequences"].as_array().is_some_and(|s| {
+        s.iter().all(|s| {
+            s["kind"] == "co_occurrence"
+                && s["trigger"]["entity_id"].is_string()
+                && s["delay_seconds"]["max"].is_u64()
+        })
+    }));
+    // each planted automation exists as an automation.* entity with its id
+    let states = ha.get("states").await;
+    for a in routines["automations"].as_array().expect("automations") {
+        let entity = states
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["entity_id"] == a["entity_id"]))
+            .expect("the automation's entity");
+        assert_eq!(entity["attributes"]["id"], a["id"]);
+        assert!(["state", "time"].contains(&a["trigger"]["platform"].as_str().unwrap_or("")));
+    }
+    assert!(
+        routines["regularities"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/simulator/routines", sim.url()))
+        .send()
+        .await
+        .expect("unauthenticated");
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test]

@@ -210,6 +210,10 @@ pub(crate) struct PersonRole {
     pub commutes: bool,
     /// Their bedroom (area index).
     pub bedroom: usize,
+    /// Their name.
+    pub name: String,
+    /// Their Home Assistant user (the first person is the owner, the token's user).
+    pub user_id: String,
 }
 
 /// The generated home: registries, states and the roles the routines use.
@@ -239,6 +243,8 @@ pub(crate) struct Home {
     pub meter_phases: Vec<String>,
     /// Child device id → parent device id (Home Assistant 2026's `parent_device_id`).
     pub parent_of: HashMap<String, String>,
+    /// The front door's smart lock (`lock.*`), in the hallway, if the home has one.
+    pub lock: Option<String>,
 }
 
 /// Fixed creation time of the generated registry rows (2024-01-01), so lists repeat per seed.
@@ -309,6 +315,13 @@ const PLUG: Catalogue = Catalogue {
     model: "Shelly Plus Plug S",
     model_id: "SNPL-00112EU",
     sw: "1.4.4",
+};
+const LOCK: Catalogue = Catalogue {
+    integration: "nuki",
+    manufacturer: "Nuki Home Solutions GmbH",
+    model: "Smart Lock 3.0 Pro",
+    model_id: "SL3P",
+    sw: "3.8.4",
 };
 const TRV: Catalogue = Catalogue {
     integration: "tado",
@@ -698,6 +711,28 @@ impl Builder {
         self.home.roles[role].climate = Some(c);
     }
 
+    fn lock(&mut self, area_name: &str, area_id: &str) {
+        let name = format!("{area_name} Front Door Lock");
+        let device = self.device(&LOCK, &name, area_id, &["security"]);
+        let attrs = json!({"supported_features": 1, "battery_critical": false});
+        let Value::Object(attrs) = attrs else {
+            return;
+        };
+        let id = self.entity(
+            "lock",
+            "front_door",
+            LOCK.integration,
+            Some((&device, &LOCK)),
+            None,
+            &name,
+            "unlocked",
+            attrs,
+            None,
+            &["security"],
+        );
+        self.home.lock = Some(id);
+    }
+
     fn speaker(&mut self, area_name: &str, area_id: &str, role: usize) {
         let name = format!("{area_name} Speaker");
         let device = self.device(&SPEAKER, &name, area_id, &[]);
@@ -756,6 +791,7 @@ pub(crate) fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             meter: None,
             meter_phases: Vec::new(),
             parent_of: HashMap::new(),
+            lock: None,
         },
         config_entries: HashMap::new(),
         now,
@@ -821,7 +857,13 @@ pub(crate) fn generate(profile: Profile, seed: u64, now: i64) -> Home {
         .collect();
     for i in 0..profile.persons() {
         let name = PERSON_NAMES[i % PERSON_NAMES.len()];
-        let user = b.hex32();
+        let generated_user = b.hex32();
+        // the first person is the owner: the token's user, who makes the REST and WebSocket calls
+        let user = if i == 0 {
+            super::hub::OWNER_USER_ID.to_owned()
+        } else {
+            generated_user
+        };
         let attrs =
             json!({"editable": true, "id": slug(name), "user_id": user, "device_trackers": []});
         let Value::Object(attrs) = attrs else {
@@ -848,6 +890,8 @@ pub(crate) fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             entity_id: id,
             commutes,
             bedroom,
+            name: name.to_owned(),
+            user_id: user,
         });
     }
     // the whole-house meter
@@ -968,6 +1012,10 @@ pub(crate) fn generate(profile: Profile, seed: u64, now: i64) -> Home {
             );
             b.home.meter_phases.push(id);
         }
+    }
+    // the front door's smart lock (made last, so the rest of a seed's home stays as it was)
+    if let Some((name, area_id)) = area_names.iter().find(|(n, _)| n == "Hallway").cloned() {
+        b.lock(&name, &area_id);
     }
     b.home
 }

@@ -19,6 +19,7 @@ use super::HaVersion;
 use super::history::{History, Row};
 use super::home::{EntityState, Home, slug};
 use super::render::{push_context, push_iso, push_str_lit, ulid};
+use super::truth::{Plan, Routines};
 
 /// The most entities the REST API may create.
 pub(crate) const MAX_ENTITIES: usize = 50_000;
@@ -123,9 +124,12 @@ impl Clock {
     }
 }
 
-/// Who caused a change.
+/// Who caused a change: the context a change is made in.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Origin {
+    /// The context id to use (an automation run's changes share its context); a fresh one when
+    /// `None`.
+    pub id: Option<String>,
     /// Parent context id.
     pub parent_id: Option<String>,
     /// User id.
@@ -135,9 +139,24 @@ pub(crate) struct Origin {
 impl Origin {
     /// A change made by the simulated owner (REST and WebSocket calls).
     pub(crate) fn user() -> Self {
+        Origin::by(OWNER_USER_ID)
+    }
+
+    /// A change made by user `user_id` (a person or a system-generated user), in a fresh context.
+    pub(crate) fn by(user_id: &str) -> Self {
         Origin {
+            id: None,
             parent_id: None,
-            user_id: Some(OWNER_USER_ID.to_owned()),
+            user_id: Some(user_id.to_owned()),
+        }
+    }
+
+    /// A change made in run context `id` (an automation's), whose parent is `parent_id`.
+    pub(crate) fn run(id: String, parent_id: Option<String>) -> Self {
+        Origin {
+            id: Some(id),
+            parent_id,
+            user_id: None,
         }
     }
 }
@@ -165,6 +184,11 @@ pub(crate) struct Inner {
     pub ha_version: HaVersion,
     /// The home's time zone (`get_config`); daily routines follow its local time.
     pub time_zone: chrono_tz::Tz,
+    /// What the routine plants (habits, sequences, automations): the ground truth.
+    pub plan: Arc<Plan>,
+    /// The simulated time (µs) the routine has run up to (it may lag behind the clock while it
+    /// catches up with a backdated start).
+    pub routine_at: Option<i64>,
     clock: Clock,
     last_now: i64,
     seq: u64,
@@ -201,20 +225,25 @@ impl Hub {
             history.push(&s.entity_id, row_of(s));
         }
         let (bus, _) = broadcast::channel(bus_batches.max(4));
+        let plan = super::truth::plan(seed, &home);
+        let mut inner = Inner {
+            home,
+            history,
+            automations: BTreeMap::new(),
+            webhook_calls: VecDeque::new(),
+            ha_version: HaVersion::default(),
+            time_zone: chrono_tz::Tz::UTC,
+            plan: Arc::new(Plan::default()),
+            routine_at: None,
+            last_now: clock.now(),
+            clock,
+            seq: 0,
+            staged: Vec::new(),
+            rng: StdRng::seed_from_u64(seed ^ 0x5eed_c0de),
+        };
+        inner.plant(plan);
         Hub {
-            inner: Mutex::new(Inner {
-                home,
-                history,
-                automations: BTreeMap::new(),
-                webhook_calls: VecDeque::new(),
-                ha_version: HaVersion::default(),
-                time_zone: chrono_tz::Tz::UTC,
-                last_now: clock.now(),
-                clock,
-                seq: 0,
-                staged: Vec::new(),
-                rng: StdRng::seed_from_u64(seed ^ 0x5eed_c0de),
-            }),
+            inner: Mutex::new(inner),
             bus,
             published: AtomicU64::new(0),
             token,
@@ -233,6 +262,12 @@ impl Hub {
     pub(crate) fn in_time_zone(self, tz: chrono_tz::Tz) -> Self {
         self.lock().time_zone = tz;
         self
+    }
+
+    /// The planted routines: habits, sequences, automations and regularities, in the home's
+    /// time zone (the same for a seed and profile).
+    pub(crate) fn routines(&self) -> Routines {
+        self.lock().routines()
     }
 
     /// The release whose shapes are spoken.
@@ -309,6 +344,38 @@ fn now_secs(us: i64) -> f64 {
 }
 
 impl Inner {
+    /// Takes `plan` as the home's ground truth: its automations become stored automations with
+    /// `automation.*` entities (part of the home from the start: no events).
+    fn plant(&mut self, mut plan: Plan) {
+        for a in &mut plan.truth.automations {
+            match self.automation_put(&a.id, Plan::automation_config(a)) {
+                Ok(()) => {
+                    if let Some(stored) = self.automations.get(&a.id) {
+                        a.entity_id = stored.entity_id.clone();
+                    }
+                }
+                Err(e) => tracing::warn!(automation = %a.id, error = %e, "not planted"),
+            }
+        }
+        for sc in &plan.truth.scripts {
+            let attrs = json!({
+                "last_triggered": null, "mode": "single", "current": 0,
+                "friendly_name": sc.alias,
+            });
+            if let Value::Object(attrs) = attrs {
+                let _ =
+                    self.set_state(&sc.entity_id, "off", Some(attrs), false, &Origin::default());
+            }
+        }
+        self.staged.clear();
+        self.plan = Arc::new(plan);
+    }
+
+    /// The planted routines (`GET /api/simulator/routines`).
+    pub(crate) fn routines(&self) -> Routines {
+        self.plan.routines(self.time_zone)
+    }
+
     /// Simulated now (µs), strictly increasing from call to call.
     pub(crate) fn now(&mut self) -> i64 {
         self.stamp(None)
@@ -337,6 +404,19 @@ impl Inner {
 
     /// Stages an event with a data object rendered by the caller.
     pub(crate) fn stage(&mut self, event_type: &'static str, data_json: &str, now: i64, ctx: &str) {
+        self.stage_in(event_type, data_json, now, ctx, None, None);
+    }
+
+    /// [`Inner::stage`] with the whole context (`parent_id`, `user_id`).
+    pub(crate) fn stage_in(
+        &mut self,
+        event_type: &'static str,
+        data_json: &str,
+        now: i64,
+        ctx: &str,
+        parent: Option<&str>,
+        user: Option<&str>,
+    ) {
         let mut body = String::with_capacity(data_json.len() + 160);
         body.push_str("{\"event_type\":");
         push_str_lit(&mut body, event_type);
@@ -345,11 +425,13 @@ impl Inner {
         body.push_str(",\"origin\":\"LOCAL\",\"time_fired\":\"");
         push_iso(&mut body, now);
         body.push_str("\",\"context\":");
-        push_context(&mut body, ctx, None, None);
+        push_context(&mut body, ctx, parent, user);
         body.push('}');
         self.staged.push(BusEvent { event_type, body });
     }
 
+    /// A `state_changed` event in the change's whole context (as Home Assistant fires it: the
+    /// event's context is the new state's).
     fn stage_state_changed(
         &mut self,
         entity_id: &str,
@@ -357,6 +439,7 @@ impl Inner {
         new: Option<&str>,
         now: i64,
         ctx: &str,
+        origin: &Origin,
     ) {
         let mut data = String::with_capacity(
             64 + old.map_or(4, str::len) + new.map_or(4, str::len) + entity_id.len(),
@@ -368,7 +451,14 @@ impl Inner {
         data.push_str(",\"new_state\":");
         data.push_str(new.unwrap_or("null"));
         data.push('}');
-        self.stage("state_changed", &data, now, ctx);
+        self.stage_in(
+            "state_changed",
+            &data,
+            now,
+            ctx,
+            origin.parent_id.as_deref(),
+            origin.user_id.as_deref(),
+        );
     }
 
     /// Sets a state as `hass.states.async_set` does: `last_changed` moves only when the state
@@ -407,7 +497,10 @@ impl Inner {
             return Err(HubError::Invalid(format!("Invalid entity ID: {entity_id}")));
         }
         let now = self.stamp(at);
-        let ctx = self.context_id(now);
+        let ctx = match &origin.id {
+            Some(id) => id.clone(),
+            None => self.context_id(now),
+        };
         let Some(&idx) = self.home.index.get(entity_id) else {
             if self.home.states.len() >= MAX_ENTITIES {
                 return Err(HubError::Full(format!(
@@ -425,7 +518,7 @@ impl Inner {
                 .index
                 .insert(entity_id.to_owned(), self.home.states.len());
             self.home.states.push(st);
-            self.stage_state_changed(entity_id, None, Some(&json), now, &ctx);
+            self.stage_state_changed(entity_id, None, Some(&json), now, &ctx, origin);
             return Ok((true, json));
         };
         let st = &mut self.home.states[idx];
@@ -453,7 +546,14 @@ impl Inner {
         let new_json = st.json.clone();
         let row = row_of(st);
         self.history.push(entity_id, row);
-        self.stage_state_changed(entity_id, Some(&old_json), Some(&new_json), now, &ctx);
+        self.stage_state_changed(
+            entity_id,
+            Some(&old_json),
+            Some(&new_json),
+            now,
+            &ctx,
+            origin,
+        );
         Ok((false, new_json))
     }
 
@@ -482,7 +582,14 @@ impl Inner {
         let entity_id = st.entity_id.clone();
         let ctx = st.context_id.clone();
         self.history.push(&entity_id, row);
-        self.stage_state_changed(&entity_id, Some(&old_json), Some(&new_json), now, &ctx);
+        self.stage_state_changed(
+            &entity_id,
+            Some(&old_json),
+            Some(&new_json),
+            now,
+            &ctx,
+            &Origin::default(),
+        );
     }
 
     /// Removes an entity's state (`new_state: null`).
@@ -496,7 +603,14 @@ impl Inner {
         }
         let now = self.now();
         let ctx = self.context_id(now);
-        self.stage_state_changed(entity_id, Some(&old.json), None, now, &ctx);
+        self.stage_state_changed(
+            entity_id,
+            Some(&old.json),
+            None,
+            now,
+            &ctx,
+            &Origin::default(),
+        );
         true
     }
 
@@ -1021,32 +1135,93 @@ impl Inner {
         triggered.len()
     }
 
-    fn run_automation(&mut self, automation: &Automation) {
-        let now = self.now();
+    /// Starts a run of automation `entity_id` (named `name`) as Home Assistant does: a new run
+    /// context (its parent the trigger's context, if a state change triggered it), the
+    /// automation's `last_triggered` written in it, then `automation_triggered` (`source`: the
+    /// trigger's description) fired in it. Returns the origin the run's actions change things in.
+    pub(crate) fn start_run(
+        &mut self,
+        at: Option<i64>,
+        entity_id: &str,
+        name: &Value,
+        source: &str,
+        parent: Option<String>,
+    ) -> Origin {
+        let now = self.stamp(at);
         let ctx = self.context_id(now);
-        let origin = Origin {
-            parent_id: Some(ctx.clone()),
-            user_id: None,
-        };
-        if let Some(state) = self.state(&automation.entity_id) {
+        let origin = Origin::run(ctx.clone(), parent);
+        if let Some(state) = self.state(entity_id) {
             let mut attrs = state.attributes.clone();
             attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
             let st = state.state.clone();
-            let _ = self.set_state(
-                &automation.entity_id,
-                &st,
-                Some(attrs),
-                false,
-                &Origin::default(),
-            );
+            let _ = self.set_state_at(Some(now), entity_id, &st, Some(attrs), false, &origin);
         }
+        let data = json!({"name": name, "entity_id": entity_id, "source": source});
+        let now = self.stamp(Some(now));
+        self.stage_in(
+            "automation_triggered",
+            &data.to_string(),
+            now,
+            &ctx,
+            origin.parent_id.as_deref(),
+            None,
+        );
+        origin
+    }
+
+    /// Runs script `entity_id` (named `name`) for user `user_id` as Home Assistant does: in the
+    /// caller's context — the script's entity turns `on` in it, `script_started` is fired in it —
+    /// and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
+    pub(crate) fn start_script(
+        &mut self,
+        at: Option<i64>,
+        entity_id: &str,
+        name: &str,
+        user_id: &str,
+    ) -> Origin {
+        let now = self.stamp(at);
+        let ctx = self.context_id(now);
+        let origin = Origin {
+            id: Some(ctx.clone()),
+            parent_id: None,
+            user_id: Some(user_id.to_owned()),
+        };
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
+            attrs.insert("current".into(), json!(1));
+            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
+        }
+        let data = json!({"name": name, "entity_id": entity_id});
+        let now = self.stamp(Some(now));
+        self.stage_in(
+            "script_started",
+            &data.to_string(),
+            now,
+            &ctx,
+            None,
+            Some(user_id),
+        );
+        origin
+    }
+
+    /// A script's run in `origin` ends: its entity goes back `off`.
+    pub(crate) fn end_script(&mut self, at: Option<i64>, entity_id: &str, origin: &Origin) {
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("current".into(), json!(0));
+            let _ = self.set_state_at(at, entity_id, "off", Some(attrs), false, origin);
+        }
+    }
+
+    fn run_automation(&mut self, automation: &Automation) {
         let name = automation
             .config
             .get("alias")
             .cloned()
             .unwrap_or(Value::Null);
-        let data = json!({"name": name, "entity_id": automation.entity_id, "source": "webhook"});
-        self.stage("automation_triggered", &data.to_string(), now, &ctx);
+        // a webhook trigger has no parent context
+        let origin = self.start_run(None, &automation.entity_id, &name, "webhook", None);
         let actions = automation
             .config
             .get("actions")
@@ -1259,6 +1434,7 @@ mod tests {
     #[test]
     fn webhook_automation_turns_a_light_on() {
         let h = hub();
+        let (mut rx, _) = h.subscribe();
         let light = h
             .with(|i| {
                 i.home
@@ -1302,10 +1478,22 @@ mod tests {
         );
         let (s, _) = h.with(|i| i.state(&light).cloned().expect("light"));
         assert_eq!(s.state, "on");
-        assert!(
-            s.context_parent.is_some(),
-            "the automation's context is the parent"
-        );
+        // the change is made in the run's context (a webhook trigger has no parent), announced
+        // by automation_triggered first
+        assert!(s.context_parent.is_none() && s.context_user.is_none());
+        let mut triggered = None;
+        while let Ok(batch) = rx.try_recv() {
+            for e in &batch.events {
+                let v: Value = serde_json::from_str(&e.body).expect("json");
+                if e.event_type == "automation_triggered" {
+                    assert_eq!(v["data"]["source"], "webhook");
+                    triggered = v["context"]["id"].as_str().map(str::to_owned);
+                } else if v["data"]["entity_id"] == light.as_str() {
+                    assert_eq!(triggered.as_deref(), Some(s.context_id.as_str()));
+                }
+            }
+        }
+        assert_eq!(triggered.as_deref(), Some(s.context_id.as_str()));
         assert_eq!(h.with(|i| i.webhook_calls.len()).0, 3);
     }
 

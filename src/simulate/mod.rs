@@ -23,12 +23,32 @@
 //!   `/api/webhook/<id>` (no auth, always 200, recorded, runs automations with a matching webhook
 //!   trigger), `GET|POST|DELETE /api/config/automation/config/<id>` (stored with an
 //!   `automation.*` entity), `GET /api/history/period[/<start>]`. Simulator extras:
-//!   `GET /api/simulator/status`, `GET /api/simulator/webhook_calls`.
+//!   `GET /api/simulator/status` (counts; how far the routine has run), `GET
+//!   /api/simulator/webhook_calls`, `GET /api/simulator/routines` (the planted truth, below).
+//! - `config/auth/list` as Home Assistant 2025.4 answers it: the owner (the token's user, also
+//!   the first `person`), the other people, and the system-generated Supervisor, Home Assistant
+//!   Content and Node-RED users.
+//! - Contexts as Home Assistant sets them, on the state and its `state_changed` event alike: a
+//!   device's report has neither user nor parent; a person's action (REST, WebSocket, a planted
+//!   habit) has their `user_id`; an automation's run gets a new context — its parent the
+//!   triggering state's context for a state trigger, none for time and webhook triggers — in which
+//!   the automation's `last_triggered` is written, `automation_triggered` (`name`, `entity_id`,
+//!   `source`: `state of <entity>`, `time`, `webhook`) is fired, and then its actions' changes
+//!   are made.
 //! - States like `hass.states.async_set`: `last_changed` moves only when the state string changes,
 //!   `last_updated` with any change, `last_reported` on every write; contexts are ULIDs; an
 //!   unchanged write fires nothing. The recorder keeps a bounded ring per entity.
-//! - Daily routines on a simulated clock ([`routine`]) or, with `--rate`, a load generator
-//!   ([`load`]).
+//! - Daily routines on a simulated clock ([`routine`]) in the home's local time zone
+//!   (`--time-zone`), or, with `--rate`, a load generator ([`load`]). The routine acts out a
+//!   planted ground truth for pattern detection ([`truth`]): people's time-of-day habits and
+//!   sequences, automations run as Home Assistant runs them (per area motion → lights, state
+//!   triggered; a coffee plug and outdoor lights, time triggered), the owner's "Movie time"
+//!   script on some evenings (in the owner's context, announced by `script_started`), and the
+//!   Node-RED add-on's system user switching a plug; `GET /api/simulator/routines` and
+//!   [`SimulatorHandle::routines`] list it with the routine's documented regularities.
+//! - A backdated clock (`--backdate` hours, `--speed`) has the routine simulate every minute of
+//!   the past (an hour per hold of the lock until it has caught up): 30 days of a small home take
+//!   about half a minute.
 //! - Slow clients are disconnected once more than `max_pending` events wait for them (Home
 //!   Assistant: 4096 messages).
 //!
@@ -36,8 +56,10 @@
 //! Templates, conditions and triggers other than webhooks in automations (conditions are not
 //! evaluated), `subscribe_entities`, `subscribe_trigger`, `render_template`, `fire_event`,
 //! `validate_config`, `webhook/handle` over WebSocket, the Supervisor, config entries,
-//! `state_reported` events, recorder persistence (a restart forgets history), time zones other
-//! than UTC, registry creation of devices and entities, removal of devices.
+//! `state_reported` events, recorder persistence (a restart forgets history), registry creation
+//! of devices and entities, removal of devices, scripts other than the planted one, the planted
+//! automations' and script's entity registry rows, and `logbook/get_events`. The planted truth follows
+//! entities by id: renaming one of its entities leaves that part of the plan acting on nothing.
 //!
 //! # Time
 //! With `--speed X` (simulated seconds per real second) the simulated clock starts `--backdate`
@@ -53,6 +75,7 @@ pub(crate) mod load;
 pub(crate) mod render;
 pub(crate) mod rest;
 pub(crate) mod routine;
+pub mod truth;
 pub(crate) mod ws;
 
 use std::io::Write as _;
@@ -64,6 +87,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use home::Profile;
 pub(crate) use hub::Hub;
+pub use truth::Routines;
 
 /// The Home Assistant release whose message shapes the simulator speaks (`--ha-version`).
 ///
@@ -206,6 +230,12 @@ pub struct SimulatorHandle {
 }
 
 impl SimulatorHandle {
+    /// What the simulated home's routine plants (as `GET /api/simulator/routines` answers): the
+    /// ground truth pattern detection is measured against.
+    pub fn routines(&self) -> Routines {
+        self.hub.routines()
+    }
+
     /// Stops serving and the background tasks, and waits for them.
     pub async fn shutdown(self) {
         self.cancel.cancel();

@@ -325,6 +325,18 @@ pub(crate) async fn webhook_calls(req: HttpRequest, hub: HubData) -> HttpRespons
     json_response(StatusCode::OK, Value::from(calls).to_string())
 }
 
+/// `GET /api/simulator/routines`: the planted habits, sequences, automations, system changes,
+/// regularities and users, in the vocabulary of HomeIQ's patterns API (simulator only).
+pub(crate) async fn routines(req: HttpRequest, hub: HubData) -> HttpResponse {
+    if let Some(r) = refused(&req, &hub) {
+        return r;
+    }
+    match serde_json::to_string(&hub.routines()) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 /// `GET /api/simulator/status`: counts of the simulated home (simulator only).
 pub(crate) async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
     if let Some(r) = refused(&req, &hub) {
@@ -344,6 +356,9 @@ pub(crate) async fn status(req: HttpRequest, hub: HubData) -> HttpResponse {
                 "history_per_entity": i.history.capacity(),
                 "simulated_now": super::render::iso(i.clock().now()),
                 "caught_up": i.clock().caught_up(),
+                "routine_now": i.routine_at.map(super::render::iso),
+                "routine_caught_up": i.clock().caught_up()
+                    && i.routine_at.is_some_and(|t| t >= i.clock().now() - 60_000_000),
             })
         })
         .0;
@@ -382,5 +397,6 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/history/period", web::get().to(history))
         .route("/api/history/period/{start}", web::get().to(history))
         .route("/api/simulator/webhook_calls", web::get().to(webhook_calls))
-        .route("/api/simulator/status", web::get().to(status));
+        .route("/api/simulator/status", web::get().to(status))
+        .route("/api/simulator/routines", web::get().to(routines));
 }

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::home::{Home, fxhash};
 use super::hub::{Hub, Inner, Origin};
+use super::truth::{Behaviour, Plan, is_weekend, node_red_user, unit};
 
 /// Minutes per day.
 const DAY: i64 = 1_440;
@@ -161,13 +162,7 @@ impl Sensor {
     }
 }
 
-/// SplitMix64's finaliser: a well-mixed 64-bit value of `x`.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+use super::truth::mix;
 
 /// One sensor's schedule: report `n` is due at `phase + n × period ± jitter` (µs since the
 /// epoch), so its times depend only on the seed and the sensor, never on when the routine ran.
@@ -245,13 +240,48 @@ fn reporters(seed: u64, home: &Home) -> Vec<Reporter> {
         .collect()
 }
 
+/// A person's action scheduled for a later time.
+#[derive(Debug, Clone)]
+struct Pending {
+    entity_id: String,
+    state: String,
+    /// Done only if the entity is still in this state.
+    only_from: Option<String>,
+    user_id: String,
+    /// The sequence whose target this is (it is put back later).
+    sequence: Option<usize>,
+}
+
+/// Something planted that happens once a local day at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Timed {
+    /// `plan.truth.automations[i]`.
+    Automation(usize),
+    /// `plan.truth.system_changes[i]`.
+    System(usize),
+    /// `plan.truth.scripts[i]`.
+    Script(usize),
+}
+
 /// Routine state that lives between minutes.
 #[derive(Debug, Default)]
 pub(crate) struct Routine {
     seed: u64,
     motion_until: HashMap<String, i64>,
-    light_off_at: HashMap<String, i64>,
+    /// Area role → minute its motion-off automation is due (motion off for 5 minutes).
+    light_off_at: HashMap<usize, i64>,
     door_close_at: HashMap<String, i64>,
+    /// The planted truth this routine acts out.
+    plan: Arc<Plan>,
+    /// Per habit, the local day it last came due on (an autumn hour repeats its minutes).
+    habit_day: Vec<i64>,
+    /// Per time-triggered automation, system change or script, the local day it last ran.
+    timed_day: HashMap<Timed, i64>,
+    /// Per sequence, the trigger's `last_changed` already looked at.
+    trigger_seen: Vec<i64>,
+    /// People's actions to come, by (time µs, order).
+    pending: std::collections::BTreeMap<(i64, u64), Pending>,
+    pending_order: u64,
     last_minute: Option<i64>,
     reporters: Vec<Reporter>,
     /// Due reports: (time, index into `reporters`), earliest first.
@@ -289,15 +319,30 @@ fn daylight(m: i64) -> f64 {
     }
 }
 
-/// Sets an existing entity's state string, stamped `at`.
+/// Sets an existing entity's state string, stamped `at`, as its device reports it (a context
+/// without user or parent).
 fn set(inner: &mut Inner, id: &str, state: &str, at: i64) {
     if inner.state(id).is_some_and(|s| s.state != state) {
         let _ = inner.set_state_at(Some(at), id, state, None, false, &Origin::default());
     }
 }
 
-/// Sets an existing entity's state string and some attributes, stamped `at`.
+/// Sets an existing entity's state string and some attributes, stamped `at`, as its device
+/// reports it.
 fn set_with(inner: &mut Inner, id: &str, state: &str, attrs: &[(&str, Value)], at: i64) {
+    set_by(inner, id, state, attrs, at, &Origin::default());
+}
+
+/// Sets an existing entity's state string and some attributes, stamped `at`, in `origin`'s
+/// context.
+fn set_by(
+    inner: &mut Inner,
+    id: &str,
+    state: &str,
+    attrs: &[(&str, Value)],
+    at: i64,
+    origin: &Origin,
+) {
     let Some(current) = inner.state(id) else {
         return;
     };
@@ -305,7 +350,23 @@ fn set_with(inner: &mut Inner, id: &str, state: &str, attrs: &[(&str, Value)], a
     for (k, v) in attrs {
         a.insert((*k).to_owned(), v.clone());
     }
-    let _ = inner.set_state_at(Some(at), id, state, Some(a), false, &Origin::default());
+    let _ = inner.set_state_at(Some(at), id, state, Some(a), false, origin);
+}
+
+/// The attributes that go with `state` of `entity_id` when a person or an automation sets it.
+fn attrs_for(entity_id: &str, state: &str, brightness: u64) -> Vec<(&'static str, Value)> {
+    match (entity_id.split('.').next(), state) {
+        (Some("light"), "on") => vec![
+            ("brightness", json!(brightness)),
+            ("color_mode", json!("brightness")),
+        ],
+        (Some("light"), _) => vec![("brightness", Value::Null), ("color_mode", Value::Null)],
+        (Some("media_player"), "playing") => vec![("media_title", json!("Morning Radio"))],
+        (Some("media_player"), _) => vec![("media_title", Value::Null)],
+        (Some("climate"), "off") => vec![("hvac_action", json!("off"))],
+        (Some("climate"), _) => vec![("hvac_action", json!("idle"))],
+        _ => Vec::new(),
+    }
 }
 
 fn number(inner: &Inner, id: &str) -> Option<f64> {
@@ -333,6 +394,19 @@ impl Routine {
         let reports_from = match self.last_minute {
             None => {
                 self.reporters = reporters(self.seed, &inner.home);
+                self.plan = inner.plan.clone();
+                self.habit_day = vec![i64::MIN; self.plan.truth.habits.len()];
+                self.trigger_seen = self
+                    .plan
+                    .truth
+                    .sequences
+                    .iter()
+                    .map(|s| {
+                        inner
+                            .state(&s.trigger.entity_id)
+                            .map_or(0, |st| st.last_changed)
+                    })
+                    .collect();
                 Some(now_us)
             }
             Some(last) if from > last + 1 => Some(from * MINUTE_US),
@@ -348,23 +422,264 @@ impl Routine {
         let mut minute = from;
         loop {
             let report = self.due.peek().map(|Reverse(d)| *d);
-            if minute <= now_min && report.is_none_or(|(t, _)| minute * MINUTE_US <= t) {
+            let pending = self.pending.keys().next().map(|k| k.0);
+            let minute_at = (minute <= now_min).then_some(minute * MINUTE_US);
+            let first = [
+                minute_at,
+                report.map(|r| r.0).filter(|t| *t <= now_us),
+                pending.filter(|t| *t <= now_us),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(first) = first else {
+                break;
+            };
+            if minute_at == Some(first) {
                 self.minute(inner, minute);
+                self.watch_triggers(inner);
                 minute += 1;
-                continue;
-            }
-            match report {
-                Some((t, i)) if t <= now_us => {
-                    self.due.pop();
-                    self.report(inner, i, t);
-                    let r = &mut self.reporters[i];
-                    r.next += 1;
-                    self.due.push(Reverse((r.at(r.next), i)));
+            } else if pending == Some(first) {
+                if let Some((_, p)) = self.pending.pop_first() {
+                    self.act(inner, first, p);
+                    self.watch_triggers(inner);
                 }
-                _ => break,
+            } else if let Some((t, i)) = report {
+                self.due.pop();
+                self.report(inner, i, t);
+                let r = &mut self.reporters[i];
+                r.next += 1;
+                self.due.push(Reverse((r.at(r.next), i)));
             }
         }
         self.last_minute = Some(now_min);
+    }
+
+    /// The simulated minute the routine has run up to.
+    pub(crate) fn last_minute(&self) -> Option<i64> {
+        self.last_minute
+    }
+
+    /// Schedules a person's action at `at` (µs).
+    fn schedule(&mut self, at: i64, p: Pending) {
+        self.pending_order += 1;
+        self.pending.insert((at, self.pending_order), p);
+    }
+
+    /// Schedules person `user_id` to bring `entity_id` back to `state` at `at`, if it is still
+    /// `from` then.
+    fn put_back(&mut self, at: i64, entity_id: &str, state: &str, from: &str, user_id: &str) {
+        let back = Pending {
+            entity_id: entity_id.to_owned(),
+            state: state.to_owned(),
+            only_from: Some(from.to_owned()),
+            user_id: user_id.to_owned(),
+            sequence: None,
+        };
+        self.schedule(at, back);
+    }
+
+    /// A person's scheduled action comes due at `at`.
+    fn act(&mut self, inner: &mut Inner, at: i64, p: Pending) {
+        let Some(current) = inner.state(&p.entity_id).map(|s| s.state.clone()) else {
+            return;
+        };
+        if current == p.state || p.only_from.as_ref().is_some_and(|f| *f != current) {
+            return;
+        }
+        let attrs = attrs_for(&p.entity_id, &p.state, 180);
+        set_by(
+            inner,
+            &p.entity_id,
+            &p.state,
+            &attrs,
+            at,
+            &Origin::by(&p.user_id),
+        );
+        // a sequence's target goes back some minutes later
+        let plan = self.plan.clone();
+        if let Some(k) = p.sequence
+            && let Some(s) = plan.truth.sequences.get(k)
+        {
+            let (lo, hi) = s.revert_minutes;
+            let u = unit(self.seed, 0x5E9B, k as u64, at as u64);
+            let later = at + (lo + ((hi - lo + 1) as f64 * u) as i64) * MINUTE_US;
+            self.put_back(later, &p.entity_id, &s.rest, &p.state, &p.user_id);
+        }
+    }
+
+    /// Whether a sequence's trigger reached its state since last looked at: then its target may
+    /// follow.
+    fn watch_triggers(&mut self, inner: &mut Inner) {
+        let plan = self.plan.clone();
+        for (k, s) in plan.truth.sequences.iter().enumerate() {
+            let Some(st) = inner.state(&s.trigger.entity_id) else {
+                continue;
+            };
+            let Some(seen) = self.trigger_seen.get_mut(k) else {
+                continue;
+            };
+            if st.last_changed <= *seen {
+                continue;
+            }
+            *seen = st.last_changed;
+            if st.state != s.trigger.state {
+                continue;
+            }
+            let t = st.last_changed;
+            if unit(self.seed, 0x5E90, k as u64, t as u64) >= s.probability {
+                continue;
+            }
+            let (lo, hi) = (s.delay_seconds.min as i64, s.delay_seconds.max as i64);
+            let u = unit(self.seed, 0x5E91, k as u64, t as u64);
+            let delay = lo * 1_000_000 + ((hi - lo) as f64 * 1e6 * u) as i64;
+            let follow = Pending {
+                entity_id: s.target.entity_id.clone(),
+                state: s.target.state.clone(),
+                only_from: Some(s.rest.clone()),
+                user_id: s.user_id.clone(),
+                sequence: Some(k),
+            };
+            self.schedule(t + delay, follow);
+        }
+    }
+
+    /// People's habits, time-triggered automations and the add-on's changes due at local minute
+    /// `local` (minutes since the local epoch), stamped `at`.
+    fn planted(&mut self, inner: &mut Inner, local: i64, at: i64) {
+        let plan = self.plan.clone();
+        let day = local.div_euclid(DAY);
+        for (i, h) in plan.truth.habits.iter().enumerate() {
+            // an occurrence belongs to the day it is planned on (± jitter may cross midnight)
+            for d in day - 1..=day + 1 {
+                if !h.day_type.matches(d) || self.habit_day.get(i) == Some(&d) {
+                    continue;
+                }
+                let j = i64::from(h.jitter_minutes);
+                let u = unit(self.seed, 0x4AB1, i as u64, d as u64);
+                let offset = ((2 * j + 1) as f64 * u) as i64 - j;
+                if d * DAY + h.minute + offset != local {
+                    continue;
+                }
+                if let Some(slot) = self.habit_day.get_mut(i) {
+                    *slot = d;
+                }
+                let current = inner.state(&h.entity_id).map(|s| s.state.clone());
+                if current.as_deref() != Some(h.from.as_str()) {
+                    continue;
+                }
+                if unit(self.seed, 0x4AB2, i as u64, d as u64) < h.p_when_possible {
+                    let attrs = attrs_for(&h.entity_id, &h.state, 200);
+                    set_by(
+                        inner,
+                        &h.entity_id,
+                        &h.state,
+                        &attrs,
+                        at,
+                        &Origin::by(&h.user_id),
+                    );
+                } else if h.back {
+                    // the second of a pair did not happen: the person puts it back later
+                    let u = unit(self.seed, 0x4AB3, i as u64, d as u64);
+                    let later = at + (120 + (210.0 * u) as i64) * MINUTE_US;
+                    self.put_back(later, &h.entity_id, &h.state, &h.from, &h.user_id);
+                }
+            }
+        }
+        let m = local.rem_euclid(DAY);
+        for (i, a) in plan.truth.automations.iter().enumerate() {
+            let Behaviour::AtTime { minute } = a.behaviour else {
+                continue;
+            };
+            if minute != m
+                || !a.day_type.matches(day)
+                || self.timed_day.get(&Timed::Automation(i)) == Some(&day)
+                || !inner.automations.contains_key(&a.id)
+            {
+                continue;
+            }
+            self.timed_day.insert(Timed::Automation(i), day);
+            // a time trigger: a run context with no parent and no user
+            let origin = inner.start_run(Some(at), &a.entity_id, &json!(a.alias), "time", None);
+            for t in &a.targets {
+                let attrs = attrs_for(&t.entity_id, &t.state, 255);
+                set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
+            }
+        }
+        for (i, sc) in plan.truth.scripts.iter().enumerate() {
+            let (lo, hi) = sc.window;
+            let u = unit(self.seed, 0x5C71, i as u64, day as u64);
+            let when = lo + ((hi - lo) as f64 * u) as i64;
+            if when != m
+                || self.timed_day.get(&Timed::Script(i)) == Some(&day)
+                || unit(self.seed, 0x5C72, i as u64, day as u64) >= sc.probability
+            {
+                continue;
+            }
+            self.timed_day.insert(Timed::Script(i), day);
+            let origin = inner.start_script(Some(at), &sc.entity_id, &sc.alias, &sc.user_id);
+            for t in &sc.targets {
+                let attrs = attrs_for(&t.entity_id, &t.state, 120);
+                set_by(inner, &t.entity_id, &t.state, &attrs, at, &origin);
+                let u = unit(self.seed, 0x5C73, i as u64, day as u64);
+                let later = at + (90 + (60.0 * u) as i64) * MINUTE_US;
+                self.put_back(later, &t.entity_id, &sc.rest, &t.state, &sc.user_id);
+            }
+            inner.end_script(Some(at), &sc.entity_id, &origin);
+        }
+        let node_red = node_red_user(self.seed);
+        for (i, c) in plan.truth.system_changes.iter().enumerate() {
+            let u = unit(self.seed, 0x5757, i as u64, day as u64);
+            let offset = (3.0 * u) as i64 - 1;
+            if c.minute + offset != m
+                || !c.day_type.matches(day)
+                || self.timed_day.get(&Timed::System(i)) == Some(&day)
+            {
+                continue;
+            }
+            self.timed_day.insert(Timed::System(i), day);
+            if inner
+                .state(&c.entity_id)
+                .is_some_and(|s| s.state != c.state)
+            {
+                let _ = inner.set_state_at(
+                    Some(at),
+                    &c.entity_id,
+                    &c.state,
+                    None,
+                    false,
+                    &Origin::by(&node_red),
+                );
+            }
+        }
+    }
+
+    /// Runs area `ri`'s motion automation `idx` (triggered by `motion`'s current state): its
+    /// lights go to `state`.
+    fn run_motion(
+        &self,
+        inner: &mut Inner,
+        idx: usize,
+        motion: &str,
+        state: &str,
+        at: i64,
+        b: u64,
+    ) {
+        let Some(a) = self.plan.truth.automations.get(idx) else {
+            return;
+        };
+        if !inner.automations.contains_key(&a.id) {
+            return;
+        }
+        let parent = inner.state(motion).map(|s| s.context_id.clone());
+        let source = format!("state of {motion}");
+        let origin = inner.start_run(Some(at), &a.entity_id, &json!(a.alias), &source, parent);
+        for t in &a.targets {
+            if inner.state(&t.entity_id).is_some_and(|s| s.state != state) {
+                let attrs = attrs_for(&t.entity_id, state, b);
+                set_by(inner, &t.entity_id, state, &attrs, at, &origin);
+            }
+        }
     }
 
     /// Sensor `i` reports (its report due at `at`).
@@ -399,6 +714,23 @@ impl Routine {
                 set(inner, &id, &format!("{}", v.round() as i64), at);
             }
             Sensor::Climate { .. } => {
+                // a thermostat a person turned off stays off (its temperature still moves)
+                if inner.state(&id).is_some_and(|s| s.state == "off") {
+                    let current = inner
+                        .state(&id)
+                        .and_then(|s| s.attributes.get("current_temperature"))
+                        .and_then(Value::as_f64)
+                        .unwrap_or(20.0);
+                    let next = current - 0.05 + noise(1, -0.1, 0.1);
+                    set_with(
+                        inner,
+                        &id,
+                        "off",
+                        &[("current_temperature", json!((next * 10.0).round() / 10.0))],
+                        at,
+                    );
+                    return;
+                }
                 let target = if self.home_awake > 0 { 21.0 } else { 18.0 };
                 let current = inner
                     .state(&id)
@@ -519,9 +851,14 @@ impl Routine {
             set(inner, &door, "off", at);
         }
 
+        // people's habits, time-triggered automations, the add-on
+        self.planted(inner, local, at);
+
         let dark = daylight(m) < 0.25;
+        let plan = self.plan.clone();
         for (ri, role) in roles.iter().enumerate() {
-            // motion
+            // motion; the area's motion automations switch its lights
+            let automations = plan.motion_automations.get(ri).copied().flatten();
             if let Some(motion) = &role.motion {
                 let mut p = if home_awake > 0 {
                     0.05 * home_awake as f64
@@ -535,53 +872,42 @@ impl Routine {
                     p = 0.003;
                 }
                 if rng.random_bool(p.min(0.9)) {
+                    let was_on = inner.state(motion).is_some_and(|s| s.state == "on");
                     set(inner, motion, "on", at);
                     self.motion_until
                         .insert(motion.clone(), minute + rng.random_range(2..6));
-                    if dark && home_awake > 0 {
+                    self.light_off_at.remove(&ri);
+                    // "motion → lights on" (its condition: dark, someone awake at home)
+                    if !was_on
+                        && dark
+                        && home_awake > 0
+                        && let Some((on, _)) = automations
+                    {
                         let brightness = if !(360..1_320).contains(&m) { 60 } else { 200 };
-                        for light in &role.lights {
-                            if inner.state(light).is_some_and(|s| s.state != "on") {
-                                set_with(
-                                    inner,
-                                    light,
-                                    "on",
-                                    &[
-                                        ("brightness", json!(brightness)),
-                                        ("color_mode", json!("brightness")),
-                                    ],
-                                    at,
-                                );
-                            }
-                            self.light_off_at
-                                .insert(light.clone(), minute + rng.random_range(8..20));
-                        }
+                        self.run_motion(inner, on, motion, "on", at, brightness);
                     }
                 } else if self.motion_until.get(motion).is_some_and(|u| *u <= minute) {
                     self.motion_until.remove(motion);
                     set(inner, motion, "off", at);
+                    // "no motion for 5 minutes → lights off"
+                    self.light_off_at.insert(ri, minute + 5);
                 }
-            }
-            for light in &role.lights {
-                let off = self.light_off_at.get(light).is_some_and(|t| *t <= minute)
-                    || (home_awake == 0 && inner.state(light).is_some_and(|s| s.state == "on"));
-                if off {
-                    self.light_off_at.remove(light);
-                    if inner.state(light).is_some_and(|s| s.state == "on") {
-                        set_with(
-                            inner,
-                            light,
-                            "off",
-                            &[("brightness", Value::Null), ("color_mode", Value::Null)],
-                            at,
-                        );
+                if self.light_off_at.get(&ri).is_some_and(|t| *t <= minute) {
+                    self.light_off_at.remove(&ri);
+                    if let Some((_, off)) = automations
+                        && plan.truth.automations[off]
+                            .targets
+                            .iter()
+                            .any(|t| inner.state(&t.entity_id).is_some_and(|s| s.state == "on"))
+                    {
+                        self.run_motion(inner, off, motion, "off", at, 0);
                     }
                 }
             }
             // media in the evening (and weekend afternoons)
-            for media in &role.media {
-                let weekend = DateTime::<Utc>::from_timestamp(minute * 60, 0)
-                    .is_some_and(|t| matches!(t.weekday(), Weekday::Sat | Weekday::Sun));
+            for media in role.media.iter().filter(|e| !plan.reserved.contains(*e)) {
+                // the home's local weekday
+                let weekend = is_weekend(day);
                 let evening = (1_140..1_350).contains(&m) || (weekend && (840..1_020).contains(&m));
                 let want = if home_awake == 0 {
                     "off"
@@ -616,6 +942,9 @@ impl Routine {
             // plugs: kitchen at breakfast and dinner, office on weekday working hours
             // (their power and energy sensors report on their own schedules, see `report`)
             for (k, (switch, _, _)) in role.plugs.iter().enumerate() {
+                if plan.reserved.contains(switch) {
+                    continue;
+                }
                 let key = (ri * 31 + k) as i64;
                 let active = home_awake > 0
                     && match key % 3 {
@@ -653,13 +982,31 @@ pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: Cancellati
             _ = interval.tick() => {}
             () = cancel.cancelled() => return,
         }
-        hub.with(|inner| {
-            let now = inner.clock().now();
-            // a stalled process catches up at most a simulated day at once
-            routine.advance(inner, now, DAY);
-        });
+        // catch up with the clock an hour of simulated time per lock, never skipping (30
+        // backdated days at a high speed are all simulated), yielding to clients in between
+        loop {
+            let behind = hub
+                .with(|inner| {
+                    let now = inner.clock().now();
+                    let to = match routine.last_minute() {
+                        Some(last) => now.min((last + CATCH_UP + 1) * MINUTE_US - 1),
+                        None => now,
+                    };
+                    routine.advance(inner, to, i64::MAX);
+                    inner.routine_at = Some(to);
+                    to < now
+                })
+                .0;
+            if !behind || cancel.is_cancelled() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
+
+/// Simulated minutes the routine runs per hold of the lock when it is behind the clock.
+const CATCH_UP: i64 = 60;
 
 #[cfg(test)]
 mod tests {
@@ -790,16 +1137,7 @@ mod tests {
         use chrono::TimeZone;
         let tz: chrono_tz::Tz = "America/New_York".parse().expect("tz");
         let seed = 5;
-        let clock = Clock::new(1.0, 0);
-        let hub = Hub::new(
-            generate(Profile::Small, seed, clock.now()),
-            clock,
-            seed,
-            "t".into(),
-            4096,
-            1 << 20,
-        )
-        .in_time_zone(tz);
+        let hub = hub_in(Profile::Small, seed, tz, Clock::new(1.0, 0));
         let persons = hub.with(|inner| inner.home.persons.clone()).0;
         let (mut rx, _) = hub.subscribe();
         let mut routine = Routine::new(seed);
@@ -929,5 +1267,245 @@ mod tests {
                 seconds.len()
             );
         }
+    }
+
+    /// A hub for a generated home in time zone `tz` on `clock`.
+    fn hub_in(profile: Profile, seed: u64, tz: chrono_tz::Tz, clock: Clock) -> Hub {
+        Hub::new(
+            generate(profile, seed, clock.now()),
+            clock,
+            seed,
+            "t".into(),
+            4096,
+            1 << 20,
+        )
+        .in_time_zone(tz)
+    }
+
+    /// Every event a home's routine publishes from local `start` (UTC minute) for `days` days in
+    /// time zone `tz`, as parsed JSON, in publication order.
+    fn events_of(
+        profile: Profile,
+        seed: u64,
+        tz: chrono_tz::Tz,
+        start: i64,
+        days: i64,
+    ) -> (Hub, Vec<Value>) {
+        // a clock from before `start`, so changes are stamped when they were due
+        let clock = Clock::new(
+            1.0,
+            Utc::now().timestamp_micros() - (start - 60) * MINUTE_US,
+        );
+        let hub = hub_in(profile, seed, tz, clock);
+        let (mut rx, _) = hub.subscribe();
+        let mut routine = Routine::new(seed);
+        let mut out = Vec::new();
+        for hour in 0..=days * 24 {
+            hub.with(|inner| routine.advance(inner, (start + hour * 60) * MINUTE_US, i64::MAX));
+            while let Ok(batch) = rx.try_recv() {
+                for ev in &batch.events {
+                    // sensors' reports carry no user and no parent, and are most events
+                    if ev.body.starts_with(
+                        "{\"event_type\":\"state_changed\",\"data\":{\"entity_id\":\"sensor.",
+                    ) {
+                        continue;
+                    }
+                    out.push(serde_json::from_str(&ev.body).expect("json"));
+                }
+            }
+        }
+        (hub, out)
+    }
+
+    fn utc_minute(y: i32, mo: u32, d: u32, h: u32) -> i64 {
+        use chrono::TimeZone;
+        Utc.with_ymd_and_hms(y, mo, d, h, 0, 0)
+            .single()
+            .expect("a time")
+            .timestamp()
+            / 60
+    }
+
+    fn fired_minute(ev: &Value) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(ev["time_fired"].as_str().expect("time_fired"))
+            .expect("rfc3339")
+            .timestamp()
+            .div_euclid(60)
+    }
+
+    /// Circular distance of two minutes of the day.
+    fn distance(a: i64, b: i64) -> i64 {
+        let d = (a - b).rem_euclid(DAY);
+        d.min(DAY - d)
+    }
+
+    /// Planted habits happen at their local time in Amsterdam across both daylight-saving changes
+    /// of 2026 (29 March, 25 October), by a real user; the add-on's changes by its system user.
+    #[test]
+    fn habits_keep_their_local_time_across_daylight_saving_changes() {
+        let tz: chrono_tz::Tz = "Europe/Amsterdam".parse().expect("tz");
+        let seed = 4;
+        for start in [utc_minute(2026, 3, 25, 0), utc_minute(2026, 10, 21, 0)] {
+            let (hub, events) = events_of(Profile::Small, seed, tz, start, 6);
+            let routines = hub.routines();
+            let system: Vec<&str> = routines
+                .users
+                .iter()
+                .filter(|u| u.system_generated)
+                .map(|u| u.id.as_str())
+                .collect();
+            let people: Vec<&str> = routines
+                .users
+                .iter()
+                .filter(|u| !u.system_generated)
+                .map(|u| u.id.as_str())
+                .collect();
+            let mut on_time = vec![0; routines.habits.len()];
+            let mut by_system = 0;
+            // a script runs in its caller's context, announced by script_started first
+            let mut script_runs = Vec::new();
+            let mut by_script = 0;
+            for ev in &events {
+                if ev["event_type"] == "script_started" {
+                    assert_eq!(ev["data"]["entity_id"], "script.movie_time");
+                    assert_eq!(
+                        ev["context"]["user_id"],
+                        routines.scripts[0].user_id.as_str()
+                    );
+                    assert!(ev["context"]["parent_id"].is_null());
+                    script_runs.push(ev["context"]["id"].clone());
+                } else if script_runs.contains(&ev["context"]["id"]) {
+                    by_script += 1;
+                }
+            }
+            assert!(!script_runs.is_empty() && by_script >= 2 * script_runs.len());
+            for ev in events.iter().filter(|e| e["event_type"] == "state_changed") {
+                let Some(user) = ev["context"]["user_id"].as_str() else {
+                    continue;
+                };
+                if script_runs.contains(&ev["context"]["id"]) {
+                    continue;
+                }
+                let entity = ev["data"]["entity_id"].as_str().unwrap_or_default();
+                let state = ev["data"]["new_state"]["state"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert_eq!(ev["data"]["new_state"]["context"], ev["context"]);
+                if system.contains(&user) {
+                    by_system += 1;
+                    assert!(
+                        routines
+                            .system_changes
+                            .iter()
+                            .any(|c| c.entity_id == entity && c.user_id == user),
+                        "{ev}"
+                    );
+                    continue;
+                }
+                assert!(people.contains(&user), "{ev}");
+                let local = local_minute(tz, fired_minute(ev)).rem_euclid(DAY);
+                let mine: Vec<usize> = (0..routines.habits.len())
+                    .filter(|&i| {
+                        routines.habits[i].entity_id == entity && routines.habits[i].state == state
+                    })
+                    .collect();
+                let jitter = |i: usize| i64::from(routines.habits[i].jitter_minutes);
+                let d = |i: usize| distance(local, routines.habits[i].minute);
+                match mine.iter().find(|&&i| d(i) <= jitter(i)) {
+                    Some(&i) => {
+                        assert_eq!(routines.habits[i].user_id, user);
+                        on_time[i] += 1;
+                    }
+                    // or put back hours later when the second of a pair did not happen
+                    None => assert!(
+                        mine.iter().all(|&i| d(i) >= 100),
+                        "{entity} {state} at {}",
+                        super::super::truth::hhmm(local),
+                    ),
+                }
+            }
+            assert!(by_system >= 8, "the add-on acts every morning: {by_system}");
+            // over 6 days every daily habit with p ≥ 0.8 happened on time at least twice
+            for (h, n) in routines.habits.iter().zip(&on_time) {
+                if h.day_type == super::super::truth::DayType::All && h.probability >= 0.8 {
+                    assert!(*n >= 2, "{h:?}: {n} times");
+                }
+            }
+            assert!(on_time.iter().sum::<usize>() >= 10, "{on_time:?}");
+        }
+    }
+
+    /// A motion automation runs in a new context whose parent is the motion's; its
+    /// `automation_triggered` comes before its changes, which carry the run's context. A
+    /// time-triggered one has no parent.
+    #[test]
+    fn automations_run_in_contexts_as_home_assistant_runs_them() {
+        let tz: chrono_tz::Tz = "Europe/Amsterdam".parse().expect("tz");
+        // Tuesday 2026-01-13, from 00:00 local, two days
+        let (hub, events) = events_of(Profile::Small, 2, tz, utc_minute(2026, 1, 12, 23), 2);
+        let routines = hub.routines();
+        let mut state_runs = 0;
+        let mut time_runs = 0;
+        for (k, ev) in events.iter().enumerate() {
+            if ev["event_type"] != "automation_triggered" {
+                continue;
+            }
+            let run = &ev["context"];
+            assert!(run["user_id"].is_null());
+            let entity = ev["data"]["entity_id"].as_str().expect("entity_id");
+            let planted = routines
+                .automations
+                .iter()
+                .find(|a| a.entity_id == entity)
+                .expect("a planted automation");
+            let source = ev["data"]["source"].as_str().expect("source");
+            let later: Vec<&Value> = events[k + 1..]
+                .iter()
+                .filter(|e| e["event_type"] == "state_changed" && e["context"]["id"] == run["id"])
+                .collect();
+            for change in &later {
+                assert_eq!(change["context"], *run, "the run's context");
+                assert!(
+                    planted
+                        .targets
+                        .iter()
+                        .any(|t| t.entity_id == change["data"]["entity_id"]),
+                    "{change}"
+                );
+            }
+            // nothing of the run before its automation_triggered but its last_triggered
+            assert!(
+                events[..k]
+                    .iter()
+                    .all(|e| e["context"]["id"] != run["id"] || e["data"]["entity_id"] == entity)
+            );
+            match planted.trigger.platform {
+                super::super::truth::TriggerPlatform::State => {
+                    let trigger = planted.trigger.entity_id.as_deref().expect("trigger");
+                    assert_eq!(source, format!("state of {trigger}"));
+                    let last = events[..k]
+                        .iter()
+                        .rev()
+                        .find(|e| {
+                            e["event_type"] == "state_changed" && e["data"]["entity_id"] == trigger
+                        })
+                        .expect("the trigger's change");
+                    assert_eq!(run["parent_id"], last["context"]["id"]);
+                    if !later.is_empty() {
+                        state_runs += 1;
+                    }
+                }
+                super::super::truth::TriggerPlatform::Time => {
+                    assert_eq!(source, "time");
+                    assert!(run["parent_id"].is_null());
+                    let at = local_minute(tz, fired_minute(ev)).rem_euclid(DAY);
+                    assert_eq!(Some(super::super::truth::hhmm(at)), planted.trigger.at);
+                    assert_eq!(later.len(), 1, "{ev}");
+                    time_runs += 1;
+                }
+            }
+        }
+        assert!(state_runs >= 3, "motion turned lights on: {state_runs}");
+        assert_eq!(time_runs, 4, "coffee on and off, Tuesday and Wednesday");
     }
 }

@@ -223,6 +223,12 @@ impl Conn {
                 let (json, seq) = hub.with(|i| i.states_json());
                 self.reply(seq, result_ok(id, &json)).await?;
             }
+            "config/auth/list" => {
+                // every user, as Home Assistant 2025.4 lists them (admin only there too)
+                let (users, seq) = hub.with(|i| i.plan.truth.users.clone());
+                let json = serde_json::to_string(&users).unwrap_or_else(|_| "[]".into());
+                self.reply(seq, result_ok(id, &json)).await?;
+            }
             "get_config" => {
                 let (json, seq) = hub.with(|i| config_json(i));
                 self.reply(seq, result_ok(id, &json)).await?;
