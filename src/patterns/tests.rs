@@ -514,7 +514,8 @@ fn door_then_light_is_found_with_its_delay_and_lift() {
     let confidence = f64::from(followed) / f64::from(door_opens);
     assert!((p.confidence - confidence).abs() < 0.001);
     // median and IQR of the evidence: the most recent 100
-    let mut delays = delays.split_off(delays.len().saturating_sub(EVIDENCE_CAP));
+    let recent_delays = delays.split_off(delays.len().saturating_sub(EVIDENCE_CAP));
+    let mut delays = recent_delays.clone();
     delays.sort_unstable();
     let n = delays.len();
     let median = if n % 2 == 1 {
@@ -558,6 +559,16 @@ fn door_then_light_is_found_with_its_delay_and_lift() {
     assert!(lift > 20.0);
     // the evidence holds each occurrence with its delay
     assert_eq!(p.evidence.len(), (followed as usize).min(EVIDENCE_CAP));
+    assert!(
+        p.evidence.windows(2).all(|w| w[0].time < w[1].time),
+        "the most recent, oldest first"
+    );
+    assert_eq!(p.evidence.last().map(|o| o.time), Some(p.last_seen));
+    let delays_shown: Vec<u32> = p.evidence.iter().filter_map(|o| o.delay_seconds).collect();
+    assert_eq!(
+        delays_shown,
+        recent_delays.iter().map(|d| *d as u32).collect::<Vec<_>>()
+    );
     assert!(
         p.evidence
             .iter()
@@ -778,6 +789,8 @@ fn a_large_home_month_streams_in_bounded_memory() {
     let began = std::time::Instant::now();
     let step = 30.0 * 86_400.0 / total as f64;
     let mut planted = 0;
+    let mut analysing = std::time::Duration::ZERO;
+    let mut door_queue: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
     for n in 0..total {
         let t = start + Duration::milliseconds((n as f64 * step * 1000.0) as i64);
         // a planted habit: light.l0 on at 07:00 every day (its own random changes continue)
@@ -797,6 +810,45 @@ fn a_large_home_month_streams_in_bounded_memory() {
             });
             last[l0] = true;
             planted += 1;
+        }
+        // a planted sequence: the front door opens 4 times a day at random, the hall light
+        // follows 40-80 s later by hand
+        if rng.random_bool(120.0 / total as f64) {
+            let push = |a: &mut Analyzer, e: &str, s: &str, at: DateTime<Utc>| {
+                let began = std::time::Instant::now();
+                a.push(Change {
+                    entity_id: e,
+                    state: s,
+                    time: at,
+                    origin: USER,
+                });
+                began.elapsed()
+            };
+            analysing += push(&mut a, "binary_sensor.front_door", "on", t);
+            door_queue.push((
+                t + Duration::seconds(rng.random_range(40..=80)),
+                "light.hall",
+                "on",
+            ));
+            door_queue.push((
+                t + Duration::seconds(100),
+                "binary_sensor.front_door",
+                "off",
+            ));
+            door_queue.push((t + Duration::seconds(400), "light.hall", "off"));
+        }
+        door_queue.sort_by_key(|q| std::cmp::Reverse(q.0));
+        while door_queue.last().is_some_and(|q| q.0 <= t) {
+            if let Some((at, e, s)) = door_queue.pop() {
+                let began = std::time::Instant::now();
+                a.push(Change {
+                    entity_id: e,
+                    state: s,
+                    time: at,
+                    origin: USER,
+                });
+                analysing += began.elapsed();
+            }
         }
         // rate-weighted choice: sensors change most
         let i = loop {
@@ -820,32 +872,55 @@ fn a_large_home_month_streams_in_bounded_memory() {
         } else {
             USER
         };
+        let pushing = std::time::Instant::now();
         a.push(Change {
             entity_id: entity,
             state,
             time: t,
             origin,
         });
+        analysing += pushing.elapsed();
     }
-    let fed = began.elapsed();
+    let generated = began.elapsed();
     let memory = a.memory_bytes();
+    let finishing = std::time::Instant::now();
     let (patterns, stats) = a.finish();
-    let took = began.elapsed();
+    let finished = finishing.elapsed();
+    let took = analysing + finished;
+    // the process's peak resident memory (nextest runs each test in a process of its own)
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default();
     eprintln!(
-        "large home: {} changes ({} transitions, {} automated) of {} entities in {:.2?} \
-         (finish {:.2?}); analysis memory ~{:.1} MB; {} patterns; {} pairs pruned",
+        "large home: {} changes ({} transitions, {} automated) of {} entities analysed in \
+         {:.2?} (push {:.2?}, finish {:.2?}; generating them took {:.2?} more); analysis memory \
+         ~{:.1} MB (process peak {peak}); {} patterns; {} pairs pruned\n{}",
         stats.changes,
         stats.transitions,
         stats.automated,
         entities.len(),
         took,
-        took - fed,
+        analysing,
+        finished,
+        generated.saturating_sub(analysing),
         memory as f64 / 1e6,
         patterns.len(),
         stats.pairs_pruned,
+        describe(&patterns),
     );
     assert!(stats.changes >= 1_500_000, "{stats:?}");
     assert!(memory < 64_000_000, "{memory} bytes");
+    assert!(
+        patterns.iter().any(|p| p.kind == PatternKind::CoOccurrence
+            && p.entities[0].entity_id == "binary_sensor.front_door"
+            && p.entities[1].entity_id == "light.hall"),
+        "the planted sequence survives the pruning: {}",
+        describe(&patterns)
+    );
     assert!(
         patterns
             .iter()

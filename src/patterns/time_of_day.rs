@@ -42,8 +42,8 @@
 use std::collections::HashMap;
 
 use super::{
-    Context, DAY, DayType, EVIDENCE_CAP, Key, Pattern, PatternEntity, PatternKind, TimeWindow, hm,
-    instant, pattern_id,
+    Context, DAY, DayType, EVIDENCE_CAP, Key, KeyMap, Pattern, PatternEntity, PatternKind,
+    TimeWindow, hm, instant, pattern_id,
 };
 
 /// Width of a peak on the 24-hour circle.
@@ -51,9 +51,11 @@ pub(crate) const PEAK_WINDOW_SECONDS: u32 = 3_600;
 /// Peaks looked for per (entity, state).
 pub(crate) const MAX_PEAKS: usize = 4;
 /// Spread (circular standard deviation) without penalty, minutes.
-pub(crate) const SPREAD_FREE_MINUTES: f64 = 10.0;
+pub(crate) const SPREAD_FREE_MINUTES: f64 = 8.0;
 /// Spread at which the full penalty applies, minutes.
-pub(crate) const SPREAD_FULL_MINUTES: f64 = 30.0;
+/// (Occurrences spread evenly over the hour-long window, as chance puts them, have a spread of
+/// about 17 minutes.)
+pub(crate) const SPREAD_FULL_MINUTES: f64 = 20.0;
 /// The largest share of confidence the spread takes away.
 pub(crate) const MAX_SPREAD_PENALTY: f64 = 0.5;
 /// A habit that passes on one day type only is reported for that day type when the other's
@@ -73,7 +75,7 @@ const RANK_FROM_SECOND: u32 = 4 * 3_600;
 /// Habit transitions per (entity, state), as seconds after the window's start.
 #[derive(Default)]
 pub(crate) struct Detector {
-    occurrences: HashMap<Key, Vec<u32>>,
+    occurrences: KeyMap<Key, Vec<u32>>,
 }
 
 /// One occurrence on the local clock.
@@ -532,7 +534,7 @@ mod tests {
         assert!((sd - 10.0).abs() < 0.1, "{sd}");
         assert_eq!(distance(23 * 3600 + 50 * 60, 10 * 60), 20 * 60);
         assert!((spread_penalty(5.0) - 1.0).abs() < 1e-9);
-        assert!((spread_penalty(20.0) - 0.75).abs() < 1e-9);
+        assert!((spread_penalty(14.0) - 0.75).abs() < 1e-9);
         assert!((spread_penalty(90.0) - 0.5).abs() < 1e-9);
     }
 
