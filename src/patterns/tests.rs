@@ -932,3 +932,81 @@ fn a_large_home_month_streams_in_bounded_memory() {
         describe(&patterns)
     );
 }
+
+#[test]
+fn transitions_are_changes_of_state_between_present_discrete_states() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 6, 30));
+    let start = end - Duration::days(30);
+    let mut a = Analyzer::new(Params::new(&AnalysisSettings::default(), tz, end));
+    let t0 = at(tz, first, 12, 0, 0);
+    let mut minute = 0;
+    let mut push = |a: &mut Analyzer, entity: &str, state: &str, origin: OriginKind| {
+        minute += 1;
+        a.push(Change {
+            entity_id: entity,
+            state,
+            time: t0 + Duration::minutes(minute),
+            origin,
+        });
+    };
+    // before the window: only the last state
+    a.push(Change {
+        entity_id: "light.a",
+        state: "off",
+        time: start - Duration::hours(1),
+        origin: USER,
+    });
+    push(&mut a, "light.a", "on", USER); // 1: off → on across the window's start
+    push(&mut a, "light.a", "on", USER); // attributes only
+    push(&mut a, "light.a", "off", USER); // 2
+    push(&mut a, "light.a", "unavailable", OriginKind::Device);
+    push(&mut a, "light.a", "on", OriginKind::Device); // from unavailable: none
+    push(&mut a, "light.a", "off", OriginKind::Automation); // 3, automated
+    push(&mut a, "light.b", "on", USER); // first state seen: none
+    push(&mut a, "light.b", "off", USER); // 4
+    push(&mut a, "sensor.power", "12.5", USER);
+    push(&mut a, "sensor.power", "13.0", USER); // a sensor: never
+    push(&mut a, "sun.sun", "below_horizon", OriginKind::Device);
+    push(&mut a, "sun.sun", "above_horizon", OriginKind::Device); // not an actionable domain
+    push(&mut a, "cover.garage", "closed", USER);
+    push(&mut a, "cover.garage", "opening", USER); // on the way
+    push(&mut a, "cover.garage", "open", USER); // 5: closed → open
+    push(&mut a, "input_select.mode", "3", USER); // a number
+    push(&mut a, "input_select.mode", "away", USER); // first discrete state: none
+    push(&mut a, "scene.movie", "2026-06-01T20:00:00+00:00", USER);
+    push(&mut a, "scene.movie", "2026-06-01T21:00:00+00:00", USER); // 6: activated
+    push(&mut a, "binary_sensor.door", "off", OriginKind::Device);
+    push(&mut a, "binary_sensor.door", "on", OriginKind::Device); // 7: a trigger only
+    a.push(Change {
+        entity_id: "light.b",
+        state: "on",
+        time: end,
+        origin: USER,
+    }); // at the window's end: outside
+    a.push(Change {
+        entity_id: "light.b",
+        state: "on",
+        time: t0,
+        origin: USER,
+    }); // 8: older than the change before it, counted and still used
+    let stats = a.stats().clone();
+    assert_eq!(stats.transitions, 8, "{stats:?}");
+    assert_eq!(stats.automated, 1);
+    assert_eq!(stats.out_of_order, 1);
+    let habit = |a: &Analyzer, entity: &str, state: &str| {
+        let e = a.entities.get(entity).expect("entity");
+        let s = a.states.get(state).expect("state");
+        a.time_of_day.occurrences(key(e, s)).len()
+    };
+    assert_eq!(habit(&a, "light.a", "on"), 1);
+    assert_eq!(habit(&a, "light.a", "off"), 1, "the automation's is none");
+    assert_eq!(habit(&a, "light.b", "off"), 1);
+    assert_eq!(habit(&a, "cover.garage", "open"), 1);
+    assert_eq!(habit(&a, "scene.movie", "activated"), 1);
+    assert_eq!(
+        habit(&a, "binary_sensor.door", "on"),
+        0,
+        "a trigger, not a habit"
+    );
+}
