@@ -6,7 +6,8 @@
 //! 1. **Peaks.** The occurrences are placed on the 24-hour circle of the home's wall clock
 //!    (23:50 and 00:10 are 20 minutes apart). The [`PEAK_WINDOW_SECONDS`] window on the circle
 //!    holding the most distinct local days is a peak; it is re-centred on the circular mean of
-//!    what it holds, its occurrences are set aside and the search repeats, up to
+//!    what it holds until that settles (mean shift), its occurrences are set aside and the
+//!    search repeats, up to
 //!    [`MAX_PEAKS`] peaks (a morning and an evening habit of the same light are two patterns).
 //! 2. **One occurrence per local day**: of a day's occurrences in the peak, the one nearest its
 //!    centre.
@@ -50,6 +51,8 @@ use super::{
 
 /// Width of a peak on the 24-hour circle.
 pub(crate) const PEAK_WINDOW_SECONDS: u32 = 3_600;
+/// Mean-shift rounds that centre a peak.
+const RECENTRE_ROUNDS: usize = 8;
 /// Peaks looked for per (entity, state).
 pub(crate) const MAX_PEAKS: usize = 4;
 /// Spread (circular standard deviation) without penalty, minutes.
@@ -209,19 +212,27 @@ fn peaks(
         if distinct < 2 {
             break;
         }
-        // re-centre on the circular mean of what the window holds
-        let centre = circular_mean(members.iter().map(|p| p.second)).0;
-        let recentred: Vec<Point> = remaining
-            .iter()
-            .copied()
-            .filter(|p| distance(p.second, centre) * 2 <= PEAK_WINDOW_SECONDS)
-            .collect();
-        let members = if distinct_days(&recentred, days.len()) >= distinct {
-            recentred
-        } else {
-            members
-        };
-        let centre = circular_mean(members.iter().map(|p| p.second)).0;
+        // mean shift: re-centre on the circular mean of what the window holds until it settles
+        // (the first window with the most days leans to the early side of a spread habit)
+        let mut members = members;
+        let mut centre = circular_mean(members.iter().map(|p| p.second)).0;
+        for _ in 0..RECENTRE_ROUNDS {
+            let recentred: Vec<Point> = remaining
+                .iter()
+                .copied()
+                .filter(|p| distance(p.second, centre) * 2 <= PEAK_WINDOW_SECONDS)
+                .collect();
+            if distinct_days(&recentred, days.len()) + 1 < distinct {
+                break; // walking off the peak
+            }
+            let next = circular_mean(recentred.iter().map(|p| p.second)).0;
+            members = recentred;
+            let settled = distance(next, centre) < 60;
+            centre = next;
+            if settled {
+                break;
+            }
+        }
         out.extend(decide(ctx, k, &members, centre, days, day0, &per_day));
         remaining.retain(|p| !members.iter().any(|m| m.offset == p.offset));
     }
