@@ -21,6 +21,22 @@
 //!
 //! The two detectors, their constants and their decisions are described in [`time_of_day`] and
 //! [`co_occurrence`].
+//!
+//! **Use** (the analysis runner):
+//!
+//! ```ignore
+//! let params = Params::new(&settings.analysis, home_time_zone, now);
+//! let mut analysis = Analyzer::new(params);
+//! for (entity_id, class) in device_classes { analysis.set_device_class(entity_id, class) }
+//! // every change from a little before `params.start` (the last state of each entity before the
+//! // window makes its first change in the window a transition) to `params.end`, in time order
+//! for row in history { analysis.push(Change { entity_id, state, time, origin }) }
+//! let (patterns, stats) = analysis.finish(); // `memory_bytes()` and `stats()` before, for a run row
+//! ```
+//!
+//! Memory: 4 bytes per habit transition, one window of recent transitions, and the bounded pair
+//! table of [`co_occurrence`]: a 30-day month of a 2,000-entity home (2 million changes) held
+//! about 19 MB in the test `a_large_home_month_streams_in_bounded_memory`.
 
 // Until the analysis runner (issue 16, item 3) calls it, only the tests do.
 #![allow(dead_code, unused_imports)]

@@ -1106,3 +1106,41 @@ fn planted_habits_among_noise_are_found_and_nothing_else() {
         );
     }
 }
+
+#[test]
+fn a_sequence_whose_delay_varies_widely_or_that_is_one_action_is_not_reported() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 10, 15));
+    let run = |delays: std::ops::RangeInclusive<i64>| {
+        let mut h = primed(
+            &["binary_sensor.back_door", "light.utility"],
+            end - Duration::days(31),
+        );
+        let mut rng = StdRng::seed_from_u64(11);
+        for d in 0..30 {
+            let day = first + Duration::days(d);
+            for slot in 0..4 {
+                let t = at(tz, day, 8 + slot * 3, rng.random_range(0..120), 0);
+                let open = Duration::seconds(rng.random_range(20..120));
+                h.pulse_for("binary_sensor.back_door", t, OriginKind::Device, open);
+                let delay = Duration::seconds(rng.random_range(delays.clone()));
+                let on = Duration::seconds(rng.random_range(400..900));
+                h.pulse_for("light.utility", t + delay, USER, on);
+            }
+        }
+        of_kind(
+            &h.run(&AnalysisSettings::default(), tz, end),
+            PatternKind::CoOccurrence,
+        )
+        .iter()
+        .map(|p| p.delay.clone().map(|d| d.median_seconds))
+        .collect::<Vec<_>>()
+    };
+    // 20-40 s: a sequence
+    let found = run(20..=40);
+    assert_eq!(found.len(), 1, "{found:?}");
+    // anywhere in the 5 minutes: the light does follow, but not because of the door
+    assert!(run(0..=299).is_empty());
+    // within a second: one action changing both
+    assert!(run(0..=1).is_empty());
+}
