@@ -65,16 +65,21 @@ struct Pair {
     first: u32,
     min_delay: u32,
     max_delay: u32,
-    /// The most recent (B time, delay): a ring once full, the oldest at `head`.
+    /// The most recent (B time, delay): a ring once full, the oldest at `head`. Empty while
+    /// the support is 1 (the one occurrence is `first` and `min_delay`): most pairs never get a
+    /// second, and allocating for each of millions of them costs time and memory.
     recent: Vec<(u32, u32)>,
     head: u8,
 }
 
 impl Pair {
     /// The kept (B time, delay), oldest first.
-    fn ordered(&self) -> impl Iterator<Item = &(u32, u32)> {
+    fn ordered(&self) -> Vec<(u32, u32)> {
+        if self.recent.is_empty() {
+            return vec![(self.first, self.min_delay)];
+        }
         let (newer, older) = self.recent.split_at(usize::from(self.head));
-        older.iter().chain(newer)
+        older.iter().chain(newer).copied().collect()
     }
 }
 
@@ -139,11 +144,18 @@ impl Detector {
                 if pair.support > 0 && pair.last_trigger == ta {
                     continue;
                 }
+                if pair.support == 1 && pair.recent.is_empty() {
+                    // the second occurrence: the first one moves to the list
+                    pair.recent.push((pair.first, pair.min_delay));
+                    self.stored += 1;
+                }
                 pair.support += 1;
                 pair.last_trigger = ta;
                 pair.min_delay = pair.min_delay.min(delay);
                 pair.max_delay = pair.max_delay.max(delay);
-                if pair.recent.len() >= EVIDENCE_CAP {
+                if pair.support == 1 {
+                    // kept in `first` and `min_delay`
+                } else if pair.recent.len() >= EVIDENCE_CAP {
                     let head = usize::from(pair.head);
                     pair.recent[head] = (t, delay);
                     pair.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
@@ -241,7 +253,8 @@ impl Detector {
             if pair.support < limits.min_support || confidence < limits.min_confidence {
                 continue;
             }
-            let mut delays: Vec<u32> = pair.recent.iter().map(|(_, d)| *d).collect();
+            let kept = pair.ordered();
+            let mut delays: Vec<u32> = kept.iter().map(|(_, d)| *d).collect();
             delays.sort_unstable();
             let (q1, median, q3) = (
                 quantile(&delays, 0.25),
@@ -290,9 +303,9 @@ impl Detector {
                 chance: None,
                 lift: Some((lift * 100.0).round() / 100.0),
                 first_seen: ctx.utc(pair.first),
-                last_seen: ctx.utc(pair.ordered().last().map_or(pair.first, |(t, _)| *t)),
-                evidence: pair
-                    .ordered()
+                last_seen: ctx.utc(kept.last().map_or(pair.first, |(t, _)| *t)),
+                evidence: kept
+                    .iter()
                     .map(|(t, d)| ctx.occurrence(*t, Some(*d)))
                     .collect(),
             });

@@ -750,6 +750,20 @@ fn patterns_serialise_with_snake_case_names() {
     assert_eq!(back, patterns);
 }
 
+/// A `/proc/self/status` value in kB (0 where there is none).
+fn status_kb(name: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim_start_matches(':').trim().strip_suffix("kB"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
 /// ~2 million changes of a ~2,000-entity home over 30 days: the time and memory the analysis
 /// takes (printed, not asserted: `cargo nextest run --lib large_home --no-capture`), and that
 /// planted habits are still found among the noise.
@@ -779,6 +793,7 @@ fn a_large_home_month_streams_in_bounded_memory() {
     }
     let per_day: f64 = entities.iter().map(|(_, r)| r).sum::<f64>();
     let total = (per_day * 30.0) as usize;
+    let resident_before = status_kb("VmRSS");
     let mut a = Analyzer::new(Params::new(&AnalysisSettings::default(), tz, end));
     let mut last: Vec<bool> = vec![false; entities.len()];
     let l0 = entities
@@ -888,17 +903,12 @@ fn a_large_home_month_streams_in_bounded_memory() {
     let finished = finishing.elapsed();
     let took = analysing + finished;
     // the process's peak resident memory (nextest runs each test in a process of its own)
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
-        })
-        .unwrap_or_default();
+    let peak = status_kb("VmHWM");
     eprintln!(
         "large home: {} changes ({} transitions, {} automated) of {} entities analysed in \
          {:.2?} (push {:.2?}, finish {:.2?}; generating them took {:.2?} more); analysis memory \
-         ~{:.1} MB (process peak {peak}); {} patterns; {} pairs pruned\n{}",
+         ~{:.1} MB (process resident {:.1} MB before, peak {:.1} MB); {} patterns; {} pairs \
+         pruned\n{}",
         stats.changes,
         stats.transitions,
         stats.automated,
@@ -908,6 +918,8 @@ fn a_large_home_month_streams_in_bounded_memory() {
         finished,
         generated.saturating_sub(analysing),
         memory as f64 / 1e6,
+        resident_before as f64 / 1e3,
+        peak as f64 / 1e3,
         patterns.len(),
         stats.pairs_pruned,
         describe(&patterns),
