@@ -21,18 +21,22 @@
 //!
 //! Memory: the recent buffer holds one window of transitions. The pair table is bounded:
 //! beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
-//! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times and whose confidence is below
-//! [`HOPELESS_FRACTION`] of the lowest minimum confidence (a motion sensor before a light
-//! turned on by hand now and then), then, while still above three quarters of the caps, pairs
-//! of the lowest support (lossy counting: a pair that comes back starts again). The number of
-//! pruned pairs is reported in the run's statistics.
+//! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times since the pair was created and
+//! whose confidence over those is below [`HOPELESS_FRACTION`] of the lowest minimum confidence
+//! (a motion sensor before a light turned on by hand now and then), then, while still above
+//! half the caps, the least confident pairs. A pair that comes back starts again
+//! (its support counts from then: a pair confident enough to be a pattern is not pruned in
+//! practice). The number of pruned pairs is reported in the run's statistics.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use super::{
-    Context, DayType, Delay, EVIDENCE_CAP, Key, Params, Pattern, PatternEntity, PatternKind,
-    key_entity, pattern_id, time_of_day, time_of_day::round3,
+    Context, DayType, Delay, EVIDENCE_CAP, Key, KeyMap, KeySet, Params, Pattern, PatternEntity,
+    PatternKind, key_entity, pattern_id, time_of_day, time_of_day::round3,
 };
+
+// a pair's ring position is a u8
+const _: () = assert!(EVIDENCE_CAP <= 256);
 
 /// The lift a pair needs.
 pub(crate) const MIN_LIFT: f64 = 2.0;
@@ -44,32 +48,50 @@ pub(crate) const MIN_DELAY_SECONDS: u32 = 2;
 pub(crate) const PAIR_CAP: usize = 100_000;
 /// Delays (with their times) kept at most over all pairs.
 pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
-/// Occurrences of A after which a pair far below the lowest confidence is dropped.
-pub(crate) const HOPELESS_MIN_TRIGGERS: u32 = 50;
+/// Occurrences of A (since the pair was created) after which a pair far below the lowest
+/// minimum confidence is dropped.
+pub(crate) const HOPELESS_MIN_TRIGGERS: u32 = 20;
 /// "Far below": this share of the lowest minimum confidence.
 pub(crate) const HOPELESS_FRACTION: f64 = 0.5;
 
 /// One (A, B) pair.
 struct Pair {
     support: u32,
+    /// Occurrences of A before the one that created the pair (a pruned pair that comes back
+    /// is judged on what followed).
+    trigger_base: u32,
     /// The A occurrence last counted (so one A followed by two B's counts once).
     last_trigger: u32,
     first: u32,
     min_delay: u32,
     max_delay: u32,
-    /// The most recent (B time, delay), oldest first.
+    /// The most recent (B time, delay): a ring once full, the oldest at `head`. Empty while
+    /// the support is 1 (the one occurrence is `first` and `min_delay`): most pairs never get a
+    /// second, and allocating for each of millions of them costs time and memory.
     recent: Vec<(u32, u32)>,
+    head: u8,
+}
+
+impl Pair {
+    /// The kept (B time, delay), oldest first.
+    fn ordered(&self) -> Vec<(u32, u32)> {
+        if self.recent.is_empty() {
+            return vec![(self.first, self.min_delay)];
+        }
+        let (newer, older) = self.recent.split_at(usize::from(self.head));
+        older.iter().chain(newer).copied().collect()
+    }
 }
 
 pub(crate) struct Detector {
     window: u32,
     lowest_confidence: f64,
     recent: VecDeque<(u32, Key)>,
-    triggers: HashMap<Key, u32>,
-    pairs: HashMap<(Key, Key), Pair>,
+    triggers: KeyMap<Key, u32>,
+    pairs: KeyMap<(Key, Key), Pair>,
     stored: usize,
     pruned: u64,
-    seen: HashSet<Key>,
+    seen: KeySet,
 }
 
 impl Detector {
@@ -78,11 +100,11 @@ impl Detector {
             window: params.co_occurrence_window_seconds,
             lowest_confidence: params.thresholds.lowest_confidence(),
             recent: VecDeque::new(),
-            triggers: HashMap::new(),
-            pairs: HashMap::new(),
+            triggers: KeyMap::default(),
+            pairs: KeyMap::default(),
             stored: 0,
             pruned: 0,
-            seen: HashSet::new(),
+            seen: KeySet::default(),
         }
     }
 
@@ -103,27 +125,44 @@ impl Detector {
                     continue;
                 }
                 let delay = t - ta;
+                let base = self
+                    .triggers
+                    .get(&ka)
+                    .copied()
+                    .unwrap_or(1)
+                    .saturating_sub(1);
                 let pair = self.pairs.entry((ka, k)).or_insert_with(|| Pair {
                     support: 0,
+                    trigger_base: base,
                     last_trigger: ta,
                     first: t,
                     min_delay: delay,
                     max_delay: delay,
                     recent: Vec::new(),
+                    head: 0,
                 });
                 if pair.support > 0 && pair.last_trigger == ta {
                     continue;
+                }
+                if pair.support == 1 && pair.recent.is_empty() {
+                    // the second occurrence: the first one moves to the list
+                    pair.recent.push((pair.first, pair.min_delay));
+                    self.stored += 1;
                 }
                 pair.support += 1;
                 pair.last_trigger = ta;
                 pair.min_delay = pair.min_delay.min(delay);
                 pair.max_delay = pair.max_delay.max(delay);
-                if pair.recent.len() >= EVIDENCE_CAP {
-                    pair.recent.remove(0);
+                if pair.support == 1 {
+                    // kept in `first` and `min_delay`
+                } else if pair.recent.len() >= EVIDENCE_CAP {
+                    let head = usize::from(pair.head);
+                    pair.recent[head] = (t, delay);
+                    pair.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
                 } else {
                     self.stored += 1;
+                    pair.recent.push((t, delay));
                 }
-                pair.recent.push((t, delay));
             }
         }
         *self.triggers.entry(k).or_insert(0) += 1;
@@ -136,20 +175,52 @@ impl Detector {
     fn prune(&mut self) {
         let before = self.pairs.len();
         let triggers = &self.triggers;
-        let floor = self.lowest_confidence * HOPELESS_FRACTION;
-        self.pairs.retain(|(a, _), p| {
-            let n = triggers.get(a).copied().unwrap_or(0);
-            n < HOPELESS_MIN_TRIGGERS || f64::from(p.support) >= floor * f64::from(n)
-        });
-        let mut level = 1;
-        let stored = |pairs: &HashMap<(Key, Key), Pair>| {
-            pairs.values().map(|p| p.recent.len()).sum::<usize>()
+        // the confidence of a pair since it was created
+        let confidence = |(a, _): &(Key, Key), p: &Pair| {
+            let n = triggers
+                .get(a)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(p.trigger_base)
+                .max(1);
+            (f64::from(p.support) / f64::from(n), n)
         };
-        self.stored = stored(&self.pairs);
-        while self.pairs.len() > PAIR_CAP * 3 / 4 || self.stored > STORED_DELAYS_CAP * 3 / 4 {
-            self.pairs.retain(|_, p| p.support > level);
-            self.stored = stored(&self.pairs);
-            level += 1;
+        let floor = self.lowest_confidence * HOPELESS_FRACTION;
+        let mut doomed = Vec::new();
+        let mut ranked: Vec<(f64, usize, (Key, Key))> = Vec::with_capacity(self.pairs.len());
+        for (k, p) in &self.pairs {
+            let (c, n) = confidence(k, p);
+            if n >= HOPELESS_MIN_TRIGGERS && c < floor {
+                doomed.push((*k, p.recent.len()));
+            } else {
+                ranked.push((c, p.recent.len(), *k));
+            }
+        }
+        for (k, stored) in doomed {
+            self.pairs.remove(&k);
+            self.stored -= stored;
+        }
+        let (keep_pairs, keep_stored) = (PAIR_CAP / 2, STORED_DELAYS_CAP / 2);
+        if ranked.len() > keep_pairs || self.stored > keep_stored {
+            // the least confident go first
+            let mut cut = ranked.len().saturating_sub(keep_pairs);
+            if cut > 0 {
+                ranked.select_nth_unstable_by(cut - 1, |x, y| x.0.total_cmp(&y.0));
+            }
+            let mut stored = self.stored - ranked[..cut].iter().map(|r| r.1).sum::<usize>();
+            if stored > keep_stored {
+                // the delays decide: rank them all
+                ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
+                stored = self.stored - ranked[..cut].iter().map(|r| r.1).sum::<usize>();
+                while stored > keep_stored && cut < ranked.len() {
+                    stored -= ranked[cut].1;
+                    cut += 1;
+                }
+            }
+            for (_, _, k) in &ranked[..cut] {
+                self.pairs.remove(k);
+            }
+            self.stored = stored;
         }
         self.pruned += (before - self.pairs.len()) as u64;
     }
@@ -182,7 +253,8 @@ impl Detector {
             if pair.support < limits.min_support || confidence < limits.min_confidence {
                 continue;
             }
-            let mut delays: Vec<u32> = pair.recent.iter().map(|(_, d)| *d).collect();
+            let kept = pair.ordered();
+            let mut delays: Vec<u32> = kept.iter().map(|(_, d)| *d).collect();
             delays.sort_unstable();
             let (q1, median, q3) = (
                 quantile(&delays, 0.25),
@@ -231,9 +303,8 @@ impl Detector {
                 chance: None,
                 lift: Some((lift * 100.0).round() / 100.0),
                 first_seen: ctx.utc(pair.first),
-                last_seen: ctx.utc(pair.recent.last().map_or(pair.first, |(t, _)| *t)),
-                evidence: pair
-                    .recent
+                last_seen: ctx.utc(kept.last().map_or(pair.first, |(t, _)| *t)),
+                evidence: kept
                     .iter()
                     .map(|(t, d)| ctx.occurrence(*t, Some(*d)))
                     .collect(),

@@ -514,7 +514,8 @@ fn door_then_light_is_found_with_its_delay_and_lift() {
     let confidence = f64::from(followed) / f64::from(door_opens);
     assert!((p.confidence - confidence).abs() < 0.001);
     // median and IQR of the evidence: the most recent 100
-    let mut delays = delays.split_off(delays.len().saturating_sub(EVIDENCE_CAP));
+    let recent_delays = delays.split_off(delays.len().saturating_sub(EVIDENCE_CAP));
+    let mut delays = recent_delays.clone();
     delays.sort_unstable();
     let n = delays.len();
     let median = if n % 2 == 1 {
@@ -558,6 +559,16 @@ fn door_then_light_is_found_with_its_delay_and_lift() {
     assert!(lift > 20.0);
     // the evidence holds each occurrence with its delay
     assert_eq!(p.evidence.len(), (followed as usize).min(EVIDENCE_CAP));
+    assert!(
+        p.evidence.windows(2).all(|w| w[0].time < w[1].time),
+        "the most recent, oldest first"
+    );
+    assert_eq!(p.evidence.last().map(|o| o.time), Some(p.last_seen));
+    let delays_shown: Vec<u32> = p.evidence.iter().filter_map(|o| o.delay_seconds).collect();
+    assert_eq!(
+        delays_shown,
+        recent_delays.iter().map(|d| *d as u32).collect::<Vec<_>>()
+    );
     assert!(
         p.evidence
             .iter()
@@ -739,6 +750,20 @@ fn patterns_serialise_with_snake_case_names() {
     assert_eq!(back, patterns);
 }
 
+/// A `/proc/self/status` value in kB (0 where there is none).
+fn status_kb(name: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim_start_matches(':').trim().strip_suffix("kB"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
 /// ~2 million changes of a ~2,000-entity home over 30 days: the time and memory the analysis
 /// takes (printed, not asserted: `cargo nextest run --lib large_home --no-capture`), and that
 /// planted habits are still found among the noise.
@@ -768,6 +793,7 @@ fn a_large_home_month_streams_in_bounded_memory() {
     }
     let per_day: f64 = entities.iter().map(|(_, r)| r).sum::<f64>();
     let total = (per_day * 30.0) as usize;
+    let resident_before = status_kb("VmRSS");
     let mut a = Analyzer::new(Params::new(&AnalysisSettings::default(), tz, end));
     let mut last: Vec<bool> = vec![false; entities.len()];
     let l0 = entities
@@ -778,6 +804,8 @@ fn a_large_home_month_streams_in_bounded_memory() {
     let began = std::time::Instant::now();
     let step = 30.0 * 86_400.0 / total as f64;
     let mut planted = 0;
+    let mut analysing = std::time::Duration::ZERO;
+    let mut door_queue: Vec<(DateTime<Utc>, &str, &str)> = Vec::new();
     for n in 0..total {
         let t = start + Duration::milliseconds((n as f64 * step * 1000.0) as i64);
         // a planted habit: light.l0 on at 07:00 every day (its own random changes continue)
@@ -797,6 +825,45 @@ fn a_large_home_month_streams_in_bounded_memory() {
             });
             last[l0] = true;
             planted += 1;
+        }
+        // a planted sequence: the front door opens 4 times a day at random, the hall light
+        // follows 40-80 s later by hand
+        if rng.random_bool(120.0 / total as f64) {
+            let push = |a: &mut Analyzer, e: &str, s: &str, at: DateTime<Utc>| {
+                let began = std::time::Instant::now();
+                a.push(Change {
+                    entity_id: e,
+                    state: s,
+                    time: at,
+                    origin: USER,
+                });
+                began.elapsed()
+            };
+            analysing += push(&mut a, "binary_sensor.front_door", "on", t);
+            door_queue.push((
+                t + Duration::seconds(rng.random_range(40..=80)),
+                "light.hall",
+                "on",
+            ));
+            door_queue.push((
+                t + Duration::seconds(100),
+                "binary_sensor.front_door",
+                "off",
+            ));
+            door_queue.push((t + Duration::seconds(400), "light.hall", "off"));
+        }
+        door_queue.sort_by_key(|q| std::cmp::Reverse(q.0));
+        while door_queue.last().is_some_and(|q| q.0 <= t) {
+            if let Some((at, e, s)) = door_queue.pop() {
+                let began = std::time::Instant::now();
+                a.push(Change {
+                    entity_id: e,
+                    state: s,
+                    time: at,
+                    origin: USER,
+                });
+                analysing += began.elapsed();
+            }
         }
         // rate-weighted choice: sensors change most
         let i = loop {
@@ -820,32 +887,52 @@ fn a_large_home_month_streams_in_bounded_memory() {
         } else {
             USER
         };
+        let pushing = std::time::Instant::now();
         a.push(Change {
             entity_id: entity,
             state,
             time: t,
             origin,
         });
+        analysing += pushing.elapsed();
     }
-    let fed = began.elapsed();
+    let generated = began.elapsed();
     let memory = a.memory_bytes();
+    let finishing = std::time::Instant::now();
     let (patterns, stats) = a.finish();
-    let took = began.elapsed();
+    let finished = finishing.elapsed();
+    let took = analysing + finished;
+    // the process's peak resident memory (nextest runs each test in a process of its own)
+    let peak = status_kb("VmHWM");
     eprintln!(
-        "large home: {} changes ({} transitions, {} automated) of {} entities in {:.2?} \
-         (finish {:.2?}); analysis memory ~{:.1} MB; {} patterns; {} pairs pruned",
+        "large home: {} changes ({} transitions, {} automated) of {} entities analysed in \
+         {:.2?} (push {:.2?}, finish {:.2?}; generating them took {:.2?} more); analysis memory \
+         ~{:.1} MB (process resident {:.1} MB before, peak {:.1} MB); {} patterns; {} pairs \
+         pruned\n{}",
         stats.changes,
         stats.transitions,
         stats.automated,
         entities.len(),
         took,
-        took - fed,
+        analysing,
+        finished,
+        generated.saturating_sub(analysing),
         memory as f64 / 1e6,
+        resident_before as f64 / 1e3,
+        peak as f64 / 1e3,
         patterns.len(),
         stats.pairs_pruned,
+        describe(&patterns),
     );
     assert!(stats.changes >= 1_500_000, "{stats:?}");
     assert!(memory < 64_000_000, "{memory} bytes");
+    assert!(
+        patterns.iter().any(|p| p.kind == PatternKind::CoOccurrence
+            && p.entities[0].entity_id == "binary_sensor.front_door"
+            && p.entities[1].entity_id == "light.hall"),
+        "the planted sequence survives the pruning: {}",
+        describe(&patterns)
+    );
     assert!(
         patterns
             .iter()
@@ -856,4 +943,216 @@ fn a_large_home_month_streams_in_bounded_memory() {
         "{}",
         describe(&patterns)
     );
+}
+
+#[test]
+fn transitions_are_changes_of_state_between_present_discrete_states() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 6, 30));
+    let start = end - Duration::days(30);
+    let mut a = Analyzer::new(Params::new(&AnalysisSettings::default(), tz, end));
+    let t0 = at(tz, first, 12, 0, 0);
+    let mut minute = 0;
+    let mut push = |a: &mut Analyzer, entity: &str, state: &str, origin: OriginKind| {
+        minute += 1;
+        a.push(Change {
+            entity_id: entity,
+            state,
+            time: t0 + Duration::minutes(minute),
+            origin,
+        });
+    };
+    // before the window: only the last state
+    a.push(Change {
+        entity_id: "light.a",
+        state: "off",
+        time: start - Duration::hours(1),
+        origin: USER,
+    });
+    push(&mut a, "light.a", "on", USER); // 1: off → on across the window's start
+    push(&mut a, "light.a", "on", USER); // attributes only
+    push(&mut a, "light.a", "off", USER); // 2
+    push(&mut a, "light.a", "unavailable", OriginKind::Device);
+    push(&mut a, "light.a", "on", OriginKind::Device); // from unavailable: none
+    push(&mut a, "light.a", "off", OriginKind::Automation); // 3, automated
+    push(&mut a, "light.b", "on", USER); // first state seen: none
+    push(&mut a, "light.b", "off", USER); // 4
+    push(&mut a, "sensor.power", "12.5", USER);
+    push(&mut a, "sensor.power", "13.0", USER); // a sensor: never
+    push(&mut a, "sun.sun", "below_horizon", OriginKind::Device);
+    push(&mut a, "sun.sun", "above_horizon", OriginKind::Device); // not an actionable domain
+    push(&mut a, "cover.garage", "closed", USER);
+    push(&mut a, "cover.garage", "opening", USER); // on the way
+    push(&mut a, "cover.garage", "open", USER); // 5: closed → open
+    push(&mut a, "input_select.mode", "3", USER); // a number
+    push(&mut a, "input_select.mode", "away", USER); // first discrete state: none
+    push(&mut a, "scene.movie", "2026-06-01T20:00:00+00:00", USER);
+    push(&mut a, "scene.movie", "2026-06-01T21:00:00+00:00", USER); // 6: activated
+    push(&mut a, "binary_sensor.door", "off", OriginKind::Device);
+    push(&mut a, "binary_sensor.door", "on", OriginKind::Device); // 7: a trigger only
+    a.push(Change {
+        entity_id: "light.b",
+        state: "on",
+        time: end,
+        origin: USER,
+    }); // at the window's end: outside
+    a.push(Change {
+        entity_id: "light.b",
+        state: "on",
+        time: t0,
+        origin: USER,
+    }); // 8: older than the change before it, counted and still used
+    let stats = a.stats().clone();
+    assert_eq!(stats.transitions, 8, "{stats:?}");
+    assert_eq!(stats.automated, 1);
+    assert_eq!(stats.out_of_order, 1);
+    let habit = |a: &Analyzer, entity: &str, state: &str| {
+        let e = a.entities.get(entity).expect("entity");
+        let s = a.states.get(state).expect("state");
+        a.time_of_day.occurrences(key(e, s)).len()
+    };
+    assert_eq!(habit(&a, "light.a", "on"), 1);
+    assert_eq!(habit(&a, "light.a", "off"), 1, "the automation's is none");
+    assert_eq!(habit(&a, "light.b", "off"), 1);
+    assert_eq!(habit(&a, "cover.garage", "open"), 1);
+    assert_eq!(habit(&a, "scene.movie", "activated"), 1);
+    assert_eq!(
+        habit(&a, "binary_sensor.door", "on"),
+        0,
+        "a trigger, not a habit"
+    );
+}
+
+#[test]
+fn planted_habits_among_noise_are_found_and_nothing_else() {
+    let tz: Tz = "America/New_York".parse().expect("tz");
+    // the window spans the change to daylight-saving time (2026-03-08)
+    let (end, first) = window(tz, date(2026, 3, 25));
+    let start = end - Duration::days(30);
+    // (entity, hour, minute, day type, probability)
+    let habits = [
+        ("light.kitchen", 6, 40, DayType::Weekday, 0.9),
+        ("light.kitchen", 19, 15, DayType::All, 0.85),
+        ("switch.coffee", 7, 5, DayType::Weekday, 0.95),
+        ("media_player.living", 20, 30, DayType::All, 0.8),
+        ("light.bedroom", 23, 50, DayType::All, 0.9),
+        ("fan.office", 9, 0, DayType::Weekday, 0.95),
+        ("light.garden", 10, 30, DayType::Weekend, 1.0),
+        ("switch.sprinkler", 5, 45, DayType::All, 0.95),
+        ("input_boolean.guest", 18, 0, DayType::All, 0.9),
+        ("light.porch", 21, 45, DayType::All, 0.85),
+    ];
+    let mut entities: Vec<String> = habits.iter().map(|h| h.0.to_owned()).collect();
+    entities.sort();
+    entities.dedup();
+    let refs: Vec<&str> = entities.iter().map(String::as_str).collect();
+    // HABIT_SEEDS=20 tries more homes
+    let seeds: u64 = std::env::var("HABIT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    for seed in 0..seeds {
+        let mut h = primed(&refs, start);
+        let mut rng = StdRng::seed_from_u64(10 + seed);
+        for d in 0..30 {
+            let day = first + Duration::days(d);
+            use chrono::Datelike;
+            let weekend = day.weekday().number_from_monday() > 5;
+            for (entity, hour, minute, day_type, probability) in habits {
+                if day_type.includes(weekend) && rng.random_bool(probability) {
+                    // about normal, σ = 12 min: the sum of three uniforms of ±12 min
+                    let jitter: i64 = (0..3).map(|_| rng.random_range(-720..=720)).sum();
+                    let t = at(tz, day, hour, minute, 0) + Duration::seconds(jitter);
+                    let length = Duration::minutes(rng.random_range(5..60));
+                    h.pulse_for(entity, t, USER, length);
+                }
+            }
+            // and each entity is also used twice a day at random
+            for entity in &entities {
+                for _ in 0..2 {
+                    let t = at(tz, day, 0, 0, 0) + Duration::seconds(rng.random_range(0..86_400));
+                    let length = Duration::minutes(rng.random_range(5..60));
+                    h.pulse_for(entity, t, USER, length);
+                }
+            }
+        }
+        let patterns = h.run(&AnalysisSettings::default(), tz, end);
+        let matched = |p: &Pattern| {
+            habits.iter().any(|(entity, hour, minute, day_type, _)| {
+                p.entities[0].entity_id == *entity
+                    && p.entities[0].state == "on"
+                    && p.day_type == *day_type
+                    && p.time_window
+                        .as_ref()
+                        .is_some_and(|w| circle(&w.centre, &format!("{hour:02}:{minute:02}")) <= 15)
+            })
+        };
+        let found = habits
+            .iter()
+            .filter(|(entity, hour, minute, day_type, _)| {
+                patterns.iter().any(|p| {
+                    p.entities[0].entity_id == *entity
+                        && p.day_type == *day_type
+                        && p.time_window.as_ref().is_some_and(|w| {
+                            circle(&w.centre, &format!("{hour:02}:{minute:02}")) <= 15
+                        })
+                })
+            })
+            .count();
+        assert!(
+            found >= 9,
+            "seed {seed}: {found} of 10 found:\n{}",
+            describe(&patterns)
+        );
+        // `off` 5-60 min after a habit's `on` is a regularity of this history too; every `on`
+        // pattern must be a planted habit
+        let unmatched: Vec<Pattern> = patterns
+            .iter()
+            .filter(|p| p.entities[0].state == "on" && !matched(p))
+            .cloned()
+            .collect();
+        assert!(
+            unmatched.is_empty(),
+            "seed {seed}: {}",
+            describe(&unmatched)
+        );
+    }
+}
+
+#[test]
+fn a_sequence_whose_delay_varies_widely_or_that_is_one_action_is_not_reported() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 10, 15));
+    let run = |delays: std::ops::RangeInclusive<i64>| {
+        let mut h = primed(
+            &["binary_sensor.back_door", "light.utility"],
+            end - Duration::days(31),
+        );
+        let mut rng = StdRng::seed_from_u64(11);
+        for d in 0..30 {
+            let day = first + Duration::days(d);
+            for slot in 0..4 {
+                let t = at(tz, day, 8 + slot * 3, rng.random_range(0..120), 0);
+                let open = Duration::seconds(rng.random_range(20..120));
+                h.pulse_for("binary_sensor.back_door", t, OriginKind::Device, open);
+                let delay = Duration::seconds(rng.random_range(delays.clone()));
+                let on = Duration::seconds(rng.random_range(400..900));
+                h.pulse_for("light.utility", t + delay, USER, on);
+            }
+        }
+        of_kind(
+            &h.run(&AnalysisSettings::default(), tz, end),
+            PatternKind::CoOccurrence,
+        )
+        .iter()
+        .map(|p| p.delay.clone().map(|d| d.median_seconds))
+        .collect::<Vec<_>>()
+    };
+    // 20-40 s: a sequence
+    let found = run(20..=40);
+    assert_eq!(found.len(), 1, "{found:?}");
+    // anywhere in the 5 minutes: the light does follow, but not because of the door
+    assert!(run(0..=299).is_empty());
+    // within a second: one action changing both
+    assert!(run(0..=1).is_empty());
 }

@@ -6,7 +6,8 @@
 //! 1. **Peaks.** The occurrences are placed on the 24-hour circle of the home's wall clock
 //!    (23:50 and 00:10 are 20 minutes apart). The [`PEAK_WINDOW_SECONDS`] window on the circle
 //!    holding the most distinct local days is a peak; it is re-centred on the circular mean of
-//!    what it holds, its occurrences are set aside and the search repeats, up to
+//!    what it holds until that settles (mean shift), its occurrences are set aside and the
+//!    search repeats, up to
 //!    [`MAX_PEAKS`] peaks (a morning and an evening habit of the same light are two patterns).
 //! 2. **One occurrence per local day**: of a day's occurrences in the peak, the one nearest its
 //!    centre.
@@ -25,7 +26,9 @@
 //!      [`SPREAD_FREE_MINUTES`], falling linearly by [`MAX_SPREAD_PENALTY`] at
 //!      [`SPREAD_FULL_MINUTES`] and beyond;
 //!    - significance: the days with an occurrence must be unlikely by chance alone
-//!      (binomial tail against `chance` ≤ [`SIGNIFICANCE`]): the best window of the day is
+//!      (binomial tail against the chance ≤ [`SIGNIFICANCE`], at each of
+//!      [`TEST_WIDTHS_SECONDS`] around the centre, the best of them times their number: a tight
+//!      habit stands out in a narrow window): the best window of the day is
 //!      searched for, among thousands of entities, so a share above chance is not enough for an
 //!      entity that changes dozens of times a day; and a `chance` above [`MAX_CHANCE`] has no
 //!      habit to tell apart at all.
@@ -42,17 +45,21 @@
 use std::collections::HashMap;
 
 use super::{
-    Context, DAY, DayType, EVIDENCE_CAP, Key, Pattern, PatternEntity, PatternKind, TimeWindow, hm,
-    instant, pattern_id,
+    Context, DAY, DayType, EVIDENCE_CAP, Key, KeyMap, Pattern, PatternEntity, PatternKind,
+    TimeWindow, hm, instant, pattern_id,
 };
 
 /// Width of a peak on the 24-hour circle.
 pub(crate) const PEAK_WINDOW_SECONDS: u32 = 3_600;
+/// Mean-shift rounds that centre a peak.
+const RECENTRE_ROUNDS: usize = 8;
 /// Peaks looked for per (entity, state).
 pub(crate) const MAX_PEAKS: usize = 4;
 /// Spread (circular standard deviation) without penalty, minutes.
 pub(crate) const SPREAD_FREE_MINUTES: f64 = 10.0;
 /// Spread at which the full penalty applies, minutes.
+/// (Occurrences spread evenly over the hour-long window, as chance puts them, have a spread of
+/// about 17 minutes.)
 pub(crate) const SPREAD_FULL_MINUTES: f64 = 30.0;
 /// The largest share of confidence the spread takes away.
 pub(crate) const MAX_SPREAD_PENALTY: f64 = 0.5;
@@ -64,6 +71,9 @@ pub(crate) const DAY_TYPES_DIFFER: f64 = 0.5;
 /// test against the `chance` per day): the best of the 24 one-hour windows of thousands of
 /// entities is searched for, so a share above chance is not enough.
 pub(crate) const SIGNIFICANCE: f64 = 1e-6;
+/// The window widths (centred on the peak) the significance is tested at: a tight habit stands
+/// out from chance in a narrow window, which evenly spread chance occurrences do not fill.
+pub(crate) const TEST_WIDTHS_SECONDS: [u32; 3] = [1_200, 2_400, PEAK_WINDOW_SECONDS];
 /// The largest `chance` a habit can be told from: an entity that reaches the state within any
 /// hour on most days anyway has no time of day to suggest.
 pub(crate) const MAX_CHANCE: f64 = 0.5;
@@ -73,7 +83,7 @@ const RANK_FROM_SECOND: u32 = 4 * 3_600;
 /// Habit transitions per (entity, state), as seconds after the window's start.
 #[derive(Default)]
 pub(crate) struct Detector {
-    occurrences: HashMap<Key, Vec<u32>>,
+    occurrences: KeyMap<Key, Vec<u32>>,
 }
 
 /// One occurrence on the local clock.
@@ -202,19 +212,27 @@ fn peaks(
         if distinct < 2 {
             break;
         }
-        // re-centre on the circular mean of what the window holds
-        let centre = circular_mean(members.iter().map(|p| p.second)).0;
-        let recentred: Vec<Point> = remaining
-            .iter()
-            .copied()
-            .filter(|p| distance(p.second, centre) * 2 <= PEAK_WINDOW_SECONDS)
-            .collect();
-        let members = if distinct_days(&recentred, days.len()) >= distinct {
-            recentred
-        } else {
-            members
-        };
-        let centre = circular_mean(members.iter().map(|p| p.second)).0;
+        // mean shift: re-centre on the circular mean of what the window holds until it settles
+        // (the first window with the most days leans to the early side of a spread habit)
+        let mut members = members;
+        let mut centre = circular_mean(members.iter().map(|p| p.second)).0;
+        for _ in 0..RECENTRE_ROUNDS {
+            let recentred: Vec<Point> = remaining
+                .iter()
+                .copied()
+                .filter(|p| distance(p.second, centre) * 2 <= PEAK_WINDOW_SECONDS)
+                .collect();
+            if distinct_days(&recentred, days.len()) + 1 < distinct {
+                break; // walking off the peak
+            }
+            let next = circular_mean(recentred.iter().map(|p| p.second)).0;
+            members = recentred;
+            let settled = distance(next, centre) < 60;
+            centre = next;
+            if settled {
+                break;
+            }
+        }
         out.extend(decide(ctx, k, &members, centre, days, day0, &per_day));
         remaining.retain(|p| !members.iter().any(|m| m.offset == p.offset));
     }
@@ -420,9 +438,9 @@ fn stats(
     let tz = ctx.params.time_zone;
     let mut eligible = 0u32;
     let mut calendar = 0u32;
-    let mut chance_sum = 0.0;
-    // occurrences elsewhere in the day, per second, times the window's width
-    let width = f64::from(PEAK_WINDOW_SECONDS) / (DAY as f64 - f64::from(PEAK_WINDOW_SECONDS));
+    // per test width: the sum over eligible days of the chance that the entity's other
+    // occurrences of the day (spread evenly over the rest of it) land in a window that wide
+    let mut chance_sums = [0.0f64; TEST_WIDTHS_SECONDS.len()];
     for (i, (date, weekend)) in days.iter().enumerate() {
         if !day_type.includes(*weekend) {
             continue;
@@ -435,8 +453,11 @@ fn stats(
         }
         if t >= ctx.data_start && t < ctx.end {
             eligible += 1;
-            let n = background.get(i).copied().unwrap_or(0);
-            chance_sum += 1.0 - (-f64::from(n) * width).exp();
+            let n = f64::from(background.get(i).copied().unwrap_or(0));
+            for (sum, w) in chance_sums.iter_mut().zip(TEST_WIDTHS_SECONDS) {
+                let w = f64::from(w);
+                *sum += 1.0 - (-n * w / (DAY as f64 - w)).exp();
+            }
         }
     }
     let window_days = f64::from(ctx.params.window_days.max(1));
@@ -444,10 +465,19 @@ fn stats(
         as u32)
         .max(1);
     let n = u32::try_from(chosen.len()).unwrap_or(u32::MAX);
+    let chance_of = |sum: f64| {
+        if eligible == 0 {
+            0.0
+        } else {
+            sum / f64::from(eligible)
+        }
+    };
+    // the peak's own width is the widest tested
+    let full = chance_sums.last().copied().unwrap_or(0.0);
     let (chance, confidence) = if eligible == 0 {
         (0.0, 0.0)
     } else {
-        let chance = chance_sum / f64::from(eligible);
+        let chance = chance_of(full);
         let share = (f64::from(n) / f64::from(eligible)).min(1.0);
         let above = if chance < 1.0 {
             ((share - chance) / (1.0 - chance)).max(0.0)
@@ -459,7 +489,21 @@ fn stats(
             (above * spread_penalty(spread_minutes)).clamp(0.0, 1.0),
         )
     };
-    let significant = chance <= MAX_CHANCE && binomial_tail(eligible, n, chance) <= SIGNIFICANCE;
+    // significance: the narrowest window that holds the habit tells it best from chance
+    // (Bonferroni over the widths tried)
+    let p_value = TEST_WIDTHS_SECONDS
+        .iter()
+        .zip(chance_sums)
+        .map(|(&w, sum)| {
+            let inside = chosen
+                .iter()
+                .filter(|p| distance(p.second, centre) * 2 <= w)
+                .count();
+            let inside = u32::try_from(inside).unwrap_or(u32::MAX);
+            binomial_tail(eligible, inside, chance_of(sum)) * TEST_WIDTHS_SECONDS.len() as f64
+        })
+        .fold(1.0f64, f64::min);
+    let significant = chance <= MAX_CHANCE && p_value <= SIGNIFICANCE;
     DayTypeStats {
         day_type,
         passes: n >= required && confidence >= limits.min_confidence && n > 0 && significant,
