@@ -22,7 +22,6 @@
 //! sequences with probability ≥ 0.7; **precision** is (patterns matching a plant) / (those plus
 //! false positives). Prints one line per seed and a JSON summary (`--json`).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

@@ -321,6 +321,7 @@ impl Analysis {
         let domains = crate::patterns::domains::analysed_domains();
         let mut from = start - chrono::Duration::days(1);
         let mut changes_read = 0u64;
+        let mut peak_bytes = 0usize;
         while from < end {
             if inner.stop.is_cancelled() {
                 return Ok(None);
@@ -345,8 +346,14 @@ impl Analysis {
             })
             .await
             .map_err(|e| format!("the analysis task failed: {e}"))?;
+            peak_bytes = peak_bytes.max(analyzer.memory_bytes());
             from = to;
         }
+        tracing::debug!(
+            changes = changes_read,
+            detector_mib = peak_bytes as f64 / 1_048_576.0,
+            "history read; finishing the analysis"
+        );
         let (patterns, stats) = tokio::task::spawn_blocking(move || analyzer.finish())
             .await
             .map_err(|e| format!("the analysis task failed: {e}"))?;

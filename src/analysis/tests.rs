@@ -75,8 +75,9 @@ async fn month(dir: &std::path::Path, first: NaiveDate) -> HistoryStore {
     };
     for d in 0..40u64 {
         let date = first + Days::new(d);
-        let jitter = (d * 7 % 13) as u32; // 0..12 minutes
-        push(state("light.kitchen", "on", local(date, 6, 54 + jitter % 7)), &user);
+        let jitter = (d * 7 % 13) as u32;
+        let t = 6 * 60 + 54 + jitter % 13; // 06:54..07:06
+        push(state("light.kitchen", "on", local(date, t / 60, t % 60)), &user);
         push(state("light.kitchen", "off", local(date, 8, 0)), &user);
         push(state("switch.coffee", "on", local(date, 6, 30)), &automation);
         push(state("switch.coffee", "off", local(date, 7, 30)), &automation);

@@ -40,8 +40,6 @@
 //! `a_large_home_month_streams_in_bounded_memory`, whose process (glibc's allocator, 3.6 million
 //! short-lived pairs) grew by about 40 MB resident at its peak.
 
-// Until the analysis runner (issue 16, item 3) calls it, only the tests do.
-#![allow(dead_code, unused_imports)]
 
 mod co_occurrence;
 pub(crate) mod domains;
@@ -62,7 +60,7 @@ use crate::config::AnalysisSettings;
 use crate::store::origin::OriginKind;
 use domains::{Role, StateClass};
 
-pub(crate) use thresholds::{Limits, SECURITY_MIN_CONFIDENCE, Thresholds, is_security_relevant};
+pub(crate) use thresholds::{Limits, Thresholds};
 
 /// Evidence kept per pattern: the most recent occurrences.
 pub(crate) const EVIDENCE_CAP: usize = 100;
@@ -631,6 +629,7 @@ impl Analyzer {
     }
 
     /// What was read so far.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> &AnalysisStats {
         &self.stats
     }

@@ -73,6 +73,7 @@ impl Thresholds {
     }
 
     /// The smallest support any entity needs.
+    #[cfg(test)]
     pub(crate) fn lowest_support(&self) -> u32 {
         self.by_domain
             .values()

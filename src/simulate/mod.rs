@@ -191,7 +191,7 @@ impl Default for SimulatorOptions {
 }
 
 /// An IANA time zone name, or an error naming the problem.
-fn parse_time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+pub(crate) fn parse_time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
     name.parse()
         .map_err(|_| format!("`{name}` is not an IANA time zone name (like `Europe/Amsterdam`)"))
 }
