@@ -973,6 +973,12 @@ impl Routine {
 /// Drives the routine from the hub's clock until cancelled.
 pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: CancellationToken) {
     let mut routine = Routine::new(seed);
+    // the routine starts where the simulated time does
+    hub.with(|inner| {
+        let start = inner.clock().start();
+        routine.advance(inner, start, i64::MAX);
+        inner.routine_at = Some(start);
+    });
     // tick often enough to run about one simulated minute per tick
     let tick = Duration::from_secs_f64((30.0 / speed.max(0.001)).clamp(0.005, 0.25));
     let mut interval = tokio::time::interval(tick);
@@ -1507,5 +1513,59 @@ mod tests {
         }
         assert!(state_runs >= 3, "motion turned lights on: {state_runs}");
         assert_eq!(time_runs, 4, "coffee on and off, Tuesday and Wednesday");
+    }
+
+    /// A clock started three days back at a million times real speed: the routine simulates
+    /// every hour of the three days (it used to skip all but the last day when it fell behind).
+    #[tokio::test]
+    async fn a_backdated_fast_clock_has_every_past_hour_simulated() {
+        let days = 3;
+        let clock = Clock::new(1e6, days * DAY * MINUTE_US);
+        let hub = Arc::new(hub_in(Profile::Small, 3, chrono_tz::Tz::UTC, clock));
+        let (mut rx, _) = hub.subscribe();
+        let start = hub.with(|i| i.clock().now()).0;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(hub.clone(), 3, 1e6, cancel.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut hours = std::collections::BTreeSet::new();
+        loop {
+            let done = hub
+                .with(|i| {
+                    i.clock().caught_up()
+                        && i.routine_at
+                            .is_some_and(|t| t >= i.clock().now() - MINUTE_US)
+                })
+                .0;
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(batch)) => {
+                    // a batch is what one hold of the lock produced: look at its first event
+                    let first = batch
+                        .events
+                        .first()
+                        .map(|e| e.body.as_str())
+                        .unwrap_or("{}");
+                    let v: Value = serde_json::from_str(first).expect("json");
+                    if let Some(t) = v["time_fired"].as_str() {
+                        let t = chrono::DateTime::parse_from_rfc3339(t)
+                            .expect("rfc3339")
+                            .timestamp_micros();
+                        hours.insert((t - start).div_euclid(60 * MINUTE_US));
+                    }
+                }
+                Ok(Err(e)) => panic!("bus: {e}"),
+                Err(_) => panic!("not caught up in time: {} hours seen", hours.len()),
+            }
+            if done && rx.is_empty() {
+                break;
+            }
+        }
+        cancel.cancel();
+        task.await.expect("routine task");
+        let expected = (days * 24) as usize;
+        assert!(
+            hours.len() >= expected - 1,
+            "{} of {expected} hours: {hours:?}",
+            hours.len()
+        );
     }
 }
