@@ -1,10 +1,16 @@
 //! Daily life on the simulated clock, one simulated minute at a time.
 //!
 //! People wake, leave (weekdays, if they commute; sometimes at weekends), return and sleep at
-//! times drawn per day from the seed; doors open when they come and go; motion in an area turns
-//! its lights on when it is dark and they go off some minutes after the motion stops; the living
-//! room plays media in the evening; thermostats follow occupancy; temperature, humidity,
-//! illuminance, power and energy sensors report noisy values; batteries drain slowly.
+//! times drawn per day from the seed; doors open when they come and go; the living room plays
+//! media in the evening; thermostats follow occupancy; temperature, humidity, illuminance, power
+//! and energy sensors report noisy values; batteries drain slowly. All of that is devices
+//! reporting: contexts without user or parent.
+//!
+//! The routine also acts out the home's planted truth ([`super::truth`]): each area's motion
+//! automations (motion when it is dark and someone is awake → lights on; no motion for 5 minutes
+//! → lights off), run as Home Assistant runs a state-triggered automation; time-triggered
+//! automations; people's habits and sequences in their user's context; the owner's script; the
+//! Node-RED add-on's changes. Entities the plan uses are left alone by the rest of the routine.
 //!
 //! Every decision of a minute comes from a random generator seeded with the seed and the minute's
 //! index, so a given simulated minute always behaves the same way for a seed.
@@ -29,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::home::{Home, fxhash};
 use super::hub::{Hub, Inner, Origin};
-use super::truth::{Behaviour, Plan, is_weekend, node_red_user, unit};
+use super::truth::{Behaviour, Plan, is_weekend, mix, node_red_user, unit};
 
 /// Minutes per day.
 const DAY: i64 = 1_440;
@@ -161,8 +167,6 @@ impl Sensor {
         .map(String::as_str)
     }
 }
-
-use super::truth::mix;
 
 /// One sensor's schedule: report `n` is due at `phase + n × period ± jitter` (µs since the
 /// epoch), so its times depend only on the seed and the sensor, never on when the routine ran.

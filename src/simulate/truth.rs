@@ -8,7 +8,7 @@
 //!   eligible day. They come in pairs on one entity (on, then back off later; the front door's
 //!   lock has a weekday and a weekend unlock): the second habit is a transition only when the
 //!   first happened, so its probability is the product; when it does not happen the person
-//!   reverts the entity 1.5–5 h later (a wide, unplanned spread). Each habit entity is left alone
+//!   reverts the entity 2–5.5 h later (a wide, unplanned spread). Each habit entity is left alone
 //!   by the rest of the routine.
 //! - **sequences** ([`Sequence`]): after a trigger entity reaches a state, the person brings a
 //!   target entity to a state after a delay (uniform in a range of seconds), with a probability
@@ -20,6 +20,8 @@
 //!   `id`. Their regularity is not a habit.
 //! - **system changes** ([`SystemChange`]): the Node-RED add-on (a system-generated user) switches
 //!   something at a fixed time: origin `system`, not a habit either.
+//! - **scripts** ([`PlantedScript`]): the owner runs "Movie time" on some evenings at a random
+//!   time; it runs in the owner's context, announced by `script_started`.
 //! - **regularities** ([`Regularity`]): what the physical routine produces that a detector may
 //!   legitimately find (people leave and come back, the front door opens as they do, media in the
 //!   evening, kitchen plugs at meals, targets that follow a habit), so an evaluation does not count
@@ -138,7 +140,7 @@ pub struct Habit {
     #[serde(skip)]
     pub(crate) from: String,
     /// It puts the entity back (the second of a pair): when it does not happen, the person puts
-    /// it back 1.5–5 h later.
+    /// it back 2–5.5 h later.
     #[serde(skip)]
     pub(crate) back: bool,
 }
