@@ -1200,8 +1200,8 @@ impl Inner {
     }
 
     /// Runs script `entity_id` (named `name`) for user `user_id` as Home Assistant does: in the
-    /// caller's context — the script's entity turns `on` in it, `script_started` is fired in it —
-    /// and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
+    /// caller's context — `script_started` is fired in it, then the script's entity turns `on` in
+    /// it — and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
     pub(crate) fn start_script(
         &mut self,
         at: Option<i64>,
@@ -1216,14 +1216,7 @@ impl Inner {
             parent_id: None,
             user_id: Some(user_id.to_owned()),
         };
-        if let Some(state) = self.state(entity_id) {
-            let mut attrs = state.attributes.clone();
-            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
-            attrs.insert("current".into(), json!(1));
-            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
-        }
         let data = json!({"name": name, "entity_id": entity_id});
-        let now = self.stamp(Some(now));
         self.stage_in(
             "script_started",
             &data.to_string(),
@@ -1232,6 +1225,12 @@ impl Inner {
             None,
             Some(user_id),
         );
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
+            attrs.insert("current".into(), json!(1));
+            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
+        }
         origin
     }
 

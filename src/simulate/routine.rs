@@ -1375,8 +1375,13 @@ mod tests {
             // a script runs in its caller's context, announced by script_started first
             let mut script_runs = Vec::new();
             let mut by_script = 0;
+            let mut seen = std::collections::HashSet::new();
             for ev in &events {
                 if ev["event_type"] == "script_started" {
+                    assert!(
+                        !seen.contains(&ev["context"]["id"]),
+                        "nothing of the run before"
+                    );
                     assert_eq!(ev["data"]["entity_id"], "script.movie_time");
                     assert_eq!(
                         ev["context"]["user_id"],
@@ -1387,7 +1392,9 @@ mod tests {
                 } else if script_runs.contains(&ev["context"]["id"]) {
                     by_script += 1;
                 }
+                seen.insert(ev["context"]["id"].clone());
             }
+            // the script's entity on and off, and its target
             assert!(!script_runs.is_empty() && by_script >= 2 * script_runs.len());
             for ev in events.iter().filter(|e| e["event_type"] == "state_changed") {
                 let Some(user) = ev["context"]["user_id"].as_str() else {
