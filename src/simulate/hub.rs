@@ -105,6 +105,23 @@ impl Clock {
         }
     }
 
+    /// Where the simulated time starts (µs): `backdate` before the wall clock.
+    pub(crate) fn start(&self) -> i64 {
+        self.sim_start_us
+    }
+
+    /// Starts the clock again from its simulated start (a backdated one) or from the wall clock
+    /// (one that is not), from now on in real time: the simulator calls it when the home is
+    /// ready, so building a large home at a high speed does not eat simulated hours.
+    pub(crate) fn restart(&mut self) {
+        let wall = chrono::Utc::now().timestamp_micros();
+        if self.sim_start_us >= self.wall_start_us {
+            self.sim_start_us = wall;
+        }
+        self.real_start = Instant::now();
+        self.wall_start_us = wall;
+    }
+
     /// Simulated now, µs.
     pub(crate) fn now(&self) -> i64 {
         let elapsed = i64::try_from(self.real_start.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -226,6 +243,8 @@ impl Hub {
         }
         let (bus, _) = broadcast::channel(bus_batches.max(4));
         let plan = super::truth::plan(seed, &home);
+        let mut clock = clock;
+        clock.restart();
         let mut inner = Inner {
             home,
             history,
@@ -347,8 +366,9 @@ impl Inner {
     /// Takes `plan` as the home's ground truth: its automations become stored automations with
     /// `automation.*` entities (part of the home from the start: no events).
     fn plant(&mut self, mut plan: Plan) {
+        let at = Some(self.clock.start());
         for a in &mut plan.truth.automations {
-            match self.automation_put(&a.id, Plan::automation_config(a)) {
+            match self.automation_put_at(at, &a.id, Plan::automation_config(a)) {
                 Ok(()) => {
                     if let Some(stored) = self.automations.get(&a.id) {
                         a.entity_id = stored.entity_id.clone();
@@ -363,8 +383,8 @@ impl Inner {
                 "friendly_name": sc.alias,
             });
             if let Value::Object(attrs) = attrs {
-                let _ =
-                    self.set_state(&sc.entity_id, "off", Some(attrs), false, &Origin::default());
+                let origin = Origin::default();
+                let _ = self.set_state_at(at, &sc.entity_id, "off", Some(attrs), false, &origin);
             }
         }
         self.staged.clear();
@@ -1034,7 +1054,17 @@ impl Inner {
     // -----------------------------------------------------------------------------------------
 
     /// Stores (creates or replaces) an automation and its `automation.*` entity.
-    pub(crate) fn automation_put(&mut self, id: &str, mut config: Value) -> Result<(), HubError> {
+    pub(crate) fn automation_put(&mut self, id: &str, config: Value) -> Result<(), HubError> {
+        self.automation_put_at(None, id, config)
+    }
+
+    /// [`Inner::automation_put`] stamped `at` (see [`Inner::stamp`]).
+    fn automation_put_at(
+        &mut self,
+        at: Option<i64>,
+        id: &str,
+        mut config: Value,
+    ) -> Result<(), HubError> {
         let Some(obj) = config.as_object_mut() else {
             return Err(HubError::Invalid(
                 "Message malformed: expected a dictionary".into(),
@@ -1090,7 +1120,7 @@ impl Inner {
         let Value::Object(attrs) = attrs else {
             return Ok(());
         };
-        self.set_state(&entity_id, "on", Some(attrs), false, &Origin::default())?;
+        self.set_state_at(at, &entity_id, "on", Some(attrs), false, &Origin::default())?;
         self.automations
             .insert(id.to_owned(), Automation { config, entity_id });
         Ok(())
@@ -1170,8 +1200,8 @@ impl Inner {
     }
 
     /// Runs script `entity_id` (named `name`) for user `user_id` as Home Assistant does: in the
-    /// caller's context — the script's entity turns `on` in it, `script_started` is fired in it —
-    /// and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
+    /// caller's context — `script_started` is fired in it, then the script's entity turns `on` in
+    /// it — and returns that context for its actions; [`Inner::end_script`] turns it `off` again.
     pub(crate) fn start_script(
         &mut self,
         at: Option<i64>,
@@ -1186,14 +1216,7 @@ impl Inner {
             parent_id: None,
             user_id: Some(user_id.to_owned()),
         };
-        if let Some(state) = self.state(entity_id) {
-            let mut attrs = state.attributes.clone();
-            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
-            attrs.insert("current".into(), json!(1));
-            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
-        }
         let data = json!({"name": name, "entity_id": entity_id});
-        let now = self.stamp(Some(now));
         self.stage_in(
             "script_started",
             &data.to_string(),
@@ -1202,6 +1225,12 @@ impl Inner {
             None,
             Some(user_id),
         );
+        if let Some(state) = self.state(entity_id) {
+            let mut attrs = state.attributes.clone();
+            attrs.insert("last_triggered".into(), json!(super::render::iso(now)));
+            attrs.insert("current".into(), json!(1));
+            let _ = self.set_state_at(Some(now), entity_id, "on", Some(attrs), false, &origin);
+        }
         origin
     }
 

@@ -277,7 +277,8 @@ pub fn spawn(options: SimulatorOptions) -> Result<SimulatorHandle, SimulateError
         options.speed
     };
     let clock = hub::Clock::new(speed, (backdate_hours * 3_600e6) as i64);
-    let home = home::generate(options.profile, options.seed, clock.now());
+    // the home as it is when the simulated time starts (the clock restarts when it is built)
+    let home = home::generate(options.profile, options.seed, clock.start());
     let rate = options.rate.unwrap_or(0);
     let max_pending = options
         .max_pending

@@ -1,10 +1,16 @@
 //! Daily life on the simulated clock, one simulated minute at a time.
 //!
 //! People wake, leave (weekdays, if they commute; sometimes at weekends), return and sleep at
-//! times drawn per day from the seed; doors open when they come and go; motion in an area turns
-//! its lights on when it is dark and they go off some minutes after the motion stops; the living
-//! room plays media in the evening; thermostats follow occupancy; temperature, humidity,
-//! illuminance, power and energy sensors report noisy values; batteries drain slowly.
+//! times drawn per day from the seed; doors open when they come and go; the living room plays
+//! media in the evening; thermostats follow occupancy; temperature, humidity, illuminance, power
+//! and energy sensors report noisy values; batteries drain slowly. All of that is devices
+//! reporting: contexts without user or parent.
+//!
+//! The routine also acts out the home's planted truth ([`super::truth`]): each area's motion
+//! automations (motion when it is dark and someone is awake → lights on; no motion for 5 minutes
+//! → lights off), run as Home Assistant runs a state-triggered automation; time-triggered
+//! automations; people's habits and sequences in their user's context; the owner's script; the
+//! Node-RED add-on's changes. Entities the plan uses are left alone by the rest of the routine.
 //!
 //! Every decision of a minute comes from a random generator seeded with the seed and the minute's
 //! index, so a given simulated minute always behaves the same way for a seed.
@@ -29,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::home::{Home, fxhash};
 use super::hub::{Hub, Inner, Origin};
-use super::truth::{Behaviour, Plan, is_weekend, node_red_user, unit};
+use super::truth::{Behaviour, Plan, is_weekend, mix, node_red_user, unit};
 
 /// Minutes per day.
 const DAY: i64 = 1_440;
@@ -161,8 +167,6 @@ impl Sensor {
         .map(String::as_str)
     }
 }
-
-use super::truth::mix;
 
 /// One sensor's schedule: report `n` is due at `phase + n × period ± jitter` (µs since the
 /// epoch), so its times depend only on the seed and the sensor, never on when the routine ran.
@@ -973,6 +977,12 @@ impl Routine {
 /// Drives the routine from the hub's clock until cancelled.
 pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: CancellationToken) {
     let mut routine = Routine::new(seed);
+    // the routine starts where the simulated time does
+    hub.with(|inner| {
+        let start = inner.clock().start();
+        routine.advance(inner, start, i64::MAX);
+        inner.routine_at = Some(start);
+    });
     // tick often enough to run about one simulated minute per tick
     let tick = Duration::from_secs_f64((30.0 / speed.max(0.001)).clamp(0.005, 0.25));
     let mut interval = tokio::time::interval(tick);
@@ -1365,8 +1375,13 @@ mod tests {
             // a script runs in its caller's context, announced by script_started first
             let mut script_runs = Vec::new();
             let mut by_script = 0;
+            let mut seen = std::collections::HashSet::new();
             for ev in &events {
                 if ev["event_type"] == "script_started" {
+                    assert!(
+                        !seen.contains(&ev["context"]["id"]),
+                        "nothing of the run before"
+                    );
                     assert_eq!(ev["data"]["entity_id"], "script.movie_time");
                     assert_eq!(
                         ev["context"]["user_id"],
@@ -1377,7 +1392,9 @@ mod tests {
                 } else if script_runs.contains(&ev["context"]["id"]) {
                     by_script += 1;
                 }
+                seen.insert(ev["context"]["id"].clone());
             }
+            // the script's entity on and off, and its target
             assert!(!script_runs.is_empty() && by_script >= 2 * script_runs.len());
             for ev in events.iter().filter(|e| e["event_type"] == "state_changed") {
                 let Some(user) = ev["context"]["user_id"].as_str() else {
@@ -1507,5 +1524,59 @@ mod tests {
         }
         assert!(state_runs >= 3, "motion turned lights on: {state_runs}");
         assert_eq!(time_runs, 4, "coffee on and off, Tuesday and Wednesday");
+    }
+
+    /// A clock started three days back at a million times real speed: the routine simulates
+    /// every hour of the three days (it used to skip all but the last day when it fell behind).
+    #[tokio::test]
+    async fn a_backdated_fast_clock_has_every_past_hour_simulated() {
+        let days = 3;
+        let clock = Clock::new(1e6, days * DAY * MINUTE_US);
+        let hub = Arc::new(hub_in(Profile::Small, 3, chrono_tz::Tz::UTC, clock));
+        let (mut rx, _) = hub.subscribe();
+        let start = hub.with(|i| i.clock().now()).0;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(hub.clone(), 3, 1e6, cancel.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut hours = std::collections::BTreeSet::new();
+        loop {
+            let done = hub
+                .with(|i| {
+                    i.clock().caught_up()
+                        && i.routine_at
+                            .is_some_and(|t| t >= i.clock().now() - MINUTE_US)
+                })
+                .0;
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(batch)) => {
+                    // a batch is what one hold of the lock produced: look at its first event
+                    let first = batch
+                        .events
+                        .first()
+                        .map(|e| e.body.as_str())
+                        .unwrap_or("{}");
+                    let v: Value = serde_json::from_str(first).expect("json");
+                    if let Some(t) = v["time_fired"].as_str() {
+                        let t = chrono::DateTime::parse_from_rfc3339(t)
+                            .expect("rfc3339")
+                            .timestamp_micros();
+                        hours.insert((t - start).div_euclid(60 * MINUTE_US));
+                    }
+                }
+                Ok(Err(e)) => panic!("bus: {e}"),
+                Err(_) => panic!("not caught up in time: {} hours seen", hours.len()),
+            }
+            if done && rx.is_empty() {
+                break;
+            }
+        }
+        cancel.cancel();
+        task.await.expect("routine task");
+        let expected = (days * 24) as usize;
+        assert!(
+            hours.len() >= expected - 1,
+            "{} of {expected} hours: {hours:?}",
+            hours.len()
+        );
     }
 }

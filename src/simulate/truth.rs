@@ -8,7 +8,7 @@
 //!   eligible day. They come in pairs on one entity (on, then back off later; the front door's
 //!   lock has a weekday and a weekend unlock): the second habit is a transition only when the
 //!   first happened, so its probability is the product; when it does not happen the person
-//!   reverts the entity 1.5–5 h later (a wide, unplanned spread). Each habit entity is left alone
+//!   reverts the entity 2–5.5 h later (a wide, unplanned spread). Each habit entity is left alone
 //!   by the rest of the routine.
 //! - **sequences** ([`Sequence`]): after a trigger entity reaches a state, the person brings a
 //!   target entity to a state after a delay (uniform in a range of seconds), with a probability
@@ -20,6 +20,8 @@
 //!   `id`. Their regularity is not a habit.
 //! - **system changes** ([`SystemChange`]): the Node-RED add-on (a system-generated user) switches
 //!   something at a fixed time: origin `system`, not a habit either.
+//! - **scripts** ([`PlantedScript`]): the owner runs "Movie time" on some evenings at a random
+//!   time; it runs in the owner's context, announced by `script_started`.
 //! - **regularities** ([`Regularity`]): what the physical routine produces that a detector may
 //!   legitimately find (people leave and come back, the front door opens as they do, media in the
 //!   evening, kitchen plugs at meals, targets that follow a habit), so an evaluation does not count
@@ -138,7 +140,7 @@ pub struct Habit {
     #[serde(skip)]
     pub(crate) from: String,
     /// It puts the entity back (the second of a pair): when it does not happen, the person puts
-    /// it back 1.5–5 h later.
+    /// it back 2–5.5 h later.
     #[serde(skip)]
     pub(crate) back: bool,
 }
@@ -1041,6 +1043,9 @@ fn window(start: i64, end: i64) -> Option<LocalWindow> {
     })
 }
 
+/// Entities reaching a state in a local window `start`–`end` on some days, and why.
+type TimedRegularity<'a> = (&'a [&'a String], &'a str, i64, i64, DayType, &'a str);
+
 /// What the physical routine produces that a detector may find.
 fn plan_regularities(home: &Home, plan: &mut Plan) {
     let regs = &mut plan.truth.regularities;
@@ -1119,74 +1124,148 @@ fn plan_regularities(home: &Home, plan: &mut Plan) {
             description: "a motion sensor clears 2–6 min after its last detection".into(),
         });
     }
-    let media: Vec<EntityState> = home
+    // media and plugs: (entity ids, state, window, days, why)
+    let media: Vec<&String> = home
         .roles
         .iter()
         .flat_map(|r| r.media.iter())
         .filter(|m| !plan.reserved.contains(*m))
-        .map(|m| EntityState::new(m, "playing"))
         .collect();
-    if !media.is_empty() {
-        regs.push(Regularity {
-            kind: RegularityKind::TimeOfDay,
-            entities: media.clone(),
-            local_window: window(at(19, 0), at(22, 30)),
-            delay_seconds: None,
-            day_type: DayType::All,
-            description: "media plays in the evening when someone is awake at home (the living \
-                          room's always, others sometimes); idle otherwise, off when nobody is \
-                          awake at home"
-                .into(),
-        });
-        regs.push(Regularity {
-            kind: RegularityKind::TimeOfDay,
-            entities: media,
-            local_window: window(at(14, 0), at(17, 0)),
-            delay_seconds: None,
-            day_type: DayType::Weekend,
-            description: "media plays on weekend afternoons too".into(),
-        });
-    }
-    // plugs: (role, k) keyed as the routine keys them
-    let mut meals = Vec::new();
-    let mut working = Vec::new();
+    let (mut meals, mut working) = (Vec::new(), Vec::new());
     for (ri, role) in home.roles.iter().enumerate() {
         for (k, (switch, _, _)) in role.plugs.iter().enumerate() {
             if plan.reserved.contains(switch) {
                 continue;
             }
+            // keyed as the routine keys them
             match (ri * 31 + k) % 3 {
-                0 => meals.push(EntityState::new(switch, "on")),
-                1 => working.push(EntityState::new(switch, "on")),
+                0 => meals.push(switch),
+                1 => working.push(switch),
                 _ => {}
             }
         }
     }
-    if !meals.is_empty() {
-        for (start, end, what) in [
-            (at(7, 0), at(7, 30), "breakfast"),
-            (at(18, 0), at(19, 0), "dinner"),
-        ] {
-            regs.push(Regularity {
-                kind: RegularityKind::TimeOfDay,
-                entities: meals.clone(),
-                local_window: window(start, end),
-                delay_seconds: None,
-                day_type: DayType::All,
-                description: format!(
-                    "these plugs run at {what} when someone is awake at home (off after)"
-                ),
-            });
+    let timed: [TimedRegularity<'_>; 13] = [
+        (
+            &media,
+            "playing",
+            at(19, 0),
+            at(22, 30),
+            DayType::All,
+            "media plays in the evening when someone is awake at home (the living room's always, \
+          others sometimes)",
+        ),
+        (
+            &media,
+            "idle",
+            at(22, 30),
+            at(22, 40),
+            DayType::All,
+            "the evening's media stops at 22:30",
+        ),
+        (
+            &media,
+            "playing",
+            at(14, 0),
+            at(17, 0),
+            DayType::Weekend,
+            "media plays on weekend afternoons too",
+        ),
+        (
+            &media,
+            "idle",
+            at(17, 0),
+            at(17, 10),
+            DayType::Weekend,
+            "the weekend afternoon's media stops at 17:00",
+        ),
+        (
+            &media,
+            "idle",
+            at(6, 0),
+            at(9, 30),
+            DayType::All,
+            "media wakes up (off → idle) when the first person at home wakes",
+        ),
+        (
+            &media,
+            "off",
+            at(22, 0),
+            at(23, 59),
+            DayType::All,
+            "media goes off when the last person at home goes to sleep",
+        ),
+        (
+            &media,
+            "off",
+            at(6, 45),
+            at(8, 45),
+            DayType::Weekday,
+            "media goes off when the last person leaves for work",
+        ),
+        (
+            &meals,
+            "on",
+            at(7, 0),
+            at(7, 30),
+            DayType::All,
+            "these plugs run at breakfast when someone is awake at home",
+        ),
+        (
+            &meals,
+            "off",
+            at(7, 30),
+            at(7, 40),
+            DayType::All,
+            "breakfast is over at 07:30",
+        ),
+        (
+            &meals,
+            "on",
+            at(18, 0),
+            at(19, 0),
+            DayType::All,
+            "these plugs run at dinner when someone is awake at home",
+        ),
+        (
+            &meals,
+            "off",
+            at(19, 0),
+            at(19, 10),
+            DayType::All,
+            "dinner is over at 19:00",
+        ),
+        (
+            &working,
+            "on",
+            at(9, 0),
+            at(17, 0),
+            DayType::All,
+            "these plugs run 09:00–17:00 when someone is awake at home",
+        ),
+        (
+            &working,
+            "off",
+            at(17, 0),
+            at(17, 10),
+            DayType::All,
+            "they stop at 17:00",
+        ),
+    ];
+    for (entities, state, start, end, day_type, why) in timed {
+        if entities.is_empty() {
+            continue;
         }
-    }
-    if !working.is_empty() {
         regs.push(Regularity {
             kind: RegularityKind::TimeOfDay,
-            entities: working,
-            local_window: window(at(9, 0), at(17, 0)),
+            entities: entities
+                .iter()
+                .map(|e| EntityState::new(e, state))
+                .collect(),
+            local_window: window(start, end),
             delay_seconds: None,
-            day_type: DayType::All,
-            description: "these plugs run 09:00–17:00 when someone is awake at home".into(),
+            day_type,
+            description: why.to_owned(),
         });
     }
     // a script's entity and its targets change together
