@@ -11,15 +11,20 @@
 //!   (a daily habit may also come back as weekday and weekend patterns);
 //! - a **co-occurrence** matches a planted sequence with the same trigger and target;
 //! - a pattern that matches no habit or sequence but a documented regularity of the routine (the
-//!   front door opening as people leave, media in the evening, …) is *explained*, neither right
-//!   nor wrong; any other pattern is a **false positive**;
+//!   front door opening as people leave, media in the evening, …) or a consequence of documented
+//!   facts (what follows something that happens at a time of day happens at that time plus the
+//!   delay: the hall light that follows the door opening as people leave for work; what follows
+//!   something that follows A follows A; two steps; two things documented within the same hour
+//!   follow one another) is *explained*, neither right nor wrong; any
+//!   other pattern is a **false positive**;
 //! - a pattern whose entity and state are what a planted automation or an add-on (system user)
 //!   does, at its time or after its trigger, **re-describes an automation**: counted apart, it
 //!   must never happen.
 //!
-//! **Recall** counts the planted habits with probability ≥ 0.7 whose expected occurrences in the
-//! window (probability × eligible days) reach the minimum for their domain and day type, and the
-//! sequences with probability ≥ 0.7; **precision** is (patterns matching a plant) / (those plus
+//! **Recall** counts the planted habits whose probability reaches 0.7 and their domain's minimum
+//! confidence (a lock's 0.85: a lock used on 81 % of days is rightly not suggested) and whose
+//! expected occurrences in the window (probability × eligible days) reach the minimum for their
+//! domain and day type, and the sequences likewise; **precision** is (patterns matching a plant) / (those plus
 //! false positives). Prints one line per seed and a JSON summary (`--json`).
 
 use std::process::ExitCode;
@@ -36,6 +41,9 @@ use crate::simulate::{self, Profile, SimulatorOptions};
 
 /// Minutes a habit's planted time may lie outside the pattern's window.
 const SLACK_MINUTES: i64 = 10;
+
+/// Documented windows at most this long (minutes) make what happens in them follow one another.
+const SHORT_WINDOW: i64 = 60;
 
 /// Planted habits and sequences at least this likely count for recall.
 const RECALL_PROBABILITY: f64 = 0.7;
@@ -145,32 +153,144 @@ fn matches_sequence(p: &Pattern, s: &truth::Sequence) -> bool {
         && entity_is(p, 1, &s.target.entity_id, &s.target.state)
 }
 
-fn matches_regularity(p: &Pattern, r: &truth::Regularity) -> bool {
-    let has = |i: usize| {
-        p.entities.get(i).is_some_and(|e| {
-            r.entities
-                .iter()
-                .any(|x| x.entity_id == e.entity_id && x.state == e.state)
-        })
-    };
-    match (p.kind, r.kind) {
-        (PatternKind::TimeOfDay, truth::RegularityKind::TimeOfDay) => {
-            has(0)
-                && match (&r.local_window, window_of(p)) {
-                    (Some(w), Some((s, e))) => {
-                        let (rs, re) = (minutes(&w.start), minutes(&w.end));
-                        match (rs, re) {
-                            (Some(rs), Some(re)) => {
-                                in_window(s, rs, re, 60) || in_window(e, rs, re, 60)
-                            }
-                            _ => true,
+/// A time-of-day fact of the simulated home: `entity` reaches `state` within a local window.
+#[derive(Debug, Clone, PartialEq)]
+struct TimeFact {
+    entity: (String, String),
+    window: (i64, i64),
+}
+
+/// A sequence fact: `from` is followed by `to` within `delay` seconds.
+#[derive(Debug, Clone, PartialEq)]
+struct FollowFact {
+    from: (String, String),
+    to: (String, String),
+    delay: (i64, i64),
+}
+
+fn pair(e: &truth::EntityState) -> (String, String) {
+    (e.entity_id.clone(), e.state.clone())
+}
+
+/// What the simulated home documents as happening (habits, sequences, regularities), closed
+/// under consequence: what follows something that happens at a time of day happens at that
+/// time plus the delay, and what follows something that follows A follows A (two steps).
+fn facts(r: &Routines) -> (Vec<TimeFact>, Vec<FollowFact>) {
+    let mut times = Vec::new();
+    let mut follows = Vec::new();
+    for h in &r.habits {
+        if let Some(t) = minutes(&h.local_time) {
+            let j = i64::from(h.jitter_minutes);
+            times.push(TimeFact {
+                entity: (h.entity_id.clone(), h.state.clone()),
+                window: (t - j, t + j),
+            });
+        }
+    }
+    for q in &r.sequences {
+        follows.push(FollowFact {
+            from: pair(&q.trigger),
+            to: pair(&q.target),
+            delay: (
+                i64::from(q.delay_seconds.min),
+                i64::from(q.delay_seconds.max),
+            ),
+        });
+    }
+    for g in &r.regularities {
+        match g.kind {
+            truth::RegularityKind::TimeOfDay => {
+                let window = g
+                    .local_window
+                    .as_ref()
+                    .and_then(|w| Some((minutes(&w.start)?, minutes(&w.end)?)))
+                    .unwrap_or((0, 1_439));
+                for e in &g.entities {
+                    times.push(TimeFact {
+                        entity: pair(e),
+                        window,
+                    });
+                }
+            }
+            truth::RegularityKind::CoOccurrence => {
+                let delay = g
+                    .delay_seconds
+                    .map_or((0, 3_600), |d| (i64::from(d.min), i64::from(d.max)));
+                for a in &g.entities {
+                    for b in &g.entities {
+                        if a.entity_id != b.entity_id || a.state != b.state {
+                            follows.push(FollowFact {
+                                from: pair(a),
+                                to: pair(b),
+                                delay,
+                            });
                         }
                     }
-                    _ => true,
                 }
+            }
         }
-        (PatternKind::CoOccurrence, truth::RegularityKind::CoOccurrence) => has(0) && has(1),
-        _ => false,
+    }
+    for _ in 0..2 {
+        let mut more_times = Vec::new();
+        for t in &times {
+            for f in follows.iter().filter(|f| f.from == t.entity) {
+                let shifted = TimeFact {
+                    entity: f.to.clone(),
+                    window: (
+                        t.window.0 + f.delay.0 / 60,
+                        t.window.1 + (f.delay.1 + 59) / 60,
+                    ),
+                };
+                if !times.contains(&shifted) && !more_times.contains(&shifted) {
+                    more_times.push(shifted);
+                }
+            }
+        }
+        let mut more_follows = Vec::new();
+        for a in &follows {
+            for b in follows.iter().filter(|b| b.from == a.to && b.to != a.from) {
+                let chained = FollowFact {
+                    from: a.from.clone(),
+                    to: b.to.clone(),
+                    delay: (a.delay.0 + b.delay.0, a.delay.1 + b.delay.1),
+                };
+                if !follows.contains(&chained) && !more_follows.contains(&chained) {
+                    more_follows.push(chained);
+                }
+            }
+        }
+        times.extend(more_times);
+        follows.extend(more_follows);
+    }
+    (times, follows)
+}
+
+/// Whether `p` is a documented fact (or a consequence of facts) of the simulated home.
+fn explained(p: &Pattern, times: &[TimeFact], follows: &[FollowFact]) -> bool {
+    let is = |i: usize, e: &(String, String)| entity_is(p, i, &e.0, &e.1);
+    match p.kind {
+        PatternKind::TimeOfDay => window_of(p).is_some_and(|(s, e)| {
+            times.iter().any(|t| {
+                is(0, &t.entity)
+                    && (in_window(s, t.window.0, t.window.1, SLACK_MINUTES)
+                        || in_window(e, t.window.0, t.window.1, SLACK_MINUTES)
+                        || in_window(t.window.0, s, e, 0))
+            })
+        }),
+        PatternKind::CoOccurrence => {
+            follows.iter().any(|f| is(0, &f.from) && is(1, &f.to))
+                // two things the home does within the same short window follow one another
+                || times.iter().any(|a| {
+                    is(0, &a.entity)
+                        && a.window.1 - a.window.0 <= SHORT_WINDOW
+                        && times.iter().any(|b| {
+                            is(1, &b.entity)
+                                && b.window.1 - b.window.0 <= SHORT_WINDOW
+                                && (in_window(a.window.0, b.window.0, b.window.1, SLACK_MINUTES)
+                                    || in_window(b.window.0, a.window.0, a.window.1, SLACK_MINUTES))
+                        })
+                })
+        }
     }
 }
 
@@ -212,18 +332,24 @@ fn min_occurrences(
     days: u32,
 ) -> f64 {
     let domain = entity_id.split('.').next().unwrap_or_default();
-    let base = settings
-        .domain_overrides
-        .iter()
-        .find(|o| o.domain == domain)
-        .and_then(|o| o.min_occurrences)
-        .unwrap_or(settings.min_occurrences);
+    let base = crate::patterns::Thresholds::from_settings(settings)
+        .lookup(domain, None)
+        .min_occurrences;
     let share = match day_type {
         truth::DayType::All => 1.0,
         truth::DayType::Weekday => 5.0 / 7.0,
         truth::DayType::Weekend => 2.0 / 7.0,
     };
     (f64::from(base) * share * f64::from(days) / f64::from(settings.window_days.max(1))).ceil()
+}
+
+/// The confidence a pattern of `entity_id` needs (its domain's, never below the security
+/// minimum for locks, alarm panels and garage or door covers).
+fn min_confidence(settings: &AnalysisSettings, entity_id: &str) -> f64 {
+    let domain = entity_id.split('.').next().unwrap_or_default();
+    crate::patterns::Thresholds::from_settings(settings)
+        .lookup(domain, None)
+        .min_confidence
 }
 
 /// Scores `patterns` against `routines` for a window of `days`.
@@ -239,20 +365,18 @@ pub(crate) fn score(
         patterns: patterns.len(),
         ..SeedScore::default()
     };
+    let (times, follows) = facts(routines);
     for p in patterns {
         let plant = routines.habits.iter().any(|h| matches_habit(p, h))
             || routines.sequences.iter().any(|q| matches_sequence(p, q));
         if describes_automation(p, routines) {
             s.automation_patterns += 1;
-            s.notes.push(format!("re-describes an automation: {}", brief(p)));
+            s.notes
+                .push(format!("re-describes an automation: {}", brief(p)));
         }
         if plant {
             s.matching_plants += 1;
-        } else if routines
-            .regularities
-            .iter()
-            .any(|r| matches_regularity(p, r))
-        {
+        } else if explained(p, &times, &follows) {
             s.explained += 1;
         } else {
             s.false_positives += 1;
@@ -266,7 +390,7 @@ pub(crate) fn score(
     };
     for h in &routines.habits {
         let expected = h.probability * share(h.day_type) * f64::from(days);
-        if h.probability < RECALL_PROBABILITY
+        if h.probability < RECALL_PROBABILITY.max(min_confidence(settings, &h.entity_id))
             || expected < min_occurrences(settings, &h.entity_id, h.day_type, days)
         {
             continue;
@@ -282,7 +406,7 @@ pub(crate) fn score(
         }
     }
     for q in &routines.sequences {
-        if q.probability < RECALL_PROBABILITY {
+        if q.probability < RECALL_PROBABILITY.max(min_confidence(settings, &q.target.entity_id)) {
             continue;
         }
         s.eligible += 1;
@@ -291,7 +415,11 @@ pub(crate) fn score(
         } else {
             s.notes.push(format!(
                 "missed sequence: {} → {} then {} → {} (p = {:.2})",
-                q.trigger.entity_id, q.trigger.state, q.target.entity_id, q.target.state, q.probability
+                q.trigger.entity_id,
+                q.trigger.state,
+                q.target.entity_id,
+                q.target.state,
+                q.probability
             ));
         }
     }
@@ -369,7 +497,7 @@ pub(crate) async fn evaluate_seed(
         backdate: Some(f64::from(options.days) * 24.0 + 1.0),
         seed,
         time_zone: options.time_zone,
-        report_secs: 0.0,
+        quiet_sensors: true,
         ..SimulatorOptions::default()
     })
     .map_err(|e| EvaluateError::Simulator(e.to_string()))?;
@@ -397,8 +525,10 @@ pub(crate) async fn evaluate_seed(
         .map_err(|e| EvaluateError::Http(e.to_string()))?;
     let sim_status = format!("{}/api/simulator/status", simulator.url);
     let result = async {
-        // recorded: the routine reached now and HomeIQ wrote every event the simulator published
+        // recorded: the routine reached now, and HomeIQ has taken every event (its count stands
+        // still over a few polls) and written every point
         let deadline = Instant::now() + Duration::from_secs(3_600);
+        let mut last = (u64::MAX, 0u32);
         let recorded = loop {
             let sim = http
                 .get(&sim_status)
@@ -410,16 +540,20 @@ pub(crate) async fn evaluate_seed(
                 .await
                 .map_err(|e| EvaluateError::Http(e.to_string()))?;
             let deep = get_json(&http, &format!("{base}/health/deep")).await?;
-            let published = sim["events_published"].as_u64().unwrap_or(0);
             let events = deep["ingest"]["events"].as_u64().unwrap_or(0);
             let queued = deep["storage"]["queued"].as_u64().unwrap_or(1)
                 + deep["storage"]["in_flight"].as_u64().unwrap_or(0);
-            if sim["routine_caught_up"] == true && events >= published && queued == 0 {
+            last = if events == last.0 {
+                (events, last.1 + 1)
+            } else {
+                (events, 0)
+            };
+            if sim["routine_caught_up"] == true && queued == 0 && last.1 >= 4 {
                 break deep["storage"]["written"].as_u64().unwrap_or(0);
             }
             if Instant::now() > deadline {
                 return Err(EvaluateError::Timeout(format!(
-                    "recording the simulated window ({events} of {published} events)"
+                    "recording the simulated window ({events} events so far)"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -433,9 +567,9 @@ pub(crate) async fn evaluate_seed(
             .json::<Value>()
             .await
             .map_err(|e| EvaluateError::Http(e.to_string()))?;
-        let id = run["id"].as_i64().ok_or_else(|| {
-            EvaluateError::Http(format!("the analysis did not start: {run}"))
-        })?;
+        let id = run["id"]
+            .as_i64()
+            .ok_or_else(|| EvaluateError::Http(format!("the analysis did not start: {run}")))?;
         let deadline = Instant::now() + Duration::from_secs(600);
         let row = loop {
             let runs = get_json(&http, &format!("{base}/api/v1/analysis/runs?limit=5")).await?;
@@ -456,7 +590,13 @@ pub(crate) async fn evaluate_seed(
         let page = get_json(&http, &format!("{base}/api/v1/patterns?limit=1000")).await?;
         let patterns: Vec<Pattern> = serde_json::from_value(page["items"].clone())
             .map_err(|e| EvaluateError::Http(format!("patterns: {e}")))?;
-        let mut s = score(seed, &patterns, &simulator.routines(), &analysis, options.days);
+        let mut s = score(
+            seed,
+            &patterns,
+            &simulator.routines(),
+            &analysis,
+            options.days,
+        );
         s.changes_recorded = recorded;
         s.record_secs = record_secs;
         s.analysis_secs = row["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0;
@@ -534,7 +674,10 @@ pub(crate) async fn run(options: EvaluateOptions) -> ExitCode {
         seeds: &scores,
     };
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
     } else {
         println!(
             "mean recall {:.2}, mean precision {:.2}, {} patterns re-describing automations",
@@ -574,7 +717,13 @@ mod tests {
     fn min_occurrences_scale_with_the_day_type() {
         let s = AnalysisSettings::default();
         assert_eq!(min_occurrences(&s, "light.x", truth::DayType::All, 30), 8.0);
-        assert_eq!(min_occurrences(&s, "lock.x", truth::DayType::Weekend, 30), 2.0);
-        assert_eq!(min_occurrences(&s, "fan.x", truth::DayType::Weekday, 30), 8.0);
+        assert_eq!(
+            min_occurrences(&s, "lock.x", truth::DayType::Weekend, 30),
+            2.0
+        );
+        assert_eq!(
+            min_occurrences(&s, "fan.x", truth::DayType::Weekday, 30),
+            8.0
+        );
     }
 }

@@ -275,7 +275,11 @@ impl Analysis {
                         inner.patterns.store(Arc::new(stored));
                         (Outcome::Succeeded, counts, None)
                     }
-                    Err(e) => (Outcome::Failed, counts, Some(format!("storing patterns: {e}"))),
+                    Err(e) => (
+                        Outcome::Failed,
+                        counts,
+                        Some(format!("storing patterns: {e}")),
+                    ),
                 }
             }
             Ok(None) => (

@@ -115,7 +115,10 @@ mod tests {
             cooldown_left(Some(utc("2026-05-01T10:00:00Z")), now, 24),
             Some(std::time::Duration::from_secs(22 * 3600))
         );
-        assert_eq!(cooldown_left(Some(utc("2026-04-30T12:00:00Z")), now, 24), None);
+        assert_eq!(
+            cooldown_left(Some(utc("2026-04-30T12:00:00Z")), now, 24),
+            None
+        );
         assert_eq!(cooldown_left(Some(now), now, 0), None);
     }
 }

@@ -222,9 +222,7 @@ impl AnalysisStore {
             error: Set(Some(why.to_owned())),
             ..Default::default()
         };
-        run::Entity::insert(row)
-            .exec_with_returning(&self.db)
-            .await
+        run::Entity::insert(row).exec_with_returning(&self.db).await
     }
 
     /// Records a run starting over `[start, end)` in `time_zone`.
@@ -245,9 +243,7 @@ impl AnalysisStore {
             time_zone: Set(Some(time_zone.to_owned())),
             ..Default::default()
         };
-        run::Entity::insert(row)
-            .exec_with_returning(&self.db)
-            .await
+        run::Entity::insert(row).exec_with_returning(&self.db).await
     }
 
     /// Records how run `id` ended.

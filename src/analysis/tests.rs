@@ -21,7 +21,10 @@ struct ManualClock(StdMutex<DateTime<Utc>>);
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -77,10 +80,19 @@ async fn month(dir: &std::path::Path, first: NaiveDate) -> HistoryStore {
         let date = first + Days::new(d);
         let jitter = (d * 7 % 13) as u32;
         let t = 6 * 60 + 54 + jitter % 13; // 06:54..07:06
-        push(state("light.kitchen", "on", local(date, t / 60, t % 60)), &user);
+        push(
+            state("light.kitchen", "on", local(date, t / 60, t % 60)),
+            &user,
+        );
         push(state("light.kitchen", "off", local(date, 8, 0)), &user);
-        push(state("switch.coffee", "on", local(date, 6, 30)), &automation);
-        push(state("switch.coffee", "off", local(date, 7, 30)), &automation);
+        push(
+            state("switch.coffee", "on", local(date, 6, 30)),
+            &automation,
+        );
+        push(
+            state("switch.coffee", "off", local(date, 7, 30)),
+            &automation,
+        );
     }
     let report = writer.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.left, 0);
@@ -129,7 +141,8 @@ async fn a_run_learns_the_habit_not_the_automation_and_requests_wait_their_turn(
     let first = NaiveDate::from_ymd_opt(2026, 3, 1).expect("date");
     let history = month(dir.path(), first).await;
     let now = local(first + Days::new(40), 12, 0);
-    let (analysis, _registry) = analysis(dir.path(), history, now, AnalysisSettings::default()).await;
+    let (analysis, _registry) =
+        analysis(dir.path(), history, now, AnalysisSettings::default()).await;
 
     let row = analysis.request(Trigger::Manual).await.expect("starts");
     assert_eq!(row.outcome, Outcome::Running);
@@ -147,18 +160,30 @@ async fn a_run_learns_the_habit_not_the_automation_and_requests_wait_their_turn(
     let patterns = analysis.patterns();
     let kitchen: Vec<_> = patterns
         .iter()
-        .filter(|p| p.pattern.entities.iter().any(|e| e.entity_id == "light.kitchen"))
+        .filter(|p| {
+            p.pattern
+                .entities
+                .iter()
+                .any(|e| e.entity_id == "light.kitchen")
+        })
         .collect();
     assert!(
-        kitchen.iter().any(|p| p.pattern.kind == crate::patterns::PatternKind::TimeOfDay
-            && p.pattern.entities[0].state == "on"
-            && p.pattern.time_window.as_ref().is_some_and(|w| w.start.as_str() >= "06:50" && w.end.as_str() <= "07:10")),
+        kitchen.iter().any(
+            |p| p.pattern.kind == crate::patterns::PatternKind::TimeOfDay
+                && p.pattern.entities[0].state == "on"
+                && p.pattern
+                    .time_window
+                    .as_ref()
+                    .is_some_and(|w| w.start.as_str() >= "06:50" && w.end.as_str() <= "07:10")
+        ),
         "{patterns:?}"
     );
     assert!(
-        !patterns
+        !patterns.iter().any(|p| p
+            .pattern
+            .entities
             .iter()
-            .any(|p| p.pattern.entities.iter().any(|e| e.entity_id == "switch.coffee")),
+            .any(|e| e.entity_id == "switch.coffee")),
         "an automation's changes are never a habit: {patterns:?}"
     );
     assert_eq!(done.patterns_found, patterns.len() as i64);
@@ -169,9 +194,16 @@ async fn a_run_learns_the_habit_not_the_automation_and_requests_wait_their_turn(
         other => panic!("not refused: {other:?}"),
     }
     let rows = analysis.runs(10, None).await.expect("runs");
-    let refused: Vec<_> = rows.iter().filter(|r| r.outcome == Outcome::Refused).collect();
+    let refused: Vec<_> = rows
+        .iter()
+        .filter(|r| r.outcome == Outcome::Refused)
+        .collect();
     assert_eq!(refused.len(), 2, "{rows:?}");
-    assert!(refused.iter().all(|r| r.started_at.is_none() && r.error.is_some()));
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.started_at.is_none() && r.error.is_some())
+    );
 
     // the stored patterns come back with the same first-detection time after a restart
     drop(analysis);
@@ -197,8 +229,13 @@ async fn month_store(dir: &std::path::Path) -> HistoryStore {
 async fn a_run_cut_short_by_a_restart_is_recorded_as_interrupted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = Utc::now();
-    let (analysis, registry) =
-        analysis(dir.path(), month_store(dir.path()).await, now, AnalysisSettings::default()).await;
+    let (analysis, registry) = analysis(
+        dir.path(),
+        month_store(dir.path()).await,
+        now,
+        AnalysisSettings::default(),
+    )
+    .await;
     // a run under way when the process died
     let store = AnalysisStore::new(registry.connection().clone());
     let row = store
@@ -206,8 +243,13 @@ async fn a_run_cut_short_by_a_restart_is_recorded_as_interrupted() {
         .await
         .expect("row");
     drop(analysis);
-    let (again, _r) =
-        super::tests::analysis(dir.path(), month_store(dir.path()).await, now, AnalysisSettings::default()).await;
+    let (again, _r) = super::tests::analysis(
+        dir.path(),
+        month_store(dir.path()).await,
+        now,
+        AnalysisSettings::default(),
+    )
+    .await;
     let rows = again.runs(10, None).await.expect("runs");
     let r = rows.iter().find(|r| r.id == row.id).expect("row");
     assert_eq!(r.outcome, Outcome::Interrupted);
@@ -221,12 +263,23 @@ async fn turned_off_analysis_refuses_and_says_why() {
         enabled: false,
         ..AnalysisSettings::default()
     };
-    let (analysis, _r) = analysis(dir.path(), month_store(dir.path()).await, Utc::now(), settings).await;
+    let (analysis, _r) = analysis(
+        dir.path(),
+        month_store(dir.path()).await,
+        Utc::now(),
+        settings,
+    )
+    .await;
     assert_eq!(
         analysis.request(Trigger::Manual).await,
         Err(Refusal::Disabled)
     );
     let rows = analysis.runs(10, None).await.expect("runs");
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].error.as_deref().is_some_and(|e| e.contains("analysis.enabled")));
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("analysis.enabled"))
+    );
 }

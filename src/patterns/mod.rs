@@ -40,7 +40,6 @@
 //! `a_large_home_month_streams_in_bounded_memory`, whose process (glibc's allocator, 3.6 million
 //! short-lived pairs) grew by about 40 MB resident at its peak.
 
-
 mod co_occurrence;
 pub(crate) mod domains;
 mod thresholds;

@@ -271,6 +271,8 @@ enum Timed {
 #[derive(Debug, Default)]
 pub(crate) struct Routine {
     seed: u64,
+    /// Sensors keep their values (no scheduled reports).
+    quiet_sensors: bool,
     motion_until: HashMap<String, i64>,
     /// Area role → minute its motion-off automation is due (motion off for 5 minutes).
     light_off_at: HashMap<usize, i64>,
@@ -386,6 +388,12 @@ impl Routine {
         }
     }
 
+    /// With `quiet`, sensors keep their values instead of reporting on their schedules.
+    pub(crate) fn quiet_sensors(mut self, quiet: bool) -> Self {
+        self.quiet_sensors = quiet;
+        self
+    }
+
     /// Runs every simulated minute and every sensor report due from the last call up to
     /// `now_us`, in time order (at most `max` minutes of them; older ones are skipped). The
     /// first call starts with the current minute and the reports due from `now_us` on.
@@ -397,7 +405,11 @@ impl Routine {
         };
         let reports_from = match self.last_minute {
             None => {
-                self.reporters = reporters(self.seed, &inner.home);
+                self.reporters = if self.quiet_sensors {
+                    Vec::new()
+                } else {
+                    reporters(self.seed, &inner.home)
+                };
                 self.plan = inner.plan.clone();
                 self.habit_day = vec![i64::MIN; self.plan.truth.habits.len()];
                 self.trigger_seen = self
@@ -974,9 +986,13 @@ impl Routine {
     }
 }
 
-/// Drives the routine from the hub's clock until cancelled.
-pub(crate) async fn run(hub: Arc<Hub>, seed: u64, speed: f64, cancel: CancellationToken) {
-    let mut routine = Routine::new(seed);
+/// Drives `routine` from the hub's clock until cancelled.
+pub(crate) async fn run(
+    hub: Arc<Hub>,
+    mut routine: Routine,
+    speed: f64,
+    cancel: CancellationToken,
+) {
     // the routine starts where the simulated time does
     hub.with(|inner| {
         let start = inner.clock().start();
@@ -1536,7 +1552,7 @@ mod tests {
         let (mut rx, _) = hub.subscribe();
         let start = hub.with(|i| i.clock().now()).0;
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(hub.clone(), 3, 1e6, cancel.clone()));
+        let task = tokio::spawn(run(hub.clone(), Routine::new(3), 1e6, cancel.clone()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
         let mut hours = std::collections::BTreeSet::new();
         loop {
