@@ -2,6 +2,27 @@
 // Do not edit: `npm run gen:api` rewrites it, `npm run refresh:api` refreshes both from the server.
 
 export interface paths {
+    "/api/v1/analysis/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Analysis runs and refused requests, newest first. */
+        get: operations["list_runs"];
+        put?: never;
+        /**
+         * Starts an analysis now. Requested runs are at most one per `analysis.manual_cooldown_hours`;
+         *     every request, also a refused one, is recorded in the run list.
+         */
+        post: operations["start_run"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/areas": {
         parameters: {
             query?: never;
@@ -218,6 +239,26 @@ export interface paths {
         };
         /** One call for the dashboard: connection, storage, event rates, queues, counts, memory, uptime. */
         get: operations["realtime"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/patterns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What the last successful analysis learned: time-of-day habits and sequences, each with a
+         *     stable id and its evidence.
+         */
+        get: operations["list_patterns"];
         put?: never;
         post?: never;
         delete?: never;
@@ -711,6 +752,11 @@ export interface components {
             /** @description The HMAC secret; store it now, it is never shown again. */
             secret: string;
         };
+        /**
+         * @description The days a pattern holds on (local dates).
+         * @enum {string}
+         */
+        DayType: "all" | "weekday" | "weekend";
         /** @description `/health/deep`: every component's status with one verdict. */
         DeepReport: {
             /** @description Gap backfill from Home Assistant's history. */
@@ -742,6 +788,29 @@ export interface components {
             warnings: string[];
             /** @description Signed webhooks. */
             webhooks: components["schemas"]["WebhooksReport"];
+        };
+        /** @description The delay of a co-occurrence: how long after the first entity the second follows. */
+        Delay: {
+            /**
+             * Format: int32
+             * @description Interquartile range of the delays, seconds (their spread).
+             */
+            iqr_seconds: number;
+            /**
+             * Format: int32
+             * @description Longest delay seen, seconds.
+             */
+            max_seconds: number;
+            /**
+             * Format: int32
+             * @description Median delay, seconds.
+             */
+            median_seconds: number;
+            /**
+             * Format: int32
+             * @description Shortest delay seen, seconds.
+             */
+            min_seconds: number;
         };
         /** @description A page of the delivery log. */
         DeliveryPage: {
@@ -1572,6 +1641,26 @@ export interface components {
              */
             minute: string;
         };
+        /** @description One occurrence a pattern was learned from. */
+        Occurrence: {
+            /**
+             * Format: int32
+             * @description Co-occurrence: seconds after the first entity reached its state.
+             */
+            delay_seconds?: number | null;
+            /**
+             * Format: date
+             * @description Its local date.
+             */
+            local_date: string;
+            /** @description Its local time, `HH:MM:SS`. */
+            local_time: string;
+            /**
+             * Format: date-time
+             * @description When the (last) entity reached its state, UTC.
+             */
+            time: string;
+        };
         /**
          * @description Who caused a change: the kind and, where known, the automation's or script's entity id
          *     (`automation.wake_up`) or the user's id.
@@ -1587,6 +1676,103 @@ export interface components {
          * @enum {string}
          */
         OriginKind: "user" | "automation" | "script" | "system" | "device" | "unknown";
+        /**
+         * @description How a run (or request) ended.
+         * @enum {string}
+         */
+        Outcome: "running" | "succeeded" | "failed" | "interrupted" | "refused";
+        /** @description A learned routine. */
+        Pattern: {
+            /**
+             * Format: double
+             * @description `time_of_day`: the share of eligible days an entity with this many changes a day would
+             *     have in the window by chance.
+             */
+            chance?: number | null;
+            /**
+             * Format: double
+             * @description 0..1. `time_of_day`: share of eligible days with an occurrence, above what chance gives,
+             *     with a penalty for spread; `co_occurrence`: support / trigger occurrences.
+             */
+            confidence: number;
+            /** @description The days it holds on (`all` for co-occurrences). */
+            day_type: components["schemas"]["DayType"];
+            delay?: null | components["schemas"]["Delay"];
+            /**
+             * Format: int32
+             * @description `time_of_day`: days of the day type the window covers (with history) at the pattern's
+             *     time.
+             */
+            eligible_days?: number | null;
+            /**
+             * @description The entities and the states they reach: one for `time_of_day`; for `co_occurrence` the
+             *     one that comes first, then the one that follows.
+             */
+            entities: components["schemas"]["PatternEntity"][];
+            /**
+             * @description The occurrences (one per local day for `time_of_day`), the most recent
+             *     [`EVIDENCE_CAP`], oldest first.
+             */
+            evidence: components["schemas"]["Occurrence"][];
+            /**
+             * Format: date-time
+             * @description The first occurrence in the window.
+             */
+            first_seen: string;
+            /**
+             * @description Stable id: from the kind, the entities, their states and the day type (not the time, so a
+             *     habit that drifts keeps its id); 16 hex digits.
+             */
+            id: string;
+            /** @description The kind of pattern. */
+            kind: components["schemas"]["PatternKind"];
+            /**
+             * Format: date-time
+             * @description The last occurrence in the window.
+             */
+            last_seen: string;
+            /**
+             * Format: double
+             * @description `co_occurrence`: confidence / how often the second entity follows a random moment within
+             *     the same delay.
+             */
+            lift?: number | null;
+            /**
+             * Format: int32
+             * @description `time_of_day`: days with an occurrence in the window; `co_occurrence`: the support
+             *     (occurrences of the first entity followed by the second).
+             */
+            occurrences: number;
+            time_window?: null | components["schemas"]["TimeWindow"];
+            /**
+             * Format: int32
+             * @description `co_occurrence`: how often the first entity reached its state.
+             */
+            trigger_occurrences?: number | null;
+        };
+        /** @description An entity of a pattern and the state it reaches. */
+        PatternEntity: {
+            /** @description The entity id. */
+            entity_id: string;
+            /** @description The state it reaches (`on`, `locked`; `activated` for a scene). */
+            state: string;
+        };
+        /**
+         * @description The kind of pattern.
+         * @enum {string}
+         */
+        PatternKind: "time_of_day" | "co_occurrence";
+        /** @description A page of patterns, most confident first. */
+        PatternPage: {
+            /** @description The page. */
+            items: components["schemas"]["StoredPattern"][];
+            /** @description Page size asked for. */
+            limit: number;
+            /** @description Items skipped. */
+            offset: number;
+            /** @description Patterns matching the filters. */
+            total: number;
+        };
         /** @description Queue depths (the writer's own queue is in `storage`). */
         Queues: {
             /** @description Messages between the WebSocket reader and the pipeline. */
@@ -1707,6 +1893,79 @@ export interface components {
             hysteresis?: number | null;
             /** @description The watched value after the change must be this. */
             to?: string | null;
+        };
+        /** @description A page of runs, newest first. */
+        RunPage: {
+            /** @description The page. */
+            items: components["schemas"]["RunView"][];
+            /**
+             * Format: int64
+             * @description Pass as `before` for the next (older) page; `null` on the last.
+             */
+            next_before?: number | null;
+            /** @description Whether a run is under way now. */
+            running: boolean;
+        };
+        /** @description One analysis run, or a refused request to start one. */
+        RunView: {
+            /**
+             * Format: int64
+             * @description Stored changes read.
+             */
+            changes_analysed: number;
+            /**
+             * Format: int64
+             * @description How long it took, ms.
+             */
+            duration_ms?: number | null;
+            /** @description Why it failed or was refused. */
+            error?: string | null;
+            /**
+             * Format: date-time
+             * @description When it ended.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: int64
+             * @description Sequence number.
+             */
+            id: number;
+            /** @description `running`, `succeeded`, `failed`, `interrupted` or `refused`. */
+            outcome: components["schemas"]["Outcome"];
+            /**
+             * Format: int64
+             * @description Patterns found.
+             */
+            patterns_found: number;
+            /**
+             * Format: date-time
+             * @description When it was asked for.
+             */
+            requested_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When it started (none for a refused request).
+             */
+            started_at?: string | null;
+            /** @description The home's time zone the run used. */
+            time_zone?: string | null;
+            /**
+             * Format: int64
+             * @description Transitions among them (of entities that can make a pattern).
+             */
+            transitions: number;
+            /** @description `scheduled` (nightly) or `manual` (requested). */
+            trigger: components["schemas"]["Trigger"];
+            /**
+             * Format: date-time
+             * @description The analysed window's end.
+             */
+            window_end?: string | null;
+            /**
+             * Format: date-time
+             * @description The analysed window's start.
+             */
+            window_start?: string | null;
         };
         /** @description The SQLite metadata database, as `/health/deep` shows it. */
         SqliteHealth: {
@@ -1867,6 +2126,19 @@ export interface components {
              */
             written: number;
         };
+        /** @description A pattern with when HomeIQ first learned it. */
+        StoredPattern: components["schemas"]["Pattern"] & {
+            /**
+             * Format: date-time
+             * @description When an analysis first found it (kept while later ones find it again).
+             */
+            first_detected_at: string;
+            /**
+             * Format: int64
+             * @description The run that found it last.
+             */
+            run_id: number;
+        };
         /** @description Delivery counters of a target. */
         TargetCounters: {
             /**
@@ -1907,6 +2179,25 @@ export interface components {
             /** @description The delivery id (see the delivery log). */
             delivery_id: string;
         };
+        /** @description The local time window of a time-of-day pattern (the home's wall clock). */
+        TimeWindow: {
+            /** @description Circular mean of the occurrences, `HH:MM`. */
+            centre: string;
+            /** @description Latest occurrence, `HH:MM`. */
+            end: string;
+            /**
+             * Format: double
+             * @description Circular standard deviation of the occurrences, minutes.
+             */
+            spread_minutes: number;
+            /** @description Earliest occurrence, `HH:MM` (may be before midnight while `end` is after it). */
+            start: string;
+        };
+        /**
+         * @description What started a run.
+         * @enum {string}
+         */
+        Trigger: "scheduled" | "manual";
         /**
          * @description How a component (or HomeIQ as a whole) is.
          * @enum {string}
@@ -2072,6 +2363,104 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_runs: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1..1000 (default 100). */
+                limit?: number;
+                /** @description Only rows with a smaller id (the previous page's `next_before`). */
+                before?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunPage"];
+                };
+            };
+            /** @description A parameter is invalid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The metadata database failed */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_run: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started; poll the run list for its outcome */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunView"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A run is under way, or analysis is turned off */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Inside the cooldown; `Retry-After` says when a run may be asked for again */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The metadata database failed */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_areas: {
         parameters: {
             query?: never;
@@ -2489,6 +2878,49 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Realtime"];
+                };
+            };
+        };
+    };
+    list_patterns: {
+        parameters: {
+            query?: {
+                /** @description `time_of_day` or `co_occurrence`. */
+                kind?: components["schemas"]["PatternKind"];
+                /** @description Patterns naming this entity. */
+                entity_id?: string;
+                /** @description Patterns naming an entity of this area (the entity's, else its device's). */
+                area_id?: string;
+                /** @description Patterns naming an entity of this domain. */
+                domain?: string;
+                /** @description `all`, `weekday` or `weekend`. */
+                day_type?: components["schemas"]["DayType"];
+                /** @description Page size, 1..1000 (default 100). */
+                limit?: number;
+                /** @description Items to skip. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PatternPage"];
+                };
+            };
+            /** @description A parameter is invalid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -9,6 +9,8 @@ import { matches } from "./pages/Live";
 import { StorageCard, warningsFor } from "./pages/Overview";
 import { flatten } from "./pages/Settings";
 import { CounterCells } from "./pages/Webhooks";
+import { describe as describePattern, EvidenceChart } from "./pages/Patterns";
+import type { Pattern } from "./api";
 import { useDebounced } from "./hooks";
 import { useState } from "react";
 
@@ -200,5 +202,39 @@ describe("webhook target counters", () => {
     const dropped = cells(counters);
     expect(dropped.textContent).toBe("0");
     expect(dropped.className).not.toContain("dropped-some");
+  });
+});
+
+describe("patterns", () => {
+  const habit: Pattern = {
+    id: "a1",
+    kind: "time_of_day",
+    entities: [{ entity_id: "light.kitchen", state: "on" }],
+    day_type: "weekday",
+    time_window: { start: "06:50", end: "07:05", centre: "06:57", spread_minutes: 4 },
+    occurrences: 3,
+    eligible_days: 4,
+    confidence: 0.71,
+    first_seen: "2026-03-02T05:55:00Z",
+    last_seen: "2026-03-04T06:01:00Z",
+    first_detected_at: "2026-03-05T02:00:00Z",
+    run_id: 1,
+    evidence: [
+      { time: "2026-03-02T05:55:00Z", local_date: "2026-03-02", local_time: "06:55:00" },
+      { time: "2026-03-03T05:58:00Z", local_date: "2026-03-03", local_time: "06:58:00" },
+      { time: "2026-03-04T06:01:00Z", local_date: "2026-03-04", local_time: "07:01:00" },
+    ],
+  } as Pattern;
+
+  it("says what a pattern is in words", () => {
+    expect(describePattern(habit)).toBe("light.kitchen → on around 06:57 (06:50–07:05), on weekdays");
+    const seq = { ...habit, kind: "co_occurrence", day_type: "all", time_window: undefined, entities: [{ entity_id: "binary_sensor.door", state: "on" }, { entity_id: "light.hall", state: "on" }], delay: { median_seconds: 45, min_seconds: 20, max_seconds: 80, iqr_seconds: 20 } } as Pattern;
+    expect(describePattern(seq)).toMatch(/^binary_sensor.door → on, then light.hall → on after about /);
+  });
+
+  it("draws one dot per occurrence", () => {
+    const { container } = render(<EvidenceChart p={habit} />);
+    expect(container.querySelectorAll("circle").length).toBe(3);
+    expect(container.querySelector("svg")?.getAttribute("aria-label")).toBe("3 occurrences");
   });
 });
