@@ -238,3 +238,31 @@ describe("patterns", () => {
     expect(container.querySelector("svg")?.getAttribute("aria-label")).toBe("3 occurrences");
   });
 });
+
+describe("evidence around midnight", () => {
+  it("keeps 23:58 and 00:04 next to each other", () => {
+    const p = {
+      id: "m",
+      kind: "time_of_day",
+      entities: [{ entity_id: "light.bed", state: "off" }],
+      day_type: "all",
+      time_window: { start: "23:50", end: "00:06", centre: "23:59", spread_minutes: 3 },
+      occurrences: 2,
+      confidence: 0.9,
+      first_seen: "2026-03-01T22:58:00Z",
+      last_seen: "2026-03-02T23:04:00Z",
+      first_detected_at: "2026-03-03T02:00:00Z",
+      run_id: 1,
+      evidence: [
+        { time: "2026-03-01T22:58:00Z", local_date: "2026-03-01", local_time: "23:58:00" },
+        { time: "2026-03-02T23:04:00Z", local_date: "2026-03-03", local_time: "00:04:00" },
+      ],
+    } as unknown as Pattern;
+    const { container } = render(<EvidenceChart p={p} />);
+    const ys = [...container.querySelectorAll("circle")].map((c) => Number(c.getAttribute("cy")));
+    expect(ys.length).toBe(2);
+    // the later time (00:04) is drawn higher (smaller y) than 23:58
+    expect(ys[1]!).toBeLessThan(ys[0]!);
+    expect(container.textContent).toContain("00:");
+  });
+});

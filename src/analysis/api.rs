@@ -133,10 +133,11 @@ pub(crate) async fn start_run(state: web::Data<AnalysisApi>) -> Result<HttpRespo
         Ok(row) => Ok(HttpResponse::Accepted().json(RunView::from(row))),
         Err(Refusal::Cooldown(wait)) => {
             let secs = wait.as_secs().max(1);
+            let (h, m) = (secs / 3600, (secs % 3600).div_ceil(60));
             Err(ApiError::too_soon(
                 secs,
                 format!(
-                    "an analysis was requested less than analysis.manual_cooldown_hours ago; retry after {secs} s"
+                    "an analysis was requested less than analysis.manual_cooldown_hours ago; the next one can be requested in {h} h {m} min"
                 ),
             ))
         }

@@ -35,10 +35,16 @@ export function EvidenceChart({ p }: { p: Pattern }) {
   const first = Math.min(...days);
   const span = Math.max(1, Math.max(...days) - first);
   const tod = p.kind === "time_of_day";
+  const minutesOf = (hhmm: string) => {
+    const [h, m, s] = hhmm.split(":").map(Number);
+    return (h ?? 0) * 60 + (m ?? 0) + (s ?? 0) / 60;
+  };
+  // times of day near the pattern's centre: 23:58 and 00:04 are 6 minutes apart, not a day
+  const centre = p.time_window ? minutesOf(p.time_window.centre) : 720;
   const value = (o: Pattern["evidence"][number]) => {
     if (!tod) return o.delay_seconds ?? 0;
-    const [h, m, s] = o.local_time.split(":").map(Number);
-    return (h ?? 0) * 60 + (m ?? 0) + (s ?? 0) / 60;
+    const v = minutesOf(o.local_time);
+    return centre + ((((v - centre + 720) % 1440) + 1440) % 1440) - 720;
   };
   const values = points.map(value);
   let lo = Math.min(...values);
@@ -122,7 +128,7 @@ function RunStatus({ runs, onStarted }: { runs: { running: boolean; items: Run[]
       ) : (
         <p className="muted">No analysis has run yet. One runs every night; start one now to see what HomeIQ learns.</p>
       )}
-      <button type="button" className="button" disabled={busy || runs?.running} onClick={() => void analyse()}>
+      <button type="button" className="btn btn-primary" disabled={busy || runs?.running} onClick={() => void analyse()}>
         {runs?.running ? "Analysing…" : "Analyse now"}
       </button>
       {message && <p className="small" role="status">{message}</p>}
