@@ -29,8 +29,9 @@ use tokio::sync::broadcast;
 const WAIT: Duration = Duration::from_secs(45);
 /// A real Home Assistant takes far longer than the simulator to come back after a restart.
 const RESTART_WAIT: Duration = Duration::from_secs(120);
-/// Subscriptions HomeIQ keeps per connection (state changes and the registries).
-const SUBSCRIPTIONS: u64 = 6;
+/// Subscriptions HomeIQ keeps per connection: state changes, the five registries, and the runs
+/// of automations and scripts (`automation_triggered`, `script_started`).
+const SUBSCRIPTIONS: u64 = 8;
 
 /// Which upstream a case runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
