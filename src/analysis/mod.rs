@@ -213,8 +213,14 @@ impl Analysis {
             }
             Err(e) => {
                 let last = *lock(&self.0.last_zone);
-                tracing::warn!(error = %e, fallback = %last.unwrap_or(Tz::UTC), "the home's time zone is not known; using the last one");
-                last.unwrap_or(Tz::UTC)
+                let fallback = last.unwrap_or(Tz::UTC);
+                if last.is_some() {
+                    tracing::warn!(error = %e, %fallback, "the home's time zone could not be read; using the last one Home Assistant named");
+                } else {
+                    // at start-up, before the first connection: the scheduler asks again within the hour
+                    tracing::debug!(error = %e, %fallback, "the home's time zone is not known yet");
+                }
+                fallback
             }
         }
     }
@@ -379,21 +385,26 @@ impl Analysis {
             if !me.0.settings.enabled {
                 return;
             }
+            // the next run is computed again after every wake-up with the zone known then: a
+            // zone learned late (Home Assistant unreachable at start) moves it, never fires it
+            let mut from = me.0.clock.now();
             loop {
                 let tz = me.time_zone().await;
+                let next = schedule::next_run_after(from, at, tz);
                 let now = me.0.clock.now();
-                let next = schedule::next_run_after(now, at, tz);
-                let wait = (next - now).to_std().unwrap_or_default();
-                tracing::debug!(%next, "next nightly analysis");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(wait.min(SCHEDULER_TICK)) => {}
-                }
-                if me.0.clock.now() >= next {
+                if now >= next {
+                    from = now;
                     match me.request(Trigger::Scheduled).await {
                         Ok(_) | Err(Refusal::Busy) => {}
                         Err(e) => tracing::warn!(error = %e, "the nightly analysis did not start"),
                     }
+                    continue;
+                }
+                tracing::debug!(%next, "next nightly analysis");
+                let wait = (next - now).to_std().unwrap_or_default();
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(wait.min(SCHEDULER_TICK)) => {}
                 }
             }
         })
