@@ -11,15 +11,14 @@
 //! of the windows before each B occurrence): how much more likely B is after A than at all.
 //!
 //! A pair is reported when, with the thresholds of B's domain, support ≥ `min_support`,
-//! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], it beats its local baselines (below), it
-//! has a direction (below), its delays are consistent — interquartile
+//! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], it beats its local baselines (below),
+//! its delays are consistent — interquartile
 //! range ≤ [`MAX_IQR_FRACTION`] of the window (delays independent of A spread evenly over the
 //! window, an IQR of half of it; the replaced system's "> 30 min" rule assumed far longer
 //! windows) — and the median delay is at least [`MIN_DELAY_SECONDS`] (two entities changing
 //! within a second are one action: a scene, a group, one device reporting two entities).
 //! The delay's median and IQR are of the most recent [`EVIDENCE_CAP`] occurrences (the evidence),
 //! its min and max of all.
-//!
 //!
 //! **Local baselines.** The lift above compares with B's rate over the whole month, which an
 //! entity busy only in some hours (a plug toggled every few minutes while people are awake)
@@ -35,14 +34,10 @@
 //! evening hours follow their control moments about as often as each other. The reported `lift`
 //! stays the one against the month.
 //!
-//! **Direction.** When B then A (within the window) has at least [`MAX_REVERSE_SHARE`] of the
-//! support of A then B, neither leads: both follow a common cause, and the pair is not reported
-//! either way.
-//!
-//! Memory: the recent buffer holds one window of transitions; the time of every transition (4
-//! bytes each, per (entity, state), for the control moments of A; B's are the habit transitions
-//! [`time_of_day`] keeps) — about 8 MB for the 2 million changes of a large home's month. The pair table is bounded:
-//! beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
+//! Memory: the recent buffer holds one window of transitions; the times of every transition
+//! per (entity, state), 4 bytes each, give the control moments of A (B's are the habit
+//! transitions [`time_of_day`] keeps; the same order of memory, not more). The pair table is
+//! bounded: beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
 //! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times since the pair was created and
 //! whose confidence over those is below [`HOPELESS_FRACTION`] of the lowest minimum confidence
 //! (a motion sensor before a light turned on by hand now and then), then, while still above
@@ -77,10 +72,6 @@ pub(crate) const DAY_SHIFTS: [i64; 3] = [1, 2, 3];
 /// The lift a pair needs against each family of control moments: its confidence must be at
 /// least this times the share of control moments B follows within the window.
 pub(crate) const MIN_LOCAL_LIFT: f64 = 2.0;
-/// A pair whose reverse (B then A, within the window) has at least this share of its support
-/// has no direction: both follow a common cause (two plugs switched by the same rule when
-/// someone comes home) and neither is a trigger of the other.
-pub(crate) const MAX_REVERSE_SHARE: f64 = 0.5;
 /// Delays (with their times) kept at most over all pairs.
 pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
 /// Occurrences of A (since the pair was created) after which a pair far below the lowest
@@ -326,11 +317,7 @@ impl Detector {
             let minutes = control_rate(a_times, b_times, &MINUTE_SHIFTS_SECONDS, self.window, ctx);
             let day_shifts = DAY_SHIFTS.map(|d| d * super::DAY);
             let days = control_rate(a_times, b_times, &day_shifts, self.window, ctx);
-            // and a direction: B then A as often means neither leads (a common cause)
-            let reverse = self.pairs.get(&(b, a)).map_or(0, |p| p.support);
-            if local_confidence < MIN_LOCAL_LIFT * minutes.max(days)
-                || f64::from(reverse) >= MAX_REVERSE_SHARE * f64::from(pair.support)
-            {
+            if local_confidence < MIN_LOCAL_LIFT * minutes.max(days) {
                 continue;
             }
             let entities = vec![
