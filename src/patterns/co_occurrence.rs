@@ -11,7 +11,8 @@
 //! of the windows before each B occurrence): how much more likely B is after A than at all.
 //!
 //! A pair is reported when, with the thresholds of B's domain, support ≥ `min_support`,
-//! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], its delays are consistent — interquartile
+//! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], it beats its local baselines (below),
+//! its delays are consistent — interquartile
 //! range ≤ [`MAX_IQR_FRACTION`] of the window (delays independent of A spread evenly over the
 //! window, an IQR of half of it; the replaced system's "> 30 min" rule assumed far longer
 //! windows) — and the median delay is at least [`MIN_DELAY_SECONDS`] (two entities changing
@@ -19,8 +20,24 @@
 //! The delay's median and IQR are of the most recent [`EVIDENCE_CAP`] occurrences (the evidence),
 //! its min and max of all.
 //!
-//! Memory: the recent buffer holds one window of transitions. The pair table is bounded:
-//! beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
+//! **Local baselines.** The lift above compares with B's rate over the whole month, which an
+//! entity busy only in some hours (a plug toggled every few minutes while people are awake)
+//! beats against any trigger active in the same hours. So each candidate pair is also compared
+//! with *control moments*: every occurrence of A moved earlier and later by each of
+//! [`MINUTE_SHIFTS_SECONDS`] (B's activity in the hours around A) and, separately, by each of
+//! [`DAY_SHIFTS`] whole days (B at the same time of day on other days: two entities that follow
+//! the same clock). Control moments outside the time with history are skipped. For each family,
+//! the share of control moments B follows within the window is B's local chance; the pair's
+//! confidence (over the A occurrences since it was created) must be at least
+//! [`MIN_LOCAL_LIFT`] times the larger of the two. A door that opens at any hour, followed by the
+//! hall light within a minute, has local chances of a few percent; two plugs busy in the same
+//! evening hours follow their control moments about as often as each other. The reported `lift`
+//! stays the one against the month.
+//!
+//! Memory: the recent buffer holds one window of transitions; the times of every transition
+//! per (entity, state), 4 bytes each, give the control moments of A (B's are the habit
+//! transitions [`time_of_day`] keeps; the same order of memory, not more). The pair table is
+//! bounded: beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
 //! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times since the pair was created and
 //! whose confidence over those is below [`HOPELESS_FRACTION`] of the lowest minimum confidence
 //! (a motion sensor before a light turned on by hand now and then), then, while still above
@@ -46,6 +63,15 @@ pub(crate) const MAX_IQR_FRACTION: f64 = 0.25;
 pub(crate) const MIN_DELAY_SECONDS: u32 = 2;
 /// Pairs kept at most.
 pub(crate) const PAIR_CAP: usize = 100_000;
+/// Control shifts within the day, seconds (each taken earlier and later): B's rate in the
+/// hours around A's occurrences, so two entities busy in the same hours are not a sequence.
+pub(crate) const MINUTE_SHIFTS_SECONDS: [i64; 2] = [1_200, 2_400];
+/// Control shifts by whole days (each taken earlier and later): B at the same time of day on
+/// other days, so two entities that follow the same clock are not a sequence of each other.
+pub(crate) const DAY_SHIFTS: [i64; 3] = [1, 2, 3];
+/// The lift a pair needs against each family of control moments: its confidence must be at
+/// least this times the share of control moments B follows within the window.
+pub(crate) const MIN_LOCAL_LIFT: f64 = 2.0;
 /// Delays (with their times) kept at most over all pairs.
 pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
 /// Occurrences of A (since the pair was created) after which a pair far below the lowest
@@ -88,6 +114,8 @@ pub(crate) struct Detector {
     lowest_confidence: f64,
     recent: VecDeque<(u32, Key)>,
     triggers: KeyMap<Key, u32>,
+    /// Every transition's time per (entity, state), for the control moments of A.
+    times: KeyMap<Key, Vec<u32>>,
     pairs: KeyMap<(Key, Key), Pair>,
     stored: usize,
     pruned: u64,
@@ -101,6 +129,7 @@ impl Detector {
             lowest_confidence: params.thresholds.lowest_confidence(),
             recent: VecDeque::new(),
             triggers: KeyMap::default(),
+            times: KeyMap::default(),
             pairs: KeyMap::default(),
             stored: 0,
             pruned: 0,
@@ -166,6 +195,7 @@ impl Detector {
             }
         }
         *self.triggers.entry(k).or_insert(0) += 1;
+        self.times.entry(k).or_default().push(t);
         self.recent.push_back((t, k));
         if self.pairs.len() > PAIR_CAP || self.stored > STORED_DELAYS_CAP {
             self.prune();
@@ -232,6 +262,11 @@ impl Detector {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.recent.capacity() * 16
             + self.triggers.capacity() * 16
+            + self
+                .times
+                .values()
+                .map(|v| v.capacity() * 4 + 48)
+                .sum::<usize>()
             + self.seen.capacity() * 8
             + self
                 .pairs
@@ -272,6 +307,17 @@ impl Detector {
                 .or_insert_with(|| coverage(habits.occurrences(b), self.window, ctx) / duration);
             let lift = confidence / base.max(1e-9);
             if lift < MIN_LIFT {
+                continue;
+            }
+            // against control moments: A's occurrences shifted within the day, and by days
+            let since = triggers.saturating_sub(pair.trigger_base).max(1);
+            let local_confidence = (f64::from(pair.support) / f64::from(since)).min(1.0);
+            let a_times = self.times.get(&a).map_or(&[][..], Vec::as_slice);
+            let b_times = habits.occurrences(b);
+            let minutes = control_rate(a_times, b_times, &MINUTE_SHIFTS_SECONDS, self.window, ctx);
+            let day_shifts = DAY_SHIFTS.map(|d| d * super::DAY);
+            let days = control_rate(a_times, b_times, &day_shifts, self.window, ctx);
+            if local_confidence < MIN_LOCAL_LIFT * minutes.max(days) {
                 continue;
             }
             let entities = vec![
@@ -334,6 +380,39 @@ fn quantile(sorted: &[u32], q: f64) -> f64 {
             let (a, b) = (f64::from(sorted[lo]), f64::from(sorted[hi]));
             a + (b - a) * (pos - lo as f64)
         }
+    }
+}
+
+/// The share of control moments — each of `a` (sorted) moved by each of `shifts`, earlier and
+/// later, within the time with history — that an occurrence of `b` (sorted) follows within
+/// `window`.
+fn control_rate(a: &[u32], b: &[u32], shifts: &[i64], window: u32, ctx: &Context<'_>) -> f64 {
+    let (from, to) = (
+        ctx.data_start - ctx.base,
+        ctx.end - ctx.base - i64::from(window),
+    );
+    let (mut moments, mut followed) = (0u32, 0u32);
+    for &ta in a {
+        for &shift in shifts {
+            for m in [i64::from(ta) - shift, i64::from(ta) + shift] {
+                if m < from || m > to {
+                    continue;
+                }
+                moments += 1;
+                // the first occurrence of b after m
+                let i = b.partition_point(|&t| i64::from(t) <= m);
+                if b.get(i)
+                    .is_some_and(|&t| i64::from(t) <= m + i64::from(window))
+                {
+                    followed += 1;
+                }
+            }
+        }
+    }
+    if moments == 0 {
+        0.0
+    } else {
+        f64::from(followed) / f64::from(moments)
     }
 }
 

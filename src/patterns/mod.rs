@@ -34,9 +34,10 @@
 //! let (patterns, stats) = analysis.finish(); // `memory_bytes()` and `stats()` before, for a run row
 //! ```
 //!
-//! Memory: 4 bytes per habit transition, one window of recent transitions, and the bounded pair
-//! table of [`co_occurrence`]: a 30-day month of a 2,000-entity home (2 million changes) holds
-//! about 16 MB ([`Analyzer::memory_bytes`]) in the test
+//! Memory: 4 bytes per habit transition, 4 bytes per transition (the control moments of
+//! [`co_occurrence`]), one window of recent transitions, and the bounded pair table of
+//! [`co_occurrence`]: a 30-day month of a 2,000-entity home (2 million changes) holds
+//! about 18 MB ([`Analyzer::memory_bytes`]) in the test
 //! `a_large_home_month_streams_in_bounded_memory`, whose process (glibc's allocator, 3.6 million
 //! short-lived pairs) grew by about 40 MB resident at its peak.
 

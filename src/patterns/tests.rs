@@ -1156,3 +1156,118 @@ fn a_sequence_whose_delay_varies_widely_or_that_is_one_action_is_not_reported() 
     // within a second: one action changing both
     assert!(run(0..=1).is_empty());
 }
+
+/// `entity` flips between `playing` and `idle` every few minutes from 19:00 to 22:30 every
+/// evening (by hand), as a speaker people use all evening.
+fn busy_evenings(h: &mut History, entity: &str, tz: Tz, first: NaiveDate, rng: &mut StdRng) {
+    for d in 0..30 {
+        let day = first + Duration::days(d);
+        let mut t = at(tz, day, 19, rng.random_range(0..10), 0);
+        let stop = at(tz, day, 22, 30, 0);
+        while t < stop {
+            h.set(entity, "playing", t, USER);
+            t += Duration::seconds(rng.random_range(120..900));
+            h.set(entity, "idle", t, USER);
+            t += Duration::seconds(rng.random_range(120..900));
+        }
+    }
+}
+
+#[test]
+fn an_entity_busy_every_evening_has_no_evening_habit_but_a_morning_one_is_found() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 5, 20));
+    let mut h = primed(
+        &["media_player.living_room", "light.bedroom"],
+        end - Duration::days(31),
+    );
+    let mut rng = StdRng::seed_from_u64(21);
+    busy_evenings(&mut h, "media_player.living_room", tz, first, &mut rng);
+    // and a real habit: the bedroom light at 07:00 every morning
+    for d in 0..30 {
+        let day = first + Duration::days(d);
+        let t = at(tz, day, 7, 0, 0) + Duration::seconds(rng.random_range(-300..=300));
+        h.pulse_for("light.bedroom", t, USER, Duration::minutes(20));
+    }
+    let patterns = h.run(&AnalysisSettings::default(), tz, end);
+    let tod = of_kind(&patterns, PatternKind::TimeOfDay);
+    assert!(
+        tod.iter()
+            .all(|p| p.entities[0].entity_id != "media_player.living_room"),
+        "{}",
+        describe(&patterns)
+    );
+    let morning: Vec<_> = tod
+        .iter()
+        .filter(|p| p.entities[0].entity_id == "light.bedroom" && p.entities[0].state == "on")
+        .collect();
+    assert_eq!(morning.len(), 1, "{}", describe(&patterns));
+    let w = morning[0].time_window.as_ref().expect("window");
+    assert!(circle(&w.centre, "07:00") <= 3, "{}", describe(&patterns));
+    assert!(morning[0].confidence >= 0.9, "{}", describe(&patterns));
+}
+
+#[test]
+fn two_busy_entities_active_in_the_same_hours_are_no_sequence_but_door_then_light_is() {
+    let tz = amsterdam();
+    let (end, first) = window(tz, date(2026, 5, 20));
+    let start = end - Duration::days(30);
+    let mut h = primed(
+        &[
+            "switch.plug_a",
+            "switch.plug_b",
+            "binary_sensor.front_door",
+            "light.hallway",
+        ],
+        start - Duration::days(1),
+    );
+    let mut rng = StdRng::seed_from_u64(22);
+    for d in 0..30 {
+        let day = first + Duration::days(d);
+        // two plugs toggled independently about every minute and a half from 17:00 to 23:00:
+        // each follows the other within the window almost always (and soon: a tight delay),
+        // which beats the month's base rate four times over
+        for plug in ["switch.plug_a", "switch.plug_b"] {
+            let mut t = at(tz, day, 17, rng.random_range(0..30), 0);
+            let stop = at(tz, day, 23, 0, 0);
+            while t < stop {
+                let on = Duration::seconds(rng.random_range(20..60));
+                h.pulse_for(plug, t, USER, on);
+                t += on + Duration::seconds(rng.random_range(20..80));
+            }
+        }
+        // the door opens four times a day; the hall light follows within 20-90 s
+        for slot in 0..4 {
+            let t = at(tz, day, 8 + slot * 4, rng.random_range(0..60), 0);
+            h.pulse_for(
+                "binary_sensor.front_door",
+                t,
+                OriginKind::Device,
+                Duration::seconds(40),
+            );
+            if rng.random_bool(0.85) {
+                let delay = Duration::seconds(rng.random_range(20..=90));
+                h.pulse_for("light.hallway", t + delay, USER, Duration::minutes(5));
+            }
+        }
+    }
+    let patterns = h.run(&AnalysisSettings::default(), tz, end);
+    let co = of_kind(&patterns, PatternKind::CoOccurrence);
+    assert!(
+        co.iter().all(|p| p
+            .entities
+            .iter()
+            .all(|e| !e.entity_id.starts_with("switch.plug"))),
+        "{}",
+        describe(&patterns)
+    );
+    assert!(
+        co.iter()
+            .any(|p| p.entities[0].entity_id == "binary_sensor.front_door"
+                && p.entities[0].state == "on"
+                && p.entities[1].entity_id == "light.hallway"
+                && p.entities[1].state == "on"),
+        "{}",
+        describe(&patterns)
+    );
+}

@@ -18,10 +18,16 @@
 //!    - minimum occurrences: `ceil(min_occurrences × calendar days / window_days)`, where the
 //!      calendar days are the eligible days of the whole configured window, so a daily pattern
 //!      needs `min_occurrences` and a weekend one about 2/7 of it;
-//!    - confidence: the share of eligible days with an occurrence, *above chance* — the entity's
-//!      other occurrences of a day (outside the peak), spread evenly over the rest of the day,
-//!      land in a window of this width with probability `1 − exp(−n × width / (24 h − width))`;
-//!      the mean of that over the eligible days is the `chance`, and
+//!    - confidence: the share of eligible days with an occurrence, *above chance* — per eligible
+//!      day, the larger of two chances that the entity reaches the state in a window of this
+//!      width anyway: its *daily* chance, its other occurrences of the day (outside the peak)
+//!      spread evenly over the rest of the day, `1 − exp(−n × width / (24 h − width))`; and its
+//!      *local* chance, its rate on that day in the peak's neighbourhood — from the peak's edge
+//!      to [`NEIGHBOURHOOD_SECONDS`] from its centre, either side, the peak itself left out —
+//!      `1 − exp(−rate × width)` (a speaker flipping between playing and idle all evening has an
+//!      occurrence in every evening hour: no evening window of it stands out from the hours
+//!      around it; a light turned on once at 07:00 has a quiet neighbourhood); the mean of that
+//!      over the eligible days is the `chance`, and
 //!      `(share − chance) / (1 − chance)` what is left — times the spread penalty: 1 up to
 //!      [`SPREAD_FREE_MINUTES`], falling linearly by [`MAX_SPREAD_PENALTY`] at
 //!      [`SPREAD_FULL_MINUTES`] and beyond;
@@ -77,6 +83,11 @@ pub(crate) const TEST_WIDTHS_SECONDS: [u32; 3] = [1_200, 2_400, PEAK_WINDOW_SECO
 /// The largest `chance` a habit can be told from: an entity that reaches the state within any
 /// hour on most days anyway has no time of day to suggest.
 pub(crate) const MAX_CHANCE: f64 = 0.5;
+/// The neighbourhood of a peak, seconds either side of its centre: the entity's own
+/// occurrences between the peak's edge ([`PEAK_WINDOW_SECONDS`] / 2 from the centre) and this far
+/// from it, on the same day, give its local rate; chance is the larger of what that rate and the
+/// daily rate put in the window (an entity busy all evening has no evening habit).
+pub(crate) const NEIGHBOURHOOD_SECONDS: u32 = 3 * 3_600;
 /// Local hour from which the peaks of one (entity, state, day type) are ranked for their ids.
 const RANK_FROM_SECOND: u32 = 4 * 3_600;
 
@@ -202,6 +213,12 @@ fn peaks(
             *n += 1;
         }
     }
+    let mut walls: Vec<i64> = points.iter().map(|p| p.wall).collect();
+    walls.sort_unstable();
+    let nb = Neighbourhood {
+        walls: &walls,
+        day0,
+    };
     let mut remaining: Vec<Point> = points.to_vec();
     remaining.sort_by_key(|p| p.second);
     let mut out = Vec::new();
@@ -233,7 +250,7 @@ fn peaks(
                 break;
             }
         }
-        out.extend(decide(ctx, k, &members, centre, days, day0, &per_day));
+        out.extend(decide(ctx, k, &members, centre, days, &nb, &per_day));
         remaining.retain(|p| !members.iter().any(|m| m.offset == p.offset));
     }
     out
@@ -373,14 +390,14 @@ fn decide(
     members: &[Point],
     centre: u32,
     days: &[(chrono::NaiveDate, bool)],
-    day0: i64,
+    nb: &Neighbourhood<'_>,
     per_day: &[u32],
 ) -> Vec<(DayType, DayTypeStats)> {
     // one occurrence per local day: the one nearest the centre, on the date the centre falls on
     let mut chosen: HashMap<usize, Point> = HashMap::new();
     for p in members {
         let mut p = *p;
-        let day = (p.wall - i64::from(centre) + DAY / 2).div_euclid(DAY) - day0;
+        let day = (p.wall - i64::from(centre) + DAY / 2).div_euclid(DAY) - nb.day0;
         let Some((day, &(_, weekend))) = usize::try_from(day)
             .ok()
             .and_then(|d| days.get(d).map(|x| (d, x)))
@@ -409,7 +426,7 @@ fn decide(
     }
     let limits = ctx.limits(k);
     let [all, weekday, weekend] =
-        DayType::ALL.map(|dt| stats(ctx, dt, &chosen, days, &background, limits));
+        DayType::ALL.map(|dt| stats(ctx, dt, &chosen, days, &background, nb, limits));
     let differ = |one: &DayTypeStats, other: &DayTypeStats| {
         other.confidence < DAY_TYPES_DIFFER * one.confidence
     };
@@ -427,6 +444,7 @@ fn stats(
     chosen: &[Point],
     days: &[(chrono::NaiveDate, bool)],
     background: &[u32],
+    nb: &Neighbourhood<'_>,
     limits: super::Limits,
 ) -> DayTypeStats {
     let chosen: Vec<Point> = chosen
@@ -454,9 +472,12 @@ fn stats(
         if t >= ctx.data_start && t < ctx.end {
             eligible += 1;
             let n = f64::from(background.get(i).copied().unwrap_or(0));
+            let rate = nb.rate(i, centre);
             for (sum, w) in chance_sums.iter_mut().zip(TEST_WIDTHS_SECONDS) {
                 let w = f64::from(w);
-                *sum += 1.0 - (-n * w / (DAY as f64 - w)).exp();
+                let daily = 1.0 - (-n * w / (DAY as f64 - w)).exp();
+                let local = 1.0 - (-rate * w).exp();
+                *sum += daily.max(local);
             }
         }
     }
@@ -513,6 +534,32 @@ fn stats(
         eligible,
         chance,
         confidence,
+    }
+}
+
+/// One (entity, state)'s occurrences on the local wall clock, for its local rate.
+struct Neighbourhood<'a> {
+    /// Seconds since 1970-01-01 00:00 on the local wall clock, sorted.
+    walls: &'a [i64],
+    /// Local day number of the analysis's first day index.
+    day0: i64,
+}
+
+impl Neighbourhood<'_> {
+    /// Occurrences per second around `centre` (second of the day) on day index `day`: between
+    /// the peak's edge and [`NEIGHBOURHOOD_SECONDS`] from the centre, either side.
+    fn rate(&self, day: usize, centre: u32) -> f64 {
+        let day = i64::try_from(day).unwrap_or(0);
+        let centre = (self.day0 + day) * DAY + i64::from(centre);
+        let (edge, far) = (
+            i64::from(PEAK_WINDOW_SECONDS / 2),
+            i64::from(NEIGHBOURHOOD_SECONDS),
+        );
+        let count = |from: i64, to: i64| {
+            self.walls.partition_point(|w| *w < to) - self.walls.partition_point(|w| *w < from)
+        };
+        let n = count(centre - far, centre - edge) + count(centre + edge + 1, centre + far + 1);
+        n as f64 / (2 * (far - edge)) as f64
     }
 }
 
