@@ -1268,6 +1268,32 @@ fn plan_regularities(home: &Home, plan: &mut Plan) {
             description: why.to_owned(),
         });
     }
+    // plugs of one schedule switch together, within minutes (each minute one may follow), as the
+    // schedule starts or ends and as someone comes home, wakes, leaves or goes to sleep
+    for (group, why) in [
+        (
+            &meals,
+            "mealtime plugs switch together when their window or someone's day starts or ends",
+        ),
+        (
+            &working,
+            "09:00–17:00 plugs switch together when their window or someone's day starts or ends",
+        ),
+    ] {
+        if group.len() < 2 {
+            continue;
+        }
+        for state in ["on", "off"] {
+            regs.push(Regularity {
+                kind: RegularityKind::CoOccurrence,
+                entities: group.iter().map(|e| EntityState::new(e, state)).collect(),
+                local_window: None,
+                delay_seconds: Some(Delay { min: 0, max: 600 }),
+                day_type: DayType::All,
+                description: why.to_owned(),
+            });
+        }
+    }
     // a script's entity and its targets change together
     for sc in &plan.truth.scripts {
         regs.push(Regularity {
