@@ -324,6 +324,15 @@ fn describes_automation(p: &Pattern, r: &Routines) -> bool {
     automated || by_system
 }
 
+/// The share of days of a day type (weekdays 5 of 7).
+fn day_share(d: truth::DayType) -> f64 {
+    match d {
+        truth::DayType::All => 1.0,
+        truth::DayType::Weekday => 5.0 / 7.0,
+        truth::DayType::Weekend => 2.0 / 7.0,
+    }
+}
+
 /// The minimum occurrences a habit of `entity_id` on `day_type` needs in the window.
 fn min_occurrences(
     settings: &AnalysisSettings,
@@ -335,12 +344,9 @@ fn min_occurrences(
     let base = crate::patterns::Thresholds::from_settings(settings)
         .lookup(domain, None)
         .min_occurrences;
-    let share = match day_type {
-        truth::DayType::All => 1.0,
-        truth::DayType::Weekday => 5.0 / 7.0,
-        truth::DayType::Weekend => 2.0 / 7.0,
-    };
-    (f64::from(base) * share * f64::from(days) / f64::from(settings.window_days.max(1))).ceil()
+    (f64::from(base) * day_share(day_type) * f64::from(days)
+        / f64::from(settings.window_days.max(1)))
+    .ceil()
 }
 
 /// The confidence a pattern of `entity_id` needs (its domain's, never below the security
@@ -383,13 +389,8 @@ pub(crate) fn score(
             s.notes.push(format!("false positive: {}", brief(p)));
         }
     }
-    let share = |d: truth::DayType| match d {
-        truth::DayType::All => 1.0,
-        truth::DayType::Weekday => 5.0 / 7.0,
-        truth::DayType::Weekend => 2.0 / 7.0,
-    };
     for h in &routines.habits {
-        let expected = h.probability * share(h.day_type) * f64::from(days);
+        let expected = h.probability * day_share(h.day_type) * f64::from(days);
         if h.probability < RECALL_PROBABILITY.max(min_confidence(settings, &h.entity_id))
             || expected < min_occurrences(settings, &h.entity_id, h.day_type, days)
         {
