@@ -137,7 +137,7 @@ fn main() {
             cpu / n as f64 * 100_000.0);
         println!("ratio pipeline/raw: {:.0} %", pipe_rate / raw_rate * 100.0);
         println!("writer: written {}, left {}, dropped_rejected {}, dropped_overflow {}, retries {}, mean write {:.1} ms",
-            report.written, report.left, stats.influx().dropped_rejected, stats.dropped_overflow, stats.retries,
+            report.written, report.left, stats.influx().counts.dropped_rejected, stats.counts.dropped_overflow, stats.counts.retries,
             stats.mean_latency_ms.unwrap_or(f64::NAN));
         let ok = raw_count == points.len() as u64
             && pipe_count == points.len() as u64

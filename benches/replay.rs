@@ -94,7 +94,10 @@ async fn child(url: &str, db: String, dir: PathBuf, n: u64) {
     loop {
         let s = writer.stats();
         if s.influx().spool_points == 0
-            && s.influx().replayed + s.influx().quarantined + s.influx().spool_dropped >= n
+            && s.influx().counts.replayed
+                + s.influx().counts.quarantined
+                + s.influx().spool.spool_dropped
+                >= n
         {
             break;
         }
@@ -109,10 +112,10 @@ async fn child(url: &str, db: String, dir: PathBuf, n: u64) {
     let rss_max = sampler.join().unwrap_or(0);
     let s = writer.stats();
     println!("secs={secs}");
-    println!("replayed={}", s.influx().replayed);
-    println!("quarantined={}", s.influx().quarantined);
-    println!("spool_dropped={}", s.influx().spool_dropped);
-    println!("retries={}", s.retries);
+    println!("replayed={}", s.influx().counts.replayed);
+    println!("quarantined={}", s.influx().counts.quarantined);
+    println!("spool_dropped={}", s.influx().spool.spool_dropped);
+    println!("retries={}", s.counts.retries);
     println!("mean_write_ms={:.1}", s.mean_latency_ms.unwrap_or(f64::NAN));
     println!("rss_start_kb={rss_start}");
     println!("rss_max_kb={rss_max}");
@@ -194,7 +197,7 @@ fn main() {
         // (The writer spills while points arrive; pushes never block.)
         while {
             let s = writer.stats();
-            s.influx().spool_points + s.influx().spool_dropped + s.dropped_overflow < total
+            s.influx().spool_points + s.influx().spool.spool_dropped + s.counts.dropped_overflow < total
         } {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -6,7 +6,9 @@
 //! the metrics line) and they drift apart. [`counters!`] declares each counter once, with its
 //! documentation, and derives the atomic struct, the snapshot struct, `snapshot()` and
 //! [`CounterSet::each`], which the metrics exporter walks: the metric is
-//! `<prefix>_<field>`, its help text the field's documentation.
+//! `<prefix>_<field>` (or `<prefix>_<name>` for a field declared `field => "name"`, where the
+//! published metric name differs from the API's field name), its help text the field's
+//! documentation.
 //!
 //! Hand-written because it is twenty lines of `macro_rules!`; the crates that generate metric
 //! structs (`prometheus-client`'s derive, `metrics`) own the metric values themselves and give no
@@ -16,17 +18,20 @@
 pub(crate) trait CounterSet {
     /// The metric name prefix, e.g. `homeiq_ingest`.
     const PREFIX: &'static str;
-    /// Calls `f(field, help, value)` for every counter, in declaration order.
+    /// Calls `f(metric, help, value)` for every counter, in declaration order; `metric` is the
+    /// name after the prefix.
     fn each(&self, f: &mut dyn FnMut(&'static str, &'static str, u64));
 }
 
 /// Declares counters once: `counters! { /// docs  pub struct Atomics => Snapshot ("prefix") {
-/// /// doc  field, … } }`.
+/// /// doc  field, /// doc  other => "metric_name", … } }`.
 macro_rules! counters {
+    (@metric $field:ident) => { stringify!($field) };
+    (@metric $field:ident $metric:literal) => { $metric };
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident => $snapshot:ident ($prefix:literal) {
-            $( $(#[doc = $doc:literal])+ $field:ident ),* $(,)?
+            $( $(#[doc = $doc:literal])+ $field:ident $(=> $metric:literal)? ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -43,6 +48,12 @@ macro_rules! counters {
             $( $(#[doc = $doc])+ pub $field: u64, )*
         }
 
+        impl $snapshot {
+            /// All counters at zero.
+            #[allow(dead_code)]
+            pub(crate) const ZERO: $snapshot = $snapshot { $( $field: 0, )* };
+        }
+
         impl $name {
             /// The counters' current values.
             pub(crate) fn snapshot(&self) -> $snapshot {
@@ -55,7 +66,11 @@ macro_rules! counters {
         impl $crate::counters::CounterSet for $snapshot {
             const PREFIX: &'static str = $prefix;
             fn each(&self, f: &mut dyn FnMut(&'static str, &'static str, u64)) {
-                $( f(stringify!($field), concat!($($doc),+).trim(), self.$field); )*
+                $( f(
+                    $crate::counters::counters!(@metric $field $($metric)?),
+                    concat!($($doc),+).trim(),
+                    self.$field,
+                ); )*
             }
         }
     };
@@ -76,7 +91,7 @@ mod tests {
             seen,
             /// Things dropped
             /// (two doc lines).
-            dropped,
+            dropped => "things_dropped",
         }
     }
 
@@ -93,10 +108,11 @@ mod tests {
             lines,
             [
                 ("seen", "Things seen.", 3),
-                ("dropped", "Things dropped (two doc lines).", 1)
+                ("things_dropped", "Things dropped (two doc lines).", 1)
             ]
         );
         assert_eq!(DemoSnapshot::PREFIX, "homeiq_demo");
+        assert_eq!(DemoSnapshot::ZERO, DemoSnapshot::default());
         assert_eq!(
             serde_json::to_value(s).expect("json"),
             serde_json::json!({"seen": 3, "dropped": 1})

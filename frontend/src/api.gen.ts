@@ -1330,17 +1330,11 @@ export interface components {
              */
             value?: number | null;
         };
-        /**
-         * @description The InfluxDB writer's own counters, beside those every backend reports: its credentials,
-         *     the quarantine and the spool.
-         */
-        InfluxWriterStatus: {
-            /** @description Set while InfluxDB refuses the credentials: a configuration error. */
-            auth_error?: string | null;
+        InfluxCounts: {
             /**
              * Format: int64
-             * @description Points InfluxDB refused (parse errors, field type conflicts…); never resent, kept in the
-             *     quarantine.
+             * @description Points InfluxDB refused (parse errors, field type conflicts…); never resent, kept in
+             *     the quarantine.
              */
             dropped_rejected: number;
             /**
@@ -1353,28 +1347,19 @@ export interface components {
              * @description Points written from the spool.
              */
             replayed: number;
+        };
+        /**
+         * @description The InfluxDB writer's own counters, beside those every backend reports: its credentials,
+         *     the quarantine and the spool.
+         */
+        InfluxWriterStatus: components["schemas"]["InfluxCounts"] & components["schemas"]["SpoolCounts"] & {
+            /** @description Set while InfluxDB refuses the credentials: a configuration error. */
+            auth_error?: string | null;
             /**
              * Format: int64
              * @description Size of the spool's files, bytes.
              */
             spool_bytes: number;
-            /**
-             * Format: int64
-             * @description Bytes of the damaged spool records skipped.
-             */
-            spool_corrupt_bytes: number;
-            /**
-             * Format: int64
-             * @description Damaged spool records skipped since start (a damaged stretch hiding several records counts
-             *     once); their points are in `spool_dropped` when their header still told them.
-             */
-            spool_corrupt_records: number;
-            /**
-             * Format: int64
-             * @description Points the spool dropped: its size or age bound was reached (the oldest go first), a record
-             *     was corrupt, or the disk refused the write.
-             */
-            spool_dropped: number;
             /**
              * Format: double
              * @description How long ago the oldest point still in the spool was spooled, seconds.
@@ -1967,6 +1952,25 @@ export interface components {
              */
             window_start?: string | null;
         };
+        SpoolCounts: {
+            /**
+             * Format: int64
+             * @description Bytes of the damaged spool records skipped.
+             */
+            spool_corrupt_bytes: number;
+            /**
+             * Format: int64
+             * @description Damaged spool records skipped since start (a damaged stretch hiding several records
+             *     counts once); their points are in `spool_dropped` when their header still told them.
+             */
+            spool_corrupt_records: number;
+            /**
+             * Format: int64
+             * @description Points the spool dropped: its size or age bound was reached (the oldest go first), a
+             *     record was corrupt, or the disk refused the write.
+             */
+            spool_dropped: number;
+        };
         /** @description The SQLite metadata database, as `/health/deep` shows it. */
         SqliteHealth: {
             /** @description Why not. */
@@ -2059,20 +2063,9 @@ export interface components {
          * @description A snapshot of the history writer's counters: the `storage` object of `/health/deep` and
          *     `/api/v1/metrics/realtime`.
          */
-        StorageStatus: {
+        StorageStatus: components["schemas"]["WriterCounts"] & {
             /** @description Where history goes. */
             backend: components["schemas"]["StorageBackend"];
-            /**
-             * Format: int64
-             * @description Points that could not be encoded (no writable field, bad measurement).
-             */
-            dropped_invalid: number;
-            /**
-             * Format: int64
-             * @description Points dropped from memory: the queue's hard limit was reached (without a spool: the queue
-             *     was full), or they were pushed after shutdown. The oldest go first.
-             */
-            dropped_overflow: number;
             /** @description Points in write requests or transactions under way. */
             in_flight: number;
             influxdb?: null | components["schemas"]["InfluxWriterStatus"];
@@ -2110,21 +2103,6 @@ export interface components {
              *     store committed the last transaction.
              */
             reachable: boolean;
-            /**
-             * Format: int64
-             * @description Batches put back for another attempt.
-             */
-            retries: number;
-            /**
-             * Format: int64
-             * @description Write requests or transactions that did not fully succeed.
-             */
-            write_errors: number;
-            /**
-             * Format: int64
-             * @description Points stored (for InfluxDB: acknowledged, live and replayed).
-             */
-            written: number;
         };
         /** @description A pattern with when HomeIQ first learned it. */
         StoredPattern: components["schemas"]["Pattern"] & {
@@ -2353,6 +2331,34 @@ export interface components {
         WebhooksReport: components["schemas"]["WebhookStatus"] | {
             /** @description What went wrong. */
             error: string;
+        };
+        WriterCounts: {
+            /**
+             * Format: int64
+             * @description Points that could not be encoded (no writable field, bad measurement).
+             */
+            dropped_invalid: number;
+            /**
+             * Format: int64
+             * @description Points dropped from memory: the queue's hard limit was reached (without a spool: the
+             *     queue was full), or they were pushed after shutdown. The oldest go first.
+             */
+            dropped_overflow: number;
+            /**
+             * Format: int64
+             * @description Batches put back for another attempt.
+             */
+            retries: number;
+            /**
+             * Format: int64
+             * @description Write requests or transactions that did not fully succeed.
+             */
+            write_errors: number;
+            /**
+             * Format: int64
+             * @description Points stored (for InfluxDB: acknowledged, live and replayed).
+             */
+            written: number;
         };
     };
     responses: never;

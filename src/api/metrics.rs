@@ -39,13 +39,29 @@ fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// Every counter of a [`CounterSet`] as `<prefix>_<field>`, its documentation as help.
+/// Every counter of a [`CounterSet`] as `<prefix>_<metric>`, its documentation as help.
 fn counter_set<S: CounterSet>(encoder: &mut DescriptorEncoder<'_>, set: &S) -> fmt::Result {
     let mut result = Ok(());
-    set.each(&mut |field, help, value| {
+    set.each(&mut |metric, help, value| {
         if result.is_ok() {
-            let name = format!("{}_{field}", S::PREFIX);
+            let name = format!("{}_{metric}", S::PREFIX);
             result = counter(encoder, &name, help, value);
+        }
+    });
+    result
+}
+
+/// [`counter_set`] with one label on every counter.
+fn labelled_counter_set<S: CounterSet>(
+    encoder: &mut DescriptorEncoder<'_>,
+    set: &S,
+    label: (&str, &str),
+) -> fmt::Result {
+    let mut result = Ok(());
+    set.each(&mut |metric, help, value| {
+        if result.is_ok() {
+            let name = format!("{}_{metric}", S::PREFIX);
+            result = labelled_counter(encoder, &name, help, label, value);
         }
     });
     result
@@ -117,9 +133,6 @@ impl Collector for StatusCollector {
 
         let w = s.writer.stats();
         let backend = w.backend.as_str();
-        let storage_counter = |e: &mut DescriptorEncoder<'_>, name, help, value| {
-            labelled_counter(e, name, help, ("backend", backend), value)
-        };
         let storage_gauge = |e: &mut DescriptorEncoder<'_>, name, help, value| {
             labelled_gauge(e, name, help, ("backend", backend), value)
         };
@@ -128,12 +141,6 @@ impl Collector for StatusCollector {
             "homeiq_storage_reachable",
             "1 while the history backend takes writes (InfluxDB answers, the embedded store commits)",
             f64::from(u8::from(w.reachable)),
-        )?;
-        storage_counter(
-            &mut e,
-            "homeiq_storage_points_written",
-            "Points the history backend stored",
-            w.written,
         )?;
         storage_gauge(
             &mut e,
@@ -147,30 +154,7 @@ impl Collector for StatusCollector {
             "Points in writes under way",
             w.in_flight as f64,
         )?;
-        storage_counter(
-            &mut e,
-            "homeiq_storage_points_dropped_overflow",
-            "Points dropped because the memory bound was reached",
-            w.dropped_overflow,
-        )?;
-        storage_counter(
-            &mut e,
-            "homeiq_storage_points_unencodable",
-            "Points that could not be encoded",
-            w.dropped_invalid,
-        )?;
-        storage_counter(
-            &mut e,
-            "homeiq_storage_write_retries",
-            "Writes retried",
-            w.retries,
-        )?;
-        storage_counter(
-            &mut e,
-            "homeiq_storage_write_errors",
-            "Writes that failed",
-            w.write_errors,
-        )?;
+        labelled_counter_set(&mut e, &w.counts, ("backend", backend))?;
         if let Some(ms) = w.last_latency_ms {
             storage_gauge(
                 &mut e,
@@ -181,18 +165,8 @@ impl Collector for StatusCollector {
         }
         // InfluxDB's own: refused points, the quarantine and the spool
         if let Some(influx) = &w.influxdb {
-            storage_counter(
-                &mut e,
-                "homeiq_storage_points_rejected",
-                "Points InfluxDB rejected as invalid",
-                influx.dropped_rejected,
-            )?;
-            storage_counter(
-                &mut e,
-                "homeiq_storage_quarantined_points",
-                "Points InfluxDB refused as invalid, kept in quarantine",
-                influx.quarantined,
-            )?;
+            labelled_counter_set(&mut e, &influx.counts, ("backend", backend))?;
+            labelled_counter_set(&mut e, &influx.spool, ("backend", backend))?;
             storage_gauge(
                 &mut e,
                 "homeiq_storage_spool_active",
@@ -216,18 +190,6 @@ impl Collector for StatusCollector {
                 "homeiq_storage_spool_oldest_age_seconds",
                 "Age of the oldest spooled point",
                 influx.spool_oldest_age_secs.unwrap_or(0.0),
-            )?;
-            storage_counter(
-                &mut e,
-                "homeiq_storage_spool_replayed_points",
-                "Spooled points written after InfluxDB came back",
-                influx.replayed,
-            )?;
-            storage_counter(
-                &mut e,
-                "homeiq_storage_spool_dropped_points",
-                "Spooled points dropped at the spool's size or age bound",
-                influx.spool_dropped,
             )?;
         }
 

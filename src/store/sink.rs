@@ -50,6 +50,24 @@ impl StorageBackend {
     }
 }
 
+crate::counters::counters! {
+    /// The counters both history writers keep, bumped on their write paths; `/metrics` publishes
+    /// them as `homeiq_storage_*{backend}`.
+    pub struct WriterCounters => WriterCounts ("homeiq_storage") {
+        /// Points stored (for InfluxDB: acknowledged, live and replayed).
+        written => "points_written",
+        /// Points that could not be encoded (no writable field, bad measurement).
+        dropped_invalid => "points_unencodable",
+        /// Points dropped from memory: the queue's hard limit was reached (without a spool: the
+        /// queue was full), or they were pushed after shutdown. The oldest go first.
+        dropped_overflow => "points_dropped_overflow",
+        /// Batches put back for another attempt.
+        retries => "write_retries",
+        /// Write requests or transactions that did not fully succeed.
+        write_errors,
+    }
+}
+
 /// A snapshot of the history writer's counters: the `storage` object of `/health/deep` and
 /// `/api/v1/metrics/realtime`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -64,17 +82,9 @@ pub struct StorageStatus {
     pub queued: usize,
     /// Points in write requests or transactions under way.
     pub in_flight: usize,
-    /// Points stored (for InfluxDB: acknowledged, live and replayed).
-    pub written: u64,
-    /// Points that could not be encoded (no writable field, bad measurement).
-    pub dropped_invalid: u64,
-    /// Points dropped from memory: the queue's hard limit was reached (without a spool: the queue
-    /// was full), or they were pushed after shutdown. The oldest go first.
-    pub dropped_overflow: u64,
-    /// Batches put back for another attempt.
-    pub retries: u64,
-    /// Write requests or transactions that did not fully succeed.
-    pub write_errors: u64,
+    /// The counters both backends keep.
+    #[serde(flatten)]
+    pub counts: WriterCounts,
     /// When the last write succeeded (RFC 3339).
     pub last_write_at: Option<String>,
     /// The last error, if any.
@@ -123,10 +133,10 @@ impl StorageStatus {
                     ),
                 );
             }
-            if self.dropped_overflow > 0 {
+            if self.counts.dropped_overflow > 0 {
                 health.warn(format!(
                     "{} points were dropped because the embedded store fell behind and memory was full",
-                    self.dropped_overflow
+                    self.counts.dropped_overflow
                 ));
             }
             return health;
@@ -155,22 +165,22 @@ impl StorageStatus {
                 ),
             );
         }
-        if influx.spool_dropped > 0 || self.dropped_overflow > 0 {
+        if influx.spool.spool_dropped > 0 || self.counts.dropped_overflow > 0 {
             health.warn(format!(
                 "{} points were dropped because the spool reached spool.max_bytes or spool.max_age_hours, and {} because memory was full; raise the bound or fix InfluxDB sooner",
-                influx.spool_dropped, self.dropped_overflow
+                influx.spool.spool_dropped, self.counts.dropped_overflow
             ));
         }
-        if influx.spool_corrupt_records > 0 {
+        if influx.spool.spool_corrupt_records > 0 {
             health.warn(format!(
                 "{} damaged spool records ({} bytes) were skipped and their points lost (counted in spool_dropped when known); check the disk of the data directory",
-                influx.spool_corrupt_records, influx.spool_corrupt_bytes
+                influx.spool.spool_corrupt_records, influx.spool.spool_corrupt_bytes
             ));
         }
-        if influx.quarantined > 0 {
+        if influx.counts.quarantined > 0 {
             health.warn(format!(
                 "{} points were refused by InfluxDB as invalid and quarantined; see /api/v1/quarantine",
-                influx.quarantined
+                influx.counts.quarantined
             ));
         }
         health
@@ -249,7 +259,7 @@ impl HistoryWriter {
             HistoryWriter::Influx(w) => w.held_and_retries(),
             HistoryWriter::Embedded(w) => {
                 let s = w.stats();
-                (s.queued + s.in_flight, s.retries)
+                (s.queued + s.in_flight, s.counts.retries)
             }
         }
     }
@@ -307,11 +317,10 @@ mod tests {
             reachable: true,
             queued: 0,
             in_flight: 0,
-            written: 10,
-            dropped_invalid: 0,
-            dropped_overflow: 0,
-            retries: 0,
-            write_errors: 0,
+            counts: WriterCounts {
+                written: 10,
+                ..WriterCounts::ZERO
+            },
             last_write_at: None,
             last_error: None,
             last_latency_ms: None,
@@ -330,7 +339,7 @@ mod tests {
         let mut embedded = status(StorageBackend::Embedded);
         embedded.reachable = false;
         embedded.queued = 7;
-        embedded.dropped_overflow = 2;
+        embedded.counts.dropped_overflow = 2;
         let h = embedded.health();
         assert_eq!(h.verdict, Verdict::Degraded);
         assert!(h.reasons[0].starts_with("the embedded history store cannot write; 7 points"));
@@ -341,7 +350,10 @@ mod tests {
         refused.influxdb = Some(InfluxWriterStatus {
             auth_error: Some("401".into()),
             spooling: true,
-            quarantined: 3,
+            counts: crate::store::influx::InfluxCounts {
+                quarantined: 3,
+                ..crate::store::influx::InfluxCounts::ZERO
+            },
             ..InfluxWriterStatus::NONE
         });
         let h = refused.health();

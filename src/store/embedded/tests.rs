@@ -67,9 +67,13 @@ async fn rewrites_overwrite_and_reads_see_committed_points() {
     writer.push(lamp(t0, "off"));
     let report = writer.clone().shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.written, report.left), (11, 0));
-    assert_eq!(writer.stats().dropped_overflow, 0);
+    assert_eq!(writer.stats().counts.dropped_overflow, 0);
     writer.push(lamp(t0, "on"));
-    assert_eq!(writer.stats().dropped_overflow, 1, "pushed after shutdown");
+    assert_eq!(
+        writer.stats().counts.dropped_overflow,
+        1,
+        "pushed after shutdown"
+    );
 
     let page = history
         .history(&HistoryQuery {
@@ -122,7 +126,7 @@ async fn a_full_queue_drops_the_oldest_points_and_counts_them() {
         writer.push(lamp(t0 + i, "on"));
     }
     let stats = writer.stats();
-    assert_eq!((stats.queued, stats.dropped_overflow), (2, 3));
+    assert_eq!((stats.queued, stats.counts.dropped_overflow), (2, 3));
     let report = writer.shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.written, report.left), (2, 0));
     let page = history
@@ -176,7 +180,7 @@ async fn a_full_queue_makes_the_pipeline_wait_instead_of_dropping() {
     writer.push(lamp(t0 + 3_000_000, "off"));
     let report = writer.clone().shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.written, report.left), (4, 0));
-    assert_eq!(writer.stats().dropped_overflow, 0, "nothing dropped");
+    assert_eq!(writer.stats().counts.dropped_overflow, 0, "nothing dropped");
     // after shutdown nothing waits
     assert!(writer.wait_for_room().now_or_never().is_some());
 }

@@ -16,7 +16,7 @@ use super::{EmbeddedOptions, Row, row_of};
 use crate::store::latency::RecentLatencies;
 use crate::store::point::Point;
 use crate::store::sink::ShutdownReport;
-use crate::store::sink::{StorageBackend, StorageStatus};
+use crate::store::sink::{StorageBackend, StorageStatus, WriterCounters};
 use crate::store::written::WriteLog;
 
 /// Buckets of the transaction latency histogram, seconds (as the InfluxDB writer's).
@@ -48,11 +48,7 @@ struct Shared {
     wake: Notify,
     /// Told when a transaction ends (queue room may have appeared) and at shutdown.
     room: Notify,
-    written: AtomicU64,
-    dropped_invalid: AtomicU64,
-    dropped_overflow: AtomicU64,
-    retries: AtomicU64,
-    write_errors: AtomicU64,
+    counts: WriterCounters,
     transactions: AtomicU64,
     latency_total_us: AtomicU64,
     last_latency_us: AtomicU64,
@@ -94,11 +90,7 @@ impl EmbeddedWriter {
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             room: Notify::new(),
-            written: AtomicU64::new(0),
-            dropped_invalid: AtomicU64::new(0),
-            dropped_overflow: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            write_errors: AtomicU64::new(0),
+            counts: WriterCounters::default(),
             transactions: AtomicU64::new(0),
             latency_total_us: AtomicU64::new(0),
             last_latency_us: AtomicU64::new(0),
@@ -135,7 +127,10 @@ impl EmbeddedWriter {
             }
         };
         if dropped {
-            shared.dropped_overflow.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counts
+                .dropped_overflow
+                .fetch_add(1, Ordering::Relaxed);
         }
         if len == Some(1) || len == Some(shared.options.batch_size) {
             shared.wake.notify_one();
@@ -193,11 +188,7 @@ impl EmbeddedWriter {
             reachable: s.healthy.load(Ordering::Relaxed),
             queued,
             in_flight,
-            written: s.written.load(Ordering::Relaxed),
-            dropped_invalid: s.dropped_invalid.load(Ordering::Relaxed),
-            dropped_overflow: s.dropped_overflow.load(Ordering::Relaxed),
-            retries: s.retries.load(Ordering::Relaxed),
-            write_errors: s.write_errors.load(Ordering::Relaxed),
+            counts: s.counts.snapshot(),
             last_write_at: texts.last_write_at.map(|t| t.to_rfc3339()),
             last_error: texts.last_error.clone(),
             last_latency_ms: (transactions > 0)
@@ -229,7 +220,7 @@ impl EmbeddedWriter {
             q.points.len() + q.in_flight
         };
         ShutdownReport {
-            written: shared.written.load(Ordering::Relaxed),
+            written: shared.counts.written.load(Ordering::Relaxed),
             spooled: 0,
             left,
         }
@@ -277,6 +268,7 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
         let invalid = batch.len() - rows.len();
         if invalid > 0 {
             shared
+                .counts
                 .dropped_invalid
                 .fetch_add(invalid as u64, Ordering::Relaxed);
         }
@@ -308,8 +300,8 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                     break;
                 }
                 Err(e) => {
-                    shared.write_errors.fetch_add(1, Ordering::Relaxed);
-                    shared.retries.fetch_add(1, Ordering::Relaxed);
+                    shared.counts.write_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.counts.retries.fetch_add(1, Ordering::Relaxed);
                     shared.healthy.store(false, Ordering::Relaxed);
                     let message = format!("SQLite write failed: {e}");
                     if lock(&shared.texts).last_error.as_deref() != Some(message.as_str()) {
@@ -337,7 +329,10 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
 
 fn record_success(shared: &Shared, rows: usize, took: Duration) {
     let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-    shared.written.fetch_add(rows as u64, Ordering::Relaxed);
+    shared
+        .counts
+        .written
+        .fetch_add(rows as u64, Ordering::Relaxed);
     shared.transactions.fetch_add(1, Ordering::Relaxed);
     shared.latency_total_us.fetch_add(us, Ordering::Relaxed);
     shared.last_latency_us.store(us, Ordering::Relaxed);

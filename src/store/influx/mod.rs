@@ -40,4 +40,6 @@ pub(crate) use line::parse;
 pub use line::{EncodeError, encode_point, stored_name};
 pub use quarantine::QuarantinedPoint;
 pub use spool::SpoolError;
-pub use writer::{InfluxWriterStatus, WriterHandle, spawn_spooled_writer, spawn_writer};
+pub use writer::{
+    InfluxCounts, InfluxWriterStatus, WriterHandle, spawn_spooled_writer, spawn_writer,
+};

@@ -271,12 +271,22 @@ pub(crate) struct SpoolGauges {
     pub(crate) points: AtomicU64,
     /// When the oldest unacknowledged record was spooled (ms since the epoch; `i64::MIN`: none).
     pub(crate) oldest_ms: AtomicI64,
-    /// Points dropped by the bounds, by corruption or because they could not be written.
-    pub(crate) dropped: AtomicU64,
-    /// Damaged records skipped (a damaged stretch that hides several records counts once).
-    pub(crate) corrupt_records: AtomicU64,
-    /// Bytes of the damaged records skipped.
-    pub(crate) corrupt_bytes: AtomicU64,
+    /// Dropped points and damaged records.
+    pub(crate) counts: SpoolCounters,
+}
+
+crate::counters::counters! {
+    /// The spool's counters; `/metrics` publishes them as `homeiq_storage_spool_*`.
+    pub struct SpoolCounters => SpoolCounts ("homeiq_storage") {
+        /// Points the spool dropped: its size or age bound was reached (the oldest go first), a
+        /// record was corrupt, or the disk refused the write.
+        spool_dropped => "spool_dropped_points",
+        /// Damaged spool records skipped since start (a damaged stretch hiding several records
+        /// counts once); their points are in `spool_dropped` when their header still told them.
+        spool_corrupt_records,
+        /// Bytes of the damaged spool records skipped.
+        spool_corrupt_bytes,
+    }
 }
 
 impl Default for SpoolGauges {
@@ -285,9 +295,7 @@ impl Default for SpoolGauges {
             bytes: AtomicU64::new(0),
             points: AtomicU64::new(0),
             oldest_ms: AtomicI64::new(i64::MIN),
-            dropped: AtomicU64::new(0),
-            corrupt_records: AtomicU64::new(0),
-            corrupt_bytes: AtomicU64::new(0),
+            counts: SpoolCounters::default(),
         }
     }
 }
@@ -882,11 +890,18 @@ impl Spool {
                     "spool record is damaged; skipped"
                 );
                 report.corrupt_records += 1;
-                gauges.corrupt_records.fetch_add(1, Ordering::Relaxed);
                 gauges
-                    .corrupt_bytes
+                    .counts
+                    .spool_corrupt_records
+                    .fetch_add(1, Ordering::Relaxed);
+                gauges
+                    .counts
+                    .spool_corrupt_bytes
                     .fetch_add(d.next - d.start, Ordering::Relaxed);
-                gauges.dropped.fetch_add(d.points(), Ordering::Relaxed);
+                gauges
+                    .counts
+                    .spool_dropped
+                    .fetch_add(d.points(), Ordering::Relaxed);
                 if d.start < end {
                     seg.holes.insert(d.start, d.next);
                 }
@@ -1071,7 +1086,10 @@ impl Spool {
                 off: FILE_HEADER_LEN,
             };
         }
-        self.gauges.dropped.fetch_add(dropped, Ordering::Relaxed);
+        self.gauges
+            .counts
+            .spool_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
         Ok(dropped)
     }
 
@@ -1306,7 +1324,10 @@ impl Spool {
             });
         }
         if dropped > 0 {
-            self.gauges.dropped.fetch_add(dropped, Ordering::Relaxed);
+            self.gauges
+                .counts
+                .spool_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
             tracing::warn!(
                 points = dropped,
                 "spooled points reached spool.max_age_hours, were damaged or their segment is gone; dropped"
@@ -1375,9 +1396,13 @@ impl Spool {
     }
 
     fn count_corrupt(&self, bytes: u64) {
-        self.gauges.corrupt_records.fetch_add(1, Ordering::Relaxed);
         self.gauges
-            .corrupt_bytes
+            .counts
+            .spool_corrupt_records
+            .fetch_add(1, Ordering::Relaxed);
+        self.gauges
+            .counts
+            .spool_corrupt_bytes
             .fetch_add(bytes, Ordering::Relaxed);
     }
 
@@ -1414,7 +1439,10 @@ impl Spool {
             }
         }
         if dropped > 0 {
-            self.gauges.dropped.fetch_add(dropped, Ordering::Relaxed);
+            self.gauges
+                .counts
+                .spool_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
             tracing::warn!(points = dropped, "spool is full; dropped its oldest points");
             self.advance()?;
         }

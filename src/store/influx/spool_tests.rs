@@ -238,10 +238,16 @@ fn corruption_in_a_sealed_segment_skips_the_damaged_record_and_counts() {
     let mut want = expected(0, 10);
     want.extend(expected(20, 10));
     assert_eq!(drain(&mut spool, 1_000), want);
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
-    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), 10);
+    assert_eq!(
+        gauges.counts.spool_corrupt_records.load(Ordering::Relaxed),
+        1
+    );
     let span = (records[1].1 - records[1].0) as u64;
-    assert_eq!(gauges.corrupt_bytes.load(Ordering::Relaxed), span);
+    assert_eq!(
+        gauges.counts.spool_corrupt_bytes.load(Ordering::Relaxed),
+        span
+    );
     assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
 }
 
@@ -289,10 +295,13 @@ fn a_flipped_byte_in_the_first_record_loses_only_that_record_and_is_reported() {
     assert_eq!(report.corrupt_records, 1);
     assert_eq!(report.truncated_bytes, 0);
     assert_eq!(drain(&mut spool, 1_000), expected(10, 25));
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
-    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), 10);
     assert_eq!(
-        gauges.corrupt_bytes.load(Ordering::Relaxed),
+        gauges.counts.spool_corrupt_records.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        gauges.counts.spool_corrupt_bytes.load(Ordering::Relaxed),
         (spans[0].1 - spans[0].0) as u64
     );
 }
@@ -312,9 +321,12 @@ fn a_damaged_length_is_resynchronised_on_the_next_intact_record() {
         let mut want = expected(0, 10);
         want.extend(expected(15, 20));
         assert_eq!(drain(&mut spool, 1_000), want, "{delta:#x}");
-        assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
         assert_eq!(
-            gauges.corrupt_bytes.load(Ordering::Relaxed),
+            gauges.counts.spool_corrupt_records.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            gauges.counts.spool_corrupt_bytes.load(Ordering::Relaxed),
             (spans[1].1 - spans[1].0) as u64
         );
     }
@@ -334,8 +346,11 @@ fn damage_found_while_replaying_skips_only_the_damaged_record() {
     bytes[spans[0].0 + 30] ^= 0x10;
     fs::write(&seg, &bytes).expect("write");
     assert_eq!(drain(&mut spool, 1_000), expected(10, 25));
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 10);
-    assert_eq!(gauges.corrupt_records.load(Ordering::Relaxed), 1);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), 10);
+    assert_eq!(
+        gauges.counts.spool_corrupt_records.load(Ordering::Relaxed),
+        1
+    );
     assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
     // new records still go through
     spool.append(&batch(100, 3), now_ms()).expect("append");
@@ -406,7 +421,7 @@ proptest::proptest! {
             "byte {pos} of file {file} (record {hit:?}) ^ {xor:#x}: got {} lines",
             got.len()
         );
-        let corrupt = gauges.corrupt_records.load(Ordering::Relaxed);
+        let corrupt = gauges.counts.spool_corrupt_records.load(Ordering::Relaxed);
         if got == all {
             proptest::prop_assert_eq!(corrupt, 0);
         } else {
@@ -430,7 +445,7 @@ fn the_size_bound_drops_the_oldest_segments_and_counts() {
             .expect("append");
     }
     assert!(dropped > 0);
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), dropped);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), dropped);
     let bytes: u64 = segment_files(dir.path())
         .iter()
         .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -443,7 +458,7 @@ fn the_size_bound_drops_the_oldest_segments_and_counts() {
     drop(spool);
     let (mut spool, report, gauges) = open(dir.path(), max);
     assert_eq!(report.points, pending);
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 0);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), 0);
     // What is left is the newest data, in order, and nothing else.
     let lines = drain(&mut spool, 10_000);
     assert_eq!(lines.len() as u64, pending);
@@ -468,7 +483,7 @@ fn the_size_bound_spares_records_being_replayed() {
     }
     // The record in flight is not counted as dropped; acknowledging it after its segment went is
     // fine.
-    let dropped = gauges.dropped.load(Ordering::Relaxed);
+    let dropped = gauges.counts.spool_dropped.load(Ordering::Relaxed);
     spool.ack(&in_flight.records).expect("ack");
     let left = drain(&mut spool, 10_000).len() as u64;
     assert_eq!(dropped + left + 20, 200 * 20);
@@ -495,7 +510,7 @@ fn the_age_bound_drops_old_records_and_segments() {
     // Old records left in the segment shared with fresh ones are dropped when read.
     let lines = drain(&mut spool, 10_000);
     assert_eq!(lines, expected(600, 50));
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), 600);
+    assert_eq!(gauges.counts.spool_dropped.load(Ordering::Relaxed), 600);
 }
 
 #[test]
@@ -575,14 +590,20 @@ fn records_given_back_are_read_again_first_and_count_against_the_bound() {
     for k in 10..200 {
         spool.append(&batch(k * 10, 10), now_ms()).expect("append");
     }
-    let dropped = gauges.dropped.load(Ordering::Relaxed);
+    let dropped = gauges.counts.spool_dropped.load(Ordering::Relaxed);
     assert!(dropped >= 30, "{dropped}");
     // The record that was in flight when its segment went is counted once it is given back.
     spool.nack(&in_flight.records).expect("nack");
-    assert_eq!(gauges.dropped.load(Ordering::Relaxed), dropped + 10);
+    assert_eq!(
+        gauges.counts.spool_dropped.load(Ordering::Relaxed),
+        dropped + 10
+    );
     let left = drain(&mut spool, 100_000).len() as u64;
     // 50 points first, 1,900 later; 10 acknowledged.
-    assert_eq!(left + gauges.dropped.load(Ordering::Relaxed) + 10, 1_950);
+    assert_eq!(
+        left + gauges.counts.spool_dropped.load(Ordering::Relaxed) + 10,
+        1_950
+    );
     assert_eq!(gauges.points.load(Ordering::Relaxed), 0);
 }
 

@@ -70,11 +70,13 @@ use tokio::time::Instant;
 use super::client::{InfluxClient, InfluxError, WriteOutcome};
 use super::line::encode_point;
 use super::quarantine::{Quarantine, QuarantinedPoint, culprits, reason_text};
-use super::spool::{Batch, RecordRef, Spool, SpoolError, SpoolGauges, SpoolLimits, now_ms};
+use super::spool::{
+    Batch, RecordRef, Spool, SpoolCounts, SpoolError, SpoolGauges, SpoolLimits, now_ms,
+};
 use crate::config::{InfluxSettings, SpoolSettings};
 use crate::store::latency::RecentLatencies;
 use crate::store::point::{Point, Precision};
-use crate::store::sink::{ShutdownReport, StorageBackend, StorageStatus};
+use crate::store::sink::{ShutdownReport, StorageBackend, StorageStatus, WriterCounters};
 use crate::store::written::WriteLog;
 
 /// Shortest interval between two log lines about refused points.
@@ -139,11 +141,9 @@ impl WriterConfig {
 pub struct InfluxWriterStatus {
     /// Set while InfluxDB refuses the credentials: a configuration error.
     pub auth_error: Option<String>,
-    /// Points InfluxDB refused (parse errors, field type conflicts…); never resent, kept in the
-    /// quarantine.
-    pub dropped_rejected: u64,
-    /// Points moved to the quarantine since start (see [`WriterHandle::quarantine`]).
-    pub quarantined: u64,
+    /// The writer's own counters: refused, quarantined and replayed points.
+    #[serde(flatten)]
+    pub counts: InfluxCounts,
     /// Whether points wait in the spool for InfluxDB (working, but degraded).
     pub spooling: bool,
     /// Size of the spool's files, bytes.
@@ -152,32 +152,21 @@ pub struct InfluxWriterStatus {
     pub spool_points: u64,
     /// How long ago the oldest point still in the spool was spooled, seconds.
     pub spool_oldest_age_secs: Option<f64>,
-    /// Points written from the spool.
-    pub replayed: u64,
-    /// Points the spool dropped: its size or age bound was reached (the oldest go first), a record
-    /// was corrupt, or the disk refused the write.
-    pub spool_dropped: u64,
-    /// Damaged spool records skipped since start (a damaged stretch hiding several records counts
-    /// once); their points are in `spool_dropped` when their header still told them.
-    pub spool_corrupt_records: u64,
-    /// Bytes of the damaged spool records skipped.
-    pub spool_corrupt_bytes: u64,
+    /// The spool's counters: dropped points and damaged records.
+    #[serde(flatten)]
+    pub spool: SpoolCounts,
 }
 
 impl InfluxWriterStatus {
     /// All zero: what [`StorageStatus::influx`] shows for a backend without these counters.
     pub(crate) const NONE: InfluxWriterStatus = InfluxWriterStatus {
         auth_error: None,
-        dropped_rejected: 0,
-        quarantined: 0,
+        counts: InfluxCounts::ZERO,
         spooling: false,
         spool_bytes: 0,
         spool_points: 0,
         spool_oldest_age_secs: None,
-        replayed: 0,
-        spool_dropped: 0,
-        spool_corrupt_records: 0,
-        spool_corrupt_bytes: 0,
+        spool: SpoolCounts::ZERO,
     };
 }
 
@@ -220,20 +209,30 @@ impl Queue {
     }
 }
 
+crate::counters::counters! {
+    /// The InfluxDB writer's own counters, beside the [`WriterCounters`] both backends keep;
+    /// `/metrics` publishes them as `homeiq_storage_*{backend="influxdb"}`.
+    pub struct InfluxCounters => InfluxCounts ("homeiq_storage") {
+        /// Points InfluxDB refused (parse errors, field type conflicts…); never resent, kept in
+        /// the quarantine.
+        dropped_rejected => "points_rejected",
+        /// Points moved to the quarantine since start (see [`WriterHandle::quarantine`]).
+        quarantined => "quarantined_points",
+        /// Points written from the spool.
+        replayed => "spool_replayed_points",
+    }
+}
+
 #[derive(Default)]
 struct Counters {
-    written: AtomicU64,
-    dropped_rejected: AtomicU64,
-    dropped_invalid: AtomicU64,
-    dropped_overflow: AtomicU64,
-    retries: AtomicU64,
-    write_errors: AtomicU64,
+    /// What both backends count.
+    counts: WriterCounters,
+    /// What only InfluxDB's writer counts.
+    own: InfluxCounters,
     requests: AtomicU64,
     latency_total_us: AtomicU64,
     last_latency_us: AtomicU64,
     reachable: AtomicBool,
-    replayed: AtomicU64,
-    quarantined: AtomicU64,
 }
 
 #[derive(Default)]
@@ -476,6 +475,7 @@ impl WriterHandle {
                 let shared = &*self.shared;
                 shared
                     .counters
+                    .counts
                     .dropped_invalid
                     .fetch_add(1, Ordering::Relaxed);
                 log_refused(shared, &format!("1 point(s) cannot be encoded: {e}"));
@@ -509,6 +509,7 @@ impl WriterHandle {
         if dropped {
             shared
                 .counters
+                .counts
                 .dropped_overflow
                 .fetch_add(1, Ordering::Relaxed);
         }
@@ -522,7 +523,10 @@ impl WriterHandle {
     /// `retries`, without the rest of it.
     pub fn held_and_retries(&self) -> (usize, u64) {
         let held = lock(&self.shared.queue).held();
-        (held, self.shared.counters.retries.load(Ordering::Relaxed))
+        (
+            held,
+            self.shared.counters.counts.retries.load(Ordering::Relaxed),
+        )
     }
 
     /// The log of acknowledged writes (which entities, in which order).
@@ -557,11 +561,7 @@ impl WriterHandle {
             p95_latency_ms: p95,
             queued,
             in_flight,
-            written: c.written.load(Ordering::Relaxed),
-            dropped_invalid: c.dropped_invalid.load(Ordering::Relaxed),
-            dropped_overflow: c.dropped_overflow.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            write_errors: c.write_errors.load(Ordering::Relaxed),
+            counts: c.counts.snapshot(),
             last_write_at: texts.last_write_at.map(|t| t.to_rfc3339()),
             last_error: texts.last_error.clone(),
             last_latency_ms: (requests > 0).then(|| ms(c.last_latency_us.load(Ordering::Relaxed))),
@@ -569,17 +569,13 @@ impl WriterHandle {
                 .then(|| ms(c.latency_total_us.load(Ordering::Relaxed)) / requests as f64),
             influxdb: Some(InfluxWriterStatus {
                 auth_error: texts.auth_error.clone(),
-                dropped_rejected: c.dropped_rejected.load(Ordering::Relaxed),
-                quarantined: c.quarantined.load(Ordering::Relaxed),
+                counts: c.own.snapshot(),
                 spooling: spool_points > 0,
                 spool_bytes: g.bytes.load(Ordering::Relaxed),
                 spool_points,
                 spool_oldest_age_secs: (spool_points > 0 && oldest != i64::MIN)
                     .then(|| (now_ms().saturating_sub(oldest)).max(0) as f64 / 1000.0),
-                replayed: c.replayed.load(Ordering::Relaxed),
-                spool_dropped: g.dropped.load(Ordering::Relaxed),
-                spool_corrupt_records: g.corrupt_records.load(Ordering::Relaxed),
-                spool_corrupt_bytes: g.corrupt_bytes.load(Ordering::Relaxed),
+                spool: g.counts.snapshot(),
             }),
         }
     }
@@ -682,7 +678,7 @@ impl WriterHandle {
             );
         }
         ShutdownReport {
-            written: shared.counters.written.load(Ordering::Relaxed),
+            written: shared.counters.counts.written.load(Ordering::Relaxed),
             spooled: spooled_points,
             left: leftover.saturating_sub(usize::try_from(spooled_points).unwrap_or(usize::MAX)),
         }
@@ -857,7 +853,7 @@ async fn dispatch(shared: Arc<Shared>) {
                         .collect();
                     keys
                 };
-                s.counters.retries.fetch_add(1, Ordering::Relaxed);
+                s.counters.counts.retries.fetch_add(1, Ordering::Relaxed);
                 spool_held(&s, keys).await;
                 release(&s, n);
             } else {
@@ -895,10 +891,15 @@ fn requeue(shared: &Shared, batches: Vec<Batch>, sent: usize) {
     if overflow > 0 {
         shared
             .counters
+            .counts
             .dropped_overflow
             .fetch_add(overflow, Ordering::Relaxed);
     }
-    shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .counts
+        .retries
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 /// Moves held batches to the spool on the blocking pool. The batches leave `held` inside the
@@ -939,7 +940,11 @@ fn spool_batches(shared: &Shared, spool: &Mutex<Spool>, batches: Vec<Batch>) -> 
         }
     }
     if let Some((n, e)) = failed {
-        shared.gauges.dropped.fetch_add(n, Ordering::Relaxed);
+        shared
+            .gauges
+            .counts
+            .spool_dropped
+            .fetch_add(n, Ordering::Relaxed);
         let message = format!("{n} point(s) could not be spooled and are lost: {e}");
         set_error(shared, &message);
         if limit_log(&shared.spool_limiter) {
@@ -985,6 +990,7 @@ fn encode(shared: &Shared, points: Vec<Queued>) -> Batch {
     if invalid > 0 {
         shared
             .counters
+            .counts
             .dropped_invalid
             .fetch_add(invalid, Ordering::Relaxed);
         let why = first_error.map_or_else(|| "too large".to_owned(), |e| e.to_string());
@@ -1022,7 +1028,11 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
             Attempt::Written => {
                 let n = b.len() as u64;
                 out.written += n;
-                shared.counters.written.fetch_add(n, Ordering::Relaxed);
+                shared
+                    .counters
+                    .counts
+                    .written
+                    .fetch_add(n, Ordering::Relaxed);
                 shared
                     .write_log
                     .record_lines((0..b.len()).map(|i| b.line(i)));
@@ -1092,8 +1102,8 @@ async fn quarantine(shared: &Shared, batch: &Batch, lines: Vec<(usize, String)>)
         })
         .collect();
     let c = &shared.counters;
-    c.quarantined.fetch_add(n, Ordering::Relaxed);
-    c.dropped_rejected.fetch_add(n, Ordering::Relaxed);
+    c.own.quarantined.fetch_add(n, Ordering::Relaxed);
+    c.own.dropped_rejected.fetch_add(n, Ordering::Relaxed);
     log_refused(shared, &format!("{n} point(s) quarantined: {first_reason}"));
     let q = Arc::clone(&shared.quarantine);
     if let Some(Err(e)) = blocking(move || q.add(points)).await {
@@ -1132,18 +1142,18 @@ async fn write_once(shared: &Shared, batch: &Batch) -> Attempt {
                 return Attempt::Written;
             }
             WriteOutcome::Partial { message, .. } | WriteOutcome::Rejected { message } => {
-                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.counts.write_errors.fetch_add(1, Ordering::Relaxed);
                 succeeded(shared);
                 set_error(shared, &message);
                 return Attempt::Refused(message);
             }
             WriteOutcome::TooLarge => {
-                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.counts.write_errors.fetch_add(1, Ordering::Relaxed);
                 set_error(shared, "request body too large: splitting the batch");
                 return Attempt::TooLarge;
             }
             WriteOutcome::DatabaseNotFound { message } => {
-                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.counts.write_errors.fetch_add(1, Ordering::Relaxed);
                 set_error(shared, &message);
                 if created {
                     failed(shared, None, None);
@@ -1165,7 +1175,7 @@ async fn write_once(shared: &Shared, batch: &Batch) -> Attempt {
                 }
             }
             WriteOutcome::Unauthorized { message } => {
-                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.counts.write_errors.fetch_add(1, Ordering::Relaxed);
                 let first = {
                     let mut t = lock(&shared.texts);
                     let first = t.auth_error.is_none();
@@ -1187,7 +1197,7 @@ async fn write_once(shared: &Shared, batch: &Batch) -> Attempt {
                 retry_after,
                 ..
             } => {
-                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.counts.write_errors.fetch_add(1, Ordering::Relaxed);
                 set_error(shared, &message);
                 failed(shared, retry_after, None);
                 return Attempt::Retry;
@@ -1213,7 +1223,7 @@ async fn replay(shared: Arc<Shared>) {
         let pending = shared.gauges.points.load(Ordering::Relaxed) > 0;
         if was_pending && !pending {
             tracing::info!(
-                replayed = shared.counters.replayed.load(Ordering::Relaxed),
+                replayed = shared.counters.own.replayed.load(Ordering::Relaxed),
                 "spool replayed"
             );
         }
@@ -1273,6 +1283,7 @@ async fn replay(shared: Arc<Shared>) {
         tasks.spawn(async move {
             let sent = send_batches(&s, vec![chunk.batch]).await;
             s.counters
+                .own
                 .replayed
                 .fetch_add(sent.written, Ordering::Relaxed);
             let records: Vec<RecordRef> = chunk.records;
@@ -1280,7 +1291,7 @@ async fn replay(shared: Arc<Shared>) {
             if !done {
                 // Given back to the spool, read again from disk at the next attempt (so it stays
                 // under the spool's bounds instead of waiting in memory).
-                s.counters.retries.fetch_add(1, Ordering::Relaxed);
+                s.counters.counts.retries.fetch_add(1, Ordering::Relaxed);
             }
             let result = blocking(move || {
                 let mut sp = lock(&sp);

@@ -99,7 +99,7 @@ async fn a_lone_point_is_flushed_after_the_linger() {
     // the point can be queryable before the writer has read InfluxDB's 204
     assert!(
         eventually(Duration::from_secs(3), || async {
-            writer.stats().written == 1
+            writer.stats().counts.written == 1
         })
         .await,
         "the write was not counted"
@@ -135,7 +135,7 @@ async fn many_points_go_in_full_batches() {
     // With a one-minute linger only full batches can have been sent.
     assert!(
         eventually(Duration::from_secs(20), || async {
-            writer.stats().written == 20_000
+            writer.stats().counts.written == 20_000
         })
         .await,
         "{:?}",
@@ -143,7 +143,10 @@ async fn many_points_go_in_full_batches() {
     );
     assert_eq!(count(&client, "state", "sensor").await, 20_000);
     let s = writer.stats();
-    assert_eq!((s.queued, s.in_flight, s.dropped_overflow), (0, 0, 0));
+    assert_eq!(
+        (s.queued, s.in_flight, s.counts.dropped_overflow),
+        (0, 0, 0)
+    );
     let report = writer.shutdown(Duration::from_secs(5)).await;
     assert_eq!(report.left, 0);
     client.drop_database().await.expect("drop");
@@ -161,7 +164,7 @@ async fn a_type_conflict_drops_one_point_and_keeps_the_rest() {
     writer.push(point(0));
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().written == 1
+            writer.stats().counts.written == 1
         })
         .await
     );
@@ -184,7 +187,10 @@ async fn a_type_conflict_drops_one_point_and_keeps_the_rest() {
     );
     let s = probe.stats();
     assert_eq!(
-        (s.influx().dropped_rejected, s.influx().quarantined),
+        (
+            s.influx().counts.dropped_rejected,
+            s.influx().counts.quarantined
+        ),
         (1, 1)
     );
     assert!(
@@ -261,19 +267,19 @@ async fn an_unreachable_server_keeps_a_bounded_queue_and_counts_retries() {
     }
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().retries >= 3
+            writer.stats().counts.retries >= 3
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert_eq!(s.written, 0);
+    assert_eq!(s.counts.written, 0);
     assert!(!s.reachable);
-    assert!(s.write_errors >= 3);
+    assert!(s.counts.write_errors >= 3);
     assert!(s.queued + s.in_flight <= 100, "{s:?}");
     assert_eq!(
-        s.dropped_overflow as usize + s.queued + s.in_flight,
+        s.counts.dropped_overflow as usize + s.queued + s.in_flight,
         500,
         "{s:?}"
     );
@@ -488,12 +494,12 @@ async fn an_outage_is_retried_and_recovers() {
     }
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().retries >= 3
+            writer.stats().counts.retries >= 3
         })
         .await
     );
     let s = writer.stats();
-    assert_eq!(s.written, 0);
+    assert_eq!(s.counts.written, 0);
     assert!(s.reachable, "503 is an answer");
     assert!(
         s.last_error
@@ -533,7 +539,7 @@ async fn retry_after_is_honoured() {
     fake.set(Mode::Proxy);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().written == 1
+            writer.stats().counts.written == 1
         })
         .await
     );
@@ -563,11 +569,11 @@ async fn refused_credentials_are_reported_and_the_points_kept() {
     );
     let s = writer.stats();
     assert_eq!(s.queued + s.in_flight, 3);
-    assert_eq!(s.written, 0);
+    assert_eq!(s.counts.written, 0);
     fake.set(Mode::Proxy);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().written == 3
+            writer.stats().counts.written == 3
         })
         .await
     );
@@ -647,7 +653,7 @@ async fn push_after_shutdown_is_counted_and_stats_serialise() {
     );
     other.push(point(1));
     let s = other.stats();
-    assert_eq!(s.dropped_overflow, 1);
+    assert_eq!(s.counts.dropped_overflow, 1);
     let json = serde_json::to_value(&s).expect("serialises");
     assert_eq!(json["dropped_overflow"], 1);
     assert_eq!(json["backend"], "influxdb");
@@ -771,7 +777,7 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
     feed(&writer, 0, 1_000, 250, 1_000).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().written == 1_000
+            writer.stats().counts.written == 1_000
         })
         .await
     );
@@ -793,13 +799,13 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
         s.influx().spool_bytes > 0 && s.influx().spool_oldest_age_secs.is_some(),
         "{s:?}"
     );
-    assert_eq!(s.written, 1_000);
+    assert_eq!(s.counts.written, 1_000);
     own.run("start-influxdb").await;
     feed(&writer, 4_000, 4_500, 250, 1_000).await;
     assert!(
         eventually(Duration::from_secs(30), || async {
             let s = writer.stats();
-            s.written == 4_500 && s.influx().spool_points == 0
+            s.counts.written == 4_500 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
@@ -808,16 +814,16 @@ async fn an_influxdb_outage_is_spooled_and_replayed_exactly_once() {
     let s = writer.stats();
     // at least every spooled point; a replay request cut off under load and sent again is counted
     // again (the points themselves land once: InfluxDB's count below is exact)
-    assert!(s.influx().replayed >= 3_000, "{s:?}");
+    assert!(s.influx().counts.replayed >= 3_000, "{s:?}");
     assert!(
         !s.influx().spooling && s.influx().spool_oldest_age_secs.is_none(),
         "{s:?}"
     );
     assert_eq!(
         (
-            s.dropped_overflow,
-            s.influx().spool_dropped,
-            s.influx().quarantined
+            s.counts.dropped_overflow,
+            s.influx().spool.spool_dropped,
+            s.influx().counts.quarantined
         ),
         (0, 0, 0)
     );
@@ -879,14 +885,14 @@ async fn a_restart_reopens_the_spool_cuts_a_torn_tail_and_replays() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.influx().replayed == 5_000 && s.influx().spool_points == 0
+            s.influx().counts.replayed == 5_000 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
         writer.stats()
     );
     assert_eq!(count(&client, "state", "sensor").await, 5_000);
-    assert_eq!(writer.stats().influx().spool_dropped, 0);
+    assert_eq!(writer.stats().influx().spool.spool_dropped, 0);
     writer.shutdown(Duration::from_secs(2)).await;
     // Nothing is replayed twice after the next restart.
     let writer = spooled(&settings, dir.path(), unbounded()).await;
@@ -944,7 +950,7 @@ async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
-            s.influx().replayed == rest && s.influx().spool_points == 0
+            s.influx().counts.replayed == rest && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
@@ -953,11 +959,17 @@ async fn a_damaged_spool_record_is_skipped_alone_and_reported_in_the_stats() {
     assert_eq!(count(&client, "state", "sensor").await, rest);
     let s = writer.stats();
     assert_eq!(
-        (s.influx().spool_dropped, s.influx().spool_corrupt_records),
+        (
+            s.influx().spool.spool_dropped,
+            s.influx().spool.spool_corrupt_records
+        ),
         (first_points, 1),
         "{s:?}"
     );
-    assert!(s.influx().spool_corrupt_bytes > first_points * 4, "{s:?}");
+    assert!(
+        s.influx().spool.spool_corrupt_bytes > first_points * 4,
+        "{s:?}"
+    );
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
 }
@@ -1003,7 +1015,7 @@ async fn shutdown_spools_what_it_cannot_write() {
     let writer = spooled(&real, dir.path(), unbounded()).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            writer.stats().influx().replayed == 1_000
+            writer.stats().influx().counts.replayed == 1_000
         })
         .await,
         "{:?}",
@@ -1028,7 +1040,7 @@ async fn field_type_conflicts_are_quarantined_with_the_reason_and_the_rest_writt
     writer.push(Point::new("m", 1).field("x", FieldValue::Float(1.0)));
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().written == 1
+            writer.stats().counts.written == 1
         })
         .await
     );
@@ -1058,7 +1070,10 @@ async fn field_type_conflicts_are_quarantined_with_the_reason_and_the_rest_writt
     assert_eq!((report.written, report.spooled, report.left), (11, 0, 0));
     let s = probe.stats();
     assert_eq!(
-        (s.influx().quarantined, s.influx().dropped_rejected),
+        (
+            s.influx().counts.quarantined,
+            s.influx().counts.dropped_rejected
+        ),
         (4, 4),
         "{s:?}"
     );
@@ -1109,16 +1124,16 @@ async fn the_spool_bound_drops_the_oldest_and_counts_them() {
         eventually(Duration::from_secs(20), || async {
             let s = writer.stats();
             s.queued + s.in_flight == 0
-                && s.influx().spool_points + s.influx().spool_dropped == n as u64
+                && s.influx().spool_points + s.influx().spool.spool_dropped == n as u64
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert!(s.influx().spool_dropped > 0, "{s:?}");
+    assert!(s.influx().spool.spool_dropped > 0, "{s:?}");
     assert!(s.influx().spool_bytes <= max, "{s:?}");
-    assert_eq!(s.dropped_overflow, 0);
+    assert_eq!(s.counts.dropped_overflow, 0);
     let kept = s.influx().spool_points;
     writer.shutdown(Duration::from_secs(1)).await;
     // What is left is the newest: replayed, it is exactly the last `kept` points.
@@ -1162,16 +1177,16 @@ async fn a_slow_influxdb_spills_to_the_spool_instead_of_dropping() {
     assert!(
         eventually(Duration::from_secs(30), || async {
             let s = writer.stats();
-            s.written == 10_000 && s.influx().spool_points == 0
+            s.counts.written == 10_000 && s.influx().spool_points == 0
         })
         .await,
         "{:?}",
         writer.stats()
     );
     let s = writer.stats();
-    assert!(s.influx().replayed > 0, "nothing was spilled: {s:?}");
+    assert!(s.influx().counts.replayed > 0, "nothing was spilled: {s:?}");
     assert_eq!(
-        (s.dropped_overflow, s.influx().spool_dropped),
+        (s.counts.dropped_overflow, s.influx().spool.spool_dropped),
         (0, 0),
         "{s:?}"
     );
@@ -1203,7 +1218,7 @@ async fn refused_credentials_spool_and_recover() {
     fake.set(Mode::Proxy);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().written == 30
+            writer.stats().counts.written == 30
         })
         .await
     );
@@ -1212,7 +1227,7 @@ async fn refused_credentials_spool_and_recover() {
         (
             s.influx().auth_error.clone(),
             s.influx().spool_points,
-            s.influx().replayed
+            s.influx().counts.replayed
         ),
         (None, 0, 30)
     );
@@ -1263,7 +1278,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     .expect("spool opens");
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().influx().replayed > 0
+            writer.stats().influx().counts.replayed > 0
         })
         .await
     );
@@ -1274,7 +1289,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     assert!(
         eventually(Duration::from_secs(5), || async {
             let s = writer.stats();
-            s.written - s.influx().replayed == 10
+            s.counts.written - s.influx().counts.replayed == 10
         })
         .await,
         "{:?}",
@@ -1291,7 +1306,7 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
         })
         .await
     );
-    assert_eq!(writer.stats().influx().replayed, 20_000);
+    assert_eq!(writer.stats().influx().counts.replayed, 20_000);
     assert_eq!(count(&client, "state", "sensor").await, 20_010);
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
