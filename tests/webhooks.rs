@@ -218,6 +218,12 @@ async fn signed_deliveries_verify_and_the_api_hides_secrets() {
     ha.set_state(&sensor, "20", json!({"unit_of_measurement": "°C"}))
         .await;
     let secret = "s3cret-for-the-receiver-0123456789";
+    // without rules, nothing listens to the live stream (the pipeline builds no live events)
+    let listeners = |rt: &Value| rt["counts"]["live_listeners"].as_u64();
+    let (_, rt) = api
+        .call(reqwest::Method::GET, "/metrics/realtime", None)
+        .await;
+    assert_eq!(listeners(&rt), Some(0), "{rt}");
 
     // validation names the field
     let (status, err) = api
@@ -258,6 +264,11 @@ async fn signed_deliveries_verify_and_the_api_hides_secrets() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["secret"], secret, "shown once, at creation");
     let id = created["id"].as_str().expect("id").to_owned();
+    // the rule engine listens from the moment the target exists
+    let (_, rt) = api
+        .call(reqwest::Method::GET, "/metrics/realtime", None)
+        .await;
+    assert_eq!(listeners(&rt), Some(1), "{rt}");
     let (_, shown) = api
         .call(reqwest::Method::GET, &format!("/webhooks/{id}"), None)
         .await;

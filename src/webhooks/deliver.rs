@@ -45,8 +45,13 @@ const CLAIM_BATCH: u64 = 64;
 /// Outbox queries per round at most (the next round follows at once if rows are left).
 const MAX_PASSES: usize = 8;
 
-/// Longest sleep of the dispatcher between rounds.
-const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// Longest sleep of the dispatcher between rounds: a safety net only. Every new delivery wakes
+/// it ([`Notify`]), every attempt's end too, and a round sleeps until the next retry or rate
+/// limit is due; so an idle HomeIQ does not query the outbox every second.
+const IDLE_WAKE: Duration = Duration::from_secs(30);
+
+/// Sleep after the outbox could not be read.
+const ERROR_WAKE: Duration = Duration::from_secs(1);
 
 /// What an attempt needs to know about its target.
 #[derive(Debug, Clone)]
@@ -427,7 +432,7 @@ impl Dispatcher {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the webhook outbox");
-                    return IDLE_WAKE;
+                    return ERROR_WAKE;
                 }
             };
             more = u64::try_from(due.len()).unwrap_or(u64::MAX) >= CLAIM_BATCH;

@@ -190,6 +190,12 @@ struct Inner {
     ha: HaWebhookBase,
     targets: TargetTable,
     rules_tx: watch::Sender<Arc<Vec<TargetRules>>>,
+    /// The live bus, once the engine runs.
+    live: std::sync::OnceLock<LiveBus>,
+    /// A subscription taken when rules were published, for an engine that had none: events
+    /// published after [`WebhookHandle::reload`] returns reach the rules even though the engine
+    /// takes the new rules a moment later.
+    pending_events: Mutex<Option<broadcast::Receiver<Arc<LiveEvent>>>>,
     notify: Arc<Notify>,
     counters: Arc<WebhookCounters>,
 }
@@ -250,6 +256,8 @@ impl WebhookHandle {
                 ha,
                 targets: Arc::new(ArcSwap::from_pointee(HashMap::new())),
                 rules_tx,
+                live: std::sync::OnceLock::new(),
+                pending_events: Mutex::new(None),
                 notify: Arc::new(Notify::new()),
                 counters: Arc::new(WebhookCounters::default()),
             }),
@@ -333,6 +341,9 @@ impl WebhookHandle {
             }
         }
         self.inner.targets.store(Arc::new(table));
+        if let Some(live) = self.inner.live.get().filter(|_| !rules.is_empty()) {
+            *lock(&self.inner.pending_events) = Some(live.subscribe());
+        }
         self.inner.rules_tx.send_replace(Arc::new(rules));
         self.inner.notify.notify_one();
         Ok(())
@@ -490,8 +501,12 @@ impl WebhookHandle {
             http: deliver::http_client(Duration::from_secs(settings.timeout_secs), false)?,
             log_retention: Duration::from_secs(settings.log_retention_days * 86_400),
         };
+        let _ = self.inner.live.set(live.clone());
+        // without rules the engine does not listen: the pipeline then builds no live events
+        // for it and it does not wake for every burst of state changes
+        let events = (!self.inner.rules_tx.borrow().is_empty()).then(|| live.subscribe());
         let engine = tokio::spawn(self.clone().run_engine(
-            live.subscribe(),
+            events,
             self.inner.rules_tx.subscribe(),
             catalog,
             engine_cancel,
@@ -502,7 +517,7 @@ impl WebhookHandle {
 
     async fn run_engine(
         self,
-        mut events: broadcast::Receiver<Arc<LiveEvent>>,
+        mut events: Option<broadcast::Receiver<Arc<LiveEvent>>>,
         mut rules_rx: watch::Receiver<Arc<Vec<TargetRules>>>,
         catalog: CatalogHandle,
         cancel: CancellationToken,
@@ -519,7 +534,7 @@ impl WebhookHandle {
                     // evaluate what was published before the stop, then end
                     let catalog = catalog.current();
                     let mut matches = Vec::new();
-                    while let Ok(event) = events.try_recv() {
+                    while let Some(Ok(event)) = events.as_mut().map(broadcast::Receiver::try_recv) {
                         counters.counts.events.fetch_add(1, Ordering::Relaxed);
                         matches.extend(engine.evaluate(&event, Utc::now(), &*catalog));
                     }
@@ -531,15 +546,22 @@ impl WebhookHandle {
                         break;
                     }
                     engine.set_targets(rules_rx.borrow_and_update().to_vec());
+                    let pending = lock(&self.inner.pending_events).take();
+                    if engine.is_empty() {
+                        events = None;
+                    } else if events.is_none() {
+                        events = pending;
+                    }
                     Vec::new()
                 }
-                event = events.recv() => match event {
+                event = next_event(&mut events) => match event {
                     Ok(event) => {
                         // the rest of the burst too, without a trip through the select each
                         let catalog = catalog.current();
                         let mut matches = engine.evaluate(&event, Utc::now(), &*catalog);
                         let mut n = 1;
                         while n < ENGINE_BATCH {
+                            let Some(events) = events.as_mut() else { break };
                             match events.try_recv() {
                                 Ok(event) => {
                                     n += 1;
@@ -573,6 +595,20 @@ impl WebhookHandle {
                 .store(engine.stats().suppressed_cooldown, Ordering::Relaxed);
         }
         tracing::debug!("webhook rule engine stopped");
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The next live event; never resolves without a subscription.
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<Arc<LiveEvent>>>,
+) -> Result<Arc<LiveEvent>, broadcast::error::RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

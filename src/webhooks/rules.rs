@@ -415,6 +415,11 @@ impl RuleEngine {
         self.targets = targets;
     }
 
+    /// Whether no target has rules.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
     /// What the engine decided so far.
     pub(crate) fn stats(&self) -> EngineStats {
         self.stats
