@@ -1982,7 +1982,8 @@ mod tests {
         let enabled = ("HOMEIQ_LLM__ENABLED", "true");
         let url = ("HOMEIQ_LLM__BASE_URL", "https://api.openai.com/v1");
         let model = ("HOMEIQ_LLM__MODEL", "gpt-4o-mini");
-        let cases: [(Vec<(&str, &str)>, &[&str]); 7] = [
+        type Vars<'a> = Vec<(&'a str, &'a str)>;
+        let cases: [(Vars, &[&str]); 7] = [
             (vec![enabled], &["llm.base_url", "llm.model"]),
             (vec![enabled, url], &["llm.model"]),
             (

@@ -18,6 +18,10 @@
 //!   10 minutes, then one half-open probe) and 429 `Retry-After` honoured (no request before it).
 //!   No retries otherwise: the next suggestion is the next try.
 //!
+//! Names in the prompt come from the home (friendly names, areas) and could hold instructions;
+//! the answer can only ever become a title and an explanation of plain text within the caps,
+//! never an automation, so the worst a hostile name achieves is odd wording.
+//!
 //! The API key is only ever put in the `Authorization` header: never logged, never in an error,
 //! and `/api/v1/config` shows it as `***` ([`crate::config::Secret`]).
 
@@ -588,18 +592,7 @@ impl Client {
         if e.is_timeout() {
             return LlmError::Timeout(self.timeout);
         }
-        let kind = if e.is_connect() {
-            "cannot connect"
-        } else {
-            "request failed"
-        };
-        let e = e.without_url();
-        let mut text = format!("{kind}: {e}");
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
+        let text = crate::webhooks::deliver::transport_error_text(e);
         LlmError::Transport(redact_urls(&text).into_owned())
     }
 }

@@ -262,14 +262,24 @@ mod tests {
         let wide = "語".repeat(50_000);
         let req = WordingRequest {
             kind: WordingKind::Synergy,
+            // a home of 10,000 entities; the first ten with enormous hostile strings
             entities: (0..10_000)
-                .map(|i| EntityFacts {
-                    entity_id: format!("light.{i}_{huge}"),
-                    name: Some(wide.clone()),
-                    area: Some(format!("{huge}\n\t\u{0}")),
-                    domain: huge.clone(),
-                    role: EntityRole::Action,
-                    state: Some(wide.clone()),
+                .map(|i| {
+                    let big = |s: &str| {
+                        if i < 10 {
+                            s.to_owned()
+                        } else {
+                            "y".repeat(100)
+                        }
+                    };
+                    EntityFacts {
+                        entity_id: format!("light.{i}_{}", big(&huge)),
+                        name: Some(big(&wide)),
+                        area: Some(format!("{}\n\t\u{0}", big(&huge))),
+                        domain: big(&huge),
+                        role: EntityRole::Action,
+                        state: Some(big(&wide)),
+                    }
                 })
                 .collect(),
             window: Some(LocalWindow {

@@ -74,9 +74,20 @@ fn completion(content: &str) -> String {
     .to_string()
 }
 
-/// OpenAI's error object.
-fn error_body(message: &str, kind: &str, code: &str) -> String {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}}).to_string()
+/// An answer with OpenAI's error object.
+fn error_reply(
+    status: u16,
+    message: &str,
+    kind: &str,
+    code: &str,
+    retry_after: Option<&str>,
+) -> Reply {
+    Reply::Raw {
+        status,
+        body: json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            .to_string(),
+        retry_after: retry_after.map(str::to_owned),
+    }
 }
 
 const GOOD: &str = r#"{"title": "Kitchen light on weekday mornings", "explanation": "On most weekdays the kitchen light goes on between 06:40 and 06:55, so HomeIQ can do it for you."}"#;
@@ -228,15 +239,13 @@ async fn falls_back(llm: &Llm, kind: &str) -> LlmError {
 }
 
 fn server_error() -> Reply {
-    Reply::Raw {
-        status: 500,
-        body: error_body(
-            "The server had an error while processing your request.",
-            "server_error",
-            "internal_error",
-        ),
-        retry_after: None,
-    }
+    error_reply(
+        500,
+        "The server had an error while processing your request.",
+        "server_error",
+        "internal_error",
+        None,
+    )
 }
 
 #[tokio::test]
@@ -311,16 +320,14 @@ async fn an_answer_in_json_fences_is_read() {
 #[tokio::test]
 async fn a_refused_key_is_unauthorized_and_never_shown() {
     let s = setup().await;
-    s.fake.push(Reply::Raw {
-        status: 401,
-        body: error_body(
-            "Incorrect API key provided: sk-test-****-key. You can find your API key at \
+    s.fake.push(error_reply(
+        401,
+        "Incorrect API key provided: sk-test-****-key. You can find your API key at \
              https://platform.openai.com/account/api-keys.",
-            "invalid_request_error",
-            "invalid_api_key",
-        ),
-        retry_after: None,
-    });
+        "invalid_request_error",
+        "invalid_api_key",
+        None,
+    ));
     let error = falls_back(&s.llm, "unauthorized").await;
     assert!(matches!(error, LlmError::Unauthorized { status: 401, .. }));
     assert!(error.to_string().contains("invalid_api_key"), "{error}");
@@ -339,15 +346,13 @@ async fn a_refused_key_is_unauthorized_and_never_shown() {
 #[tokio::test]
 async fn a_429_with_retry_after_pauses_until_then() {
     let s = setup().await;
-    s.fake.push(Reply::Raw {
-        status: 429,
-        body: error_body(
-            "Rate limit reached for requests",
-            "requests",
-            "rate_limit_exceeded",
-        ),
-        retry_after: Some("30".into()),
-    });
+    s.fake.push(error_reply(
+        429,
+        "Rate limit reached for requests",
+        "requests",
+        "rate_limit_exceeded",
+        Some("30"),
+    ));
     let error = falls_back(&s.llm, "rate_limited").await;
     assert!(
         matches!(error, LlmError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(30)),
@@ -375,15 +380,13 @@ async fn a_429_with_retry_after_pauses_until_then() {
 #[tokio::test]
 async fn a_429_without_retry_after_pauses_a_minute() {
     let s = setup().await;
-    s.fake.push(Reply::Raw {
-        status: 429,
-        body: error_body(
-            "You exceeded your current quota, please check your plan and billing details.",
-            "insufficient_quota",
-            "insufficient_quota",
-        ),
-        retry_after: None,
-    });
+    s.fake.push(error_reply(
+        429,
+        "You exceeded your current quota, please check your plan and billing details.",
+        "insufficient_quota",
+        "insufficient_quota",
+        None,
+    ));
     let error = falls_back(&s.llm, "rate_limited").await;
     assert!(error.to_string().contains("insufficient_quota"), "{error}");
     assert_eq!(
@@ -516,16 +519,14 @@ async fn the_daily_budget_is_never_exceeded() {
 #[tokio::test]
 async fn a_server_without_response_format_is_asked_again_without_it() {
     let s = setup().await;
-    s.fake.push(Reply::Raw {
-        status: 400,
-        body: error_body(
-            "Invalid parameter: 'response_format' of type 'json_object' is not supported with \
+    s.fake.push(error_reply(
+        400,
+        "Invalid parameter: 'response_format' of type 'json_object' is not supported with \
              this model.",
-            "invalid_request_error",
-            "null",
-        ),
-        retry_after: None,
-    });
+        "invalid_request_error",
+        "null",
+        None,
+    ));
     s.llm.reword(&request()).await.expect("asked again");
     s.llm.reword(&request()).await.expect("and later");
     let seen = s.fake.seen();
