@@ -293,6 +293,17 @@ async fn a_good_answer_rewords_and_the_request_is_chat_completions() {
 }
 
 #[tokio::test]
+async fn rewording_can_run_on_any_task() {
+    fn send<T: Send + 'static>(_: &T) {}
+    let s = setup().await;
+    let llm = s.llm.clone();
+    let task = async move { llm.reword_or_template(&request()).await };
+    send(&task);
+    let worded = tokio::spawn(task).await.expect("joined");
+    assert_eq!(worded.source, WordingSource::Llm);
+}
+
+#[tokio::test]
 async fn a_base_url_without_path_gets_v1_and_no_key_sends_no_authorization() {
     let s = setup_with("", None, Duration::from_secs(5), 10).await;
     s.llm.reword(&request()).await.expect("reworded");
