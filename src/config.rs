@@ -197,6 +197,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Pattern analysis: the habits learned from history (`crate::patterns`).
     pub analysis: AnalysisSettings,
+    /// Optional plain-language wording of suggestions by an LLM (`crate::llm`); off by default.
+    pub llm: LlmSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -220,6 +222,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             webhooks: WebhookSettings::default(),
             analysis: AnalysisSettings::default(),
+            llm: LlmSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -443,6 +446,80 @@ impl AnalysisSettings {
             if let Some(v) = o.min_support {
                 check(check_range(&key("min_support"), v, 1, 100_000));
             }
+        }
+        problems
+    }
+}
+
+/// `llm.*`: an OpenAI-compatible chat-completions endpoint (OpenAI, a local Ollama, LM Studio,
+/// vLLM…) that rewrites a suggestion's title and explanation in plain language (`crate::llm`).
+/// Off by default; a suggestion is complete without it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LlmSettings {
+    /// Whether suggestions are reworded by the LLM.
+    pub enabled: bool,
+    /// The OpenAI-style base URL, as the OpenAI SDKs take it (`https://api.openai.com/v1`,
+    /// `http://192.168.1.20:11434/v1`); `/chat/completions` is added. A URL without a path gets
+    /// `/v1` first. Its user information is never shown.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub base_url: String,
+    /// The model name (`gpt-4o-mini`, `llama3.2`); required when enabled.
+    pub model: String,
+    /// Sent as `Authorization: Bearer` when set (a local Ollama needs none).
+    pub api_key: Option<Secret>,
+    /// Timeout of one request, seconds, 1..=300.
+    pub timeout_seconds: u64,
+    /// Requests sent in any 24 hours at most (a rolling window), 1..=100000.
+    pub daily_request_budget: u32,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            enabled: false,
+            base_url: String::new(),
+            model: String::new(),
+            api_key: None,
+            timeout_seconds: 20,
+            daily_request_budget: 200,
+        }
+    }
+}
+
+impl LlmSettings {
+    /// Every problem of the `llm` section, each naming its key. `base_url` is checked whenever it
+    /// is set; it and `model` are required only when `enabled`.
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        let base_url = self.base_url.trim();
+        if !base_url.is_empty() {
+            if let Err(e) = check_url("llm.base_url", base_url, &["http", "https"]) {
+                problems.push(e);
+            }
+        } else if self.enabled {
+            problems.push(ConfigError::invalid(
+                "llm.base_url",
+                "required when llm.enabled is true (e.g. https://api.openai.com/v1 or \
+                 http://<ollama host>:11434/v1)",
+            ));
+        }
+        if self.enabled && self.model.trim().is_empty() {
+            problems.push(ConfigError::invalid(
+                "llm.model",
+                "required when llm.enabled is true (e.g. gpt-4o-mini or llama3.2)",
+            ));
+        }
+        if let Err(e) = check_range("llm.timeout_seconds", self.timeout_seconds, 1, 300) {
+            problems.push(e);
+        }
+        if let Err(e) = check_range(
+            "llm.daily_request_budget",
+            self.daily_request_budget,
+            1,
+            100_000,
+        ) {
+            problems.push(e);
         }
         problems
     }
@@ -1001,6 +1078,9 @@ impl Settings {
             )));
         }
         for problem in self.analysis.problems() {
+            check(Err(problem));
+        }
+        for problem in self.llm.problems() {
             check(Err(problem));
         }
         check(
@@ -1848,6 +1928,107 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&options).ok(),
             serde_json::to_value(&defaults).ok()
+        );
+    }
+
+    #[test]
+    fn llm_is_off_by_default_and_its_key_is_a_secret() {
+        let (s, unknown) = Settings::load_with_env(&no_options(), env(&[])).expect("loads");
+        assert!(unknown.is_empty());
+        assert!(!s.llm.enabled);
+        assert_eq!(
+            (s.llm.timeout_seconds, s.llm.daily_request_budget),
+            (20, 200)
+        );
+        let (s, _) = Settings::load_with_env(
+            &no_options(),
+            env(&[
+                ("HOMEIQ_LLM__ENABLED", "true"),
+                (
+                    "HOMEIQ_LLM__BASE_URL",
+                    "http://user:url-secret@ollama.lan:11434/v1",
+                ),
+                ("HOMEIQ_LLM__MODEL", "llama3.2"),
+                ("HOMEIQ_LLM__API_KEY", "sk-llm-secret"),
+                ("HOMEIQ_LLM__TIMEOUT_SECONDS", "30"),
+                ("HOMEIQ_LLM__DAILY_REQUEST_BUDGET", "50"),
+            ]),
+        )
+        .expect("loads");
+        assert!(s.llm.enabled);
+        assert_eq!(s.llm.model, "llama3.2");
+        assert_eq!(
+            s.llm.api_key.as_ref().map(Secret::expose),
+            Some("sk-llm-secret")
+        );
+        assert_eq!(
+            (s.llm.timeout_seconds, s.llm.daily_request_budget),
+            (30, 50)
+        );
+        let json = serde_json::to_value(&s).expect("serialises");
+        assert_eq!(json["llm"]["api_key"], "***");
+        assert_eq!(json["llm"]["base_url"], "http://***@ollama.lan:11434/v1");
+        assert!(!json.to_string().contains("url-secret"));
+        let shown = format!("{json} {s:?}");
+        assert!(!shown.contains("sk-llm-secret"));
+        assert_eq!(
+            s.provenance.get("llm.api_key").map(String::as_str),
+            Some("environment (HOMEIQ_LLM__API_KEY)")
+        );
+    }
+
+    #[test]
+    fn invalid_llm_values_name_the_key() {
+        let enabled = ("HOMEIQ_LLM__ENABLED", "true");
+        let url = ("HOMEIQ_LLM__BASE_URL", "https://api.openai.com/v1");
+        let model = ("HOMEIQ_LLM__MODEL", "gpt-4o-mini");
+        type Vars<'a> = Vec<(&'a str, &'a str)>;
+        let cases: [(Vars, &[&str]); 7] = [
+            (vec![enabled], &["llm.base_url", "llm.model"]),
+            (vec![enabled, url], &["llm.model"]),
+            (
+                vec![enabled, url, ("HOMEIQ_LLM__MODEL", "  ")],
+                &["llm.model"],
+            ),
+            (
+                vec![enabled, model, ("HOMEIQ_LLM__BASE_URL", "ftp://host/v1")],
+                &["llm.base_url"],
+            ),
+            // a set URL is checked even while off
+            (
+                vec![("HOMEIQ_LLM__BASE_URL", "localhost:11434")],
+                &["llm.base_url"],
+            ),
+            (
+                vec![enabled, url, model, ("HOMEIQ_LLM__TIMEOUT_SECONDS", "0")],
+                &["llm.timeout_seconds"],
+            ),
+            (
+                vec![("HOMEIQ_LLM__DAILY_REQUEST_BUDGET", "0")],
+                &["llm.daily_request_budget"],
+            ),
+        ];
+        for (vars, keys) in cases {
+            let err = Settings::load_with_env(&no_options(), env(&vars))
+                .expect_err(&format!("{vars:?} must fail"));
+            let found: Vec<&str> = err.errors.iter().filter_map(ConfigError::key).collect();
+            assert_eq!(found, keys, "{vars:?}: {err}");
+        }
+        Settings::load_with_env(&no_options(), env(&[enabled, url, model]))
+            .expect("enabled with a URL and a model");
+    }
+
+    #[test]
+    fn the_addon_manifest_options_are_the_llm_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let options: LlmSettings = config::Config::builder()
+            .add_source(config::File::from(manifest.as_path()))
+            .build()
+            .and_then(|c| c.get("options.llm"))
+            .expect("config.yaml options.llm");
+        assert_eq!(
+            serde_json::to_value(&options).ok(),
+            serde_json::to_value(LlmSettings::default()).ok()
         );
     }
 

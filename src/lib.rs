@@ -17,6 +17,7 @@ pub mod ha;
 pub mod health;
 pub(crate) mod http;
 pub(crate) mod ingest;
+pub(crate) mod llm;
 pub mod memory;
 pub(crate) mod patterns;
 pub(crate) mod prepared;

@@ -283,30 +283,33 @@ pub(crate) async fn attempt(
             classify(code, retry_after)
         }
         Err(e) if egress::is_refused(&e) => refused(),
-        Err(e) => {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "cannot connect"
-            } else {
-                "request failed"
-            };
-            // the error's causes say why (connection refused, DNS); `without_url` keeps an `ha`
-            // target's webhook id out of the text
-            let e = e.without_url();
-            let mut error = format!("{kind}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                error.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            Outcome::Retry {
-                code: None,
-                retry_after: None,
-                error,
-            }
-        }
+        Err(e) => Outcome::Retry {
+            code: None,
+            retry_after: None,
+            error: transport_error_text(e),
+        },
     }
+}
+
+/// A request's failure in words, without its URL: what went wrong (`timed out`, `cannot
+/// connect`, `request failed`) and the error's causes, which say why (connection refused, DNS).
+/// `without_url` keeps an `ha` target's webhook id (and any URL's user information) out of it.
+pub(crate) fn transport_error_text(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 struct Runtime {
