@@ -197,6 +197,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Pattern analysis: the habits learned from history (`crate::patterns`).
     pub analysis: AnalysisSettings,
+    /// Suggestions: automations proposed from what the analysis learned (`crate::suggestions`).
+    pub suggestions: SuggestionSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -220,6 +222,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             webhooks: WebhookSettings::default(),
             analysis: AnalysisSettings::default(),
+            suggestions: SuggestionSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -292,6 +295,20 @@ impl Default for WebhookSettings {
             allow_internal_targets: false,
             max_pending_per_target: 10_000,
         }
+    }
+}
+
+/// `suggestions.*`: automations HomeIQ proposes from what the analysis learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SuggestionSettings {
+    /// A Home Assistant persistent notification when a nightly analysis yields new suggestions.
+    pub notify: bool,
+}
+
+impl Default for SuggestionSettings {
+    fn default() -> Self {
+        SuggestionSettings { notify: true }
     }
 }
 
