@@ -1869,6 +1869,21 @@ mod tests {
     }
 
     #[test]
+    fn the_addon_manifest_options_are_the_suggestion_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let options: SuggestionSettings = config::Config::builder()
+            .add_source(config::File::from(manifest.as_path()))
+            .build()
+            .and_then(|c| c.get("options.suggestions"))
+            .expect("config.yaml options.suggestions");
+        assert_eq!(
+            serde_json::to_value(&options).ok(),
+            serde_json::to_value(SuggestionSettings::default()).ok()
+        );
+        assert!(SuggestionSettings::default().notify);
+    }
+
+    #[test]
     fn endpoint_prefers_the_supervisor() {
         let mut s = Settings::default();
         let e = s.ha_endpoint(Some("sup")).expect("endpoint");

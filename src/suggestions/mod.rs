@@ -48,7 +48,8 @@ use crate::registry::{Catalog, CatalogHandle};
 use crate::store::states::CurrentStates;
 use crate::task::OwnedTask;
 use coverage::Start;
-use generate::{EntityInfo, Lookup, SensorRole, Synergy, automation_id};
+pub(crate) use generate::{EntityInfo, Lookup};
+use generate::{SensorRole, Synergy, automation_id};
 pub(crate) use ha_api::HaApiError;
 use ha_api::{Deleted, HaConfig};
 use model::{
@@ -484,6 +485,10 @@ impl Suggestions {
             match self.0.ha.automation_config(&entity_id).await {
                 Ok(config) => configs.push(config),
                 Err(HaApiError::Unavailable(e)) if e.contains("not_found") => {}
+                Err(HaApiError::Unavailable(e)) if e.contains("unknown_command") => {
+                    tracing::warn!(error = %e, "Home Assistant does not serve automation/config; suggestions cannot be checked against its automations");
+                    return None;
+                }
                 Err(e) => {
                     tracing::warn!(%entity_id, error = %e, "an automation's config could not be read");
                     if matches!(e, HaApiError::Unavailable(ref m) if m.contains("not connected")) {
