@@ -292,7 +292,7 @@ fn patterns_an_automation_already_covers_are_not_suggested() {
     // the older YAML syntax (`platform`, `service`, `data.entity_id`) inside a `choose`
     let morning = json!({"id": "2", "trigger": [{"platform": "time", "at": "06:30:00"}],
         "action": [{"choose": [{"conditions": [], "sequence": [{"service": "light.turn_on", "data": {"entity_id": "light.kitchen"}}]}]}]});
-    let built = proposals(&patterns, &[], &[morning.clone()], &names());
+    let built = proposals(&patterns, &[], std::slice::from_ref(&morning), &names());
     assert_eq!(built.len(), 1);
     assert_eq!(built[0].1.kind, SuggestionKind::CoOccurrence);
     // what does not cover: another entity, the opposite service, another trigger, and HomeIQ's own
