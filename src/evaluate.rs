@@ -104,8 +104,10 @@ pub(crate) struct SeedScore {
     pub suggestions: usize,
     /// The best (at most 10) of them …
     pub top_suggestions: usize,
-    /// … of which built on a pattern matching a planted habit or sequence.
+    /// … of which built on a pattern matching a planted habit or sequence …
     pub top_matching_plants: usize,
+    /// … or on a documented regularity of the routine (a plug's schedule): real, not planted.
+    pub top_explained: usize,
     /// Suggestions doing what a planted automation already does (should be none).
     pub suggestions_duplicating_automations: usize,
     /// What was missed and what was wrong, for reading.
@@ -130,6 +132,7 @@ impl crate::suggestions::Lookup for IdsOnly {
 /// Builds the suggestions of `patterns` against the planted automations' configurations (as
 /// HomeIQ reads Home Assistant's) and scores the best [`TOP_SUGGESTIONS`].
 fn score_suggestions(s: &mut SeedScore, patterns: &[Pattern], routines: &Routines) {
+    let (times, follows) = facts(routines);
     let automations: Vec<Value> = routines
         .automations
         .iter()
@@ -154,12 +157,16 @@ fn score_suggestions(s: &mut SeedScore, patterns: &[Pattern], routines: &Routine
                 || routines.sequences.iter().any(|q| matches_sequence(p, q))
             {
                 s.top_matching_plants += 1;
-            } else {
+            } else if explained(p, &times, &follows) {
+                s.top_explained += 1;
                 s.notes.push(format!(
-                    "top suggestion #{} not a planted habit: {}",
+                    "top suggestion #{} a documented regularity, not a planted habit: {}",
                     i + 1,
                     brief(p)
                 ));
+            } else {
+                s.notes
+                    .push(format!("top suggestion #{} wrong: {}", i + 1, brief(p)));
             }
         }
     }
@@ -701,7 +708,7 @@ pub(crate) async fn run(options: EvaluateOptions) -> ExitCode {
             Ok(s) => {
                 if !options.json {
                     println!(
-                        "seed {seed}: recall {:.2} ({}/{}), precision {:.2} ({} matching, {} explained, {} false), {} re-describing automations; suggestions {}: top {} with {} planted, {} duplicating automations; {} changes recorded in {:.0} s, analysed in {:.1} s",
+                        "seed {seed}: recall {:.2} ({}/{}), precision {:.2} ({} matching, {} explained, {} false), {} re-describing automations; suggestions {}: top {} with {} planted and {} documented regularities, {} duplicating automations; {} changes recorded in {:.0} s, analysed in {:.1} s",
                         s.recall,
                         s.found,
                         s.eligible,
@@ -713,6 +720,7 @@ pub(crate) async fn run(options: EvaluateOptions) -> ExitCode {
                         s.suggestions,
                         s.top_suggestions,
                         s.top_matching_plants,
+                        s.top_explained,
                         s.suggestions_duplicating_automations,
                         s.changes_recorded,
                         s.record_secs,
