@@ -174,17 +174,12 @@ pub(crate) struct DeployAnswer {
     pub round_trip_ms: Option<u64>,
 }
 
-/// An optional JSON body: empty → `None`.
+/// An optional JSON body: empty → `None`, else decoded as every body is.
 fn optional_body<T: serde::de::DeserializeOwned>(body: &web::Bytes) -> Result<Option<T>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map(Some).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::invalid(field, format!("invalid JSON body: {}", e.into_inner()))
-    })
+    crate::http::decode_json(body).map(Some)
 }
 
 /// Deploys the suggestion's automation to Home Assistant: every entity and device it names must
