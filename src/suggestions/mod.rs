@@ -63,6 +63,9 @@ pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a deploy waits for the automation's entity.
 pub(crate) const DEPLOY_WAIT: Duration = Duration::from_secs(15);
 
+/// How long the first build waits for the states snapshot after connecting.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(10);
+
 /// How much an undone suggestion's confidence must grow before it is offered again.
 pub(crate) const REOFFER_MARGIN: f64 = 0.1;
 
@@ -916,7 +919,10 @@ impl Suggestions {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 // the snapshot of states (the automation entities) follows the connection
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let deadline = Instant::now() + SNAPSHOT_WAIT;
+                while me.0.states.is_empty() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             };
             tokio::select! {
                 () = cancel.cancelled() => return,
