@@ -274,6 +274,22 @@ async fn a_learned_suggestion_is_deployed_fires_and_is_undone_in_home_assistant(
         eprintln!("deploy round trip (request received → automation entity present): p95 {p95_server} ms {round_trips:?}; client-side p95 {p95_client} ms {client:?}");
         assert!(p95_server <= 3_000, "deploy round trip p95 {p95_server} ms");
 
+        // the list's latency (one deployed: its entity looked up in the current states)
+        let (status, _) = api.post(&format!("/suggestions/{good_id}/deploy"), None).await;
+        assert_eq!(status, 200);
+        let mut list_us = vec![];
+        for _ in 0..100 {
+            let asked = Instant::now();
+            let page = api.get("/suggestions").await;
+            list_us.push(asked.elapsed().as_micros() as u64);
+            assert!(page["total"].as_u64().unwrap_or(0) >= 2);
+        }
+        let list_p95 = p95(list_us);
+        eprintln!("GET /api/v1/suggestions: p95 {list_p95} µs (client-side, 100 requests)");
+        assert!(list_p95 <= 50_000, "list p95 {list_p95} µs");
+        let (status, _) = api.post(&format!("/suggestions/{good_id}/undo"), None).await;
+        assert_eq!(status, 200);
+
         // dismissed: stays dismissed, cannot be undone
         let (status, dismissed) = api.post(&format!("/suggestions/{missing_id}/dismiss"), None).await;
         assert_eq!(status, 200, "{dismissed}");

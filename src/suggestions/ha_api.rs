@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use crate::config::{HaEndpoint, Secret};
 use crate::ha::{CommandError, HaHandle};
 
+/// The Supervisor's description of this add-on (its slug).
+const SUPERVISOR_SELF_INFO: &str = "http://supervisor/addons/self/info";
+
 /// How long one call to Home Assistant may take.
 pub(crate) const HA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -203,6 +206,26 @@ impl HaConfig {
             )
             .await?;
         Ok(())
+    }
+
+    /// The panel's page in Home Assistant (`/hassio/ingress/<slug>`), from the Supervisor's
+    /// `GET /addons/self/info`; `None` outside the Supervisor or when it does not answer.
+    pub(crate) async fn panel_path(&self) -> Option<String> {
+        if !self.supervisor {
+            return None;
+        }
+        let info: Value = self
+            .http
+            .get(SUPERVISOR_SELF_INFO)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let slug = info["data"]["slug"].as_str()?;
+        (info["data"]["ingress"] == Value::Bool(true)).then(|| format!("/hassio/ingress/{slug}"))
     }
 
     /// `GET` the automation `id`: `None` when HA has none (or it is not a UI automation).

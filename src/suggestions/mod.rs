@@ -624,7 +624,10 @@ impl Suggestions {
 
     /// The persistent notification of `new` suggestions.
     async fn notify(&self, new: usize) {
-        let (title, message) = notification_text(new);
+        let (title, mut message) = notification_text(new);
+        if let Some(path) = self.0.ha.panel_path().await {
+            message.push_str(&format!(" [Open HomeIQ]({path})"));
+        }
         let data =
             json!({"title": title, "message": message, "notification_id": "homeiq_suggestions"});
         if let Err(e) = self
