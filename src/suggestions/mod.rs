@@ -539,69 +539,12 @@ impl Suggestions {
             .iter()
             .map(|e| (e.record.id.clone(), e.record.clone()))
             .collect();
-        let mut offered = HashSet::new();
-        let mut new = 0usize;
-        for (id, proposal) in built {
-            offered.insert(id.clone());
-            match current.get(&id) {
-                None => {
-                    let record = Record {
-                        id,
-                        status: Status::New,
-                        proposal,
-                        deployed: None,
-                        created_at: now,
-                        updated_at: now,
-                        version: 0,
-                    };
-                    self.commit(record, Some(Change::new(Actor::Homeiq, Event::Created)))
-                        .await?;
-                    new += 1;
-                }
-                Some(r) => {
-                    let mut r = r.clone();
-                    match r.status {
-                        Status::Dismissed => {}
-                        Status::Undone => {
-                            let before =
-                                r.proposal.strength_at_undo.unwrap_or(r.proposal.strength());
-                            if proposal.strength() >= before + REOFFER_MARGIN
-                                && let Some(status) = model::next(r.status, Transition::Reoffer)?
-                            {
-                                r.status = status;
-                                r.proposal = proposal;
-                                self.commit(r, Some(Change::new(Actor::Homeiq, Event::Reoffered).note(format!(
-                                    "the pattern grew stronger: confidence {before:.2} when undone"
-                                ))))
-                                .await?;
-                                new += 1;
-                            }
-                        }
-                        Status::New => {
-                            if r.proposal != proposal {
-                                let changed = r.proposal.automation != proposal.automation;
-                                r.proposal = proposal;
-                                let change =
-                                    changed.then(|| Change::new(Actor::Homeiq, Event::Updated));
-                                self.commit(r, change).await?;
-                            }
-                        }
-                        Status::Deployed | Status::ModifiedInHa | Status::RemovedInHa => {
-                            if r.proposal != proposal {
-                                r.proposal = proposal;
-                                self.commit(r, None).await?;
-                            }
-                        }
-                    }
-                }
-            }
+        let merged = merge(&current, built, now);
+        let new = merged.new;
+        for (record, change) in merged.writes {
+            self.commit(record, change).await?;
         }
-        // offered, never acted on, and no longer backed by a pattern (or now covered)
-        let stale: Vec<String> = current
-            .values()
-            .filter(|r| r.status == Status::New && !offered.contains(&r.id))
-            .map(|r| r.id.clone())
-            .collect();
+        let stale = merged.stale;
         if !stale.is_empty() {
             self.0.store.delete(&stale).await?;
             let mut entries: Vec<Entry> = self.entries().as_ref().clone();
@@ -954,6 +897,87 @@ impl Suggestions {
             }
         })
     }
+}
+
+/// What a build changes: records to write (with the version to record), and ids to withdraw.
+#[derive(Debug, Default)]
+pub(crate) struct Merged {
+    /// Records to save, each with its change (`None`: no new version).
+    pub writes: Vec<(Record, Option<Change>)>,
+    /// `new` suggestions no longer backed by a pattern (or now covered): deleted.
+    pub stale: Vec<String>,
+    /// Suggestions offered for the first time, or again.
+    pub new: usize,
+}
+
+/// Merges a build's proposals into the current records (pure): new ids are offered; a `new`
+/// one takes the fresh proposal (a version when its automation changed); a dismissed one never
+/// changes; an undone one is offered again only when its pattern's confidence grew by
+/// [`REOFFER_MARGIN`]; deployed ones keep their automation (the proposal is refreshed).
+pub(crate) fn merge(
+    current: &HashMap<String, Record>,
+    built: Vec<(String, model::Proposal)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Merged {
+    let mut out = Merged::default();
+    let mut offered = HashSet::new();
+    for (id, proposal) in built {
+        offered.insert(id.clone());
+        let Some(r) = current.get(&id) else {
+            let record = Record {
+                id,
+                status: Status::New,
+                proposal,
+                deployed: None,
+                created_at: now,
+                updated_at: now,
+                version: 0,
+            };
+            out.writes
+                .push((record, Some(Change::new(Actor::Homeiq, Event::Created))));
+            out.new += 1;
+            continue;
+        };
+        let mut r = r.clone();
+        match r.status {
+            Status::Dismissed => {}
+            Status::Undone => {
+                let before = r.proposal.strength_at_undo.unwrap_or(r.proposal.strength());
+                if proposal.strength() >= before + REOFFER_MARGIN - 1e-9
+                    && let Ok(Some(status)) = model::next(r.status, Transition::Reoffer)
+                {
+                    r.status = status;
+                    r.proposal = proposal;
+                    let change = Change::new(Actor::Homeiq, Event::Reoffered).note(format!(
+                        "the pattern grew stronger: confidence {before:.2} when undone"
+                    ));
+                    out.writes.push((r, Some(change)));
+                    out.new += 1;
+                }
+            }
+            Status::New => {
+                if r.proposal != proposal {
+                    let changed = r.proposal.automation != proposal.automation;
+                    r.proposal = proposal;
+                    let change = changed.then(|| Change::new(Actor::Homeiq, Event::Updated));
+                    out.writes.push((r, change));
+                }
+            }
+            Status::Deployed | Status::ModifiedInHa | Status::RemovedInHa => {
+                if r.proposal != proposal {
+                    r.proposal = proposal;
+                    out.writes.push((r, None));
+                }
+            }
+        }
+    }
+    out.stale = current
+        .values()
+        .filter(|r| r.status == Status::New && !offered.contains(&r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    out.stale.sort();
+    out
 }
 
 /// The notification's title and message for `new` suggestions.

@@ -497,3 +497,87 @@ fn the_notification_counts_the_new_suggestions() {
     assert_eq!(title, "HomeIQ has 3 new suggestions");
     assert!(message.contains("3 new routines"));
 }
+
+#[test]
+fn a_build_offers_new_ones_keeps_dismissed_and_reoffers_undone_only_when_stronger() {
+    use std::collections::HashMap as Map;
+    let now = t("2026-12-07T03:10:00Z");
+    let daily = time_of_day("light.kitchen", "on", DayType::All, "06:47");
+    let proposal = |confidence: f64| {
+        let mut p = daily.clone();
+        p.confidence = confidence;
+        generate::from_pattern(&p, &names()).expect("proposal")
+    };
+    let record = |id: &str, status: Status, confidence: f64| Record {
+        id: id.into(),
+        status,
+        proposal: proposal(confidence),
+        deployed: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let id = "p0123456789abcdef".to_owned();
+    // first build: offered
+    let merged = super::merge(&Map::new(), vec![(id.clone(), proposal(0.8))], now);
+    assert_eq!(merged.new, 1);
+    assert_eq!(merged.writes[0].0.status, Status::New);
+    assert_eq!(
+        merged.writes[0].1.as_ref().map(|c| c.event),
+        Some(Event::Created)
+    );
+    // dismissed: never offered again, whatever the pattern does
+    let current = Map::from([(id.clone(), record(&id, Status::Dismissed, 0.8))]);
+    let merged = super::merge(&current, vec![(id.clone(), proposal(0.99))], now);
+    assert!(merged.writes.is_empty() && merged.new == 0);
+    // undone at 0.8: not offered at 0.85, offered at 0.9
+    let mut undone = record(&id, Status::Undone, 0.8);
+    undone.proposal.strength_at_undo = Some(0.8);
+    let current = Map::from([(id.clone(), undone)]);
+    assert!(
+        super::merge(&current, vec![(id.clone(), proposal(0.85))], now)
+            .writes
+            .is_empty()
+    );
+    let merged = super::merge(&current, vec![(id.clone(), proposal(0.9))], now);
+    assert_eq!(merged.new, 1);
+    assert_eq!(merged.writes[0].0.status, Status::New);
+    assert_eq!(
+        merged.writes[0].1.as_ref().map(|c| c.event),
+        Some(Event::Reoffered)
+    );
+    // a new one whose habit drifted: a version (the automation changed); gone from the build:
+    // withdrawn; a deployed one gone from the build stays
+    let current = Map::from([
+        (id.clone(), record(&id, Status::New, 0.8)),
+        ("pgone".to_owned(), record("pgone", Status::New, 0.8)),
+        ("pkept".to_owned(), record("pkept", Status::Deployed, 0.8)),
+    ]);
+    let mut drifted = daily.clone();
+    drifted.time_window = Some(TimeWindow {
+        start: "07:00".into(),
+        end: "07:20".into(),
+        centre: "07:10".into(),
+        spread_minutes: 5.0,
+    });
+    let fresh = generate::from_pattern(&drifted, &names()).expect("proposal");
+    let merged = super::merge(&current, vec![(id.clone(), fresh)], now);
+    assert_eq!(merged.writes.len(), 1);
+    assert_eq!(
+        merged.writes[0].1.as_ref().map(|c| c.event),
+        Some(Event::Updated)
+    );
+    assert_eq!(
+        merged.writes[0].0.proposal.automation["triggers"][0]["at"],
+        "07:10:00"
+    );
+    assert_eq!(merged.stale, vec!["pgone".to_owned()]);
+    // only the evidence changed: saved without a version
+    let merged = super::merge(
+        &Map::from([(id.clone(), record(&id, Status::New, 0.8))]),
+        vec![(id.clone(), proposal(0.81))],
+        now,
+    );
+    assert_eq!(merged.writes.len(), 1);
+    assert!(merged.writes[0].1.is_none());
+}
