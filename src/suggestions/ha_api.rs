@@ -113,6 +113,8 @@ impl WithoutUrl for reqwest::Error {
 impl HaConfig {
     /// Through `ws` and the REST API of `endpoint`.
     pub(crate) fn new(ws: HaHandle, endpoint: &HaEndpoint) -> Self {
+        // `main` installs it; tests and embedders may not have
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(HA_TIMEOUT)
             .connect_timeout(HA_TIMEOUT)

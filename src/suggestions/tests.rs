@@ -581,3 +581,76 @@ fn a_build_offers_new_ones_keeps_dismissed_and_reoffers_undone_only_when_stronge
     assert_eq!(merged.writes.len(), 1);
     assert!(merged.writes[0].1.is_none());
 }
+
+/// HA's REST answers as HomeIQ reads them: a 400 names the field, 401 is the token, 405 on
+/// DELETE (the Supervisor's older proxy) is "not supported", 400 on DELETE is "not there".
+#[tokio::test]
+async fn ha_rest_answers_become_typed_outcomes() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    use ha_api::{Deleted, HaApiError, HaConfig};
+    let server = HttpServer::new(|| {
+        App::new()
+            .route(
+                "/api/config/automation/config/homeiq_refused",
+                web::post().to(|| async {
+                    HttpResponse::BadRequest().json(json!({"message": "Message malformed: extra keys not allowed @ data['actions'][0]['target']"}))
+                }),
+            )
+            .route(
+                "/api/config/automation/config/homeiq_refused",
+                web::delete().to(|| async { HttpResponse::MethodNotAllowed().finish() }),
+            )
+            .route(
+                "/api/config/automation/config/homeiq_gone",
+                web::delete().to(|| async {
+                    HttpResponse::BadRequest().json(json!({"message": "Resource not found"}))
+                }),
+            )
+            .route(
+                "/api/config/automation/config/homeiq_secret",
+                web::get().to(|| async { HttpResponse::Unauthorized().finish() }),
+            )
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    let running = server.run();
+    let stop = running.handle();
+    tokio::spawn(running);
+    let endpoint = crate::config::HaEndpoint {
+        websocket_url: format!("ws://127.0.0.1:{port}/api/websocket"),
+        rest_url: format!("http://127.0.0.1:{port}/api"),
+        token: crate::config::Secret::new("t"),
+        supervisor: false,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let settings = crate::config::HaSettings::default();
+    let (handle, _rx, client) = crate::ha::spawn(
+        crate::ha::ClientOptions::new(&settings, endpoint.clone()),
+        cancel.clone(),
+    );
+    let ha = HaConfig::new(handle, &endpoint);
+    assert_eq!(
+        ha.post("homeiq_refused", &json!({})).await,
+        Err(HaApiError::Refused {
+            field: Some("actions[0].target".into()),
+            message: "Message malformed: extra keys not allowed @ data['actions'][0]['target']"
+                .into()
+        })
+    );
+    assert_eq!(ha.delete("homeiq_refused").await, Ok(Deleted::NotSupported));
+    assert_eq!(ha.delete("homeiq_gone").await, Ok(Deleted::Missing));
+    assert!(
+        matches!(ha.get("homeiq_secret").await, Err(HaApiError::Auth(m)) if m.contains("administrator")),
+        "a refused token says what token is needed"
+    );
+    // not connected: validation is unavailable (never silently skipped)
+    assert!(matches!(
+        ha.validate(&json!({"triggers": [], "actions": []})).await,
+        Err(HaApiError::Unavailable(_))
+    ));
+    cancel.cancel();
+    let _ = client.await;
+    stop.stop(false).await;
+}
