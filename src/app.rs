@@ -28,6 +28,7 @@ use crate::store::history::{HistoryStore, InfluxHistory};
 use crate::store::influx::{InfluxClient, spawn_spooled_writer};
 use crate::store::schema::PointMapper;
 use crate::store::sink::HistoryWriter;
+use crate::suggestions::{SuggestionParts, Suggestions};
 use crate::task::OwnedTask;
 use crate::webhooks::{HaWebhookBase, WebhookError, WebhookHandle, store::WebhookStore};
 pub use shutdown::{EXIT_GRACE, SHUTDOWN_BUDGET};
@@ -104,6 +105,7 @@ pub struct Application {
     rates_task: OwnedTask,
     analysis: Analysis,
     analysis_scheduler: OwnedTask,
+    suggestions_task: OwnedTask,
 }
 
 /// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
@@ -179,6 +181,7 @@ impl Application {
             )?,
             other => step("open webhooks", other)?,
         };
+        let rest_endpoint = endpoint.clone();
         let (writer, history, mapper) = open_storage(&settings).await?;
         let cancel = CancellationToken::new();
         // the rule engine listens before the pipeline publishes anything
@@ -230,6 +233,24 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let analysis_scheduler = analysis.spawn_scheduler(cancel.child_token());
+        let suggestions = storage_step(
+            "open suggestions",
+            DataFile::Metadata,
+            &metadata_db,
+            Suggestions::open(SuggestionParts {
+                settings: settings.suggestions.clone(),
+                db: registry.connection().clone(),
+                ha: ingest.ha.clone(),
+                endpoint: rest_endpoint,
+                catalog: catalog.clone(),
+                states: ingest.states.clone(),
+                analysis: analysis.clone(),
+                clock: Arc::new(SystemClock),
+            })
+            .await,
+            SqliteFailure::of_db_err,
+        )?;
+        let suggestions_task = suggestions.spawn(cancel.child_token());
         let rates = EventRates::default();
         let rates_task = OwnedTask::spawn(
             "event rates",
@@ -259,6 +280,7 @@ impl Application {
             settings: Arc::new(settings.clone()),
             webhooks,
             analysis: analysis.clone(),
+            suggestions,
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
@@ -291,6 +313,7 @@ impl Application {
             rates_task,
             analysis,
             analysis_scheduler,
+            suggestions_task,
         })
     }
 
@@ -322,6 +345,7 @@ impl Application {
             mut rates_task,
             analysis,
             mut analysis_scheduler,
+            mut suggestions_task,
             ..
         } = self;
         let server_handle = server.handle();
@@ -353,6 +377,7 @@ impl Application {
                 );
                 rates_task.join().await;
                 analysis_scheduler.join().await;
+                suggestions_task.join().await;
             })
             .await;
         shutdown

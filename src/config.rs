@@ -199,6 +199,8 @@ pub struct Settings {
     pub analysis: AnalysisSettings,
     /// Optional plain-language wording of suggestions by an LLM (`crate::llm`); off by default.
     pub llm: LlmSettings,
+    /// Suggestions: automations proposed from what the analysis learned (`crate::suggestions`).
+    pub suggestions: SuggestionSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -223,6 +225,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             analysis: AnalysisSettings::default(),
             llm: LlmSettings::default(),
+            suggestions: SuggestionSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -295,6 +298,20 @@ impl Default for WebhookSettings {
             allow_internal_targets: false,
             max_pending_per_target: 10_000,
         }
+    }
+}
+
+/// `suggestions.*`: automations HomeIQ proposes from what the analysis learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SuggestionSettings {
+    /// A Home Assistant persistent notification when a nightly analysis yields new suggestions.
+    pub notify: bool,
+}
+
+impl Default for SuggestionSettings {
+    fn default() -> Self {
+        SuggestionSettings { notify: true }
     }
 }
 
@@ -2030,6 +2047,21 @@ mod tests {
             serde_json::to_value(&options).ok(),
             serde_json::to_value(LlmSettings::default()).ok()
         );
+    }
+
+    #[test]
+    fn the_addon_manifest_options_are_the_suggestion_defaults() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml");
+        let options: SuggestionSettings = config::Config::builder()
+            .add_source(config::File::from(manifest.as_path()))
+            .build()
+            .and_then(|c| c.get("options.suggestions"))
+            .expect("config.yaml options.suggestions");
+        assert_eq!(
+            serde_json::to_value(&options).ok(),
+            serde_json::to_value(SuggestionSettings::default()).ok()
+        );
+        assert!(SuggestionSettings::default().notify);
     }
 
     #[test]

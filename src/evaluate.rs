@@ -100,8 +100,76 @@ pub(crate) struct SeedScore {
     pub recall: f64,
     /// matching_plants / (matching_plants + false_positives).
     pub precision: f64,
+    /// Suggestions built from the patterns (planted automations read as Home Assistant's).
+    pub suggestions: usize,
+    /// The best (at most 10) of them …
+    pub top_suggestions: usize,
+    /// … of which built on a pattern matching a planted habit or sequence …
+    pub top_matching_plants: usize,
+    /// … or on a documented regularity of the routine (a plug's schedule): real, not planted.
+    pub top_explained: usize,
+    /// Suggestions doing what a planted automation already does (should be none).
+    pub suggestions_duplicating_automations: usize,
     /// What was missed and what was wrong, for reading.
     pub notes: Vec<String>,
+}
+
+/// Suggestions judged: the best [`TOP_SUGGESTIONS`].
+const TOP_SUGGESTIONS: usize = 10;
+
+/// Entities known by their ids only (the evaluation judges automations, not names).
+struct IdsOnly;
+
+impl crate::suggestions::Lookup for IdsOnly {
+    fn info(&self, entity_id: &str) -> crate::suggestions::EntityInfo {
+        crate::suggestions::EntityInfo {
+            name: entity_id.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Builds the suggestions of `patterns` against the planted automations' configurations (as
+/// HomeIQ reads Home Assistant's) and scores the best [`TOP_SUGGESTIONS`].
+fn score_suggestions(s: &mut SeedScore, patterns: &[Pattern], routines: &Routines) {
+    let (times, follows) = facts(routines);
+    let automations: Vec<Value> = routines
+        .automations
+        .iter()
+        .map(crate::simulate::truth::Plan::automation_config)
+        .collect();
+    let mut built = crate::suggestions::proposals(patterns, &[], &automations, &IdsOnly);
+    built.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
+    s.suggestions = built.len();
+    let pattern_of = |id: &Option<String>| patterns.iter().find(|p| Some(&p.id) == id.as_ref());
+    for (i, (_, proposal)) in built.iter().enumerate() {
+        let Some(p) = pattern_of(&proposal.pattern_id) else {
+            continue;
+        };
+        if describes_automation(p, routines) {
+            s.suggestions_duplicating_automations += 1;
+            s.notes
+                .push(format!("suggestion duplicates an automation: {}", brief(p)));
+        }
+        if i < TOP_SUGGESTIONS {
+            s.top_suggestions += 1;
+            if routines.habits.iter().any(|h| matches_habit(p, h))
+                || routines.sequences.iter().any(|q| matches_sequence(p, q))
+            {
+                s.top_matching_plants += 1;
+            } else if explained(p, &times, &follows) {
+                s.top_explained += 1;
+                s.notes.push(format!(
+                    "top suggestion #{} a documented regularity, not a planted habit: {}",
+                    i + 1,
+                    brief(p)
+                ));
+            } else {
+                s.notes
+                    .push(format!("top suggestion #{} wrong: {}", i + 1, brief(p)));
+            }
+        }
+    }
 }
 
 fn minutes(hhmm: &str) -> Option<i64> {
@@ -424,6 +492,7 @@ pub(crate) fn score(
             ));
         }
     }
+    score_suggestions(&mut s, patterns, routines);
     s.recall = if s.eligible == 0 {
         1.0
     } else {
@@ -639,7 +708,7 @@ pub(crate) async fn run(options: EvaluateOptions) -> ExitCode {
             Ok(s) => {
                 if !options.json {
                     println!(
-                        "seed {seed}: recall {:.2} ({}/{}), precision {:.2} ({} matching, {} explained, {} false), {} re-describing automations; {} changes recorded in {:.0} s, analysed in {:.1} s",
+                        "seed {seed}: recall {:.2} ({}/{}), precision {:.2} ({} matching, {} explained, {} false), {} re-describing automations; suggestions {}: top {} with {} planted and {} documented regularities, {} duplicating automations; {} changes recorded in {:.0} s, analysed in {:.1} s",
                         s.recall,
                         s.found,
                         s.eligible,
@@ -648,6 +717,11 @@ pub(crate) async fn run(options: EvaluateOptions) -> ExitCode {
                         s.explained,
                         s.false_positives,
                         s.automation_patterns,
+                        s.suggestions,
+                        s.top_suggestions,
+                        s.top_matching_plants,
+                        s.top_explained,
+                        s.suggestions_duplicating_automations,
                         s.changes_recorded,
                         s.record_secs,
                         s.analysis_secs

@@ -24,6 +24,7 @@ pub(crate) mod prepared;
 pub mod registry;
 pub mod simulate;
 pub mod store;
+pub(crate) mod suggestions;
 mod task;
 pub(crate) mod telemetry;
 pub mod webhooks;

@@ -93,7 +93,8 @@ async fn analysis_runs_are_recorded_refused_in_the_cooldown_and_patterns_are_ser
 }
 
 /// `homeiq evaluate` on a month of the small home: patterns that only re-describe planted
-/// automations never appear, and recall and precision stay high on an unseen seed.
+/// automations never appear, recall and precision stay high on an unseen seed, and the ten best
+/// suggestions are real routines, none duplicating a planted automation.
 #[test]
 fn evaluation_on_an_unseen_seed_finds_the_habits_and_never_the_automations() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_homeiq"))
@@ -129,4 +130,12 @@ fn evaluation_on_an_unseen_seed_finds_the_habits_and_never_the_automations() {
     assert!(seed["eligible"].as_u64().unwrap_or(0) >= 5, "{seed:#}");
     assert!(seed["recall"].as_f64().unwrap_or(0.0) >= 0.7, "{seed:#}");
     assert!(seed["precision"].as_f64().unwrap_or(0.0) >= 0.7, "{seed:#}");
+    // suggestions: the best ten are real routines (planted habits, or the routine's documented
+    // regularities such as a plug's schedule), none does what a planted automation does
+    let top = seed["top_suggestions"].as_u64().unwrap_or(0);
+    let planted = seed["top_matching_plants"].as_u64().unwrap_or(0);
+    let explained = seed["top_explained"].as_u64().unwrap_or(0);
+    assert!(top >= 5, "{seed:#}");
+    assert_eq!(planted + explained, top, "{seed:#}");
+    assert_eq!(seed["suggestions_duplicating_automations"], 0, "{seed:#}");
 }

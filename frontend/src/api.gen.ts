@@ -306,6 +306,138 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/suggestions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Suggestions, best first: learned ones (`source: pattern`) rank above every synergy. */
+        get: operations["list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One suggestion; a deployed one's state in Home Assistant is checked first. */
+        get: operations["show"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}/deploy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deploys the suggestion's automation to Home Assistant: every entity and device it names must
+         *     be in the registry, Home Assistant validates it, then it is written and HomeIQ waits until
+         *     its entity exists.
+         */
+        post: operations["deploy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}/dismiss": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Dismisses the suggestion: it is never offered again for the same pattern. */
+        post: operations["dismiss"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Makes a recorded version's automation the suggestion's; when deployed it is validated and
+         *     written to Home Assistant again.
+         */
+        post: operations["restore"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}/undo": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Takes the deployed automation back: deleted from Home Assistant (or turned off where it
+         *     cannot be deleted). An automation edited in Home Assistant since answers 409 unless `force`.
+         */
+        post: operations["undo"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/suggestions/{id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every recorded change of the suggestion, oldest first: who, when, the status and the
+         *     automation at that moment.
+         */
+        get: operations["versions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks": {
         parameters: {
             query?: never;
@@ -441,6 +573,11 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description Who made a change.
+         * @enum {string}
+         */
+        Actor: "homeiq" | "person" | "home_assistant";
         /** @description Aggregates of numeric entities. */
         AggregateAnswer: {
             /**
@@ -896,6 +1033,25 @@ export interface components {
              */
             trigger_latency_ms?: number | null;
         };
+        /** @description What a deploy did. */
+        DeployAnswer: {
+            /**
+             * Format: int64
+             * @description Request received → automation entity present in Home Assistant, ms; `null` when the
+             *     entity did not appear within 15 s (HA took the automation).
+             */
+            round_trip_ms?: number | null;
+            /** @description The suggestion, now `deployed`. */
+            suggestion: components["schemas"]["SuggestionView"];
+        };
+        /** @description Optional body of a deploy. */
+        DeployBody: {
+            /**
+             * @description The automation to deploy instead of the proposed one (Home Assistant's form, as edited
+             *     in the panel); its `id` is always HomeIQ's.
+             */
+            automation?: Record<string, unknown> | null;
+        };
         /** @description A row of `config/device_registry/list`. */
         Device: {
             /**
@@ -1140,13 +1296,47 @@ export interface components {
             /**
              * @description Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
              *     `forbidden`, `unsupported_media_type`, `rate_limited`, `backend_unavailable`,
-             *     `config_error`, `storage_error`, `internal`.
+             *     `config_error`, `storage_error`, `internal`, `conflict`, `unknown_entity`, `ha_refused`,
+             *     `upstream_refused`, `invalid_automation`.
              */
             code: string;
             /** @description The request parameter at fault, when one is. */
             field?: string | null;
             /** @description Plain-words explanation. */
             message: string;
+        };
+        /**
+         * @description What a version records.
+         * @enum {string}
+         */
+        Event: "created" | "updated" | "deployed" | "dismissed" | "undone" | "disabled" | "modified_in_ha" | "removed_in_ha" | "restored" | "reoffered";
+        /** @description The evidence behind a suggestion, in numbers. */
+        Evidence: {
+            /**
+             * Format: double
+             * @description The pattern's confidence (0..1); none for a synergy.
+             */
+            confidence?: number | null;
+            /**
+             * Format: date-time
+             * @description The first occurrence.
+             */
+            first_seen?: string | null;
+            /**
+             * Format: date-time
+             * @description The last occurrence.
+             */
+            last_seen?: string | null;
+            /**
+             * Format: int32
+             * @description Times it happened (days for a time of day; follow-ups for a sequence; 0 for a synergy).
+             */
+            occurrences: number;
+            /**
+             * Format: int32
+             * @description Out of how many (eligible days; times the first thing happened).
+             */
+            out_of?: number | null;
         };
         /** @description A row of `config/floor_registry/list`. */
         Floor: {
@@ -1329,6 +1519,13 @@ export interface components {
              * @description The numeric value, when the state is a number or on/off-like.
              */
             value?: number | null;
+        };
+        /** @description The automation as Home Assistant runs it. */
+        InHa: {
+            /** @description The automation's entity (`automation.…`), when HomeIQ has seen it. */
+            entity_id?: string | null;
+            /** @description Its state: `on` (enabled) or `off`. */
+            state?: string | null;
         };
         InfluxCounts: {
             /**
@@ -1833,6 +2030,14 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** @description Body of a restore. */
+        RestoreBody: {
+            /**
+             * Format: int64
+             * @description The version whose automation becomes the suggestion's.
+             */
+            version: number;
+        };
         /** @description One rule of a webhook target, as the API takes and returns it. */
         Rule: {
             /**
@@ -1952,6 +2157,16 @@ export interface components {
              */
             window_start?: string | null;
         };
+        /**
+         * @description Why a suggestion only notifies.
+         * @enum {string}
+         */
+        Sensitive: "unlock" | "open_cover" | "disarm";
+        /**
+         * @description Where a suggestion comes from.
+         * @enum {string}
+         */
+        Source: "pattern" | "synergy";
         SpoolCounts: {
             /**
              * Format: int64
@@ -2055,6 +2270,11 @@ export interface components {
             total: number;
         };
         /**
+         * @description Where a suggestion is in its life.
+         * @enum {string}
+         */
+        Status: "new" | "deployed" | "undone" | "dismissed" | "modified_in_ha" | "removed_in_ha";
+        /**
          * @description Where history is stored (`storage` in the settings).
          * @enum {string}
          */
@@ -2117,6 +2337,75 @@ export interface components {
              */
             run_id: number;
         };
+        /**
+         * @description What a suggestion proposes.
+         * @enum {string}
+         */
+        SuggestionKind: "time_of_day" | "co_occurrence" | "motion_light" | "door_light" | "presence_climate";
+        /** @description A page of suggestions, best first. */
+        SuggestionPage: {
+            /** @description The page. */
+            items: components["schemas"]["SuggestionView"][];
+            /** @description Page size asked for. */
+            limit: number;
+            /** @description Items skipped. */
+            offset: number;
+            /** @description Suggestions matching the filters. */
+            total: number;
+        };
+        /** @description A suggestion as the API shows it. */
+        SuggestionView: {
+            /** @description The area of its entities. */
+            area_id?: string | null;
+            /** @description The automation proposed (or, once deployed, as deployed), in Home Assistant's form. */
+            automation: Record<string, unknown>;
+            /** @description The automation's id in Home Assistant (`homeiq_<id>`). */
+            automation_id: string;
+            /** @description The same automation as YAML, as Home Assistant's editor shows it. */
+            automation_yaml: string;
+            /**
+             * Format: date-time
+             * @description When it was first offered.
+             */
+            created_at: string;
+            /** @description Every entity it names. */
+            entities: string[];
+            /** @description The evidence. */
+            evidence: components["schemas"]["Evidence"];
+            /** @description The explanation with the evidence. */
+            explanation: string;
+            ha?: null | components["schemas"]["InHa"];
+            /** @description Stable id (from the pattern, or the synergy's devices): a drifting habit keeps it. */
+            id: string;
+            /** @description What it proposes. */
+            kind: components["schemas"]["SuggestionKind"];
+            notify_only?: null | components["schemas"]["Sensitive"];
+            /** @description The pattern it was built from (`GET /api/v1/patterns`). */
+            pattern_id?: string | null;
+            /**
+             * Format: double
+             * @description Ranking score, 0..1: learned suggestions from 0.35, synergies below 0.3.
+             */
+            score: number;
+            /** @description `pattern` (learned) or `synergy` (from the registry). */
+            source: components["schemas"]["Source"];
+            /** @description Where it is in its life. */
+            status: components["schemas"]["Status"];
+            /** @description A short title. */
+            title: string;
+            /**
+             * Format: date-time
+             * @description When it last changed.
+             */
+            updated_at: string;
+            /**
+             * Format: int64
+             * @description Number of the latest version.
+             */
+            version: number;
+            /** @description `template` (HomeIQ's) or `llm`. */
+            wording: components["schemas"]["Wording"];
+        };
         /** @description Delivery counters of a target. */
         TargetCounters: {
             /**
@@ -2176,11 +2465,49 @@ export interface components {
          * @enum {string}
          */
         Trigger: "scheduled" | "manual";
+        /** @description What an undo did. */
+        UndoAnswer: {
+            /**
+             * @description `deleted`; `disabled` where Home Assistant's proxy cannot delete (the automation was
+             *     turned off instead: delete it in Home Assistant); `already_gone`.
+             */
+            how: string;
+            /** @description The suggestion, now `undone`. */
+            suggestion: components["schemas"]["SuggestionView"];
+        };
+        /** @description Optional body of an undo. */
+        UndoBody: {
+            /** @description As the query parameter `force`. */
+            force?: boolean | null;
+        };
         /**
          * @description How a component (or HomeIQ as a whole) is.
          * @enum {string}
          */
         Verdict: "ok" | "degraded" | "failed";
+        /** @description One recorded version of a suggestion. */
+        VersionView: {
+            /** @description Who: `homeiq`, `person` or `home_assistant`. */
+            actor: components["schemas"]["Actor"];
+            /**
+             * Format: date-time
+             * @description When.
+             */
+            at: string;
+            /** @description The automation at that moment (for `modified_in_ha`: as Home Assistant holds it). */
+            automation: Record<string, unknown>;
+            /** @description What happened. */
+            event: components["schemas"]["Event"];
+            /** @description Details (HA's answer, why it was disabled rather than deleted). */
+            note?: string | null;
+            /** @description The status after it. */
+            status: components["schemas"]["Status"];
+            /**
+             * Format: int64
+             * @description 1, 2, … per suggestion.
+             */
+            version: number;
+        };
         WebhookCountsSnapshot: {
             /**
              * Format: int64
@@ -2332,6 +2659,11 @@ export interface components {
             /** @description What went wrong. */
             error: string;
         };
+        /**
+         * @description Who wrote the title and explanation.
+         * @enum {string}
+         */
+        Wording: "template" | "llm";
         WriterCounts: {
             /**
              * Format: int64
@@ -2990,6 +3322,455 @@ export interface operations {
                 };
             };
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list: {
+        parameters: {
+            query?: {
+                /** @description Only suggestions with this status. */
+                status?: components["schemas"]["Status"];
+                /** @description `pattern` (learned) or `synergy` (from the registry). */
+                source?: components["schemas"]["Source"];
+                /** @description Only suggestions in this area. */
+                area_id?: string;
+                /** @description Page size, 1..1000 (default 100). */
+                limit?: number;
+                /** @description Items to skip. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionPage"];
+                };
+            };
+            /** @description A parameter is invalid; `field` names it */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionView"];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    deploy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional: an edited automation */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["DeployBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeployAnswer"];
+                };
+            };
+            /** @description The body is not valid JSON of this form */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Already deployed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused: an entity or device not in the registry (`unknown_entity`, nothing sent to HA), or Home Assistant's validation (`ha_refused`, with HA's message); `field` names the part */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant refused HomeIQ's token for its config API */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    dismiss: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionView"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Deployed: undo it first */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    restore: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RestoreBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SuggestionView"];
+                };
+            };
+            /** @description The body is invalid, or no such version */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused by HomeIQ's check or Home Assistant; `field` names the part */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant refused HomeIQ's token for its config API */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    undo: {
+        parameters: {
+            query?: {
+                /** @description Undo even when the automation was edited in Home Assistant since. */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description Optional: `force` */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["UndoBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UndoAnswer"];
+                };
+            };
+            /** @description A parameter or the body is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not deployed, or edited in Home Assistant (undo with force) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body is not declared `Content-Type: application/json` */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant refused HomeIQ's token for its config API */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Home Assistant or the database is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    versions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The suggestion's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionView"][];
+                };
+            };
+            /** @description No such suggestion */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is unavailable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -117,6 +117,17 @@ struct Inner {
     stop: CancellationToken,
     /// The run under way.
     current: Mutex<Option<OwnedTask>>,
+    /// The last run that stored its patterns (what suggestions are rebuilt after).
+    finished: tokio::sync::watch::Sender<Option<FinishedRun>>,
+}
+
+/// A run whose patterns replaced the previous ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FinishedRun {
+    /// The run's id.
+    pub id: i64,
+    /// What started it.
+    pub trigger: Trigger,
 }
 
 /// The analysis: runs, their rows and the patterns learned; cheap to clone.
@@ -167,6 +178,7 @@ impl Analysis {
             patterns: ArcSwap::from_pointee(patterns),
             stop: CancellationToken::new(),
             current: Mutex::new(None),
+            finished: tokio::sync::watch::Sender::new(None),
         })))
     }
 
@@ -182,6 +194,11 @@ impl Analysis {
         before: Option<i64>,
     ) -> Result<Vec<run::Model>, sea_orm::DbErr> {
         self.0.store.runs(limit, before).await
+    }
+
+    /// Changes after each run that stored its patterns.
+    pub(crate) fn subscribe_finished(&self) -> tokio::sync::watch::Receiver<Option<FinishedRun>> {
+        self.0.finished.subscribe()
     }
 
     /// Whether a run is under way.
@@ -259,7 +276,7 @@ impl Analysis {
         let me = self.clone();
         let id = row.id;
         let task = OwnedTask::spawn("analysis run", async move {
-            me.execute(id, params).await;
+            me.execute(id, trigger, params).await;
             drop(guard);
         });
         *lock(&inner.current) = Some(task);
@@ -267,7 +284,7 @@ impl Analysis {
     }
 
     /// Runs the detectors and records the outcome.
-    async fn execute(&self, id: i64, params: Params) {
+    async fn execute(&self, id: i64, trigger: Trigger, params: Params) {
         let inner = &self.0;
         let started = inner.clock.now();
         let (outcome, counts, error) = match self.analyse(params).await {
@@ -311,6 +328,11 @@ impl Analysis {
             .await
         {
             tracing::error!(id, error = %e, "could not record how the analysis ended");
+        }
+        if outcome == Outcome::Succeeded {
+            self.0
+                .finished
+                .send_replace(Some(FinishedRun { id, trigger }));
         }
     }
 

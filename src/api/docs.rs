@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "operations", description = "Health, metrics and configuration"),
         (name = "webhooks", description = "Signed webhooks triggered by state changes: targets, test deliveries, delivery log"),
         (name = "patterns", description = "Routines learned from the home's history, and the analysis runs that learn them"),
+        (name = "suggestions", description = "Automations proposed from what was learned and from the registry: deploy to Home Assistant, dismiss, undo, versions"),
     )
 )]
 pub(crate) struct ApiDoc;

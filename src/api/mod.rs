@@ -85,6 +85,8 @@ pub(crate) struct AppState {
     pub webhooks: crate::webhooks::WebhookHandle,
     /// Pattern analysis: runs and the patterns learned.
     pub analysis: crate::analysis::Analysis,
+    /// Suggestions: automations proposed from what was learned.
+    pub suggestions: crate::suggestions::Suggestions,
 }
 
 /// What the server needs besides [`AppState`].
@@ -141,7 +143,8 @@ where
                 .configure(history::routes)
                 .service(stream::stream_events)
                 .configure(crate::webhooks::api::routes)
-                .configure(crate::analysis::api::routes),
+                .configure(crate::analysis::api::routes)
+                .configure(crate::suggestions::api::routes),
         )
 }
 
@@ -186,6 +189,7 @@ pub(crate) fn bind(
         analysis: state.analysis.clone(),
         catalog: state.catalog.clone(),
     });
+    let suggestions = web::Data::new(state.suggestions.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) = routes(
@@ -196,6 +200,7 @@ pub(crate) fn bind(
                 .app_data(live_api.clone())
                 .app_data(webhooks.clone())
                 .app_data(analysis_api.clone())
+                .app_data(suggestions.clone())
                 .app_data(registry.clone())
                 .app_data(durations.clone())
                 .app_data(guard.clone())

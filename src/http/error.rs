@@ -17,7 +17,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Stable machine-readable code: `invalid_parameter`, `not_found`, `method_not_allowed`, `unauthorized`,
     /// `forbidden`, `unsupported_media_type`, `rate_limited`, `backend_unavailable`,
-    /// `config_error`, `storage_error`, `internal`.
+    /// `config_error`, `storage_error`, `internal`, `conflict`, `unknown_entity`, `ha_refused`,
+    /// `upstream_refused`, `invalid_automation`.
     pub code: String,
     /// Plain-words explanation.
     pub message: String,
@@ -110,6 +111,23 @@ impl ApiError {
         let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_soon", message);
         e.retry_after_secs = Some(retry_after_secs);
         e
+    }
+
+    /// 422: the request is well-formed but what it asks for cannot be done (an automation that
+    /// names an unknown entity, or that Home Assistant refused); `field` names the part at fault.
+    pub(crate) fn unprocessable(
+        code: &'static str,
+        field: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        e.field = field;
+        e
+    }
+
+    /// 502: Home Assistant (or another upstream) refused HomeIQ itself (its credentials).
+    pub(crate) fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream_refused", message)
     }
 
     /// 503: a backend the request needs is down.

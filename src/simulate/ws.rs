@@ -260,6 +260,21 @@ impl Conn {
                 };
                 self.reply(seq, message).await?;
             }
+            "automation/config" => {
+                // any automation's configuration by its entity, as Home Assistant answers it
+                let entity_id = msg.get("entity_id").and_then(Value::as_str).unwrap_or("");
+                let (config, seq) = hub.with(|i| {
+                    i.automations
+                        .values()
+                        .find(|a| a.entity_id == entity_id)
+                        .map(|a| a.config.clone())
+                });
+                let message = match config {
+                    Some(c) => result_ok(id, &json!({ "config": c }).to_string()),
+                    None => result_err(Some(id), "not_found", "Entity not found"),
+                };
+                self.reply(seq, message).await?;
+            }
             "history/history_during_period" => {
                 let message = match history_query(&msg) {
                     Ok((ids, mut q)) => {
