@@ -233,6 +233,7 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let analysis_scheduler = analysis.spawn_scheduler(cancel.child_token());
+        let llm = crate::llm::Llm::from_settings(&settings);
         let suggestions = storage_step(
             "open suggestions",
             DataFile::Metadata,
@@ -246,6 +247,7 @@ impl Application {
                 states: ingest.states.clone(),
                 analysis: analysis.clone(),
                 clock: Arc::new(SystemClock),
+                llm: llm.clone(),
             })
             .await,
             SqliteFailure::of_db_err,
@@ -281,6 +283,7 @@ impl Application {
             webhooks,
             analysis: analysis.clone(),
             suggestions,
+            llm,
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),

@@ -781,6 +781,11 @@ export interface components {
              */
             unmapped: number;
         };
+        /**
+         * @description The breaker's state.
+         * @enum {string}
+         */
+        BreakerState: "closed" | "open" | "half_open";
         /** @description The effective configuration. */
         ConfigAnswer: {
             /** @description Every setting with its value; secrets are `***` (or empty when unset). */
@@ -904,6 +909,8 @@ export interface components {
             home_assistant: components["schemas"]["HaStatus"];
             /** @description The ingest pipeline. */
             ingest: components["schemas"]["IngestStatus"];
+            /** @description The optional language model that rewords suggestions (`llm.*`). */
+            llm: components["schemas"]["LlmStatus"];
             /** @description Current problems, in plain words. */
             reasons: string[];
             /** @description The registry mirror's sync task. */
@@ -1809,6 +1816,86 @@ export interface components {
             uptime_secs: number;
             /** @description HomeIQ's version. */
             version: string;
+        };
+        LlmCountersSnapshot: {
+            /**
+             * Format: int64
+             * @description Requests that failed (HTTP errors, timeouts, unreachable, unusable answers).
+             */
+            failed: number;
+            /**
+             * Format: int64
+             * @description Answers that could not be used (part of `failed`).
+             */
+            malformed: number;
+            /**
+             * Format: int64
+             * @description Rewordings not tried because the circuit breaker was open.
+             */
+            refused_breaker: number;
+            /**
+             * Format: int64
+             * @description Rewordings not tried because the daily request budget was used up.
+             */
+            refused_budget: number;
+            /**
+             * Format: int64
+             * @description Requests sent to the chat-completions endpoint.
+             */
+            requests: number;
+            /**
+             * Format: int64
+             * @description Rewordings used.
+             */
+            worded: number;
+        };
+        /** @description The LLM client's state, for `/health/deep` and the panel. */
+        LlmStatus: {
+            /** @description The circuit breaker. */
+            breaker: components["schemas"]["BreakerState"];
+            /**
+             * Format: int64
+             * @description Seconds until an open breaker lets a probe through.
+             */
+            breaker_retry_in_seconds?: number | null;
+            /**
+             * Format: int32
+             * @description Requests left in the rolling 24 hours.
+             */
+            budget_left: number;
+            /**
+             * Format: int32
+             * @description Failures in a row.
+             */
+            consecutive_failures: number;
+            /** @description Counters since start. */
+            counters: components["schemas"]["LlmCountersSnapshot"];
+            /**
+             * Format: int32
+             * @description `llm.daily_request_budget`.
+             */
+            daily_request_budget: number;
+            /** @description `llm.enabled`. */
+            enabled: boolean;
+            /** @description The last failure, in plain words (never the key). */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description When it happened.
+             */
+            last_error_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the last rewording was used.
+             */
+            last_success_at?: string | null;
+            /** @description `llm.model` (empty when off). */
+            model: string;
+            /**
+             * Format: int32
+             * @description Requests sent in the last 24 hours.
+             */
+            requests_last_24h: number;
         };
         /** @description Events in one minute. */
         MinuteCount: {

@@ -87,6 +87,8 @@ pub(crate) struct AppState {
     pub analysis: crate::analysis::Analysis,
     /// Suggestions: automations proposed from what was learned.
     pub suggestions: crate::suggestions::Suggestions,
+    /// The optional language model that rewords suggestions.
+    pub llm: crate::llm::Llm,
 }
 
 /// What the server needs besides [`AppState`].

@@ -93,6 +93,8 @@ pub(crate) struct DeepReport {
     pub webhooks: WebhooksReport,
     /// The heartbeat.
     pub heartbeat: HeartbeatCounts,
+    /// The optional language model that rewords suggestions (`llm.*`).
+    pub llm: crate::llm::LlmStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -116,6 +118,8 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
             }
         }
     };
+    let llm = state.llm.status();
+    judged = judged.merge(llm.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -147,6 +151,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         backfill: state.backfill.status(),
         webhooks,
         heartbeat: state.heartbeat.snapshot(),
+        llm,
     }
 }
 

@@ -210,7 +210,6 @@ pub(crate) struct LlmStatus {
 impl LlmStatus {
     /// Judges the status: an open breaker is degraded (someone should look at the endpoint or
     /// the key; suggestions keep their own wording meanwhile); a used-up budget is a warning.
-    #[allow(dead_code)] // read by `/health/deep` after the merge (issue 17, item 6)
     pub(crate) fn health(&self) -> Health {
         let mut health = Health::default();
         if !self.enabled {
@@ -297,7 +296,6 @@ pub(crate) fn chat_url(base_url: &str) -> Result<Url, url::ParseError> {
 impl Llm {
     /// The client `settings.llm` describes; disabled when `llm.enabled` is false (or, logged, when
     /// the settings cannot make one, which validation already refuses).
-    #[allow(dead_code)] // called by `app` once suggestions use it (issue 17, item 6)
     pub(crate) fn from_settings(settings: &Settings) -> Llm {
         let s = &settings.llm;
         if !s.enabled {
@@ -341,7 +339,6 @@ impl Llm {
     }
 
     /// Whether rewording is on.
-    #[allow(dead_code)] // called by `suggestions` after the merge (issue 17, item 6)
     pub(crate) fn enabled(&self) -> bool {
         self.inner.is_some()
     }
@@ -357,7 +354,6 @@ impl Llm {
 
     /// [`Llm::reword`], falling back to the template wording of `req` on any error (the status
     /// keeps the last one): what a suggestion shows.
-    #[allow(dead_code)] // called by `suggestions` after the merge (issue 17, item 6)
     pub(crate) async fn reword_or_template(&self, req: &WordingRequest) -> Worded {
         match self.reword(req).await {
             Ok(wording) => Worded {
@@ -374,7 +370,6 @@ impl Llm {
     }
 
     /// The client's state.
-    #[allow(dead_code)] // read by `/health/deep` after the merge (issue 17, item 6)
     pub(crate) fn status(&self) -> LlmStatus {
         let Some(client) = &self.inner else {
             return LlmStatus {

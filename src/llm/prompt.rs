@@ -29,7 +29,6 @@ const TEMPLATE_EXPLANATION_CAP: usize = 800;
 /// What a suggestion is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // built by `suggestions` after the merge (issue 17, item 6)
 pub(crate) enum WordingKind {
     /// An entity reaches a state around the same local time (a learned habit).
     TimeOfDay,
@@ -43,14 +42,11 @@ pub(crate) enum WordingKind {
 /// What an entity does in the suggested automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // built by `suggestions` after the merge (issue 17, item 6)
 pub(crate) enum EntityRole {
     /// Its change starts the automation.
     Trigger,
     /// The automation changes it.
     Action,
-    /// The automation only looks at it.
-    Condition,
 }
 
 /// One entity of the suggestion, as the person knows it.

@@ -433,6 +433,7 @@ pub(crate) fn from_pattern(p: &Pattern, lookup: &dyn Lookup) -> Option<Proposal>
         notify_only: guard,
         automation,
         strength_at_undo: None,
+        template: None,
     })
 }
 
@@ -543,6 +544,7 @@ pub(crate) fn from_synergy(s: &Synergy, lookup: &dyn Lookup) -> Proposal {
         score: round3(0.1 + 0.15 * weight),
         notify_only: None,
         strength_at_undo: None,
+        template: None,
     }
 }
 
@@ -564,5 +566,75 @@ pub(crate) fn sensor_role(entity_id: &str, device_class: Option<&str>) -> Option
         "motion" | "occupancy" | "presence" => Some(SensorRole::Presence),
         "door" | "opening" => Some(SensorRole::Door),
         _ => None,
+    }
+}
+
+/// What a language model may know to reword `proposal` (issue 17, item 6): its own entities
+/// (names, areas, domains, the states they reach, which one starts it) and its evidence, with the
+/// template wording; never anything else of the home. `pattern` is the pattern it was built on.
+pub(crate) fn wording_request(
+    proposal: &Proposal,
+    pattern: Option<&Pattern>,
+    lookup: &dyn Lookup,
+) -> crate::llm::WordingRequest {
+    use crate::llm::{EntityFacts, EntityRole, LocalWindow, WordingKind, WordingRequest};
+    let kind = match proposal.kind {
+        SuggestionKind::TimeOfDay => WordingKind::TimeOfDay,
+        SuggestionKind::CoOccurrence => WordingKind::CoOccurrence,
+        SuggestionKind::MotionLight
+        | SuggestionKind::DoorLight
+        | SuggestionKind::PresenceClimate => WordingKind::Synergy,
+    };
+    let state_of = |entity_id: &str| {
+        pattern.and_then(|p| {
+            p.entities
+                .iter()
+                .find(|e| e.entity_id == entity_id)
+                .map(|e| e.state.clone())
+        })
+    };
+    let entities = proposal
+        .entities
+        .iter()
+        .enumerate()
+        .map(|(i, entity_id)| {
+            let info = lookup.info(entity_id);
+            EntityFacts {
+                entity_id: entity_id.clone(),
+                name: Some(info.name),
+                area: info.area_id,
+                domain: entity_id
+                    .split_once('.')
+                    .map_or(entity_id.as_str(), |(d, _)| d)
+                    .to_owned(),
+                role: if i == 0 && kind != WordingKind::TimeOfDay {
+                    EntityRole::Trigger
+                } else {
+                    EntityRole::Action
+                },
+                state: state_of(entity_id),
+            }
+        })
+        .collect();
+    let (title, explanation) = proposal
+        .template
+        .clone()
+        .unwrap_or_else(|| (proposal.title.clone(), proposal.explanation.clone()));
+    let evidence = &proposal.evidence;
+    WordingRequest {
+        kind,
+        entities,
+        window: pattern
+            .and_then(|p| p.time_window.as_ref())
+            .map(LocalWindow::from),
+        delay_seconds: pattern
+            .and_then(|p| p.delay.as_ref())
+            .map(|d| d.median_seconds),
+        day_type: pattern.map(|p| p.day_type),
+        occurrences: (evidence.occurrences > 0).then_some(evidence.occurrences),
+        out_of: evidence.out_of,
+        confidence: evidence.confidence,
+        title,
+        explanation,
     }
 }

@@ -158,7 +158,12 @@ pub(crate) struct SuggestionParts {
     pub states: CurrentStates,
     pub analysis: Analysis,
     pub clock: Arc<dyn Clock>,
+    /// Optional plain-language wording (a disabled client when `llm.enabled` is off).
+    pub llm: crate::llm::Llm,
 }
+
+/// Suggestions a language model rewords per build at most.
+const REWORD_PER_BUILD: usize = 20;
 
 struct Inner {
     settings: SuggestionSettings,
@@ -169,6 +174,7 @@ struct Inner {
     states: CurrentStates,
     analysis: Analysis,
     clock: Arc<dyn Clock>,
+    llm: crate::llm::Llm,
     /// Every suggestion, best first.
     entries: ArcSwap<Vec<Entry>>,
     /// Held by every change (builds, deploys, undos, checks).
@@ -365,6 +371,7 @@ impl Suggestions {
             states: parts.states,
             analysis: parts.analysis,
             clock: parts.clock,
+            llm: parts.llm,
             entries: ArcSwap::from_pointee(entries),
             write: tokio::sync::Mutex::new(()),
             automations: Mutex::new(None),
@@ -559,10 +566,83 @@ impl Suggestions {
             took_ms = started.elapsed().as_millis() as u64,
             "suggestions built"
         );
+        self.reword(&patterns, &lookup).await;
         if new > 0 && trigger == Some(Trigger::Scheduled) && self.0.settings.notify {
             self.notify(new).await;
         }
         Ok(new)
+    }
+
+    /// Lets the language model (when `llm.enabled`) reword the best new suggestions that still
+    /// carry the template's wording, at most [`REWORD_PER_BUILD`] per build; its budget and
+    /// breaker bound it further. A failure leaves the template's wording: a suggestion is
+    /// complete without it.
+    async fn reword(
+        &self,
+        patterns: &[crate::patterns::Pattern],
+        lookup: &(dyn generate::Lookup + Sync),
+    ) {
+        if !self.0.llm.enabled() {
+            return;
+        }
+        let todo: Vec<Record> = self
+            .entries()
+            .iter()
+            .filter(|e| e.record.status == Status::New)
+            .filter(|e| e.record.proposal.wording == model::Wording::Template)
+            .take(REWORD_PER_BUILD)
+            .map(|e| e.record.clone())
+            .collect();
+        let (mut reworded, mut failed) = (0usize, 0usize);
+        for record in todo {
+            let p = &record.proposal;
+            let pattern = p
+                .pattern_id
+                .as_deref()
+                .and_then(|id| patterns.iter().find(|pattern| pattern.id == id));
+            let request = generate::wording_request(p, pattern, lookup);
+            let worded = self.0.llm.reword_or_template(&request).await;
+            match worded.error {
+                None => {}
+                Some(
+                    crate::llm::LlmError::Disabled
+                    | crate::llm::LlmError::BudgetExhausted { .. }
+                    | crate::llm::LlmError::CircuitOpen { .. }
+                    | crate::llm::LlmError::RateLimited { .. },
+                ) => break,
+                Some(e) => {
+                    failed += 1;
+                    tracing::debug!(id = %record.id, error = %e, "suggestion kept its own wording");
+                    continue;
+                }
+            }
+            let wording = worded.wording;
+            let _write = self.0.write.lock().await;
+            // unchanged meanwhile (no build, deploy or dismiss came between)
+            let Some(mut current) = self
+                .entries()
+                .iter()
+                .find(|e| e.record.id == record.id && e.record == record)
+                .map(|e| e.record.clone())
+            else {
+                continue;
+            };
+            current
+                .proposal
+                .reworded(wording.title, wording.explanation);
+            if let Err(e) = self.commit(current, None).await {
+                tracing::warn!(error = %e, "cannot store a suggestion's wording");
+                break;
+            }
+            reworded += 1;
+        }
+        if reworded + failed > 0 {
+            tracing::info!(
+                reworded,
+                failed,
+                "suggestions reworded by the language model"
+            );
+        }
     }
 
     /// The persistent notification of `new` suggestions.
@@ -921,8 +1001,11 @@ pub(crate) fn merge(
 ) -> Merged {
     let mut out = Merged::default();
     let mut offered = HashSet::new();
-    for (id, proposal) in built {
+    for (id, mut proposal) in built {
         offered.insert(id.clone());
+        if let Some(r) = current.get(&id) {
+            proposal.keep_llm_wording(&r.proposal);
+        }
         let Some(r) = current.get(&id) else {
             let record = Record {
                 id,

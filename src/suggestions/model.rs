@@ -286,9 +286,40 @@ pub(crate) struct Proposal {
     /// The pattern's strength when it was undone (re-offered only when clearly stronger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength_at_undo: Option<f64>,
+    /// The template's title and explanation, kept while `wording` is `llm`: a later build that
+    /// words the suggestion the same keeps the language model's wording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<(String, String)>,
 }
 
 impl Proposal {
+    /// Keeps `old`'s language-model wording in this fresh proposal when the template words it
+    /// the same as when the model rewrote it (the evidence has not changed).
+    pub(crate) fn keep_llm_wording(&mut self, old: &Proposal) {
+        let same = old.template.as_ref().is_some_and(|(title, explanation)| {
+            *title == self.title && *explanation == self.explanation
+        });
+        if old.wording == Wording::Llm && same {
+            self.template = old.template.clone();
+            self.title = old.title.clone();
+            self.explanation = old.explanation.clone();
+            self.wording = Wording::Llm;
+        }
+    }
+
+    /// Takes a language model's wording, keeping the template's.
+    pub(crate) fn reworded(&mut self, title: String, explanation: String) {
+        if self.wording == Wording::Template {
+            self.template = Some((
+                std::mem::take(&mut self.title),
+                std::mem::take(&mut self.explanation),
+            ));
+        }
+        self.title = title;
+        self.explanation = explanation;
+        self.wording = Wording::Llm;
+    }
+
     /// How strong the evidence is, for "clearly stronger".
     pub(crate) fn strength(&self) -> f64 {
         self.evidence.confidence.unwrap_or(self.score)

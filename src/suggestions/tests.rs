@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 
 use super::coverage::{self, Start};
 use super::generate::{self, EntityInfo, Lookup, Synergy};
-use super::model::{self, Actor, Event, Sensitive, Source, Status, SuggestionKind, Transition};
+use super::model::{
+    self, Actor, Event, Sensitive, Source, Status, SuggestionKind, Transition, Wording,
+};
 use super::store::{Change, Record, SuggestionStore};
 use super::{ha_api, proposals, yaml};
 use crate::patterns::{DayType, Delay, Pattern, PatternEntity, PatternKind, TimeWindow};
@@ -653,4 +655,66 @@ async fn ha_rest_answers_become_typed_outcomes() {
     cancel.cancel();
     let _ = client.await;
     stop.stop(false).await;
+}
+
+/// A language model's wording stays while the template would word the suggestion the same, and
+/// gives way to the template's when the evidence changed (numbers in old words would be wrong).
+#[test]
+fn llm_wording_survives_builds_only_while_the_evidence_is_the_same() {
+    use std::collections::HashMap as Map;
+    let now = t("2026-12-07T03:10:00Z");
+    let daily = time_of_day("light.kitchen", "on", DayType::All, "06:47");
+    let fresh = |occurrences: u32| {
+        let mut p = daily.clone();
+        p.occurrences = occurrences;
+        generate::from_pattern(&p, &names()).expect("proposal")
+    };
+    let id = "p0123456789abcdef".to_owned();
+    let mut reworded = fresh(23);
+    let template = (reworded.title.clone(), reworded.explanation.clone());
+    reworded.reworded(
+        "Morning kitchen light".into(),
+        "You switch it on at 6:47.".into(),
+    );
+    assert_eq!(reworded.wording, Wording::Llm);
+    assert_eq!(reworded.template.as_ref(), Some(&template));
+    let record = Record {
+        id: id.clone(),
+        status: Status::New,
+        proposal: reworded.clone(),
+        deployed: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let current = Map::from([(id.clone(), record)]);
+    // the same evidence: nothing to write, the model's words stay
+    let merged = super::merge(&current, vec![(id.clone(), fresh(23))], now);
+    assert!(merged.writes.is_empty(), "{:?}", merged.writes);
+    // new evidence: the template's wording again (to be reworded)
+    let merged = super::merge(&current, vec![(id.clone(), fresh(26))], now);
+    let p = &merged.writes[0].0.proposal;
+    assert_eq!((p.wording, p.template.is_none()), (Wording::Template, true));
+    assert_ne!(p.title, "Morning kitchen light");
+}
+
+/// What the model is told: only the suggestion's own entities, the pattern's window and the
+/// template wording (never the model's own earlier words).
+#[test]
+fn the_wording_request_holds_only_the_suggestion() {
+    let pattern = co_occurrence(("binary_sensor.front_door", "on"), ("light.hall", "on"));
+    let mut proposal = generate::from_pattern(&pattern, &names()).expect("proposal");
+    let template = proposal.title.clone();
+    proposal.reworded("LLM title".into(), "LLM words".into());
+    let req = generate::wording_request(&proposal, Some(&pattern), &names());
+    assert_eq!(req.kind, crate::llm::WordingKind::CoOccurrence);
+    assert_eq!(req.title, template);
+    let ids: Vec<&str> = req.entities.iter().map(|e| e.entity_id.as_str()).collect();
+    assert_eq!(ids, ["binary_sensor.front_door", "light.hall"]);
+    assert_eq!(req.entities[0].role, crate::llm::EntityRole::Trigger);
+    assert_eq!(req.entities[1].role, crate::llm::EntityRole::Action);
+    assert_eq!(req.entities[1].name.as_deref(), Some("Hall light"));
+    assert_eq!(req.entities[1].state.as_deref(), Some("on"));
+    assert_eq!(req.entities[1].domain, "light");
+    assert!(req.delay_seconds.is_some() && req.window.is_none());
 }
