@@ -11,6 +11,7 @@ const Live = lazy(() => import("./pages/Live"));
 const Settings = lazy(() => import("./pages/Settings"));
 const Webhooks = lazy(() => import("./pages/Webhooks"));
 const Patterns = lazy(() => import("./pages/Patterns"));
+const Suggestions = lazy(() => import("./pages/Suggestions"));
 
 /** The router's base: the path of <base href> (the ingress prefix), without its trailing slash. */
 export function routerBase(): string {
@@ -68,6 +69,7 @@ export function App() {
           <NavLink href="/devices" label="Devices" match="/devices/*?" />
           <NavLink href="/live" label="Live events" match="/live" />
           <NavLink href="/patterns" label="Patterns" match="/patterns" />
+          <NavLink href="/suggestions" label="Suggestions" match="/suggestions" />
           <NavLink href="/webhooks" label="Webhooks" match="/webhooks" />
           <NavLink href="/settings" label="Settings" match="/settings" />
         </nav>
@@ -82,6 +84,7 @@ export function App() {
             <Route path="/entities/:id">{(p) => <EntityPage entityId={decodeURIComponent(p.id)} />}</Route>
             <Route path="/live" component={Live} />
             <Route path="/patterns" component={Patterns} />
+            <Route path="/suggestions" component={Suggestions} />
             <Route path="/webhooks" component={Webhooks} />
             <Route path="/settings" component={Settings} />
             <Route component={NotFound} />
