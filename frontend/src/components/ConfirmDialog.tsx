@@ -39,6 +39,21 @@ export function ConfirmDialog({
       ref={ref}
       className="dialog card"
       aria-labelledby={titleId}
+      onKeyDown={(e) => {
+        // Tab and Shift+Tab go round the dialog's own controls, never out to the browser's
+        if (e.key !== "Tab") return;
+        const controls = [...e.currentTarget.querySelectorAll<HTMLElement>("button:not([disabled]), a[href], [tabindex]:not([tabindex='-1'])")];
+        const first = controls[0];
+        const last = controls[controls.length - 1];
+        if (!first || !last) return;
+        if (e.shiftKey && document.activeElement === first) {
+          e.preventDefault();
+          last.focus();
+        } else if (!e.shiftKey && document.activeElement === last) {
+          e.preventDefault();
+          first.focus();
+        }
+      }}
       onCancel={(e) => {
         // Escape: closed by React (unmount), not by the browser behind its back
         e.preventDefault();

@@ -48,9 +48,9 @@ interface Problem {
   field?: string;
 }
 
-function problemOf(e: unknown): Problem {
-  if (e instanceof FieldError) return { message: e.message, field: e.field };
-  return { message: e instanceof Error ? e.message : String(e) };
+function problemOf(action: Action, e: unknown): Problem {
+  const message = `Could not ${action}: ${e instanceof Error ? e.message : String(e)}`;
+  return e instanceof FieldError ? { message, field: e.field } : { message };
 }
 
 interface Pending {
@@ -98,7 +98,7 @@ function Confirm({ pending, onCancel, onRun }: { pending: Pending; onCancel: () 
 }
 
 function Evidence({ s, pattern }: { s: Suggestion; pattern: Pattern | undefined }) {
-  if (s.source === "synergy") return <p className="muted small">Not learned from your history: these devices share an area and no automation links them.</p>;
+  if (s.source === "synergy") return null;
   const e = s.evidence;
   return (
     <>
@@ -159,8 +159,8 @@ function SuggestionCard({
         <h2 className="suggestion-title" id={`suggestion-title-${s.id}`}>
           <span className="rank">{rank}.</span> {s.title}
         </h2>
-        <span className="badge score" title="Ranking score">
-          {fmtNumber(s.score * 100, 0)}
+        <span className="badge score" title="Ranking score, 0–100: learned suggestions rank above the registry's">
+          score {fmtNumber(s.score * 100, 0)}
         </span>
       </div>
       <p className="chips">
@@ -277,7 +277,7 @@ export default function Suggestions() {
       }
       setPending(null);
       setNotice(null);
-      setProblems((p) => ({ ...p, [s.id]: problemOf(e) }));
+      setProblems((p) => ({ ...p, [s.id]: problemOf(action, e) }));
     }
   };
 
