@@ -296,6 +296,29 @@ for (const theme of ["light", "dark"]) {
     await shot("patterns");
   });
 
+  await test(`suggestions under the ingress prefix, and the empty state (${theme})`, async () => {
+    await page.goto(url("suggestions"));
+    await heading("Suggestions");
+    await page.locator("ol.suggestions, .suggestions-empty").first().waitFor({ timeout: 15000 });
+    const listed = await api("suggestions?limit=20");
+    assert((await page.locator("li.suggestion").count()) === listed.items.length, `${listed.items.length} cards`);
+    await shot("suggestions-ha");
+    // no suggestion yet: the page says where they come from, with a way to the Patterns page and to an analysis
+    await page.route(/\/api\/v1\/suggestions(\?|$)/, (r) => r.fulfill({ json: { total: 0, limit: 20, offset: 0, items: [] } }));
+    try {
+      await page.reload();
+      const empty = page.locator(".suggestions-empty");
+      await empty.getByText("Suggestions come after an analysis").waitFor({ timeout: 15000 });
+      await empty.getByRole("link", { name: "Patterns" }).waitFor();
+      await empty.getByRole("button", { name: /Analyse now|Analysing/ }).waitFor();
+      await shot("suggestions-empty");
+      await empty.getByRole("link", { name: "Patterns" }).click();
+      await heading("Patterns");
+    } finally {
+      await page.unroute(/\/api\/v1\/suggestions(\?|$)/);
+    }
+  });
+
   await test(`webhooks (${theme})`, async () => {
     await page.goto(url("webhooks"));
     await heading("Webhooks");
@@ -439,6 +462,133 @@ await test("overview with embedded storage (homeiq demo)", async () => {
     const file = path.join(artifacts, "overview-embedded-light.png");
     await demoPage.screenshot({ path: file, fullPage: true });
     shots.push(file);
+  } finally {
+    await demoContext.close();
+    demo.kill("SIGTERM");
+    await new Promise((resolve) => (demo.exitCode !== null ? resolve() : demo.once("exit", resolve)));
+    fs.rmSync(demoData, { recursive: true, force: true });
+  }
+});
+
+// ---- suggestions on `homeiq demo`: the simulated home's history analysed, then the page ----
+await test("suggestions after an analysis (homeiq demo)", async () => {
+  const demoPort = await freePort();
+  const demoData = fs.mkdtempSync(path.join(os.tmpdir(), "homeiq-e2e-sugg-"));
+  // two weeks of the simulated home, replayed fast: its habits are there within seconds
+  const demo = spawn(BIN, ["demo", "--port", String(demoPort), "--data-dir", demoData, "--profile", "small", "--speed", "20000", "--backdate", "336"], {
+    cwd: path.resolve(frontend, ".."),
+    env: { PATH: process.env.PATH },
+    stdio: ["ignore", "ignore", fs.openSync(path.join(artifacts, "demo-suggestions.log"), "w")],
+  });
+  const demoContext = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+  const demoErrors = [];
+  try {
+    const demoUrl = `http://127.0.0.1:${demoPort}/`;
+    const demoApi = async (p, init) => fetch(`${demoUrl}api/v1/${p}`, init);
+    await until("demo /health", async () => (await fetch(`${demoUrl}health`)).ok, 60000);
+    // enough history for habits (several simulated days), then one analysis (the manual cooldown allows one)
+    await until("simulated history", async () => (await (await demoApi("metrics/realtime")).json()).counts.events_total >= 300000, 90000);
+    const started = await demoApi("analysis/runs", { method: "POST" });
+    assert(started.status === 202, `analysis started: ${started.status}`);
+    await until("analysis done", async () => (await (await demoApi("analysis/runs")).json()).items.some((r) => r.outcome === "succeeded"), 60000);
+    await until("learned suggestions", async () => (await (await demoApi("suggestions?source=pattern")).json()).total > 0, 30000);
+    const all = await (await demoApi("suggestions?limit=20")).json();
+    const demoPage = await demoContext.newPage();
+    demoPage.on("pageerror", (e) => demoErrors.push(e.message));
+    await demoPage.goto(`${demoUrl}suggestions`);
+    await demoPage.getByRole("heading", { level: 1, name: "Suggestions" }).waitFor({ timeout: 15000 });
+    const cards = demoPage.locator("li.suggestion");
+    await cards.first().waitFor({ timeout: 15000 });
+    assert((await cards.count()) === all.items.length, `${all.items.length} cards, in the API's order`);
+    for (let i = 0; i < all.items.length; i++) {
+      assert((await cards.nth(i).getAttribute("data-suggestion")) === all.items[i].id, `card ${i + 1} is ${all.items[i].id}`);
+    }
+    // ranked best first: learned ones above the registry's, each labelled
+    const first = all.items[0];
+    assert(first.source === "pattern", "a learned suggestion ranks first");
+    const firstCard = cards.first();
+    await firstCard.locator(".tag.source-pattern", { hasText: "Learned" }).waitFor();
+    await firstCard.locator("svg.evidence").waitFor();
+    const yaml = await firstCard.locator(".yaml pre").innerText();
+    assert(yaml.trim() === first.automation_yaml.trim(), `the YAML is the API's:\n${yaml}`);
+    const synergy = all.items.find((s) => s.source === "synergy");
+    if (synergy) await demoPage.locator(`li.suggestion[data-suggestion="${synergy.id}"]`).locator(".tag.source-synergy", { hasText: "Suggested from the registry" }).waitFor();
+    for (const theme of ["light", "dark"]) {
+      await demoPage.evaluate((t) => localStorage.setItem("homeiq.theme", t), theme);
+      await demoPage.reload();
+      await cards.first().waitFor({ timeout: 15000 });
+      const file = path.join(artifacts, `suggestions-${theme}.png`);
+      await demoPage.screenshot({ path: file, fullPage: true });
+      shots.push(file);
+    }
+    await demoPage.evaluate(() => localStorage.setItem("homeiq.theme", "light"));
+    await demoPage.reload();
+    await cards.first().waitFor({ timeout: 15000 });
+
+    // keyboard: from the card's YAML, Tab reaches Deploy then Dismiss; Enter opens the confirmation,
+    // whose focus stays inside (Tab goes round) and Escape closes it, giving the focus back
+    const target = all.items.find((s) => s.status === "new") ?? first;
+    const card = demoPage.locator(`li.suggestion[data-suggestion="${target.id}"]`);
+    const focused = () => demoPage.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent ?? "");
+    await card.locator(".yaml pre").focus();
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === `Deploy ${target.title}`, `Deploy focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === `Dismiss ${target.title}`, `Dismiss focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Enter");
+    const dialog = demoPage.getByRole("dialog");
+    await dialog.waitFor();
+    assert((await focused()) === "Dismiss", `the dialog's Dismiss focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === "Cancel", "Cancel next");
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === "Dismiss", "Tab goes round inside the dialog");
+    await demoPage.keyboard.press("Escape");
+    await until("dialog closed", async () => (await dialog.count()) === 0, 5000);
+    assert((await focused()) === `Dismiss ${target.title}`, "focus back on the card's Dismiss");
+    // dismiss, by keyboard: the card moves to dismissed
+    await demoPage.keyboard.press("Enter");
+    await dialog.waitFor();
+    await demoPage.keyboard.press("Enter");
+    await card.locator('[data-testid="status"]', { hasText: "Dismissed" }).waitFor({ timeout: 10000 });
+    assert((await card.getAttribute("data-status")) === "dismissed", "card dismissed");
+    assert((await (await demoApi(`suggestions/${target.id}`)).json()).status === "dismissed", "dismissed in the API");
+    assert((await card.getByRole("button", { name: /^Deploy|^Dismiss/ }).count()) === 0, "no actions left on a dismissed one");
+    // the status filter shows it among the dismissed
+    await demoPage.getByLabel("Status").selectOption("dismissed");
+    await demoPage.getByTestId("suggestion-count").getByText("1 suggestion").waitFor({ timeout: 10000 });
+    await demoPage.locator(`li.suggestion[data-suggestion="${target.id}"]`).waitFor();
+    // the source filter: only the registry's
+    await demoPage.getByLabel("Status").selectOption("");
+    await demoPage.getByLabel("Source").selectOption("synergy");
+    const synergies = (await (await demoApi("suggestions?source=synergy&limit=20")).json()).items.length;
+    await until("only synergies", async () => (await cards.count()) === synergies && (await demoPage.locator('li.suggestion[data-source="pattern"]').count()) === 0, 10000);
+    await demoPage.getByLabel("Source").selectOption("");
+    // deploy: the simulator does not take automations over HA's REST API, so the error shows in place
+    const other = (await (await demoApi("suggestions?status=new&source=pattern")).json()).items[0];
+    assert(other, "a new learned suggestion left to deploy");
+    const otherCard = demoPage.locator(`li.suggestion[data-suggestion="${other.id}"]`);
+    await otherCard.getByRole("button", { name: `Deploy ${other.title}` }).click();
+    await dialog.getByRole("button", { name: "Deploy" }).click();
+    const outcome = await until(
+      "deployed, or the error in place",
+      async () =>
+        ((await otherCard.locator(".suggestion-error").count()) > 0 && "error") || ((await otherCard.getAttribute("data-status")) === "deployed" && "deployed"),
+      30000,
+    );
+    if (outcome === "error") {
+      const text = await otherCard.locator(".suggestion-error").innerText();
+      assert(text.startsWith("Could not deploy:"), `the error says what failed: ${text}`);
+      const describedBy = await otherCard.getByRole("button", { name: `Deploy ${other.title}` }).getAttribute("aria-describedby");
+      assert(describedBy === (await otherCard.locator(".suggestion-error").getAttribute("id")), "the error is tied to the card's buttons");
+      console.log(`     deploy on the simulator: ${text}`);
+    } else {
+      console.log("     deploy on the simulator: deployed");
+    }
+    const file = path.join(artifacts, "suggestions-actions-light.png");
+    await demoPage.screenshot({ path: file, fullPage: true });
+    shots.push(file);
+    assert(demoErrors.length === 0, `page errors: ${demoErrors.join("\n")}`);
   } finally {
     await demoContext.close();
     demo.kill("SIGTERM");
