@@ -289,6 +289,7 @@ export default function Suggestions() {
         Automations HomeIQ proposes from the habits it learned, best first, and a few suggested from the registry (devices that share an area). Nothing reaches Home
         Assistant until you deploy it.
       </p>
+      {(filtered || !data || data.total > 0) && (
       <div className="filters">
         <label>
           Status{" "}
@@ -327,6 +328,7 @@ export default function Suggestions() {
           </span>
         )}
       </div>
+      )}
       {notice && (
         <p className="small" role="status">
           {notice}
