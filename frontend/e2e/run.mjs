@@ -588,6 +588,48 @@ await test("suggestions after an analysis (homeiq demo)", async () => {
     const file = path.join(artifacts, "suggestions-actions-light.png");
     await demoPage.screenshot({ path: file, fullPage: true });
     shots.push(file);
+    // deployed ones (the simulator cannot deploy: the list is answered with statuses HA would give):
+    // their automation in HA, and an undo of one edited in HA → 409 → "Undo anyway" sends force
+    const real = (await (await demoApi("suggestions?limit=20")).json()).items;
+    const shown = real.slice(0, 3).map((s, i) => ({
+      ...s,
+      status: ["deployed", "modified_in_ha", "removed_in_ha"][i],
+      ha: i === 2 ? null : { entity_id: `automation.${s.automation_id}`, state: i === 0 ? "on" : "off" },
+    }));
+    const undoBodies = [];
+    await demoPage.route(/\/api\/v1\/suggestions(\?|$)/, (r) => r.fulfill({ json: { total: shown.length, limit: 20, offset: 0, items: shown } }));
+    await demoPage.route(/\/api\/v1\/suggestions\/[^/]+\/undo/, (r) => {
+      const body = r.request().postDataJSON();
+      undoBodies.push(body);
+      return body?.force
+        ? r.fulfill({ json: { how: "deleted", suggestion: { ...shown[1], status: "undone", ha: null } } })
+        : r.fulfill({ status: 409, json: { error: { code: "conflict", message: "The automation was edited in Home Assistant since it was deployed." } } });
+    });
+    try {
+      await demoPage.reload();
+      const edited = demoPage.locator(`li.suggestion[data-suggestion="${shown[1].id}"]`);
+      await edited.getByTestId("status").getByText("Edited in Home Assistant").waitFor({ timeout: 15000 });
+      await demoPage.locator(`li.suggestion[data-suggestion="${shown[0].id}"]`).getByTestId("in-ha").getByText(`automation.${shown[0].automation_id}`).waitFor();
+      await demoPage.locator(`li.suggestion[data-suggestion="${shown[2].id}"]`).getByTestId("status").getByText("Removed in Home Assistant").waitFor();
+      const shotDeployed = path.join(artifacts, "suggestions-deployed-light.png");
+      await demoPage.screenshot({ path: shotDeployed, fullPage: true });
+      shots.push(shotDeployed);
+      await edited.getByRole("button", { name: `Undo ${shown[1].title}` }).click();
+      await dialog.getByRole("button", { name: "Undo", exact: true }).click();
+      const anyway = dialog.getByRole("button", { name: "Undo anyway" });
+      await anyway.waitFor({ timeout: 10000 });
+      await dialog.getByText("edited in Home Assistant since").waitFor();
+      const shotConflict = path.join(artifacts, "suggestions-undo-conflict-light.png");
+      await demoPage.screenshot({ path: shotConflict });
+      shots.push(shotConflict);
+      await anyway.click();
+      await until("dialog closed", async () => (await dialog.count()) === 0, 10000);
+      await demoPage.getByRole("status").filter({ hasText: "Undid" }).waitFor();
+      assert(JSON.stringify(undoBodies) === JSON.stringify([{ force: false }, { force: true }]), `undo bodies: ${JSON.stringify(undoBodies)}`);
+    } finally {
+      await demoPage.unroute(/\/api\/v1\/suggestions(\?|$)/);
+      await demoPage.unroute(/\/api\/v1\/suggestions\/[^/]+\/undo/);
+    }
     // a phone: one column, no sideways scrolling (long YAML lines wrap)
     await demoPage.setViewportSize({ width: 390, height: 844 });
     await demoPage.reload();
