@@ -1,4 +1,4 @@
-import { lazy, Suspense } from "react";
+import { lazy, Suspense, useEffect } from "react";
 import { Link, Route, Router, Switch, useRoute } from "wouter";
 import { Loading } from "./components/States";
 import { useStore, type ThemeMode } from "./store";
@@ -20,6 +20,10 @@ export function routerBase(): string {
 
 function NavLink({ href, label, match }: { href: string; label: string; match: string }) {
   const [active] = useRoute(match);
+  // on a phone the navigation scrolls sideways: keep the current page's link in sight
+  useEffect(() => {
+    if (active) document.querySelector<HTMLElement>(".nav-link.active")?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+  }, [active]);
   return (
     <Link href={href} className={`nav-link${active ? " active" : ""}`} aria-current={active ? "page" : undefined}>
       {label}
