@@ -630,6 +630,28 @@ await test("suggestions after an analysis (homeiq demo)", async () => {
       await demoPage.unroute(/\/api\/v1\/suggestions(\?|$)/);
       await demoPage.unroute(/\/api\/v1\/suggestions\/[^/]+\/undo/);
     }
+    // paging: 20 a page, Previous / Next ask the API for the next offset
+    const offsets = [];
+    await demoPage.route(/\/api\/v1\/suggestions(\?|$)/, (r) => {
+      const offset = Number(new URL(r.request().url()).searchParams.get("offset") ?? 0);
+      offsets.push(offset);
+      const items = Array.from({ length: Math.min(20, 45 - offset) }, (_, i) => ({ ...real[0], id: `page${offset + i}`, title: `Suggestion ${offset + i + 1}` }));
+      return r.fulfill({ json: { total: 45, limit: 20, offset, items } });
+    });
+    try {
+      await demoPage.reload();
+      const pager = demoPage.getByRole("navigation", { name: "Pages" });
+      await pager.getByText("1–20 of 45").waitFor({ timeout: 15000 });
+      await pager.getByRole("button", { name: "Next" }).click();
+      await pager.getByText("21–40 of 45").waitFor({ timeout: 10000 });
+      await demoPage.locator('li.suggestion[data-suggestion="page20"]').getByText("21.", { exact: true }).waitFor();
+      await pager.getByRole("button", { name: "Next" }).click();
+      await pager.getByText("41–45 of 45").waitFor({ timeout: 10000 });
+      assert(await pager.getByRole("button", { name: "Next" }).isDisabled(), "no page after the last");
+      assert(JSON.stringify(offsets.slice(-3)) === "[0,20,40]", `offsets asked: ${offsets}`);
+    } finally {
+      await demoPage.unroute(/\/api\/v1\/suggestions(\?|$)/);
+    }
     // a phone: one column, no sideways scrolling (long YAML lines wrap)
     await demoPage.setViewportSize({ width: 390, height: 844 });
     await demoPage.reload();

@@ -360,7 +360,14 @@ export default function Suggestions() {
               />
             ))}
           </ol>
-          <Pager offset={data.offset} total={data.total} onPage={setOffset} />
+          <Pager
+            offset={data.offset}
+            total={data.total}
+            onPage={(o) => {
+              setOffset(o);
+              window.scrollTo?.({ top: 0 });
+            }}
+          />
         </>
       )}
       {pending && <Confirm pending={pending} onCancel={() => setPending(null)} onRun={(force) => void run(force)} />}
