@@ -296,6 +296,29 @@ for (const theme of ["light", "dark"]) {
     await shot("patterns");
   });
 
+  await test(`suggestions under the ingress prefix, and the empty state (${theme})`, async () => {
+    await page.goto(url("suggestions"));
+    await heading("Suggestions");
+    await page.locator("ol.suggestions, .suggestions-empty").first().waitFor({ timeout: 15000 });
+    const listed = await api("suggestions?limit=20");
+    assert((await page.locator("li.suggestion").count()) === listed.items.length, `${listed.items.length} cards`);
+    await shot("suggestions-ha");
+    // no suggestion yet: the page says where they come from, with a way to the Patterns page and to an analysis
+    await page.route(/\/api\/v1\/suggestions(\?|$)/, (r) => r.fulfill({ json: { total: 0, limit: 20, offset: 0, items: [] } }));
+    try {
+      await page.reload();
+      const empty = page.locator(".suggestions-empty");
+      await empty.getByText("Suggestions come after an analysis").waitFor({ timeout: 15000 });
+      await empty.getByRole("link", { name: "Patterns" }).waitFor();
+      await empty.getByRole("button", { name: /Analyse now|Analysing/ }).waitFor();
+      await shot("suggestions-empty");
+      await empty.getByRole("link", { name: "Patterns" }).click();
+      await heading("Patterns");
+    } finally {
+      await page.unroute(/\/api\/v1\/suggestions(\?|$)/);
+    }
+  });
+
   await test(`webhooks (${theme})`, async () => {
     await page.goto(url("webhooks"));
     await heading("Webhooks");
@@ -439,6 +462,205 @@ await test("overview with embedded storage (homeiq demo)", async () => {
     const file = path.join(artifacts, "overview-embedded-light.png");
     await demoPage.screenshot({ path: file, fullPage: true });
     shots.push(file);
+  } finally {
+    await demoContext.close();
+    demo.kill("SIGTERM");
+    await new Promise((resolve) => (demo.exitCode !== null ? resolve() : demo.once("exit", resolve)));
+    fs.rmSync(demoData, { recursive: true, force: true });
+  }
+});
+
+// ---- suggestions on `homeiq demo`: the simulated home's history analysed, then the page ----
+await test("suggestions after an analysis (homeiq demo)", async () => {
+  const demoPort = await freePort();
+  const demoData = fs.mkdtempSync(path.join(os.tmpdir(), "homeiq-e2e-sugg-"));
+  // two weeks of the simulated home, replayed fast: its habits are there within seconds
+  const demo = spawn(BIN, ["demo", "--port", String(demoPort), "--data-dir", demoData, "--profile", "small", "--speed", "20000", "--backdate", "336"], {
+    cwd: path.resolve(frontend, ".."),
+    env: { PATH: process.env.PATH },
+    stdio: ["ignore", "ignore", fs.openSync(path.join(artifacts, "demo-suggestions.log"), "w")],
+  });
+  const demoContext = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+  const demoErrors = [];
+  try {
+    const demoUrl = `http://127.0.0.1:${demoPort}/`;
+    const demoApi = async (p, init) => fetch(`${demoUrl}api/v1/${p}`, init);
+    await until("demo /health", async () => (await fetch(`${demoUrl}health`)).ok, 60000);
+    // enough history for habits (several simulated days), then one analysis (the manual cooldown allows one)
+    await until("simulated history", async () => (await (await demoApi("metrics/realtime")).json()).counts.events_total >= 450000, 90000);
+    const started = await demoApi("analysis/runs", { method: "POST" });
+    assert(started.status === 202, `analysis started: ${started.status}`);
+    await until("analysis done", async () => (await (await demoApi("analysis/runs")).json()).items.some((r) => r.outcome === "succeeded"), 60000);
+    await until("learned suggestions", async () => (await (await demoApi("suggestions?source=pattern")).json()).total > 0, 30000);
+    const all = await (await demoApi("suggestions?limit=20")).json();
+    const demoPage = await demoContext.newPage();
+    demoPage.on("pageerror", (e) => demoErrors.push(e.message));
+    await demoPage.goto(`${demoUrl}suggestions`);
+    await demoPage.getByRole("heading", { level: 1, name: "Suggestions" }).waitFor({ timeout: 15000 });
+    const cards = demoPage.locator("li.suggestion");
+    await cards.first().waitFor({ timeout: 15000 });
+    assert((await cards.count()) === all.items.length, `${all.items.length} cards, in the API's order`);
+    for (let i = 0; i < all.items.length; i++) {
+      assert((await cards.nth(i).getAttribute("data-suggestion")) === all.items[i].id, `card ${i + 1} is ${all.items[i].id}`);
+    }
+    // ranked best first: learned ones above the registry's, each labelled
+    const first = all.items[0];
+    assert(first.source === "pattern", "a learned suggestion ranks first");
+    const firstCard = cards.first();
+    await firstCard.locator(".tag.source-pattern", { hasText: "Learned" }).waitFor();
+    await firstCard.locator("svg.evidence").waitFor();
+    const yaml = await firstCard.locator(".yaml pre").innerText();
+    assert(yaml.trim() === first.automation_yaml.trim(), `the YAML is the API's:\n${yaml}`);
+    const synergy = all.items.find((s) => s.source === "synergy");
+    if (synergy) await demoPage.locator(`li.suggestion[data-suggestion="${synergy.id}"]`).locator(".tag.source-synergy", { hasText: "Suggested from the registry" }).waitFor();
+    for (const theme of ["light", "dark"]) {
+      await demoPage.evaluate((t) => localStorage.setItem("homeiq.theme", t), theme);
+      await demoPage.reload();
+      await cards.first().waitFor({ timeout: 15000 });
+      const file = path.join(artifacts, `suggestions-${theme}.png`);
+      await demoPage.screenshot({ path: file, fullPage: true });
+      shots.push(file);
+    }
+    await demoPage.evaluate(() => localStorage.setItem("homeiq.theme", "light"));
+    await demoPage.reload();
+    await cards.first().waitFor({ timeout: 15000 });
+
+    // keyboard: from the card's YAML, Tab reaches Deploy then Dismiss; Enter opens the confirmation,
+    // whose focus stays inside (Tab goes round) and Escape closes it, giving the focus back
+    const target = all.items.find((s) => s.status === "new") ?? first;
+    const card = demoPage.locator(`li.suggestion[data-suggestion="${target.id}"]`);
+    const focused = () => demoPage.evaluate(() => document.activeElement?.getAttribute("aria-label") ?? document.activeElement?.textContent ?? "");
+    await card.locator(".yaml pre").focus();
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === `Deploy ${target.title}`, `Deploy focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === `Dismiss ${target.title}`, `Dismiss focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Enter");
+    const dialog = demoPage.getByRole("dialog");
+    await dialog.waitFor();
+    assert((await focused()) === "Dismiss", `the dialog's Dismiss focused, got ${await focused()}`);
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === "Cancel", "Cancel next");
+    await demoPage.keyboard.press("Tab");
+    assert((await focused()) === "Dismiss", "Tab goes round inside the dialog");
+    await demoPage.keyboard.press("Escape");
+    await until("dialog closed", async () => (await dialog.count()) === 0, 5000);
+    assert((await focused()) === `Dismiss ${target.title}`, "focus back on the card's Dismiss");
+    // dismiss, by keyboard: the card moves to dismissed
+    await demoPage.keyboard.press("Enter");
+    await dialog.waitFor();
+    await demoPage.keyboard.press("Enter");
+    await card.locator('[data-testid="status"]', { hasText: "Dismissed" }).waitFor({ timeout: 10000 });
+    assert((await card.getAttribute("data-status")) === "dismissed", "card dismissed");
+    assert((await (await demoApi(`suggestions/${target.id}`)).json()).status === "dismissed", "dismissed in the API");
+    assert((await card.getByRole("button", { name: /^Deploy|^Dismiss/ }).count()) === 0, "no actions left on a dismissed one");
+    // the status filter shows it among the dismissed
+    await demoPage.getByLabel("Status").selectOption("dismissed");
+    await demoPage.getByTestId("suggestion-count").getByText("1 suggestion").waitFor({ timeout: 10000 });
+    await demoPage.locator(`li.suggestion[data-suggestion="${target.id}"]`).waitFor();
+    // the source filter: only the registry's
+    await demoPage.getByLabel("Status").selectOption("");
+    await demoPage.getByLabel("Source").selectOption("synergy");
+    const synergies = (await (await demoApi("suggestions?source=synergy&limit=20")).json()).items.length;
+    await until("only synergies", async () => (await cards.count()) === synergies && (await demoPage.locator('li.suggestion[data-source="pattern"]').count()) === 0, 10000);
+    await demoPage.getByLabel("Source").selectOption("");
+    // deploy: the simulator does not take automations over HA's REST API, so the error shows in place
+    const other = (await (await demoApi("suggestions?status=new")).json()).items[0];
+    assert(other, "a new suggestion left to deploy");
+    const otherCard = demoPage.locator(`li.suggestion[data-suggestion="${other.id}"]`);
+    await otherCard.getByRole("button", { name: `Deploy ${other.title}` }).click();
+    await dialog.getByRole("button", { name: "Deploy" }).click();
+    const outcome = await until(
+      "deployed, or the error in place",
+      async () =>
+        ((await otherCard.locator(".suggestion-error").count()) > 0 && "error") || ((await otherCard.getAttribute("data-status")) === "deployed" && "deployed"),
+      30000,
+    );
+    if (outcome === "error") {
+      const text = await otherCard.locator(".suggestion-error").innerText();
+      assert(text.startsWith("Could not deploy:"), `the error says what failed: ${text}`);
+      const describedBy = await otherCard.getByRole("button", { name: `Deploy ${other.title}` }).getAttribute("aria-describedby");
+      assert(describedBy === (await otherCard.locator(".suggestion-error").getAttribute("id")), "the error is tied to the card's buttons");
+      console.log(`     deploy on the simulator: ${text}`);
+    } else {
+      console.log("     deploy on the simulator: deployed");
+    }
+    const file = path.join(artifacts, "suggestions-actions-light.png");
+    await demoPage.screenshot({ path: file, fullPage: true });
+    shots.push(file);
+    // deployed ones (the simulator cannot deploy: the list is answered with statuses HA would give):
+    // their automation in HA, and an undo of one edited in HA → 409 → "Undo anyway" sends force
+    const real = (await (await demoApi("suggestions?limit=20")).json()).items;
+    const shown = real.slice(0, 3).map((s, i) => ({
+      ...s,
+      status: ["deployed", "modified_in_ha", "removed_in_ha"][i],
+      ha: i === 2 ? null : { entity_id: `automation.${s.automation_id}`, state: i === 0 ? "on" : "off" },
+    }));
+    const undoBodies = [];
+    await demoPage.route(/\/api\/v1\/suggestions(\?|$)/, (r) => r.fulfill({ json: { total: shown.length, limit: 20, offset: 0, items: shown } }));
+    await demoPage.route(/\/api\/v1\/suggestions\/[^/]+\/undo/, (r) => {
+      const body = r.request().postDataJSON();
+      undoBodies.push(body);
+      return body?.force
+        ? r.fulfill({ json: { how: "deleted", suggestion: { ...shown[1], status: "undone", ha: null } } })
+        : r.fulfill({ status: 409, json: { error: { code: "conflict", message: "The automation was edited in Home Assistant since it was deployed." } } });
+    });
+    try {
+      await demoPage.reload();
+      const edited = demoPage.locator(`li.suggestion[data-suggestion="${shown[1].id}"]`);
+      await edited.getByTestId("status").getByText("Edited in Home Assistant").waitFor({ timeout: 15000 });
+      await demoPage.locator(`li.suggestion[data-suggestion="${shown[0].id}"]`).getByTestId("in-ha").getByText(`automation.${shown[0].automation_id}`).waitFor();
+      await demoPage.locator(`li.suggestion[data-suggestion="${shown[2].id}"]`).getByTestId("status").getByText("Removed in Home Assistant").waitFor();
+      const shotDeployed = path.join(artifacts, "suggestions-deployed-light.png");
+      await demoPage.screenshot({ path: shotDeployed, fullPage: true });
+      shots.push(shotDeployed);
+      await edited.getByRole("button", { name: `Undo ${shown[1].title}` }).click();
+      await dialog.getByRole("button", { name: "Undo", exact: true }).click();
+      const anyway = dialog.getByRole("button", { name: "Undo anyway" });
+      await anyway.waitFor({ timeout: 10000 });
+      await dialog.getByText("edited in Home Assistant since").waitFor();
+      const shotConflict = path.join(artifacts, "suggestions-undo-conflict-light.png");
+      await demoPage.screenshot({ path: shotConflict });
+      shots.push(shotConflict);
+      await anyway.click();
+      await until("dialog closed", async () => (await dialog.count()) === 0, 10000);
+      await demoPage.getByRole("status").filter({ hasText: "Undid" }).waitFor();
+      assert(JSON.stringify(undoBodies) === JSON.stringify([{ force: false }, { force: true }]), `undo bodies: ${JSON.stringify(undoBodies)}`);
+    } finally {
+      await demoPage.unroute(/\/api\/v1\/suggestions(\?|$)/);
+      await demoPage.unroute(/\/api\/v1\/suggestions\/[^/]+\/undo/);
+    }
+    // paging: 20 a page, Previous / Next ask the API for the next offset
+    const offsets = [];
+    await demoPage.route(/\/api\/v1\/suggestions(\?|$)/, (r) => {
+      const offset = Number(new URL(r.request().url()).searchParams.get("offset") ?? 0);
+      offsets.push(offset);
+      const items = Array.from({ length: Math.min(20, 45 - offset) }, (_, i) => ({ ...real[0], id: `page${offset + i}`, title: `Suggestion ${offset + i + 1}` }));
+      return r.fulfill({ json: { total: 45, limit: 20, offset, items } });
+    });
+    try {
+      await demoPage.reload();
+      const pager = demoPage.getByRole("navigation", { name: "Pages" });
+      await pager.getByText("1–20 of 45").waitFor({ timeout: 15000 });
+      await pager.getByRole("button", { name: "Next" }).click();
+      await pager.getByText("21–40 of 45").waitFor({ timeout: 10000 });
+      await demoPage.locator('li.suggestion[data-suggestion="page20"]').getByText("21.", { exact: true }).waitFor();
+      await pager.getByRole("button", { name: "Next" }).click();
+      await pager.getByText("41–45 of 45").waitFor({ timeout: 10000 });
+      assert(await pager.getByRole("button", { name: "Next" }).isDisabled(), "no page after the last");
+      assert(JSON.stringify(offsets.slice(-3)) === "[0,20,40]", `offsets asked: ${offsets}`);
+    } finally {
+      await demoPage.unroute(/\/api\/v1\/suggestions(\?|$)/);
+    }
+    // a phone: one column, no sideways scrolling (long YAML lines wrap)
+    await demoPage.setViewportSize({ width: 390, height: 844 });
+    await demoPage.reload();
+    await cards.first().waitFor({ timeout: 15000 });
+    assert(!(await demoPage.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1)), "no horizontal scrolling at 390 px");
+    const phone = path.join(artifacts, "suggestions-phone-light.png");
+    await demoPage.screenshot({ path: phone });
+    shots.push(phone);
+    assert(demoErrors.length === 0, `page errors: ${demoErrors.join("\n")}`);
   } finally {
     await demoContext.close();
     demo.kill("SIGTERM");

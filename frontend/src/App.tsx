@@ -1,4 +1,4 @@
-import { lazy, Suspense } from "react";
+import { lazy, Suspense, useEffect } from "react";
 import { Link, Route, Router, Switch, useRoute } from "wouter";
 import { Loading } from "./components/States";
 import { useStore, type ThemeMode } from "./store";
@@ -11,6 +11,7 @@ const Live = lazy(() => import("./pages/Live"));
 const Settings = lazy(() => import("./pages/Settings"));
 const Webhooks = lazy(() => import("./pages/Webhooks"));
 const Patterns = lazy(() => import("./pages/Patterns"));
+const Suggestions = lazy(() => import("./pages/Suggestions"));
 
 /** The router's base: the path of <base href> (the ingress prefix), without its trailing slash. */
 export function routerBase(): string {
@@ -19,6 +20,10 @@ export function routerBase(): string {
 
 function NavLink({ href, label, match }: { href: string; label: string; match: string }) {
   const [active] = useRoute(match);
+  // on a phone the navigation scrolls sideways: keep the current page's link in sight
+  useEffect(() => {
+    if (active) document.querySelector<HTMLElement>(".nav-link.active")?.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+  }, [active]);
   return (
     <Link href={href} className={`nav-link${active ? " active" : ""}`} aria-current={active ? "page" : undefined}>
       {label}
@@ -68,6 +73,7 @@ export function App() {
           <NavLink href="/devices" label="Devices" match="/devices/*?" />
           <NavLink href="/live" label="Live events" match="/live" />
           <NavLink href="/patterns" label="Patterns" match="/patterns" />
+          <NavLink href="/suggestions" label="Suggestions" match="/suggestions" />
           <NavLink href="/webhooks" label="Webhooks" match="/webhooks" />
           <NavLink href="/settings" label="Settings" match="/settings" />
         </nav>
@@ -82,6 +88,7 @@ export function App() {
             <Route path="/entities/:id">{(p) => <EntityPage entityId={decodeURIComponent(p.id)} />}</Route>
             <Route path="/live" component={Live} />
             <Route path="/patterns" component={Patterns} />
+            <Route path="/suggestions" component={Suggestions} />
             <Route path="/webhooks" component={Webhooks} />
             <Route path="/settings" component={Settings} />
             <Route component={NotFound} />

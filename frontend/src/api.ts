@@ -17,6 +17,7 @@ type AggregateQuery = Query<"/api/v1/history/aggregate">;
 type DeliveryQuery = Query<"/api/v1/webhooks/{id}/deliveries">;
 type PatternQuery = Query<"/api/v1/patterns">;
 type RunQuery = Query<"/api/v1/analysis/runs">;
+export type SuggestionQuery = Query<"/api/v1/suggestions">;
 type WebhookRequest = Schemas["WebhookRequest"];
 type Rule = Schemas["Rule"];
 
@@ -116,6 +117,12 @@ export const api = {
   patterns: (query: PatternQuery, signal?: AbortSignal) => ok(client().GET("/api/v1/patterns", { params: { query }, signal })),
   analysisRuns: (query: RunQuery, signal?: AbortSignal) => ok(client().GET("/api/v1/analysis/runs", { params: { query }, signal })),
   startAnalysis: () => ok(client().POST("/api/v1/analysis/runs")),
+  suggestions: (query: SuggestionQuery, signal?: AbortSignal) => ok(client().GET("/api/v1/suggestions", { params: { query }, signal })),
+  deploySuggestion: (id: string) => ok(client().POST("/api/v1/suggestions/{id}/deploy", { params: { path: { id } } })),
+  dismissSuggestion: (id: string) => ok(client().POST("/api/v1/suggestions/{id}/dismiss", { params: { path: { id } } })),
+  /** `force`: undo even an automation edited in Home Assistant since (else 409). */
+  undoSuggestion: (id: string, force: boolean) =>
+    ok(client().POST("/api/v1/suggestions/{id}/undo", { params: { path: { id } }, body: { force } })),
 };
 
 // The answers as the panel receives them (openapi-fetch's view of the schemas: the same fields)
@@ -131,6 +138,8 @@ export type Webhook = Answer<"updateWebhook">;
 export type WebhookRule = Webhook["rules"][number];
 export type Pattern = Answer<"patterns">["items"][number];
 export type Run = Answer<"analysisRuns">["items"][number];
+export type Suggestion = Answer<"suggestions">["items"][number];
+export type SuggestionStatus = Suggestion["status"];
 
 /** Every device matching `query` (pages of 1000, fetched in parallel after the first). */
 export async function allDevices(query: Omit<DeviceQuery, "limit" | "offset">, signal?: AbortSignal): Promise<Device[]> {

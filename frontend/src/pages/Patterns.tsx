@@ -98,7 +98,7 @@ function PatternCard({ p }: { p: Pattern }) {
   );
 }
 
-function RunStatus({ runs, onStarted }: { runs: { running: boolean; items: Run[] } | null; onStarted: () => void }) {
+export function RunStatus({ runs, onStarted }: { runs: { running: boolean; items: Run[] } | null; onStarted: () => void }) {
   const [message, setMessage] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const last = runs?.items.find((r) => r.outcome !== "refused") ?? null;
