@@ -185,7 +185,7 @@ impl Analysis {
             busy: Arc::new(tokio::sync::Mutex::new(())),
             patterns: ArcSwap::from_pointee(Learned {
                 patterns,
-                pages: PageMemo::default(),
+                pages: PageMemo::compact(),
             }),
             stop: CancellationToken::new(),
             current: Mutex::new(None),
@@ -302,7 +302,7 @@ impl Analysis {
                     Ok(stored) => {
                         inner.patterns.store(Arc::new(Learned {
                             patterns: stored,
-                            pages: PageMemo::default(),
+                            pages: PageMemo::compact(),
                         }));
                         (Outcome::Succeeded, counts, None)
                     }

@@ -179,6 +179,8 @@ pub(crate) struct Page<T> {
 #[derive(Debug, Default)]
 pub(crate) struct PageMemo {
     pages: Mutex<MemoPages>,
+    /// Gzip forms at the default level ([`PreparedJson::new_compact`]).
+    compact: bool,
 }
 
 /// The pages of a [`PageMemo`] and their rendered bytes.
@@ -194,6 +196,14 @@ pub(crate) const PAGE_MEMO_ENTRIES: usize = 256;
 pub(crate) const PAGE_MEMO_BYTES: usize = 32 << 20;
 
 impl PageMemo {
+    /// A memo whose pages are gzipped at the default level (see [`PreparedJson::new_compact`]).
+    pub(crate) fn compact() -> Self {
+        PageMemo {
+            compact: true,
+            ..PageMemo::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoPages> {
         self.pages
             .lock()
@@ -209,7 +219,11 @@ impl PageMemo {
         if let Some(page) = self.lock().by_key.get(&key) {
             return page.clone();
         }
-        let page = Arc::new(PreparedJson::new(render()));
+        let page = Arc::new(if self.compact {
+            PreparedJson::new_compact(render())
+        } else {
+            PreparedJson::new(render())
+        });
         let size = page.plain().len();
         if size > PAGE_MEMO_BYTES {
             return page;
