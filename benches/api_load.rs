@@ -5,6 +5,11 @@
 //! INFLUX_URL=http://127.0.0.1:18086 cargo bench --bench api_load
 //! ```
 //!
+//! Patterns: [`PATTERNS`] learned patterns are written into the `patterns` table before HomeIQ
+//! starts (as an analysis run leaves them: 60 % time-of-day habits with a month of daily evidence,
+//! 40 % sequences with 100 occurrences each), and `GET /api/v1/patterns` is loaded with the
+//! panel's first page and a filtered page.
+//!
 //! Needs `wrk` (Debian package) and a real InfluxDB 1.x at `INFLUX_URL`. The mirror is written
 //! straight into SQLite and Home Assistant is unreachable, so the registry endpoints answer from
 //! the catalog HomeIQ loads from SQLite at start. History: every entity has a point every 2 hours
@@ -33,6 +38,8 @@ use serde_json::json;
 const DEVICES: usize = 1_000;
 const ENTITIES: usize = 5_000;
 const DAYS: i64 = 30;
+/// Patterns seeded: about what a month of a home this size leaves.
+const PATTERNS: usize = 1_000;
 
 fn entity_id(i: usize) -> String {
     let domain = ["sensor", "light", "switch", "binary_sensor", "climate"][i % 5];
@@ -104,6 +111,94 @@ async fn seed_registry(data_dir: &std::path::Path) {
         store.full_sync(rows).await.expect("sync");
     }
     store.close().await.expect("close");
+}
+
+/// Writes [`PATTERNS`] patterns into the `patterns` table of the (migrated) `homeiq.db`, as an
+/// analysis run stores them: each pattern's JSON with the columns the list orders by.
+async fn seed_patterns(data_dir: &std::path::Path, now_us: i64) {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+    let url = format!("sqlite:{}?mode=rwc", data_dir.join("homeiq.db").display());
+    let db = Database::connect(&url).await.expect("connect");
+    let txn = db.begin().await.expect("begin");
+    let iso = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let day_us = 86_400_000_000i64;
+    for k in 0..PATTERNS {
+        let sequence = k % 5 >= 3;
+        let confidence = 0.6 + (k % 40) as f64 / 100.0;
+        // time-of-day: a light or switch; a sequence: a door or motion sensor, then a light
+        let target = entity_id(k * 5 % ENTITIES + 1 + k % 2);
+        let (kind, day_type, entities, extra, evidence): (_, _, _, serde_json::Value, Vec<_>) =
+            if sequence {
+                let trigger = entity_id(k * 5 % ENTITIES + 3);
+                let evidence = (0..100i64)
+                    .map(|n| {
+                        let t = now_us - (DAYS * day_us) + n * 7 * 3_600_000_000 + (k as i64) * 1_000_000;
+                        json!({"time": iso(t), "local_date": &iso(t)[..10], "local_time": &iso(t)[11..19], "delay_seconds": 20 + (n * 7 + k as i64) % 70})
+                    })
+                    .collect();
+                (
+                    "co_occurrence",
+                    "all",
+                    json!([{"entity_id": trigger, "state": "on"}, {"entity_id": target, "state": "on"}]),
+                    json!({"delay": {"median_seconds": 45, "min_seconds": 20, "max_seconds": 89, "iqr_seconds": 30},
+                           "trigger_occurrences": 140, "lift": 12.5}),
+                    evidence,
+                )
+            } else {
+                let evidence = (0..DAYS - 5)
+                    .map(|d| {
+                        let t = now_us - (DAYS - d) * day_us + ((k as i64 * 37) % 1_380) * 60_000_000;
+                        json!({"time": iso(t), "local_date": &iso(t)[..10], "local_time": &iso(t)[11..19]})
+                    })
+                    .collect();
+                let minute = (k * 37) % 1_380;
+                let hm = |m: usize| format!("{:02}:{:02}", m / 60 % 24, m % 60);
+                (
+                    "time_of_day",
+                    ["all", "weekday", "weekend"][k % 3],
+                    json!([{"entity_id": target, "state": if k % 2 == 0 { "on" } else { "off" }}]),
+                    json!({"time_window": {"start": hm(minute), "end": hm(minute + 40), "centre": hm(minute + 20), "spread_minutes": 9.5},
+                           "eligible_days": DAYS, "chance": 0.02}),
+                    evidence,
+                )
+            };
+        let id = format!(
+            "{:016x}",
+            (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        );
+        let mut body = json!({
+            "id": id, "kind": kind, "entities": entities, "day_type": day_type,
+            "occurrences": evidence.len(), "confidence": confidence,
+            "first_seen": evidence.first().map(|e| e["time"].clone()),
+            "last_seen": evidence.last().map(|e| e["time"].clone()),
+            "evidence": evidence,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO patterns (id, kind, day_type, confidence, first_detected_at, run_id, body) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                id.into(),
+                kind.into(),
+                day_type.into(),
+                confidence.into(),
+                (now_us / 1_000).into(),
+                1i64.into(),
+                body.to_string().into(),
+            ],
+        ))
+        .await
+        .expect("insert pattern");
+    }
+    txn.commit().await.expect("commit");
+    db.close().await.expect("close");
 }
 
 async fn seed_history(influx: &str, db: &str, now_us: i64) -> usize {
@@ -313,6 +408,7 @@ async fn main() {
 
     let started = Instant::now();
     seed_registry(&data).await;
+    seed_patterns(&data, now_us).await;
     let history_chosen = ["history", "aggregate", "InfluxDB"]
         .iter()
         .any(|w| std::env::var("ONLY").map_or(true, |only| only.contains(w)));
@@ -322,7 +418,7 @@ async fn main() {
         0
     };
     eprintln!(
-        "seeded {DEVICES} devices, {ENTITIES} entities, {points} points in {:.1} s",
+        "seeded {DEVICES} devices, {ENTITIES} entities, {PATTERNS} patterns, {points} points in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -412,6 +508,11 @@ async fn main() {
         (
             "entities?q=bench 42",
             format!("{base}/api/v1/entities?q=bench%2042"),
+        ),
+        ("patterns", format!("{base}/api/v1/patterns")),
+        (
+            "patterns?kind=co_occurrence&domain=light&limit=20",
+            format!("{base}/api/v1/patterns?kind=co_occurrence&domain=light&limit=20"),
         ),
         (
             "history (1 entity, 24 h)",
@@ -504,11 +605,12 @@ async fn main() {
         ));
     }
     // one client at a time: latency without queueing
-    for k in [1, 2, 3, 4] {
+    for k in [1, 2, 3, 5, 6] {
         let name = match k {
             1 => "devices?limit=100, 1 connection",
             2 => "entities?q=bench 42, 1 connection",
-            3 => "history (1 entity, 24 h), 1 connection",
+            3 => "patterns, 1 connection",
+            5 => "history (1 entity, 24 h), 1 connection",
             _ => "aggregate (1 entity, 30 d), 1 connection",
         };
         runs.push(wrk(

@@ -1,7 +1,7 @@
 //! `/api/v1/analysis/runs` (start a run, list runs and refused requests) and `/api/v1/patterns`
 //! (what the last successful run learned, filtered and paged like the registry's lists).
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -226,6 +226,7 @@ pub(crate) struct PatternPage {
 )]
 #[get("/patterns")]
 pub(crate) async fn list_patterns(
+    request: HttpRequest,
     state: web::Data<AnalysisApi>,
     Params(p): Params<PatternParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -237,49 +238,66 @@ pub(crate) async fn list_patterns(
         non_empty(p.area_id),
         non_empty(p.domain),
     );
+    let learned = state.analysis.patterns();
     let catalog = area.as_ref().map(|_| state.catalog.current());
-    let all = state.analysis.patterns();
-    let mut matching: Vec<&StoredPattern> = all
-        .iter()
-        .filter(|s| {
-            let pt = &s.pattern;
-            p.kind.is_none_or(|k| pt.kind == k)
-                && p.day_type.is_none_or(|d| pt.day_type == d)
-                && entity
-                    .as_ref()
-                    .is_none_or(|e| pt.entities.iter().any(|x| &x.entity_id == e))
-                && domain.as_ref().is_none_or(|d| {
-                    pt.entities
-                        .iter()
-                        .any(|x| x.entity_id.split_once('.').is_some_and(|(dom, _)| dom == d))
-                })
-                && area.as_ref().is_none_or(|a| {
-                    pt.entities.iter().any(|x| {
-                        catalog
-                            .as_ref()
-                            .and_then(|c| c.area_of(&x.entity_id))
-                            .is_some_and(|ea| ea == a)
+    let render = || {
+        let mut matching: Vec<&StoredPattern> = learned
+            .iter()
+            .filter(|s| {
+                let pt = &s.pattern;
+                p.kind.is_none_or(|k| pt.kind == k)
+                    && p.day_type.is_none_or(|d| pt.day_type == d)
+                    && entity
+                        .as_ref()
+                        .is_none_or(|e| pt.entities.iter().any(|x| &x.entity_id == e))
+                    && domain.as_ref().is_none_or(|d| {
+                        pt.entities
+                            .iter()
+                            .any(|x| x.entity_id.split_once('.').is_some_and(|(dom, _)| dom == d))
                     })
-                })
-        })
-        .collect();
-    matching.sort_by(|a, b| {
-        b.pattern
-            .confidence
-            .total_cmp(&a.pattern.confidence)
-            .then_with(|| a.pattern.id.cmp(&b.pattern.id))
-    });
-    let total = matching.len();
-    let items = matching
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .cloned()
-        .collect();
-    Ok(HttpResponse::Ok().json(PatternPage {
-        total,
-        limit,
-        offset,
-        items,
-    }))
+                    && area.as_ref().is_none_or(|a| {
+                        pt.entities.iter().any(|x| {
+                            catalog
+                                .as_ref()
+                                .and_then(|c| c.area_of(&x.entity_id))
+                                .is_some_and(|ea| ea == a)
+                        })
+                    })
+            })
+            .collect();
+        matching.sort_by(|a, b| {
+            b.pattern
+                .confidence
+                .total_cmp(&a.pattern.confidence)
+                .then_with(|| a.pattern.id.cmp(&b.pattern.id))
+        });
+        let page = PageView {
+            total: matching.len(),
+            limit,
+            offset,
+            items: matching.into_iter().skip(offset).take(limit).collect(),
+        };
+        // serialising owned, derived values cannot fail
+        bytes::Bytes::from(serde_json::to_vec(&page).unwrap_or_default())
+    };
+    if area.is_some() {
+        // the answer depends on the catalog snapshot as well: rendered each time
+        return Ok(crate::http::json_ok(render()));
+    }
+    // a page is rendered once per analysis run (the patterns change only then) and filter
+    let key = format!(
+        "{:?}|{entity:?}|{domain:?}|{:?}|{offset}|{limit}",
+        p.kind, p.day_type
+    );
+    let doc = learned.pages.get_or_render(key, render);
+    Ok(crate::http::prepared_json_ok(&request, &doc))
+}
+
+/// [`PatternPage`] as rendered, borrowing its items.
+#[derive(Serialize)]
+struct PageView<'a> {
+    total: usize,
+    limit: usize,
+    offset: usize,
+    items: Vec<&'a StoredPattern>,
 }

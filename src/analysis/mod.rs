@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AnalysisSettings;
 use crate::ha::HaHandle;
 use crate::patterns::{Analyzer, Change, Params};
+use crate::registry::catalog::PageMemo;
 use crate::store::history::{HistoryStore, time_of};
 use crate::store::states::CurrentStates;
 use crate::task::OwnedTask;
@@ -112,7 +113,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// Held by the run under way.
     busy: Arc<tokio::sync::Mutex<()>>,
-    patterns: ArcSwap<Vec<StoredPattern>>,
+    patterns: ArcSwap<Learned>,
     /// Cancels the run under way (shutdown).
     stop: CancellationToken,
     /// The run under way.
@@ -150,6 +151,24 @@ pub(crate) struct AnalysisParts {
     pub clock: Arc<dyn Clock>,
 }
 
+/// What the last successful run learned, and the `GET /api/v1/patterns` pages rendered from it
+/// (a run's new patterns come with an empty memo, so no page is ever out of date).
+#[derive(Debug)]
+pub(crate) struct Learned {
+    /// The patterns.
+    pub patterns: Vec<StoredPattern>,
+    /// Pages rendered from them (each also compressed at most once).
+    pub pages: PageMemo,
+}
+
+impl std::ops::Deref for Learned {
+    type Target = Vec<StoredPattern>;
+
+    fn deref(&self) -> &Vec<StoredPattern> {
+        &self.patterns
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -175,7 +194,10 @@ impl Analysis {
             states: parts.states,
             clock: parts.clock,
             busy: Arc::new(tokio::sync::Mutex::new(())),
-            patterns: ArcSwap::from_pointee(patterns),
+            patterns: ArcSwap::from_pointee(Learned {
+                patterns,
+                pages: PageMemo::compact(),
+            }),
             stop: CancellationToken::new(),
             current: Mutex::new(None),
             finished: tokio::sync::watch::Sender::new(None),
@@ -183,7 +205,7 @@ impl Analysis {
     }
 
     /// The patterns of the last successful run.
-    pub(crate) fn patterns(&self) -> Arc<Vec<StoredPattern>> {
+    pub(crate) fn patterns(&self) -> Arc<Learned> {
         self.0.patterns.load_full()
     }
 
@@ -295,7 +317,10 @@ impl Analysis {
                     .await
                 {
                     Ok(stored) => {
-                        inner.patterns.store(Arc::new(stored));
+                        inner.patterns.store(Arc::new(Learned {
+                            patterns: stored,
+                            pages: PageMemo::compact(),
+                        }));
                         (Outcome::Succeeded, counts, None)
                     }
                     Err(e) => (

@@ -12,7 +12,8 @@
 //!
 //! A pair is reported when, with the thresholds of B's domain, support ≥ `min_support`,
 //! confidence ≥ `min_confidence`, lift ≥ [`MIN_LIFT`], it beats its local baselines (below),
-//! its delays are consistent — interquartile
+//! A accounts for at least [`MIN_TARGET_SHARE`] of B's occurrences (below), its delays are
+//! consistent — interquartile
 //! range ≤ [`MAX_IQR_FRACTION`] of the window (delays independent of A spread evenly over the
 //! window, an IQR of half of it; the replaced system's "> 30 min" rule assumed far longer
 //! windows) — and the median delay is at least [`MIN_DELAY_SECONDS`] (two entities changing
@@ -23,16 +24,28 @@
 //! **Local baselines.** The lift above compares with B's rate over the whole month, which an
 //! entity busy only in some hours (a plug toggled every few minutes while people are awake)
 //! beats against any trigger active in the same hours. So each candidate pair is also compared
-//! with *control moments*: every occurrence of A moved earlier and later by each of
-//! [`MINUTE_SHIFTS_SECONDS`] (B's activity in the hours around A) and, separately, by each of
-//! [`DAY_SHIFTS`] whole days (B at the same time of day on other days: two entities that follow
-//! the same clock). Control moments outside the time with history are skipped. For each family,
-//! the share of control moments B follows within the window is B's local chance; the pair's
-//! confidence (over the A occurrences since it was created) must be at least
-//! [`MIN_LOCAL_LIFT`] times the larger of the two. A door that opens at any hour, followed by the
-//! hall light within a minute, has local chances of a few percent; two plugs busy in the same
-//! evening hours follow their control moments about as often as each other. The reported `lift`
-//! stays the one against the month.
+//! with *control moments*, in three families: every occurrence of A moved *earlier* by each of
+//! [`MINUTE_SHIFTS_SECONDS`], the same moved *later* (B's activity in the hours before and after
+//! A), and A moved by each of [`DAY_SHIFTS`] whole days, both ways (B at the same time of day on
+//! other days: two entities that follow the same clock). Control moments outside the time with
+//! history are skipped. For each family, the share of control moments B follows within the window
+//! is B's local chance; the pair's confidence (over the A occurrences since it was created) must
+//! be at least [`MIN_LOCAL_LIFT`] times the largest of the three. A door that opens at any hour,
+//! followed by the hall light within a minute, has local chances of a few percent; two plugs busy
+//! in the same evening hours follow their control moments about as often as each other. Before
+//! and after are apart because of **common causes**: someone comes home (or wakes) and both A and
+//! B start — A once, B busy from then on. B is quiet before A and busy after it, so the hours
+//! *around* A, taken together, look half as busy as B is after A, and the pair passed; B follows
+//! the moments 20 and 40 minutes after A as often as A itself, which tells that the home's state,
+//! not A, brings B. (Leaving or going to sleep is the same, mirrored.) A real sequence's target is
+//! as quiet after the sequence as before it. The reported `lift` stays the one against the month.
+//!
+//! **Share of B.** A pair whose A precedes fewer than [`MIN_TARGET_SHARE`] of B's occurrences is
+//! not reported: B happens almost always without A. A plug switched by someone dozens of times a
+//! day follows anything that happens while people are at home within a few minutes, at a rate
+//! that varies with the hour and the day, and among the thousands of pairs with such a B some
+//! beat every baseline by chance; a routine worth automating ("when A, then B") is one B mostly
+//! takes part in. The door that turns the hall light on at two of its eight daily uses is 25 %.
 //!
 //! Memory: the recent buffer holds one window of transitions; the times of every transition
 //! per (entity, state), 4 bytes each, give the control moments of A (B's are the habit
@@ -63,8 +76,9 @@ pub(crate) const MAX_IQR_FRACTION: f64 = 0.25;
 pub(crate) const MIN_DELAY_SECONDS: u32 = 2;
 /// Pairs kept at most.
 pub(crate) const PAIR_CAP: usize = 100_000;
-/// Control shifts within the day, seconds (each taken earlier and later): B's rate in the
-/// hours around A's occurrences, so two entities busy in the same hours are not a sequence.
+/// Control shifts within the day, seconds: earlier ones (B's rate in the hours before A's
+/// occurrences) and later ones (after them) are two families, so two entities busy in the same
+/// hours, or both started by a common cause, are not a sequence.
 pub(crate) const MINUTE_SHIFTS_SECONDS: [i64; 2] = [1_200, 2_400];
 /// Control shifts by whole days (each taken earlier and later): B at the same time of day on
 /// other days, so two entities that follow the same clock are not a sequence of each other.
@@ -72,6 +86,9 @@ pub(crate) const DAY_SHIFTS: [i64; 3] = [1, 2, 3];
 /// The lift a pair needs against each family of control moments: its confidence must be at
 /// least this times the share of control moments B follows within the window.
 pub(crate) const MIN_LOCAL_LIFT: f64 = 2.0;
+/// The smallest share of B's occurrences a pair's support must be: below it, B happens almost
+/// always without A.
+pub(crate) const MIN_TARGET_SHARE: f64 = 0.05;
 /// Delays (with their times) kept at most over all pairs.
 pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
 /// Occurrences of A (since the pair was created) after which a pair far below the lowest
@@ -288,6 +305,10 @@ impl Detector {
             if pair.support < limits.min_support || confidence < limits.min_confidence {
                 continue;
             }
+            let b_times = habits.occurrences(b);
+            if f64::from(pair.support) < MIN_TARGET_SHARE * b_times.len() as f64 {
+                continue;
+            }
             let kept = pair.ordered();
             let mut delays: Vec<u32> = kept.iter().map(|(_, d)| *d).collect();
             delays.sort_unstable();
@@ -313,11 +334,15 @@ impl Detector {
             let since = triggers.saturating_sub(pair.trigger_base).max(1);
             let local_confidence = (f64::from(pair.support) / f64::from(since)).min(1.0);
             let a_times = self.times.get(&a).map_or(&[][..], Vec::as_slice);
-            let b_times = habits.occurrences(b);
-            let minutes = control_rate(a_times, b_times, &MINUTE_SHIFTS_SECONDS, self.window, ctx);
-            let day_shifts = DAY_SHIFTS.map(|d| d * super::DAY);
+            let before = MINUTE_SHIFTS_SECONDS.map(|s| -s);
+            let before = control_rate(a_times, b_times, &before, self.window, ctx);
+            let after = control_rate(a_times, b_times, &MINUTE_SHIFTS_SECONDS, self.window, ctx);
+            let day_shifts = DAY_SHIFTS
+                .iter()
+                .flat_map(|d| [-d * super::DAY, d * super::DAY])
+                .collect::<Vec<_>>();
             let days = control_rate(a_times, b_times, &day_shifts, self.window, ctx);
-            if local_confidence < MIN_LOCAL_LIFT * minutes.max(days) {
+            if local_confidence < MIN_LOCAL_LIFT * before.max(after).max(days) {
                 continue;
             }
             let entities = vec![
@@ -383,9 +408,9 @@ fn quantile(sorted: &[u32], q: f64) -> f64 {
     }
 }
 
-/// The share of control moments — each of `a` (sorted) moved by each of `shifts`, earlier and
-/// later, within the time with history — that an occurrence of `b` (sorted) follows within
-/// `window`.
+/// The share of control moments — each of `a` (sorted) moved by each of `shifts` (seconds,
+/// negative: earlier), within the time with history — that an occurrence of `b` (sorted)
+/// follows within `window`.
 fn control_rate(a: &[u32], b: &[u32], shifts: &[i64], window: u32, ctx: &Context<'_>) -> f64 {
     let (from, to) = (
         ctx.data_start - ctx.base,
@@ -394,18 +419,17 @@ fn control_rate(a: &[u32], b: &[u32], shifts: &[i64], window: u32, ctx: &Context
     let (mut moments, mut followed) = (0u32, 0u32);
     for &ta in a {
         for &shift in shifts {
-            for m in [i64::from(ta) - shift, i64::from(ta) + shift] {
-                if m < from || m > to {
-                    continue;
-                }
-                moments += 1;
-                // the first occurrence of b after m
-                let i = b.partition_point(|&t| i64::from(t) <= m);
-                if b.get(i)
-                    .is_some_and(|&t| i64::from(t) <= m + i64::from(window))
-                {
-                    followed += 1;
-                }
+            let m = i64::from(ta) + shift;
+            if m < from || m > to {
+                continue;
+            }
+            moments += 1;
+            // the first occurrence of b after m
+            let i = b.partition_point(|&t| i64::from(t) <= m);
+            if b.get(i)
+                .is_some_and(|&t| i64::from(t) <= m + i64::from(window))
+            {
+                followed += 1;
             }
         }
     }

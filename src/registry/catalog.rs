@@ -171,19 +171,40 @@ pub(crate) struct Page<T> {
 
 /// Rendered listings kept with the snapshot they were rendered from, so a new snapshot starts
 /// empty and nothing is ever out of date. Only device listings use it: devices hold no live state,
-/// while entity listings carry current states. At most [`PAGE_MEMO_ENTRIES`] pages; when full it
-/// starts over (listings are few: a handful of filters and pages per panel session). Pages are
-/// [`PreparedJson`], so each is also compressed at most once.
+/// while entity listings carry current states; the analysis keeps one per run for its pattern
+/// pages. At most [`PAGE_MEMO_ENTRIES`] pages and [`PAGE_MEMO_BYTES`] of rendered JSON; when full
+/// it starts over (listings are few: a handful of filters and pages per panel session), and a
+/// page larger than the whole budget is served without being kept. Pages are [`PreparedJson`],
+/// so each is also compressed at most once.
 #[derive(Debug, Default)]
 pub(crate) struct PageMemo {
-    pages: Mutex<HashMap<String, Arc<PreparedJson>>>,
+    pages: Mutex<MemoPages>,
+    /// Gzip forms at the default level ([`PreparedJson::new_compact`]).
+    compact: bool,
+}
+
+/// The pages of a [`PageMemo`] and their rendered bytes.
+#[derive(Debug, Default)]
+struct MemoPages {
+    by_key: HashMap<String, Arc<PreparedJson>>,
+    bytes: usize,
 }
 
 /// Pages a [`PageMemo`] holds.
 pub(crate) const PAGE_MEMO_ENTRIES: usize = 256;
+/// Rendered JSON a [`PageMemo`] holds at most, bytes (their gzip forms add about a tenth).
+pub(crate) const PAGE_MEMO_BYTES: usize = 32 << 20;
 
 impl PageMemo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<PreparedJson>>> {
+    /// A memo whose pages are gzipped at the default level (see [`PreparedJson::new_compact`]).
+    pub(crate) fn compact() -> Self {
+        PageMemo {
+            compact: true,
+            ..PageMemo::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoPages> {
         self.pages
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -195,15 +216,28 @@ impl PageMemo {
         key: String,
         render: impl FnOnce() -> bytes::Bytes,
     ) -> Arc<PreparedJson> {
-        if let Some(page) = self.lock().get(&key) {
+        if let Some(page) = self.lock().by_key.get(&key) {
             return page.clone();
         }
-        let page = Arc::new(PreparedJson::new(render()));
-        let mut pages = self.lock();
-        if pages.len() >= PAGE_MEMO_ENTRIES {
-            pages.clear();
+        let page = Arc::new(if self.compact {
+            PreparedJson::new_compact(render())
+        } else {
+            PreparedJson::new(render())
+        });
+        let size = page.plain().len();
+        if size > PAGE_MEMO_BYTES {
+            return page;
         }
-        pages.insert(key, page.clone());
+        let mut pages = self.lock();
+        if pages.by_key.len() >= PAGE_MEMO_ENTRIES || pages.bytes + size > PAGE_MEMO_BYTES {
+            pages.by_key.clear();
+            pages.bytes = 0;
+        }
+        if let Some(old) = pages.by_key.insert(key, page.clone()) {
+            // rendered twice at once: the first one's bytes leave
+            pages.bytes -= old.plain().len();
+        }
+        pages.bytes += size;
         page
     }
 }
@@ -823,7 +857,20 @@ mod tests {
         for n in 0..PAGE_MEMO_ENTRIES {
             memo.get_or_render(n.to_string(), bytes::Bytes::new);
         }
-        assert!(memo.lock().len() <= PAGE_MEMO_ENTRIES, "bounded");
+        assert!(memo.lock().by_key.len() <= PAGE_MEMO_ENTRIES, "bounded");
+        // and by bytes: a page of half the budget, then another, starts over
+        let half = || bytes::Bytes::from(vec![b' '; PAGE_MEMO_BYTES / 2 + 1]);
+        memo.get_or_render("big".into(), half);
+        memo.get_or_render("bigger".into(), half);
+        let pages = memo.lock();
+        assert_eq!(pages.by_key.len(), 1);
+        assert!(pages.bytes <= PAGE_MEMO_BYTES);
+        drop(pages);
+        let huge = memo.get_or_render("huge".into(), || {
+            bytes::Bytes::from(vec![b' '; PAGE_MEMO_BYTES + 1])
+        });
+        assert_eq!(huge.plain().len(), PAGE_MEMO_BYTES + 1);
+        assert!(!memo.lock().by_key.contains_key("huge"), "served, not kept");
     }
 
     fn device(id: &str, name: &str, manufacturer: &str, area: Option<&str>) -> Device {
