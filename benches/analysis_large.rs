@@ -218,6 +218,7 @@ async fn record(backend: Backend, data: &Path, db: &str) -> (u64, f64) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(3 * 3_600);
     let mut last = (u64::MAX, 0u32);
+    let mut caught_up_at: Option<Instant> = None;
     let written = loop {
         let s = sim_status(&http, &sim.url, &sim.token).await;
         let deep = app.get("/health/deep").await.unwrap_or_default();
@@ -229,7 +230,16 @@ async fn record(backend: Backend, data: &Path, db: &str) -> (u64, f64) {
         } else {
             (events, 0)
         };
-        if s["routine_caught_up"] == true && queued == 0 && last.1 >= 4 {
+        // a large home at real time is never quiet for two seconds: once the routine has caught
+        // up, a few seconds with nothing held drain what the simulator had queued for HomeIQ
+        // (at most its `max_pending` events)
+        let caught_up = s["routine_caught_up"] == true;
+        if caught_up && caught_up_at.is_none() {
+            caught_up_at = Some(Instant::now());
+        }
+        let drained = caught_up_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
+            && deep["home_assistant"]["queue_depth"].as_u64() == Some(0);
+        if caught_up && queued == 0 && (last.1 >= 4 || drained) {
             break deep["storage"]["written"].as_u64().unwrap_or(0);
         }
         assert!(

@@ -599,6 +599,7 @@ pub(crate) async fn evaluate_seed(
         // still over a few polls) and written every point
         let deadline = Instant::now() + Duration::from_secs(3_600);
         let mut last = (u64::MAX, 0u32);
+        let mut caught_up_at: Option<Instant> = None;
         let recorded = loop {
             let sim = http
                 .get(&sim_status)
@@ -618,7 +619,16 @@ pub(crate) async fn evaluate_seed(
             } else {
                 (events, 0)
             };
-            if sim["routine_caught_up"] == true && queued == 0 && last.1 >= 4 {
+            // a large home at real time is never quiet for two seconds: once the routine has caught
+            // up, a few seconds with nothing held drain what the simulator had queued for HomeIQ
+            // (at most its `max_pending` events)
+            let caught_up = sim["routine_caught_up"] == true;
+            if caught_up && caught_up_at.is_none() {
+                caught_up_at = Some(Instant::now());
+            }
+            let drained = caught_up_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(5))
+                && deep["home_assistant"]["queue_depth"].as_u64() == Some(0);
+            if caught_up && queued == 0 && (last.1 >= 4 || drained) {
                 break deep["storage"]["written"].as_u64().unwrap_or(0);
             }
             if Instant::now() > deadline {
