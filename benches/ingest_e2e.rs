@@ -39,7 +39,10 @@ use homeiq::store::influx::InfluxClient;
 use homeiq::store::schema::PointMapper;
 use serde_json::Value;
 
-use common::{RAW_BATCH, RawBatches, Rng, count_states, event, make_entities, settings};
+use common::{
+    RAW_BATCH, RawBatches, Rng, count_states, event, free_port, make_entities, settings, status_kb,
+    stop_process,
+};
 
 /// The simulator runs in this process: with the allocator `homeiq simulate` ships with, so that
 /// it costs the machine what the real command costs.
@@ -88,26 +91,6 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("free port: {e}"))
-}
-
-/// A `/proc/<pid>/status` figure in kB (`VmRSS`, `VmHWM`).
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A HomeIQ process recording the simulator at `ha_url`.
@@ -185,18 +168,7 @@ impl HomeIq {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_process(&mut self.child, Duration::from_secs(15));
     }
 }
 
