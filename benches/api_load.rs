@@ -8,7 +8,10 @@
 //! Patterns: [`PATTERNS`] learned patterns are written into the `patterns` table before HomeIQ
 //! starts (as an analysis run leaves them: 60 % time-of-day habits with a month of daily evidence,
 //! 40 % sequences with 100 occurrences each), and `GET /api/v1/patterns` is loaded with the
-//! panel's first page and a filtered page.
+//! panel's first page and a filtered page. Suggestions: one per pattern, written into the
+//! `suggestions` table (as a build leaves them: ranked, each with its automation; a tenth of them
+//! deployed, so a page looks its automations up in the current states), and `GET
+//! /api/v1/suggestions` is loaded with the panel's first page and a filtered one.
 //!
 //! Needs `wrk` (Debian package) and a real InfluxDB 1.x at `INFLUX_URL`. The mirror is written
 //! straight into SQLite and Home Assistant is unreachable, so the registry endpoints answer from
@@ -196,6 +199,74 @@ async fn seed_patterns(data_dir: &std::path::Path, now_us: i64) {
         ))
         .await
         .expect("insert pattern");
+    }
+    txn.commit().await.expect("commit");
+    db.close().await.expect("close");
+}
+
+/// Writes one suggestion per pattern into the `suggestions` table, as a build stores them: the
+/// proposal as JSON with the columns the list orders by; every tenth one deployed.
+async fn seed_suggestions(data_dir: &std::path::Path, now_us: i64) {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+    let url = format!("sqlite:{}?mode=rwc", data_dir.join("homeiq.db").display());
+    let db = Database::connect(&url).await.expect("connect");
+    let txn = db.begin().await.expect("begin");
+    let iso = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    for k in 0..PATTERNS {
+        let target = entity_id(k * 5 % ENTITIES + 1 + k % 2);
+        let pattern = format!(
+            "{:016x}",
+            (k as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        );
+        let id = format!("p{pattern}");
+        let minute = (k * 37) % 1_380;
+        let at = format!("{:02}:{:02}:00", minute / 60, minute % 60);
+        let title = format!("Turn on {target} at {}", &at[..5]);
+        let explanation = format!(
+            "On 23 of the last 30 days {target} went on between {} and {}.",
+            &at[..5],
+            &at[..5]
+        );
+        let automation = json!({
+            "id": format!("homeiq_{id}"),
+            "alias": title,
+            "description": format!("Created by HomeIQ (suggestion {id}): {explanation}"),
+            "mode": "single",
+            "triggers": [{"trigger": "time", "at": at}],
+            "conditions": [{"condition": "time", "weekday": ["mon", "tue", "wed", "thu", "fri"]}],
+            "actions": [{"action": "homeassistant.turn_on", "target": {"entity_id": [target]}}],
+        });
+        let score = 0.95 - (k as f64) * 0.0005;
+        let body = json!({
+            "kind": "time_of_day", "source": "pattern", "pattern_id": pattern,
+            "area_id": format!("area_{}", k % 20), "entities": [target],
+            "title": title, "explanation": explanation, "wording": "template",
+            "evidence": {"occurrences": 23, "out_of": 30, "confidence": 0.77,
+                         "first_seen": iso(now_us - DAYS * 86_400_000_000),
+                         "last_seen": iso(now_us - 86_400_000_000)},
+            "score": score, "notify_only": null, "automation": automation,
+        });
+        let deployed = k % 10 == 0;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO suggestions (id, source, status, score, body, deployed, created_at, updated_at) \
+             VALUES (?, 'pattern', ?, ?, ?, ?, ?, ?)",
+            [
+                id.into(),
+                if deployed { "deployed" } else { "new" }.into(),
+                score.into(),
+                body.to_string().into(),
+                deployed.then(|| automation.to_string()).into(),
+                (now_us / 1_000).into(),
+                (now_us / 1_000).into(),
+            ],
+        ))
+        .await
+        .expect("insert suggestion");
     }
     txn.commit().await.expect("commit");
     db.close().await.expect("close");
@@ -409,6 +480,7 @@ async fn main() {
     let started = Instant::now();
     seed_registry(&data).await;
     seed_patterns(&data, now_us).await;
+    seed_suggestions(&data, now_us).await;
     let history_chosen = ["history", "aggregate", "InfluxDB"]
         .iter()
         .any(|w| std::env::var("ONLY").map_or(true, |only| only.contains(w)));
@@ -418,7 +490,7 @@ async fn main() {
         0
     };
     eprintln!(
-        "seeded {DEVICES} devices, {ENTITIES} entities, {PATTERNS} patterns, {points} points in {:.1} s",
+        "seeded {DEVICES} devices, {ENTITIES} entities, {PATTERNS} patterns and suggestions, {points} points in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -514,6 +586,11 @@ async fn main() {
             "patterns?kind=co_occurrence&domain=light&limit=20",
             format!("{base}/api/v1/patterns?kind=co_occurrence&domain=light&limit=20"),
         ),
+        ("suggestions", format!("{base}/api/v1/suggestions")),
+        (
+            "suggestions?status=deployed&limit=50",
+            format!("{base}/api/v1/suggestions?status=deployed&limit=50"),
+        ),
         (
             "history (1 entity, 24 h)",
             format!(
@@ -531,6 +608,11 @@ async fn main() {
     for (name, url) in cases.iter().filter(|(name, _)| selected(name)) {
         let r = http.get(url).send().await.expect("request");
         assert!(r.status().is_success(), "{name}: {}", r.status());
+        if *name == "suggestions" {
+            // every seeded suggestion was read back (a body HomeIQ could not read is left out)
+            let v: serde_json::Value = r.json().await.expect("suggestions JSON");
+            assert_eq!(v["total"], PATTERNS, "seeded suggestions served");
+        }
     }
     let mut runs: Vec<Run> = cases
         .iter()
@@ -605,12 +687,13 @@ async fn main() {
         ));
     }
     // one client at a time: latency without queueing
-    for k in [1, 2, 3, 5, 6] {
+    for k in [1, 2, 3, 5, 7, 8] {
         let name = match k {
             1 => "devices?limit=100, 1 connection",
             2 => "entities?q=bench 42, 1 connection",
             3 => "patterns, 1 connection",
-            5 => "history (1 entity, 24 h), 1 connection",
+            5 => "suggestions, 1 connection",
+            7 => "history (1 entity, 24 h), 1 connection",
             _ => "aggregate (1 entity, 30 d), 1 connection",
         };
         runs.push(wrk(

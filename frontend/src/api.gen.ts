@@ -578,6 +578,27 @@ export interface components {
          * @enum {string}
          */
         Actor: "homeiq" | "person" | "home_assistant";
+        /**
+         * @description Who made an entity's changes to one state, as HomeIQ attributed them live (see
+         *     [`OriginKind`]); automations and system users are left out (they are never habits).
+         */
+        Actors: {
+            /**
+             * Format: int32
+             * @description Reported by the device or its integration: a wall switch, or the device's own schedule.
+             */
+            device: number;
+            /**
+             * Format: int32
+             * @description By a person: a user context, or a script a person started.
+             */
+            person: number;
+            /**
+             * Format: int32
+             * @description Not known (history read back from Home Assistant carries no context).
+             */
+            unknown: number;
+        };
         /** @description Aggregates of numeric entities. */
         AggregateAnswer: {
             /**
@@ -1952,6 +1973,11 @@ export interface components {
         Outcome: "running" | "succeeded" | "failed" | "interrupted" | "refused";
         /** @description A learned routine. */
         Pattern: {
+            /**
+             * @description Who made the target's changes to its state in the window (the last entity's; changes by
+             *     automations are never counted): how much manual work an automation of it would save.
+             */
+            actors?: components["schemas"]["Actors"];
             /**
              * Format: double
              * @description `time_of_day`: the share of eligible days an entity with this many changes a day would

@@ -379,6 +379,7 @@ impl Detector {
                     .iter()
                     .map(|(t, d)| ctx.occurrence(*t, Some(*d)))
                     .collect(),
+                actors: habits.actors(b),
             });
         }
         out.sort_by(|x, y| {

@@ -222,6 +222,46 @@ pub struct Pattern {
     /// The occurrences (one per local day for `time_of_day`), the most recent
     /// [`EVIDENCE_CAP`], oldest first.
     pub evidence: Vec<Occurrence>,
+    /// Who made the target's changes to its state in the window (the last entity's; changes by
+    /// automations are never counted): how much manual work an automation of it would save.
+    #[serde(default)]
+    pub actors: Actors,
+}
+
+/// Who made an entity's changes to one state, as HomeIQ attributed them live (see
+/// [`OriginKind`]); automations and system users are left out (they are never habits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Actors {
+    /// By a person: a user context, or a script a person started.
+    pub person: u32,
+    /// Reported by the device or its integration: a wall switch, or the device's own schedule.
+    pub device: u32,
+    /// Not known (history read back from Home Assistant carries no context).
+    pub unknown: u32,
+}
+
+impl Actors {
+    /// Counts one change made by `origin` (automated origins are not counted).
+    pub(crate) fn count(&mut self, origin: OriginKind) {
+        let slot = match origin {
+            OriginKind::User | OriginKind::Script => &mut self.person,
+            OriginKind::Device => &mut self.device,
+            OriginKind::Unknown => &mut self.unknown,
+            OriginKind::Automation | OriginKind::System => return,
+        };
+        *slot = slot.saturating_add(1);
+    }
+
+    /// The share of the changes that were manual work, 0..1: a person's count fully, a
+    /// device-reported or unattributed one half (it may be a wall switch, or the device's own
+    /// doing); 0.5 when nothing was counted.
+    pub(crate) fn manual_share(&self) -> f64 {
+        let total = f64::from(self.person) + f64::from(self.device) + f64::from(self.unknown);
+        if total == 0.0 {
+            return 0.5;
+        }
+        (f64::from(self.person) + 0.5 * (f64::from(self.device) + f64::from(self.unknown))) / total
+    }
 }
 
 /// One state change as the analysis reads it.
@@ -623,7 +663,7 @@ impl Analyzer {
         }
         let habit = role == Role::Target && !automated;
         if habit {
-            self.time_of_day.push(k, offset);
+            self.time_of_day.push(k, offset, change.origin);
         }
         self.co_occurrence.push(k, offset, habit);
     }

@@ -51,9 +51,10 @@
 use std::collections::HashMap;
 
 use super::{
-    Context, DAY, DayType, EVIDENCE_CAP, Key, KeyMap, Pattern, PatternEntity, PatternKind,
+    Actors, Context, DAY, DayType, EVIDENCE_CAP, Key, KeyMap, Pattern, PatternEntity, PatternKind,
     TimeWindow, hm, instant, pattern_id,
 };
+use crate::store::origin::OriginKind;
 
 /// Width of a peak on the 24-hour circle.
 pub(crate) const PEAK_WINDOW_SECONDS: u32 = 3_600;
@@ -95,6 +96,8 @@ const RANK_FROM_SECOND: u32 = 4 * 3_600;
 #[derive(Default)]
 pub(crate) struct Detector {
     occurrences: KeyMap<Key, Vec<u32>>,
+    /// Who made them.
+    actors: KeyMap<Key, Actors>,
 }
 
 /// One occurrence on the local clock.
@@ -124,8 +127,14 @@ struct DayTypeStats {
 
 impl Detector {
     /// A habit transition of `key` at `offset`.
-    pub(crate) fn push(&mut self, key: Key, offset: u32) {
+    pub(crate) fn push(&mut self, key: Key, offset: u32, origin: OriginKind) {
         self.occurrences.entry(key).or_default().push(offset);
+        self.actors.entry(key).or_default().count(origin);
+    }
+
+    /// Who made the habit transitions of `key`.
+    pub(crate) fn actors(&self, key: Key) -> Actors {
+        self.actors.get(&key).copied().unwrap_or_default()
     }
 
     /// The habit transitions of `key`, in time order (after [`Detector::finish`]; before it, in
@@ -139,6 +148,7 @@ impl Detector {
             .values()
             .map(|v| v.capacity() * 4 + 48)
             .sum::<usize>()
+            + self.actors.capacity() * (std::mem::size_of::<(Key, Actors)>() + 1)
     }
 
     /// The time-of-day patterns.
@@ -192,7 +202,8 @@ impl Detector {
                     0
                 };
                 previous = Some(day_type);
-                patterns.push(report(ctx, k, s, rank));
+                let actors = self.actors(k);
+                patterns.push(report(ctx, k, s, rank, actors));
             }
         }
         patterns
@@ -564,7 +575,7 @@ impl Neighbourhood<'_> {
 }
 
 /// The pattern of one reported day type.
-fn report(ctx: &Context<'_>, k: Key, s: DayTypeStats, rank: usize) -> Pattern {
+fn report(ctx: &Context<'_>, k: Key, s: DayTypeStats, rank: usize, actors: Actors) -> Pattern {
     let entities = vec![PatternEntity {
         entity_id: ctx.entity(k).to_owned(),
         state: ctx.state(k).to_owned(),
@@ -604,6 +615,7 @@ fn report(ctx: &Context<'_>, k: Key, s: DayTypeStats, rank: usize) -> Pattern {
             .iter()
             .map(|p| ctx.occurrence(p.offset, None))
             .collect(),
+        actors,
     }
 }
 

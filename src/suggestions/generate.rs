@@ -356,10 +356,22 @@ fn description(why: &str, id: &str) -> String {
     format!("Created by HomeIQ (suggestion {id}): {why}")
 }
 
-fn score_learned(confidence: f64, frequency: f64, notify_only: bool) -> f64 {
+/// The rank of a learned suggestion, 0.35..1 (above every synergy's): how sure the pattern is,
+/// how often the automation would act, and how much manual work that saves: a notify-only one
+/// saves little; and a routine the device reports doing by itself (a plug on its own schedule),
+/// or that nobody attributed, saves less than one a person visibly does (`manual`, see
+/// [`crate::patterns::Actors::manual_share`]), so people's habits outrank the home's machinery.
+fn score_learned(confidence: f64, frequency: f64, notify_only: bool, manual: f64) -> f64 {
     let effort = if notify_only { 0.3 } else { 1.0 };
     let inner = 0.5 * confidence.clamp(0.0, 1.0) + 0.3 * frequency.clamp(0.0, 1.0) + 0.2 * effort;
-    round3(0.35 + 0.65 * inner)
+    round3(0.35 + 0.65 * inner * manual.clamp(0.0, 1.0))
+}
+
+/// The score of a learned suggestion whose action a better-ranked one already proposes: half
+/// its height above the learned floor (0.35): it stays above every synergy and makes room near
+/// the top for other actions.
+pub(crate) fn repeated_action(score: f64) -> f64 {
+    round3(0.35 + (score - 0.35).max(0.0) * 0.5)
 }
 
 fn round3(x: f64) -> f64 {
@@ -429,7 +441,12 @@ pub(crate) fn from_pattern(p: &Pattern, lookup: &dyn Lookup) -> Option<Proposal>
             first_seen: Some(p.first_seen),
             last_seen: Some(p.last_seen),
         },
-        score: score_learned(p.confidence, frequency, guard.is_some()),
+        score: score_learned(
+            p.confidence,
+            frequency,
+            guard.is_some(),
+            p.actors.manual_share(),
+        ),
         notify_only: guard,
         automation,
         strength_at_undo: None,

@@ -308,6 +308,8 @@ pub(crate) fn proposals(
             .filter(move |a| a.get("id").and_then(Value::as_str) != Some(own.as_str()))
     };
     let mut out: Vec<(String, model::Proposal)> = Vec::new();
+    // what each learned proposal does: its target entity and state
+    let mut actions: Vec<(String, String)> = Vec::new();
     for p in patterns {
         let (Some(first), Some(target)) = (p.entities.first(), p.entities.last()) else {
             continue;
@@ -328,7 +330,25 @@ pub(crate) fn proposals(
         {
             continue;
         }
+        actions.push((target.entity_id.clone(), target.state.clone()));
         out.push((id, proposal));
+    }
+    // one action, one suggestion near the top: a light a person turns on at 07:50 that also
+    // follows their arrival is one automation to deploy, not three; the best-ranked keeps its
+    // score and the others sink below every first proposal of an action
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by(|&a, &b| {
+        out[b]
+            .1
+            .score
+            .total_cmp(&out[a].1.score)
+            .then_with(|| out[a].0.cmp(&out[b].0))
+    });
+    let mut proposed = std::collections::HashSet::new();
+    for i in order {
+        if !proposed.insert(&actions[i]) {
+            out[i].1.score = generate::repeated_action(out[i].1.score);
+        }
     }
     for s in synergy_candidates {
         let id = generate::synergy_id(s);

@@ -10,7 +10,7 @@ use super::model::{
 };
 use super::store::{Change, Record, SuggestionStore};
 use super::{ha_api, proposals, yaml};
-use crate::patterns::{DayType, Delay, Pattern, PatternEntity, PatternKind, TimeWindow};
+use crate::patterns::{Actors, DayType, Delay, Pattern, PatternEntity, PatternKind, TimeWindow};
 
 struct Names(HashMap<&'static str, EntityInfo>);
 
@@ -86,6 +86,11 @@ fn time_of_day(entity: &str, state: &str, day_type: DayType, centre: &str) -> Pa
             local_time: "06:45:00".into(),
             delay_seconds: None,
         }],
+        actors: Actors {
+            person: 18,
+            device: 2,
+            unknown: 0,
+        },
     }
 }
 
@@ -120,7 +125,44 @@ fn co_occurrence(first: (&str, &str), then: (&str, &str)) -> Pattern {
         first_seen: t("2026-11-05T18:00:00Z"),
         last_seen: t("2026-12-05T18:00:00Z"),
         evidence: vec![],
+        actors: Actors {
+            person: 40,
+            device: 10,
+            unknown: 0,
+        },
     }
+}
+
+#[test]
+fn a_persons_habit_outranks_a_device_doing_it_by_itself() {
+    let habit = time_of_day("light.kitchen", "on", DayType::Weekday, "06:47");
+    let mut schedule = time_of_day("switch.coffee", "on", DayType::Weekday, "07:00");
+    schedule.confidence = 1.0;
+    schedule.occurrences = 22;
+    schedule.actors = Actors {
+        person: 0,
+        device: 22,
+        unknown: 0,
+    };
+    let h = generate::from_pattern(&habit, &names()).expect("habit");
+    let s = generate::from_pattern(&schedule, &names()).expect("schedule");
+    assert!(
+        h.score > s.score,
+        "habit {} must outrank the device's own schedule {}",
+        h.score,
+        s.score
+    );
+    // unattributed history (read back from Home Assistant) ranks like device-reported changes
+    let mut unknown = schedule.clone();
+    unknown.actors = Actors {
+        person: 0,
+        device: 0,
+        unknown: 22,
+    };
+    let u = generate::from_pattern(&unknown, &names()).expect("unknown");
+    assert_eq!(u.score, s.score);
+    // and every learned suggestion stays above every synergy
+    assert!(s.score > 0.35);
 }
 
 #[test]
@@ -717,4 +759,45 @@ fn the_wording_request_holds_only_the_suggestion() {
     assert_eq!(req.entities[1].state.as_deref(), Some("on"));
     assert_eq!(req.entities[1].domain, "light");
     assert!(req.delay_seconds.is_some() && req.window.is_none());
+}
+
+#[test]
+fn an_action_already_proposed_ranks_lower_the_second_time() {
+    // the hall light on at 06:47, and the hall light on after the front door: one action
+    let mut daily = time_of_day("light.hall", "on", DayType::All, "06:47");
+    daily.id = "00000000000000aa".into();
+    let seq = co_occurrence(("binary_sensor.front_door", "on"), ("light.hall", "on"));
+    let other = time_of_day("light.kitchen", "on", DayType::All, "07:30");
+    let alone = |p: &Pattern| generate::from_pattern(p, &names()).expect("alone").score;
+    let built = proposals(
+        &[daily.clone(), seq.clone(), other.clone()],
+        &[],
+        &[],
+        &names(),
+    );
+    let score = |id: &str| {
+        built
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, p)| p.score)
+            .expect("built")
+    };
+    let (first, second) = if alone(&daily) >= alone(&seq) {
+        (&daily, &seq)
+    } else {
+        (&seq, &daily)
+    };
+    let first_id = generate::pattern_suggestion_id(&first.id);
+    let second_id = generate::pattern_suggestion_id(&second.id);
+    assert_eq!(score(&first_id), alone(first), "the best keeps its score");
+    assert!(
+        score(&second_id) < alone(second) && score(&second_id) > 0.35,
+        "the repeat sinks but stays above every synergy: {}",
+        score(&second_id)
+    );
+    // another action is untouched
+    assert_eq!(
+        score(&generate::pattern_suggestion_id(&other.id)),
+        alone(&other)
+    );
 }

@@ -1,0 +1,227 @@
+//! Suggestions reworded by a language model, end to end on the in-process application: after the
+//! build that follows the connection, new suggestions are sent one by one to a local server
+//! speaking OpenAI's chat-completions JSON; the answers become their titles and explanations
+//! (`wording: llm`), an answer that fails leaves its suggestion in the template's words, and
+//! `/health/deep` and `/metrics` report the requests.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use common::app::AppOptions;
+use common::{Served, eventually};
+use serde_json::{Value, json};
+
+/// The fake model: scripted answers in order (then successes), and every request it received.
+#[derive(Default)]
+struct Model {
+    failures: Mutex<VecDeque<u16>>,
+    seen: Mutex<Vec<(String, Option<String>, Value)>>,
+}
+
+async fn completions(model: web::Data<Model>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = {
+        let mut seen = model.seen.lock().expect("lock");
+        seen.push((
+            req.path().to_owned(),
+            req.headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body,
+        ));
+        seen.len()
+    };
+    if let Some(status) = model.failures.lock().expect("lock").pop_front() {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+            .json(
+                json!({"error": {"message": "the model is overloaded", "type": "server_error"}}),
+            );
+    }
+    let content = json!({
+        "title": format!("Plain title {n}"),
+        "explanation": format!("A plain explanation, number {n}."),
+    })
+    .to_string();
+    HttpResponse::Ok().json(json!({
+        "id": format!("chatcmpl-{n}"),
+        "object": "chat.completion",
+        "created": 1_765_000_000,
+        "model": "fake-model",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 400, "completion_tokens": 40, "total_tokens": 440},
+    }))
+}
+
+/// Serves `model` on 127.0.0.1; returns its base URL.
+fn serve(model: Arc<Model>) -> String {
+    let data = web::Data::from(model);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/v1/chat/completions", web::post().to(completions))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    format!("http://{addr}/v1")
+}
+
+/// Three learned habits, stored as an analysis run leaves them, so the first build after the
+/// connection has suggestions to word.
+async fn seed_patterns(data_dir: &std::path::Path) {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+    homeiq::registry::RegistryStore::open(&data_dir.join("homeiq.db"))
+        .await
+        .expect("migrate")
+        .close()
+        .await
+        .expect("close");
+    let db = Database::connect(format!(
+        "sqlite:{}?mode=rwc",
+        data_dir.join("homeiq.db").display()
+    ))
+    .await
+    .expect("connect");
+    for (k, (entity, centre)) in [
+        ("light.kitchen", "06:47"),
+        ("light.bedroom", "22:30"),
+        ("switch.coffee_maker", "07:05"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("{:016x}", k + 1);
+        let body = json!({
+            "id": id, "kind": "time_of_day", "day_type": "weekday",
+            "entities": [{"entity_id": entity, "state": "on"}],
+            "time_window": {"start": centre, "end": centre, "centre": centre, "spread_minutes": 6.0},
+            "occurrences": 18, "eligible_days": 22, "confidence": 0.8, "chance": 0.02,
+            "first_seen": "2026-11-02T06:47:00Z", "last_seen": "2026-12-04T06:45:00Z",
+            "evidence": [], "actors": {"person": 18, "device": 0, "unknown": 0},
+        });
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO patterns (id, kind, day_type, confidence, first_detected_at, run_id, body) \
+             VALUES (?, 'time_of_day', 'weekday', 0.8, 1764000000000, 1, ?)",
+            [id.into(), body.to_string().into()],
+        ))
+        .await
+        .expect("insert pattern");
+    }
+    db.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_suggestions_are_reworded_and_a_failed_answer_keeps_the_template() {
+    let model = Arc::new(Model::default());
+    // the first request fails: its suggestion keeps HomeIQ's words and stays deployable
+    model.failures.lock().expect("lock").push_back(500);
+    let base = serve(Arc::clone(&model));
+    let data = tempfile::tempdir().expect("tempdir");
+    seed_patterns(data.path()).await;
+    let app = AppOptions::default()
+        .env("HOMEIQ_DATA_DIR", &data.path().display().to_string())
+        .env("HOMEIQ_LLM__ENABLED", "true")
+        .env("HOMEIQ_LLM__BASE_URL", &base)
+        .env("HOMEIQ_LLM__MODEL", "fake-model")
+        .env("HOMEIQ_LLM__API_KEY", "sk-test-key")
+        .spawn()
+        .await;
+    app.wait_synced().await;
+
+    let page = eventually(
+        "suggestions reworded by the model",
+        Duration::from_secs(90),
+        || async {
+            let page = app.get_json("/api/v1/suggestions?limit=100").await;
+            let items = page["items"].as_array()?;
+            items
+                .iter()
+                .any(|s| s["wording"] == "llm")
+                .then(|| page.clone())
+        },
+    )
+    .await;
+    let items = page["items"].as_array().expect("items");
+    let reworded: Vec<&Value> = items.iter().filter(|s| s["wording"] == "llm").collect();
+    for s in &reworded {
+        let title = s["title"].as_str().expect("title");
+        assert!(title.starts_with("Plain title "), "{s:#}");
+        assert!(
+            s["explanation"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("A plain explanation")),
+            "{s:#}"
+        );
+        // the automation is HomeIQ's, whatever the model said
+        assert!(
+            s["automation"]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("homeiq_")),
+            "{s:#}"
+        );
+    }
+
+    let seen = model.seen.lock().expect("lock").clone();
+    assert!(seen.len() >= 2, "{} requests", seen.len());
+    for (path, authorization, body) in &seen {
+        assert_eq!(path, "/v1/chat/completions");
+        assert_eq!(authorization.as_deref(), Some("Bearer sk-test-key"));
+        assert_eq!(body["model"], "fake-model");
+        assert!(body["messages"].as_array().is_some_and(|m| m.len() >= 2));
+    }
+    // one request per suggestion: the failed one kept the template's words
+    assert_eq!(reworded.len(), seen.len() - 1, "{page:#}");
+    let template: Vec<&Value> = items
+        .iter()
+        .filter(|s| s["wording"] == "template")
+        .collect();
+    assert!(!template.is_empty(), "{page:#}");
+    assert!(
+        template
+            .iter()
+            .all(|s| !s["title"].as_str().unwrap_or_default().is_empty()),
+        "{page:#}"
+    );
+
+    let deep = app.deep().await;
+    let llm = &deep["llm"];
+    assert_eq!(llm["enabled"], true, "{deep:#}");
+    assert_eq!(llm["model"], "fake-model", "{deep:#}");
+    assert_eq!(llm["breaker"], "closed", "{deep:#}");
+    assert!(
+        llm["requests_last_24h"]
+            .as_u64()
+            .is_some_and(|n| n >= seen.len() as u64),
+        "{deep:#}"
+    );
+    assert!(
+        llm["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.contains("sk-test-key")),
+        "the failure is reported, never with the key: {deep:#}"
+    );
+    let metrics = app
+        .client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("homeiq_llm_"), "{metrics}");
+    app.stop().await;
+}
