@@ -1,11 +1,13 @@
 //! HTTP building blocks shared by every capability's routes: the error shape ([`error`]),
-//! query and path extractors ([`extract`]), JSON body decoding and the common answers.
+//! query and path extractors ([`extract`]), JSON body decoding and the common answers; and what
+//! every outbound request shares ([`outbound`]).
 //!
 //! A leaf: it imports nothing else of HomeIQ, so `api`, `webhooks` and future capabilities can
 //! all build their routes on it without depending on each other.
 
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod outbound;
 
 use serde::de::DeserializeOwned;
 

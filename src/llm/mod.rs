@@ -44,9 +44,6 @@ use crate::health::{Health, Verdict};
 pub(crate) use answer::Wording;
 pub(crate) use guard::BreakerState;
 use guard::{Clock, Guard, Refusal};
-// Called by `suggestions` after the merge (item 6 of issue 17); until then only the tests use
-// them, hence the `allow(unused_imports)`.
-#[allow(unused_imports)]
 pub(crate) use prompt::{EntityFacts, EntityRole, LocalWindow, WordingKind, WordingRequest};
 
 /// The most bytes of an answer read; a longer one is [`LlmError::Malformed`].
@@ -320,7 +317,8 @@ impl Llm {
     fn with_config(config: ClientConfig, clock: Clock) -> Result<Llm, String> {
         let url = chat_url(&config.base_url)
             .map_err(|e| format!("llm.base_url {}: {e}", redact_urls(&config.base_url)))?;
-        let http = crate::webhooks::deliver::http_client(config.timeout, false)
+        let http = crate::http::outbound::client(config.timeout)
+            .build()
             .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
         Ok(Llm {
             inner: Some(Arc::new(Client {
@@ -555,7 +553,7 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::webhooks::deliver::parse_retry_after(v, Utc::now()));
+            .and_then(|v| crate::http::outbound::parse_retry_after(v, Utc::now()));
         let message = match read_capped(response, MAX_ERROR_BYTES).await {
             Ok(body) => answer::error_message(&body),
             Err(ReadError::TooLarge) => "(a long error answer)".into(),
@@ -587,7 +585,7 @@ impl Client {
         if e.is_timeout() {
             return LlmError::Timeout(self.timeout);
         }
-        let text = crate::webhooks::deliver::transport_error_text(e);
+        let text = crate::http::outbound::transport_error_text(e);
         LlmError::Transport(redact_urls(&text).into_owned())
     }
 }

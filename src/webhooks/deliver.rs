@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, Semaphore};
@@ -35,9 +35,7 @@ use super::egress::{self, GuardedResolver};
 use super::sign;
 use super::store::{AttemptRecord, DeliveryStatus, WebhookStore, delivery, now_ms};
 use crate::config::{Secret, WebhookSettings};
-
-/// Longest `Retry-After` honoured.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+use crate::http::outbound::{self, parse_retry_after, transport_error_text};
 
 /// Due deliveries read per outbox query.
 const CLAIM_BATCH: u64 = 64;
@@ -118,20 +116,6 @@ pub(crate) fn classify(code: u16, retry_after: Option<Duration>) -> Outcome {
     }
 }
 
-/// Parses `Retry-After`: seconds or an HTTP date; capped at [`MAX_RETRY_AFTER`].
-pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = DateTime::parse_from_rfc2822(value)
-            .ok()?
-            .with_timezone(&Utc);
-        (at - now).to_std().unwrap_or(Duration::ZERO)
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
-}
-
 /// Retry policy from the settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RetryPolicy {
@@ -206,22 +190,14 @@ impl RetryPolicy {
         }
     }
 }
-
-/// A reqwest client for deliveries (rustls with ring; installs the provider if nobody did). It
-/// never follows redirects (a 3xx is a final answer). A `guarded` client resolves names through
-/// [`GuardedResolver`] and ignores proxies from the environment, so it connects only to addresses
-/// it checked.
+/// A reqwest client for deliveries ([`outbound::client`]). A `guarded` client resolves names
+/// through [`GuardedResolver`] and ignores proxies from the environment, so it connects only to
+/// addresses it checked.
 pub(crate) fn http_client(
     timeout: Duration,
     guarded: bool,
 ) -> Result<reqwest::Client, reqwest::Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("HomeIQ/", env!("CARGO_PKG_VERSION")));
+    let mut builder = outbound::client(timeout);
     if guarded {
         builder = builder.dns_resolver(Arc::new(GuardedResolver)).no_proxy();
     }
@@ -289,27 +265,6 @@ pub(crate) async fn attempt(
             error: transport_error_text(e),
         },
     }
-}
-
-/// A request's failure in words, without its URL: what went wrong (`timed out`, `cannot
-/// connect`, `request failed`) and the error's causes, which say why (connection refused, DNS).
-/// `without_url` keeps an `ha` target's webhook id (and any URL's user information) out of it.
-pub(crate) fn transport_error_text(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let e = e.without_url();
-    let mut text = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 struct Runtime {
@@ -867,20 +822,6 @@ mod tests {
                 "{code}"
             );
         }
-    }
-
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
