@@ -14,7 +14,8 @@
 //!   flags), `call_service` (`light`, `switch` and `homeassistant` `turn_on`/`turn_off`/`toggle`),
 //!   `config/area_registry/{create,update,delete}`, `config/device_registry/update`,
 //!   `config/entity_registry/update` (renames through `new_entity_id`) and
-//!   `config/entity_registry/remove` (the entity's state goes too), each firing the
+//!   `config/entity_registry/remove` (the entity's state goes too), `validate_config` (HA's
+//!   first checks with its wording: [`validate`]), each registry command firing the
 //!   `*_registry_updated` events Home Assistant fires (`changes` holds old values,
 //!   `old_entity_id` on renames); anything else answers `unknown_command`. Registry rows have
 //!   the shape of the release chosen with `--ha-version` ([`HaVersion`]).
@@ -55,7 +56,7 @@
 //! # Not simulated
 //! Templates, conditions and triggers other than webhooks in automations (conditions are not
 //! evaluated), `subscribe_entities`, `subscribe_trigger`, `render_template`, `fire_event`,
-//! `validate_config`, `webhook/handle` over WebSocket, the Supervisor, config entries,
+//! `webhook/handle` over WebSocket, the Supervisor, config entries,
 //! `state_reported` events, recorder persistence (a restart forgets history), registry creation
 //! of devices and entities, removal of devices, scripts other than the planted one, the planted
 //! automations' and script's entity registry rows, and `logbook/get_events`. The planted truth follows
@@ -76,6 +77,7 @@ pub(crate) mod render;
 pub(crate) mod rest;
 pub(crate) mod routine;
 pub mod truth;
+pub(crate) mod validate;
 pub(crate) mod ws;
 
 use std::io::Write as _;

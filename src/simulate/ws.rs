@@ -260,6 +260,13 @@ impl Conn {
                 };
                 self.reply(seq, message).await?;
             }
+            "validate_config" => {
+                let (json, seq) = hub.with(|i| {
+                    let known = |id: &str| i.home.devices.iter().any(|d| d["id"] == id);
+                    super::validate::validate_config(&msg, &known).to_string()
+                });
+                self.reply(seq, result_ok(id, &json)).await?;
+            }
             "automation/config" => {
                 // any automation's configuration by its entity, as Home Assistant answers it
                 let entity_id = msg.get("entity_id").and_then(Value::as_str).unwrap_or("");

@@ -1,12 +1,15 @@
-//! Suggestions reworded by a language model, end to end on the in-process application: after the
-//! build that follows the connection, new suggestions are sent one by one to a local server
-//! speaking OpenAI's chat-completions JSON; the answers become their titles and explanations
-//! (`wording: llm`), an answer that fails leaves its suggestion in the template's words, and
-//! `/health/deep` and `/metrics` report the requests.
+//! Suggestions on the in-process application and the simulated Home Assistant (as `homeiq demo`
+//! runs):
+//!
+//! - reworded by a language model: after the build that follows the connection, new suggestions
+//!   are sent one by one to a local server speaking OpenAI's chat-completions JSON; the answers
+//!   become their titles and explanations (`wording: llm`), an answer that fails leaves its
+//!   suggestion in the template's words, and `/health/deep` and `/metrics` report the requests;
+//! - deployed and undone: the simulator validates (`validate_config`), stores the automation
+//!   over the REST config API and creates its entity; undo deletes it.
 
 mod common;
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,15 +18,16 @@ use common::app::AppOptions;
 use common::{Served, eventually};
 use serde_json::{Value, json};
 
-/// The fake model: scripted answers in order (then successes), and every request it received.
+/// The fake model: a failure for every prompt about the bedroom, a success for anything else;
+/// and every request it received.
 #[derive(Default)]
 struct Model {
-    failures: Mutex<VecDeque<u16>>,
     seen: Mutex<Vec<(String, Option<String>, Value)>>,
 }
 
 async fn completions(model: web::Data<Model>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let prompt = body.to_string();
     let n = {
         let mut seen = model.seen.lock().expect("lock");
         seen.push((
@@ -36,11 +40,10 @@ async fn completions(model: web::Data<Model>, req: HttpRequest, body: web::Bytes
         ));
         seen.len()
     };
-    if let Some(status) = model.failures.lock().expect("lock").pop_front() {
-        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
-            .json(
-                json!({"error": {"message": "the model is overloaded", "type": "server_error"}}),
-            );
+    if prompt.contains("bedroom") {
+        return HttpResponse::InternalServerError().json(
+            json!({"error": {"message": "the model is overloaded", "type": "server_error"}}),
+        );
     }
     let content = json!({
         "title": format!("Plain title {n}"),
@@ -79,7 +82,7 @@ fn serve(model: Arc<Model>) -> String {
 }
 
 /// Three learned habits, stored as an analysis run leaves them, so the first build after the
-/// connection has suggestions to word.
+/// connection has suggestions: `p0000000000000001` … `p0000000000000003`.
 async fn seed_patterns(data_dir: &std::path::Path) {
     use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
     homeiq::registry::RegistryStore::open(&data_dir.join("homeiq.db"))
@@ -95,7 +98,7 @@ async fn seed_patterns(data_dir: &std::path::Path) {
     .await
     .expect("connect");
     for (k, (entity, centre)) in [
-        ("light.kitchen", "06:47"),
+        ("light.kitchen_light_1", "06:47"),
         ("light.bedroom", "22:30"),
         ("switch.coffee_maker", "07:05"),
     ]
@@ -125,9 +128,8 @@ async fn seed_patterns(data_dir: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_suggestions_are_reworded_and_a_failed_answer_keeps_the_template() {
+    // the bedroom's suggestion always fails: it keeps HomeIQ's words and stays deployable
     let model = Arc::new(Model::default());
-    // the first request fails: its suggestion keeps HomeIQ's words and stays deployable
-    model.failures.lock().expect("lock").push_back(500);
     let base = serve(Arc::clone(&model));
     let data = tempfile::tempdir().expect("tempdir");
     seed_patterns(data.path()).await;
@@ -145,12 +147,11 @@ async fn new_suggestions_are_reworded_and_a_failed_answer_keeps_the_template() {
         "suggestions reworded by the model",
         Duration::from_secs(90),
         || async {
+            // three suggestions: the bedroom's failed, the other two reworded
             let page = app.get_json("/api/v1/suggestions?limit=100").await;
             let items = page["items"].as_array()?;
-            items
-                .iter()
-                .any(|s| s["wording"] == "llm")
-                .then(|| page.clone())
+            let llm = items.iter().filter(|s| s["wording"] == "llm").count();
+            (items.len() == 3 && llm == 2).then(|| page.clone())
         },
     )
     .await;
@@ -175,24 +176,24 @@ async fn new_suggestions_are_reworded_and_a_failed_answer_keeps_the_template() {
     }
 
     let seen = model.seen.lock().expect("lock").clone();
-    assert!(seen.len() >= 2, "{} requests", seen.len());
     for (path, authorization, body) in &seen {
         assert_eq!(path, "/v1/chat/completions");
         assert_eq!(authorization.as_deref(), Some("Bearer sk-test-key"));
         assert_eq!(body["model"], "fake-model");
         assert!(body["messages"].as_array().is_some_and(|m| m.len() >= 2));
     }
-    // one request per suggestion: the failed one kept the template's words
-    assert_eq!(reworded.len(), seen.len() - 1, "{page:#}");
+    // a request per suggestion (a later build asks again for the one that failed)
+    assert!(seen.len() >= 3, "{} requests", seen.len());
     let template: Vec<&Value> = items
         .iter()
         .filter(|s| s["wording"] == "template")
         .collect();
-    assert!(!template.is_empty(), "{page:#}");
+    assert_eq!(template.len(), 1, "{page:#}");
+    assert_eq!(template[0]["id"], "p0000000000000002", "{page:#}");
     assert!(
-        template
-            .iter()
-            .all(|s| !s["title"].as_str().unwrap_or_default().is_empty()),
+        template[0]["title"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty() && !t.starts_with("Plain title")),
         "{page:#}"
     );
 
@@ -223,5 +224,106 @@ async fn new_suggestions_are_reworded_and_a_failed_answer_keeps_the_template() {
         .await
         .expect("text");
     assert!(metrics.contains("homeiq_llm_"), "{metrics}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suggestion_is_deployed_to_the_simulator_and_undone() {
+    let data = tempfile::tempdir().expect("tempdir");
+    seed_patterns(data.path()).await;
+    let app = AppOptions::default()
+        .env("HOMEIQ_DATA_DIR", &data.path().display().to_string())
+        .spawn()
+        .await;
+    app.wait_synced().await;
+    let http = app.client();
+    let entity = app.get_json("/api/v1/entities/light.kitchen_light_1").await;
+    assert_eq!(entity["entity_id"], "light.kitchen_light_1", "{entity:#}");
+    eventually(
+        "the suggestions are built",
+        Duration::from_secs(30),
+        || async {
+            let s = app.get_json("/api/v1/suggestions/p0000000000000001").await;
+            (s["status"] == "new").then_some(())
+        },
+    )
+    .await;
+
+    // an entity the home does not have is refused by HomeIQ before Home Assistant is asked
+    let refused = http
+        .post(app.url("/api/v1/suggestions/p0000000000000002/deploy"))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unknown_entity", "{body:#}");
+
+    // one the simulator refuses (an unknown trigger platform): its words, its field
+    let bad = http
+        .post(app.url("/api/v1/suggestions/p0000000000000001/deploy"))
+        .json(&json!({"automation": {
+            "alias": "Kitchen light", "description": "edited",
+            "triggers": [{"trigger": "teleport"}],
+            "actions": [{"action": "light.turn_on", "target": {"entity_id": "light.kitchen_light_1"}}],
+        }}))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(bad.status(), 422);
+    let body: Value = bad.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "ha_refused", "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Invalid trigger 'teleport'")),
+        "{body:#}"
+    );
+
+    let deployed = http
+        .post(app.url("/api/v1/suggestions/p0000000000000001/deploy"))
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(deployed.status(), 200, "{:?}", deployed.text().await);
+    let body: Value = deployed.json().await.expect("json");
+    assert_eq!(body["suggestion"]["status"], "deployed", "{body:#}");
+    let automation_entity = body["suggestion"]["ha"]["entity_id"]
+        .as_str()
+        .expect("the automation's entity")
+        .to_owned();
+    assert!(automation_entity.starts_with("automation."), "{body:#}");
+    let sim = app.simulator.as_ref().expect("simulator");
+    let stored = http
+        .get(format!(
+            "{}/api/config/automation/config/homeiq_p0000000000000001",
+            sim.url
+        ))
+        .bearer_auth(&sim.token)
+        .send()
+        .await
+        .expect("config");
+    assert_eq!(stored.status(), 200);
+    let config: Value = stored.json().await.expect("json");
+    assert_eq!(config["triggers"][0]["trigger"], "time", "{config:#}");
+
+    let undone = http
+        .post(app.url("/api/v1/suggestions/p0000000000000001/undo"))
+        .send()
+        .await
+        .expect("undo");
+    assert_eq!(undone.status(), 200, "{:?}", undone.text().await);
+    let gone = http
+        .get(format!(
+            "{}/api/config/automation/config/homeiq_p0000000000000001",
+            sim.url
+        ))
+        .bearer_auth(&sim.token)
+        .send()
+        .await
+        .expect("config");
+    assert_eq!(gone.status(), 404);
+    let s = app.get_json("/api/v1/suggestions/p0000000000000001").await;
+    assert_eq!(s["status"], "undone", "{s:#}");
     app.stop().await;
 }
