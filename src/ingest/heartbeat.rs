@@ -31,6 +31,26 @@ crate::counters::counters! {
         rounds,
         /// Current values re-written by the heartbeat.
         points,
+        /// Rounds skipped because the storage is critical (`storage_guard.critical_percent`).
+        skipped_rounds,
+    }
+}
+
+/// Whether heartbeat rounds are held back: set by the storage guard while the data directory's
+/// disk is critical, cleared when it is below again. Cheap to clone; every clone is the same
+/// switch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeartbeatPause(Arc<std::sync::atomic::AtomicBool>);
+
+impl HeartbeatPause {
+    /// Holds rounds back (`true`) or lets them run again.
+    pub(crate) fn set(&self, paused: bool) {
+        self.0.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether rounds are held back.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -50,6 +70,8 @@ pub struct Heartbeat {
     pub registry: RegistryStore,
     /// Counters for health.
     pub counters: Arc<HeartbeatCounters>,
+    /// Held back while the storage is critical.
+    pub(crate) pause: HeartbeatPause,
 }
 
 impl Heartbeat {
@@ -61,7 +83,11 @@ impl Heartbeat {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.round().await;
+                    if self.pause.is_paused() {
+                        self.counters.skipped_rounds.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.round().await;
+                    }
                 }
                 () = cancel.cancelled() => return,
             }
@@ -173,6 +199,7 @@ mod tests {
             states,
             registry,
             counters: Arc::default(),
+            pause: HeartbeatPause::default(),
         };
         let before = Utc::now();
         assert_eq!(heartbeat.round().await, 1);

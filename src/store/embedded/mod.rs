@@ -71,6 +71,7 @@
 //! for the writer, nor the writer for them.
 
 mod history;
+pub(crate) mod retention;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -207,6 +208,9 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
 fn open_writer(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // a new file returns freed pages on `incremental_vacuum` (retention); the pragma only takes
+    // on a file without tables, an older file is converted once by the retention task
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -2048)?;
@@ -355,3 +359,6 @@ pub(crate) fn row_of(p: &Point) -> Option<Row> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod retention_tests;

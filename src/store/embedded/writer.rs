@@ -28,9 +28,15 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Work run on the write connection between two write transactions (retention's chunked
+/// deletes, the incremental vacuum, the one-time conversion).
+pub(crate) type Maintenance = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
+
 #[derive(Default)]
 struct Queue {
     points: VecDeque<(Instant, Point)>,
+    /// Maintenance waiting for the connection; dropped unrun at shutdown.
+    jobs: VecDeque<Maintenance>,
     /// Points in the transaction under way (or waiting for its retry).
     in_flight: usize,
     closed: bool,
@@ -162,6 +168,27 @@ impl EmbeddedWriter {
         }
     }
 
+    /// Runs `job` on the write connection, between two write transactions, and returns its
+    /// result; `None` once the writer is shut down. A job and a due batch take turns, so a
+    /// caller sending small jobs one after another never starves the writes.
+    pub(crate) async fn with_connection<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.closed {
+                return None;
+            }
+            q.jobs.push_back(Box::new(move |c: &mut Connection| {
+                let _ = tx.send(job(c));
+            }));
+        }
+        self.shared.wake.notify_one();
+        rx.await.ok()
+    }
+
     /// The log of committed writes (which entities, in which order).
     pub fn write_log(&self) -> Arc<WriteLog> {
         Arc::clone(&self.shared.write_log)
@@ -232,16 +259,34 @@ impl EmbeddedWriter {
 async fn run(shared: Arc<Shared>, conn: Connection) {
     let mut conn = Some(conn);
     let mut failures = 0_u32;
+    // whether the connection last ran a maintenance job: a due batch goes next
+    let mut after_job = false;
     loop {
         let batch = loop {
-            let (due, closed, oldest) = {
-                let q = lock(&shared.queue);
+            let (due, closed, oldest, job) = {
+                let mut q = lock(&shared.queue);
                 let oldest = q.points.front().map(|(t, _)| *t);
                 let due = q.points.len() >= shared.options.batch_size
                     || (q.closed && !q.points.is_empty())
                     || oldest.is_some_and(|t| t.elapsed() >= shared.options.linger);
-                (due, q.closed, oldest)
+                if q.closed {
+                    q.jobs.clear();
+                }
+                let job = if due && after_job {
+                    None
+                } else {
+                    q.jobs.pop_front()
+                };
+                (due, q.closed, oldest, job)
             };
+            if let Some(job) = job {
+                if !run_job(&mut conn, job).await {
+                    return;
+                }
+                after_job = true;
+                continue;
+            }
+            after_job = false;
             if due {
                 let mut q = lock(&shared.queue);
                 let n = q.points.len().min(shared.options.batch_size);
@@ -318,13 +363,50 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                             break;
                         }
                     }
+                    if is_disk_full(&e) {
+                        shared.counts.disk_full.fetch_add(1, Ordering::Relaxed);
+                    }
                     tokio::time::sleep(delay).await;
+                    // maintenance waiting meanwhile runs before the retry: a retention delete
+                    // frees pages the batch can use
+                    loop {
+                        let job = lock(&shared.queue).jobs.pop_front();
+                        let Some(job) = job else { break };
+                        if !run_job(&mut conn, job).await {
+                            return;
+                        }
+                    }
                 }
             }
         }
         lock(&shared.queue).in_flight = 0;
         shared.room.notify_waiters();
     }
+}
+
+/// Runs one maintenance job on the connection (on the blocking pool); `false` when the
+/// connection is gone (the runtime is shutting down).
+async fn run_job(conn: &mut Option<Connection>, job: Maintenance) -> bool {
+    let Some(mut c) = conn.take() else {
+        return false;
+    };
+    match tokio::task::spawn_blocking(move || {
+        job(&mut c);
+        c
+    })
+    .await
+    {
+        Ok(c) => {
+            *conn = Some(c);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether SQLite refused a write because the disk (or the file's `max_page_count`) is full.
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 fn record_success(shared: &Shared, rows: usize, took: Duration) {

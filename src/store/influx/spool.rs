@@ -128,6 +128,14 @@ pub enum SpoolError {
     },
 }
 
+impl SpoolError {
+    /// Whether the disk is full (`ENOSPC`, or the quota `EDQUOT`).
+    pub(crate) fn is_disk_full(&self) -> bool {
+        matches!(self, SpoolError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
         op,
