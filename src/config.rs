@@ -323,7 +323,7 @@ impl Default for SuggestionSettings {
 
 /// `retention.*`: how long each tier of history is kept. Raw points are deleted only once the
 /// rollups cover them (`crate::retention`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetentionSettings {
     /// Days raw points are kept, 1..=3650, at least `analysis.window_days` while the analysis is
@@ -334,12 +334,6 @@ pub struct RetentionSettings {
 
 /// Default of `retention.raw_days`.
 pub(crate) const DEFAULT_RAW_DAYS: u32 = 30;
-
-impl Default for RetentionSettings {
-    fn default() -> Self {
-        RetentionSettings { raw_days: None }
-    }
-}
 
 impl RetentionSettings {
     /// Days raw points are kept with these settings, `None` when forever (`raw_days: 0`).

@@ -44,7 +44,7 @@ async fn store(dir: &std::path::Path) -> (RetentionTarget, EmbeddedWriter, u64) 
         for h in 0..60 * 24 {
             writer.push(
                 Point::new("sensor", start + h * HOUR_US)
-                    .tag("entity_id", &format!("sensor.s{e}"))
+                    .tag("entity_id", format!("sensor.s{e}"))
                     .field("value", FieldValue::Float(h as f64)),
             );
             n += 1;

@@ -40,9 +40,11 @@ struct Rig {
 }
 
 fn rig(may_shorten_raw: bool, dir: tempfile::TempDir) -> Rig {
-    let mut settings = Settings::default();
-    settings.data_dir = dir.path().to_path_buf();
-    settings.storage = StorageMode::Embedded;
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        storage: StorageMode::Embedded,
+        ..Settings::default()
+    };
     settings.storage_guard.may_shorten_raw = may_shorten_raw;
     settings.retention.raw_days = Some(90);
     let disk = Arc::new(Mutex::new(None));

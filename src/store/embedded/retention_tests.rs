@@ -315,3 +315,51 @@ async fn retention_benchmark() {
         std::fs::metadata(&path).expect("size").len()
     );
 }
+
+#[tokio::test]
+async fn a_really_full_disk_loses_nothing_and_resumes() {
+    let Some(disk) = crate::store::small_disk::SmallDisk::mount("8m") else {
+        eprintln!(
+            "cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN); the max_page_count test covers SQLITE_FULL"
+        );
+        return;
+    };
+    let path = history_path(disk.path());
+    let options = EmbeddedOptions {
+        linger: Duration::from_millis(5),
+        ..EmbeddedOptions::default()
+    };
+    let (writer, _history) = open(&path, options).await.expect("open");
+    fill(&writer, 1, 100).await;
+    let filler = disk.path().join("filler");
+    disk.fill(&filler);
+    for i in 0..20_000 {
+        writer.push(sensor("sensor.full", T0 + i, i as f64));
+    }
+    until(Duration::from_secs(30), "the write refused", || {
+        writer.stats().counts.write_errors > 0
+    })
+    .await;
+    let stats = writer.stats();
+    assert!(!stats.reachable);
+    assert!(stats.counts.disk_full > 0, "{stats:?}");
+    // space returns
+    std::fs::remove_file(&filler).expect("remove filler");
+    until(Duration::from_secs(60), "the kept batch written", || {
+        writer.stats().counts.written == 20_100
+    })
+    .await;
+    let stats = writer.stats();
+    assert!(stats.reachable);
+    assert_eq!(stats.counts.dropped_overflow, 0, "no point lost");
+    assert_eq!(split(&writer, i64::MAX).await, (20_100, 0));
+    assert_eq!(integrity(&writer).await, "ok");
+    writer.shutdown(Duration::from_secs(10)).await;
+    // and the file opens again, intact
+    let (writer, _history) = open(&path, EmbeddedOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(integrity(&writer).await, "ok");
+    assert_eq!(split(&writer, i64::MAX).await, (20_100, 0));
+    writer.shutdown(Duration::from_secs(10)).await;
+}
