@@ -332,7 +332,9 @@ pub struct RetentionSettings {
     pub raw_days: Option<u32>,
 }
 
-/// Default of `retention.raw_days`.
+/// Default of `retention.raw_days`: the default analysis window (the least the analysis needs).
+/// For 1,000 sensors changing once a minute that is about 260 MB in InfluxDB and 9.4 GB in the
+/// embedded store (README, benchmarks).
 pub(crate) const DEFAULT_RAW_DAYS: u32 = 30;
 
 impl RetentionSettings {

@@ -2250,6 +2250,11 @@ export interface components {
              */
             max_lock_hold_ms: number;
             /**
+             * Format: double
+             * @description 95th percentile of the chunks' write-lock holds, ms (embedded).
+             */
+            p95_lock_hold_ms: number;
+            /**
              * Format: int64
              * @description Pages returned to the file system (embedded).
              */

@@ -122,6 +122,8 @@ pub(crate) struct RetentionRun {
     pub chunks: u64,
     /// Longest write-lock hold of one chunk, ms (embedded).
     pub max_lock_hold_ms: f64,
+    /// 95th percentile of the chunks' write-lock holds, ms (embedded).
+    pub p95_lock_hold_ms: f64,
     /// Pages returned to the file system (embedded).
     pub pages_freed: u64,
     /// How it ended.
@@ -311,6 +313,7 @@ impl Retention {
             shards_dropped: 0,
             chunks: 0,
             max_lock_hold_ms: 0.0,
+            p95_lock_hold_ms: 0.0,
             pages_freed: 0,
             outcome: RunOutcome::Done,
         };
@@ -366,6 +369,7 @@ impl Retention {
                                 run.points_deleted = r.deleted;
                                 run.chunks = r.chunks;
                                 run.max_lock_hold_ms = r.max_hold_ms;
+                                run.p95_lock_hold_ms = r.p95_hold_ms;
                                 run.pages_freed = r.pages_freed;
                             })
                             .map_err(|e| e.to_string())

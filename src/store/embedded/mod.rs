@@ -61,8 +61,14 @@
 //! what is queued until its deadline.
 //!
 //! Memory is therefore bounded by `capacity` points plus the SQLite page caches (2 MiB for the
-//! writer, 8 MiB while it writes transactions of over 10,000 points,
-//! writer, 2 MiB per reader).
+//! writer, 8 MiB while it writes transactions of over 10,000 points, 32 MiB during a retention
+//! run, 2 MiB per reader).
+//!
+//! # Retention
+//!
+//! Raw points older than the retention's cutoff are deleted in small chunks on the writer's own
+//! connection, between two write transactions, and the freed pages are returned to the file
+//! system (`auto_vacuum = INCREMENTAL`); see [`retention`].
 //!
 //! # Reading
 //!

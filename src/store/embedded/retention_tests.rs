@@ -299,11 +299,13 @@ async fn retention_benchmark() {
     load.abort();
     let stats = writer.stats();
     println!(
-        "deleted {} points in {} chunks, {:.2} s ({:.0} points/s), max write-lock hold {:.2} ms, {} pages freed; writer p95 {:?} ms, {} written during",
+        "deleted {} points in {} chunks, {:.2} s ({:.0} points/s), write-lock hold p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms, {} pages freed; writer p95 {:?} ms, {} written during",
         report.deleted,
         report.chunks,
         took.as_secs_f64(),
         report.deleted as f64 / took.as_secs_f64(),
+        report.p50_hold_ms,
+        report.p95_hold_ms,
         report.max_hold_ms,
         report.pages_freed,
         stats.p95_latency_ms,

@@ -2,7 +2,7 @@
 //! connection (see the module documentation of [`crate::store::embedded`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -64,6 +64,9 @@ struct Shared {
     recent_latency: RecentLatencies,
     task: Mutex<Option<JoinHandle<()>>>,
     write_log: Arc<WriteLog>,
+    /// Page cache (KiB) maintenance under way needs; write transactions keep at least this much
+    /// instead of shrinking it (0: none).
+    maintenance_cache_kib: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +109,7 @@ impl EmbeddedWriter {
             recent_latency: RecentLatencies::default(),
             task: Mutex::new(None),
             write_log: Arc::default(),
+            maintenance_cache_kib: AtomicI64::new(0),
         });
         let task = tokio::spawn(run(Arc::clone(&shared), conn));
         *lock(&shared.task) = Some(task);
@@ -187,6 +191,15 @@ impl EmbeddedWriter {
         }
         self.shared.wake.notify_one();
         rx.await.ok()
+    }
+
+    /// Keeps the write connection's page cache at least `kib` KiB between write transactions while
+    /// maintenance needs it (a retention run: its deletes revisit the same leaves of every entity);
+    /// 0 gives it back.
+    pub(crate) fn set_maintenance_cache(&self, kib: i64) {
+        self.shared
+            .maintenance_cache_kib
+            .store(kib.max(0), Ordering::Relaxed);
     }
 
     /// The log of committed writes (which entities, in which order).
@@ -323,9 +336,10 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
             let started = Instant::now();
             let Some(c) = conn.take() else { return };
             let job = Arc::clone(&rows);
+            let floor_kib = shared.maintenance_cache_kib.load(Ordering::Relaxed);
             let (c, result) = match tokio::task::spawn_blocking(move || {
                 let mut c = c;
-                let result = write_rows(&mut c, &job);
+                let result = write_rows(&mut c, &job, floor_kib);
                 (c, result)
             })
             .await
@@ -443,12 +457,13 @@ const CACHE_KIB: (i64, i64) = (2 * 1024, 8 * 1024);
 const LARGE_TRANSACTION: usize = 10_000;
 
 /// Sizes the write connection's page cache for a transaction of `rows` rows.
-fn size_cache(conn: &Connection, rows: usize) -> Result<(), rusqlite::Error> {
+fn size_cache(conn: &Connection, rows: usize, floor_kib: i64) -> Result<(), rusqlite::Error> {
     let want = -(if rows > LARGE_TRANSACTION {
         CACHE_KIB.1
     } else {
         CACHE_KIB.0
-    });
+    })
+    .max(floor_kib);
     let have: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     if have != want {
         conn.pragma_update(None, "cache_size", want)?;
@@ -463,11 +478,11 @@ fn size_cache(conn: &Connection, rows: usize) -> Result<(), rusqlite::Error> {
 /// Writes `rows` in one transaction, one prepared statement executed per row (in
 /// SQLite's own process space there is no round trip to amortise, unlike a multi-row `INSERT`
 /// sent to a server).
-fn write_rows(conn: &mut Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
+fn write_rows(conn: &mut Connection, rows: &[Row], floor_kib: i64) -> Result<(), rusqlite::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    size_cache(conn, rows.len())?;
+    size_cache(conn, rows.len(), floor_kib)?;
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare(INSERT)?;
