@@ -12,6 +12,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{Analysis, AnalysisParts, SystemClock, ZoneSource};
@@ -20,8 +22,11 @@ use crate::api::{self, AppState, ServerOptions};
 use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
 use crate::ha::ClientOptions;
+use crate::ingest::heartbeat::HeartbeatPause;
 use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
+use crate::retention::{FIRST_RUN_DELAY, Retention, RetentionInputs, RetentionTarget};
+use crate::storage::{GuardParts, Statvfs, StorageGuard};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
@@ -106,6 +111,11 @@ pub struct Application {
     analysis: Analysis,
     analysis_scheduler: OwnedTask,
     suggestions_task: OwnedTask,
+    retention_task: OwnedTask,
+    storage_guard_task: OwnedTask,
+    /// The rollups' watermark ("every raw point earlier than this is rolled up") that raw
+    /// retention waits for; `None` until the rollups publish one.
+    rolled_up_until: watch::Sender<Option<DateTime<Utc>>>,
 }
 
 /// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
@@ -182,7 +192,7 @@ impl Application {
             other => step("open webhooks", other)?,
         };
         let rest_endpoint = endpoint.clone();
-        let (writer, history, mapper) = open_storage(&settings).await?;
+        let (writer, history, mapper, retention_target) = open_storage(&settings).await?;
         let cancel = CancellationToken::new();
         // the rule engine listens before the pipeline publishes anything
         let live = LiveBus::default();
@@ -202,6 +212,7 @@ impl Application {
             delivery: OwnedTask::of("webhook delivery", delivery),
             engine_cancel: webhook_engine_cancel,
         };
+        let heartbeat_pause = HeartbeatPause::default();
         let ingest = ingest::start(
             IngestParts {
                 client: ClientOptions::new(&settings.ha, endpoint),
@@ -214,6 +225,7 @@ impl Application {
                 backfill: BackfillOptions::new(&settings),
                 heartbeat: (settings.heartbeat.interval_minutes > 0)
                     .then(|| Duration::from_secs(settings.heartbeat.interval_minutes * 60)),
+                heartbeat_pause: heartbeat_pause.clone(),
             },
             cancel.child_token(),
         );
@@ -253,6 +265,25 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let suggestions_task = suggestions.spawn(cancel.child_token());
+        // the rollups publish their watermark through this sender; raw retention deletes nothing
+        // the watermark does not cover
+        let (rolled_up_until, rolled_up_rx) = watch::channel(None);
+        let retention = Retention::new(&settings);
+        let retention_task = retention.spawn(
+            retention_target,
+            RetentionInputs {
+                rolled_up_until: rolled_up_rx,
+            },
+            FIRST_RUN_DELAY,
+            cancel.child_token(),
+        );
+        let storage_guard = StorageGuard::new(GuardParts {
+            settings: settings.clone(),
+            probe: Box::new(Statvfs),
+            heartbeat: heartbeat_pause,
+            retention: retention.clone(),
+        });
+        let storage_guard_task = storage_guard.spawn(cancel.child_token());
         let rates = EventRates::default();
         let rates_task = OwnedTask::spawn(
             "event rates",
@@ -284,6 +315,8 @@ impl Application {
             analysis: analysis.clone(),
             suggestions,
             llm,
+            retention,
+            storage_guard,
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
@@ -317,6 +350,9 @@ impl Application {
             analysis,
             analysis_scheduler,
             suggestions_task,
+            retention_task,
+            storage_guard_task,
+            rolled_up_until,
         })
     }
 
@@ -349,6 +385,9 @@ impl Application {
             analysis,
             mut analysis_scheduler,
             mut suggestions_task,
+            mut retention_task,
+            mut storage_guard_task,
+            rolled_up_until,
             ..
         } = self;
         let server_handle = server.handle();
@@ -381,6 +420,10 @@ impl Application {
                 rates_task.join().await;
                 analysis_scheduler.join().await;
                 suggestions_task.join().await;
+                // a retention run stops between two chunks
+                retention_task.join().await;
+                storage_guard_task.join().await;
+                drop(rolled_up_until);
             })
             .await;
         shutdown
@@ -431,7 +474,7 @@ impl Application {
 /// is used whatever `influxdb.schema` says (`ha_compat` only concerns InfluxDB dashboards).
 async fn open_storage(
     settings: &Settings,
-) -> Result<(HistoryWriter, HistoryStore, PointMapper), StartupError> {
+) -> Result<(HistoryWriter, HistoryStore, PointMapper, RetentionTarget), StartupError> {
     if settings.storage == StorageMode::Embedded {
         if settings.influxdb.schema != SchemaMode::Homeiq {
             tracing::warn!("influxdb.schema is ignored with storage = embedded (always `homeiq`)");
@@ -445,10 +488,15 @@ async fn open_storage(
             EmbeddedError::failure,
         )?;
         tracing::info!(path = %path.display(), "embedded history store opened");
+        let target = RetentionTarget::Embedded {
+            writer: writer.clone(),
+            path,
+        };
         return Ok((
             writer.into(),
             HistoryStore::Embedded(history),
             PointMapper::homeiq(&settings.influxdb.ignore_attributes),
+            target,
         ));
     }
     let client = step(
@@ -476,8 +524,9 @@ async fn open_storage(
     );
     Ok((
         writer.into(),
-        HistoryStore::Influx(InfluxHistory::new(client, settings.influxdb.schema)),
+        HistoryStore::Influx(InfluxHistory::new(client.clone(), settings.influxdb.schema)),
         mapper,
+        RetentionTarget::Influx(client),
     ))
 }
 

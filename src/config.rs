@@ -201,6 +201,10 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// Suggestions: automations proposed from what the analysis learned (`crate::suggestions`).
     pub suggestions: SuggestionSettings,
+    /// How long history is kept (`crate::retention`).
+    pub retention: RetentionSettings,
+    /// The data directory's disk watch and what HomeIQ does when it fills (`crate::storage`).
+    pub storage_guard: StorageGuardSettings,
     /// Where each set key came from (`key` → source); keys not listed have their default.
     #[serde(skip)]
     pub provenance: BTreeMap<String, String>,
@@ -226,6 +230,8 @@ impl Default for Settings {
             analysis: AnalysisSettings::default(),
             llm: LlmSettings::default(),
             suggestions: SuggestionSettings::default(),
+            retention: RetentionSettings::default(),
+            storage_guard: StorageGuardSettings::default(),
             provenance: BTreeMap::new(),
         }
     }
@@ -312,6 +318,101 @@ pub struct SuggestionSettings {
 impl Default for SuggestionSettings {
     fn default() -> Self {
         SuggestionSettings { notify: true }
+    }
+}
+
+/// `retention.*`: how long each tier of history is kept. Raw points are deleted only once the
+/// rollups cover them (`crate::retention`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// Days raw points are kept, 1..=3650, at least `analysis.window_days` while the analysis is
+    /// on; 0 keeps them forever. Unset: [`DEFAULT_RAW_DAYS`], or the analysis window when that
+    /// is longer (so raising `analysis.window_days` alone never makes the settings invalid).
+    pub raw_days: Option<u32>,
+}
+
+/// Default of `retention.raw_days`: the default analysis window (the least the analysis needs).
+/// For 1,000 sensors changing once a minute that is about 260 MB in InfluxDB and 9.4 GB in the
+/// embedded store (README, benchmarks).
+pub(crate) const DEFAULT_RAW_DAYS: u32 = 30;
+
+impl RetentionSettings {
+    /// Days raw points are kept with these settings, `None` when forever (`raw_days: 0`).
+    pub(crate) fn raw_days_in_effect(&self, analysis: &AnalysisSettings) -> Option<u32> {
+        match self.raw_days {
+            Some(0) => None,
+            Some(days) => Some(days),
+            None if analysis.enabled => Some(DEFAULT_RAW_DAYS.max(analysis.window_days)),
+            None => Some(DEFAULT_RAW_DAYS),
+        }
+    }
+
+    /// Every problem of the `retention` section, each naming its key; `analysis`: the analysis
+    /// settings, whose window the raw points must cover.
+    fn problems(&self, analysis: &AnalysisSettings) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if let Some(raw_days) = self.raw_days.filter(|d| *d != 0) {
+            if let Err(e) = check_range("retention.raw_days", raw_days, 1, 3_650) {
+                problems.push(e);
+            } else if analysis.enabled && raw_days < analysis.window_days {
+                problems.push(ConfigError::invalid(
+                    "retention.raw_days",
+                    format!(
+                        "{} is shorter than analysis.window_days ({}): the analysis reads raw \
+                         points; raise retention.raw_days, lower analysis.window_days or turn \
+                         analysis.enabled off",
+                        raw_days, analysis.window_days
+                    ),
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// `storage_guard.*`: the watch on the data directory's file system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageGuardSettings {
+    /// Used share of the file system (percent) from which `/health/deep` warns, 1..=99.
+    pub warning_percent: u8,
+    /// Used share (percent) from which the storage is critical and HomeIQ protects the device
+    /// (no heartbeat rewrites; a shorter raw retention with `may_shorten_raw`); above
+    /// `warning_percent`, at most 99.
+    pub critical_percent: u8,
+    /// Whether HomeIQ may keep raw points for less than `retention.raw_days` while the storage
+    /// is critical (halved, never below `analysis.window_days`, nor below one day).
+    pub may_shorten_raw: bool,
+}
+
+impl Default for StorageGuardSettings {
+    fn default() -> Self {
+        StorageGuardSettings {
+            warning_percent: 80,
+            critical_percent: 90,
+            may_shorten_raw: false,
+        }
+    }
+}
+
+impl StorageGuardSettings {
+    /// Every problem of the `storage_guard` section, each naming its key.
+    fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = check_range("storage_guard.warning_percent", self.warning_percent, 1, 99) {
+            problems.push(e);
+        }
+        if self.critical_percent <= self.warning_percent || self.critical_percent > 99 {
+            problems.push(ConfigError::invalid(
+                "storage_guard.critical_percent",
+                format!(
+                    "{} must be above storage_guard.warning_percent ({}) and at most 99",
+                    self.critical_percent, self.warning_percent
+                ),
+            ));
+        }
+        problems
     }
 }
 
@@ -1098,6 +1199,12 @@ impl Settings {
             check(Err(problem));
         }
         for problem in self.llm.problems() {
+            check(Err(problem));
+        }
+        for problem in self.retention.problems(&self.analysis) {
+            check(Err(problem));
+        }
+        for problem in self.storage_guard.problems() {
             check(Err(problem));
         }
         check(
@@ -2083,5 +2190,71 @@ mod tests {
         let e = s.ha_endpoint(None).expect("endpoint");
         assert_eq!(e.websocket_url, "wss://ha.example:8443/api/websocket");
         assert_eq!(e.rest_url, "https://ha.example:8443/api");
+    }
+
+    #[test]
+    fn raw_retention_covers_the_analysis_window() {
+        let mut s = Settings::default();
+        assert_eq!(
+            s.retention.raw_days_in_effect(&s.analysis),
+            Some(DEFAULT_RAW_DAYS)
+        );
+        s.analysis.window_days = 90;
+        assert_eq!(
+            s.retention.raw_days_in_effect(&s.analysis),
+            Some(90),
+            "unset follows a longer analysis window"
+        );
+        assert!(s.problems(false).is_empty());
+        s.retention.raw_days = Some(60);
+        let problems = s.problems(false);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let message = problems[0].to_string();
+        assert_eq!(problems[0].key(), Some("retention.raw_days"));
+        assert!(
+            message.contains("analysis.window_days") && message.contains("90"),
+            "{message}"
+        );
+        s.analysis.enabled = false;
+        assert!(s.problems(false).is_empty(), "no analysis, no floor");
+        s.retention.raw_days = Some(0);
+        assert_eq!(s.retention.raw_days_in_effect(&s.analysis), None);
+        s.retention.raw_days = Some(4_000);
+        assert!(
+            s.problems(false)
+                .iter()
+                .any(|p| p.key() == Some("retention.raw_days"))
+        );
+    }
+
+    #[test]
+    fn storage_guard_thresholds_are_ordered() {
+        let mut s = Settings::default();
+        assert_eq!(
+            (
+                s.storage_guard.warning_percent,
+                s.storage_guard.critical_percent
+            ),
+            (80, 90)
+        );
+        s.storage_guard.critical_percent = 80;
+        assert!(
+            s.problems(false)
+                .iter()
+                .any(|p| p.key() == Some("storage_guard.critical_percent"))
+        );
+        s.storage_guard.critical_percent = 100;
+        assert!(
+            s.problems(false)
+                .iter()
+                .any(|p| p.key() == Some("storage_guard.critical_percent"))
+        );
+        s.storage_guard.warning_percent = 0;
+        s.storage_guard.critical_percent = 50;
+        assert!(
+            s.problems(false)
+                .iter()
+                .any(|p| p.key() == Some("storage_guard.warning_percent"))
+        );
     }
 }

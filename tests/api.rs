@@ -545,6 +545,55 @@ async fn history_aggregate_and_stats_answer_from_seeded_points_in_embedded_stora
     history_answers(&app, &temps, &lamp).await;
     let realtime = ok(&app, "/api/v1/metrics/realtime").await;
     assert_eq!(realtime["storage"]["backend"], "embedded");
+
+    // the storage guard measured the data directory; retention has not run yet (5 minutes)
+    let storage = eventually(
+        "the storage guard measured",
+        Duration::from_secs(20),
+        || async {
+            let s = ok(&app, "/api/v1/storage").await;
+            (s["guard"]["level"] != "unknown").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(storage["backend"], "embedded", "{storage}");
+    assert_eq!(storage["tiers"][0]["tier"], "raw", "{storage}");
+    assert_eq!(storage["tiers"][0]["days_in_effect"], 30, "{storage}");
+    assert!(
+        storage["guard"]["disk"]["total_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        storage["guard"]["stores"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|s| s["store"] == "history" && s["bytes"].as_u64().unwrap_or(0) > 0)),
+        "{storage}"
+    );
+    assert!(storage["retention"]["last_run"].is_null(), "{storage}");
+    assert!(storage["retention"]["next_run_at"].is_string(), "{storage}");
+    let deep = app.deep().await;
+    assert_eq!(deep["storage_guard"]["level"], storage["guard"]["level"]);
+    assert_eq!(deep["retention"]["raw_days"], 30);
+    let text = app
+        .client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for needle in [
+        "homeiq_storage_disk_used_bytes",
+        "homeiq_storage_store_bytes{store=\"history\"}",
+        "homeiq_storage_level",
+        "homeiq_retention_runs_total 0",
+        "homeiq_storage_disk_full_errors_total{backend=\"embedded\"} 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics");
+    }
 }
 
 #[tokio::test]

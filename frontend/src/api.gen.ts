@@ -284,6 +284,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/storage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The data directory's disk (usage, HomeIQ's stores, growth per day, days until full, the
+         *     guard's level), the tiers of history kept and for how long, and the last retention run.
+         */
+        get: operations["storage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/stream": {
         parameters: {
             query?: never;
@@ -878,6 +898,34 @@ export interface components {
             /** @description The user that caused the change, if any. */
             user_id?: string | null;
         };
+        /** @description Where the one-time conversion to incremental auto-vacuum stands. */
+        Conversion: {
+            /** @enum {string} */
+            state: "incremental";
+        } | {
+            /** @enum {string} */
+            state: "converted";
+            /**
+             * Format: int64
+             * @description How long the `VACUUM` took, ms.
+             */
+            took_ms: number;
+        } | {
+            /**
+             * Format: int64
+             * @description Bytes free there.
+             */
+            available_bytes: number;
+            /** @description That file system's directory. */
+            dir: string;
+            /**
+             * Format: int64
+             * @description Bytes the conversion needs on the fullest file system concerned.
+             */
+            needed_bytes: number;
+            /** @enum {string} */
+            state: "no_room";
+        };
         /** @description [`WebhookCounters`] as plain numbers. */
         CountersSnapshot: components["schemas"]["WebhookCountsSnapshot"] & {
             /**
@@ -936,12 +984,16 @@ export interface components {
             reasons: string[];
             /** @description The registry mirror's sync task. */
             registry: components["schemas"]["RegistrySyncStatus"];
+            /** @description Raw retention: settings in effect, last and next run. */
+            retention: components["schemas"]["RetentionStatus"];
             /** @description The SQLite metadata database. */
             sqlite: components["schemas"]["SqliteHealth"];
             /** @description The worst verdict of any component. */
             status: components["schemas"]["Verdict"];
             /** @description Where history goes and the writer's counters. */
             storage: components["schemas"]["StorageStatus"];
+            /** @description The data directory's disk: usage, HomeIQ's stores, growth, level. */
+            storage_guard: components["schemas"]["StorageGuardStatus"];
             /**
              * Format: int64
              * @description Seconds since start.
@@ -1233,6 +1285,24 @@ export interface components {
             /** @description Integration (domain of the first identifier). */
             integration?: string | null;
         };
+        /** @description A file system's size and use, bytes. */
+        DiskUsage: {
+            /**
+             * Format: int64
+             * @description Bytes HomeIQ may still write (without the blocks reserved for root).
+             */
+            available_bytes: number;
+            /**
+             * Format: int64
+             * @description Size of the file system.
+             */
+            total_bytes: number;
+            /**
+             * Format: int64
+             * @description Bytes in use (by anyone).
+             */
+            used_bytes: number;
+        };
         /** @description A page of entities. */
         EntityPage: {
             /** @description The page. */
@@ -1503,6 +1573,11 @@ export interface components {
              * @description Heartbeat rounds run.
              */
             rounds: number;
+            /**
+             * Format: int64
+             * @description Rounds skipped because the storage is critical (`storage_guard.critical_percent`).
+             */
+            skipped_rounds: number;
         };
         /** @description One page of records. */
         HistoryPage: {
@@ -2151,6 +2226,120 @@ export interface components {
              */
             version: number;
         };
+        RetentionCounts: {
+            /**
+             * Format: int64
+             * @description Runs that failed.
+             */
+            failures: number;
+            /**
+             * Format: int64
+             * @description Runs whose cutoff the rollups' watermark held back (points kept beyond raw_days).
+             */
+            held_by_rollups: number;
+            /**
+             * Format: int64
+             * @description Raw points deleted (embedded store; InfluxDB drops shards without counting).
+             */
+            points_deleted: number;
+            /**
+             * Format: int64
+             * @description Retention runs finished (successful or not).
+             */
+            runs: number;
+            /**
+             * Format: int64
+             * @description InfluxDB shards dropped.
+             */
+            shards_dropped: number;
+        };
+        /** @description One retention run. */
+        RetentionRun: components["schemas"]["RunOutcome"] & {
+            /**
+             * Format: int64
+             * @description Chunks (transactions) of the embedded delete.
+             */
+            chunks: number;
+            /**
+             * Format: date-time
+             * @description Points earlier than this were deleted.
+             */
+            cutoff?: string | null;
+            /**
+             * Format: int64
+             * @description How long it took, ms.
+             */
+            duration_ms: number;
+            /**
+             * Format: double
+             * @description Longest write-lock hold of one chunk, ms (embedded).
+             */
+            max_lock_hold_ms: number;
+            /**
+             * Format: double
+             * @description 95th percentile of the chunks' write-lock holds, ms (embedded).
+             */
+            p95_lock_hold_ms: number;
+            /**
+             * Format: int64
+             * @description Pages returned to the file system (embedded).
+             */
+            pages_freed: number;
+            /**
+             * Format: int64
+             * @description Points deleted (embedded store).
+             */
+            points_deleted: number;
+            /**
+             * Format: int32
+             * @description Raw days it applied.
+             */
+            raw_days?: number | null;
+            /**
+             * Format: date-time
+             * @description The rollups' watermark it saw.
+             */
+            rolled_up_until?: string | null;
+            /**
+             * Format: int64
+             * @description Shards dropped (InfluxDB).
+             */
+            shards_dropped: number;
+            /**
+             * Format: date-time
+             * @description When it started.
+             */
+            started_at: string;
+        };
+        /** @description The retention's state for `/api/v1/storage` and `/health/deep`. */
+        RetentionStatus: {
+            conversion?: null | components["schemas"]["Conversion"];
+            /** @description Counters. */
+            counts: components["schemas"]["RetentionCounts"];
+            last_run?: null | components["schemas"]["RetentionRun"];
+            /**
+             * Format: date-time
+             * @description When the next run is due.
+             */
+            next_run_at?: string | null;
+            /**
+             * Format: int32
+             * @description `retention.raw_days` in effect from the settings (`null`: forever).
+             */
+            raw_days?: number | null;
+            /**
+             * Format: int32
+             * @description Days actually applied now: shorter than `raw_days` while the storage guard shortened it.
+             */
+            raw_days_in_effect?: number | null;
+            /**
+             * Format: date-time
+             * @description The rollups' watermark: every raw point earlier is rolled up.
+             */
+            rolled_up_until?: string | null;
+            /** @description Whether the storage guard shortened raw retention (critical, `may_shorten_raw`). */
+            shortened: boolean;
+        };
         /** @description One rule of a webhook target, as the API takes and returns it. */
         Rule: {
             /**
@@ -2196,6 +2385,22 @@ export interface components {
             hysteresis?: number | null;
             /** @description The watched value after the change must be this. */
             to?: string | null;
+        };
+        /** @description How a run ended. */
+        RunOutcome: {
+            /** @enum {string} */
+            outcome: "done";
+        } | {
+            /** @enum {string} */
+            outcome: "nothing_rolled_up";
+        } | {
+            /** @enum {string} */
+            outcome: "keep_forever";
+        } | {
+            /** @description What went wrong. */
+            message: string;
+            /** @enum {string} */
+            outcome: "failed";
         };
         /** @description A page of runs, newest first. */
         RunPage: {
@@ -2392,6 +2597,67 @@ export interface components {
          * @enum {string}
          */
         StorageBackend: "influxdb" | "embedded";
+        /** @description The guard's report: `/api/v1/storage`, the `storage_guard` object of `/health/deep`. */
+        StorageGuardStatus: {
+            /**
+             * Format: date-time
+             * @description When it was last measured.
+             */
+            checked_at?: string | null;
+            /**
+             * Format: int32
+             * @description `storage_guard.critical_percent`.
+             */
+            critical_percent: number;
+            /** @description The data directory. */
+            data_dir: string;
+            /**
+             * Format: double
+             * @description Days until the file system is full at its growth (`null` while it does not grow).
+             */
+            days_until_full?: number | null;
+            disk?: null | components["schemas"]["DiskUsage"];
+            /** @description Why the file system could not be read. */
+            error?: string | null;
+            /**
+             * Format: double
+             * @description The file system's growth, bytes per day (all its users), once samples span an hour.
+             */
+            growth_bytes_per_day?: number | null;
+            /** @description Whether heartbeat rewrites are stopped (critical). */
+            heartbeat_paused: boolean;
+            /**
+             * Format: int64
+             * @description Their total.
+             */
+            homeiq_bytes: number;
+            /**
+             * Format: double
+             * @description HomeIQ's own growth, bytes per day.
+             */
+            homeiq_growth_bytes_per_day?: number | null;
+            /** @description The level. */
+            level: components["schemas"]["StorageLevel"];
+            /** @description Whether raw retention is shortened (critical with `may_shorten_raw`). */
+            raw_retention_shortened: boolean;
+            /** @description HomeIQ's stores in the data directory. */
+            stores: components["schemas"]["StoreSize"][];
+            /**
+             * Format: double
+             * @description Used share, percent.
+             */
+            used_percent?: number | null;
+            /**
+             * Format: int32
+             * @description `storage_guard.warning_percent`.
+             */
+            warning_percent: number;
+        };
+        /**
+         * @description How full the file system is.
+         * @enum {string}
+         */
+        StorageLevel: "ok" | "warning" | "critical" | "unknown";
         /**
          * @description A snapshot of the history writer's counters: the `storage` object of `/health/deep` and
          *     `/api/v1/metrics/realtime`.
@@ -2436,6 +2702,34 @@ export interface components {
              *     store committed the last transaction.
              */
             reachable: boolean;
+        };
+        /** @description The answer of `GET /api/v1/storage`. */
+        StorageView: {
+            /** @description Where history goes. */
+            backend: components["schemas"]["StorageBackend"];
+            /** @description The disk, HomeIQ's stores, growth and days until full. */
+            guard: components["schemas"]["StorageGuardStatus"];
+            /** @description The raw retention: settings in effect, last run, next run. */
+            retention: components["schemas"]["RetentionStatus"];
+            /** @description The tiers kept and for how long. */
+            tiers: components["schemas"]["TierView"][];
+        };
+        /**
+         * @description One of HomeIQ's stores in the data directory.
+         * @enum {string}
+         */
+        StoreKind: "history" | "metadata" | "rollups" | "spool" | "influxdb_sidecar";
+        /** @description A store's size on disk. */
+        StoreSize: {
+            /**
+             * Format: int64
+             * @description Bytes on disk (files with their WAL; directories summed).
+             */
+            bytes: number;
+            /** @description Its file or directory. */
+            path: string;
+            /** @description Which store. */
+            store: components["schemas"]["StoreKind"];
         };
         /** @description A pattern with when HomeIQ first learned it. */
         StoredPattern: components["schemas"]["Pattern"] & {
@@ -2558,6 +2852,28 @@ export interface components {
         TestQueued: {
             /** @description The delivery id (see the delivery log). */
             delivery_id: string;
+        };
+        /**
+         * @description A tier of history.
+         * @enum {string}
+         */
+        Tier: "raw";
+        /** @description How long a tier is kept. */
+        TierView: {
+            /**
+             * Format: int32
+             * @description Days configured (`null`: forever).
+             */
+            days?: number | null;
+            /**
+             * Format: int32
+             * @description Days applied now (shorter while the storage guard shortened raw retention).
+             */
+            days_in_effect?: number | null;
+            /** @description The setting that keeps it. */
+            setting: string;
+            /** @description The tier. */
+            tier: components["schemas"]["Tier"];
         };
         /** @description The local time window of a time-of-day pattern (the home's wall clock). */
         TimeWindow: {
@@ -2778,6 +3094,13 @@ export interface components {
          */
         Wording: "template" | "llm";
         WriterCounts: {
+            /**
+             * Format: int64
+             * @description Writes refused because the disk (or the database's page limit) is full: the embedded
+             *     store keeps the batch and retries, the InfluxDB spool counts the append it could not
+             *     make and goes on.
+             */
+            disk_full: number;
             /**
              * Format: int64
              * @description Points that could not be encoded (no writable field, bad measurement).
@@ -3405,6 +3728,25 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    storage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StorageView"];
                 };
             };
         };

@@ -100,7 +100,7 @@ describe("debounce", () => {
 describe("overview warnings", () => {
   const embedded: StorageStatus = {
     backend: "embedded", reachable: true, queued: 0, in_flight: 0, written: 10, dropped_invalid: 0, dropped_overflow: 0,
-    retries: 0, write_errors: 0, last_write_at: null, last_error: null, last_latency_ms: 1, mean_latency_ms: 1,
+    retries: 0, write_errors: 0, disk_full: 0, last_write_at: null, last_error: null, last_latency_ms: 1, mean_latency_ms: 1,
     p50_latency_ms: 1, p95_latency_ms: 1,
   };
   const influxdb: StorageStatus = {

@@ -96,6 +96,82 @@ fn labelled_gauge(
     metric.encode(family.encode_family(&[label])?)
 }
 
+/// The storage guard's gauges: `homeiq_storage_disk_*`, `homeiq_storage_store_bytes{store}`,
+/// growth, days until full and the level.
+fn storage_guard(
+    e: &mut DescriptorEncoder<'_>,
+    g: &crate::storage::StorageGuardStatus,
+) -> fmt::Result {
+    use crate::storage::StorageLevel;
+    if let Some(disk) = g.disk {
+        gauge(
+            e,
+            "homeiq_storage_disk_total_bytes",
+            "Size of the data directory's file system",
+            disk.total_bytes as f64,
+        )?;
+        gauge(
+            e,
+            "homeiq_storage_disk_used_bytes",
+            "Bytes used on the data directory's file system (by anyone)",
+            disk.used_bytes as f64,
+        )?;
+        gauge(
+            e,
+            "homeiq_storage_disk_available_bytes",
+            "Bytes HomeIQ may still write on the data directory's file system",
+            disk.available_bytes as f64,
+        )?;
+        gauge(
+            e,
+            "homeiq_storage_disk_used_ratio",
+            "Used share of the data directory's file system, 0..1",
+            disk.used_percent() / 100.0,
+        )?;
+    }
+    if !g.stores.is_empty() {
+        let metric = ConstGauge::new(0.0);
+        let mut family = e.encode_descriptor(
+            "homeiq_storage_store_bytes",
+            "Bytes on disk of each of HomeIQ's stores in the data directory",
+            None,
+            metric.metric_type(),
+        )?;
+        for store in &g.stores {
+            ConstGauge::new(store.bytes as f64)
+                .encode(family.encode_family(&[("store", store.store.as_str())])?)?;
+        }
+    }
+    if let Some(growth) = g.growth_bytes_per_day {
+        gauge(
+            e,
+            "homeiq_storage_disk_growth_bytes_per_day",
+            "Growth of the data directory's file system over the last week, bytes per day",
+            growth,
+        )?;
+    }
+    if let Some(days) = g.days_until_full {
+        gauge(
+            e,
+            "homeiq_storage_days_until_full",
+            "Days until the data directory's file system is full at its growth",
+            days,
+        )?;
+    }
+    let level = match g.level {
+        StorageLevel::Ok => 0.0,
+        StorageLevel::Warning => 1.0,
+        StorageLevel::Critical => 2.0,
+        StorageLevel::Unknown => -1.0,
+    };
+    gauge(
+        e,
+        "homeiq_storage_level",
+        "Storage guard level: 0 ok, 1 warning, 2 critical, -1 unknown",
+        level,
+    )
+}
+
 impl Collector for StatusCollector {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
         let s = &self.state;
@@ -195,6 +271,8 @@ impl Collector for StatusCollector {
 
         counter_set(&mut e, &s.heartbeat.snapshot())?;
         counter_set(&mut e, &s.llm.status().counters)?;
+        storage_guard(&mut e, &s.storage_guard.status())?;
+        counter_set(&mut e, &s.retention.counts())?;
         let b = s.backfill.status();
         counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;
         counter(

@@ -89,6 +89,10 @@ pub(crate) struct AppState {
     pub suggestions: crate::suggestions::Suggestions,
     /// The optional language model that rewords suggestions.
     pub llm: crate::llm::Llm,
+    /// Raw retention.
+    pub retention: crate::retention::Retention,
+    /// The storage guard.
+    pub storage_guard: crate::storage::StorageGuard,
 }
 
 /// What the server needs besides [`AppState`].
@@ -146,7 +150,8 @@ where
                 .service(stream::stream_events)
                 .configure(crate::webhooks::api::routes)
                 .configure(crate::analysis::api::routes)
-                .configure(crate::suggestions::api::routes),
+                .configure(crate::suggestions::api::routes)
+                .configure(crate::storage::api::routes),
         )
 }
 
@@ -192,6 +197,11 @@ pub(crate) fn bind(
         catalog: state.catalog.clone(),
     });
     let suggestions = web::Data::new(state.suggestions.clone());
+    let storage_api = web::Data::new(crate::storage::api::StorageApi {
+        backend: state.writer.stats().backend,
+        guard: state.storage_guard.clone(),
+        retention: state.retention.clone(),
+    });
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) = routes(
@@ -203,6 +213,7 @@ pub(crate) fn bind(
                 .app_data(webhooks.clone())
                 .app_data(analysis_api.clone())
                 .app_data(suggestions.clone())
+                .app_data(storage_api.clone())
                 .app_data(registry.clone())
                 .app_data(durations.clone())
                 .app_data(guard.clone())

@@ -95,6 +95,10 @@ pub(crate) struct DeepReport {
     pub heartbeat: HeartbeatCounts,
     /// The optional language model that rewords suggestions (`llm.*`).
     pub llm: crate::llm::LlmStatus,
+    /// The data directory's disk: usage, HomeIQ's stores, growth, level.
+    pub storage_guard: crate::storage::StorageGuardStatus,
+    /// Raw retention: settings in effect, last and next run.
+    pub retention: crate::retention::RetentionStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -119,7 +123,10 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         }
     };
     let llm = state.llm.status();
-    judged = judged.merge(llm.health());
+    judged = judged
+        .merge(llm.health())
+        .merge(state.storage_guard.health())
+        .merge(state.retention.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -152,6 +159,8 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         webhooks,
         heartbeat: state.heartbeat.snapshot(),
         llm,
+        storage_guard: state.storage_guard.status(),
+        retention: state.retention.status(),
     }
 }
 

@@ -31,6 +31,26 @@ crate::counters::counters! {
         rounds,
         /// Current values re-written by the heartbeat.
         points,
+        /// Rounds skipped because the storage is critical (`storage_guard.critical_percent`).
+        skipped_rounds,
+    }
+}
+
+/// Whether heartbeat rounds are held back: set by the storage guard while the data directory's
+/// disk is critical, cleared when it is below again. Cheap to clone; every clone is the same
+/// switch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeartbeatPause(Arc<std::sync::atomic::AtomicBool>);
+
+impl HeartbeatPause {
+    /// Holds rounds back (`true`) or lets them run again.
+    pub(crate) fn set(&self, paused: bool) {
+        self.0.store(paused, Ordering::Relaxed);
+    }
+
+    /// Whether rounds are held back.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -50,6 +70,8 @@ pub struct Heartbeat {
     pub registry: RegistryStore,
     /// Counters for health.
     pub counters: Arc<HeartbeatCounters>,
+    /// Held back while the storage is critical.
+    pub(crate) pause: HeartbeatPause,
 }
 
 impl Heartbeat {
@@ -61,7 +83,11 @@ impl Heartbeat {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.round().await;
+                    if self.pause.is_paused() {
+                        self.counters.skipped_rounds.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.round().await;
+                    }
                 }
                 () = cancel.cancelled() => return,
             }
@@ -173,6 +199,7 @@ mod tests {
             states,
             registry,
             counters: Arc::default(),
+            pause: HeartbeatPause::default(),
         };
         let before = Utc::now();
         assert_eq!(heartbeat.round().await, 1);
@@ -191,5 +218,62 @@ mod tests {
         );
         assert_eq!(rows[0][1], 12.5);
         assert_eq!(heartbeat.counters.points.load(Ordering::Relaxed), 1);
+    }
+
+    /// While the storage guard holds it (critical storage) a round is skipped and counted; it
+    /// resumes when released.
+    #[tokio::test]
+    async fn a_paused_heartbeat_skips_rounds_until_released() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (writer, _history) = crate::store::embedded::open(
+            &crate::store::embedded::history_path(dir.path()),
+            Default::default(),
+        )
+        .await
+        .expect("embedded");
+        let registry = RegistryStore::open(&dir.path().join(crate::config::METADATA_DB_FILE))
+            .await
+            .expect("registry");
+        let states = CurrentStates::default();
+        states.insert(state("sensor.kept", "12.5"));
+        let pause = HeartbeatPause::default();
+        pause.set(true);
+        let counters = Arc::new(HeartbeatCounters::default());
+        let heartbeat = Heartbeat {
+            interval: Duration::from_millis(10),
+            filter: EntityFilter::new(&Default::default(), &Default::default()).expect("filter"),
+            mapper: PointMapper::homeiq(&[]),
+            writer: HistoryWriter::from(writer.clone()),
+            states,
+            registry,
+            counters: counters.clone(),
+            pause: pause.clone(),
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(heartbeat.run(cancel.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let until = |what: &'static str, done: &dyn Fn() -> bool| {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            done()
+        };
+        while !until("skipped rounds", &|| {
+            counters.skipped_rounds.load(Ordering::Relaxed) >= 2
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            counters.rounds.load(Ordering::Relaxed),
+            0,
+            "nothing rewritten"
+        );
+        pause.set(false);
+        while !until("a round after the release", &|| {
+            counters.points.load(Ordering::Relaxed) >= 1
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+        task.await.expect("heartbeat task");
+        writer.shutdown(Duration::from_secs(5)).await;
     }
 }

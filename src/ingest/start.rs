@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BackfillHandle, BackfillOptions, EntityFilter, Heartbeat, HeartbeatCounters, IngestCounters,
-    LiveBus, Pipeline,
+    LiveBus, Pipeline, heartbeat::HeartbeatPause,
 };
 use crate::ha::{self, ClientOptions, HaHandle};
 use crate::registry::{
@@ -50,6 +50,8 @@ pub(crate) struct IngestParts {
     pub(crate) backfill: BackfillOptions,
     /// Time between heartbeat rounds; `None`: no heartbeat.
     pub(crate) heartbeat: Option<Duration>,
+    /// Holds heartbeat rounds back while the storage is critical (the storage guard sets it).
+    pub(crate) heartbeat_pause: HeartbeatPause,
 }
 
 /// A running ingest: the handles the API reads, and the tasks it owns.
@@ -87,6 +89,7 @@ pub(crate) fn start(parts: IngestParts, cancel: CancellationToken) -> Ingest {
         live,
         backfill,
         heartbeat,
+        heartbeat_pause,
     } = parts;
     let (ha, messages, ha_task) = ha::spawn(client, cancel.child_token());
     let states = CurrentStates::default();
@@ -108,6 +111,7 @@ pub(crate) fn start(parts: IngestParts, cancel: CancellationToken) -> Ingest {
             states: states.clone(),
             registry,
             counters: heartbeat_counters.clone(),
+            pause: heartbeat_pause,
         };
         OwnedTask::spawn("heartbeat", heartbeat.run(cancel.child_token()))
     });

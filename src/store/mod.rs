@@ -10,6 +10,8 @@ pub mod origin;
 pub mod point;
 pub mod schema;
 pub mod sink;
+#[cfg(test)]
+pub(crate) mod small_disk;
 pub mod states;
 pub mod written;
 

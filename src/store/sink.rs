@@ -65,6 +65,10 @@ crate::counters::counters! {
         retries => "write_retries",
         /// Write requests or transactions that did not fully succeed.
         write_errors,
+        /// Writes refused because the disk (or the database's page limit) is full: the embedded
+        /// store keeps the batch and retries, the InfluxDB spool counts the append it could not
+        /// make and goes on.
+        disk_full => "disk_full_errors",
     }
 }
 

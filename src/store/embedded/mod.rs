@@ -61,8 +61,14 @@
 //! what is queued until its deadline.
 //!
 //! Memory is therefore bounded by `capacity` points plus the SQLite page caches (2 MiB for the
-//! writer, 8 MiB while it writes transactions of over 10,000 points,
-//! writer, 2 MiB per reader).
+//! writer, 8 MiB while it writes transactions of over 10,000 points, 32 MiB during a retention
+//! run, 2 MiB per reader).
+//!
+//! # Retention
+//!
+//! Raw points older than the retention's cutoff are deleted in small chunks on the writer's own
+//! connection, between two write transactions, and the freed pages are returned to the file
+//! system (`auto_vacuum = INCREMENTAL`); see [`retention`].
 //!
 //! # Reading
 //!
@@ -71,6 +77,7 @@
 //! for the writer, nor the writer for them.
 
 mod history;
+pub(crate) mod retention;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -207,6 +214,9 @@ fn connect_options(path: &Path) -> SqliteConnectOptions {
 fn open_writer(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // a new file returns freed pages on `incremental_vacuum` (retention); the pragma only takes
+    // on a file without tables, an older file is converted once by the retention task
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -2048)?;
@@ -355,3 +365,6 @@ pub(crate) fn row_of(p: &Point) -> Option<Row> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod retention_tests;

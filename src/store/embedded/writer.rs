@@ -2,7 +2,7 @@
 //! connection (see the module documentation of [`crate::store::embedded`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,9 +28,15 @@ const LATENCY_BUCKETS: [f64; 14] = [
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Work run on the write connection between two write transactions (retention's chunked
+/// deletes, the incremental vacuum, the one-time conversion).
+pub(crate) type Maintenance = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
+
 #[derive(Default)]
 struct Queue {
     points: VecDeque<(Instant, Point)>,
+    /// Maintenance waiting for the connection; dropped unrun at shutdown.
+    jobs: VecDeque<Maintenance>,
     /// Points in the transaction under way (or waiting for its retry).
     in_flight: usize,
     closed: bool,
@@ -58,6 +64,9 @@ struct Shared {
     recent_latency: RecentLatencies,
     task: Mutex<Option<JoinHandle<()>>>,
     write_log: Arc<WriteLog>,
+    /// Page cache (KiB) maintenance under way needs; write transactions keep at least this much
+    /// instead of shrinking it (0: none).
+    maintenance_cache_kib: AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +109,7 @@ impl EmbeddedWriter {
             recent_latency: RecentLatencies::default(),
             task: Mutex::new(None),
             write_log: Arc::default(),
+            maintenance_cache_kib: AtomicI64::new(0),
         });
         let task = tokio::spawn(run(Arc::clone(&shared), conn));
         *lock(&shared.task) = Some(task);
@@ -160,6 +170,36 @@ impl EmbeddedWriter {
             // re-checked at least every second: a failing writer does not always end a transaction
             let _ = tokio::time::timeout(Duration::from_secs(1), room).await;
         }
+    }
+
+    /// Runs `job` on the write connection, between two write transactions, and returns its
+    /// result; `None` once the writer is shut down. A job and a due batch take turns, so a
+    /// caller sending small jobs one after another never starves the writes.
+    pub(crate) async fn with_connection<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut q = lock(&self.shared.queue);
+            if q.closed {
+                return None;
+            }
+            q.jobs.push_back(Box::new(move |c: &mut Connection| {
+                let _ = tx.send(job(c));
+            }));
+        }
+        self.shared.wake.notify_one();
+        rx.await.ok()
+    }
+
+    /// Keeps the write connection's page cache at least `kib` KiB between write transactions while
+    /// maintenance needs it (a retention run: its deletes revisit the same leaves of every entity);
+    /// 0 gives it back.
+    pub(crate) fn set_maintenance_cache(&self, kib: i64) {
+        self.shared
+            .maintenance_cache_kib
+            .store(kib.max(0), Ordering::Relaxed);
     }
 
     /// The log of committed writes (which entities, in which order).
@@ -232,16 +272,34 @@ impl EmbeddedWriter {
 async fn run(shared: Arc<Shared>, conn: Connection) {
     let mut conn = Some(conn);
     let mut failures = 0_u32;
+    // whether the connection last ran a maintenance job: a due batch goes next
+    let mut after_job = false;
     loop {
         let batch = loop {
-            let (due, closed, oldest) = {
-                let q = lock(&shared.queue);
+            let (due, closed, oldest, job) = {
+                let mut q = lock(&shared.queue);
                 let oldest = q.points.front().map(|(t, _)| *t);
                 let due = q.points.len() >= shared.options.batch_size
                     || (q.closed && !q.points.is_empty())
                     || oldest.is_some_and(|t| t.elapsed() >= shared.options.linger);
-                (due, q.closed, oldest)
+                if q.closed {
+                    q.jobs.clear();
+                }
+                let job = if due && after_job {
+                    None
+                } else {
+                    q.jobs.pop_front()
+                };
+                (due, q.closed, oldest, job)
             };
+            if let Some(job) = job {
+                if !run_job(&mut conn, job).await {
+                    return;
+                }
+                after_job = true;
+                continue;
+            }
+            after_job = false;
             if due {
                 let mut q = lock(&shared.queue);
                 let n = q.points.len().min(shared.options.batch_size);
@@ -278,9 +336,10 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
             let started = Instant::now();
             let Some(c) = conn.take() else { return };
             let job = Arc::clone(&rows);
+            let floor_kib = shared.maintenance_cache_kib.load(Ordering::Relaxed);
             let (c, result) = match tokio::task::spawn_blocking(move || {
                 let mut c = c;
-                let result = write_rows(&mut c, &job);
+                let result = write_rows(&mut c, &job, floor_kib);
                 (c, result)
             })
             .await
@@ -318,13 +377,50 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                             break;
                         }
                     }
+                    if is_disk_full(&e) {
+                        shared.counts.disk_full.fetch_add(1, Ordering::Relaxed);
+                    }
                     tokio::time::sleep(delay).await;
+                    // maintenance waiting meanwhile runs before the retry: a retention delete
+                    // frees pages the batch can use
+                    loop {
+                        let job = lock(&shared.queue).jobs.pop_front();
+                        let Some(job) = job else { break };
+                        if !run_job(&mut conn, job).await {
+                            return;
+                        }
+                    }
                 }
             }
         }
         lock(&shared.queue).in_flight = 0;
         shared.room.notify_waiters();
     }
+}
+
+/// Runs one maintenance job on the connection (on the blocking pool); `false` when the
+/// connection is gone (the runtime is shutting down).
+async fn run_job(conn: &mut Option<Connection>, job: Maintenance) -> bool {
+    let Some(mut c) = conn.take() else {
+        return false;
+    };
+    match tokio::task::spawn_blocking(move || {
+        job(&mut c);
+        c
+    })
+    .await
+    {
+        Ok(c) => {
+            *conn = Some(c);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether SQLite refused a write because the disk (or the file's `max_page_count`) is full.
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }
 
 fn record_success(shared: &Shared, rows: usize, took: Duration) {
@@ -361,12 +457,13 @@ const CACHE_KIB: (i64, i64) = (2 * 1024, 8 * 1024);
 const LARGE_TRANSACTION: usize = 10_000;
 
 /// Sizes the write connection's page cache for a transaction of `rows` rows.
-fn size_cache(conn: &Connection, rows: usize) -> Result<(), rusqlite::Error> {
+fn size_cache(conn: &Connection, rows: usize, floor_kib: i64) -> Result<(), rusqlite::Error> {
     let want = -(if rows > LARGE_TRANSACTION {
         CACHE_KIB.1
     } else {
         CACHE_KIB.0
-    });
+    })
+    .max(floor_kib);
     let have: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
     if have != want {
         conn.pragma_update(None, "cache_size", want)?;
@@ -381,11 +478,11 @@ fn size_cache(conn: &Connection, rows: usize) -> Result<(), rusqlite::Error> {
 /// Writes `rows` in one transaction, one prepared statement executed per row (in
 /// SQLite's own process space there is no round trip to amortise, unlike a multi-row `INSERT`
 /// sent to a server).
-fn write_rows(conn: &mut Connection, rows: &[Row]) -> Result<(), rusqlite::Error> {
+fn write_rows(conn: &mut Connection, rows: &[Row], floor_kib: i64) -> Result<(), rusqlite::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    size_cache(conn, rows.len())?;
+    size_cache(conn, rows.len(), floor_kib)?;
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare(INSERT)?;

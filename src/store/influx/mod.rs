@@ -26,6 +26,7 @@ mod client;
 mod history;
 mod line;
 mod quarantine;
+pub(crate) mod retention;
 mod spool;
 mod writer;
 

@@ -128,6 +128,14 @@ pub enum SpoolError {
     },
 }
 
+impl SpoolError {
+    /// Whether the disk is full (`ENOSPC`, or the quota `EDQUOT`).
+    pub(crate) fn is_disk_full(&self) -> bool {
+        matches!(self, SpoolError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
         op,
@@ -1569,7 +1577,13 @@ fn create_segment(dir: &Path, seq: u64) -> Result<(File, Segment), SpoolError> {
     let mut head = [0u8; FILE_HEADER_LEN as usize];
     head[..8].copy_from_slice(&MAGIC);
     head[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    file.write_all(&head).map_err(io_err("write", &path))?;
+    if let Err(e) = file.write_all(&head) {
+        // a full disk: the next roll creates this segment again, so it must not stay behind
+        // (`create_new` would refuse it forever)
+        drop(file);
+        let _ = fs::remove_file(&path);
+        return Err(io_err("write", &path)(e));
+    }
     let seg = Segment {
         seq,
         path,

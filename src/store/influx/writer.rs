@@ -940,6 +940,13 @@ fn spool_batches(shared: &Shared, spool: &Mutex<Spool>, batches: Vec<Batch>) -> 
         }
     }
     if let Some((n, e)) = failed {
+        if e.is_disk_full() {
+            shared
+                .counters
+                .counts
+                .disk_full
+                .fetch_add(1, Ordering::Relaxed);
+        }
         shared
             .gauges
             .counts

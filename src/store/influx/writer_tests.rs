@@ -1311,3 +1311,56 @@ async fn live_writes_go_on_while_the_spool_is_replayed() {
     writer.shutdown(Duration::from_secs(2)).await;
     client.drop_database().await.expect("drop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_spool_counts_and_resumes() {
+    let Some(disk) = crate::store::small_disk::SmallDisk::mount("4m") else {
+        eprintln!("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)");
+        return;
+    };
+    let down = InfluxSettings {
+        url: format!("http://127.0.0.1:{}", closed_port()),
+        database: "full".into(),
+        batch_size: 100,
+        flush_interval_ms: 10,
+        timeout_secs: 1,
+        ..InfluxSettings::default()
+    };
+    let spool_dir = disk.path().join("spool");
+    let writer = spooled(&down, &spool_dir, unbounded()).await;
+    disk.fill(&disk.path().join("filler"));
+    // InfluxDB is down and the disk is full: the appends fail, are counted, the writer goes on
+    feed(&writer, 0, 2_000, 250, 250).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let s = writer.stats();
+            s.counts.disk_full > 0 && s.queued + s.in_flight == 0
+        })
+        .await,
+        "{:?}",
+        writer.stats()
+    );
+    let s = writer.stats();
+    assert!(s.influx().spool.spool_dropped > 0, "{s:?}");
+    let lost = s.influx().spool.spool_dropped;
+    // space returns: the next batches are spooled again
+    std::fs::remove_file(disk.path().join("filler")).expect("remove filler");
+    feed(&writer, 2_000, 3_000, 250, 250).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            writer.stats().influx().spool_points >= 1_000
+        })
+        .await,
+        "{:?}",
+        writer.stats()
+    );
+    let spooled_points = writer.stats().influx().spool_points;
+    assert_eq!(writer.stats().influx().spool.spool_dropped, lost);
+    writer.shutdown(Duration::from_secs(2)).await;
+    // the spool reopens intact with every point it took
+    let writer = spooled(&down, &spool_dir, unbounded()).await;
+    let s = writer.stats();
+    assert_eq!(s.influx().spool_points, spooled_points, "{s:?}");
+    assert_eq!(s.influx().spool.spool_corrupt_records, 0, "{s:?}");
+    writer.shutdown(Duration::from_secs(1)).await;
+}

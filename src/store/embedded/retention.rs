@@ -1,0 +1,330 @@
+//! Retention in the embedded store: raw points older than a cutoff deleted in small chunks on the
+//! writer's own connection, the freed pages returned to the file system, and the one-time
+//! conversion of a `history.db` made before incremental auto-vacuum.
+//!
+//! # Chunked deletes
+//!
+//! The writer task owns the only write connection, so the deletes run on it as maintenance jobs
+//! ([`EmbeddedWriter::with_connection`]) between two write transactions: no second writer waits
+//! on SQLite's lock (nor on `busy_timeout`), and a due batch of points always goes before the
+//! next chunk. One chunk is one `BEGIN IMMEDIATE … COMMIT` deleting the oldest `limit` keys
+//! (`entity_id`, `time_us`) found by a covering range scan of `points_by_time`; the chunk size
+//! adapts so that a chunk holds the write lock about [`TARGET_HOLD`] (between [`MIN_CHUNK`] and
+//! [`MAX_CHUNK`] rows). The longest hold of a run is reported.
+//!
+//! # Returning the space
+//!
+//! A file with `auto_vacuum = INCREMENTAL` keeps freed pages on its free list until
+//! `PRAGMA incremental_vacuum(N)` moves the last pages into them and truncates the file; it runs
+//! after the deletes in steps of [`VACUUM_PAGES`] pages, each a job of its own. New files are
+//! created incremental; an older file (`auto_vacuum = NONE`) needs one full `VACUUM` to change,
+//! which rewrites the whole file: it runs once, when the file system holding the file and the one
+//! holding SQLite's temporary copy have room for it ([`conversion_room`]), and is retried at the
+//! next retention run otherwise.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::EmbeddedWriter;
+
+/// Write-lock hold one chunk aims at.
+pub(crate) const TARGET_HOLD: Duration = Duration::from_millis(4);
+/// Fewest rows per chunk.
+pub(crate) const MIN_CHUNK: usize = 100;
+/// Most rows per chunk.
+pub(crate) const MAX_CHUNK: usize = 20_000;
+/// Rows of the first chunk of a run.
+const FIRST_CHUNK: usize = 1_000;
+/// Page cache of the write connection during a deletion run, KiB: a time-ordered chunk deletes
+/// one row of nearly every entity, and the next chunk the following rows of the same leaves, so
+/// the leaves of all entities (about 4 KiB each) should stay cached between chunks.
+pub(crate) const DELETE_CACHE_KIB: i64 = 32 * 1024;
+/// Pages one incremental-vacuum step frees (4 MiB with 4 KiB pages).
+pub(crate) const VACUUM_PAGES: u32 = 1_024;
+
+/// The delete of one chunk: the oldest `limit` keys before the cutoff.
+const DELETE_CHUNK: &str = "DELETE FROM points WHERE (entity_id, time_us) IN \
+    (SELECT entity_id, time_us FROM points INDEXED BY points_by_time WHERE time_us < ?1 ORDER BY time_us LIMIT ?2)";
+
+/// Why a retention step on the embedded store failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EmbeddedRetentionError {
+    /// SQLite refused a statement.
+    #[error("history.db: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The free space for the conversion could not be read.
+    #[error("cannot measure the room for converting history.db: {0}")]
+    Room(#[from] std::io::Error),
+    /// `VACUUM` ran but the file is still not incremental.
+    #[error("history.db kept auto_vacuum = {0:?} after VACUUM")]
+    NotConverted(AutoVacuum),
+    /// The writer was shut down.
+    #[error("the embedded writer is shut down")]
+    Closed,
+}
+
+/// What one deletion run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub(crate) struct DeleteReport {
+    /// Points deleted.
+    pub deleted: u64,
+    /// Transactions (chunks) it took.
+    pub chunks: u64,
+    /// Longest write-lock hold of one chunk, ms (a chunk whose commit ran a WAL checkpoint holds
+    /// it longest).
+    pub max_hold_ms: f64,
+    /// Median write-lock hold of a chunk, ms.
+    pub p50_hold_ms: f64,
+    /// 95th percentile of the chunks' write-lock holds, ms.
+    pub p95_hold_ms: f64,
+    /// Pages returned to the file system by the incremental vacuum.
+    pub pages_freed: u64,
+}
+
+/// One chunk on the write connection: deleted rows and how long the lock was held.
+pub(crate) fn delete_chunk(
+    conn: &mut Connection,
+    before_us: i64,
+    limit: usize,
+) -> Result<(usize, Duration), rusqlite::Error> {
+    let want = -DELETE_CACHE_KIB;
+    let have: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    if have > want {
+        conn.pragma_update(None, "cache_size", want)?;
+    }
+    let started = Instant::now();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let deleted = tx.execute(
+        DELETE_CHUNK,
+        rusqlite::params![before_us, i64::try_from(limit).unwrap_or(i64::MAX)],
+    )?;
+    tx.commit()?;
+    Ok((deleted, started.elapsed()))
+}
+
+/// The next chunk size after one of `limit` rows held the lock for `held`.
+pub(crate) fn next_chunk(limit: usize, held: Duration) -> usize {
+    let held_us = held.as_micros().max(1) as f64;
+    let target_us = TARGET_HOLD.as_micros() as f64;
+    // at most double or halve per step, so one slow chunk (a checkpoint) does not swing it
+    let factor = (target_us / held_us).clamp(0.5, 2.0);
+    ((limit as f64 * factor) as usize).clamp(MIN_CHUNK, MAX_CHUNK)
+}
+
+/// One incremental-vacuum step: pages freed.
+fn vacuum_step(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
+    let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if before == 0 {
+        return Ok(0);
+    }
+    // the pragma returns no rows; `execute_batch` steps it to the end
+    conn.execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))?;
+    let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok(u64::try_from(before - after).unwrap_or(0))
+}
+
+/// Deletes every point earlier than `before_us` (µs since the epoch) in chunks on the writer's
+/// connection, then returns the freed pages to the file system when the file is incremental.
+pub(crate) async fn delete_before(
+    writer: &EmbeddedWriter,
+    before_us: i64,
+) -> Result<DeleteReport, EmbeddedRetentionError> {
+    writer.set_maintenance_cache(DELETE_CACHE_KIB);
+    let result = delete_chunks(writer, before_us).await;
+    writer.set_maintenance_cache(0);
+    // the next write transaction sizes the cache down again
+    result
+}
+
+async fn delete_chunks(
+    writer: &EmbeddedWriter,
+    before_us: i64,
+) -> Result<DeleteReport, EmbeddedRetentionError> {
+    let mut report = DeleteReport::default();
+    let mut limit = FIRST_CHUNK;
+    let mut holds_us: Vec<u64> = Vec::new();
+    loop {
+        let (deleted, held) = writer
+            .with_connection(move |c| delete_chunk(c, before_us, limit))
+            .await
+            .ok_or(EmbeddedRetentionError::Closed)??;
+        holds_us.push(u64::try_from(held.as_micros()).unwrap_or(u64::MAX));
+        report.chunks += 1;
+        report.deleted += deleted as u64;
+        report.max_hold_ms = report.max_hold_ms.max(held.as_secs_f64() * 1000.0);
+        if deleted < limit {
+            break;
+        }
+        limit = next_chunk(limit, held);
+    }
+    holds_us.sort_unstable();
+    let at = |q: f64| {
+        let i = ((holds_us.len() as f64 - 1.0) * q).round() as usize;
+        holds_us.get(i).map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    report.p50_hold_ms = at(0.5);
+    report.p95_hold_ms = at(0.95);
+    if report.deleted > 0
+        && writer
+            .with_connection(|c| auto_vacuum(c))
+            .await
+            .ok_or(EmbeddedRetentionError::Closed)??
+            == AutoVacuum::Incremental
+    {
+        loop {
+            let freed = writer
+                .with_connection(vacuum_step)
+                .await
+                .ok_or(EmbeddedRetentionError::Closed)??;
+            report.pages_freed += freed;
+            if freed == 0 {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// SQLite's `auto_vacuum` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AutoVacuum {
+    /// Freed pages stay in the file (files made before this release).
+    None,
+    /// The file shrinks at every commit.
+    Full,
+    /// The file shrinks on `PRAGMA incremental_vacuum`.
+    Incremental,
+}
+
+/// The connection's `auto_vacuum` mode.
+pub(crate) fn auto_vacuum(conn: &Connection) -> Result<AutoVacuum, rusqlite::Error> {
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    Ok(match mode {
+        1 => AutoVacuum::Full,
+        2 => AutoVacuum::Incremental,
+        _ => AutoVacuum::None,
+    })
+}
+
+/// Where the one-time conversion to incremental auto-vacuum stands.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub(crate) enum Conversion {
+    /// The file already returns freed space (new, or converted before).
+    Incremental,
+    /// Converted by this run.
+    Converted {
+        /// How long the `VACUUM` took, ms.
+        took_ms: u64,
+    },
+    /// Not converted: not enough free space; retried at the next retention run.
+    NoRoom {
+        /// Bytes the conversion needs on the fullest file system concerned.
+        needed_bytes: u64,
+        /// Bytes free there.
+        available_bytes: u64,
+        /// That file system's directory.
+        dir: String,
+    },
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `dir`.
+pub(crate) fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// The directory SQLite puts temporary files in on Unix (its own search order).
+fn sqlite_temp_dir() -> PathBuf {
+    let from_env = ["SQLITE_TMPDIR", "TMPDIR"]
+        .into_iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from);
+    let fixed = ["/var/tmp", "/usr/tmp", "/tmp"]
+        .into_iter()
+        .map(PathBuf::from);
+    from_env
+        .chain(fixed)
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The room a `VACUUM` of `db` needs, per file system: the temporary copy (SQLite's temp dir) and
+/// the WAL, which receives every page of the new file before the checkpoint (the data dir); a
+/// quarter on top for the indexes' slack. Returns the first file system short of room.
+pub(crate) fn conversion_room(
+    db: &Path,
+    free: &dyn Fn(&Path) -> std::io::Result<u64>,
+) -> std::io::Result<Option<(u64, u64, PathBuf)>> {
+    use std::os::unix::fs::MetadataExt;
+    let size = std::fs::metadata(db)?.len();
+    let need = size.saturating_add(size / 4);
+    let data_dir = db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let temp_dir = sqlite_temp_dir();
+    let same = std::fs::metadata(&data_dir)?.dev() == std::fs::metadata(&temp_dir)?.dev();
+    let demands = if same {
+        vec![(data_dir, need.saturating_mul(2))]
+    } else {
+        vec![(data_dir, need), (temp_dir, need)]
+    };
+    for (dir, needed) in demands {
+        let available = free(&dir)?;
+        if available < needed {
+            return Ok(Some((needed, available, dir)));
+        }
+    }
+    Ok(None)
+}
+
+/// Converts the file behind `conn` (at `path`) to incremental auto-vacuum once: immediately for
+/// a file without tables, with a full `VACUUM` when `free` reports room for it, else not.
+pub(crate) fn convert_to_incremental(
+    conn: &mut Connection,
+    path: &Path,
+    free: &dyn Fn(&Path) -> std::io::Result<u64>,
+) -> Result<Conversion, EmbeddedRetentionError> {
+    if auto_vacuum(conn)? == AutoVacuum::Incremental {
+        return Ok(Conversion::Incremental);
+    }
+    if let Some((needed_bytes, available_bytes, dir)) = conversion_room(path, free)? {
+        return Ok(Conversion::NoRoom {
+            needed_bytes,
+            available_bytes,
+            dir: dir.display().to_string(),
+        });
+    }
+    let started = Instant::now();
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    // the copy goes to a temporary file, not memory (the writer keeps temp_store = MEMORY)
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    let vacuumed = conn.execute_batch("VACUUM");
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    vacuumed?;
+    // the WAL now holds the whole file: write it back and truncate it
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    match auto_vacuum(conn)? {
+        AutoVacuum::Incremental => {}
+        other => return Err(EmbeddedRetentionError::NotConverted(other)),
+    }
+    Ok(Conversion::Converted {
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// [`convert_to_incremental`] on the writer's connection.
+pub(crate) async fn convert(
+    writer: &EmbeddedWriter,
+    path: PathBuf,
+) -> Result<Conversion, EmbeddedRetentionError> {
+    writer
+        .with_connection(move |c| convert_to_incremental(c, &path, &free_bytes))
+        .await
+        .ok_or(EmbeddedRetentionError::Closed)?
+}
