@@ -20,6 +20,7 @@ use crate::api::{self, AppState, ServerOptions};
 use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
 use crate::ha::ClientOptions;
+use crate::import::{HaRecorder, Import, ImportParts};
 use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
@@ -105,6 +106,7 @@ pub struct Application {
     rates_task: OwnedTask,
     analysis: Analysis,
     analysis_scheduler: OwnedTask,
+    import: Import,
     suggestions_task: OwnedTask,
 }
 
@@ -202,16 +204,22 @@ impl Application {
             delivery: OwnedTask::of("webhook delivery", delivery),
             engine_cancel: webhook_engine_cancel,
         };
+        let backfill = BackfillOptions::new(&settings);
+        let durability = crate::import::Durability {
+            max_queued: backfill.max_queued,
+            residence: backfill.residence,
+            small_backlog: backfill.small_backlog,
+        };
         let ingest = ingest::start(
             IngestParts {
                 client: ClientOptions::new(&settings.ha, endpoint),
-                filter,
-                mapper,
+                filter: filter.clone(),
+                mapper: mapper.clone(),
                 writer: writer.clone(),
                 registry: registry.clone(),
                 catalog: catalog.clone(),
                 live: live.clone(),
-                backfill: BackfillOptions::new(&settings),
+                backfill,
                 heartbeat: (settings.heartbeat.interval_minutes > 0)
                     .then(|| Duration::from_secs(settings.heartbeat.interval_minutes * 60)),
             },
@@ -253,6 +261,37 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let suggestions_task = suggestions.spawn(cancel.child_token());
+        // the one statistics sink: the rollups' tier `imported` takes its place
+        let statistics_path = settings
+            .data_dir
+            .join(crate::import::IMPORTED_STATISTICS_FILE);
+        let statistics_sink = step(
+            "open the imported statistics",
+            crate::import::SqliteStatisticsSink::open(&statistics_path),
+        )?;
+        let import = storage_step(
+            "open the import of Home Assistant's past",
+            DataFile::Metadata,
+            &metadata_db,
+            Import::open(ImportParts {
+                settings: settings.import.clone(),
+                db: registry.connection().clone(),
+                recorder: Arc::new(HaRecorder(ingest.ha.clone())),
+                history: history.clone(),
+                writer: writer.clone(),
+                mapper,
+                filter,
+                catalog: catalog.clone(),
+                states: ingest.states.clone(),
+                sink: Arc::new(statistics_sink),
+                durability,
+            })
+            .await,
+            SqliteFailure::of_db_err,
+        )?;
+        if let Err(e) = import.start().await {
+            tracing::warn!(error = %e, "the import of Home Assistant's past did not start");
+        }
         let rates = EventRates::default();
         let rates_task = OwnedTask::spawn(
             "event rates",
@@ -284,6 +323,7 @@ impl Application {
             analysis: analysis.clone(),
             suggestions,
             llm,
+            import: import.clone(),
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
@@ -316,6 +356,7 @@ impl Application {
             rates_task,
             analysis,
             analysis_scheduler,
+            import,
             suggestions_task,
         })
     }
@@ -348,6 +389,7 @@ impl Application {
             mut rates_task,
             analysis,
             mut analysis_scheduler,
+            import,
             mut suggestions_task,
             ..
         } = self;
@@ -377,6 +419,7 @@ impl Application {
                         server_task.join().await;
                     },
                     analysis.stop(),
+                    import.stop(),
                 );
                 rates_task.join().await;
                 analysis_scheduler.join().await;

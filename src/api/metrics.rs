@@ -195,6 +195,7 @@ impl Collector for StatusCollector {
 
         counter_set(&mut e, &s.heartbeat.snapshot())?;
         counter_set(&mut e, &s.llm.status().counters)?;
+        counter_set(&mut e, &s.import.counts())?;
         let b = s.backfill.status();
         counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;
         counter(

@@ -89,6 +89,8 @@ pub(crate) struct AppState {
     pub suggestions: crate::suggestions::Suggestions,
     /// The optional language model that rewords suggestions.
     pub llm: crate::llm::Llm,
+    /// The import of Home Assistant's past.
+    pub import: crate::import::Import,
 }
 
 /// What the server needs besides [`AppState`].
@@ -146,7 +148,8 @@ where
                 .service(stream::stream_events)
                 .configure(crate::webhooks::api::routes)
                 .configure(crate::analysis::api::routes)
-                .configure(crate::suggestions::api::routes),
+                .configure(crate::suggestions::api::routes)
+                .configure(crate::import::api::routes),
         )
 }
 
@@ -192,6 +195,7 @@ pub(crate) fn bind(
         catalog: state.catalog.clone(),
     });
     let suggestions = web::Data::new(state.suggestions.clone());
+    let import = web::Data::new(state.import.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) = routes(
@@ -203,6 +207,7 @@ pub(crate) fn bind(
                 .app_data(webhooks.clone())
                 .app_data(analysis_api.clone())
                 .app_data(suggestions.clone())
+                .app_data(import.clone())
                 .app_data(registry.clone())
                 .app_data(durations.clone())
                 .app_data(guard.clone())

@@ -95,6 +95,8 @@ pub(crate) struct DeepReport {
     pub heartbeat: HeartbeatCounts,
     /// The optional language model that rewords suggestions (`llm.*`).
     pub llm: crate::llm::LlmStatus,
+    /// The import of Home Assistant's past (a failed one is a warning).
+    pub import: crate::import::ImportStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -120,6 +122,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
     };
     let llm = state.llm.status();
     judged = judged.merge(llm.health());
+    judged = judged.merge(state.import.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -152,6 +155,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         webhooks,
         heartbeat: state.heartbeat.snapshot(),
         llm,
+        import: state.import.status(),
     }
 }
 
