@@ -24,7 +24,7 @@ fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
         .expect("hour")
 }
 
-/// Every state Home Assistant's recorder holds of `entity` in the last day, as Unix ms.
+/// Every state Home Assistant's recorder holds of `entity` in the last day, as Unix µs.
 async fn ha_states(ha: &Ha, entity: &str) -> Vec<i64> {
     let start = (Utc::now() - Span::days(1)).to_rfc3339();
     let r = ha
@@ -43,7 +43,8 @@ async fn ha_states(ha: &Ha, entity: &str) -> Vec<i64> {
         .map(|a| {
             a.iter()
                 .filter_map(|s| s["lu"].as_f64())
-                .map(|lu| (lu * 1e3).round() as i64)
+                // as Home Assistant's `datetime.fromtimestamp`: the fraction rounded half to even
+                .map(|lu| lu.trunc() as i64 * 1_000_000 + ((lu - lu.trunc()) * 1e6).round_ties_even() as i64)
                 .collect()
         })
         .unwrap_or_default()
@@ -71,19 +72,16 @@ async fn ha_hours(ha: &Ha, id: &str) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// HomeIQ's stored records of `entity` (Unix ms).
+/// HomeIQ's stored records of `entity` (Unix µs).
 async fn homeiq_states(app: &TestApp, entity: &str) -> Vec<i64> {
-    let start = (Utc::now() - Span::days(2)).to_rfc3339();
-    let end = (Utc::now() + Span::hours(1)).to_rfc3339();
+    let z = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let start = z(Utc::now() - Span::days(2));
+    let end = z(Utc::now() + Span::hours(1));
     let r = app
         .client()
-        .get(app.url("/api/v1/history"))
-        .query(&[
-            ("entity_id", entity),
-            ("start", start.as_str()),
-            ("end", end.as_str()),
-            ("limit", "10000"),
-        ])
+        .get(app.url(&format!(
+            "/api/v1/history?entity_id={entity}&start={start}&end={end}&limit=10000"
+        )))
         .send()
         .await
         .expect("history");
@@ -95,7 +93,7 @@ async fn homeiq_states(app: &TestApp, entity: &str) -> Vec<i64> {
         .iter()
         .filter_map(|i| i["time"].as_str())
         .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis())
+        .map(|t| t.timestamp_micros())
         .collect()
 }
 
@@ -256,7 +254,7 @@ async fn imports_home_assistants_past_resumes_after_a_restart_and_adds_nothing_t
             ours, ha_times,
             "{entity}: the same states at the same times"
         );
-        first_raw.insert(entity.clone(), ours[0] / 1000);
+        first_raw.insert(entity.clone(), ours[0] / 1_000_000);
     }
     let imported = imported_hours(&data_dir);
     for (id, _) in &want_hours {
