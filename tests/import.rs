@@ -44,7 +44,10 @@ async fn ha_states(ha: &Ha, entity: &str) -> Vec<i64> {
             a.iter()
                 .filter_map(|s| s["lu"].as_f64())
                 // as Home Assistant's `datetime.fromtimestamp`: the fraction rounded half to even
-                .map(|lu| lu.trunc() as i64 * 1_000_000 + ((lu - lu.trunc()) * 1e6).round_ties_even() as i64)
+                .map(|lu| {
+                    lu.trunc() as i64 * 1_000_000
+                        + ((lu - lu.trunc()) * 1e6).round_ties_even() as i64
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -579,7 +579,7 @@ impl Import {
         };
         inner.counters.runs.fetch_add(1, Ordering::Relaxed);
         *lock(&inner.latest) = Some(run.clone());
-        let view = self.view_of(Some(&run)).ok_or(Refusal::Busy)?;
+        let view = view(&run.0, &run.1);
         let me = self.clone();
         let task = OwnedTask::spawn("import", async move {
             let (run, progress) = run;
@@ -636,30 +636,36 @@ impl Import {
     }
 
     fn view_of(&self, run: Option<&(run::Model, Progress)>) -> Option<RunView> {
-        let (r, p) = run?;
-        let phase = Phase::parse(&r.phase).unwrap_or(Phase::Planning);
-        Some(RunView {
-            id: r.id,
-            trigger: Trigger::parse(&r.trigger).unwrap_or(Trigger::Manual),
-            status: RunStatus::parse(&r.status).unwrap_or(RunStatus::Failed),
-            started_at: DateTime::from_timestamp_millis(r.requested_at),
-            finished_at: r.finished_at.and_then(DateTime::from_timestamp_millis),
-            error: r.error.clone(),
-            planned_at: time_us(r.plan_at_us),
-            recorder_oldest_state: r.states_from_us.and_then(time_us),
-            states: p.states,
-            statistics: p.statistics,
-            external_statistics_skipped: p.external_statistics,
-            requests: p.requests,
-            position: Position {
-                phase,
-                batch: r.batch,
-                batches: p.batches,
-                window_start: r.window_us.and_then(time_us),
-            },
-        })
+        run.map(|(r, p)| view(r, p))
     }
+}
 
+/// The API view of a run.
+fn view(r: &run::Model, p: &Progress) -> RunView {
+    let phase = Phase::parse(&r.phase).unwrap_or(Phase::Planning);
+    RunView {
+        id: r.id,
+        trigger: Trigger::parse(&r.trigger).unwrap_or(Trigger::Manual),
+        status: RunStatus::parse(&r.status).unwrap_or(RunStatus::Failed),
+        started_at: DateTime::from_timestamp_millis(r.requested_at),
+        finished_at: r.finished_at.and_then(DateTime::from_timestamp_millis),
+        error: r.error.clone(),
+        planned_at: time_us(r.plan_at_us),
+        recorder_oldest_state: r.states_from_us.and_then(time_us),
+        states: p.states,
+        statistics: p.statistics,
+        external_statistics_skipped: p.external_statistics,
+        requests: p.requests,
+        position: Position {
+            phase,
+            batch: r.batch,
+            batches: p.batches,
+            window_start: r.window_us.and_then(time_us),
+        },
+    }
+}
+
+impl Import {
     /// Saves the run with its progress and shows it.
     async fn save(&self, ctx: &mut Ctx) -> Result<(), DbErr> {
         ctx.run.progress = serde_json::to_string(&ctx.progress).unwrap_or_else(|_| "{}".into());
@@ -715,19 +721,29 @@ impl Import {
     async fn phases(&self, ctx: &mut Ctx) -> Result<(), ImportError> {
         self.wait_ready().await?;
         loop {
-            match Phase::parse(&ctx.run.phase).unwrap_or(Phase::Planning) {
+            let phase = Phase::parse(&ctx.run.phase).unwrap_or(Phase::Planning);
+            let (started, before) = (Instant::now(), ctx.progress.clone());
+            match phase {
                 Phase::Planning => self.plan_states(ctx).await?,
                 Phase::States => self.import_states(ctx).await?,
                 Phase::Statistics => self.import_statistics(ctx).await?,
                 Phase::Done => return Ok(()),
             }
+            tracing::info!(
+                phase = phase.as_str(),
+                took_ms = started.elapsed().as_millis() as u64,
+                states = ctx.progress.states.imported - before.states.imported,
+                statistics_rows = ctx.progress.statistics.imported - before.statistics.imported,
+                requests = ctx.progress.requests - before.requests,
+                "import phase finished"
+            );
         }
     }
 
     /// Waits until Home Assistant is connected and HomeIQ holds its states snapshot.
     async fn wait_ready(&self) -> Result<(), ImportError> {
         let p = &self.0.parts;
-        while !(p.recorder.connected() && !p.states.is_empty()) {
+        while !p.recorder.connected() || p.states.is_empty() {
             self.pause(POLL * 4).await?;
         }
         Ok(())
