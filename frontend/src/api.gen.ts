@@ -1582,6 +1582,110 @@ export interface components {
              */
             statistics_rows: number;
         };
+        /**
+         * @description Which part of an import.
+         * @enum {string}
+         */
+        ImportPhase: "planning" | "states" | "statistics" | "done";
+        /** @description The counts of one phase. */
+        ImportPhaseCounts: {
+            /**
+             * Format: int64
+             * @description Of them, finished.
+             */
+            done: number;
+            /**
+             * Format: int64
+             * @description States (hourly rows) imported.
+             */
+            imported: number;
+            /**
+             * Format: int64
+             * @description States skipped (repeating the previous one, or mapped to no point) or rows left out
+             *     (hours HomeIQ holds raw data for, or outside the window asked).
+             */
+            skipped: number;
+            /**
+             * Format: int64
+             * @description Entities (statistic ids) planned.
+             */
+            total: number;
+        };
+        /** @description Where a run is: what `GET /api/v1/import` shows of its saved position. */
+        ImportPosition: {
+            /**
+             * Format: int64
+             * @description The next batch of the phase (0-based).
+             */
+            batch: number;
+            /**
+             * Format: int64
+             * @description Batches in the phase.
+             */
+            batches: number;
+            /** @description The phase. */
+            phase: components["schemas"]["ImportPhase"];
+            /**
+             * Format: date-time
+             * @description Where the next window of that batch starts (`null`: at its beginning).
+             */
+            window_start?: string | null;
+        };
+        /**
+         * @description Where an import is in its life.
+         * @enum {string}
+         */
+        ImportRunStatus: "running" | "succeeded" | "failed" | "interrupted";
+        /** @description One import, as the API shows it. */
+        ImportRunView: {
+            /** @description Why it failed or stopped. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description External statistics (ids with `:`, no entity) left out.
+             */
+            external_statistics_skipped: number;
+            /**
+             * Format: date-time
+             * @description When it ended.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: int64
+             * @description Sequence number.
+             */
+            id: number;
+            /**
+             * Format: date-time
+             * @description Nothing at or after this instant is imported (HomeIQ records it itself).
+             */
+            planned_at?: string | null;
+            /** @description The saved position a resume starts from. */
+            position: components["schemas"]["ImportPosition"];
+            /**
+             * Format: date-time
+             * @description The oldest state Home Assistant's recorder holds (an hour's precision).
+             */
+            recorder_oldest_state?: string | null;
+            /**
+             * Format: int64
+             * @description Requests sent to Home Assistant.
+             */
+            requests: number;
+            /**
+             * Format: date-time
+             * @description When it was started.
+             */
+            started_at?: string | null;
+            /** @description States: entities planned and done, states imported and skipped. */
+            states: components["schemas"]["ImportPhaseCounts"];
+            /** @description Statistics: ids planned and done, hourly rows imported and left out. */
+            statistics: components["schemas"]["ImportPhaseCounts"];
+            /** @description `running`, `succeeded`, `failed` or `interrupted`. */
+            status: components["schemas"]["ImportRunStatus"];
+            /** @description `first_start` or `manual`. */
+            trigger: components["schemas"]["ImportTrigger"];
+        };
         /** @description `GET /api/v1/import`. */
         ImportStatus: {
             /** @description Counters since HomeIQ started. */
@@ -1593,10 +1697,15 @@ export interface components {
              * @description `import.requests_per_second`.
              */
             requests_per_second: number;
-            run?: null | components["schemas"]["RunView"];
+            run?: null | components["schemas"]["ImportRunView"];
             /** @description Whether an import is under way. */
             running: boolean;
         };
+        /**
+         * @description Why an import was started.
+         * @enum {string}
+         */
+        ImportTrigger: "first_start" | "manual";
         /** @description The automation as Home Assistant runs it. */
         InHa: {
             /** @description The automation's entity (`automation.…`), when HomeIQ has seen it. */
@@ -2112,55 +2221,6 @@ export interface components {
             /** @description Patterns matching the filters. */
             total: number;
         };
-        /**
-         * @description Which part of an import.
-         * @enum {string}
-         */
-        Phase: "planning" | "states" | "statistics" | "done";
-        /** @description The counts of one phase. */
-        PhaseCounts: {
-            /**
-             * Format: int64
-             * @description Of them, finished.
-             */
-            done: number;
-            /**
-             * Format: int64
-             * @description States (hourly rows) imported.
-             */
-            imported: number;
-            /**
-             * Format: int64
-             * @description States skipped (repeating the previous one, or mapped to no point) or rows left out
-             *     (hours HomeIQ holds raw data for, or outside the window asked).
-             */
-            skipped: number;
-            /**
-             * Format: int64
-             * @description Entities (statistic ids) planned.
-             */
-            total: number;
-        };
-        /** @description Where a run is: what `GET /api/v1/import` shows of its saved position. */
-        Position: {
-            /**
-             * Format: int64
-             * @description The next batch of the phase (0-based).
-             */
-            batch: number;
-            /**
-             * Format: int64
-             * @description Batches in the phase.
-             */
-            batches: number;
-            /** @description The phase. */
-            phase: components["schemas"]["Phase"];
-            /**
-             * Format: date-time
-             * @description Where the next window of that batch starts (`null`: at its beginning).
-             */
-            window_start?: string | null;
-        };
         /** @description Queue depths (the writer's own queue is in `storage`). */
         Queues: {
             /** @description Messages between the WebSocket reader and the pipeline. */
@@ -2302,20 +2362,20 @@ export interface components {
             /** @description Whether a run is under way now. */
             running: boolean;
         };
-        /**
-         * @description Where an import is in its life.
-         * @enum {string}
-         */
-        RunStatus: "running" | "succeeded" | "failed" | "interrupted";
-        /** @description One import, as the API shows it. */
+        /** @description One analysis run, or a refused request to start one. */
         RunView: {
-            /** @description Why it failed or stopped. */
-            error?: string | null;
             /**
              * Format: int64
-             * @description External statistics (ids with `:`, no entity) left out.
+             * @description Stored changes read.
              */
-            external_statistics_skipped: number;
+            changes_analysed: number;
+            /**
+             * Format: int64
+             * @description How long it took, ms.
+             */
+            duration_ms?: number | null;
+            /** @description Why it failed or was refused. */
+            error?: string | null;
             /**
              * Format: date-time
              * @description When it ended.
@@ -2326,36 +2386,42 @@ export interface components {
              * @description Sequence number.
              */
             id: number;
-            /**
-             * Format: date-time
-             * @description Nothing at or after this instant is imported (HomeIQ records it itself).
-             */
-            planned_at?: string | null;
-            /** @description The saved position a resume starts from. */
-            position: components["schemas"]["Position"];
-            /**
-             * Format: date-time
-             * @description The oldest state Home Assistant's recorder holds (an hour's precision).
-             */
-            recorder_oldest_state?: string | null;
+            /** @description `running`, `succeeded`, `failed`, `interrupted` or `refused`. */
+            outcome: components["schemas"]["Outcome"];
             /**
              * Format: int64
-             * @description Requests sent to Home Assistant.
+             * @description Patterns found.
              */
-            requests: number;
+            patterns_found: number;
             /**
              * Format: date-time
-             * @description When it was started.
+             * @description When it was asked for.
+             */
+            requested_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When it started (none for a refused request).
              */
             started_at?: string | null;
-            /** @description States: entities planned and done, states imported and skipped. */
-            states: components["schemas"]["PhaseCounts"];
-            /** @description Statistics: ids planned and done, hourly rows imported and left out. */
-            statistics: components["schemas"]["PhaseCounts"];
-            /** @description `running`, `succeeded`, `failed` or `interrupted`. */
-            status: components["schemas"]["RunStatus"];
-            /** @description `first_start` or `manual`. */
+            /** @description The home's time zone the run used. */
+            time_zone?: string | null;
+            /**
+             * Format: int64
+             * @description Transitions among them (of entities that can make a pattern).
+             */
+            transitions: number;
+            /** @description `scheduled` (nightly) or `manual` (requested). */
             trigger: components["schemas"]["Trigger"];
+            /**
+             * Format: date-time
+             * @description The analysed window's end.
+             */
+            window_end?: string | null;
+            /**
+             * Format: date-time
+             * @description The analysed window's start.
+             */
+            window_start?: string | null;
         };
         /**
          * @description Why a suggestion only notifies.
@@ -2661,10 +2727,10 @@ export interface components {
             start: string;
         };
         /**
-         * @description Why an import was started.
+         * @description What started a run.
          * @enum {string}
          */
-        Trigger: "first_start" | "manual";
+        Trigger: "scheduled" | "manual";
         /** @description What an undo did. */
         UndoAnswer: {
             /**

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 
-use super::{Import, ImportStatus, Refusal, Trigger};
+use super::{Import, ImportStatus, ImportTrigger, Refusal};
 use crate::http::error::{ApiError, ErrorBody};
 
 /// The import routes (under `/api/v1`).
@@ -33,7 +33,7 @@ pub(crate) async fn status(state: web::Data<Import>) -> HttpResponse {
 )]
 #[post("/import")]
 pub(crate) async fn start(state: web::Data<Import>) -> Result<HttpResponse, ApiError> {
-    match state.request(Trigger::Manual).await {
+    match state.request(ImportTrigger::Manual).await {
         Ok(_) => Ok(HttpResponse::Accepted().json(state.status())),
         Err(e @ Refusal::Busy) => Err(ApiError::conflict(e.to_string())),
         Err(Refusal::Db(e)) => Err(ApiError::from(e)),

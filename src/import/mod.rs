@@ -137,7 +137,7 @@ const SETTLE_WAIT: Duration = Duration::from_secs(10);
 /// Why an import was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Trigger {
+pub(crate) enum ImportTrigger {
     /// HomeIQ's first start.
     FirstStart,
     /// `POST /api/v1/import`.
@@ -147,7 +147,7 @@ pub(crate) enum Trigger {
 /// Where an import is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum RunStatus {
+pub(crate) enum ImportRunStatus {
     /// Under way.
     Running,
     /// Everything imported.
@@ -161,7 +161,7 @@ pub(crate) enum RunStatus {
 /// Which part of an import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Phase {
+pub(crate) enum ImportPhase {
     /// Choosing the entities and their boundaries, finding the recorder's oldest state.
     Planning,
     /// Importing states.
@@ -186,9 +186,9 @@ macro_rules! names {
         }
     };
 }
-names!(Trigger { FirstStart => "first_start", Manual => "manual" });
-names!(RunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Interrupted => "interrupted" });
-names!(Phase { Planning => "planning", States => "states", Statistics => "statistics", Done => "done" });
+names!(ImportTrigger { FirstStart => "first_start", Manual => "manual" });
+names!(ImportRunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Interrupted => "interrupted" });
+names!(ImportPhase { Planning => "planning", States => "states", Statistics => "statistics", Done => "done" });
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +236,7 @@ pub(crate) enum ImportError {
 
 /// The counts of one phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub(crate) struct PhaseCounts {
+pub(crate) struct ImportPhaseCounts {
     /// Entities (statistic ids) planned.
     pub total: u64,
     /// Of them, finished.
@@ -252,8 +252,8 @@ pub(crate) struct PhaseCounts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct Progress {
-    states: PhaseCounts,
-    statistics: PhaseCounts,
+    states: ImportPhaseCounts,
+    statistics: ImportPhaseCounts,
     external_statistics: u64,
     requests: u64,
     batches: u64,
@@ -278,9 +278,9 @@ crate::counters::counters! {
 
 /// Where a run is: what `GET /api/v1/import` shows of its saved position.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub(crate) struct Position {
+pub(crate) struct ImportPosition {
     /// The phase.
-    pub phase: Phase,
+    pub phase: ImportPhase,
     /// The next batch of the phase (0-based).
     pub batch: i64,
     /// Batches in the phase.
@@ -291,13 +291,13 @@ pub(crate) struct Position {
 
 /// One import, as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub(crate) struct RunView {
+pub(crate) struct ImportRunView {
     /// Sequence number.
     pub id: i64,
     /// `first_start` or `manual`.
-    pub trigger: Trigger,
+    pub trigger: ImportTrigger,
     /// `running`, `succeeded`, `failed` or `interrupted`.
-    pub status: RunStatus,
+    pub status: ImportRunStatus,
     /// When it was started.
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
@@ -309,15 +309,15 @@ pub(crate) struct RunView {
     /// The oldest state Home Assistant's recorder holds (an hour's precision).
     pub recorder_oldest_state: Option<DateTime<Utc>>,
     /// States: entities planned and done, states imported and skipped.
-    pub states: PhaseCounts,
+    pub states: ImportPhaseCounts,
     /// Statistics: ids planned and done, hourly rows imported and left out.
-    pub statistics: PhaseCounts,
+    pub statistics: ImportPhaseCounts,
     /// External statistics (ids with `:`, no entity) left out.
     pub external_statistics_skipped: u64,
     /// Requests sent to Home Assistant.
     pub requests: u64,
     /// The saved position a resume starts from.
-    pub position: Position,
+    pub position: ImportPosition,
 }
 
 /// `GET /api/v1/import`.
@@ -330,7 +330,7 @@ pub(crate) struct ImportStatus {
     /// `import.requests_per_second`.
     pub requests_per_second: u32,
     /// The last import (`null`: none yet).
-    pub run: Option<RunView>,
+    pub run: Option<ImportRunView>,
     /// Counters since HomeIQ started.
     pub counts: ImportCounts,
 }
@@ -532,10 +532,12 @@ impl Import {
     /// (`import.on_first_start`).
     pub(crate) async fn start(&self) -> Result<(), Refusal> {
         let latest = lock(&self.0.latest).as_ref().map(|(r, _)| r.status.clone());
-        match latest.as_deref().and_then(RunStatus::parse) {
-            Some(RunStatus::Interrupted) => self.request(Trigger::Manual).await.map(|_| ()),
+        match latest.as_deref().and_then(ImportRunStatus::parse) {
+            Some(ImportRunStatus::Interrupted) => {
+                self.request(ImportTrigger::Manual).await.map(|_| ())
+            }
             None if self.0.parts.settings.on_first_start => {
-                self.request(Trigger::FirstStart).await.map(|_| ())
+                self.request(ImportTrigger::FirstStart).await.map(|_| ())
             }
             _ => Ok(()),
         }
@@ -543,7 +545,7 @@ impl Import {
 
     /// Starts an import or, when the last one is unfinished (failed or interrupted), resumes it.
     /// Refused while one runs.
-    pub(crate) async fn request(&self, trigger: Trigger) -> Result<RunView, Refusal> {
+    pub(crate) async fn request(&self, trigger: ImportTrigger) -> Result<ImportRunView, Refusal> {
         let inner = &self.0;
         let Ok(guard) = Arc::clone(&inner.busy).try_lock_owned() else {
             return Err(Refusal::Busy);
@@ -552,11 +554,15 @@ impl Import {
         let run = match last {
             Some((mut r, p))
                 if matches!(
-                    RunStatus::parse(&r.status),
-                    Some(RunStatus::Failed | RunStatus::Interrupted | RunStatus::Running)
+                    ImportRunStatus::parse(&r.status),
+                    Some(
+                        ImportRunStatus::Failed
+                            | ImportRunStatus::Interrupted
+                            | ImportRunStatus::Running
+                    )
                 ) =>
             {
-                r.status = RunStatus::Running.as_str().to_owned();
+                r.status = ImportRunStatus::Running.as_str().to_owned();
                 r.error = None;
                 r.finished_at = None;
                 inner.store.save(&r).await?;
@@ -625,7 +631,7 @@ impl Import {
     pub(crate) fn health(&self) -> Health {
         let mut health = Health::default();
         if let Some((run, _)) = lock(&self.0.latest).as_ref()
-            && RunStatus::parse(&run.status) == Some(RunStatus::Failed)
+            && ImportRunStatus::parse(&run.status) == Some(ImportRunStatus::Failed)
         {
             health.warn(format!(
                 "the import of Home Assistant's past failed ({}); POST /api/v1/import resumes it",
@@ -635,18 +641,18 @@ impl Import {
         health
     }
 
-    fn view_of(&self, run: Option<&(run::Model, Progress)>) -> Option<RunView> {
+    fn view_of(&self, run: Option<&(run::Model, Progress)>) -> Option<ImportRunView> {
         run.map(|(r, p)| view(r, p))
     }
 }
 
 /// The API view of a run.
-fn view(r: &run::Model, p: &Progress) -> RunView {
-    let phase = Phase::parse(&r.phase).unwrap_or(Phase::Planning);
-    RunView {
+fn view(r: &run::Model, p: &Progress) -> ImportRunView {
+    let phase = ImportPhase::parse(&r.phase).unwrap_or(ImportPhase::Planning);
+    ImportRunView {
         id: r.id,
-        trigger: Trigger::parse(&r.trigger).unwrap_or(Trigger::Manual),
-        status: RunStatus::parse(&r.status).unwrap_or(RunStatus::Failed),
+        trigger: ImportTrigger::parse(&r.trigger).unwrap_or(ImportTrigger::Manual),
+        status: ImportRunStatus::parse(&r.status).unwrap_or(ImportRunStatus::Failed),
         started_at: DateTime::from_timestamp_millis(r.requested_at),
         finished_at: r.finished_at.and_then(DateTime::from_timestamp_millis),
         error: r.error.clone(),
@@ -656,7 +662,7 @@ fn view(r: &run::Model, p: &Progress) -> RunView {
         statistics: p.statistics,
         external_statistics_skipped: p.external_statistics,
         requests: p.requests,
-        position: Position {
+        position: ImportPosition {
             phase,
             batch: r.batch,
             batches: p.batches,
@@ -682,19 +688,19 @@ impl Import {
         let started = Instant::now();
         let result = self.phases(&mut ctx).await;
         let (status, error) = match &result {
-            Ok(()) => (RunStatus::Succeeded, None),
+            Ok(()) => (ImportRunStatus::Succeeded, None),
             Err(ImportError::Cancelled) => (
-                RunStatus::Interrupted,
+                ImportRunStatus::Interrupted,
                 Some(ImportError::Cancelled.to_string()),
             ),
             Err(e) => {
                 self.0.counters.failures.fetch_add(1, Ordering::Relaxed);
-                (RunStatus::Failed, Some(e.to_string()))
+                (ImportRunStatus::Failed, Some(e.to_string()))
             }
         };
         ctx.run.status = status.as_str().to_owned();
         ctx.run.error = error.clone();
-        if status != RunStatus::Interrupted {
+        if status != ImportRunStatus::Interrupted {
             ctx.run.finished_at = Some(Utc::now().timestamp_millis());
         }
         tracing::info!(
@@ -711,7 +717,7 @@ impl Import {
         if let Err(e) = self.save(&mut ctx).await {
             tracing::error!(error = %e, "could not record how the import ended");
         }
-        if status == RunStatus::Succeeded
+        if status == ImportRunStatus::Succeeded
             && let Err(e) = self.0.store.drop_plan(ctx.run.id).await
         {
             tracing::warn!(error = %e, "could not remove a finished import's plan");
@@ -721,13 +727,13 @@ impl Import {
     async fn phases(&self, ctx: &mut Ctx) -> Result<(), ImportError> {
         self.wait_ready().await?;
         loop {
-            let phase = Phase::parse(&ctx.run.phase).unwrap_or(Phase::Planning);
+            let phase = ImportPhase::parse(&ctx.run.phase).unwrap_or(ImportPhase::Planning);
             let (started, before) = (Instant::now(), ctx.progress.clone());
             match phase {
-                Phase::Planning => self.plan_states(ctx).await?,
-                Phase::States => self.import_states(ctx).await?,
-                Phase::Statistics => self.import_statistics(ctx).await?,
-                Phase::Done => return Ok(()),
+                ImportPhase::Planning => self.plan_states(ctx).await?,
+                ImportPhase::States => self.import_states(ctx).await?,
+                ImportPhase::Statistics => self.import_statistics(ctx).await?,
+                ImportPhase::Done => return Ok(()),
             }
             tracing::info!(
                 phase = phase.as_str(),
@@ -855,18 +861,18 @@ impl Import {
         }
         let ids: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
         ctx.run.states_from_us = self.oldest_state(ctx, &ids, plan_at).await?;
-        ctx.progress.states = PhaseCounts {
+        ctx.progress.states = ImportPhaseCounts {
             total: rows.len() as u64,
-            ..PhaseCounts::default()
+            ..ImportPhaseCounts::default()
         };
         ctx.progress.batches = batch_count(rows.len(), ENTITIES_PER_REQUEST);
-        ctx.run.phase = Phase::States.as_str().to_owned();
+        ctx.run.phase = ImportPhase::States.as_str().to_owned();
         ctx.run.batch = 0;
         ctx.run.window_us = None;
         ctx.run.progress = serde_json::to_string(&ctx.progress).unwrap_or_default();
         self.0
             .store
-            .put_plan(&ctx.run, Phase::States, &rows)
+            .put_plan(&ctx.run, ImportPhase::States, &rows)
             .await?;
         self.publish(ctx);
         tracing::info!(
@@ -949,7 +955,7 @@ impl Import {
     }
 
     async fn import_states(&self, ctx: &mut Ctx) -> Result<(), ImportError> {
-        let plan = self.0.store.plan(ctx.run.id, Phase::States).await?;
+        let plan = self.0.store.plan(ctx.run.id, ImportPhase::States).await?;
         let mut pending = Pending::new(&self.0.parts.durability);
         let result = self.states_batches(ctx, &plan, &mut pending).await;
         // whatever happened, save how far it is durable; at the end, wait until all of it is
@@ -965,7 +971,7 @@ impl Import {
             self.save_durable(ctx, &mut pending).await?;
         }
         result?;
-        ctx.run.phase = Phase::Statistics.as_str().to_owned();
+        ctx.run.phase = ImportPhase::Statistics.as_str().to_owned();
         ctx.run.batch = 0;
         ctx.run.window_us = None;
         ctx.progress.batches = 0;
@@ -1093,7 +1099,7 @@ impl Import {
         let states_plan: HashMap<String, i64> = self
             .0
             .store
-            .plan(ctx.run.id, Phase::States)
+            .plan(ctx.run.id, ImportPhase::States)
             .await?
             .into_iter()
             .collect();
@@ -1109,15 +1115,15 @@ impl Import {
             rows.push((id, before));
         }
         ctx.progress.external_statistics = external;
-        ctx.progress.statistics = PhaseCounts {
+        ctx.progress.statistics = ImportPhaseCounts {
             total: rows.len() as u64,
-            ..PhaseCounts::default()
+            ..ImportPhaseCounts::default()
         };
         ctx.progress.batches = batch_count(rows.len(), STATISTICS_PER_REQUEST);
         ctx.run.progress = serde_json::to_string(&ctx.progress).unwrap_or_default();
         self.0
             .store
-            .put_plan(&ctx.run, Phase::Statistics, &rows)
+            .put_plan(&ctx.run, ImportPhase::Statistics, &rows)
             .await?;
         self.publish(ctx);
         Ok(rows)
@@ -1127,7 +1133,10 @@ impl Import {
         const COMMAND: &str = "recorder/statistics_during_period";
         let planned = ctx.progress.batches > 0 || ctx.progress.statistics.total > 0;
         let plan = if planned {
-            self.0.store.plan(ctx.run.id, Phase::Statistics).await?
+            self.0
+                .store
+                .plan(ctx.run.id, ImportPhase::Statistics)
+                .await?
         } else {
             self.plan_statistics(ctx).await?
         };
@@ -1193,7 +1202,7 @@ impl Import {
             ctx.run.window_us = None;
             self.save(ctx).await?;
         }
-        ctx.run.phase = Phase::Done.as_str().to_owned();
+        ctx.run.phase = ImportPhase::Done.as_str().to_owned();
         self.save(ctx).await?;
         Ok(())
     }

@@ -6,7 +6,7 @@ use sea_orm::{
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
 };
 
-use super::{Phase, RunStatus, Trigger};
+use super::{ImportPhase, ImportRunStatus, ImportTrigger};
 
 /// `import_runs`.
 pub(crate) mod run {
@@ -35,9 +35,9 @@ pub(crate) mod run {
         pub plan_at_us: i64,
         /// The oldest state the recorder holds (µs, an hour's precision); `None`: none.
         pub states_from_us: Option<i64>,
-        /// Position: the next batch of the phase.
+        /// ImportPosition: the next batch of the phase.
         pub batch: i64,
-        /// Position: the next window's start inside the batch (µs); `None`: its beginning.
+        /// ImportPosition: the next window's start inside the batch (µs); `None`: its beginning.
         pub window_us: Option<i64>,
         /// The counts ([`super::super::Progress`] as JSON).
         pub progress: String,
@@ -107,9 +107,9 @@ impl ImportStore {
         let r = run::Entity::update_many()
             .col_expr(
                 run::Column::Status,
-                sea_orm::sea_query::Expr::value(RunStatus::Interrupted.as_str()),
+                sea_orm::sea_query::Expr::value(ImportRunStatus::Interrupted.as_str()),
             )
-            .filter(run::Column::Status.eq(RunStatus::Running.as_str()))
+            .filter(run::Column::Status.eq(ImportRunStatus::Running.as_str()))
             .exec(&self.db)
             .await?;
         Ok(r.rows_affected)
@@ -118,14 +118,14 @@ impl ImportStore {
     /// A new run, planning.
     pub(crate) async fn create(
         &self,
-        trigger: Trigger,
+        trigger: ImportTrigger,
         now_ms: i64,
         plan_at_us: i64,
     ) -> Result<run::Model, DbErr> {
         run::ActiveModel {
             trigger: Set(trigger.as_str().to_owned()),
-            status: Set(RunStatus::Running.as_str().to_owned()),
-            phase: Set(Phase::Planning.as_str().to_owned()),
+            status: Set(ImportRunStatus::Running.as_str().to_owned()),
+            phase: Set(ImportPhase::Planning.as_str().to_owned()),
             requested_at: Set(now_ms),
             finished_at: Set(None),
             error: Set(None),
@@ -149,7 +149,7 @@ impl ImportStore {
     pub(crate) async fn put_plan(
         &self,
         run: &run::Model,
-        phase: Phase,
+        phase: ImportPhase,
         rows: &[(String, i64)],
     ) -> Result<(), DbErr> {
         let tx = self.db.begin().await?;
@@ -181,7 +181,7 @@ impl ImportStore {
     pub(crate) async fn plan(
         &self,
         run_id: i64,
-        phase: Phase,
+        phase: ImportPhase,
     ) -> Result<Vec<(String, i64)>, DbErr> {
         Ok(plan::Entity::find()
             .filter(plan::Column::RunId.eq(run_id))

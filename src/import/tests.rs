@@ -204,7 +204,7 @@ async fn open(env: &Env) -> Import {
     .expect("open")
 }
 
-async fn finished(import: &Import) -> RunView {
+async fn finished(import: &Import) -> ImportRunView {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while import.running() {
         assert!(
@@ -242,8 +242,8 @@ async fn imports_every_state_and_the_hours_before_them_and_nothing_twice() {
     let import = open(&env).await;
     import.start().await.expect("first start");
     let run = finished(&import).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
-    assert_eq!(run.trigger, Trigger::FirstStart);
+    assert_eq!(run.status, ImportRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.trigger, ImportTrigger::FirstStart);
     let times = stored(&env, "sensor.a").await;
     assert_eq!(
         times,
@@ -268,9 +268,9 @@ async fn imports_every_state_and_the_hours_before_them_and_nothing_twice() {
     assert!(run.recorder_oldest_state.is_some());
 
     // again: the first record is now the oldest imported state; nothing older exists
-    import.request(Trigger::Manual).await.expect("again");
+    import.request(ImportTrigger::Manual).await.expect("again");
     let again = finished(&import).await;
-    assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+    assert_eq!(again.status, ImportRunStatus::Succeeded, "{again:?}");
     assert_eq!(again.states.imported, 0);
     assert_eq!(stored(&env, "sensor.a").await.len(), 180);
     assert_eq!(sink_rows(&env), hours, "the same hours, replaced");
@@ -284,8 +284,8 @@ async fn a_stop_after_the_first_chunk_resumes_where_it_stopped() {
     import.0.stop_after_chunks.store(1, Ordering::Relaxed);
     import.start().await.expect("first start");
     let run = finished(&import).await;
-    assert_eq!(run.status, RunStatus::Interrupted, "{run:?}");
-    assert_eq!(run.position.phase, Phase::States);
+    assert_eq!(run.status, ImportRunStatus::Interrupted, "{run:?}");
+    assert_eq!(run.position.phase, ImportPhase::States);
     let first_chunk = run.states.imported;
     assert!(first_chunk > 0 && first_chunk < 180, "{run:?}");
     // the position is saved once the writer no longer holds a chunk's points: here, the first
@@ -297,8 +297,8 @@ async fn a_stop_after_the_first_chunk_resumes_where_it_stopped() {
     let import = open(&env).await;
     import.start().await.expect("resume");
     let run = finished(&import).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
-    assert_eq!(run.trigger, Trigger::FirstStart, "the same run");
+    assert_eq!(run.status, ImportRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.trigger, ImportTrigger::FirstStart, "the same run");
     assert_eq!(
         (run.planned_at, run.recorder_oldest_state),
         planned,
@@ -318,13 +318,13 @@ async fn a_hostile_answer_fails_clearly_keeps_what_came_before_and_resumes() {
     let import = open(&env).await;
     import.start().await.expect("first start");
     let run = finished(&import).await;
-    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert_eq!(run.status, ImportRunStatus::Failed, "{run:?}");
     let error = run.error.clone().unwrap_or_default();
     assert!(
         error.contains("recorder/statistics_during_period"),
         "{error}"
     );
-    assert_eq!(run.position.phase, Phase::Statistics);
+    assert_eq!(run.position.phase, ImportPhase::Statistics);
     assert_eq!(
         stored(&env, "sensor.a").await.len(),
         180,
@@ -335,9 +335,9 @@ async fn a_hostile_answer_fails_clearly_keeps_what_came_before_and_resumes() {
     env.planted
         .hostile_statistics
         .store(false, Ordering::Relaxed);
-    import.request(Trigger::Manual).await.expect("resume");
+    import.request(ImportTrigger::Manual).await.expect("resume");
     let run = finished(&import).await;
-    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.status, ImportRunStatus::Succeeded, "{run:?}");
     assert_eq!(run.states.imported, 180, "no state read twice");
     assert_eq!(sink_rows(&env), 60 * 24 - 30);
     assert!(import.health().warnings.is_empty());
@@ -347,9 +347,9 @@ async fn a_hostile_answer_fails_clearly_keeps_what_came_before_and_resumes() {
 async fn a_second_request_while_one_runs_is_refused() {
     let env = env().await;
     let import = open(&env).await;
-    import.request(Trigger::Manual).await.expect("first");
+    import.request(ImportTrigger::Manual).await.expect("first");
     assert!(matches!(
-        import.request(Trigger::Manual).await,
+        import.request(ImportTrigger::Manual).await,
         Err(Refusal::Busy)
     ));
     finished(&import).await;
