@@ -23,6 +23,7 @@ use crate::config::SchemaMode;
 use crate::config::{Settings, StorageMode};
 use crate::ha::ClientOptions;
 use crate::ingest::heartbeat::HeartbeatPause;
+use crate::import::{HaRecorder, Import, ImportParts};
 use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::retention::{FIRST_RUN_DELAY, Retention, RetentionInputs, RetentionTarget};
@@ -110,6 +111,7 @@ pub struct Application {
     rates_task: OwnedTask,
     analysis: Analysis,
     analysis_scheduler: OwnedTask,
+    import: Import,
     suggestions_task: OwnedTask,
     retention_task: OwnedTask,
     storage_guard_task: OwnedTask,
@@ -213,16 +215,22 @@ impl Application {
             engine_cancel: webhook_engine_cancel,
         };
         let heartbeat_pause = HeartbeatPause::default();
+        let backfill = BackfillOptions::new(&settings);
+        let durability = crate::import::Durability {
+            max_queued: backfill.max_queued,
+            residence: backfill.residence,
+            small_backlog: backfill.small_backlog,
+        };
         let ingest = ingest::start(
             IngestParts {
                 client: ClientOptions::new(&settings.ha, endpoint),
-                filter,
-                mapper,
+                filter: filter.clone(),
+                mapper: mapper.clone(),
                 writer: writer.clone(),
                 registry: registry.clone(),
                 catalog: catalog.clone(),
                 live: live.clone(),
-                backfill: BackfillOptions::new(&settings),
+                backfill,
                 heartbeat: (settings.heartbeat.interval_minutes > 0)
                     .then(|| Duration::from_secs(settings.heartbeat.interval_minutes * 60)),
                 heartbeat_pause: heartbeat_pause.clone(),
@@ -284,6 +292,37 @@ impl Application {
             retention: retention.clone(),
         });
         let storage_guard_task = storage_guard.spawn(cancel.child_token());
+        // the one statistics sink: the rollups' tier `imported` takes its place
+        let statistics_path = settings
+            .data_dir
+            .join(crate::import::IMPORTED_STATISTICS_FILE);
+        let statistics_sink = step(
+            "open the imported statistics",
+            crate::import::SqliteStatisticsSink::open(&statistics_path),
+        )?;
+        let import = storage_step(
+            "open the import of Home Assistant's past",
+            DataFile::Metadata,
+            &metadata_db,
+            Import::open(ImportParts {
+                settings: settings.import.clone(),
+                db: registry.connection().clone(),
+                recorder: Arc::new(HaRecorder(ingest.ha.clone())),
+                history: history.clone(),
+                writer: writer.clone(),
+                mapper,
+                filter,
+                catalog: catalog.clone(),
+                states: ingest.states.clone(),
+                sink: Arc::new(statistics_sink),
+                durability,
+            })
+            .await,
+            SqliteFailure::of_db_err,
+        )?;
+        if let Err(e) = import.start().await {
+            tracing::warn!(error = %e, "the import of Home Assistant's past did not start");
+        }
         let rates = EventRates::default();
         let rates_task = OwnedTask::spawn(
             "event rates",
@@ -317,6 +356,7 @@ impl Application {
             llm,
             retention,
             storage_guard,
+            import: import.clone(),
         };
         let options = ServerOptions {
             bind: settings.listen_address(supervisor).to_string(),
@@ -349,6 +389,7 @@ impl Application {
             rates_task,
             analysis,
             analysis_scheduler,
+            import,
             suggestions_task,
             retention_task,
             storage_guard_task,
@@ -384,6 +425,7 @@ impl Application {
             mut rates_task,
             analysis,
             mut analysis_scheduler,
+            import,
             mut suggestions_task,
             mut retention_task,
             mut storage_guard_task,
@@ -416,6 +458,7 @@ impl Application {
                         server_task.join().await;
                     },
                     analysis.stop(),
+                    import.stop(),
                 );
                 rates_task.join().await;
                 analysis_scheduler.join().await;

@@ -187,6 +187,8 @@ pub struct Settings {
     pub backfill: BackfillSettings,
     /// Periodic re-writes of current values.
     pub heartbeat: HeartbeatSettings,
+    /// Importing what Home Assistant's recorder already holds (`crate::import`).
+    pub import: ImportSettings,
     /// Entities to record (empty: all).
     pub include: EntityFilterSettings,
     /// Entities never to record (wins over `include`).
@@ -223,6 +225,7 @@ impl Default for Settings {
             spool: SpoolSettings::default(),
             backfill: BackfillSettings::default(),
             heartbeat: HeartbeatSettings::default(),
+            import: ImportSettings::default(),
             include: EntityFilterSettings::default(),
             exclude: EntityFilterSettings::default(),
             api: ApiSettings::default(),
@@ -892,6 +895,27 @@ impl Default for BackfillSettings {
     }
 }
 
+/// `import.*`: on first start (and on request) HomeIQ reads the states and long-term statistics
+/// Home Assistant's recorder already holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImportSettings {
+    /// Whether the import runs by itself on HomeIQ's first start (`POST /api/v1/import` works
+    /// either way).
+    pub on_first_start: bool,
+    /// Requests to Home Assistant per second at most, so it stays responsive.
+    pub requests_per_second: u32,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        ImportSettings {
+            on_first_start: true,
+            requests_per_second: 5,
+        }
+    }
+}
+
 /// `heartbeat.*`: re-write every recorded entity's current value periodically so graphs have no
 /// gaps (HA's own integration cannot).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1093,6 +1117,12 @@ impl Settings {
             self.backfill.window_hours,
             1,
             24 * 30,
+        ));
+        check(check_range(
+            "import.requests_per_second",
+            self.import.requests_per_second,
+            1,
+            100,
         ));
         check(check_range(
             "heartbeat.interval_minutes",

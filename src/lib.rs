@@ -16,6 +16,7 @@ pub(crate) mod evaluate;
 pub mod ha;
 pub mod health;
 pub(crate) mod http;
+pub(crate) mod import;
 pub(crate) mod ingest;
 pub(crate) mod llm;
 pub mod memory;

@@ -196,6 +196,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The last import: its status, phase, counts per phase (entities or statistic ids planned and
+         *     done, states and hourly rows imported and skipped), when it started and ended, its error and
+         *     the position a resume starts from; and the counters since HomeIQ started.
+         */
+        get: operations["status"];
+        put?: never;
+        /**
+         * Starts importing what Home Assistant's recorder holds (states of its keep-days window, then
+         *     hourly long-term statistics), or resumes the last import where it stopped when it failed or
+         *     was interrupted. Nothing HomeIQ recorded itself is imported again.
+         */
+        post: operations["start"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/integrations": {
         parameters: {
             query?: never;
@@ -976,6 +1002,8 @@ export interface components {
             heartbeat: components["schemas"]["HeartbeatCounts"];
             /** @description The Home Assistant connection. */
             home_assistant: components["schemas"]["HaStatus"];
+            /** @description The import of Home Assistant's past (a failed one is a warning). */
+            import: components["schemas"]["ImportStatus"];
             /** @description The ingest pipeline. */
             ingest: components["schemas"]["IngestStatus"];
             /** @description The optional language model that rewords suggestions (`llm.*`). */
@@ -1623,6 +1651,157 @@ export interface components {
              */
             value?: number | null;
         };
+        ImportCounts: {
+            /**
+             * Format: int64
+             * @description Imports that failed.
+             */
+            failures: number;
+            /**
+             * Format: int64
+             * @description Requests sent to Home Assistant's recorder.
+             */
+            requests: number;
+            /**
+             * Format: int64
+             * @description Imports started or resumed.
+             */
+            runs: number;
+            /**
+             * Format: int64
+             * @description States imported into HomeIQ's history.
+             */
+            states: number;
+            /**
+             * Format: int64
+             * @description Hourly statistics rows imported.
+             */
+            statistics_rows: number;
+        };
+        /**
+         * @description Which part of an import.
+         * @enum {string}
+         */
+        ImportPhase: "planning" | "states" | "statistics" | "done";
+        /** @description The counts of one phase. */
+        ImportPhaseCounts: {
+            /**
+             * Format: int64
+             * @description Of them, finished.
+             */
+            done: number;
+            /**
+             * Format: int64
+             * @description States (hourly rows) imported.
+             */
+            imported: number;
+            /**
+             * Format: int64
+             * @description States skipped (repeating the previous one, or mapped to no point) or rows left out
+             *     (hours HomeIQ holds raw data for, or outside the window asked).
+             */
+            skipped: number;
+            /**
+             * Format: int64
+             * @description Entities (statistic ids) planned.
+             */
+            total: number;
+        };
+        /** @description Where a run is: what `GET /api/v1/import` shows of its saved position. */
+        ImportPosition: {
+            /**
+             * Format: int64
+             * @description The next batch of the phase (0-based).
+             */
+            batch: number;
+            /**
+             * Format: int64
+             * @description Batches in the phase.
+             */
+            batches: number;
+            /** @description The phase. */
+            phase: components["schemas"]["ImportPhase"];
+            /**
+             * Format: date-time
+             * @description Where the next window of that batch starts (`null`: at its beginning).
+             */
+            window_start?: string | null;
+        };
+        /**
+         * @description Where an import is in its life.
+         * @enum {string}
+         */
+        ImportRunStatus: "running" | "succeeded" | "failed" | "interrupted";
+        /** @description One import, as the API shows it. */
+        ImportRunView: {
+            /** @description Why it failed or stopped. */
+            error?: string | null;
+            /**
+             * Format: int64
+             * @description External statistics (ids with `:`, no entity) left out.
+             */
+            external_statistics_skipped: number;
+            /**
+             * Format: date-time
+             * @description When it ended.
+             */
+            finished_at?: string | null;
+            /**
+             * Format: int64
+             * @description Sequence number.
+             */
+            id: number;
+            /**
+             * Format: date-time
+             * @description Nothing at or after this instant is imported (HomeIQ records it itself).
+             */
+            planned_at?: string | null;
+            /** @description The saved position a resume starts from. */
+            position: components["schemas"]["ImportPosition"];
+            /**
+             * Format: date-time
+             * @description The oldest state Home Assistant's recorder holds (an hour's precision).
+             */
+            recorder_oldest_state?: string | null;
+            /**
+             * Format: int64
+             * @description Requests sent to Home Assistant.
+             */
+            requests: number;
+            /**
+             * Format: date-time
+             * @description When it was started.
+             */
+            started_at?: string | null;
+            /** @description States: entities planned and done, states imported and skipped. */
+            states: components["schemas"]["ImportPhaseCounts"];
+            /** @description Statistics: ids planned and done, hourly rows imported and left out. */
+            statistics: components["schemas"]["ImportPhaseCounts"];
+            /** @description `running`, `succeeded`, `failed` or `interrupted`. */
+            status: components["schemas"]["ImportRunStatus"];
+            /** @description `first_start` or `manual`. */
+            trigger: components["schemas"]["ImportTrigger"];
+        };
+        /** @description `GET /api/v1/import`. */
+        ImportStatus: {
+            /** @description Counters since HomeIQ started. */
+            counts: components["schemas"]["ImportCounts"];
+            /** @description `import.on_first_start`. */
+            on_first_start: boolean;
+            /**
+             * Format: int32
+             * @description `import.requests_per_second`.
+             */
+            requests_per_second: number;
+            run?: null | components["schemas"]["ImportRunView"];
+            /** @description Whether an import is under way. */
+            running: boolean;
+        };
+        /**
+         * @description Why an import was started.
+         * @enum {string}
+         */
+        ImportTrigger: "first_start" | "manual";
         /** @description The automation as Home Assistant runs it. */
         InHa: {
             /** @description The automation's entity (`automation.…`), when HomeIQ has seen it. */
@@ -3589,6 +3768,72 @@ export interface operations {
                 };
             };
             /** @description History storage is unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    status: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportStatus"];
+                };
+            };
+        };
+    };
+    start: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Started or resumed; poll `GET /api/v1/import` */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportStatus"];
+                };
+            };
+            /** @description Refused: the request's `Origin` is another site (or, without `http.api_token`, not the ingress gateway) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description An import is under way */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The metadata database failed */
             503: {
                 headers: {
                     [name: string]: unknown;

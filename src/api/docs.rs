@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "Signed webhooks triggered by state changes: targets, test deliveries, delivery log"),
         (name = "patterns", description = "Routines learned from the home's history, and the analysis runs that learn them"),
         (name = "suggestions", description = "Automations proposed from what was learned and from the registry: deploy to Home Assistant, dismiss, undo, versions"),
+        (name = "import", description = "Importing Home Assistant's past: the states its recorder holds and its long-term statistics"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -273,6 +273,7 @@ impl Collector for StatusCollector {
         counter_set(&mut e, &s.llm.status().counters)?;
         storage_guard(&mut e, &s.storage_guard.status())?;
         counter_set(&mut e, &s.retention.counts())?;
+        counter_set(&mut e, &s.import.counts())?;
         let b = s.backfill.status();
         counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;
         counter(

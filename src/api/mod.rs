@@ -93,6 +93,8 @@ pub(crate) struct AppState {
     pub retention: crate::retention::Retention,
     /// The storage guard.
     pub storage_guard: crate::storage::StorageGuard,
+    /// The import of Home Assistant's past.
+    pub import: crate::import::Import,
 }
 
 /// What the server needs besides [`AppState`].
@@ -151,7 +153,8 @@ where
                 .configure(crate::webhooks::api::routes)
                 .configure(crate::analysis::api::routes)
                 .configure(crate::suggestions::api::routes)
-                .configure(crate::storage::api::routes),
+                .configure(crate::storage::api::routes)
+                .configure(crate::import::api::routes),
         )
 }
 
@@ -202,6 +205,7 @@ pub(crate) fn bind(
         guard: state.storage_guard.clone(),
         retention: state.retention.clone(),
     });
+    let import = web::Data::new(state.import.clone());
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let (app, _) = routes(
@@ -214,6 +218,7 @@ pub(crate) fn bind(
                 .app_data(analysis_api.clone())
                 .app_data(suggestions.clone())
                 .app_data(storage_api.clone())
+                .app_data(import.clone())
                 .app_data(registry.clone())
                 .app_data(durations.clone())
                 .app_data(guard.clone())

@@ -99,6 +99,8 @@ pub(crate) struct DeepReport {
     pub storage_guard: crate::storage::StorageGuardStatus,
     /// Raw retention: settings in effect, last and next run.
     pub retention: crate::retention::RetentionStatus,
+    /// The import of Home Assistant's past (a failed one is a warning).
+    pub import: crate::import::ImportStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -126,7 +128,8 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
     judged = judged
         .merge(llm.health())
         .merge(state.storage_guard.health())
-        .merge(state.retention.health());
+        .merge(state.retention.health())
+        .merge(state.import.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -161,6 +164,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         llm,
         storage_guard: state.storage_guard.status(),
         retention: state.retention.status(),
+        import: state.import.status(),
     }
 }
 

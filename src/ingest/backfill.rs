@@ -1006,14 +1006,21 @@ impl BackfillHandle {
 
     /// Hands points to the writer, waiting while it holds more than `max_queued`.
     async fn push(&self, points: Vec<Point>) {
-        let mut points = points.into_iter().peekable();
-        while points.peek().is_some() {
-            while self.inner.writer.stats().queued > self.inner.options.max_queued {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            for p in points.by_ref().take(PUSH_CHUNK) {
-                self.inner.writer.push(p);
-            }
+        push_bounded(&self.inner.writer, points, self.inner.options.max_queued).await;
+    }
+}
+
+/// Hands points read from Home Assistant's history to the writer, [`PUSH_CHUNK`] at a time,
+/// waiting while it holds more than `max_queued`: the bulk path of the backfill and the import,
+/// which must never crowd out live points.
+pub(crate) async fn push_bounded(writer: &HistoryWriter, points: Vec<Point>, max_queued: usize) {
+    let mut points = points.into_iter().peekable();
+    while points.peek().is_some() {
+        while writer.stats().queued > max_queued {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for p in points.by_ref().take(PUSH_CHUNK) {
+            writer.push(p);
         }
     }
 }
@@ -1022,7 +1029,7 @@ impl BackfillHandle {
 /// same value for every attribute the recorder kept. The recorder leaves some attributes out
 /// (`device_trackers` of a person, `entity_picture`, …), so a history state never equals the live
 /// state it repeats attribute for attribute.
-fn same_as_recorded(before: &State, recorded: &State) -> bool {
+pub(crate) fn same_as_recorded(before: &State, recorded: &State) -> bool {
     before.state == recorded.state
         && recorded
             .attributes

@@ -14,6 +14,7 @@ mod m20261202_000001_registry_2026_fields;
 mod m20261202_000001_webhook_outbox_cap;
 mod m20261207_000001_analysis;
 mod m20261207_000002_suggestions;
+mod m20261207_000010_import;
 
 /// Applies the metadata database's migrations in order, each once.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_webhook_outbox_cap::Migration),
             Box::new(m20261207_000001_analysis::Migration),
             Box::new(m20261207_000002_suggestions::Migration),
+            Box::new(m20261207_000010_import::Migration),
         ]
     }
 }
