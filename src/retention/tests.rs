@@ -26,7 +26,7 @@ async fn until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-fn settings(raw_days: u32) -> Settings {
+fn settings_with(raw_days: u32) -> Settings {
     let mut s = Settings::default();
     s.retention.raw_days = Some(raw_days);
     s
@@ -101,7 +101,7 @@ fn shortened_retention_halves_down_to_the_analysis_window() {
     assert_eq!(shortened_days(30, 30), 30);
     assert_eq!(shortened_days(10, 1), 5);
     assert_eq!(shortened_days(1, 1), 1);
-    let mut s = settings(90);
+    let mut s = settings_with(90);
     s.analysis.window_days = 30;
     let retention = Retention::new(&s);
     assert_eq!(retention.raw_days_in_effect(), Some(90));
@@ -116,7 +116,7 @@ fn shortened_retention_halves_down_to_the_analysis_window() {
 async fn nothing_at_or_after_the_watermark_is_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (target, writer, total) = store(dir.path()).await;
-    let retention = Retention::new(&settings(30));
+    let retention = Retention::new(&settings_with(30));
 
     // nothing rolled up: nothing deleted, however old
     let run = retention.run_once(&target, None, now()).await;
@@ -160,7 +160,7 @@ async fn nothing_at_or_after_the_watermark_is_deleted() {
 async fn the_task_reads_the_watermark_and_runs_when_shortened() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (target, writer, _total) = store(dir.path()).await;
-    let mut s = settings(1);
+    let mut s = settings_with(1);
     s.analysis.enabled = false;
     let retention = Retention::new(&s);
     let (tx, rx) = watch::channel(None);
@@ -195,4 +195,37 @@ async fn the_task_reads_the_watermark_and_runs_when_shortened() {
     cancel.cancel();
     task.join().await;
     writer.shutdown(Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_failed_run_is_counted_and_degrades_health() {
+    let settings = crate::config::InfluxSettings {
+        url: format!(
+            "http://127.0.0.1:{}",
+            crate::store::influx::test_support::closed_port()
+        ),
+        timeout_secs: 1,
+        ..crate::config::InfluxSettings::default()
+    };
+    let target = RetentionTarget::Influx(InfluxClient::new(&settings).expect("client"));
+    let retention = Retention::new(&settings_with(30));
+    let run = retention.run_once(&target, Some(days_ago(1)), now()).await;
+    assert!(matches!(run.outcome, RunOutcome::Failed { .. }), "{run:?}");
+    assert_eq!(retention.counts().failures, 1);
+    let health = retention.health();
+    assert_eq!(health.verdict, Verdict::Degraded);
+    assert!(
+        health.reasons[0].contains("raw retention failed"),
+        "{health:?}"
+    );
+}
+
+#[test]
+fn chunks_adapt_to_the_target_hold_within_bounds() {
+    use crate::store::embedded::retention::{MAX_CHUNK, MIN_CHUNK, TARGET_HOLD, next_chunk};
+    assert_eq!(next_chunk(1_000, TARGET_HOLD), 1_000);
+    assert_eq!(next_chunk(1_000, TARGET_HOLD * 4), 500, "at most halved");
+    assert_eq!(next_chunk(1_000, TARGET_HOLD / 4), 2_000, "at most doubled");
+    assert_eq!(next_chunk(MIN_CHUNK, Duration::from_secs(1)), MIN_CHUNK);
+    assert_eq!(next_chunk(MAX_CHUNK, Duration::ZERO), MAX_CHUNK);
 }

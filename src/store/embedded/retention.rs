@@ -16,7 +16,9 @@
 //!
 //! A file with `auto_vacuum = INCREMENTAL` keeps freed pages on its free list until
 //! `PRAGMA incremental_vacuum(N)` moves the last pages into them and truncates the file; it runs
-//! after the deletes in steps of [`VACUUM_PAGES`] pages, each a job of its own. New files are
+//! after the deletes in steps of [`VACUUM_PAGES`] pages, each a job of its own, and a passive
+//! checkpoint then writes the shorter file (in WAL mode the file shrinks at the checkpoint, not
+//! at the vacuum's commit). New files are
 //! created incremental; an older file (`auto_vacuum = NONE`) needs one full `VACUUM` to change,
 //! which rewrites the whole file: it runs once, when the file system holding the file and the one
 //! holding SQLite's temporary copy have room for it ([`conversion_room`]), and is retried at the
@@ -185,6 +187,12 @@ async fn delete_chunks(
                 break;
             }
         }
+        // the file is cut to its new size when the WAL holding the vacuum is checkpointed: now,
+        // not at the next automatic checkpoint (a quiet home may not write that much for days)
+        writer
+            .with_connection(|c| c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)"))
+            .await
+            .ok_or(EmbeddedRetentionError::Closed)??;
     }
     Ok(report)
 }

@@ -274,13 +274,17 @@ async fn retention_benchmark() {
         size as f64 / total as f64
     );
     let (writer, _history) = open(&path, EmbeddedOptions::default()).await.expect("open");
-    // a live load beside the deletes: 1,000 points every 100 ms
+    // a live load beside the deletes: `RETENTION_BENCH_LOAD` (1,000) points every 100 ms
+    let per_tick: i64 = std::env::var("RETENTION_BENCH_LOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
     let load = {
         let writer = writer.clone();
         tokio::spawn(async move {
             let mut i = 0_i64;
             loop {
-                for e in 0..1_000 {
+                for e in 0..per_tick {
                     writer.push(sensor(
                         &format!("sensor.live_{e}"),
                         T0 + (per_entity + i) * MINUTE,
