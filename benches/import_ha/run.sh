@@ -13,8 +13,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 ha_dir=${1:?usage: run.sh HA_DIR RPS [SEED]}
 rps=${2:?usage: run.sh HA_DIR RPS [SEED]}
+set -a
 # shellcheck disable=SC1091
-set -a; source "$ha_dir/ha.env"; set +a
+source "$ha_dir/ha.env"
+set +a
 if [[ -n ${3:-} ]]; then
   python=${HA_VENV_PYTHON:-$HOME/.cache/homeiq-ha/2025.4.4/bin/python}
   # shellcheck disable=SC2086
