@@ -138,6 +138,7 @@ async fn spawn(ha: &Ha, data_dir: &Path, prefix: &str, rps: u32) -> TestApp {
             &format!("sensor.{prefix}_*"),
         )
         .env("HOMEIQ_IMPORT__REQUESTS_PER_SECOND", &rps.to_string())
+        .env("HOMEIQ_IMPORT__ON_FIRST_START", "true")
         .env("HOMEIQ_ANALYSIS__ENABLED", "false")
         .spawn()
         .await
