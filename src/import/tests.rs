@@ -23,6 +23,7 @@ const HOUR: i64 = 3_600_000_000;
 struct Planted {
     now: i64,
     hostile_statistics: AtomicBool,
+    huge_statistics: AtomicBool,
     no_statistics: AtomicBool,
 }
 
@@ -31,6 +32,7 @@ impl Planted {
         Planted {
             now: floor_hour(Utc::now().timestamp_micros()),
             hostile_statistics: AtomicBool::new(false),
+            huge_statistics: AtomicBool::new(false),
             no_statistics: AtomicBool::new(false),
         }
     }
@@ -88,6 +90,14 @@ impl Planted {
                 {"statistic_id": "demo:energy", "source": "demo"},
             ])
             .to_string(),
+            "recorder/statistics_during_period"
+                if self.huge_statistics.load(Ordering::Relaxed)
+                    && cmd["period"] == json!("hour") =>
+            {
+                let row = r#"{"start":0,"mean":1.0},"#;
+                let rows = row.repeat(super::recorder::MAX_REPLY_BYTES / row.len() + 1);
+                format!(r#"{{"sensor.a":[{}{{"start":0}}]}}"#, rows)
+            }
             "recorder/statistics_during_period" => {
                 let (start, end) = (t("start_time"), t("end_time"));
                 let hostile = self.hostile_statistics.load(Ordering::Relaxed)
@@ -357,6 +367,27 @@ async fn a_hostile_answer_fails_clearly_keeps_what_came_before_and_resumes() {
     assert_eq!(run.states.imported, 180, "no state read twice");
     assert_eq!(sink_rows(&env), 60 * 24 - 30);
     assert!(import.health().warnings.is_empty());
+}
+
+#[tokio::test]
+async fn a_huge_answer_fails_clearly_and_keeps_the_states() {
+    let env = env().await;
+    env.planted.huge_statistics.store(true, Ordering::Relaxed);
+    let import = open(&env).await;
+    import.start().await.expect("first start");
+    let run = finished(&import).await;
+    assert_eq!(run.status, ImportRunStatus::Failed, "{:?}", run.error);
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("recorder/statistics_during_period") && error.contains("32 MiB"),
+        "{error}"
+    );
+    assert_eq!(
+        stored(&env, "sensor.a").await.len(),
+        180,
+        "the states are kept"
+    );
+    assert_eq!(sink_rows(&env), 0);
 }
 
 #[tokio::test]
