@@ -93,6 +93,8 @@ impl HomeIq {
             .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
             .env("HOMEIQ_HTTP__PORT", port.to_string())
             .env("HOMEIQ_HA__URL", ha_url)
+            // measured without the first start's import of the simulator's past
+            .env("HOMEIQ_IMPORT__ON_FIRST_START", "false")
             .env("HOMEIQ_HA__TOKEN", token)
             .env(
                 "HOMEIQ_ANALYSIS__WINDOW_DAYS",

@@ -412,6 +412,12 @@ fn floor_hour(us: i64) -> i64 {
     us.div_euclid(HOUR_US) * HOUR_US
 }
 
+/// Whether Home Assistant does not know the command (the `history` integration or the
+/// recorder's WebSocket API is not loaded, or a simulator): that phase has nothing to import.
+fn unknown_command(e: &ImportError) -> bool {
+    matches!(e, ImportError::Request { source: CommandError::Failed { code, .. }, .. } if code == "unknown_command")
+}
+
 /// Batches of `size` in `n` items.
 pub(crate) fn batch_count(n: usize, size: usize) -> u64 {
     n.div_ceil(size.max(1)) as u64
@@ -860,7 +866,13 @@ impl Import {
             rows.push((entity_id, before.min(plan_at)));
         }
         let ids: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
-        ctx.run.states_from_us = self.oldest_state(ctx, &ids, plan_at).await?;
+        ctx.run.states_from_us = match self.oldest_state(ctx, &ids, plan_at).await {
+            Err(e) if unknown_command(&e) => {
+                tracing::warn!(error = %e, "Home Assistant serves no history; no states are imported");
+                None
+            }
+            other => other?,
+        };
         ctx.progress.states = ImportPhaseCounts {
             total: rows.len() as u64,
             ..ImportPhaseCounts::default()
@@ -1080,7 +1092,14 @@ impl Import {
     async fn plan_statistics(&self, ctx: &mut Ctx) -> Result<Vec<(String, i64)>, ImportError> {
         const COMMAND: &str = "recorder/list_statistic_ids";
         let cmd = serde_json::json!({"type": COMMAND});
-        let raw = self.ask(ctx, COMMAND, &cmd).await?;
+        let raw = match self.ask(ctx, COMMAND, &cmd).await {
+            Err(e) if unknown_command(&e) => {
+                tracing::warn!(error = %e, "Home Assistant serves no long-term statistics; none are imported");
+                ctx.progress.statistics = ImportPhaseCounts::default();
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
         let ids = recorder::decode_statistic_ids(&raw)?;
         drop(raw);
         let plan_at = ctx.run.plan_at_us;

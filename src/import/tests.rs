@@ -23,6 +23,8 @@ const HOUR: i64 = 3_600_000_000;
 struct Planted {
     now: i64,
     hostile_statistics: AtomicBool,
+    huge_statistics: AtomicBool,
+    no_statistics: AtomicBool,
 }
 
 impl Planted {
@@ -30,6 +32,8 @@ impl Planted {
         Planted {
             now: floor_hour(Utc::now().timestamp_micros()),
             hostile_statistics: AtomicBool::new(false),
+            huge_statistics: AtomicBool::new(false),
+            no_statistics: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +90,14 @@ impl Planted {
                 {"statistic_id": "demo:energy", "source": "demo"},
             ])
             .to_string(),
+            "recorder/statistics_during_period"
+                if self.huge_statistics.load(Ordering::Relaxed)
+                    && cmd["period"] == json!("hour") =>
+            {
+                let row = r#"{"start":0,"mean":1.0},"#;
+                let rows = row.repeat(super::recorder::MAX_REPLY_BYTES / row.len() + 1);
+                format!(r#"{{"sensor.a":[{}{{"start":0}}]}}"#, rows)
+            }
             "recorder/statistics_during_period" => {
                 let (start, end) = (t("start_time"), t("end_time"));
                 let hostile = self.hostile_statistics.load(Ordering::Relaxed)
@@ -124,6 +136,18 @@ struct Fake(Arc<Planted>);
 
 impl Recorder for Fake {
     fn request(&self, command: Value) -> Reply<'_> {
+        if self.0.no_statistics.load(Ordering::Relaxed)
+            && command["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("recorder/"))
+        {
+            return Box::pin(async {
+                Err(CommandError::Failed {
+                    code: "unknown_command".into(),
+                    message: "Unknown command.".into(),
+                })
+            });
+        }
         let text = self.0.answer(&command);
         Box::pin(async move { Ok(RawValue::from_string(text).expect("json")) })
     }
@@ -278,10 +302,12 @@ async fn imports_every_state_and_the_hours_before_them_and_nothing_twice() {
 }
 
 #[tokio::test]
-async fn a_stop_after_the_first_chunk_resumes_where_it_stopped() {
+async fn a_stop_after_the_first_chunks_resumes_where_it_stopped() {
     let env = env().await;
     let import = open(&env).await;
-    import.0.stop_after_chunks.store(1, Ordering::Relaxed);
+    // the first window (an hour from the bisection's lower bound) may hold no state yet; the
+    // slices grow, the third holds some
+    import.0.stop_after_chunks.store(3, Ordering::Relaxed);
     import.start().await.expect("first start");
     let run = finished(&import).await;
     assert_eq!(run.status, ImportRunStatus::Interrupted, "{run:?}");
@@ -340,6 +366,40 @@ async fn a_hostile_answer_fails_clearly_keeps_what_came_before_and_resumes() {
     assert_eq!(run.status, ImportRunStatus::Succeeded, "{run:?}");
     assert_eq!(run.states.imported, 180, "no state read twice");
     assert_eq!(sink_rows(&env), 60 * 24 - 30);
+    assert!(import.health().warnings.is_empty());
+}
+
+#[tokio::test]
+async fn a_huge_answer_fails_clearly_and_keeps_the_states() {
+    let env = env().await;
+    env.planted.huge_statistics.store(true, Ordering::Relaxed);
+    let import = open(&env).await;
+    import.start().await.expect("first start");
+    let run = finished(&import).await;
+    assert_eq!(run.status, ImportRunStatus::Failed, "{:?}", run.error);
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("recorder/statistics_during_period") && error.contains("32 MiB"),
+        "{error}"
+    );
+    assert_eq!(
+        stored(&env, "sensor.a").await.len(),
+        180,
+        "the states are kept"
+    );
+    assert_eq!(sink_rows(&env), 0);
+}
+
+#[tokio::test]
+async fn a_home_assistant_without_statistics_imports_its_states() {
+    let env = env().await;
+    env.planted.no_statistics.store(true, Ordering::Relaxed);
+    let import = open(&env).await;
+    import.start().await.expect("first start");
+    let run = finished(&import).await;
+    assert_eq!(run.status, ImportRunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.states.imported, 180);
+    assert_eq!((run.statistics.total, run.statistics.imported), (0, 0));
     assert!(import.health().warnings.is_empty());
 }
 

@@ -70,6 +70,8 @@ impl AppOptions {
             ("HOMEIQ_HTTP__BIND", "127.0.0.1".into()),
             ("HOMEIQ_HA__URL", simulator.url.clone()),
             ("HOMEIQ_HA__TOKEN", simulator.token.clone()),
+            // tests count what HomeIQ records; tests/import.rs turns the import on
+            ("HOMEIQ_IMPORT__ON_FIRST_START", "false".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -533,6 +533,8 @@ impl HomeIq {
             .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
             .env("HOMEIQ_HTTP__PORT", self.port.to_string())
             .env("HOMEIQ_HA__URL", &self.options.ha_url)
+            // tests count what HomeIQ records; tests/import.rs turns the import on
+            .env("HOMEIQ_IMPORT__ON_FIRST_START", "false")
             .env("HOMEIQ_HA__TOKEN", &self.options.ha_token)
             .env("HOMEIQ_INFLUXDB__URL", &self.options.influx_url)
             .env("HOMEIQ_INFLUXDB__DATABASE", &self.options.database)
