@@ -22,6 +22,7 @@ use crate::config::{Settings, StorageMode};
 use crate::ha::ClientOptions;
 use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
+use crate::rollups::{RollupParts, Rollups, ZoneOf};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
 use crate::store::history::{HistoryStore, InfluxHistory};
@@ -106,6 +107,7 @@ pub struct Application {
     analysis: Analysis,
     analysis_scheduler: OwnedTask,
     suggestions_task: OwnedTask,
+    rollups_task: OwnedTask,
 }
 
 /// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
@@ -233,6 +235,19 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let analysis_scheduler = analysis.spawn_scheduler(cancel.child_token());
+        let rollups = step(
+            "open rollups",
+            Rollups::open(RollupParts {
+                data_dir: settings.data_dir.clone(),
+                history: history.clone(),
+                write_log: writer.write_log(),
+                retention: settings.retention.clone(),
+                zone: ZoneOf::Ha(ingest.ha.clone()),
+                max_raw_days: settings.api.max_history_days,
+            })
+            .await,
+        )?;
+        let rollups_task = rollups.start(cancel.child_token());
         let llm = crate::llm::Llm::from_settings(&settings);
         let suggestions = storage_step(
             "open suggestions",
@@ -273,6 +288,7 @@ impl Application {
             started,
             catalog,
             history,
+            rollups,
             history_cache: crate::api::cache::HistoryCache::new(
                 settings.api.cache_mb,
                 writer.write_log(),
@@ -317,6 +333,7 @@ impl Application {
             analysis,
             analysis_scheduler,
             suggestions_task,
+            rollups_task,
         })
     }
 
@@ -349,6 +366,7 @@ impl Application {
             analysis,
             mut analysis_scheduler,
             mut suggestions_task,
+            mut rollups_task,
             ..
         } = self;
         let server_handle = server.handle();
@@ -381,6 +399,7 @@ impl Application {
                 rates_task.join().await;
                 analysis_scheduler.join().await;
                 suggestions_task.join().await;
+                rollups_task.join().await;
             })
             .await;
         shutdown

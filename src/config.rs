@@ -187,6 +187,8 @@ pub struct Settings {
     pub backfill: BackfillSettings,
     /// Periodic re-writes of current values.
     pub heartbeat: HeartbeatSettings,
+    /// How long each history tier is kept (`crate::rollups`).
+    pub retention: RetentionSettings,
     /// Entities to record (empty: all).
     pub include: EntityFilterSettings,
     /// Entities never to record (wins over `include`).
@@ -219,6 +221,7 @@ impl Default for Settings {
             spool: SpoolSettings::default(),
             backfill: BackfillSettings::default(),
             heartbeat: HeartbeatSettings::default(),
+            retention: RetentionSettings::default(),
             include: EntityFilterSettings::default(),
             exclude: EntityFilterSettings::default(),
             api: ApiSettings::default(),
@@ -800,6 +803,30 @@ pub struct HeartbeatSettings {
     pub interval_minutes: u64,
 }
 
+/// `retention.*`: how long each rollup tier is kept (days; rows older are deleted in chunks).
+/// Defaults sized for a Raspberry Pi with a 32 GB card (README: space per 1,000 entities).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionSettings {
+    /// Days of 5-minute rollups; 0 turns the 5-minute tier off (it is still computed, and kept
+    /// two days, where local days do not start on a whole UTC hour).
+    pub five_minute_days: u32,
+    /// Days of hourly rollups.
+    pub hourly_days: u32,
+    /// Days of daily rollups (also the longest range an aggregate may span).
+    pub daily_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            five_minute_days: 7,
+            hourly_days: 365,
+            daily_days: 3_650,
+        }
+    }
+}
+
 /// `include.*` / `exclude.*`: which entities are recorded, as in Home Assistant's own filters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -992,6 +1019,24 @@ impl Settings {
             self.backfill.window_hours,
             1,
             24 * 30,
+        ));
+        check(check_range(
+            "retention.five_minute_days",
+            self.retention.five_minute_days,
+            0,
+            3_650,
+        ));
+        check(check_range(
+            "retention.hourly_days",
+            self.retention.hourly_days,
+            1,
+            36_500,
+        ));
+        check(check_range(
+            "retention.daily_days",
+            self.retention.daily_days,
+            1,
+            36_500,
         ));
         check(check_range(
             "heartbeat.interval_minutes",

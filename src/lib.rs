@@ -22,6 +22,7 @@ pub mod memory;
 pub(crate) mod patterns;
 pub(crate) mod prepared;
 pub mod registry;
+pub(crate) mod rollups;
 pub mod simulate;
 pub mod store;
 pub(crate) mod suggestions;

@@ -194,6 +194,7 @@ impl Collector for StatusCollector {
         }
 
         counter_set(&mut e, &s.heartbeat.snapshot())?;
+        counter_set(&mut e, &s.rollups.counts())?;
         counter_set(&mut e, &s.llm.status().counters)?;
         let b = s.backfill.status();
         counter(&mut e, "homeiq_backfill_runs", "Gap backfills run", b.runs)?;

@@ -95,6 +95,8 @@ pub(crate) struct DeepReport {
     pub heartbeat: HeartbeatCounts,
     /// The optional language model that rewords suggestions (`llm.*`).
     pub llm: crate::llm::LlmStatus,
+    /// Rollups: how far behind now they are, the catch-up over existing history.
+    pub rollups: crate::rollups::RollupStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -120,6 +122,8 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
     };
     let llm = state.llm.status();
     judged = judged.merge(llm.health());
+    let rollups = state.rollups.status().await;
+    judged = judged.merge(rollups.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -152,6 +156,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         webhooks,
         heartbeat: state.heartbeat.snapshot(),
         llm,
+        rollups,
     }
 }
 

@@ -296,6 +296,9 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                     shared
                         .write_log
                         .record(rows.iter().map(|r| r.entity_id.as_str()));
+                    shared
+                        .write_log
+                        .note_times(rows.iter().map(|r| (r.entity_id.as_str(), r.time_us)));
                     failures = 0;
                     break;
                 }

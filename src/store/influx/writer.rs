@@ -1036,6 +1036,9 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
                 shared
                     .write_log
                     .record_lines((0..b.len()).map(|i| b.line(i)));
+                shared
+                    .write_log
+                    .note_lines((0..b.len()).map(|i| b.line(i)), b.precision);
             }
             Attempt::TooLarge if b.len() > 1 => {
                 let (first, second) = b.split_at(b.len() / 2);
