@@ -236,8 +236,17 @@ pub(crate) async fn history(
             p.cursor.as_deref().unwrap_or("")
         )
     });
+    // a range wholly before the oldest raw record still stored: from rollups, never empty
+    let beyond_raw = state
+        .rollups
+        .raw_from()
+        .is_some_and(|first| q.end.timestamp_micros() < first);
     let body = answer(&state, key, Scope::Entities(&q.entity_ids), || async {
-        render(&state.history.history(&q).await?)
+        if beyond_raw {
+            render(&state.rollups.history_page(&q).await?)
+        } else {
+            render(&state.history.history(&q).await?)
+        }
     })
     .await?;
     Ok(prepared_json_ok(&request, &body))

@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::RetentionSettings;
@@ -63,50 +63,7 @@ use crate::task::OwnedTask;
 /// File name of the rollups database inside the data directory.
 pub(crate) const ROLLUPS_FILE_NAME: &str = "rollups.db";
 
-/// Where an answer's numbers come from.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-pub(crate) enum Tier {
-    /// The raw points.
-    #[serde(rename = "raw")]
-    Raw,
-    /// 5-minute rollups.
-    #[serde(rename = "5m")]
-    FiveMinute,
-    /// Hourly rollups.
-    #[serde(rename = "1h")]
-    Hour,
-    /// Daily rollups (the home's local days).
-    #[serde(rename = "1d")]
-    Day,
-    /// Home Assistant's long-term statistics, imported (hourly; no count, no last).
-    #[serde(rename = "imported")]
-    Imported,
-}
-
-impl Tier {
-    /// The stored number.
-    pub(crate) fn id(self) -> i64 {
-        match self {
-            Tier::Raw => 0,
-            Tier::FiveMinute => 1,
-            Tier::Hour => 2,
-            Tier::Day => 3,
-            Tier::Imported => 4,
-        }
-    }
-}
+pub(crate) use crate::store::history::Tier;
 
 #[allow(dead_code)] // built by the import (issue 18's other part) and the tests
 /// One hour of Home Assistant's long-term statistics (`recorder/statistics_during_period`).
@@ -243,6 +200,8 @@ pub(crate) struct RollupParts {
 #[derive(Default)]
 struct Progress {
     first_us: Option<i64>,
+    /// The oldest raw point still stored, as the last pass found it.
+    raw_first_us: Option<i64>,
     cursor_us: Option<i64>,
     catching_up: bool,
     dirty: usize,

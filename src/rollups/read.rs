@@ -22,8 +22,10 @@ use super::periods::{FIVE_MINUTES, HOUR, SEC, day_start, floor, local_date, next
 use super::store::{CURSOR, DAYS_UNTIL, FIRST};
 use super::{RollupError, Rollups, Tier, lock};
 use crate::store::history::{
-    AggregatePoint, AggregateQuery, AggregateSeries, HistoryError, HistoryStore, Side, time_of,
+    AggregatePoint, AggregateQuery, AggregateSeries, Cursor, HistoryError, HistoryPage,
+    HistoryQuery, HistoryRecord, HistoryStore, Side, after_cursor, record_order, time_of,
 };
+use crate::store::origin::Origin;
 
 /// An aggregate answer and the tier it was read from.
 #[derive(Debug, Clone, PartialEq)]
@@ -316,6 +318,81 @@ impl Rollups {
         Ok(TieredAggregate {
             tier: answer_tier,
             series,
+        })
+    }
+}
+
+impl Rollups {
+    /// The oldest raw point still stored (as the last pass found it): a history range wholly
+    /// before it is answered from rollups.
+    pub(crate) fn raw_from(&self) -> Option<i64> {
+        lock(&self.0.progress).raw_first_us
+    }
+
+    /// A history page from rollups (see [`HistoryPage::tier`]): per entity its hourly rows in the
+    /// range, else its daily rows, else its imported hours.
+    pub(crate) async fn history_page(&self, q: &HistoryQuery) -> Result<HistoryPage, RollupError> {
+        let tz = self.bucket_zone();
+        let (start, end) = (q.start.timestamp_micros(), q.end.timestamp_micros() + 1);
+        let mut tier = Tier::Raw;
+        let mut records = Vec::new();
+        for entity in &q.entity_ids {
+            for t in [Tier::Hour, Tier::Day, Tier::Imported] {
+                let rows = self.0.db.numeric(t, entity.clone(), start, end).await?;
+                if rows.is_empty() {
+                    continue;
+                }
+                tier = tier.max(t);
+                for r in rows {
+                    let n = r.summary;
+                    let secs = match t {
+                        Tier::Day => (next_day(tz, r.start_us) - r.start_us) as f64 / 1e6,
+                        _ => 3_600.0,
+                    };
+                    let mut attributes = serde_json::Map::new();
+                    attributes.insert("min".into(), serde_json::json!(n.min));
+                    attributes.insert("max".into(), serde_json::json!(n.max));
+                    attributes.insert("count".into(), serde_json::json!(n.count));
+                    attributes.insert("last".into(), serde_json::json!(n.last));
+                    records.push(HistoryRecord {
+                        entity_id: entity.clone(),
+                        time: time_of(r.start_us),
+                        state: Some(n.last.to_string()),
+                        value: n.mean,
+                        attributes,
+                        origin: Origin::unknown(),
+                        previous_state: None,
+                        previous_duration_secs: None,
+                        duration_secs: Some(secs),
+                    });
+                }
+                break;
+            }
+        }
+        let key = |r: &HistoryRecord| (r.time.timestamp_micros(), r.entity_id.clone());
+        let order = record_order(q.order);
+        records.sort_by(|a, b| order(&key(a), &key(b)));
+        records.retain(|r| {
+            after_cursor(
+                q.order,
+                q.after.as_ref(),
+                r.time.timestamp_micros(),
+                &r.entity_id,
+            )
+        });
+        let more = records.len() > q.limit;
+        records.truncate(q.limit);
+        let next_cursor = more.then(|| records.last()).flatten().map(|r| {
+            Cursor {
+                time_us: r.time.timestamp_micros(),
+                entity_id: r.entity_id.clone(),
+            }
+            .encode()
+        });
+        Ok(HistoryPage {
+            items: records,
+            next_cursor,
+            tier,
         })
     }
 }

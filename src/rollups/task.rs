@@ -96,6 +96,8 @@ impl Rollups {
             None => self.begin(tz, now_us).await?,
         };
         self.0.write_log.set_late_horizon(cursor);
+        let raw_first = self.0.history.first_point_us().await?;
+        lock(&self.0.progress).raw_first_us = raw_first;
         self.collect_late().await?;
         self.redo_dirty(tz, cursor).await?;
         let limit = floor(now_us - GRACE_US, HOUR);

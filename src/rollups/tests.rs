@@ -14,7 +14,9 @@ use super::periods::HOUR;
 use super::{ImportedHour, RollupParts, Rollups, Tier, ZoneOf};
 use crate::config::{InfluxSettings, RetentionSettings, SchemaMode};
 use crate::store::embedded::{self, EmbeddedOptions};
-use crate::store::history::{AggregateQuery, AggregateSeries, HistoryStore, time_of};
+use crate::store::history::{
+    AggregateQuery, AggregateSeries, HistoryQuery, HistoryStore, Order, time_of,
+};
 use crate::store::influx::test_support::fresh_settings;
 use crate::store::influx::{InfluxClient, InfluxHistory, encode_point};
 use crate::store::point::{FieldValue, Point, Precision};
@@ -379,4 +381,20 @@ async fn imported_hours_fill_hours_without_own_rollups_and_name_their_tier() {
     assert_eq!(points[0].min, Some(-1.0));
     assert_eq!(points[1].max, Some(48.0));
     assert!((points[0].mean.unwrap_or_default() - 11.5).abs() < 1e-9);
+    // history before the oldest raw record: from rollups, never empty
+    let page = r
+        .history_page(&HistoryQuery {
+            entity_ids: vec!["sensor.old".into()],
+            start,
+            end: time_of(t0() - 1),
+            order: Order::Descending,
+            limit: 40,
+            after: None,
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.tier, Tier::Imported);
+    assert_eq!(page.items.len(), 40);
+    assert_eq!(page.items[0].value, Some(47.0));
+    assert!(page.next_cursor.is_some());
 }

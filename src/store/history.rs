@@ -125,6 +125,39 @@ pub(crate) struct HistoryRecord {
     pub duration_secs: Option<f64>,
 }
 
+/// Where an answer's numbers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub(crate) enum Tier {
+    /// The raw points.
+    #[serde(rename = "raw")]
+    Raw,
+    /// 5-minute rollups.
+    #[serde(rename = "5m")]
+    FiveMinute,
+    /// Hourly rollups.
+    #[serde(rename = "1h")]
+    Hour,
+    /// Daily rollups (the home's local days).
+    #[serde(rename = "1d")]
+    Day,
+    /// Home Assistant's long-term statistics, imported (hourly; no count, no last).
+    #[serde(rename = "imported")]
+    Imported,
+}
+
+impl Tier {
+    /// The stored number.
+    pub(crate) fn id(self) -> i64 {
+        match self {
+            Tier::Raw => 0,
+            Tier::FiveMinute => 1,
+            Tier::Hour => 2,
+            Tier::Day => 3,
+            Tier::Imported => 4,
+        }
+    }
+}
+
 /// One page of records.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct HistoryPage {
@@ -132,6 +165,12 @@ pub(crate) struct HistoryPage {
     pub items: Vec<HistoryRecord>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// `raw`: stored records. A range wholly before the oldest raw record still stored (raw
+    /// retention) is answered from rollups instead (`1h`, or `1d` where hourly rows expired, or
+    /// `imported`): one record per entity and period, at the period's start, `value` its
+    /// time-weighted mean, `state` its last value, `duration_secs` the period, and `attributes`
+    /// `min`, `max`, `count` and `last`.
+    pub tier: Tier,
 }
 
 /// An aggregate query.
@@ -490,6 +529,7 @@ pub(crate) trait PageBackend: PageReader {
         Ok(HistoryPage {
             items,
             next_cursor: page.next_cursor,
+            tier: Tier::Raw,
         })
     }
 }
