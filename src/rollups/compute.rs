@@ -14,9 +14,11 @@
 //! * `mean`: the time-weighted mean of the step function over the part of the period where it has
 //!   a value (as Home Assistant's statistics): the value holding at `start` is carried in from the
 //!   entity's last point before the period; gaps have no weight. `None` when no value held at all.
-//! * `min`, `max`: over every value that held during the period (the carried-in one included).
+//! * `min`, `max`: over every value that held during the period for some time (the carried-in
+//!   one included when the period's first point is after its start).
 //! * `count`: the points with a number whose time lies in the period, heartbeat rewrites excluded.
-//! * `last`: the last value that held during the period.
+//! * `last`: the last value that held during the period (the value at its end, or before the
+//!   gap it ends in).
 //! * `sum` (only for `state_class: total_increasing`): the increases of the meter in the period,
 //!   by Home Assistant's rule: a value below 90 % of the previous one is a reset (the increase is
 //!   the new value); any other change counts as it is (a small decrease counts negative). The
@@ -189,13 +191,9 @@ pub(crate) fn summarise(
         let (start, end) = (w[0], w[1]);
         let mut acc = Acc::default();
         let mut seg_start = start;
-        if let Some(h) = held {
-            if let Some(v) = h.value {
-                acc.see(v);
-            }
-            if h.total_increasing {
-                acc.sum = Some(0.0);
-            }
+        // the carried-in value counts once it held for some time (see `close`)
+        if held.is_some_and(|h| h.total_increasing) {
+            acc.sum = Some(0.0);
         }
         while i < points.len() && points[i].time_us < end {
             let p = &points[i];
@@ -206,7 +204,6 @@ pub(crate) fn summarise(
             close(&mut acc, held, seg_start, p.time_us);
             seg_start = p.time_us;
             if let Some(v) = p.value {
-                acc.see(v);
                 if !p.heartbeat {
                     acc.count += 1;
                 }
@@ -242,6 +239,7 @@ fn close(acc: &mut Acc, held: Option<&RawPoint>, from: i64, to: i64) {
     if let Some(v) = h.value {
         acc.integral += v * dt as f64;
         acc.covered_us += dt;
+        acc.see(v);
     }
     if let Some(s) = text_state(h) {
         acc.states.entry(s.to_owned()).or_default().0 += dt;

@@ -1024,6 +1024,10 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
         if b.is_empty() {
             continue;
         }
+        // late points are noted before they become readable (see the embedded writer)
+        shared
+            .write_log
+            .note_lines((0..b.len()).map(|i| b.line(i)), b.precision);
         match write_once(shared, &b).await {
             Attempt::Written => {
                 let n = b.len() as u64;
@@ -1036,9 +1040,6 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
                 shared
                     .write_log
                     .record_lines((0..b.len()).map(|i| b.line(i)));
-                shared
-                    .write_log
-                    .note_lines((0..b.len()).map(|i| b.line(i)), b.precision);
             }
             Attempt::TooLarge if b.len() > 1 => {
                 let (first, second) = b.split_at(b.len() / 2);
