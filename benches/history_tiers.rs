@@ -253,6 +253,7 @@ async fn run_backend(
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let size = Size {
         long_days: env_or("LONG_DAYS", 365),
         wide_days: env_or("WIDE_DAYS", 30),
