@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(heartbeat.round().await, 1);
         writer.clone().shutdown(Duration::from_secs(5)).await;
         let result = client
-            .query("SELECT value, state FROM sensor")
+            .query("SELECT value, state, origin FROM sensor")
             .await
             .expect("query");
         let rows = &result.first_series()[0].values;
@@ -206,6 +206,8 @@ mod tests {
             "stamped now, not at last_updated"
         );
         assert_eq!(rows[0][1], 12.5);
+        // marked: rollups never count it as a sample
+        assert_eq!(rows[0][3], "heartbeat");
         assert_eq!(heartbeat.counters.points.load(Ordering::Relaxed), 1);
     }
 }
