@@ -12,8 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{Analysis, AnalysisParts, SystemClock, ZoneSource};
@@ -27,6 +25,7 @@ use crate::ingest::heartbeat::HeartbeatPause;
 use crate::ingest::{self, BackfillOptions, EntityFilter, Ingest, IngestParts, LiveBus};
 use crate::registry::{CatalogHandle, RegistryError, RegistryStore};
 use crate::retention::{FIRST_RUN_DELAY, Retention, RetentionInputs, RetentionTarget};
+use crate::rollups::{RollupParts, Rollups, ZoneOf};
 use crate::storage::{GuardParts, Statvfs, StorageGuard};
 use crate::store::embedded::{self, EmbeddedError, EmbeddedOptions};
 use crate::store::fault::{DataFile, SqliteFailure, StorageFault};
@@ -115,9 +114,7 @@ pub struct Application {
     suggestions_task: OwnedTask,
     retention_task: OwnedTask,
     storage_guard_task: OwnedTask,
-    /// The rollups' watermark ("every raw point earlier than this is rolled up") that raw
-    /// retention waits for; `None` until the rollups publish one.
-    rolled_up_until: watch::Sender<Option<DateTime<Utc>>>,
+    rollups_task: OwnedTask,
 }
 
 /// The webhook tasks: the rule engine (stopped after the pipeline drained, so the changes
@@ -253,6 +250,19 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let analysis_scheduler = analysis.spawn_scheduler(cancel.child_token());
+        let rollups = step(
+            "open rollups",
+            Rollups::open(RollupParts {
+                data_dir: settings.data_dir.clone(),
+                history: history.clone(),
+                write_log: writer.write_log(),
+                retention: settings.retention.clone(),
+                zone: ZoneOf::Ha(ingest.ha.clone()),
+                max_raw_days: settings.api.max_history_days,
+            })
+            .await,
+        )?;
+        let rollups_task = rollups.start(cancel.child_token());
         let llm = crate::llm::Llm::from_settings(&settings);
         let suggestions = storage_step(
             "open suggestions",
@@ -273,14 +283,12 @@ impl Application {
             SqliteFailure::of_db_err,
         )?;
         let suggestions_task = suggestions.spawn(cancel.child_token());
-        // the rollups publish their watermark through this sender; raw retention deletes nothing
-        // the watermark does not cover
-        let (rolled_up_until, rolled_up_rx) = watch::channel(None);
+        // raw retention deletes nothing the rollups' watermark does not cover
         let retention = Retention::new(&settings);
         let retention_task = retention.spawn(
             retention_target,
             RetentionInputs {
-                rolled_up_until: rolled_up_rx,
+                rolled_up_until: rollups.rolled_up_until(),
             },
             FIRST_RUN_DELAY,
             cancel.child_token(),
@@ -292,14 +300,6 @@ impl Application {
             retention: retention.clone(),
         });
         let storage_guard_task = storage_guard.spawn(cancel.child_token());
-        // the one statistics sink: the rollups' tier `imported` takes its place
-        let statistics_path = settings
-            .data_dir
-            .join(crate::import::IMPORTED_STATISTICS_FILE);
-        let statistics_sink = step(
-            "open the imported statistics",
-            crate::import::SqliteStatisticsSink::open(&statistics_path),
-        )?;
         let import = storage_step(
             "open the import of Home Assistant's past",
             DataFile::Metadata,
@@ -314,7 +314,7 @@ impl Application {
                 filter,
                 catalog: catalog.clone(),
                 states: ingest.states.clone(),
-                sink: Arc::new(statistics_sink),
+                sink: Arc::new(rollups.clone()),
                 durability,
             })
             .await,
@@ -343,6 +343,7 @@ impl Application {
             started,
             catalog,
             history,
+            rollups,
             history_cache: crate::api::cache::HistoryCache::new(
                 settings.api.cache_mb,
                 writer.write_log(),
@@ -393,7 +394,7 @@ impl Application {
             suggestions_task,
             retention_task,
             storage_guard_task,
-            rolled_up_until,
+            rollups_task,
         })
     }
 
@@ -429,7 +430,7 @@ impl Application {
             mut suggestions_task,
             mut retention_task,
             mut storage_guard_task,
-            rolled_up_until,
+            mut rollups_task,
             ..
         } = self;
         let server_handle = server.handle();
@@ -466,7 +467,7 @@ impl Application {
                 // a retention run stops between two chunks
                 retention_task.join().await;
                 storage_guard_task.join().await;
-                drop(rolled_up_until);
+                rollups_task.join().await;
             })
             .await;
         shutdown

@@ -203,7 +203,8 @@ pub struct Settings {
     pub llm: LlmSettings,
     /// Suggestions: automations proposed from what the analysis learned (`crate::suggestions`).
     pub suggestions: SuggestionSettings,
-    /// How long history is kept (`crate::retention`).
+    /// How long each tier of history is kept (raw: `crate::retention`; rollups:
+    /// `crate::rollups`).
     pub retention: RetentionSettings,
     /// The data directory's disk watch and what HomeIQ does when it fills (`crate::storage`).
     pub storage_guard: StorageGuardSettings,
@@ -324,15 +325,35 @@ impl Default for SuggestionSettings {
     }
 }
 
-/// `retention.*`: how long each tier of history is kept. Raw points are deleted only once the
-/// rollups cover them (`crate::retention`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `retention.*`: how long each tier of history is kept (days). Raw points are deleted only once
+/// the rollups cover them (`crate::retention`); rollup rows older than their tier's days are
+/// deleted in chunks (`crate::rollups`). Defaults sized for a Raspberry Pi with a 32 GB card
+/// (README: space per 1,000 entities).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetentionSettings {
     /// Days raw points are kept, 1..=3650, at least `analysis.window_days` while the analysis is
     /// on; 0 keeps them forever. Unset: [`DEFAULT_RAW_DAYS`], or the analysis window when that
     /// is longer (so raising `analysis.window_days` alone never makes the settings invalid).
     pub raw_days: Option<u32>,
+    /// Days of 5-minute rollups; 0 turns the 5-minute tier off (it is still computed, and kept
+    /// two days, where local days do not start on a whole UTC hour).
+    pub five_minute_days: u32,
+    /// Days of hourly rollups.
+    pub hourly_days: u32,
+    /// Days of daily rollups (also the longest range an aggregate may span).
+    pub daily_days: u32,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            raw_days: None,
+            five_minute_days: 7,
+            hourly_days: 365,
+            daily_days: 3_650,
+        }
+    }
 }
 
 /// Default of `retention.raw_days`: the default analysis window (the least the analysis needs).
@@ -1123,6 +1144,24 @@ impl Settings {
             self.import.requests_per_second,
             1,
             100,
+        ));
+        check(check_range(
+            "retention.five_minute_days",
+            self.retention.five_minute_days,
+            0,
+            3_650,
+        ));
+        check(check_range(
+            "retention.hourly_days",
+            self.retention.hourly_days,
+            1,
+            36_500,
+        ));
+        check(check_range(
+            "retention.daily_days",
+            self.retention.daily_days,
+            1,
+            36_500,
         ));
         check(check_range(
             "heartbeat.interval_minutes",

@@ -24,6 +24,7 @@ pub(crate) mod patterns;
 pub(crate) mod prepared;
 pub mod registry;
 pub(crate) mod retention;
+pub(crate) mod rollups;
 pub mod simulate;
 pub(crate) mod storage;
 pub mod store;

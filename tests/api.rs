@@ -733,7 +733,8 @@ async fn history_answers(app: &impl Served, temps: &[(i64, f64)], lamp: &[(i64, 
     assert_eq!(lamp_second["previous_duration_secs"].as_f64(), Some(420.0));
     assert_eq!(lamp_second["duration_secs"].as_f64(), Some(420.0));
 
-    // aggregates per hour equal a local computation
+    // aggregates per hour equal a local computation: each value holds until the next record
+    // (the last until the range's end), the mean weighted by time
     let agg = ok(
         app,
         &format!("/api/v1/history/aggregate?entity_id=sensor.seed_temp&{range}&interval=1h"),
@@ -744,22 +745,44 @@ async fn history_answers(app: &impl Served, temps: &[(i64, f64)], lamp: &[(i64, 
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut buckets: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for (t, v) in temps {
-        buckets
-            .entry(t - t.rem_euclid(3_600_000_000))
-            .or_default()
-            .push(*v);
+    let (from, to) = (T0_US, T0_US + 10 * 3_600_000_000);
+    let mut starts = Vec::new();
+    let mut b = from - from.rem_euclid(3_600_000_000);
+    while b < to {
+        starts.push(b);
+        b += 3_600_000_000;
     }
-    assert_eq!(points.len(), buckets.len());
-    for (p, (start, values)) in points.iter().zip(&buckets) {
+    assert_eq!(points.len(), starts.len());
+    for (p, start) in points.iter().zip(&starts) {
+        let (a, z) = ((*start).max(from), (start + 3_600_000_000).min(to));
+        let (mut integral, mut covered, mut count) = (0.0, 0i64, 0u64);
+        let (mut min, mut max, mut last) = (f64::MAX, f64::MIN, f64::NAN);
+        for (i, (t, v)) in temps.iter().enumerate() {
+            let until = temps.get(i + 1).map_or(to, |n| n.0);
+            let (x, y) = ((*t).max(a), until.min(z));
+            if (a..z).contains(t) {
+                count += 1;
+            }
+            if y > x {
+                integral += v * (y - x) as f64;
+                covered += y - x;
+                (min, max, last) = (min.min(*v), max.max(*v), *v);
+            }
+        }
         assert_eq!(p["time"].as_str().map(parse_us), Some(*start));
-        assert_eq!(p["count"].as_u64(), Some(values.len() as u64));
-        let mean = values.iter().sum::<f64>() / values.len() as f64;
-        assert!((p["mean"].as_f64().unwrap_or(f64::NAN) - mean).abs() < 1e-9);
-        assert_eq!(p["min"].as_f64(), values.iter().copied().reduce(f64::min));
-        assert_eq!(p["max"].as_f64(), values.iter().copied().reduce(f64::max));
-        assert_eq!(p["last"].as_f64(), values.last().copied());
+        assert_eq!(p["count"].as_u64(), Some(count));
+        let mean = integral / covered as f64;
+        assert!(
+            (p["mean"].as_f64().unwrap_or(f64::NAN) - mean).abs() < 1e-9,
+            "{p} vs {mean}"
+        );
+        assert_eq!(p["min"].as_f64(), Some(min));
+        assert_eq!(p["max"].as_f64(), Some(max));
+        assert_eq!(p["last"].as_f64(), Some(last));
+        assert!(
+            ["raw", "1h"].contains(&agg["tier"].as_str().unwrap_or_default()),
+            "{agg}"
+        );
     }
     // chosen interval: at most max_points buckets
     let agg = ok(

@@ -100,11 +100,14 @@ async fn homeiq_states(app: &TestApp, entity: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Hour starts (Unix s) per entity in the imported statistics file.
+/// Hour starts (Unix s) per entity of the rollups' tier `imported` (tier id 4 in `rollups.db`).
 fn imported_hours(data_dir: &Path) -> BTreeMap<String, Vec<i64>> {
-    let conn = rusqlite::Connection::open(data_dir.join("imported_statistics.db")).expect("open");
+    let conn = rusqlite::Connection::open(data_dir.join("rollups.db")).expect("open");
     let mut stmt = conn
-        .prepare("SELECT entity_id, start FROM imported_hours ORDER BY entity_id, start")
+        .prepare(
+            "SELECT e.entity_id, n.start_us / 1000000 FROM numeric n JOIN entities e ON e.id = n.entity
+             WHERE n.tier = 4 ORDER BY e.entity_id, n.start_us",
+        )
         .expect("prepare");
     let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let rows = stmt

@@ -664,32 +664,45 @@ export interface components {
              * @description Range start.
              */
             start: string;
+            /**
+             * @description Where the numbers come from: `raw` points, rollups (`5m`, `1h`, `1d`: the coarsest used;
+             *     the range's ragged edges and the last hour are always read raw) or `imported` (Home
+             *     Assistant's statistics filled hours HomeIQ did not record). The numbers are the same
+             *     whichever tier answers.
+             */
+            tier: components["schemas"]["Tier"];
         };
-        /** @description One bucket of an aggregate series. */
+        /**
+         * @description One bucket of an aggregate series. The entity's value is a step function: each record's
+         *     `value` holds until its next record; a record without a number (`unavailable`, text) holds no
+         *     value. The numbers are the same whether read from raw records or rollups.
+         */
         AggregatePoint: {
             /**
              * Format: int64
-             * @description Number of values.
+             * @description Records with a number in the bucket (heartbeat rewrites not counted); 0 when only a
+             *     carried-in value held.
              */
             count: number;
             /**
              * Format: double
-             * @description The bucket's last value.
+             * @description The last value that held in the bucket.
              */
             last?: number | null;
             /**
              * Format: double
-             * @description Maximum.
+             * @description Largest value that held in the bucket.
              */
             max?: number | null;
             /**
              * Format: double
-             * @description Mean value.
+             * @description Time-weighted mean over the part of the bucket in which a value held (as Home Assistant's
+             *     statistics), the value at the bucket's start carried in from the record before it.
              */
             mean?: number | null;
             /**
              * Format: double
-             * @description Minimum.
+             * @description Smallest value that held in the bucket (the carried-in one included).
              */
             min?: number | null;
             /**
@@ -702,7 +715,7 @@ export interface components {
         AggregateSeries: {
             /** @description The entity. */
             entity_id: string;
-            /** @description Buckets holding values, oldest first (empty buckets are left out). */
+            /** @description Buckets in which a value held, oldest first (others are left out). */
             points: components["schemas"]["AggregatePoint"][];
         };
         /** @description A row of `config/area_registry/list`. */
@@ -1014,6 +1027,8 @@ export interface components {
             registry: components["schemas"]["RegistrySyncStatus"];
             /** @description Raw retention: settings in effect, last and next run. */
             retention: components["schemas"]["RetentionStatus"];
+            /** @description Rollups: how far behind now they are, the catch-up over existing history. */
+            rollups: components["schemas"]["RollupStatus"];
             /** @description The SQLite metadata database. */
             sqlite: components["schemas"]["SqliteHealth"];
             /** @description The worst verdict of any component. */
@@ -1613,6 +1628,14 @@ export interface components {
             items: components["schemas"]["HistoryRecord"][];
             /** @description Pass as `cursor` to get the next page; `null` on the last page. */
             next_cursor?: string | null;
+            /**
+             * @description `raw`: stored records. A range wholly before the oldest raw record still stored (raw
+             *     retention) is answered from rollups instead (`1h`, or `1d` where hourly rows expired, or
+             *     `imported`): one record per entity and period, at the period's start, `value` its
+             *     time-weighted mean, `state` its last value, `duration_secs` the period, and `attributes`
+             *     `min`, `max`, `count` and `last`.
+             */
+            tier: components["schemas"]["Tier"];
         };
         /** @description One stored record of an entity. */
         HistoryRecord: {
@@ -2219,7 +2242,7 @@ export interface components {
          * @description The kind of actor behind a change.
          * @enum {string}
          */
-        OriginKind: "user" | "automation" | "script" | "system" | "device" | "unknown";
+        OriginKind: "user" | "automation" | "script" | "system" | "device" | "unknown" | "heartbeat";
         /**
          * @description How a run (or request) ended.
          * @enum {string}
@@ -2518,6 +2541,81 @@ export interface components {
             rolled_up_until?: string | null;
             /** @description Whether the storage guard shortened raw retention (critical, `may_shorten_raw`). */
             shortened: boolean;
+        };
+        RollupCounts: {
+            /**
+             * Format: int64
+             * @description Chunks of raw history rolled up.
+             */
+            chunks: number;
+            /**
+             * Format: int64
+             * @description Local days composed.
+             */
+            days: number;
+            /**
+             * Format: int64
+             * @description Rows deleted by tier retention.
+             */
+            expired: number;
+            /**
+             * Format: int64
+             * @description Passes that failed (retried at the next).
+             */
+            failures: number;
+            /**
+             * Format: int64
+             * @description Imported statistics rows stored.
+             */
+            imported: number;
+            /**
+             * Format: int64
+             * @description Raw points read to roll up.
+             */
+            points_read: number;
+            /**
+             * Format: int64
+             * @description Entity ranges rolled up again after late data.
+             */
+            recomputed: number;
+            /**
+             * Format: int64
+             * @description Rollup rows written (numeric and state rows, all tiers).
+             */
+            rows_written: number;
+        };
+        /** @description What `/health/deep` shows of rollups. */
+        RollupStatus: {
+            /**
+             * Format: int64
+             * @description Bytes of `rollups.db` in use.
+             */
+            bytes?: number | null;
+            /**
+             * Format: double
+             * @description Share of the history before the first start rolled up, 0–1.
+             */
+            catch_up_progress?: number | null;
+            /** @description Whether the first catch-up over existing history is still under way. */
+            catching_up: boolean;
+            /** @description Counters. */
+            counts: components["schemas"]["RollupCounts"];
+            /** @description Entity ranges waiting to be rolled up again after late data. */
+            dirty: number;
+            /**
+             * Format: double
+             * @description Seconds between now and the hourly cursor.
+             */
+            lag_secs?: number | null;
+            /** @description The last failure, if the last pass failed. */
+            last_error?: string | null;
+            /**
+             * Format: date-time
+             * @description Every raw point before this is rolled up into every enabled tier.
+             */
+            rolled_up_until?: string | null;
+            /** @description The time zone of the daily periods. */
+            time_zone?: string | null;
         };
         /** @description One rule of a webhook target, as the API takes and returns it. */
         Rule: {

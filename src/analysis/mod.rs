@@ -232,18 +232,7 @@ impl Analysis {
     async fn time_zone(&self) -> Tz {
         let asked = match &self.0.zone {
             ZoneSource::Fixed(tz) => return *tz,
-            ZoneSource::Ha(ha) => ha
-                .request(serde_json::json!({"type": "get_config"}), CONFIG_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|raw| {
-                    serde_json::from_str::<serde_json::Value>(raw.get()).map_err(|e| e.to_string())
-                })
-                .and_then(|v| {
-                    let name = v["time_zone"].as_str().unwrap_or_default().to_owned();
-                    name.parse::<Tz>()
-                        .map_err(|_| format!("unknown time zone `{name}`"))
-                }),
+            ZoneSource::Ha(ha) => crate::ha::home_time_zone(ha, CONFIG_TIMEOUT).await,
         };
         match asked {
             Ok(tz) => {

@@ -15,6 +15,8 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Params, within};
 use crate::http::prepared_json_ok;
 use crate::prepared::PreparedJson;
+use crate::rollups::read::TieredAggregate;
+use crate::rollups::{RollupError, Rollups, Tier};
 use crate::store::history::HistoryStore;
 use crate::store::history::{
     AggregateQuery, AggregateSeries, Cursor, HistoryPage, HistoryQuery, Order, StatsBucket,
@@ -23,8 +25,10 @@ use crate::store::history::{
 
 /// Entities one history request may name.
 pub(crate) const MAX_HISTORY_ENTITIES: usize = 50;
-/// Entities one aggregate request may name.
+/// Entities one aggregate request read from raw points may name.
 pub(crate) const MAX_AGGREGATE_ENTITIES: usize = 20;
+/// Entities one aggregate request read from rollups may name.
+pub(crate) const MAX_ROLLUP_ENTITIES: usize = 50;
 /// Most records per history page.
 pub(crate) const MAX_HISTORY_LIMIT: usize = 10_000;
 /// Most buckets per aggregate series or statistics answer.
@@ -117,7 +121,7 @@ fn entity_list(text: Option<&str>, max: usize) -> Result<Vec<String>, ApiError> 
 /// The range `[start, end]` with defaults (`end` = now, `start` = `end` − `default_span`) and the
 /// configured maximum.
 fn range(
-    state: &HistoryApi,
+    max_days: u32,
     start: Option<&str>,
     end: Option<&str>,
     default_span: Duration,
@@ -127,11 +131,12 @@ fn range(
     if start_t >= end_t {
         return Err(ApiError::invalid("start", "start must be before end"));
     }
-    let max_days = i64::from(state.max_history_days);
-    if end_t - start_t > Duration::days(max_days) {
+    if end_t - start_t > Duration::days(i64::from(max_days)) {
         return Err(ApiError::invalid(
             "start",
-            format!("the range may cover at most {max_days} days (api.max_history_days)"),
+            format!(
+                "the range may cover at most {max_days} days (api.max_history_days; aggregates read from rollups: retention.daily_days)"
+            ),
         ));
     }
     Ok((start_t, end_t))
@@ -193,7 +198,7 @@ pub(crate) async fn history(
 ) -> Result<HttpResponse, ApiError> {
     let entity_ids = entity_list(p.entity_id.as_deref(), MAX_HISTORY_ENTITIES)?;
     let (start, end) = range(
-        &state,
+        state.max_history_days,
         p.start.as_deref(),
         p.end.as_deref(),
         Duration::hours(24),
@@ -231,8 +236,17 @@ pub(crate) async fn history(
             p.cursor.as_deref().unwrap_or("")
         )
     });
+    // a range wholly before the oldest raw record still stored: from rollups, never empty
+    let beyond_raw = state
+        .rollups
+        .raw_from()
+        .is_some_and(|first| q.end.timestamp_micros() < first);
     let body = answer(&state, key, Scope::Entities(&q.entity_ids), || async {
-        render(&state.history.history(&q).await?)
+        if beyond_raw {
+            render(&state.rollups.history_page(&q).await?)
+        } else {
+            render(&state.history.history(&q).await?)
+        }
     })
     .await?;
     Ok(prepared_json_ok(&request, &body))
@@ -294,6 +308,8 @@ pub(crate) struct AggregateParams {
 pub(crate) struct HistoryApi {
     /// History reads.
     pub history: HistoryStore,
+    /// Aggregates from the right tier.
+    pub rollups: Rollups,
     /// Answers of history reads with an explicit end, while current.
     pub cache: HistoryCache,
     /// `api.max_history_days`.
@@ -314,6 +330,11 @@ pub(crate) struct AggregateAnswer {
     pub end: DateTime<Utc>,
     /// Bucket width used, seconds.
     pub interval_secs: u64,
+    /// Where the numbers come from: `raw` points, rollups (`5m`, `1h`, `1d`: the coarsest used;
+    /// the range's ragged edges and the last hour are always read raw) or `imported` (Home
+    /// Assistant's statistics filled hours HomeIQ did not record). The numbers are the same
+    /// whichever tier answers.
+    pub tier: Tier,
     /// One series per entity.
     pub series: Vec<AggregateSeries>,
 }
@@ -334,9 +355,10 @@ pub(crate) async fn aggregate(
     state: web::Data<HistoryApi>,
     Params(p): Params<AggregateParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let entity_ids = entity_list(p.entity_id.as_deref(), MAX_AGGREGATE_ENTITIES)?;
+    // parsed with the rollups' limits, then held to the raw ones when no rollup tier serves
+    let entity_ids = entity_list(p.entity_id.as_deref(), MAX_ROLLUP_ENTITIES)?;
     let (start, end) = range(
-        &state,
+        state.rollups.max_days().max(state.max_history_days),
         p.start.as_deref(),
         p.end.as_deref(),
         Duration::hours(24),
@@ -365,6 +387,23 @@ pub(crate) async fn aggregate(
             secs
         }
     };
+    if !state.rollups.serves(interval_secs) {
+        if entity_ids.len() > MAX_AGGREGATE_ENTITIES {
+            return Err(ApiError::invalid(
+                "entity_id",
+                format!(
+                    "at most {MAX_AGGREGATE_ENTITIES} entities per request when the interval is not a multiple of an hour (or of 5 minutes with the 5-minute tier), got {}",
+                    entity_ids.len()
+                ),
+            ));
+        }
+        range(
+            state.max_history_days,
+            p.start.as_deref(),
+            p.end.as_deref(),
+            Duration::hours(24),
+        )?;
+    }
     let q = AggregateQuery {
         entity_ids,
         start,
@@ -380,11 +419,12 @@ pub(crate) async fn aggregate(
         )
     });
     let body = answer(&state, key, Scope::Entities(&q.entity_ids), || async {
-        let series = state.history.aggregate(&q).await?;
+        let TieredAggregate { tier, series } = state.rollups.aggregate(&q, false).await?;
         render(&AggregateAnswer {
             start,
             end,
             interval_secs,
+            tier,
             series,
         })
     })
@@ -439,7 +479,7 @@ pub(crate) async fn event_stats(
     Params(p): Params<StatsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (start, end) = range(
-        &state,
+        state.max_history_days,
         p.start.as_deref(),
         p.end.as_deref(),
         Duration::hours(1),
@@ -481,6 +521,19 @@ pub(crate) async fn event_stats(
     })
     .await?;
     Ok(prepared_json_ok(&request, &body))
+}
+
+impl From<RollupError> for ApiError {
+    fn from(e: RollupError) -> Self {
+        match e {
+            RollupError::History(h) => h.into(),
+            RollupError::CatchingUp => ApiError::unavailable(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "rollups read failed");
+                ApiError::unavailable(format!("history query failed: {other}"))
+            }
+        }
+    }
 }
 
 impl From<crate::store::history::HistoryError> for ApiError {

@@ -270,6 +270,7 @@ impl Collector for StatusCollector {
         }
 
         counter_set(&mut e, &s.heartbeat.snapshot())?;
+        counter_set(&mut e, &s.rollups.counts())?;
         counter_set(&mut e, &s.llm.status().counters)?;
         storage_guard(&mut e, &s.storage_guard.status())?;
         counter_set(&mut e, &s.retention.counts())?;

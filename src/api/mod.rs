@@ -73,6 +73,8 @@ pub(crate) struct AppState {
     pub catalog: CatalogHandle,
     /// History reads.
     pub history: HistoryStore,
+    /// Rollups: aggregates from the right tier, their status.
+    pub rollups: crate::rollups::Rollups,
     /// Answers of history reads with an explicit end, while current.
     pub history_cache: cache::HistoryCache,
     /// Live state changes.
@@ -186,6 +188,7 @@ pub(crate) fn bind(
     });
     let history_api = web::Data::new(history::HistoryApi {
         history: state.history.clone(),
+        rollups: state.rollups.clone(),
         cache: state.history_cache.clone(),
         max_history_days: state.settings.api.max_history_days,
     });

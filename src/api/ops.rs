@@ -101,6 +101,8 @@ pub(crate) struct DeepReport {
     pub retention: crate::retention::RetentionStatus,
     /// The import of Home Assistant's past (a failed one is a warning).
     pub import: crate::import::ImportStatus,
+    /// Rollups: how far behind now they are, the catch-up over existing history.
+    pub rollups: crate::rollups::RollupStatus,
 }
 
 /// Asks every component for its status and judgement and combines them.
@@ -130,6 +132,8 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         .merge(state.storage_guard.health())
         .merge(state.retention.health())
         .merge(state.import.health());
+    let rollups = state.rollups.status().await;
+    judged = judged.merge(rollups.health());
     let webhooks = match state.webhooks.status().await {
         Ok(w) => {
             judged = judged.merge(w.health());
@@ -165,6 +169,7 @@ pub(crate) async fn deep_report(state: &AppState) -> DeepReport {
         storage_guard: state.storage_guard.status(),
         retention: state.retention.status(),
         import: state.import.status(),
+        rollups,
     }
 }
 

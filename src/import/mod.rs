@@ -101,7 +101,7 @@ use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
 use crate::task::OwnedTask;
 pub(crate) use recorder::{HaRecorder, Recorder};
-pub(crate) use sink::{IMPORTED_STATISTICS_FILE, SqliteStatisticsSink, StatisticsSink};
+pub(crate) use sink::StatisticsSink;
 use sink::{ImportedHour, SinkError};
 use store::{ImportStore, run};
 

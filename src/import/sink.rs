@@ -1,37 +1,19 @@
 //! Where imported long-term statistics go: [`ImportedHour`] rows handed to a [`StatisticsSink`] in
 //! batches.
 //!
-//! The seam to the rollups: the application wires exactly one sink (`app.rs`, the
-//! `statistics sink` step). Until the rollups store takes the rows as tier `imported`
-//! (`Rollups::insert_imported`), [`SqliteStatisticsSink`] keeps them in
-//! `<data_dir>/imported_statistics.db`, keyed by entity and hour, so importing an hour again
-//! replaces it and never adds a row.
+//! The seam to the rollups: the application wires exactly one sink (`app.rs`): the rollups store,
+//! which keeps the rows as tier `imported` (`Rollups::insert_imported`), keyed by entity and
+//! hour, so importing an hour again replaces it and never adds a row. The tests use
+//! [`SqliteStatisticsSink`], a file of their own with the same rule.
 
 use std::future::Future;
+#[cfg(test)]
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+#[cfg(test)]
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-
-/// One hour of Home Assistant's long-term statistics of one entity (HA keeps no count or last).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ImportedHour {
-    /// The entity (the statistic id).
-    pub entity_id: String,
-    /// The hour's start.
-    pub start: DateTime<Utc>,
-    /// Time-weighted mean (sensors with `state_class: measurement`).
-    pub mean: Option<f64>,
-    /// Smallest value in the hour.
-    pub min: Option<f64>,
-    /// Largest value in the hour.
-    pub max: Option<f64>,
-    /// Sum of increases since the statistic began (`total`, `total_increasing`).
-    pub sum: Option<f64>,
-    /// The meter's reading at the hour's end (`total`, `total_increasing`).
-    pub state: Option<f64>,
-}
+pub(crate) use crate::rollups::ImportedHour;
 
 /// A batch that could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -48,16 +30,25 @@ pub(crate) trait StatisticsSink: Send + Sync {
     fn put<'a>(&'a self, rows: &'a [ImportedHour]) -> SinkFuture<'a>;
 }
 
-/// Imported statistics in their own SQLite file.
+impl StatisticsSink for crate::rollups::Rollups {
+    fn put<'a>(&'a self, rows: &'a [ImportedHour]) -> SinkFuture<'a> {
+        Box::pin(async move {
+            self.insert_imported(rows)
+                .await
+                .map_err(|e| SinkError(e.to_string()))
+        })
+    }
+}
+
+/// Imported statistics in their own SQLite file (the tests' sink).
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStatisticsSink {
     conn: Arc<Mutex<rusqlite::Connection>>,
     path: PathBuf,
 }
 
-/// File name of [`SqliteStatisticsSink`] in the data directory.
-pub(crate) const IMPORTED_STATISTICS_FILE: &str = "imported_statistics.db";
-
+#[cfg(test)]
 impl SqliteStatisticsSink {
     /// Opens (creating) the file.
     pub(crate) fn open(path: &Path) -> Result<Self, SinkError> {
@@ -109,6 +100,7 @@ impl SqliteStatisticsSink {
     }
 }
 
+#[cfg(test)]
 impl StatisticsSink for SqliteStatisticsSink {
     fn put<'a>(&'a self, rows: &'a [ImportedHour]) -> SinkFuture<'a> {
         Box::pin(async move {
@@ -152,7 +144,7 @@ mod tests {
     fn hour(entity: &str, h: i64, mean: f64) -> ImportedHour {
         ImportedHour {
             entity_id: entity.into(),
-            start: DateTime::from_timestamp(h * 3600, 0).expect("time"),
+            start: chrono::DateTime::from_timestamp(h * 3600, 0).expect("time"),
             mean: Some(mean),
             min: None,
             max: Some(mean + 1.0),
@@ -165,7 +157,7 @@ mod tests {
     async fn the_sqlite_sink_replaces_an_hour_imported_again() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink =
-            SqliteStatisticsSink::open(&dir.path().join(IMPORTED_STATISTICS_FILE)).expect("open");
+            SqliteStatisticsSink::open(&dir.path().join("imported_statistics.db")).expect("open");
         let rows = [hour("sensor.a", 1, 1.0), hour("sensor.a", 2, 2.0)];
         assert_eq!(sink.put(&rows).await.expect("put"), 2);
         assert_eq!(sink.put(&[hour("sensor.a", 2, 5.0)]).await.expect("put"), 1);

@@ -18,9 +18,12 @@ use tokio_util::sync::CancellationToken;
 use std::collections::HashMap;
 
 use super::filter::EntityFilter;
+use crate::config::SchemaMode;
 use crate::ha::model::StateChanged;
 use crate::registry::RegistryStore;
-use crate::store::schema::{EntityMeta, PointMapper};
+use crate::store::origin::{Origin, OriginKind};
+use crate::store::point::FieldValue;
+use crate::store::schema::{EntityMeta, ORIGIN_FIELDS, PointMapper};
 use crate::store::sink::HistoryWriter;
 use crate::store::states::CurrentStates;
 
@@ -132,7 +135,20 @@ impl Heartbeat {
                 continue;
             };
             point.time = self.mapper.precision().timestamp(&now);
+            // marked, so rollups never count it as a sample: a field of the `homeiq` point, a
+            // `homeiq_origin` point beside the (unchanged) `ha_compat` one
+            let beat = Origin::of(OriginKind::Heartbeat);
+            let beside = self.mapper.origin_point(state.as_ref(), now, &beat);
+            if self.mapper.mode() == SchemaMode::Homeiq {
+                point.fields.push((
+                    ORIGIN_FIELDS[0].into(),
+                    FieldValue::Str(OriginKind::Heartbeat.as_str().to_owned()),
+                ));
+            }
             self.writer.push(point);
+            if let Some(p) = beside {
+                self.writer.push(p);
+            }
             pushed += 1;
         }
         self.counters.rounds.fetch_add(1, Ordering::Relaxed);
@@ -205,7 +221,7 @@ mod tests {
         assert_eq!(heartbeat.round().await, 1);
         writer.clone().shutdown(Duration::from_secs(5)).await;
         let result = client
-            .query("SELECT value, state FROM sensor")
+            .query("SELECT value, state, origin FROM sensor")
             .await
             .expect("query");
         let rows = &result.first_series()[0].values;
@@ -217,6 +233,8 @@ mod tests {
             "stamped now, not at last_updated"
         );
         assert_eq!(rows[0][1], 12.5);
+        // marked: rollups never count it as a sample
+        assert_eq!(rows[0][3], "heartbeat");
         assert_eq!(heartbeat.counters.points.load(Ordering::Relaxed), 1);
     }
 

@@ -247,7 +247,7 @@ impl Actors {
             OriginKind::User | OriginKind::Script => &mut self.person,
             OriginKind::Device => &mut self.device,
             OriginKind::Unknown => &mut self.unknown,
-            OriginKind::Automation | OriginKind::System => return,
+            OriginKind::Automation | OriginKind::System | OriginKind::Heartbeat => return,
         };
         *slot = slot.saturating_add(1);
     }

@@ -125,6 +125,39 @@ pub(crate) struct HistoryRecord {
     pub duration_secs: Option<f64>,
 }
 
+/// Where an answer's numbers come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub(crate) enum Tier {
+    /// The raw points.
+    #[serde(rename = "raw")]
+    Raw,
+    /// 5-minute rollups.
+    #[serde(rename = "5m")]
+    FiveMinute,
+    /// Hourly rollups.
+    #[serde(rename = "1h")]
+    Hour,
+    /// Daily rollups (the home's local days).
+    #[serde(rename = "1d")]
+    Day,
+    /// Home Assistant's long-term statistics, imported (hourly; no count, no last).
+    #[serde(rename = "imported")]
+    Imported,
+}
+
+impl Tier {
+    /// The stored number.
+    pub(crate) fn id(self) -> i64 {
+        match self {
+            Tier::Raw => 0,
+            Tier::FiveMinute => 1,
+            Tier::Hour => 2,
+            Tier::Day => 3,
+            Tier::Imported => 4,
+        }
+    }
+}
+
 /// One page of records.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct HistoryPage {
@@ -132,6 +165,12 @@ pub(crate) struct HistoryPage {
     pub items: Vec<HistoryRecord>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+    /// `raw`: stored records. A range wholly before the oldest raw record still stored (raw
+    /// retention) is answered from rollups instead (`1h`, or `1d` where hourly rows expired, or
+    /// `imported`): one record per entity and period, at the period's start, `value` its
+    /// time-weighted mean, `state` its last value, `duration_secs` the period, and `attributes`
+    /// `min`, `max`, `count` and `last`.
+    pub tier: Tier,
 }
 
 /// An aggregate query.
@@ -147,20 +186,24 @@ pub(crate) struct AggregateQuery {
     pub interval_secs: u64,
 }
 
-/// One bucket of an aggregate series.
+/// One bucket of an aggregate series. The entity's value is a step function: each record's
+/// `value` holds until its next record; a record without a number (`unavailable`, text) holds no
+/// value. The numbers are the same whether read from raw records or rollups.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct AggregatePoint {
     /// Bucket start.
     pub time: DateTime<Utc>,
-    /// Mean value.
+    /// Time-weighted mean over the part of the bucket in which a value held (as Home Assistant's
+    /// statistics), the value at the bucket's start carried in from the record before it.
     pub mean: Option<f64>,
-    /// Minimum.
+    /// Smallest value that held in the bucket (the carried-in one included).
     pub min: Option<f64>,
-    /// Maximum.
+    /// Largest value that held in the bucket.
     pub max: Option<f64>,
-    /// Number of values.
+    /// Records with a number in the bucket (heartbeat rewrites not counted); 0 when only a
+    /// carried-in value held.
     pub count: u64,
-    /// The bucket's last value.
+    /// The last value that held in the bucket.
     pub last: Option<f64>,
 }
 
@@ -169,7 +212,7 @@ pub(crate) struct AggregatePoint {
 pub(crate) struct AggregateSeries {
     /// The entity.
     pub entity_id: String,
-    /// Buckets holding values, oldest first (empty buckets are left out).
+    /// Buckets in which a value held, oldest first (others are left out).
     pub points: Vec<AggregatePoint>,
 }
 
@@ -202,17 +245,6 @@ impl HistoryStore {
         }
     }
 
-    /// Numeric aggregates per bucket.
-    pub(crate) async fn aggregate(
-        &self,
-        q: &AggregateQuery,
-    ) -> Result<Vec<AggregateSeries>, HistoryError> {
-        match self {
-            HistoryStore::Influx(h) => h.aggregate(q).await,
-            HistoryStore::Embedded(h) => h.aggregate(q).await,
-        }
-    }
-
     /// Every stored state of entities of `domains` in `[start, end)`, oldest first (ties by
     /// entity id): what the pattern detectors read, one slice of the analysis window at a time.
     /// States the schema stored only as a number come back as their text.
@@ -234,6 +266,57 @@ impl HistoryStore {
         Ok(out)
     }
 
+    /// Every stored point of every entity in `[start_us, end_us)`, sorted by entity, then time
+    /// (the rollups' bulk read of one chunk).
+    pub(crate) async fn points_between(
+        &self,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<RawPoint>, HistoryError> {
+        let mut out = match self {
+            HistoryStore::Influx(h) => h.raw_points(None, start_us, end_us).await?,
+            HistoryStore::Embedded(h) => h.raw_points(None, start_us, end_us).await?,
+        };
+        sort_points(&mut out);
+        Ok(out)
+    }
+
+    /// The stored points of `entity` in `[start_us, end_us)`, oldest first.
+    pub(crate) async fn entity_points(
+        &self,
+        entity: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<RawPoint>, HistoryError> {
+        let mut out = match self {
+            HistoryStore::Influx(h) => h.raw_points(Some(entity), start_us, end_us).await?,
+            HistoryStore::Embedded(h) => h.raw_points(Some(entity), start_us, end_us).await?,
+        };
+        sort_points(&mut out);
+        Ok(out)
+    }
+
+    /// `entity`'s last point before `t_us` (`Before`) or first at or after it (`From`).
+    pub(crate) async fn point_near(
+        &self,
+        entity: &str,
+        t_us: i64,
+        side: Side,
+    ) -> Result<Option<RawPoint>, HistoryError> {
+        match self {
+            HistoryStore::Influx(h) => h.raw_point_near(entity, t_us, side).await,
+            HistoryStore::Embedded(h) => h.raw_point_near(entity, t_us, side).await,
+        }
+    }
+
+    /// The time of the oldest stored point, µs (`None`: nothing stored).
+    pub(crate) async fn first_point_us(&self) -> Result<Option<i64>, HistoryError> {
+        match self {
+            HistoryStore::Influx(h) => h.first_point_us().await,
+            HistoryStore::Embedded(h) => h.first_point_us().await,
+        }
+    }
+
     /// Records per bucket and domain in `[start, end)`.
     pub(crate) async fn event_stats(
         &self,
@@ -246,6 +329,29 @@ impl HistoryStore {
             HistoryStore::Embedded(h) => h.event_stats(start, end, interval_secs).await,
         }
     }
+}
+
+/// Which neighbour of a time [`HistoryStore::point_near`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The last point before the time.
+    Before,
+    /// The first point at or after the time.
+    From,
+}
+
+/// Sorts points by entity, then time (stable: equal times keep their read order).
+fn sort_points(points: &mut [RawPoint]) {
+    points.sort_by(|a, b| {
+        a.entity_id
+            .cmp(&b.entity_id)
+            .then_with(|| a.time_us.cmp(&b.time_us))
+    });
+}
+
+/// Whether a stored `state_class` attribute names a meter (`total_increasing`).
+pub(crate) fn is_total_increasing(state_class: Option<&str>) -> bool {
+    state_class == Some("total_increasing")
 }
 
 /// A time in Unix microseconds (out of range: the epoch).
@@ -265,6 +371,24 @@ pub(crate) struct StoredRow {
     pub(crate) attributes: Map<String, Value>,
     /// Who caused the change, when it was stored (live changes).
     pub(crate) origin: Option<Origin>,
+}
+
+/// One stored point as rollups and the raw aggregate read it ([`HistoryStore::points_between`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawPoint {
+    /// The entity.
+    pub entity_id: String,
+    /// When, µs since the epoch.
+    pub time_us: i64,
+    /// The number, when the state is one (or on/off-like).
+    pub value: Option<f64>,
+    /// The state text, when stored.
+    pub state: Option<String>,
+    /// A heartbeat rewrite of the current value (origin `heartbeat`): holds the value, is never
+    /// a sample.
+    pub heartbeat: bool,
+    /// The entity's `state_class` was `total_increasing` at this point.
+    pub total_increasing: bool,
 }
 
 /// One stored state as the pattern detectors read it.
@@ -405,6 +529,7 @@ pub(crate) trait PageBackend: PageReader {
         Ok(HistoryPage {
             items,
             next_cursor: page.next_cursor,
+            tier: Tier::Raw,
         })
     }
 }

@@ -38,17 +38,21 @@ pub enum OriginKind {
     Device,
     /// Not known: history read back from Home Assistant carries no context.
     Unknown,
+    /// HomeIQ's heartbeat re-wrote the current value (no change happened): rollups never count
+    /// it as a sample.
+    Heartbeat,
 }
 
 impl OriginKind {
     /// Every kind, in declaration order.
-    pub const ALL: [OriginKind; 6] = [
+    pub const ALL: [OriginKind; 7] = [
         OriginKind::User,
         OriginKind::Automation,
         OriginKind::Script,
         OriginKind::System,
         OriginKind::Device,
         OriginKind::Unknown,
+        OriginKind::Heartbeat,
     ];
 
     /// The stored (and serialised) name.
@@ -60,6 +64,7 @@ impl OriginKind {
             OriginKind::System => "system",
             OriginKind::Device => "device",
             OriginKind::Unknown => "unknown",
+            OriginKind::Heartbeat => "heartbeat",
         }
     }
 

@@ -11,15 +11,36 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// The write log; shared by a writer and the API (`Arc`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriteLog {
     seq: AtomicU64,
     stamps: Mutex<HashMap<String, u64>>,
+    /// Points before this time (µs) are late: rollups already cover it (`i64::MIN`: nobody asks).
+    late_horizon: AtomicI64,
+    /// Late points per entity: earliest and latest time (µs), at most [`MAX_LATE_ENTITIES`].
+    late: Mutex<HashMap<String, (i64, i64)>>,
+    /// Late points of entities beyond the bound (their entity is forgotten).
+    late_lost: AtomicU64,
 }
+
+impl Default for WriteLog {
+    fn default() -> Self {
+        WriteLog {
+            seq: AtomicU64::new(0),
+            stamps: Mutex::default(),
+            late_horizon: AtomicI64::new(i64::MIN),
+            late: Mutex::default(),
+            late_lost: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Entities whose late points the log holds at once (each one range).
+const MAX_LATE_ENTITIES: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -43,6 +64,72 @@ impl WriteLog {
                 }
             }
         }
+    }
+
+    /// From now on, note written points older than `horizon_us` as late ([`WriteLog::take_late`]).
+    pub(crate) fn set_late_horizon(&self, horizon_us: i64) {
+        self.late_horizon.store(horizon_us, Ordering::Release);
+    }
+
+    /// Notes acknowledged points (entity, time µs) older than the late horizon.
+    pub(crate) fn note_times<'a>(&self, points: impl IntoIterator<Item = (&'a str, i64)>) {
+        let horizon = self.late_horizon.load(Ordering::Acquire);
+        if horizon == i64::MIN {
+            return;
+        }
+        let mut late: Option<MutexGuard<'_, HashMap<String, (i64, i64)>>> = None;
+        for (entity, t) in points {
+            if t >= horizon {
+                continue;
+            }
+            let map = late.get_or_insert_with(|| lock(&self.late));
+            let room = map.len() < MAX_LATE_ENTITIES;
+            match map.get_mut(entity) {
+                Some(r) => *r = (r.0.min(t), r.1.max(t)),
+                None if room => {
+                    map.insert(entity.to_owned(), (t, t));
+                }
+                None => {
+                    self.late_lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Notes the late points of acknowledged line protocol in `precision`.
+    pub(crate) fn note_lines<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a [u8]>,
+        precision: crate::store::point::Precision,
+    ) {
+        if self.late_horizon.load(Ordering::Acquire) == i64::MIN {
+            return;
+        }
+        let per_us = match precision {
+            crate::store::point::Precision::Millis => 1_000,
+            crate::store::point::Precision::Micros => 1,
+        };
+        let parsed: Vec<(Cow<'a, str>, i64)> = lines
+            .into_iter()
+            .filter_map(|line| {
+                let entity = entity_of_line(line)?;
+                let last = line.rsplit(|&b| b == b' ').next()?;
+                let t: i64 = std::str::from_utf8(last).ok()?.trim().parse().ok()?;
+                Some((entity, t.saturating_mul(per_us)))
+            })
+            .collect();
+        self.note_times(parsed.iter().map(|(e, t)| (e.as_ref(), *t)));
+    }
+
+    /// The late ranges noted since the last call (entity, earliest µs, latest µs), and how
+    /// many late points lost their entity to the bound.
+    pub(crate) fn take_late(&self) -> (Vec<(String, i64, i64)>, u64) {
+        let taken = std::mem::take(&mut *lock(&self.late));
+        let lost = self.late_lost.swap(0, Ordering::Relaxed);
+        (
+            taken.into_iter().map(|(e, (a, b))| (e, a, b)).collect(),
+            lost,
+        )
     }
 
     /// Records an acknowledged batch of InfluxDB line protocol (see [`entity_of_line`]); a line

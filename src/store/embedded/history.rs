@@ -23,9 +23,9 @@ use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
 use crate::store::history::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
-    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredChange, StoredRow,
-    is_domain, page_edges, read_bounds, stats_buckets, time_of, with_neighbours,
+    Fetch, Fetched, HistoryError, HistoryQuery, HistoryRecord, Order, PageBackend, PageReader,
+    RawPoint, Side, Slots, StatsBucket, StoredChange, StoredRow, is_domain, is_total_increasing,
+    page_edges, read_bounds, stats_buckets, with_neighbours,
 };
 use crate::store::origin::{Origin, OriginKind};
 
@@ -60,57 +60,6 @@ impl EmbeddedHistory {
             pool,
             slots: Slots::default(),
         }
-    }
-
-    /// Mean, min, max, count and last of `value` per bucket, per entity.
-    pub(crate) async fn aggregate(
-        &self,
-        q: &AggregateQuery,
-    ) -> Result<Vec<AggregateSeries>, HistoryError> {
-        let _slot = self.slots.take().await?;
-        let iv = interval_us(q.interval_secs);
-        let (start, end) = (q.start.timestamp_micros(), q.end.timestamp_micros());
-        let mut out = Vec::with_capacity(q.entity_ids.len());
-        for entity in &q.entity_ids {
-            let rows = sqlx::query(
-                "SELECT g.b AS b, g.mean AS mean, g.mn AS mn, g.mx AS mx, g.n AS n, p.value AS last
-                 FROM (SELECT time_us - (((time_us % ?4) + ?4) % ?4) AS b, avg(value) AS mean, min(value) AS mn,
-                              max(value) AS mx, count(value) AS n, max(time_us) AS t
-                       FROM points
-                       WHERE entity_id = ?1 AND time_us >= ?2 AND time_us < ?3
-                             AND value IS NOT NULL
-                       GROUP BY b) g
-                 JOIN points p ON p.entity_id = ?1 AND p.time_us = g.t
-                 ORDER BY g.b",
-            )
-            .bind(entity.as_str())
-            .bind(start)
-            .bind(end)
-            .bind(iv)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut points = Vec::with_capacity(rows.len());
-            for r in rows {
-                let b: i64 = r.try_get("b")?;
-                let n: i64 = r.try_get("n")?;
-                if n <= 0 {
-                    continue;
-                }
-                points.push(AggregatePoint {
-                    time: time_of(b),
-                    mean: r.try_get("mean")?,
-                    min: r.try_get("mn")?,
-                    max: r.try_get("mx")?,
-                    count: n.unsigned_abs(),
-                    last: r.try_get("last")?,
-                });
-            }
-            out.push(AggregateSeries {
-                entity_id: entity.clone(),
-                points,
-            });
-        }
-        Ok(out)
     }
 
     /// Stored states of entities of `domains` in `[start, end)` (see
@@ -155,6 +104,81 @@ impl EmbeddedHistory {
         Ok(out)
     }
 
+    /// Points in `[start_us, end_us)`: of one entity (a range of the primary key) or of all (a
+    /// range of the time index).
+    pub(crate) async fn raw_points(
+        &self,
+        entity: Option<&str>,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<RawPoint>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let rows = match entity {
+            Some(e) => {
+                sqlx::query(
+                    "SELECT entity_id, time_us, value, state, origin,
+                        json_extract(attributes, '$.state_class') AS sc
+                 FROM points WHERE entity_id = ?1 AND time_us >= ?2 AND time_us < ?3
+                 ORDER BY time_us",
+                )
+                .bind(e)
+                .bind(start_us)
+                .bind(end_us)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT entity_id, time_us, value, state, origin,
+                        json_extract(attributes, '$.state_class') AS sc
+                 FROM points INDEXED BY points_by_time WHERE time_us >= ?1 AND time_us < ?2",
+                )
+                .bind(start_us)
+                .bind(end_us)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(raw_point).collect()
+    }
+
+    /// `entity`'s point just before `t_us`, or the first at or after it.
+    pub(crate) async fn raw_point_near(
+        &self,
+        entity: &str,
+        t_us: i64,
+        side: Side,
+    ) -> Result<Option<RawPoint>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let sql = match side {
+            Side::Before => {
+                "SELECT entity_id, time_us, value, state, origin,
+                        json_extract(attributes, '$.state_class') AS sc
+                 FROM points WHERE entity_id = ?1 AND time_us < ?2 ORDER BY time_us DESC LIMIT 1"
+            }
+            Side::From => {
+                "SELECT entity_id, time_us, value, state, origin,
+                        json_extract(attributes, '$.state_class') AS sc
+                 FROM points WHERE entity_id = ?1 AND time_us >= ?2 ORDER BY time_us ASC LIMIT 1"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(entity)
+            .bind(t_us)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(raw_point).transpose()
+    }
+
+    /// The oldest point's time.
+    pub(crate) async fn first_point_us(&self) -> Result<Option<i64>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let first: Option<i64> = sqlx::query_scalar("SELECT min(time_us) FROM points")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(first)
+    }
+
     /// Records per bucket and domain in `[start, end)`.
     pub(crate) async fn event_stats(
         &self,
@@ -186,6 +210,22 @@ impl EmbeddedHistory {
         }
         Ok(stats_buckets(buckets))
     }
+}
+
+/// A row of `entity_id, time_us, value, state, origin, sc` as a rollup input.
+fn raw_point(r: &sea_orm::sqlx::sqlite::SqliteRow) -> Result<RawPoint, HistoryError> {
+    let origin: Option<String> = r.try_get("origin")?;
+    let sc: Option<String> = r.try_get("sc")?;
+    Ok(RawPoint {
+        entity_id: r.try_get("entity_id")?,
+        time_us: r.try_get("time_us")?,
+        value: r
+            .try_get::<Option<f64>, _>("value")?
+            .filter(|v| v.is_finite()),
+        state: r.try_get("state")?,
+        heartbeat: origin.as_deref().map(OriginKind::parse) == Some(OriginKind::Heartbeat),
+        total_increasing: is_total_increasing(sc.as_deref()),
+    })
 }
 
 impl PageBackend for EmbeddedHistory {
@@ -289,7 +329,7 @@ mod tests {
 
     use super::*;
     use crate::store::embedded::{EmbeddedOptions, history_path, open};
-    use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page, merge_page};
+    use crate::store::history::{CONCURRENT_REQUESTS, Cursor, into_page, merge_page, time_of};
     use crate::store::point::{FieldValue, Point};
 
     const T0: i64 = 1_700_000_000_000_000;
@@ -343,16 +383,14 @@ mod tests {
             }
             held
         };
-        let agg = AggregateQuery {
-            entity_ids: names.clone(),
-            start: time_of(T0),
-            end: time_of(T0 + 60_000_000),
-            interval_secs: 60,
-        };
         let (h, q) = (history.clone(), query(&names, 5, Order::Ascending));
         let page = tokio::spawn(async move { h.history(&q).await.map(|p| p.items.len()) });
         let h = history.clone();
-        let aggregate = tokio::spawn(async move { h.aggregate(&agg).await.map(|s| s.len()) });
+        let aggregate = tokio::spawn(async move {
+            h.raw_points(None, T0, T0 + 60_000_000)
+                .await
+                .map(|p| p.len() / 10)
+        });
         let h = history.clone();
         let stats = tokio::spawn(async move {
             h.event_stats(time_of(T0), time_of(T0 + 60_000_000), 60)

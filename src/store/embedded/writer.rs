@@ -331,6 +331,11 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                 .fetch_add(invalid as u64, Ordering::Relaxed);
         }
         drop(batch);
+        // late points are noted before they become readable, so the rollups' watermark never
+        // passes one they have not redone
+        shared
+            .write_log
+            .note_times(rows.iter().map(|r| (r.entity_id.as_str(), r.time_us)));
         let rows = Arc::new(rows);
         loop {
             let started = Instant::now();

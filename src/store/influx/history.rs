@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 use crate::config::SchemaMode;
 use crate::ha::model::{domain_of, object_id_of};
 use crate::store::history::{
-    AggregatePoint, AggregateQuery, AggregateSeries, Fetch, Fetched, HistoryError, HistoryQuery,
-    HistoryRecord, Order, PageBackend, PageReader, Slots, StatsBucket, StoredChange, StoredRow,
-    is_domain, page_edges, read_bounds, stats_buckets, time_of, with_neighbours,
+    Fetch, Fetched, HistoryError, HistoryQuery, HistoryRecord, Order, PageBackend, PageReader,
+    RawPoint, Side, Slots, StatsBucket, StoredChange, StoredRow, is_domain, is_total_increasing,
+    page_edges, read_bounds, stats_buckets, with_neighbours,
 };
 use crate::store::influx::{InfluxClient, Series, quote_ident, quote_literal};
 use crate::store::origin::{Origin, OriginKind};
@@ -265,74 +265,6 @@ impl InfluxHistory {
         }
     }
 
-    /// Mean, min, max, count and last of `value` per bucket, per entity.
-    pub(crate) async fn aggregate(
-        &self,
-        q: &AggregateQuery,
-    ) -> Result<Vec<AggregateSeries>, HistoryError> {
-        let _slot = self.slots.take().await?;
-        let statements: Vec<String> = q
-            .entity_ids
-            .iter()
-            .map(|e| {
-                let (from, cond) = self.source(e);
-                format!(
-                    "SELECT mean(\"value\") AS \"mean\", min(\"value\") AS \"min\", max(\"value\") AS \"max\", count(\"value\") AS \"count\", last(\"value\") AS \"last\" FROM {from} WHERE {cond} AND time >= {} AND time < {} GROUP BY time({}s) fill(none)",
-                    ns(q.start),
-                    ns(q.end),
-                    q.interval_secs.max(1)
-                )
-            })
-            .collect();
-        let result = self.query(&statements.join("; ")).await?;
-        let mut out = Vec::with_capacity(q.entity_ids.len());
-        for (i, entity) in q.entity_ids.iter().enumerate() {
-            // bucket time → (sum, count, min, max, (last time, last))
-            let mut buckets: BTreeMap<i64, AggregatePoint> = BTreeMap::new();
-            let series = result.statements.get(i).map_or(&[][..], |s| &s.series);
-            for s in series {
-                let col = |name: &str| s.columns.iter().position(|c| c == name);
-                let (Some(t), Some(mean), Some(min), Some(max), Some(count), Some(last)) = (
-                    col("time"),
-                    col("mean"),
-                    col("min"),
-                    col("max"),
-                    col("count"),
-                    col("last"),
-                ) else {
-                    continue;
-                };
-                for v in &s.values {
-                    let Some(time) = v.get(t).and_then(as_i64) else {
-                        continue;
-                    };
-                    let f = |i: usize| v.get(i).and_then(Value::as_f64);
-                    let n = v.get(count).and_then(Value::as_u64).unwrap_or(0);
-                    if n == 0 {
-                        continue;
-                    }
-                    let point = AggregatePoint {
-                        time: time_of(time),
-                        mean: f(mean),
-                        min: f(min),
-                        max: f(max),
-                        count: n,
-                        last: f(last),
-                    };
-                    buckets
-                        .entry(time)
-                        .and_modify(|b| merge_bucket(b, &point))
-                        .or_insert(point);
-                }
-            }
-            out.push(AggregateSeries {
-                entity_id: entity.clone(),
-                points: buckets.into_values().collect(),
-            });
-        }
-        Ok(out)
-    }
-
     /// Stored states of entities of `domains` in `[start, end)` (see
     /// [`HistoryStore::changes`](crate::store::history::HistoryStore::changes)): one statement,
     /// a series per entity (`homeiq`: the domains' measurements; `ha_compat`: every measurement,
@@ -429,6 +361,167 @@ impl InfluxHistory {
             }
         }
         Ok(out)
+    }
+
+    /// The fields a rollup reads.
+    const RAW_FIELDS: &'static str = "\"state\", \"value\", \"origin\", \"state_class_str\"";
+
+    /// Points in `[start_us, end_us)`, of one entity or of all (one statement, a series per
+    /// entity).
+    pub(crate) async fn raw_points(
+        &self,
+        entity: Option<&str>,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<RawPoint>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let range = format!(
+            "time >= {} AND time < {}",
+            i128::from(start_us) * 1000,
+            i128::from(end_us) * 1000
+        );
+        let fields = Self::RAW_FIELDS;
+        let statement = match entity {
+            Some(e) => {
+                let (from, cond) = self.source(e);
+                format!("SELECT {fields} FROM {from} WHERE {cond} AND {range} GROUP BY *")
+            }
+            None => match self.schema {
+                SchemaMode::Homeiq => {
+                    format!("SELECT {fields} FROM /.*/ WHERE {range} GROUP BY \"entity_id\"")
+                }
+                SchemaMode::HaCompat => format!(
+                    "SELECT {fields} FROM /.*/ WHERE {range} GROUP BY \"domain\", \"entity_id\""
+                ),
+            },
+        };
+        let result = self.query(&statement).await?;
+        Ok(self.raw_of(result.first_series()))
+    }
+
+    /// `entity`'s point just before `t_us`, or the first at or after it.
+    pub(crate) async fn raw_point_near(
+        &self,
+        entity: &str,
+        t_us: i64,
+        side: Side,
+    ) -> Result<Option<RawPoint>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let (from, cond) = self.source(entity);
+        let t = i128::from(t_us) * 1000;
+        let fields = Self::RAW_FIELDS;
+        let statement = match side {
+            Side::Before => format!(
+                "SELECT {fields} FROM {from} WHERE {cond} AND time < {t} GROUP BY * ORDER BY time DESC LIMIT 1"
+            ),
+            Side::From => format!(
+                "SELECT {fields} FROM {from} WHERE {cond} AND time >= {t} GROUP BY * ORDER BY time ASC LIMIT 1"
+            ),
+        };
+        let result = self.query(&statement).await?;
+        let mut points = self.raw_of(result.first_series());
+        // `ha_compat` spreads an entity over measurements: the nearest of each series' answer
+        points.sort_by_key(|p| p.time_us);
+        Ok(match side {
+            Side::Before => points.pop(),
+            Side::From => points.into_iter().next(),
+        })
+    }
+
+    /// The oldest point's time (the first of every series).
+    pub(crate) async fn first_point_us(&self) -> Result<Option<i64>, HistoryError> {
+        let _slot = self.slots.take().await?;
+        let result = self
+            .query("SELECT first(\"value\") FROM /.*/; SELECT first(\"state\") FROM /.*/")
+            .await?;
+        let mut first: Option<i64> = None;
+        for statement in &result.statements {
+            for s in &statement.series {
+                let Some(i) = s.columns.iter().position(|c| c == "time") else {
+                    continue;
+                };
+                for v in &s.values {
+                    if let Some(t) = v.get(i).and_then(as_i64) {
+                        first = Some(first.map_or(t, |f| f.min(t)));
+                    }
+                }
+            }
+        }
+        Ok(first)
+    }
+
+    /// Rollup inputs from series of [`Self::RAW_FIELDS`] grouped by their entity tags (with the
+    /// `ha_compat` origin points beside them).
+    fn raw_of(&self, series: &[Series]) -> Vec<RawPoint> {
+        let mut out = Vec::new();
+        let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
+        for s in series {
+            let entity_id = match self.schema {
+                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
+                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
+                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
+                    _ => None,
+                },
+            };
+            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+                continue;
+            };
+            let col = |name: &str| s.columns.iter().position(|c| c == name);
+            let (time, state, value, origin, sc) = (
+                col("time"),
+                col("state"),
+                col("value"),
+                col(ORIGIN_FIELDS[0]),
+                col("state_class_str"),
+            );
+            let beside = self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
+            let text = |v: &Vec<Value>, i: Option<usize>| {
+                i.and_then(|i| v.get(i))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            for v in &s.values {
+                let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
+                    continue;
+                };
+                let heartbeat = text(v, origin).as_deref().map(OriginKind::parse)
+                    == Some(OriginKind::Heartbeat);
+                if beside {
+                    if heartbeat {
+                        beats.insert((entity_id.clone(), time_us));
+                    }
+                    continue;
+                }
+                let value = value
+                    .and_then(|i| v.get(i))
+                    .and_then(Value::as_f64)
+                    .filter(|f| f.is_finite());
+                let state = text(v, state).or_else(|| {
+                    (self.schema == SchemaMode::HaCompat)
+                        .then(|| value.map(number_text))
+                        .flatten()
+                });
+                if state.is_none() && value.is_none() {
+                    continue;
+                }
+                out.push(RawPoint {
+                    entity_id: entity_id.clone(),
+                    time_us,
+                    value,
+                    state,
+                    heartbeat,
+                    total_increasing: is_total_increasing(text(v, sc).as_deref()),
+                });
+            }
+        }
+        if !beats.is_empty() {
+            for p in &mut out {
+                if beats.contains(&(p.entity_id.clone(), p.time_us)) {
+                    p.heartbeat = true;
+                }
+            }
+        }
+        out
     }
 
     /// Records per bucket and domain.
@@ -559,52 +652,9 @@ impl PageReader for InfluxHistory {
     }
 }
 
-/// Combines two aggregates of the same bucket (an entity spread over measurements).
-fn merge_bucket(into: &mut AggregatePoint, other: &AggregatePoint) {
-    let total = into.count + other.count;
-    if let (Some(a), Some(b)) = (into.mean, other.mean) {
-        into.mean = Some((a * into.count as f64 + b * other.count as f64) / total as f64);
-    }
-    into.min = match (into.min, other.min) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    into.max = match (into.max, other.max) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    into.count = total;
-    into.last = other.last.or(into.last);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn merged_buckets_weigh_means_by_count() {
-        let mut a = AggregatePoint {
-            time: time_of(0),
-            mean: Some(1.0),
-            min: Some(0.0),
-            max: Some(2.0),
-            count: 1,
-            last: Some(1.0),
-        };
-        let b = AggregatePoint {
-            time: time_of(0),
-            mean: Some(4.0),
-            min: Some(3.0),
-            max: Some(5.0),
-            count: 3,
-            last: Some(5.0),
-        };
-        merge_bucket(&mut a, &b);
-        assert_eq!(
-            (a.mean, a.min, a.max, a.count, a.last),
-            (Some(3.25), Some(0.0), Some(5.0), 4, Some(5.0))
-        );
-    }
 
     fn series(name: &str, times: &[i64]) -> Series {
         Series {

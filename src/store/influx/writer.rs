@@ -1031,6 +1031,10 @@ async fn send_batches(shared: &Shared, batches: Vec<Batch>) -> Sent {
         if b.is_empty() {
             continue;
         }
+        // late points are noted before they become readable (see the embedded writer)
+        shared
+            .write_log
+            .note_lines((0..b.len()).map(|i| b.line(i)), b.precision);
         match write_once(shared, &b).await {
             Attempt::Written => {
                 let n = b.len() as u64;

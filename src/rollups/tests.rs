@@ -1,0 +1,401 @@
+//! Rollups against raw points on both backends: random histories (gaps, heartbeats, meter
+//! resets, text states, a DST day, late data), rolled up, then every aggregate read through the
+//! tiers must equal the aggregate of the raw points.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use super::periods::HOUR;
+use super::{ImportedHour, RollupParts, Rollups, Tier, ZoneOf};
+use crate::config::{InfluxSettings, RetentionSettings, SchemaMode};
+use crate::store::embedded::{self, EmbeddedOptions};
+use crate::store::history::{
+    AggregateQuery, AggregateSeries, HistoryQuery, HistoryStore, Order, time_of,
+};
+use crate::store::influx::test_support::fresh_settings;
+use crate::store::influx::{InfluxClient, InfluxHistory, encode_point};
+use crate::store::point::{FieldValue, Point, Precision};
+use crate::store::written::WriteLog;
+
+/// 2026-03-28 00:00 in Amsterdam (the next day has 23 hours).
+fn t0() -> i64 {
+    let tz: Tz = "Europe/Amsterdam".parse().expect("tz");
+    tz.with_ymd_and_hms(2026, 3, 28, 0, 0, 0)
+        .single()
+        .expect("t0")
+        .timestamp_micros()
+}
+
+/// Three days of history, then rolled up "now" (a day later).
+const SPAN_US: i64 = 3 * 24 * HOUR;
+
+/// One generated point: (entity index, µs after t0, what).
+#[derive(Debug, Clone)]
+enum What {
+    Number(f64),
+    Unavailable,
+    Heartbeat,
+    Text(u8),
+}
+
+fn what() -> impl Strategy<Value = What> {
+    prop_oneof![
+        6 => (0.0f64..100.0).prop_map(|v| What::Number((v * 8.0).round() / 8.0)),
+        1 => Just(What::Unavailable),
+        2 => Just(What::Heartbeat),
+        2 => (0u8..3).prop_map(What::Text),
+    ]
+}
+
+const ENTITIES: [&str; 3] = ["sensor.temp", "sensor.meter", "light.desk"];
+
+/// The points of a history: heartbeats repeat the entity's last value.
+fn points(raw: &[(usize, i64, What)]) -> Vec<Point> {
+    let mut sorted = raw.to_vec();
+    sorted.sort_by_key(|(e, t, _)| (*t, *e));
+    sorted.dedup_by_key(|(e, t, _)| (*e, *t));
+    let mut last: [Option<(String, Option<f64>)>; 3] = Default::default();
+    let mut out = Vec::new();
+    for (e, t, w) in sorted {
+        let entity = ENTITIES[e];
+        let (state, value, heartbeat) = match (&w, e) {
+            (What::Heartbeat, _) => match &last[e] {
+                Some((s, v)) => (s.clone(), *v, true),
+                None => continue,
+            },
+            (What::Unavailable, _) => ("unavailable".to_owned(), None, false),
+            (What::Text(k), 2) => {
+                let s = ["on", "off", "dim"][usize::from(*k)];
+                (s.to_owned(), (*k == 0).then_some(1.0).or(Some(0.0)), false)
+            }
+            (What::Text(_), _) => ("unknown".to_owned(), None, false),
+            (What::Number(v), 2) => (
+                if *v > 50.0 { "on" } else { "off" }.to_owned(),
+                Some(f64::from(u8::from(*v > 50.0))),
+                false,
+            ),
+            (What::Number(v), _) => (format!("{v}"), Some(*v), false),
+        };
+        last[e] = Some((state.clone(), value));
+        let domain = entity.split('.').next().unwrap_or("sensor");
+        let mut p = Point::new(domain, t0() + t)
+            .tag("entity_id", entity)
+            .field("state", FieldValue::Str(state));
+        if let Some(v) = value {
+            p = p.field("value", FieldValue::Float(v));
+        }
+        if e == 1 {
+            p = p.field(
+                "state_class_str",
+                FieldValue::Str("total_increasing".into()),
+            );
+        }
+        if heartbeat {
+            p = p.field("origin", FieldValue::Str("heartbeat".into()));
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn history_strategy() -> impl Strategy<Value = Vec<(usize, i64, What)>> {
+    proptest::collection::vec((0usize..3, 0i64..SPAN_US, what()), 1..120)
+}
+
+async fn rollups(dir: &std::path::Path, history: HistoryStore, log: Arc<WriteLog>) -> Rollups {
+    Rollups::open(RollupParts {
+        data_dir: dir.to_path_buf(),
+        history,
+        write_log: log,
+        retention: RetentionSettings {
+            raw_days: None,
+            five_minute_days: 10_000,
+            hourly_days: 10_000,
+            daily_days: 10_000,
+        },
+        zone: ZoneOf::Fixed("Europe/Amsterdam".parse().expect("tz")),
+        max_raw_days: 30,
+    })
+    .await
+    .expect("rollups")
+}
+
+/// Every interval's aggregate read through the tiers equals the raw one.
+async fn assert_tiers_match_raw(r: &Rollups, now: i64) {
+    let at = |us: i64| time_of(us);
+    let cases: [(i64, i64, u64); 7] = [
+        (0, SPAN_US + 24 * HOUR, 3_600),
+        (0, SPAN_US + 24 * HOUR, 86_400),
+        (-HOUR, SPAN_US, 2 * 86_400),
+        (1_234_567, SPAN_US - 7_654_321, 3_600),
+        (0, SPAN_US, 300),
+        (17 * 60_000_000, SPAN_US, 900),
+        (0, now - t0(), 7_200),
+    ];
+    for (from, to, interval) in cases {
+        let q = AggregateQuery {
+            entity_ids: ENTITIES.iter().map(|e| (*e).to_owned()).collect(),
+            start: at(t0() + from),
+            end: at(t0() + to),
+            interval_secs: interval,
+        };
+        let raw = r.aggregate(&q, true).await.expect("raw");
+        let tiered = r.aggregate(&q, false).await.expect("tiered");
+        assert_eq!(raw.tier, Tier::Raw);
+        let any = raw.series.iter().any(|s| s.points.len() > 2);
+        if any && interval % 3_600 == 0 && to - from > 3 * 86_400_000_000 / 3 {
+            assert_ne!(tiered.tier, Tier::Raw, "{interval}: rollups unused");
+        }
+        assert_same(&raw.series, &tiered.series, interval);
+    }
+}
+
+fn assert_same(raw: &[AggregateSeries], tiered: &[AggregateSeries], interval: u64) {
+    assert_eq!(raw.len(), tiered.len());
+    for (a, b) in raw.iter().zip(tiered) {
+        let times = |s: &AggregateSeries| s.points.iter().map(|p| p.time).collect::<Vec<_>>();
+        assert_eq!(times(a), times(b), "{} every {interval} s", a.entity_id);
+        for (p, q) in a.points.iter().zip(&b.points) {
+            let ctx = format!("{} at {} every {interval} s", a.entity_id, p.time);
+            assert_eq!(
+                (p.count, p.min, p.max, p.last),
+                (q.count, q.min, q.max, q.last),
+                "{ctx}"
+            );
+            match (p.mean, q.mean) {
+                (Some(x), Some(y)) => assert!(
+                    (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                    "{ctx}: {x} vs {y}"
+                ),
+                (x, y) => assert_eq!(x, y, "{ctx}"),
+            }
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Embedded: write the early points, roll up, write the late ones (the writer reports them),
+/// roll up again; the watermark never passes the late points before they are redone.
+async fn embedded_case(early: Vec<Point>, late: Vec<Point>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, history) = embedded::open(
+        &embedded::history_path(dir.path()),
+        EmbeddedOptions {
+            linger: Duration::from_millis(1),
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await
+    .expect("open");
+    let log = writer.write_log();
+    let store = HistoryStore::Embedded(history);
+    let r = rollups(dir.path(), store.clone(), log.clone()).await;
+    let flush = |n: usize| {
+        let store = store.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let stored = store
+                    .points_between(t0() - HOUR, t0() + SPAN_US + HOUR)
+                    .await
+                    .expect("read")
+                    .len();
+                if stored >= n {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "points not written");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let n_early = early.len();
+    for p in early {
+        writer.push(p);
+    }
+    flush(n_early).await;
+    let now = t0() + SPAN_US + 24 * HOUR;
+    let cancel = CancellationToken::new();
+    r.pass(&cancel, now).await.expect("pass");
+    assert_tiers_match_raw(&r, now).await;
+    let late_first = late.iter().map(|p| p.time).min();
+    let n_late = late.len();
+    for p in late {
+        writer.push(p);
+    }
+    flush(n_early + n_late).await;
+    if let Some(first) = late_first {
+        // reported late, not yet redone: the watermark stays before the late point
+        r.collect_late().await.expect("late");
+        r.publish().await.expect("publish");
+        let w = *r.rolled_up_until().borrow();
+        assert!(
+            w.is_none_or(|w| w.timestamp_micros() <= first),
+            "watermark {w:?} passed a late point at {}",
+            time_of(first)
+        );
+    }
+    r.pass(&cancel, now).await.expect("pass");
+    assert_tiers_match_raw(&r, now).await;
+    let w = *r.rolled_up_until().borrow();
+    assert!(w.is_some_and(|w| w.timestamp_micros() <= now), "{w:?}");
+    let _ = writer.shutdown(Duration::from_secs(5)).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn embedded_rollups_equal_raw_aggregates(
+        history in history_strategy(),
+        late in proptest::collection::vec(0usize..200, 0..6),
+    ) {
+        let mut pts = points(&history);
+        let mut late_pts = Vec::new();
+        for i in late {
+            if !pts.is_empty() {
+                late_pts.push(pts.remove(i % pts.len()));
+            }
+        }
+        block_on(embedded_case(pts, late_pts));
+    }
+}
+
+/// InfluxDB (both schemas' readers over `homeiq` points here): the same equality, late points
+/// written directly and reported as a writer would.
+async fn influx_case(early: Vec<Point>, late: Vec<Point>) {
+    let settings = InfluxSettings {
+        schema: SchemaMode::Homeiq,
+        ..fresh_settings("rollups")
+    };
+    let client = InfluxClient::new(&settings).expect("client");
+    client.create_database().await.expect("database");
+    let write = |pts: Vec<Point>| {
+        let client = client.clone();
+        async move {
+            let mut body = String::new();
+            for p in &pts {
+                encode_point(p, &mut body).expect("encodes");
+                body.push('\n');
+            }
+            if !body.is_empty() {
+                let outcome = client.write(body, Precision::Micros).await;
+                assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
+            }
+        }
+    };
+    write(early).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(WriteLog::default());
+    let store = HistoryStore::Influx(InfluxHistory::new(client.clone(), SchemaMode::Homeiq));
+    let r = rollups(dir.path(), store, log.clone()).await;
+    let now = t0() + SPAN_US + 24 * HOUR;
+    let cancel = CancellationToken::new();
+    r.pass(&cancel, now).await.expect("pass");
+    assert_tiers_match_raw(&r, now).await;
+    let notes: Vec<(String, i64)> = late
+        .iter()
+        .filter_map(|p| Some((p.tag_value("entity_id")?.to_owned(), p.time)))
+        .collect();
+    write(late).await;
+    log.note_times(notes.iter().map(|(e, t)| (e.as_str(), *t)));
+    r.pass(&cancel, now).await.expect("pass");
+    assert_tiers_match_raw(&r, now).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    #[test]
+    fn influx_rollups_equal_raw_aggregates(
+        history in history_strategy(),
+        late in proptest::collection::vec(0usize..200, 0..4),
+    ) {
+        let mut pts = points(&history);
+        let mut late_pts = Vec::new();
+        for i in late {
+            if !pts.is_empty() {
+                late_pts.push(pts.remove(i % pts.len()));
+            }
+        }
+        block_on(influx_case(pts, late_pts));
+    }
+}
+
+#[tokio::test]
+async fn imported_hours_fill_hours_without_own_rollups_and_name_their_tier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_writer, history) = embedded::open(
+        &embedded::history_path(dir.path()),
+        EmbeddedOptions::default(),
+    )
+    .await
+    .expect("open");
+    let r = rollups(
+        dir.path(),
+        HistoryStore::Embedded(history),
+        Arc::new(WriteLog::default()),
+    )
+    .await;
+    let start: DateTime<Utc> = time_of(t0() - 48 * HOUR);
+    let rows: Vec<ImportedHour> = (0..48)
+        .map(|h| ImportedHour {
+            entity_id: "sensor.old".into(),
+            start: time_of(start.timestamp_micros() + h * HOUR),
+            mean: Some(h as f64),
+            min: Some(h as f64 - 1.0),
+            max: Some(h as f64 + 1.0),
+            sum: None,
+            state: None,
+        })
+        .collect();
+    assert_eq!(r.insert_imported(&rows).await.expect("insert"), 48);
+    // a pass with nothing stored sets the cursor to now
+    r.pass(&CancellationToken::new(), t0()).await.expect("pass");
+    let answer = r
+        .aggregate(
+            &AggregateQuery {
+                entity_ids: vec!["sensor.old".into()],
+                start,
+                end: time_of(t0()),
+                interval_secs: 86_400,
+            },
+            false,
+        )
+        .await
+        .expect("aggregate");
+    assert_eq!(answer.tier, Tier::Imported);
+    let points = &answer.series[0].points;
+    assert_eq!(points.len(), 2, "{points:?}");
+    assert_eq!(points[0].min, Some(-1.0));
+    assert_eq!(points[1].max, Some(48.0));
+    assert!((points[0].mean.unwrap_or_default() - 11.5).abs() < 1e-9);
+    // history before the oldest raw record: from rollups, never empty
+    let page = r
+        .history_page(&HistoryQuery {
+            entity_ids: vec!["sensor.old".into()],
+            start,
+            end: time_of(t0() - 1),
+            order: Order::Descending,
+            limit: 40,
+            after: None,
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.tier, Tier::Imported);
+    assert_eq!(page.items.len(), 40);
+    assert_eq!(page.items[0].value, Some(47.0));
+    assert!(page.next_cursor.is_some());
+}
