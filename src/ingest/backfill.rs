@@ -182,12 +182,15 @@ pub enum CursorError {
 
 /// One state of `history/history_during_period` in the compressed format: `s` state, `a`
 /// attributes, `lu` last updated and `lc` last changed (only when it differs), both as Unix
-/// seconds.
+/// seconds. The recorder keeps a row with a `null` state (and attributes) where an entity was
+/// removed: such a row is no state and is left out.
 #[derive(Deserialize)]
 struct CompressedState<'a> {
-    s: String,
+    /// Required, `null` allowed (a missing `s` is a malformed reply).
+    #[serde(deserialize_with = "Option::deserialize")]
+    s: Option<String>,
     #[serde(default)]
-    a: Attributes,
+    a: Option<Attributes>,
     #[serde(borrow)]
     lu: &'a RawValue,
     #[serde(borrow, default)]
@@ -202,6 +205,9 @@ pub fn decode_history(result: &str) -> Result<HashMap<String, Vec<State>>, Backf
     for (entity_id, rows) in raw {
         let mut states = Vec::with_capacity(rows.len());
         for row in rows {
+            let Some(state) = row.s else {
+                continue;
+            };
             let last_updated = timestamp_to_datetime(row.lu.get())
                 .ok_or_else(|| BackfillError::BadTimestamp(row.lu.get().to_owned()))?;
             let last_changed = match row.lc {
@@ -211,8 +217,8 @@ pub fn decode_history(result: &str) -> Result<HashMap<String, Vec<State>>, Backf
             };
             states.push(State {
                 entity_id: entity_id.clone(),
-                state: row.s,
-                attributes: row.a,
+                state,
+                attributes: row.a.unwrap_or_default(),
                 last_changed,
                 last_updated,
                 last_reported: None,

@@ -137,6 +137,20 @@ fn rejects_a_reply_with_a_bad_timestamp() {
     assert!(decode_history("{}").expect("empty").is_empty());
 }
 
+#[test]
+fn a_removed_entitys_null_row_is_left_out() {
+    // the recorder's row for an entity's removal: state and attributes null
+    let r = decode_history(
+        r#"{"sensor.x":[{"s":"1","a":{"unit_of_measurement":"W"},"lu":1.0},{"s":null,"a":null,"lu":2.0},{"s":"3","a":null,"lu":3.0}]}"#,
+    )
+    .expect("decodes");
+    let states = &r["sensor.x"];
+    assert_eq!(states.len(), 2);
+    assert_eq!(states[0].state, "1");
+    assert_eq!(states[1].state, "3");
+    assert!(states[1].attributes.is_empty());
+}
+
 const S: i64 = 1_000_000;
 const H: i64 = 3_600 * S;
 
