@@ -57,15 +57,15 @@ afterEach(() => {
 
 describe("storage wording", () => {
   it("says days until full in words", () => {
-    expect(fmtDaysUntilFull(null, null)).toMatch(/Not known yet/);
-    expect(fmtDaysUntilFull(null, 0)).toBe("Not filling up");
-    expect(fmtDaysUntilFull(0, 10)).toBe("Full now");
-    expect(fmtDaysUntilFull(0.4, 10)).toBe("Less than a day");
-    expect(fmtDaysUntilFull(1.2, 10)).toBe("About a day");
-    expect(fmtDaysUntilFull(9.6, 10)).toBe("About 10 days");
-    expect(fmtDaysUntilFull(30, 10)).toBe("About 4 weeks");
-    expect(fmtDaysUntilFull(200, 10)).toBe("About 7 months");
-    expect(fmtDaysUntilFull(1000, 10)).toBe("More than 2 years");
+    expect(fmtDaysUntilFull(null, null)).toEqual({ text: "Not known yet", hint: "growth is measured over an hour" });
+    expect(fmtDaysUntilFull(null, 0).text).toBe("Not filling up");
+    expect(fmtDaysUntilFull(0, 10).text).toBe("Full now");
+    expect(fmtDaysUntilFull(0.4, 10).text).toBe("Less than a day");
+    expect(fmtDaysUntilFull(1.2, 10).text).toBe("About a day");
+    expect(fmtDaysUntilFull(9.6, 10).text).toBe("About 10 days");
+    expect(fmtDaysUntilFull(30, 10).text).toBe("About 4 weeks");
+    expect(fmtDaysUntilFull(200, 10).text).toBe("About 7 months");
+    expect(fmtDaysUntilFull(1000, 10).text).toBe("More than 2 years");
   });
 
   it("gives growth with its sign and unit", () => {
@@ -100,7 +100,8 @@ describe("storage wording", () => {
   it("measures an import's progress over both phases", () => {
     expect(importProgress(run())).toEqual({ phase: "Importing states", done: 5, total: 20, percent: 25 });
     expect(importProgress(run({ states: { total: 0, done: 0, imported: 0, skipped: 0 }, statistics: { total: 0, done: 0, imported: 0, skipped: 0 }, position: { phase: "planning", batch: 0, batches: 0 } })).percent).toBeNull();
-    expect(importProgress(run({ status: "failed" })).phase).toBe("Done");
+    expect(importProgress(run({ status: "failed", position: { phase: "statistics", batch: 0, batches: 1 } })).phase).toBe("Stopped while importing long-term statistics");
+    expect(importProgress(run({ status: "succeeded" })).phase).toBe("Done");
   });
 
   it("backs off while polling, up to 10 s", () => {

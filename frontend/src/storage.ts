@@ -16,17 +16,19 @@ export function levelText(g: Pick<StorageGuard, "level" | "used_percent" | "warn
 }
 
 /** Days until the disk is full, in words. `growth` is the disk's growth per day (null: not measured yet). */
-export function fmtDaysUntilFull(days: number | null | undefined, growth: number | null | undefined): string {
+export function fmtDaysUntilFull(days: number | null | undefined, growth: number | null | undefined): { text: string; hint?: string } {
   if (days === null || days === undefined || !Number.isFinite(days)) {
-    return growth === null || growth === undefined ? "Not known yet (growth is measured over an hour)" : "Not filling up";
+    return growth === null || growth === undefined
+      ? { text: "Not known yet", hint: "growth is measured over an hour" }
+      : { text: "Not filling up", hint: "the disk does not grow" };
   }
-  if (days <= 0) return "Full now";
-  if (days < 1) return "Less than a day";
-  if (days < 2) return "About a day";
-  if (days < 14) return `About ${Math.round(days)} days`;
-  if (days < 61) return `About ${Math.round(days / 7)} weeks`;
-  if (days < 730) return `About ${Math.round(days / 30.44)} months`;
-  return `More than ${Math.floor(days / 365.25)} years`;
+  if (days <= 0) return { text: "Full now" };
+  if (days < 1) return { text: "Less than a day" };
+  if (days < 2) return { text: "About a day" };
+  if (days < 14) return { text: `About ${Math.round(days)} days` };
+  if (days < 61) return { text: `About ${Math.round(days / 7)} weeks` };
+  if (days < 730) return { text: `About ${Math.round(days / 30.44)} months` };
+  return { text: `More than ${Math.floor(days / 365.25)} years` };
 }
 
 /** A growth per day: "+1.2 MB a day", "−300 KB a day", "—" while not measured. */
@@ -110,7 +112,9 @@ export function importProgress(run: Run): { phase: string; done: number; total: 
     statistics: "Importing long-term statistics",
     done: "Done",
   };
-  const phase = run.status === "running" ? phases[run.position.phase] : phases.done;
+  const where = phases[run.position.phase].toLowerCase();
+  const phase =
+    run.status === "running" ? phases[run.position.phase] : run.status === "succeeded" ? phases.done : `Stopped while ${run.position.phase === "done" ? "finishing" : where}`;
   return { phase, done, total, percent: total > 0 ? Math.min(100, Math.round((done / total) * 100)) : null };
 }
 

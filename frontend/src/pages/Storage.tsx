@@ -49,6 +49,7 @@ function LevelBanner({ g }: { g: StorageGuard }) {
 
 function DiskCard({ g }: { g: StorageGuard }) {
   const used = g.used_percent ?? null;
+  const full = fmtDaysUntilFull(g.days_until_full, g.growth_bytes_per_day);
   return (
     <Card title="Disk" className="disk-card">
       {g.disk && used !== null && (
@@ -67,7 +68,7 @@ function DiskCard({ g }: { g: StorageGuard }) {
         <Stat label="free for HomeIQ" value={fmtBytes(g.disk?.available_bytes)} />
         <Stat label="HomeIQ's share" value={fmtBytes(g.homeiq_bytes)} hint={`growth ${fmtGrowth(g.homeiq_growth_bytes_per_day)}`} />
         <Stat label="disk growth" value={fmtGrowth(g.growth_bytes_per_day)} hint="all users of the disk" />
-        <Stat label="until full" value={fmtDaysUntilFull(g.days_until_full, g.growth_bytes_per_day)} />
+        <Stat label="until full" value={full.text} hint={full.hint} />
       </div>
       <p className="muted small">
         <span className="mono wrap">{g.data_dir}</span> · warning at {g.warning_percent} %, critical at {g.critical_percent} % · measured {fmtTime(g.checked_at)}
@@ -265,7 +266,7 @@ export function ImportCard({ onFinished }: { onFinished?: () => void }) {
             <div className="import-run" data-testid="import-run" data-status={run.status}>
               <p role="status">
                 <span className={`tag import-${run.status}`}>{importStatusText(run.status)}</span> {progress?.phase}
-                {progress && progress.total > 0 && ` · ${fmtNumber(progress.done)} of ${fmtNumber(progress.total)} entities and statistics`}
+                {progress && progress.total > 0 && ` · ${fmtNumber(progress.done)} of ${fmtNumber(progress.total)} entities and statistic ids done`}
               </p>
               {running && (
                 <progress max={100} value={progress?.percent ?? undefined} aria-label="Import progress">
