@@ -474,6 +474,8 @@ await test("storage: phone width, and an import started under the ingress prefix
   }, 120000);
   await page.locator(`.import-card [data-testid="import-run"][data-status="${ended.status}"]`).waitFor({ timeout: 20000 });
   if (ended.error) await page.locator(".import-card .import-error").getByText(ended.error, { exact: false }).waitFor();
+  // the keyboard scrolled the page: a full-page shot from the top (the header is sticky)
+  await page.evaluate(() => window.scrollTo(0, 0));
   await shot("storage-imported");
 });
 

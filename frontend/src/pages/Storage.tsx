@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { api, ApiError, type ImportStatus, type RetentionStatus, type StorageGuard, type StorageView } from "../api";
 import { ConfirmDialog } from "../components/ConfirmDialog";
-import { Card, Empty, ErrorBox, Loading } from "../components/States";
+import { Card, Empty, ErrorBox, Loading, Stat } from "../components/States";
 import { fmtBytes, fmtNumber, fmtTime } from "../format";
 import { useApi } from "../hooks";
 import {
@@ -20,16 +20,6 @@ import {
 } from "../storage";
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
-
-function Stat({ label, value, hint }: { label: string; value: string; hint?: string }) {
-  return (
-    <div className="stat">
-      <div className="stat-value">{value}</div>
-      <div className="stat-label">{label}</div>
-      {hint && <div className="stat-hint">{hint}</div>}
-    </div>
-  );
-}
 
 /** The level at a glance: a coloured banner that also says it in words. */
 function LevelBanner({ g }: { g: StorageGuard }) {
