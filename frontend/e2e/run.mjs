@@ -110,7 +110,7 @@ context.on("page", watch);
 function watch(page) {
   page.on("console", (m) => {
     // the browser logs the patterns test's deliberate 429 (cooldown) as a failed load
-    const refusedOnPurpose = page.url().endsWith("/patterns") && m.text().includes("status of 429");
+    const refusedOnPurpose = (page.url().endsWith("/patterns") && m.text().includes("status of 429")) || (page.url().endsWith("/storage") && m.text().includes("status of 409"));
     if (m.type() === "error" && !refusedOnPurpose) consoleErrors.push(`${page.url()}: ${m.text()}`);
   });
   page.on("pageerror", (e) => consoleErrors.push(`${page.url()}: ${e.message}`));
@@ -121,7 +121,9 @@ function watch(page) {
   });
   page.on("response", (r) => {
     // the patterns test asks for an analysis inside the cooldown on purpose (429)
-    const refusedOnPurpose = r.status() === 429 && r.url().endsWith("/api/v1/analysis/runs") && r.request().method() === "POST";
+    const refusedOnPurpose =
+      r.request().method() === "POST" &&
+      ((r.status() === 429 && r.url().endsWith("/api/v1/analysis/runs")) || (r.status() === 409 && r.url().endsWith("/api/v1/import")));
     if (r.status() >= 400 && !refusedOnPurpose) failedResponses.push(`${r.status()} ${r.url()}`);
   });
 }
@@ -384,6 +386,26 @@ for (const theme of ["light", "dark"]) {
     }
   });
 
+  await test(`storage (${theme})`, async () => {
+    await page.goto(url("storage"));
+    await heading("Storage");
+    const s = await api("storage");
+    const words = { ok: "OK", warning: "Warning", critical: "Critical", unknown: "Unknown" };
+    // the level in words, not colour alone
+    await page.getByTestId("storage-level").getByText(words[s.guard.level], { exact: true }).waitFor();
+    await page.getByRole("heading", { name: "Disk" }).waitFor();
+    for (const store of s.guard.stores) await page.getByRole("cell", { name: store.path }).waitFor();
+    if (s.tiers.length > 0) {
+      for (const t of s.tiers) await page.locator(`.tiers tr[data-tier="${t.tier}"]`).waitFor();
+    } else {
+      assert((await page.getByRole("heading", { name: "Tiers" }).count()) === 0, "no Tiers section without tiers");
+    }
+    await page.getByRole("heading", { name: "Retention" }).waitFor();
+    await page.getByRole("heading", { name: "Import from Home Assistant" }).waitFor();
+    await page.locator(".import-card .form-actions .btn").waitFor();
+    await shot("storage");
+  });
+
   await test(`settings (${theme})`, async () => {
     await page.goto(url("settings"));
     await heading("Settings");
@@ -406,6 +428,55 @@ await test("phone width", async () => {
   assert(!overflow, "no horizontal scrolling at 390 px");
   await shot("devices-phone");
   await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+await test("storage: phone width, and an import started under the ingress prefix", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(url("storage"));
+  await heading("Storage");
+  await page.getByRole("heading", { name: "Import from Home Assistant" }).waitFor();
+  await page.locator(".import-card .form-actions .btn").waitFor();
+  assert(!(await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1)), "no horizontal scrolling at 390 px");
+  await shot("storage-phone");
+  await page.setViewportSize({ width: 1280, height: 860 });
+  // the first-start import against the real Home Assistant: wait for it to end (its button says so meanwhile)
+  const button = page.locator(".import-card .form-actions .btn");
+  await until("first-start import ended", async () => !(await api("import")).running, 120000);
+  await until("import button enabled", async () => !(await button.isDisabled()), 20000);
+  // a resume keeps the run's id: `counts.runs` counts starts and resumes
+  const before = (await api("import")).counts.runs;
+  // a 409 (another import under way) shows in place, tied to the button
+  await page.route(/\/api\/v1\/import$/, (r) =>
+    r.request().method() === "POST" ? r.fulfill({ status: 409, json: { error: { code: "conflict", message: "an import is under way" } } }) : r.fallback(),
+  );
+  try {
+    await button.click();
+    const dialog = page.getByRole("dialog");
+    await dialog.getByRole("heading", { name: "Import from Home Assistant?" }).waitFor();
+    await dialog.getByRole("button", { name: "Import", exact: true }).click();
+    const alert = page.locator(".import-card").getByRole("alert").filter({ hasText: "An import is already under way" });
+    await alert.waitFor();
+    assert((await button.getAttribute("aria-describedby")) === (await alert.getAttribute("id")), "the 409 is tied to the button");
+  } finally {
+    await page.unroute(/\/api\/v1\/import$/);
+  }
+  // a real one, by keyboard: Enter on the button, the dialog's Import has the focus, Enter
+  await button.focus();
+  await page.keyboard.press("Enter");
+  await page.getByRole("dialog").waitFor();
+  assert((await page.evaluate(() => document.activeElement?.textContent)) === "Import", "the dialog's Import has the focus");
+  await page.keyboard.press("Enter");
+  await until("an import started or resumed", async () => (await api("import")).counts.runs > before, 15000);
+  // the card follows it (polling) until it ends: finished, or its error shown in place
+  const ended = await until("import ended", async () => {
+    const s = await api("import");
+    return !s.running && s.counts.runs > before ? s.run : null;
+  }, 120000);
+  await page.locator(`.import-card [data-testid="import-run"][data-status="${ended.status}"]`).waitFor({ timeout: 20000 });
+  if (ended.error) await page.locator(".import-card .import-error").getByText(ended.error, { exact: false }).waitFor();
+  // the keyboard scrolled the page: a full-page shot from the top (the header is sticky)
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot("storage-imported");
 });
 
 await test("keyboard: skip link and navigation", async () => {
@@ -659,6 +730,65 @@ await test("suggestions after an analysis (homeiq demo)", async () => {
     assert(!(await demoPage.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1)), "no horizontal scrolling at 390 px");
     const phone = path.join(artifacts, "suggestions-phone-light.png");
     await demoPage.screenshot({ path: phone });
+    shots.push(phone);
+    assert(demoErrors.length === 0, `page errors: ${demoErrors.join("\n")}`);
+  } finally {
+    await demoContext.close();
+    demo.kill("SIGTERM");
+    await new Promise((resolve) => (demo.exitCode !== null ? resolve() : demo.once("exit", resolve)));
+    fs.rmSync(demoData, { recursive: true, force: true });
+  }
+});
+
+// ---- storage on `homeiq demo`: the simulator has no recorder statistics, so an import fails: in place ----
+await test("storage and a failing import (homeiq demo)", async () => {
+  const demoPort = await freePort();
+  const demoData = fs.mkdtempSync(path.join(os.tmpdir(), "homeiq-e2e-storage-"));
+  const demo = spawn(BIN, ["demo", "--port", String(demoPort), "--data-dir", demoData, "--profile", "small"], {
+    cwd: path.resolve(frontend, ".."),
+    env: { PATH: process.env.PATH },
+    stdio: ["ignore", "ignore", fs.openSync(path.join(artifacts, "demo-storage.log"), "w")],
+  });
+  const demoContext = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "light" });
+  const demoErrors = [];
+  try {
+    const demoUrl = `http://127.0.0.1:${demoPort}/`;
+    const demoApi = async (p) => (await fetch(`${demoUrl}api/v1/${p}`)).json();
+    await until("demo /health", async () => (await fetch(`${demoUrl}health`)).ok, 60000);
+    await until("first-start import ended", async () => { const s = await demoApi("import"); return s.run && !s.running; }, 60000);
+    // a resume keeps the run's id: `counts.runs` counts starts and resumes
+    const before = (await demoApi("import")).counts.runs;
+    const demoPage = await demoContext.newPage();
+    demoPage.on("pageerror", (e) => demoErrors.push(e.message));
+    await demoPage.goto(`${demoUrl}storage`);
+    await demoPage.getByRole("heading", { level: 1, name: "Storage" }).waitFor({ timeout: 15000 });
+    await demoPage.locator('.tiers tr[data-tier="raw"]').getByText("30 days").first().waitFor();
+    await demoPage.getByRole("cell", { name: "History (embedded)" }).or(demoPage.getByRole("rowheader", { name: "History (embedded)" })).first().waitFor();
+    const button = demoPage.getByRole("button", { name: /import/i }).first();
+    await button.click();
+    await demoPage.getByRole("dialog").getByRole("button", { name: "Import", exact: true }).click();
+    await until("an import started or resumed", async () => (await demoApi("import")).counts.runs > before, 15000);
+    const run = await until("it ended", async () => { const s = await demoApi("import"); return !s.running && s.counts.runs > before ? s.run : null; }, 60000);
+    assert(run.status === "failed" && run.error, `the simulator cannot answer recorder statistics: ${JSON.stringify(run)}`);
+    const shown = demoPage.locator(".import-card .import-error");
+    await shown.getByText(run.error, { exact: false }).waitFor({ timeout: 15000 });
+    assert((await shown.getAttribute("role")) === "alert", "the error is an alert");
+    await demoPage.locator('[data-testid="import-run"][data-status="failed"]').getByText("Failed", { exact: true }).waitFor();
+    for (const theme of ["light", "dark"]) {
+      await demoPage.evaluate((t) => localStorage.setItem("homeiq.theme", t), theme);
+      await demoPage.reload();
+      await demoPage.locator(".import-card .import-error").waitFor({ timeout: 15000 });
+      const file = path.join(artifacts, `storage-demo-${theme}.png`);
+      await demoPage.screenshot({ path: file, fullPage: true });
+      shots.push(file);
+    }
+    await demoPage.setViewportSize({ width: 390, height: 844 });
+    await demoPage.evaluate(() => localStorage.setItem("homeiq.theme", "light"));
+    await demoPage.reload();
+    await demoPage.locator(".import-card .import-error").waitFor({ timeout: 15000 });
+    assert(!(await demoPage.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1)), "no horizontal scrolling at 390 px");
+    const phone = path.join(artifacts, "storage-demo-phone-light.png");
+    await demoPage.screenshot({ path: phone, fullPage: true });
     shots.push(phone);
     assert(demoErrors.length === 0, `page errors: ${demoErrors.join("\n")}`);
   } finally {

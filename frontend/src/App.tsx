@@ -12,6 +12,7 @@ const Settings = lazy(() => import("./pages/Settings"));
 const Webhooks = lazy(() => import("./pages/Webhooks"));
 const Patterns = lazy(() => import("./pages/Patterns"));
 const Suggestions = lazy(() => import("./pages/Suggestions"));
+const Storage = lazy(() => import("./pages/Storage"));
 
 /** The router's base: the path of <base href> (the ingress prefix), without its trailing slash. */
 export function routerBase(): string {
@@ -75,6 +76,7 @@ export function App() {
           <NavLink href="/patterns" label="Patterns" match="/patterns" />
           <NavLink href="/suggestions" label="Suggestions" match="/suggestions" />
           <NavLink href="/webhooks" label="Webhooks" match="/webhooks" />
+          <NavLink href="/storage" label="Storage" match="/storage" />
           <NavLink href="/settings" label="Settings" match="/settings" />
         </nav>
         <ThemePicker />
@@ -90,6 +92,7 @@ export function App() {
             <Route path="/patterns" component={Patterns} />
             <Route path="/suggestions" component={Suggestions} />
             <Route path="/webhooks" component={Webhooks} />
+            <Route path="/storage" component={Storage} />
             <Route path="/settings" component={Settings} />
             <Route component={NotFound} />
           </Switch>

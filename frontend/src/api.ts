@@ -123,6 +123,10 @@ export const api = {
   /** `force`: undo even an automation edited in Home Assistant since (else 409). */
   undoSuggestion: (id: string, force: boolean) =>
     ok(client().POST("/api/v1/suggestions/{id}/undo", { params: { path: { id } }, body: { force } })),
+  storage: (signal?: AbortSignal) => ok(client().GET("/api/v1/storage", { signal })),
+  importStatus: (signal?: AbortSignal) => ok(client().GET("/api/v1/import", { signal })),
+  /** Starts (or resumes) importing Home Assistant's recorder: 202, or 409 while one runs. */
+  startImport: () => ok(client().POST("/api/v1/import")),
 };
 
 // The answers as the panel receives them (openapi-fetch's view of the schemas: the same fields)
@@ -140,6 +144,12 @@ export type Pattern = Answer<"patterns">["items"][number];
 export type Run = Answer<"analysisRuns">["items"][number];
 export type Suggestion = Answer<"suggestions">["items"][number];
 export type SuggestionStatus = Suggestion["status"];
+export type StorageView = Answer<"storage">;
+export type StorageGuard = StorageView["guard"];
+export type StorageLevel = StorageGuard["level"];
+export type TierView = StorageView["tiers"][number];
+export type RetentionStatus = StorageView["retention"];
+export type ImportStatus = Answer<"importStatus">;
 
 /** Every device matching `query` (pages of 1000, fetched in parallel after the first). */
 export async function allDevices(query: Omit<DeviceQuery, "limit" | "offset">, signal?: AbortSignal): Promise<Device[]> {

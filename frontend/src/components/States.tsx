@@ -34,3 +34,14 @@ export function Card({ title, children, className }: { title?: ReactNode; childr
     </section>
   );
 }
+
+/** A figure with its label (and a hint below). */
+export function Stat({ label, value, hint }: { label: string; value: string; hint?: string }) {
+  return (
+    <div className="stat">
+      <div className="stat-value">{value}</div>
+      <div className="stat-label">{label}</div>
+      {hint && <div className="stat-hint">{hint}</div>}
+    </div>
+  );
+}

@@ -3,7 +3,7 @@ import { Link } from "wouter";
 import type { Realtime, StorageStatus } from "../api";
 import { api } from "../api";
 import { Chart } from "../components/Chart";
-import { Card, Empty, ErrorBox, Loading } from "../components/States";
+import { Card, Empty, ErrorBox, Loading, Stat } from "../components/States";
 import { fmtBytes, fmtDuration, fmtNumber } from "../format";
 import { useApi, useRealtimePolling } from "../hooks";
 import { useStore } from "../store";
@@ -96,16 +96,6 @@ export function StorageCard({ storage: s }: { storage: StorageStatus }) {
         <Stat label="points written" value={fmtNumber(s.written)} />
       </div>
     </Card>
-  );
-}
-
-function Stat({ label, value, hint }: { label: string; value: string; hint?: string }) {
-  return (
-    <div className="stat">
-      <div className="stat-value">{value}</div>
-      <div className="stat-label">{label}</div>
-      {hint && <div className="stat-hint">{hint}</div>}
-    </div>
   );
 }
 
