@@ -559,6 +559,16 @@ async fn history_aggregate_and_stats_answer_from_seeded_points_in_embedded_stora
     assert_eq!(storage["backend"], "embedded", "{storage}");
     assert_eq!(storage["tiers"][0]["tier"], "raw", "{storage}");
     assert_eq!(storage["tiers"][0]["days_in_effect"], 30, "{storage}");
+    // the rollups' tiers with their settings, finest first, then what was imported
+    let tiers: Vec<&str> = storage["tiers"]
+        .as_array()
+        .expect("tiers")
+        .iter()
+        .filter_map(|t| t["tier"].as_str())
+        .collect();
+    assert_eq!(tiers, ["raw", "5m", "1h", "1d", "imported"], "{storage}");
+    assert_eq!(storage["tiers"][2]["setting"], "retention.hourly_days", "{storage}");
+    assert_eq!(storage["tiers"][2]["days"], 365, "{storage}");
     assert!(
         storage["guard"]["disk"]["total_bytes"]
             .as_u64()

@@ -3131,15 +3131,15 @@ export interface components {
             delivery_id: string;
         };
         /**
-         * @description A tier of history.
+         * @description Where an answer's numbers come from.
          * @enum {string}
          */
-        Tier: "raw";
+        Tier: "raw" | "5m" | "1h" | "1d" | "imported";
         /** @description How long a tier is kept. */
         TierView: {
             /**
              * Format: int32
-             * @description Days configured (`null`: forever).
+             * @description Days configured (`null`: forever; the `imported` tier is kept as long as HomeIQ runs).
              */
             days?: number | null;
             /**

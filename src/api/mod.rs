@@ -207,6 +207,7 @@ pub(crate) fn bind(
         backend: state.writer.stats().backend,
         guard: state.storage_guard.clone(),
         retention: state.retention.clone(),
+        tier_settings: state.settings.retention.clone(),
     });
     let import = web::Data::new(state.import.clone());
     let data = web::Data::new(state);

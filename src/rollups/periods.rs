@@ -18,7 +18,7 @@ pub(crate) fn floor(t: i64, step: i64) -> i64 {
 /// `t` rounded up to a multiple of `step`.
 pub(crate) fn ceil(t: i64, step: i64) -> i64 {
     let f = floor(t, step);
-    if f == t { t } else { f + step }
+    if f == t { t } else { f.saturating_add(step) }
 }
 
 /// `from`, every multiple of `step` strictly between, and `to` (`from < to`).

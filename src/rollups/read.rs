@@ -130,6 +130,10 @@ fn cover(tz: Tz, from: i64, to: i64, tiers: &[TierSpan], out: &mut Vec<Piece>) {
         });
         return;
     };
+    if t.from >= to || t.until <= from {
+        // the tier holds nothing of the range (nothing rolled up yet: `from` is the end of time)
+        return cover(tz, from, to, rest, out);
+    }
     let a = (t.up)(tz, from.max(t.from));
     let b = (t.down)(tz, to.min(t.until));
     if a >= b || a < from {
@@ -394,5 +398,31 @@ impl Rollups {
             next_cursor,
             tier,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tier_with_nothing_rolled_up_leaves_the_range_to_raw() {
+        // before the first pass: the rollups start at the end of time
+        let tz: Tz = "Europe/Amsterdam".parse().expect("tz");
+        let tiers = [TierSpan {
+            tier: Tier::FiveMinute,
+            up: up_five,
+            down: down_five,
+            from: i64::MAX,
+            until: i64::MIN,
+        }];
+        let mut out = Vec::new();
+        cover(tz, 0, 10 * HOUR + 7, &tiers, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].tier, out[0].from, out[0].to),
+            (Tier::Raw, 0, 10 * HOUR + 7)
+        );
+        assert_eq!(super::super::periods::ceil(i64::MAX - 1, HOUR), i64::MAX);
     }
 }

@@ -6,7 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{StorageGuard, StorageGuardStatus};
+use crate::config::RetentionSettings;
 use crate::retention::{Retention, RetentionStatus};
+use crate::store::history::Tier;
 use crate::store::sink::StorageBackend;
 
 /// What the storage route reads.
@@ -18,14 +20,8 @@ pub(crate) struct StorageApi {
     pub guard: StorageGuard,
     /// The raw retention.
     pub retention: Retention,
-}
-
-/// A tier of history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Tier {
-    /// Raw points, as recorded.
-    Raw,
+    /// How long each tier is kept (the rollups' tiers read theirs from here).
+    pub tier_settings: RetentionSettings,
 }
 
 /// How long a tier is kept.
@@ -35,7 +31,7 @@ pub(crate) struct TierView {
     pub tier: Tier,
     /// The setting that keeps it.
     pub setting: &'static str,
-    /// Days configured (`null`: forever).
+    /// Days configured (`null`: forever; the `imported` tier is kept as long as HomeIQ runs).
     pub days: Option<u32>,
     /// Days applied now (shorter while the storage guard shortened raw retention).
     pub days_in_effect: Option<u32>,
@@ -60,15 +56,45 @@ impl StorageApi {
         let retention = self.retention.status();
         StorageView {
             backend: self.backend,
-            tiers: vec![TierView {
+            tiers: self.tiers(&retention),
+            guard: self.guard.status(),
+            retention,
+        }
+    }
+}
+
+impl StorageApi {
+    /// Every tier, finest first: raw (its days as the guard applies them), the rollups' 5-minute,
+    /// hourly and daily rows, and the hours imported from Home Assistant's statistics.
+    fn tiers(&self, retention: &RetentionStatus) -> Vec<TierView> {
+        let r = &self.tier_settings;
+        let rollup = |tier, setting, days: u32| TierView {
+            tier,
+            setting,
+            days: Some(days),
+            days_in_effect: Some(days),
+        };
+        vec![
+            TierView {
                 tier: Tier::Raw,
                 setting: "retention.raw_days",
                 days: retention.raw_days,
                 days_in_effect: retention.raw_days_in_effect,
-            }],
-            guard: self.guard.status(),
-            retention,
-        }
+            },
+            rollup(
+                Tier::FiveMinute,
+                "retention.five_minute_days",
+                r.five_minute_days,
+            ),
+            rollup(Tier::Hour, "retention.hourly_days", r.hourly_days),
+            rollup(Tier::Day, "retention.daily_days", r.daily_days),
+            TierView {
+                tier: Tier::Imported,
+                setting: "import.on_first_start",
+                days: None,
+                days_in_effect: None,
+            },
+        ]
     }
 }
 
