@@ -567,7 +567,10 @@ async fn history_aggregate_and_stats_answer_from_seeded_points_in_embedded_stora
         .filter_map(|t| t["tier"].as_str())
         .collect();
     assert_eq!(tiers, ["raw", "5m", "1h", "1d", "imported"], "{storage}");
-    assert_eq!(storage["tiers"][2]["setting"], "retention.hourly_days", "{storage}");
+    assert_eq!(
+        storage["tiers"][2]["setting"], "retention.hourly_days",
+        "{storage}"
+    );
     assert_eq!(storage["tiers"][2]["days"], 365, "{storage}");
     assert!(
         storage["guard"]["disk"]["total_bytes"]
