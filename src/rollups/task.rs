@@ -34,19 +34,30 @@ const FIVE_MINUTE_MIN_DAYS: u32 = 2;
 const ZONE: &str = "zone";
 
 impl Rollups {
-    /// Passes every minute until `cancel` fires.
+    /// Passes every minute until `cancel` fires; after a failure (the storage unreachable) the
+    /// next try comes after 5 s, doubling up to a minute, so the rollups (and `/health/deep`)
+    /// recover within seconds of the storage.
     pub(super) async fn run(&self, cancel: CancellationToken) {
+        const FIRST_RETRY: Duration = Duration::from_secs(5);
+        let mut retry = FIRST_RETRY;
         loop {
-            match self.pass(&cancel, Utc::now().timestamp_micros()).await {
-                Ok(()) => lock(&self.0.progress).last_error = None,
+            let wait = match self.pass(&cancel, Utc::now().timestamp_micros()).await {
+                Ok(()) => {
+                    lock(&self.0.progress).last_error = None;
+                    retry = FIRST_RETRY;
+                    PASS_EVERY
+                }
                 Err(e) => {
                     self.0.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "rollup pass failed; retried in a minute");
+                    tracing::warn!(error = %e, retry_in_secs = retry.as_secs(), "rollup pass failed");
                     lock(&self.0.progress).last_error = Some(e.to_string());
+                    let wait = retry.min(PASS_EVERY);
+                    retry = (retry * 2).min(PASS_EVERY);
+                    wait
                 }
-            }
+            };
             tokio::select! {
-                () = tokio::time::sleep(PASS_EVERY) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = cancel.cancelled() => return,
             }
         }
