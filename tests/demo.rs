@@ -46,7 +46,12 @@ async fn demo_shows_a_healthy_home_with_history_within_a_minute() {
 
     let deep = eventually("demo healthy with embedded storage", WITHIN, || async {
         let d = get(&http, &format!("{base}/health/deep")).await?;
-        (d["status"] == "ok"
+        // the demo's storage guard watches this machine's /tmp, which a parallel build may fill:
+        // a warning about that alone is the machine's state, not the demo's
+        let only_the_disk = d["status"] == "degraded"
+            && d["reasons"].as_array().map(Vec::len) == Some(1)
+            && d["storage_guard"]["level"] == "warning";
+        ((d["status"] == "ok" || only_the_disk)
             && d["storage"]["backend"] == "embedded"
             && d["home_assistant"]["state"] == "connected"
             && d["storage"]["written"].as_u64().unwrap_or(0) > 0)

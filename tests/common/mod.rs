@@ -538,6 +538,10 @@ impl HomeIq {
             .env("HOMEIQ_HA__TOKEN", &self.options.ha_token)
             .env("HOMEIQ_INFLUXDB__URL", &self.options.influx_url)
             .env("HOMEIQ_INFLUXDB__DATABASE", &self.options.database)
+            // the guard watches this machine's /tmp, which a parallel build fills; the guard's own
+            // tests (tests/api.rs) set what they need
+            .env("HOMEIQ_STORAGE_GUARD__WARNING_PERCENT", "98")
+            .env("HOMEIQ_STORAGE_GUARD__CRITICAL_PERCENT", "99")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         for (k, v) in &self.options.extra_env {
