@@ -248,6 +248,17 @@ async fn a_suggestion_is_deployed_to_the_simulator_and_undone() {
         },
     )
     .await;
+    // rendered (and kept) before the deploy
+    let page = app.get_json("/api/v1/suggestions?limit=10").await;
+    let first = page["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["id"] == "p0000000000000001"))
+        .cloned();
+    assert_eq!(
+        first.map(|i| i["status"].clone()),
+        Some(json!("new")),
+        "{page:#}"
+    );
 
     // an entity the home does not have is refused by HomeIQ before Home Assistant is asked
     let refused = http
@@ -294,6 +305,46 @@ async fn a_suggestion_is_deployed_to_the_simulator_and_undone() {
         .to_owned();
     assert!(automation_entity.starts_with("automation."), "{body:#}");
     let sim = app.simulator.as_ref().expect("simulator");
+
+    // the list's pages are kept rendered, yet show the deploy and what Home Assistant then says
+    let listed = |page: &Value| {
+        page["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["id"] == "p0000000000000001"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let item = eventually(
+        "the list shows the automation on",
+        Duration::from_secs(30),
+        || async {
+            let item = listed(&app.get_json("/api/v1/suggestions?limit=10").await);
+            (item["status"] == "deployed" && item["ha"]["state"] == "on").then_some(item)
+        },
+    )
+    .await;
+    assert_eq!(
+        item["ha"]["entity_id"],
+        automation_entity.as_str(),
+        "{item:#}"
+    );
+    let off = http
+        .post(format!("{}/api/services/automation/turn_off", sim.url))
+        .bearer_auth(&sim.token)
+        .json(&json!({"entity_id": automation_entity}))
+        .send()
+        .await
+        .expect("turn_off");
+    assert_eq!(off.status(), 200);
+    eventually(
+        "the list shows the automation off",
+        Duration::from_secs(30),
+        || async {
+            let item = listed(&app.get_json("/api/v1/suggestions?limit=10").await);
+            (item["ha"]["state"] == "off").then_some(())
+        },
+    )
+    .await;
     let stored = http
         .get(format!(
             "{}/api/config/automation/config/homeiq_p0000000000000001",

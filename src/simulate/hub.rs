@@ -661,8 +661,9 @@ impl Inner {
     // services
     // -----------------------------------------------------------------------------------------
 
-    /// Calls a service: `light` and `switch` `turn_on`/`turn_off`/`toggle` on the entities in
-    /// `data.entity_id` (or `target`). Returns the states changed, as JSON.
+    /// Calls a service: `light`, `switch` and `automation` `turn_on`/`turn_off`/`toggle` on the
+    /// entities in `data.entity_id` (or `target`); an `off` automation does not run. Returns the
+    /// states changed, as JSON.
     pub(crate) fn call_service(
         &mut self,
         domain: &str,
@@ -671,7 +672,7 @@ impl Inner {
         target: Option<&Value>,
         origin: &Origin,
     ) -> Result<Vec<Arc<str>>, HubError> {
-        let known = matches!(domain, "light" | "switch" | "homeassistant")
+        let known = matches!(domain, "light" | "switch" | "automation" | "homeassistant")
             && matches!(service, "turn_on" | "turn_off" | "toggle");
         if !known {
             return Err(HubError::ServiceNotFound(format!("{domain}.{service}")));
@@ -1157,6 +1158,7 @@ impl Inner {
             .automations
             .values()
             .filter(|a| webhook_triggers(&a.config, webhook_id, method))
+            .filter(|a| self.state(&a.entity_id).is_none_or(|s| s.state != "off"))
             .cloned()
             .collect();
         for automation in &triggered {

@@ -11,7 +11,8 @@
 //!   `get_config`, `config/{floor,area,label,device,entity}_registry/list`,
 //!   `config/entity_registry/get`, `history/history_during_period` (compressed format and its
 //!   `include_start_time_state`/`significant_changes_only`/`minimal_response`/`no_attributes`
-//!   flags), `call_service` (`light`, `switch` and `homeassistant` `turn_on`/`turn_off`/`toggle`),
+//!   flags), `call_service` (`light`, `switch`, `automation` and `homeassistant`
+//!   `turn_on`/`turn_off`/`toggle`; an `off` automation does not run),
 //!   `config/area_registry/{create,update,delete}`, `config/device_registry/update`,
 //!   `config/entity_registry/update` (renames through `new_entity_id`) and
 //!   `config/entity_registry/remove` (the entity's state goes too), `validate_config` (HA's

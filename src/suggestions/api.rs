@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::generate::automation_id;
 use super::model::{Source, Status, SuggestionView, VersionView};
 use super::{HaApiError, SuggestionError, Suggestions};
 use crate::http::error::{ApiError, ErrorBody};
@@ -100,14 +101,15 @@ pub(crate) struct SuggestionPage {
 )]
 #[get("/suggestions")]
 pub(crate) async fn list(
+    request: HttpRequest,
     state: web::Data<Suggestions>,
     Params(p): Params<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = within("limit", p.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let offset = p.offset.unwrap_or(0);
     let area = p.area_id.filter(|a| !a.trim().is_empty());
-    let entries = state.entries();
-    let matching: Vec<_> = entries
+    let listing = state.entries();
+    let matching: Vec<_> = listing
         .iter()
         .filter(|e| {
             let r = &e.record;
@@ -120,21 +122,30 @@ pub(crate) async fn list(
         .collect();
     let total = matching.len();
     let page: Vec<_> = matching.into_iter().skip(offset).take(limit).collect();
-    let in_ha = if page.iter().any(|e| e.record.status.in_ha()) {
-        state.automation_entities()
-    } else {
-        Default::default()
-    };
-    let items = page
-        .into_iter()
-        .map(|e| Suggestions::view(e, &in_ha))
-        .collect();
-    Ok(HttpResponse::Ok().json(SuggestionPage {
-        total,
-        limit,
-        offset,
-        items,
-    }))
+    // a page is rendered and compressed once per build and filter, and again only when the
+    // automations it shows change in Home Assistant: their entities and states are in the key
+    let in_ha = state.automation_entities();
+    let mut key = format!("{:?}|{:?}|{area:?}|{limit}|{offset}", p.status, p.source);
+    for e in &page {
+        if let Some(h) = in_ha.get(&automation_id(&e.record.id)) {
+            use std::fmt::Write;
+            let _ = write!(key, "|{}={:?}:{:?}", e.record.id, h.entity_id, h.state);
+        }
+    }
+    let doc = listing.pages.get_or_render(key, || {
+        let items = page.iter().map(|e| Suggestions::view(e, &in_ha)).collect();
+        // serialising owned, derived values cannot fail
+        bytes::Bytes::from(
+            serde_json::to_vec(&SuggestionPage {
+                total,
+                limit,
+                offset,
+                items,
+            })
+            .unwrap_or_default(),
+        )
+    });
+    Ok(crate::http::prepared_json_ok(&request, &doc))
 }
 
 /// One suggestion; a deployed one's state in Home Assistant is checked first.

@@ -44,6 +44,7 @@ use crate::analysis::store::Trigger;
 use crate::analysis::{Analysis, Clock};
 use crate::config::{HaEndpoint, SuggestionSettings};
 use crate::ha::{ConnectionPhase, HaHandle};
+use crate::registry::catalog::PageMemo;
 use crate::registry::{Catalog, CatalogHandle};
 use crate::store::states::CurrentStates;
 use crate::task::OwnedTask;
@@ -112,6 +113,31 @@ pub(crate) enum SuggestionError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// Every suggestion, best first, with the list pages rendered from exactly these: a change
+/// replaces the whole snapshot, so a kept page is never out of date.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    entries: Vec<Entry>,
+    /// Rendered `GET /api/v1/suggestions` pages (see `api::list`).
+    pub pages: PageMemo,
+}
+
+impl Listing {
+    fn new(entries: Vec<Entry>) -> Self {
+        Listing {
+            entries,
+            pages: PageMemo::compact(),
+        }
+    }
+}
+
+impl std::ops::Deref for Listing {
+    type Target = [Entry];
+    fn deref(&self) -> &[Entry] {
+        &self.entries
+    }
+}
+
 /// A suggestion with its automation as YAML.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -176,7 +202,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     llm: crate::llm::Llm,
     /// Every suggestion, best first.
-    entries: ArcSwap<Vec<Entry>>,
+    entries: ArcSwap<Listing>,
     /// Held by every change (builds, deploys, undos, checks).
     write: tokio::sync::Mutex<()>,
     /// The configs of Home Assistant's automations last read.
@@ -392,14 +418,14 @@ impl Suggestions {
             analysis: parts.analysis,
             clock: parts.clock,
             llm: parts.llm,
-            entries: ArcSwap::from_pointee(entries),
+            entries: ArcSwap::from_pointee(Listing::new(entries)),
             write: tokio::sync::Mutex::new(()),
             automations: Mutex::new(None),
         })))
     }
 
     /// Every suggestion, best first.
-    pub(crate) fn entries(&self) -> Arc<Vec<Entry>> {
+    pub(crate) fn entries(&self) -> Arc<Listing> {
         self.0.entries.load_full()
     }
 
@@ -412,11 +438,11 @@ impl Suggestions {
     }
 
     fn put(&self, record: Record) {
-        let mut entries: Vec<Entry> = self.entries().as_ref().clone();
+        let mut entries: Vec<Entry> = self.entries().to_vec();
         entries.retain(|e| e.record.id != record.id);
         entries.push(Entry::new(record));
         sort_entries(&mut entries);
-        self.0.entries.store(Arc::new(entries));
+        self.0.entries.store(Arc::new(Listing::new(entries)));
     }
 
     /// Automation config id → its entity and state, from the current states.
@@ -574,9 +600,9 @@ impl Suggestions {
         let stale = merged.stale;
         if !stale.is_empty() {
             self.0.store.delete(&stale).await?;
-            let mut entries: Vec<Entry> = self.entries().as_ref().clone();
+            let mut entries: Vec<Entry> = self.entries().to_vec();
             entries.retain(|e| !stale.contains(&e.record.id));
-            self.0.entries.store(Arc::new(entries));
+            self.0.entries.store(Arc::new(Listing::new(entries)));
         }
         drop(_write);
         tracing::info!(
