@@ -8,9 +8,10 @@
 //!   cut short is recorded as `interrupted` at the next start.
 //! - **How.** A run reads the window (`analysis.window_days` up to now, plus a day before it so
 //!   every entity's state at the start is known) through the storage interface, in slices of
-//!   [`SLICE`], each handed to the detectors on Tokio's blocking pool: memory holds one slice and
-//!   the detectors' tallies, never the window, and ingestion keeps its threads (history reads
-//!   go through the backends' request slots and read-only connections). Its patterns replace the
+//!   [`SLICE`], each handed to the detectors on Tokio's blocking pool while the next is read:
+//!   memory holds two slices and the detectors' tallies, never the window, and ingestion keeps
+//!   its threads (history reads go through the backends' request slots and read-only
+//!   connections). Its patterns replace the
 //!   previous ones in one transaction (`patterns` table) and in memory, where
 //!   `GET /api/v1/patterns` reads them.
 
@@ -365,21 +366,38 @@ impl Analysis {
             }
         }
         let domains = crate::patterns::domains::analysed_domains();
+        let mut slices = Vec::new();
         let mut from = start - chrono::Duration::days(1);
+        while from < end {
+            let to = (from + SLICE).min(end);
+            slices.push((from, to));
+            from = to;
+        }
+        let read = |(from, to): (DateTime<Utc>, DateTime<Utc>)| {
+            let domains = &domains;
+            async move {
+                inner
+                    .history
+                    .changes(domains, from, to)
+                    .await
+                    .map_err(|e| format!("reading history: {e}"))
+            }
+        };
         let mut changes_read = 0u64;
         let mut peak_bytes = 0usize;
-        while from < end {
+        let mut current = match slices.first() {
+            Some(&slice) => read(slice).await?,
+            None => Vec::new(),
+        };
+        // the next slice is read while the detectors take this one: reading (the store's and
+        // HomeIQ's decoding) and detecting overlap, and memory holds two slices
+        for i in 0..slices.len() {
             if inner.stop.is_cancelled() {
                 return Ok(None);
             }
-            let to = (from + SLICE).min(end);
-            let changes = inner
-                .history
-                .changes(&domains, from, to)
-                .await
-                .map_err(|e| format!("reading history: {e}"))?;
-            changes_read += changes.len() as u64;
-            analyzer = tokio::task::spawn_blocking(move || {
+            changes_read += current.len() as u64;
+            let changes = std::mem::take(&mut current);
+            let detect = tokio::task::spawn_blocking(move || {
                 for c in &changes {
                     analyzer.push(Change {
                         entity_id: &c.entity_id,
@@ -389,11 +407,17 @@ impl Analysis {
                     });
                 }
                 analyzer
-            })
-            .await
-            .map_err(|e| format!("the analysis task failed: {e}"))?;
+            });
+            let next = async {
+                match slices.get(i + 1) {
+                    Some(&slice) => read(slice).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (detected, next) = tokio::join!(detect, next);
+            analyzer = detected.map_err(|e| format!("the analysis task failed: {e}"))?;
+            current = next?;
             peak_bytes = peak_bytes.max(analyzer.memory_bytes());
-            from = to;
         }
         tracing::debug!(
             changes = changes_read,
