@@ -38,6 +38,12 @@ impl CurrentStates {
         self.read().values().cloned().collect()
     }
 
+    /// What `pick` takes from the current states, in no particular order: nothing else is
+    /// cloned. The read lock is held meanwhile (ingestion waits to insert): keep `pick` cheap.
+    pub fn select<T>(&self, pick: impl FnMut(&Arc<State>) -> Option<T>) -> Vec<T> {
+        self.read().values().filter_map(pick).collect()
+    }
+
     /// Forgets an entity (removed from Home Assistant).
     pub fn remove(&self, entity_id: &str) {
         let mut map = self

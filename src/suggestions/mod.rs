@@ -447,12 +447,13 @@ impl Suggestions {
 
     /// Automation config id → its entity and state, from the current states.
     pub(crate) fn automation_entities(&self) -> HashMap<String, InHa> {
+        // a scan of the states under their lock: the list asks on every request
         self.0
             .states
-            .all()
-            .into_iter()
-            .filter(|s| s.entity_id.starts_with("automation."))
-            .filter_map(|s| {
+            .select(|s| {
+                if !s.entity_id.starts_with("automation.") {
+                    return None;
+                }
                 let id = s.attributes.get("id").and_then(Value::as_str)?.to_owned();
                 Some((
                     id,
@@ -462,6 +463,7 @@ impl Suggestions {
                     },
                 ))
             })
+            .into_iter()
             .collect()
     }
 
