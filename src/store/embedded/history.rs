@@ -121,7 +121,8 @@ impl EmbeddedHistory {
         let rows = match entity {
             Some(e) => {
                 sqlx::query(
-                    "SELECT ?1 AS entity_id, p.time_us, p.value, p.state, p.origin,
+                    "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
                         json_extract(a.json, '$.state_class') AS sc
                  FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
                  WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1)
@@ -136,7 +137,8 @@ impl EmbeddedHistory {
             }
             None => {
                 sqlx::query(
-                    "SELECT e.entity_id, p.time_us, p.value, p.state, p.origin,
+                    "SELECT e.entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
                         json_extract(a.json, '$.state_class') AS sc
                  FROM points p INDEXED BY points_by_time CROSS JOIN entities e ON e.id = p.entity
                  LEFT JOIN attribute_sets a ON a.id = p.attributes
@@ -161,14 +163,16 @@ impl EmbeddedHistory {
         let _slot = self.slots.take().await?;
         let sql = match side {
             Side::Before => {
-                "SELECT ?1 AS entity_id, p.time_us, p.value, p.state, p.origin,
+                "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
                         json_extract(a.json, '$.state_class') AS sc
                  FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
                  WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1) AND p.time_us < ?2
                  ORDER BY p.time_us DESC LIMIT 1"
             }
             Side::From => {
-                "SELECT ?1 AS entity_id, p.time_us, p.value, p.state, p.origin,
+                "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
                         json_extract(a.json, '$.state_class') AS sc
                  FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
                  WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1) AND p.time_us >= ?2
@@ -225,17 +229,28 @@ impl EmbeddedHistory {
     }
 }
 
+/// A row's `value`: stored, or its state's number when `value_of_state` (the writer stored it
+/// that way because parsing the state gives exactly the value, see [`super::intern::stored_value`]).
+fn stored_value(
+    r: &sea_orm::sqlx::sqlite::SqliteRow,
+    state: Option<&str>,
+) -> Result<Option<f64>, HistoryError> {
+    if r.try_get::<bool, _>("value_of_state")? {
+        return Ok(state.and_then(|s| s.parse::<f64>().ok()));
+    }
+    Ok(r.try_get("value")?)
+}
+
 /// A row of `entity_id, time_us, value, state, origin, sc` as a rollup input.
 fn raw_point(r: &sea_orm::sqlx::sqlite::SqliteRow) -> Result<RawPoint, HistoryError> {
     let origin: Option<i64> = r.try_get("origin")?;
     let sc: Option<String> = r.try_get("sc")?;
+    let state: Option<String> = r.try_get("state")?;
     Ok(RawPoint {
         entity_id: r.try_get("entity_id")?,
         time_us: r.try_get("time_us")?,
-        value: r
-            .try_get::<Option<f64>, _>("value")?
-            .filter(|v| v.is_finite()),
-        state: r.try_get("state")?,
+        value: stored_value(r, state.as_deref())?.filter(|v| v.is_finite()),
+        state,
         heartbeat: origin.map(origin_of_code) == Some(OriginKind::Heartbeat),
         total_increasing: is_total_increasing(sc.as_deref()),
     })
@@ -289,11 +304,11 @@ impl PageReader for EmbeddedHistory {
     ) -> Result<Vec<Fetched>, HistoryError> {
         let sql = match q.order {
             Order::Ascending => {
-                "SELECT p.time_us, p.state, p.value, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
+                "SELECT p.time_us, p.state, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value, typeof(p.value) = 'blob' AS value_of_state, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
                  WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?) AND p.time_us >= ? AND p.time_us <= ? ORDER BY p.time_us ASC LIMIT ?"
             }
             Order::Descending => {
-                "SELECT p.time_us, p.state, p.value, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
+                "SELECT p.time_us, p.state, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value, typeof(p.value) = 'blob' AS value_of_state, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
                  WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?) AND p.time_us >= ? AND p.time_us <= ? ORDER BY p.time_us DESC LIMIT ?"
             }
         };
@@ -317,12 +332,13 @@ impl PageReader for EmbeddedHistory {
                 let attributes: Option<String> = r.try_get("attributes")?;
                 let origin: Option<i64> = r.try_get("origin")?;
                 let origin_id: Option<String> = r.try_get("origin_id")?;
+                let state: Option<String> = r.try_get("state")?;
                 rows.push(StoredRow {
                     origin: origin.map(|k| Origin::stored(origin_of_code(k).as_str(), origin_id)),
                     time_us: r.try_get("time_us")?,
                     entity_id: f.entity.to_owned(),
-                    state: r.try_get("state")?,
-                    value: r.try_get("value")?,
+                    value: stored_value(&r, state.as_deref())?,
+                    state,
                     attributes: match serde_json::from_str(attributes.as_deref().unwrap_or("{}")) {
                         Ok(Value::Object(m)) => m,
                         _ => Map::new(),

@@ -42,6 +42,25 @@ pub(crate) fn origin_field_code(origin: Option<&str>) -> Option<i64> {
     origin.map(|o| origin_code(OriginKind::parse(o)))
 }
 
+/// The stored `value` of a point: an empty blob (no bytes in the row, where a float takes 8)
+/// when parsing its state gives exactly the value, bit for bit (`20.5`, `1013`): readers parse the
+/// state again; else the value (`NULL` when none). Zero is stored as it is: SQLite keeps a
+/// `-0.0` as the integer 0, which a parsed `-0` would not reproduce.
+pub(crate) fn stored_value(state: Option<&str>, value: Option<f64>) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match value {
+        None => Value::Null,
+        Some(v)
+            if v != 0.0
+                && state.and_then(|s| s.parse::<f64>().ok()).map(f64::to_bits)
+                    == Some(v.to_bits()) =>
+        {
+            Value::Blob(Vec::new())
+        }
+        Some(v) => Value::Real(v),
+    }
+}
+
 /// FNV-1a of an attribute set's JSON: the key of `attribute_sets_by_hash` (stable across
 /// releases and processes, unlike the standard library's hasher).
 pub(crate) fn attributes_hash(json: &str) -> i64 {
@@ -148,8 +167,8 @@ impl Interned {
         let hash = attributes_hash(json);
         let mut found = None;
         {
-            let mut select = conn
-                .prepare("SELECT id, last_us, json FROM attribute_sets WHERE hash = ?1")?;
+            let mut select =
+                conn.prepare("SELECT id, last_us, json FROM attribute_sets WHERE hash = ?1")?;
             let mut rows = select.query([hash])?;
             while let Some(r) = rows.next()? {
                 if r.get_ref(2)?.as_str()? == json {
@@ -196,6 +215,21 @@ mod tests {
         assert_eq!(origin_of_code(99), OriginKind::Unknown);
         assert_eq!(origin_field_code(Some("robot")), Some(6));
         assert_eq!(origin_field_code(None), None);
+    }
+
+    #[test]
+    fn a_value_is_left_to_its_state_only_when_parsing_gives_it_exactly() {
+        use rusqlite::types::Value;
+        let of_state = |s: &str, v: f64| stored_value(Some(s), Some(v)) == Value::Blob(Vec::new());
+        assert!(of_state("20.5", 20.5));
+        assert!(of_state("1013", 1013.0));
+        assert!(of_state("0.1", 0.1));
+        assert!(!of_state("20.50", 20.25), "another number");
+        assert!(!of_state("on", 1.0));
+        assert!(!of_state("0", 0.0), "zero kept");
+        assert!(!of_state("-0", -0.0));
+        assert_eq!(stored_value(None, Some(2.5)), Value::Real(2.5));
+        assert_eq!(stored_value(Some("x"), None), Value::Null);
     }
 
     #[test]

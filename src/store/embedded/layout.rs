@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::intern::{Interned, origin_field_code};
+use super::intern::{Interned, origin_field_code, stored_value};
 use super::writer::INSERT;
 use super::{SCHEMA, retention};
 
@@ -173,7 +173,7 @@ fn move_rows(
     }
     conn.execute_batch("DROP TABLE points_v1")?;
     if retention::auto_vacuum(conn)? == retention::AutoVacuum::Incremental {
-        conn.execute_batch("PRAGMA incremental_vacuum")?;
+        while retention::vacuum_step(conn)? > 0 {}
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     tracing::info!(
@@ -231,7 +231,7 @@ fn move_chunk(conn: &mut Connection, interned: &mut Interned) -> Result<usize, r
                 entity,
                 time_us,
                 state,
-                value,
+                stored_value(state.as_deref(), *value),
                 attributes,
                 origin_field_code(origin.as_deref()),
                 origin_id,

@@ -156,7 +156,7 @@ pub(crate) fn next_chunk(limit: usize, held: Duration) -> usize {
 }
 
 /// One incremental-vacuum step: pages freed.
-fn vacuum_step(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
+pub(crate) fn vacuum_step(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
     let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     if before == 0 {
         return Ok(0);

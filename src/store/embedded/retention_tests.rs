@@ -762,6 +762,17 @@ async fn conversion_benchmark() {
     let started = std::time::Instant::now();
     let (writer, _history) = open(&path, EmbeddedOptions::default()).await.expect("open");
     let took = started.elapsed();
+    let pages = writer
+        .with_connection(|c| {
+            let q = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).expect(sql);
+            (
+                q("PRAGMA page_count"),
+                q("PRAGMA freelist_count"),
+                q("PRAGMA auto_vacuum"),
+            )
+        })
+        .await;
+    println!("pages, free pages, auto_vacuum: {pages:?}");
     writer.shutdown(Duration::from_secs(10)).await;
     let after = std::fs::metadata(&path).expect("size").len();
     println!(

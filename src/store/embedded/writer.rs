@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::intern::{Interned, origin_field_code};
+use super::intern::{Interned, origin_field_code, stored_value};
 use super::{EmbeddedOptions, Row, row_of};
 use crate::store::latency::RecentLatencies;
 use crate::store::point::Point;
@@ -533,7 +533,7 @@ fn insert_rows(
                 entity,
                 r.time_us,
                 r.state,
-                r.value,
+                stored_value(r.state.as_deref(), r.value),
                 attributes,
                 origin_field_code(r.origin.as_deref()),
                 r.origin_id
