@@ -72,6 +72,9 @@ pub(crate) fn attributes_hash(json: &str) -> i64 {
     h as i64
 }
 
+/// Moves an attribute set's `last_us` up (never down).
+const RAISE_LAST_US: &str = "UPDATE attribute_sets SET last_us = ?2 WHERE id = ?1 AND last_us < ?2";
+
 fn last_us_bound(time_us: i64) -> i64 {
     time_us
         .div_euclid(LAST_US_STEP)
@@ -156,10 +159,7 @@ impl Interned {
         if let Some((id, last_us)) = self.attributes.get_mut(json) {
             if time_us >= *last_us {
                 let bound = last_us_bound(time_us);
-                conn.prepare(
-                    "UPDATE attribute_sets SET last_us = ?2 WHERE id = ?1 AND last_us < ?2",
-                )?
-                .execute([*id, bound])?;
+                conn.prepare(RAISE_LAST_US)?.execute([*id, bound])?;
                 *last_us = bound;
             }
             return Ok(*id);
@@ -181,10 +181,7 @@ impl Interned {
         let (id, last_us) = match found {
             Some((id, last_us)) if time_us < last_us => (id, last_us),
             Some((id, _)) => {
-                conn.prepare(
-                    "UPDATE attribute_sets SET last_us = ?2 WHERE id = ?1 AND last_us < ?2",
-                )?
-                .execute([id, bound])?;
+                conn.prepare(RAISE_LAST_US)?.execute([id, bound])?;
                 (id, bound)
             }
             None => {

@@ -21,8 +21,9 @@
 //! * `entities` holds each entity id once with its domain (the points' measurement, which in the
 //!   `homeiq` schema is the entity's domain; a point of another domain moves the entity there);
 //!   `points.entity` is its row id;
-//! * `time_us` is the point's time (the state's `last_updated` in µs), `state` and `value` its
-//!   fields of those names;
+//! * `time_us` is the point's time (the state's `last_updated` in µs), `state` its field of that
+//!   name; `value` its field of that name, or an empty blob (no bytes in the row) when parsing
+//!   `state` gives exactly the value (`"20.5"`), which readers then do;
 //! * `attribute_sets` holds each distinct attributes object once, as JSON holding the attributes
 //!   exactly as the InfluxDB history reads them back (`mode_str` → `mode`, `rgb_json` → parsed
 //!   JSON, the `unit` and `device_class` tags as `unit_of_measurement` and `device_class`), so
@@ -34,12 +35,10 @@
 //!   `unknown` and is stored as that), `origin_id` the field of that name (only live changes made
 //!   by a user, an automation or a script have one, so it stays text).
 //!
-//! * `value` is the point's field of that name, or an empty blob (no bytes in the row) when
-//!   parsing `state` gives exactly the value (`"20.5"`), which readers then do.
-//!
 //! A point of a 1-minute sensor takes about 47 bytes in the file (30 in the primary key, 16 in
-//! the time index; README, benchmarks), against 217.5 in the first layout, which repeated the entity id, domain, attributes JSON and origin as text
-//! in every row (and the entity id and domain again in the time index). The writer keeps the
+//! the time index; README, benchmarks), against 217.5 in the first layout, which repeated the
+//! entity id, domain, attributes JSON and origin as text in every row (and the entity id and
+//! domain again in the time index). The writer keeps the
 //! ids of the entities and attribute sets it has seen in a bounded cache ([`intern::Interned`]),
 //! so writing a point whose entity and attributes it knows reads neither table. A file in the
 //! first layout is converted once when opened ([`layout`]).

@@ -224,22 +224,39 @@ async fn a_full_database_keeps_the_batch_and_resumes_when_space_returns() {
     writer.shutdown(Duration::from_secs(10)).await;
 }
 
+/// The number in the environment variable `name`, else `default` (benchmark sizes).
+fn env_number(name: &str, default: i64) -> i64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A temporary directory in `RETENTION_BENCH_DIR` (else the system's).
+fn bench_dir() -> tempfile::TempDir {
+    let dir = std::env::var_os("RETENTION_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    tempfile::tempdir_in(dir).expect("tempdir")
+}
+
+/// The benchmarks' sensors: the value of sensor `e` at minute `i`, and their attributes.
+fn bench_value(i: i64, e: i64) -> f64 {
+    20.0 + ((i + e) % 50) as f64 / 10.0
+}
+const BENCH_ATTRIBUTES: &str =
+    r#"{"device_class":"temperature","unit_of_measurement":"°C","friendly_name":"Temperature"}"#;
+
 /// Not a test: measures a chunked delete of `RETENTION_BENCH_POINTS` (2 million) points of 1,000
 /// one-minute sensors, half of them due, with writes going on (README, benchmarks). Run with
 /// `cargo nextest run --lib retention_benchmark --run-ignored only --no-capture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn retention_benchmark() {
-    let points: i64 = std::env::var("RETENTION_BENCH_POINTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let points: i64 = env_number("RETENTION_BENCH_POINTS", 2_000_000);
     let entities = 1_000_i64;
     let per_entity = points / entities;
-    let dir = std::env::var_os("RETENTION_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(dir).expect("tempdir");
+    let dir = bench_dir();
     let path = history_path(dir.path());
     {
         let mut conn = open_writer(&path).expect("open");
@@ -247,14 +264,14 @@ async fn retention_benchmark() {
         let mut rows = Vec::with_capacity(50_000);
         for i in 0..per_entity {
             for e in 0..entities {
-                let v = 20.0 + ((i + e) % 50) as f64 / 10.0;
+                let v = bench_value(i, e);
                 rows.push(Row {
                     entity_id: format!("sensor.temperature_{e:04}"),
                     time_us: T0 + i * MINUTE,
                     domain: "sensor".into(),
                     state: Some(format!("{v:.1}")),
                     value: Some(v),
-                    attributes: r#"{"device_class":"temperature","unit_of_measurement":"°C","friendly_name":"Temperature"}"#.into(),
+                    attributes: BENCH_ATTRIBUTES.into(),
                     origin: None,
                     origin_id: None,
                 });
@@ -276,10 +293,7 @@ async fn retention_benchmark() {
     );
     let (writer, _history) = open(&path, EmbeddedOptions::default()).await.expect("open");
     // a live load beside the deletes: `RETENTION_BENCH_LOAD` (1,000) points every 100 ms
-    let per_tick: i64 = std::env::var("RETENTION_BENCH_LOAD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+    let per_tick: i64 = env_number("RETENTION_BENCH_LOAD", 1_000);
     let load = {
         let writer = writer.clone();
         tokio::spawn(async move {
@@ -709,16 +723,10 @@ async fn retention_deletes_orphaned_attribute_sets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark"]
 async fn conversion_benchmark() {
-    let points: i64 = std::env::var("CONVERSION_BENCH_POINTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let points: i64 = env_number("CONVERSION_BENCH_POINTS", 2_000_000);
     let entities = 1_000_i64;
     let per_entity = points / entities;
-    let dir = std::env::var_os("RETENTION_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = tempfile::tempdir_in(dir).expect("tempdir");
+    let dir = bench_dir();
     let path = history_path(dir.path());
     {
         let mut conn = rusqlite::Connection::open(&path).expect("open");
@@ -736,14 +744,14 @@ async fn conversion_benchmark() {
                 .expect("prepare");
             for i in 0..per_entity {
                 for e in 0..entities {
-                    let v = 20.0 + ((i + e) % 50) as f64 / 10.0;
+                    let v = bench_value(i, e);
                     insert
                         .execute(rusqlite::params![
                             format!("sensor.temperature_{e:04}"),
                             T0 + i * MINUTE,
                             format!("{v:.1}"),
                             v,
-                            r#"{"device_class":"temperature","unit_of_measurement":"°C","friendly_name":"Temperature"}"#,
+                            BENCH_ATTRIBUTES,
                         ])
                         .expect("insert");
                 }
