@@ -790,3 +790,37 @@ async fn conversion_benchmark() {
         after as f64 / total as f64
     );
 }
+
+/// A file of the very first release (no `origin` columns, no auto-vacuum) converts too.
+#[tokio::test]
+async fn a_file_without_origin_columns_is_converted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = history_path(dir.path());
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE points (entity_id TEXT NOT NULL, time_us INTEGER NOT NULL, \
+             domain TEXT NOT NULL, state TEXT, value REAL, attributes TEXT NOT NULL DEFAULT '{}', \
+             PRIMARY KEY (entity_id, time_us)) WITHOUT ROWID;
+             CREATE INDEX points_by_time ON points (time_us, domain);
+             INSERT INTO points VALUES ('sensor.t', 1700000000000001, 'sensor', '21.5', 21.5, '{\"a\":1}');
+             INSERT INTO points VALUES ('sensor.t', 1700000000000002, 'sensor', 'unavailable', NULL, '{}');",
+        )
+        .expect("first release's file");
+    }
+    let (writer, history) = open(&path, EmbeddedOptions::default()).await.expect("open");
+    let rows = records(&history, "sensor.t").await;
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.time_us, r.state.as_deref(), r.value, r.origin.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (T0 + 1, Some("21.5"), Some(21.5), None),
+            (T0 + 2, Some("unavailable"), None, None)
+        ]
+    );
+    assert_eq!(rows[0].attributes.get("a"), Some(&serde_json::json!(1)));
+    writer.shutdown(Duration::from_secs(10)).await;
+}
