@@ -1,6 +1,8 @@
 //! History from the embedded store (`<data_dir>/history.db`, see [`crate::store::embedded`]).
 //!
-//! Every query uses the primary key `(entity_id, time_us)` or the index `(time_us, domain)`:
+//! Every query uses the primary key `(entity, time_us)` (the entity's row id looked up once per
+//! query in `entities`) or the index `(time_us, entity)`, joining `entities` for the entity id
+//! and domain and `attribute_sets` for the attributes by their integer keys:
 //!
 //! * a page: a k-way merge of the entities' records (see [`merge_page`]), each entity read in
 //!   chunks by range scans in page order from the cursor (or its last record), so a page holds
@@ -8,7 +10,8 @@
 //! * neighbours of a page: per entity, one row before its first and one after its last record;
 //! * aggregates: per entity, `GROUP BY time_us / interval` over its key range (the bucket's last
 //!   value is looked up by the key of its newest row);
-//! * events per bucket and domain: a covering scan of `points_by_time`.
+//! * events per bucket and domain: a covering scan of `points_by_time`, each row's domain that of
+//!   its entity.
 //!
 //! A request holds one of [`CONCURRENT_REQUESTS`](crate::store::history::CONCURRENT_REQUESTS) slots for all its
 //! queries, as with InfluxDB; more wait their turn.
@@ -22,6 +25,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
 use serde_json::{Map, Value};
 
+use super::intern::origin_of_code;
 use crate::store::history::{
     Fetch, Fetched, HistoryError, HistoryQuery, HistoryRecord, Order, PageBackend, PageReader,
     RawPoint, Side, Slots, StatsBucket, StoredChange, StoredRow, is_domain, is_total_increasing,
@@ -82,8 +86,9 @@ impl EmbeddedHistory {
             .collect::<Vec<_>>()
             .join(",");
         let sql = format!(
-            "SELECT entity_id, time_us, state, origin FROM points INDEXED BY points_by_time
-             WHERE time_us >= ?1 AND time_us < ?2 AND domain IN ({list}) AND state IS NOT NULL"
+            "SELECT e.entity_id, p.time_us, p.state, p.origin
+             FROM points p INDEXED BY points_by_time CROSS JOIN entities e ON e.id = p.entity
+             WHERE p.time_us >= ?1 AND p.time_us < ?2 AND e.domain IN ({list}) AND p.state IS NOT NULL"
         );
         // domains are identifiers ([`is_domain`]): nothing else reaches the statement
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -93,12 +98,12 @@ impl EmbeddedHistory {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let origin: Option<String> = r.try_get("origin")?;
+            let origin: Option<i64> = r.try_get("origin")?;
             out.push(StoredChange {
                 entity_id: r.try_get("entity_id")?,
                 time_us: r.try_get("time_us")?,
                 state: r.try_get("state")?,
-                origin: origin.map_or(OriginKind::Unknown, |o| OriginKind::parse(&o)),
+                origin: origin.map_or(OriginKind::Unknown, origin_of_code),
             });
         }
         Ok(out)
@@ -116,10 +121,13 @@ impl EmbeddedHistory {
         let rows = match entity {
             Some(e) => {
                 sqlx::query(
-                    "SELECT entity_id, time_us, value, state, origin,
-                        json_extract(attributes, '$.state_class') AS sc
-                 FROM points WHERE entity_id = ?1 AND time_us >= ?2 AND time_us < ?3
-                 ORDER BY time_us",
+                    "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
+                        json_extract(a.json, '$.state_class') AS sc
+                 FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
+                 WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1)
+                   AND p.time_us >= ?2 AND p.time_us < ?3
+                 ORDER BY p.time_us",
                 )
                 .bind(e)
                 .bind(start_us)
@@ -129,9 +137,12 @@ impl EmbeddedHistory {
             }
             None => {
                 sqlx::query(
-                    "SELECT entity_id, time_us, value, state, origin,
-                        json_extract(attributes, '$.state_class') AS sc
-                 FROM points INDEXED BY points_by_time WHERE time_us >= ?1 AND time_us < ?2",
+                    "SELECT e.entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
+                        json_extract(a.json, '$.state_class') AS sc
+                 FROM points p INDEXED BY points_by_time CROSS JOIN entities e ON e.id = p.entity
+                 LEFT JOIN attribute_sets a ON a.id = p.attributes
+                 WHERE p.time_us >= ?1 AND p.time_us < ?2",
                 )
                 .bind(start_us)
                 .bind(end_us)
@@ -152,14 +163,20 @@ impl EmbeddedHistory {
         let _slot = self.slots.take().await?;
         let sql = match side {
             Side::Before => {
-                "SELECT entity_id, time_us, value, state, origin,
-                        json_extract(attributes, '$.state_class') AS sc
-                 FROM points WHERE entity_id = ?1 AND time_us < ?2 ORDER BY time_us DESC LIMIT 1"
+                "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
+                        json_extract(a.json, '$.state_class') AS sc
+                 FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
+                 WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1) AND p.time_us < ?2
+                 ORDER BY p.time_us DESC LIMIT 1"
             }
             Side::From => {
-                "SELECT entity_id, time_us, value, state, origin,
-                        json_extract(attributes, '$.state_class') AS sc
-                 FROM points WHERE entity_id = ?1 AND time_us >= ?2 ORDER BY time_us ASC LIMIT 1"
+                "SELECT ?1 AS entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
+                        json_extract(a.json, '$.state_class') AS sc
+                 FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes
+                 WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?1) AND p.time_us >= ?2
+                 ORDER BY p.time_us ASC LIMIT 1"
             }
         };
         let row = sqlx::query(sql)
@@ -189,10 +206,10 @@ impl EmbeddedHistory {
         let _slot = self.slots.take().await?;
         let iv = interval_us(interval_secs);
         let rows = sqlx::query(
-            "SELECT time_us - (((time_us % ?3) + ?3) % ?3) AS b, domain, count(*) AS n
-             FROM points INDEXED BY points_by_time
-             WHERE time_us >= ?1 AND time_us < ?2
-             GROUP BY b, domain",
+            "SELECT p.time_us - (((p.time_us % ?3) + ?3) % ?3) AS b, e.domain AS domain, count(*) AS n
+             FROM points p INDEXED BY points_by_time CROSS JOIN entities e ON e.id = p.entity
+             WHERE p.time_us >= ?1 AND p.time_us < ?2
+             GROUP BY b, e.domain",
         )
         .bind(start.timestamp_micros())
         .bind(end.timestamp_micros())
@@ -212,18 +229,29 @@ impl EmbeddedHistory {
     }
 }
 
+/// A row's `value`: stored, or its state's number when `value_of_state` (the writer stored it
+/// that way because parsing the state gives exactly the value, see [`super::intern::stored_value`]).
+fn stored_value(
+    r: &sea_orm::sqlx::sqlite::SqliteRow,
+    state: Option<&str>,
+) -> Result<Option<f64>, HistoryError> {
+    if r.try_get::<bool, _>("value_of_state")? {
+        return Ok(state.and_then(|s| s.parse::<f64>().ok()));
+    }
+    Ok(r.try_get("value")?)
+}
+
 /// A row of `entity_id, time_us, value, state, origin, sc` as a rollup input.
 fn raw_point(r: &sea_orm::sqlx::sqlite::SqliteRow) -> Result<RawPoint, HistoryError> {
-    let origin: Option<String> = r.try_get("origin")?;
+    let origin: Option<i64> = r.try_get("origin")?;
     let sc: Option<String> = r.try_get("sc")?;
+    let state: Option<String> = r.try_get("state")?;
     Ok(RawPoint {
         entity_id: r.try_get("entity_id")?,
         time_us: r.try_get("time_us")?,
-        value: r
-            .try_get::<Option<f64>, _>("value")?
-            .filter(|v| v.is_finite()),
-        state: r.try_get("state")?,
-        heartbeat: origin.as_deref().map(OriginKind::parse) == Some(OriginKind::Heartbeat),
+        value: stored_value(r, state.as_deref())?.filter(|v| v.is_finite()),
+        state,
+        heartbeat: origin.map(origin_of_code) == Some(OriginKind::Heartbeat),
         total_increasing: is_total_increasing(sc.as_deref()),
     })
 }
@@ -243,7 +271,7 @@ impl PageBackend for EmbeddedHistory {
         let mut after = HashMap::new();
         for (entity, first, last) in page_edges(&rows) {
             if let Some(r) = sqlx::query(
-                "SELECT time_us, state FROM points WHERE entity_id = ? AND time_us < ? ORDER BY time_us DESC LIMIT 1",
+                "SELECT time_us, state FROM points WHERE entity = (SELECT id FROM entities WHERE entity_id = ?) AND time_us < ? ORDER BY time_us DESC LIMIT 1",
             )
             .bind(entity.as_str())
             .bind(first)
@@ -253,7 +281,7 @@ impl PageBackend for EmbeddedHistory {
                 before.insert(entity.clone(), (r.try_get("time_us")?, r.try_get("state")?));
             }
             if let Some(r) = sqlx::query(
-                "SELECT time_us FROM points WHERE entity_id = ? AND time_us > ? ORDER BY time_us ASC LIMIT 1",
+                "SELECT time_us FROM points WHERE entity = (SELECT id FROM entities WHERE entity_id = ?) AND time_us > ? ORDER BY time_us ASC LIMIT 1",
             )
             .bind(entity.as_str())
             .bind(last)
@@ -276,10 +304,12 @@ impl PageReader for EmbeddedHistory {
     ) -> Result<Vec<Fetched>, HistoryError> {
         let sql = match q.order {
             Order::Ascending => {
-                "SELECT time_us, state, value, attributes, origin, origin_id FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us ASC LIMIT ?"
+                "SELECT p.time_us, p.state, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value, typeof(p.value) = 'blob' AS value_of_state, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
+                 WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?) AND p.time_us >= ? AND p.time_us <= ? ORDER BY p.time_us ASC LIMIT ?"
             }
             Order::Descending => {
-                "SELECT time_us, state, value, attributes, origin, origin_id FROM points WHERE entity_id = ? AND time_us >= ? AND time_us <= ? ORDER BY time_us DESC LIMIT ?"
+                "SELECT p.time_us, p.state, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value, typeof(p.value) = 'blob' AS value_of_state, a.json AS attributes, p.origin, p.origin_id FROM points p LEFT JOIN attribute_sets a ON a.id = p.attributes \
+                 WHERE p.entity = (SELECT id FROM entities WHERE entity_id = ?) AND p.time_us >= ? AND p.time_us <= ? ORDER BY p.time_us DESC LIMIT ?"
             }
         };
         let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
@@ -299,16 +329,17 @@ impl PageReader for EmbeddedHistory {
                 .await?;
             let mut rows = Vec::with_capacity(found.len());
             for r in found {
-                let attributes: String = r.try_get("attributes")?;
-                let origin: Option<String> = r.try_get("origin")?;
+                let attributes: Option<String> = r.try_get("attributes")?;
+                let origin: Option<i64> = r.try_get("origin")?;
                 let origin_id: Option<String> = r.try_get("origin_id")?;
+                let state: Option<String> = r.try_get("state")?;
                 rows.push(StoredRow {
-                    origin: origin.map(|k| Origin::stored(&k, origin_id)),
+                    origin: origin.map(|k| Origin::stored(origin_of_code(k).as_str(), origin_id)),
                     time_us: r.try_get("time_us")?,
                     entity_id: f.entity.to_owned(),
-                    state: r.try_get("state")?,
-                    value: r.try_get("value")?,
-                    attributes: match serde_json::from_str(&attributes) {
+                    value: stored_value(&r, state.as_deref())?,
+                    state,
+                    attributes: match serde_json::from_str(attributes.as_deref().unwrap_or("{}")) {
                         Ok(Value::Object(m)) => m,
                         _ => Map::new(),
                     },

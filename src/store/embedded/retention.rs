@@ -8,9 +8,15 @@
 //! ([`EmbeddedWriter::with_connection`]) between two write transactions: no second writer waits
 //! on SQLite's lock (nor on `busy_timeout`), and a due batch of points always goes before the
 //! next chunk. One chunk is one `BEGIN IMMEDIATE … COMMIT` deleting the oldest `limit` keys
-//! (`entity_id`, `time_us`) found by a covering range scan of `points_by_time`; the chunk size
+//! (`entity`, `time_us`) found by a covering range scan of `points_by_time`; the chunk size
 //! adapts so that a chunk holds the write lock about [`TARGET_HOLD`] (between [`MIN_CHUNK`] and
 //! [`MAX_CHUNK`] rows). The longest hold of a run is reported.
+//!
+//! # Orphaned attribute sets
+//!
+//! After the points, the attribute sets only deleted points referenced are deleted too, in
+//! chunks of [`ORPHAN_CHUNK`] (see [`DELETE_ORPHANS`]): without it a home whose attributes
+//! change (a media player's title, a tracker's coordinates) would keep every set it ever had.
 //!
 //! # Returning the space
 //!
@@ -25,6 +31,7 @@
 //! next retention run otherwise.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -49,8 +56,20 @@ pub(crate) const DELETE_CACHE_KIB: i64 = 32 * 1024;
 pub(crate) const VACUUM_PAGES: u32 = 1_024;
 
 /// The delete of one chunk: the oldest `limit` keys before the cutoff.
-const DELETE_CHUNK: &str = "DELETE FROM points WHERE (entity_id, time_us) IN \
-    (SELECT entity_id, time_us FROM points INDEXED BY points_by_time WHERE time_us < ?1 ORDER BY time_us LIMIT ?2)";
+const DELETE_CHUNK: &str = "DELETE FROM points WHERE (entity, time_us) IN \
+    (SELECT entity, time_us FROM points INDEXED BY points_by_time WHERE time_us < ?1 ORDER BY time_us LIMIT ?2)";
+
+/// Attribute sets no point references any more, deleted after the points: a set's `last_us` is
+/// above the time of every point referencing it, so a set with `last_us` at or before the cutoff
+/// was referenced only by deleted points; the `NOT EXISTS` (a range of the time index that the
+/// deletes just emptied) keeps one a late point written since references.
+const DELETE_ORPHANS: &str = "DELETE FROM attribute_sets WHERE id IN \
+    (SELECT a.id FROM attribute_sets a WHERE a.last_us <= ?1 AND NOT EXISTS \
+        (SELECT 1 FROM points p INDEXED BY points_by_time WHERE p.time_us < a.last_us AND p.attributes = a.id) \
+     LIMIT ?2)";
+
+/// Attribute sets deleted per transaction.
+const ORPHAN_CHUNK: usize = 1_000;
 
 /// Why a retention step on the embedded store failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +127,25 @@ pub(crate) fn delete_chunk(
     Ok((deleted, started.elapsed()))
 }
 
+/// One chunk of orphaned attribute sets (see [`DELETE_ORPHANS`]); bumps `epoch` when it deleted
+/// any, before the next write transaction, so the write path forgets the sets it cached.
+pub(crate) fn delete_orphans(
+    conn: &mut Connection,
+    before_us: i64,
+    epoch: &AtomicU64,
+) -> Result<usize, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let deleted = tx.execute(
+        DELETE_ORPHANS,
+        rusqlite::params![before_us, i64::try_from(ORPHAN_CHUNK).unwrap_or(i64::MAX)],
+    )?;
+    tx.commit()?;
+    if deleted > 0 {
+        epoch.fetch_add(1, Ordering::AcqRel);
+    }
+    Ok(deleted)
+}
+
 /// The next chunk size after one of `limit` rows held the lock for `held`.
 pub(crate) fn next_chunk(limit: usize, held: Duration) -> usize {
     let held_us = held.as_micros().max(1) as f64;
@@ -118,7 +156,7 @@ pub(crate) fn next_chunk(limit: usize, held: Duration) -> usize {
 }
 
 /// One incremental-vacuum step: pages freed.
-fn vacuum_step(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
+pub(crate) fn vacuum_step(conn: &mut Connection) -> Result<u64, rusqlite::Error> {
     let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     if before == 0 {
         return Ok(0);
@@ -170,6 +208,26 @@ async fn delete_chunks(
     };
     report.p50_hold_ms = at(0.5);
     report.p95_hold_ms = at(0.95);
+    if report.deleted > 0 {
+        let mut orphans = 0;
+        loop {
+            let epoch = writer.attribute_epoch();
+            let deleted = writer
+                .with_connection(move |c| delete_orphans(c, before_us, &epoch))
+                .await
+                .ok_or(EmbeddedRetentionError::Closed)??;
+            orphans += deleted;
+            if deleted < ORPHAN_CHUNK {
+                break;
+            }
+        }
+        if orphans > 0 {
+            tracing::info!(
+                attribute_sets = orphans,
+                "retention deleted attribute sets no point references any more"
+            );
+        }
+    }
     if report.deleted > 0
         && writer
             .with_connection(|c| auto_vacuum(c))

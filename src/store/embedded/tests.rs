@@ -178,3 +178,58 @@ async fn a_full_queue_makes_the_pipeline_wait_instead_of_dropping() {
     // after shutdown nothing waits
     assert!(writer.wait_for_room().now_or_never().is_some());
 }
+
+/// CPU time of the calling thread (`/proc/thread-self/schedstat`), for the writer benchmark.
+fn thread_cpu() -> Duration {
+    let ns = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+/// Not a test: CPU per point of the write transactions (`write_rows`), 1,000 sensors with an
+/// 85-byte attributes object, `WRITER_BENCH_POINTS` (500,000) points in batches of 50,000, as
+/// live ingestion writes them. Run with
+/// `cargo nextest run --lib writer_benchmark --run-ignored only --no-capture`.
+#[test]
+#[ignore = "benchmark"]
+fn writer_benchmark() {
+    let points: i64 = std::env::var("WRITER_BENCH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = history_path(dir.path());
+    let mut conn = open_writer(&path).expect("open");
+    let entities = 1_000_i64;
+    let t0 = 1_700_000_000_000_000_i64;
+    let rows: Vec<Row> = (0..points)
+        .map(|n| {
+            let (i, e) = (n / entities, n % entities);
+            let v = 20.0 + ((i + e) % 50) as f64 / 10.0;
+            Row {
+                entity_id: format!("sensor.temperature_{e:04}"),
+                time_us: t0 + i * 60_000_000,
+                domain: "sensor".into(),
+                state: Some(format!("{v:.1}")),
+                value: Some(v),
+                attributes: r#"{"device_class":"temperature","unit_of_measurement":"°C","friendly_name":"Temperature"}"#.into(),
+                origin: Some("device".into()),
+                origin_id: None,
+            }
+        })
+        .collect();
+    let mut interned = super::intern::Interned::default();
+    let (cpu, wall) = (thread_cpu(), std::time::Instant::now());
+    for batch in rows.chunks(50_000) {
+        super::writer::write_rows(&mut conn, batch, 0, &mut interned).expect("write");
+    }
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    println!(
+        "writer: {points} points, CPU {:.2} µs/point, wall {:.2} µs/point ({:.0} points/s)",
+        cpu.as_secs_f64() * 1e6 / points as f64,
+        wall.as_secs_f64() * 1e6 / points as f64,
+        points as f64 / wall.as_secs_f64()
+    );
+}

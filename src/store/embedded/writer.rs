@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::intern::{Interned, origin_field_code, stored_value};
 use super::{EmbeddedOptions, Row, row_of};
 use crate::store::latency::RecentLatencies;
 use crate::store::point::Point;
@@ -67,6 +68,9 @@ struct Shared {
     /// Page cache (KiB) maintenance under way needs; write transactions keep at least this much
     /// instead of shrinking it (0: none).
     maintenance_cache_kib: AtomicI64,
+    /// Bumped by maintenance that deleted attribute sets: the write path's cache of them is then
+    /// stale.
+    attribute_epoch: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +114,7 @@ impl EmbeddedWriter {
             task: Mutex::new(None),
             write_log: Arc::default(),
             maintenance_cache_kib: AtomicI64::new(0),
+            attribute_epoch: Arc::default(),
         });
         let task = tokio::spawn(run(Arc::clone(&shared), conn));
         *lock(&shared.task) = Some(task);
@@ -202,6 +207,12 @@ impl EmbeddedWriter {
             .store(kib.max(0), Ordering::Relaxed);
     }
 
+    /// The counter maintenance bumps (on the write connection, before the next write) when it
+    /// deleted attribute sets the write path may have cached.
+    pub(crate) fn attribute_epoch(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.shared.attribute_epoch)
+    }
+
     /// The log of committed writes (which entities, in which order).
     pub fn write_log(&self) -> Arc<WriteLog> {
         Arc::clone(&self.shared.write_log)
@@ -271,6 +282,7 @@ impl EmbeddedWriter {
 /// Tokio's blocking pool (SQLite calls block), the connection travelling with them.
 async fn run(shared: Arc<Shared>, conn: Connection) {
     let mut conn = Some(conn);
+    let mut interned = Some(Box::new(Interned::default()));
     let mut failures = 0_u32;
     // whether the connection last ran a maintenance job: a due batch goes next
     let mut after_job = false;
@@ -339,13 +351,17 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
         let rows = Arc::new(rows);
         loop {
             let started = Instant::now();
-            let Some(c) = conn.take() else { return };
+            let (Some(c), Some(cache)) = (conn.take(), interned.take()) else {
+                return;
+            };
             let job = Arc::clone(&rows);
             let floor_kib = shared.maintenance_cache_kib.load(Ordering::Relaxed);
-            let (c, result) = match tokio::task::spawn_blocking(move || {
-                let mut c = c;
-                let result = write_rows(&mut c, &job, floor_kib);
-                (c, result)
+            let epoch = Arc::clone(&shared.attribute_epoch);
+            let (c, cache, result) = match tokio::task::spawn_blocking(move || {
+                let (mut c, mut cache) = (c, cache);
+                cache.sync_epoch(epoch.load(Ordering::Acquire));
+                let result = write_rows(&mut c, &job, floor_kib, &mut cache);
+                (c, cache, result)
             })
             .await
             {
@@ -354,6 +370,7 @@ async fn run(shared: Arc<Shared>, conn: Connection) {
                 Err(_) => return,
             };
             conn = Some(c);
+            interned = Some(cache);
             match result {
                 Ok(()) => {
                     record_success(&shared, rows.len(), started.elapsed());
@@ -448,8 +465,8 @@ fn record_success(shared: &Shared, rows: usize, took: Duration) {
 /// The row insert: an upsert on the primary key, so a point written again overwrites itself, but
 /// a rewrite without an origin (snapshot, backfill) keeps the one stored, as InfluxDB keeps
 /// fields a rewrite leaves out.
-const INSERT: &str = "INSERT INTO points (entity_id, time_us, domain, state, value, attributes, origin, origin_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-    ON CONFLICT (entity_id, time_us) DO UPDATE SET domain = excluded.domain, state = excluded.state, value = excluded.value, attributes = excluded.attributes, \
+pub(super) const INSERT: &str = "INSERT INTO points (entity, time_us, state, value, attributes, origin, origin_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+    ON CONFLICT (entity, time_us) DO UPDATE SET state = excluded.state, value = excluded.value, attributes = excluded.attributes, \
     origin = coalesce(excluded.origin, origin), origin_id = CASE WHEN excluded.origin IS NULL THEN origin_id ELSE excluded.origin_id END";
 
 /// Page cache of the write connection, KiB, for transactions of at most / above
@@ -482,24 +499,43 @@ fn size_cache(conn: &Connection, rows: usize, floor_kib: i64) -> Result<(), rusq
 
 /// Writes `rows` in one transaction, one prepared statement executed per row (in
 /// SQLite's own process space there is no round trip to amortise, unlike a multi-row `INSERT`
-/// sent to a server).
-fn write_rows(conn: &mut Connection, rows: &[Row], floor_kib: i64) -> Result<(), rusqlite::Error> {
+/// sent to a server); entity ids and attribute sets are interned through `interned`, which is
+/// cleared when the transaction fails (the ids it created are rolled back).
+pub(super) fn write_rows(
+    conn: &mut Connection,
+    rows: &[Row],
+    floor_kib: i64,
+    interned: &mut Interned,
+) -> Result<(), rusqlite::Error> {
     if rows.is_empty() {
         return Ok(());
     }
     size_cache(conn, rows.len(), floor_kib)?;
+    let result = insert_rows(conn, rows, interned);
+    if result.is_err() {
+        interned.clear();
+    }
+    result
+}
+
+fn insert_rows(
+    conn: &mut Connection,
+    rows: &[Row],
+    interned: &mut Interned,
+) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare(INSERT)?;
         for r in rows {
+            let entity = interned.entity(&tx, &r.entity_id, &r.domain)?;
+            let attributes = interned.attributes(&tx, &r.attributes, r.time_us)?;
             insert.execute(rusqlite::params![
-                r.entity_id,
+                entity,
                 r.time_us,
-                r.domain,
                 r.state,
-                r.value,
-                r.attributes,
-                r.origin,
+                stored_value(r.state.as_deref(), r.value),
+                attributes,
+                origin_field_code(r.origin.as_deref()),
                 r.origin_id
             ])?;
         }
