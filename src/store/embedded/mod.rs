@@ -57,7 +57,9 @@
 //!
 //! * `WITHOUT ROWID` with the key `(entity, time_us)`: an entity's records are stored together
 //!   in time order, so a history page, the neighbour lookups (previous/next record) and the
-//!   aggregates of one entity are one range scan of the primary key, with no sort.
+//!   aggregates of one entity are one range scan of the primary key, with no sort. Reads of a
+//!   time range across entities (the analysis' changes, the rollups' raw points) are that range
+//!   of the key for each entity in turn, never the time index plus a lookup per row.
 //! * `points_by_time(time_us, entity)`: events per bucket and domain are a covering scan of this
 //!   index in the requested range, each row's domain looked up by its entity's row id; retention
 //!   finds the oldest keys in it.
