@@ -233,12 +233,11 @@ async fn main() {
     let mut n = 0usize;
     generate(&size, end_us, |chunk| {
         n += chunk.len();
-        for p in chunk {
-            writer.push(p);
-        }
+        common::push_waiting(chunk, || writer.wait_for_room(), |p| writer.push(p));
     });
-    let report = writer.shutdown(Duration::from_secs(600)).await;
-    assert_eq!(report.left, 0);
+    assert_eq!(writer.stats().counts.dropped_overflow, 0, "dropped");
+    let report = writer.shutdown(Duration::from_secs(3_600)).await;
+    assert_eq!(report.left, 0, "{report:?}");
     let raw = std::fs::metadata(embedded::history_path(&data)).map_or(0, |m| m.len());
     let entity_years = (size.long_days as f64 + size.wide_days as f64 * size.wide as f64) / 365.0;
     println!(

@@ -53,7 +53,8 @@ use homeiq::store::point::{FieldValue, Point};
 use serde_json::Value;
 
 use common::{
-    cpu_secs, deep, env_or, influx_pid, influx_query, influx_write, spawn_homeiq, stop_process,
+    cpu_secs, deep, env_or, influx_pid, influx_query, influx_write, push_waiting, spawn_homeiq,
+    stop_process,
 };
 
 /// The simulator runs in this process, with the allocator `homeiq simulate` ships with.
@@ -160,11 +161,10 @@ async fn seed(backend: Backend, data: &Path, db: &str, size: &Size, from: i64, t
             .await
             .unwrap_or_else(|e| panic!("open history.db: {e}"));
             let n = generate(size, from, to, |chunk| {
-                for p in chunk {
-                    writer.push(p);
-                }
+                push_waiting(chunk, || writer.wait_for_room(), |p| writer.push(p));
             });
-            let report = writer.shutdown(Duration::from_secs(1_800)).await;
+            assert_eq!(writer.stats().counts.dropped_overflow, 0, "dropped");
+            let report = writer.shutdown(Duration::from_secs(3_600)).await;
             assert_eq!(report.left, 0, "{report:?}");
             n
         }
@@ -384,13 +384,17 @@ struct Row {
 /// Waits until the minute of the hour lets a run of ~8 minutes finish before the next hourly
 /// pass (minute 2 of the next hour) sees the live load.
 async fn wait_for_quiet_minute() {
+    let mut said = false;
     loop {
         let m = chrono::Utc::now().minute();
         if (3..=45).contains(&m) {
             return;
         }
-        println!("  (minute {m} of the hour: waiting for minute 3)");
-        tokio::time::sleep(Duration::from_secs(20)).await;
+        if !said {
+            println!("  (minute {m} of the hour: waiting for minute 3)");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }
 
@@ -460,11 +464,15 @@ async fn run(backend: Backend, size: &Size, dir: &Path) -> Row {
             let r = &d["rollups"];
             r["counts"]["days"].as_u64().unwrap_or(0) >= 1
                 && r["catching_up"] == false
-                && r["lag_secs"].as_f64().is_some_and(|l| l < HOUR_US as f64 / 1e6)
+                && r["lag_secs"]
+                    .as_f64()
+                    .is_some_and(|l| l < HOUR_US as f64 / 1e6)
         })
         .await;
     let m1 = mark(&app, influx).await;
-    let read = rolled["rollups"]["counts"]["points_read"].as_u64().unwrap_or(0);
+    let read = rolled["rollups"]["counts"]["points_read"]
+        .as_u64()
+        .unwrap_or(0);
     let next_run = rolled["retention"]["next_run_at"]
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
@@ -499,7 +507,9 @@ async fn run(backend: Backend, size: &Size, dir: &Path) -> Row {
         Backend::Influxdb => format!("{} shards", run["shards_dropped"]),
     };
     let end_deep = app.deep().await;
-    let dropped = end_deep["storage"]["dropped_overflow"].as_u64().unwrap_or(0);
+    let dropped = end_deep["storage"]["dropped_overflow"]
+        .as_u64()
+        .unwrap_or(0);
     let p99 = (
         p99_ms(&i0.latency, &i1.latency),
         p99_ms(&m0.latency, &m1.latency),

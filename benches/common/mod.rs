@@ -466,3 +466,20 @@ pub async fn influx_query(http: &reqwest::Client, url: &str, q: String) {
         .unwrap_or_else(|e| panic!("query: {e}"));
     assert!(r.status().is_success(), "query: {}", r.status());
 }
+
+/// Queues `points` into the embedded writer with `push`, awaiting `room` (its `wait_for_room`)
+/// before each: `push` alone drops the oldest queued point once the writer's capacity is held,
+/// as ingestion must; a dataset's bulk write must not. Needs a multi-threaded runtime.
+pub fn push_waiting<F: std::future::Future<Output = ()>>(
+    points: Vec<Point>,
+    room: impl Fn() -> F,
+    push: impl Fn(Point),
+) {
+    tokio::task::block_in_place(|| {
+        let handle = tokio::runtime::Handle::current();
+        for p in points {
+            handle.block_on(room());
+            push(p);
+        }
+    });
+}
