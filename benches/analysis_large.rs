@@ -25,44 +25,11 @@ mod common;
 use homeiq::simulate::{Profile, SimulatorOptions, spawn};
 use serde_json::Value;
 
-use common::{free_port, status_kb, stop_process};
+use common::{Backend, env_or, free_port, status_kb, stop_process};
 
 /// The simulator runs in this process, with the allocator `homeiq simulate` ships with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Influxdb,
-    HaCompat,
-}
-
-impl Backend {
-    fn parse(text: &str) -> Backend {
-        match text.trim() {
-            "embedded" => Backend::Embedded,
-            "influxdb" => Backend::Influxdb,
-            "ha_compat" => Backend::HaCompat,
-            other => panic!("BACKENDS: unknown backend {other}"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Embedded => "embedded",
-            Backend::Influxdb => "influxdb (homeiq schema)",
-            Backend::HaCompat => "influxdb (ha_compat schema)",
-        }
-    }
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// HomeIQ as its own process (release binary), on `data` and `db`.
 struct HomeIq {

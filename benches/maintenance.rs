@@ -53,8 +53,8 @@ use homeiq::store::point::{FieldValue, Point};
 use serde_json::Value;
 
 use common::{
-    cpu_secs, deep, env_or, influx_pid, influx_query, influx_write, push_waiting, spawn_homeiq,
-    stop_process,
+    Backend, cpu_secs, deep, env_or, influx_pid, influx_query, influx_write, push_waiting,
+    spawn_homeiq, stop_process,
 };
 
 /// The simulator runs in this process, with the allocator `homeiq simulate` ships with.
@@ -65,29 +65,6 @@ const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 24 * HOUR_US;
 /// The home's zone (the simulator's `get_config`): local days start on a whole UTC hour.
 const ZONE: Tz = chrono_tz::Europe::Amsterdam;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Influxdb,
-}
-
-impl Backend {
-    fn parse(text: &str) -> Backend {
-        match text.trim() {
-            "embedded" => Backend::Embedded,
-            "influxdb" => Backend::Influxdb,
-            other => panic!("BACKENDS: unknown backend {other}"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Embedded => "embedded",
-            Backend::Influxdb => "influxdb (homeiq schema)",
-        }
-    }
-}
 
 struct Size {
     entities: usize,
@@ -168,7 +145,7 @@ async fn seed(backend: Backend, data: &Path, db: &str, size: &Size, from: i64, t
             assert_eq!(report.left, 0, "{report:?}");
             n
         }
-        Backend::Influxdb => {
+        Backend::Influxdb | Backend::HaCompat => {
             let url = influx_url();
             let http = reqwest::Client::new();
             influx_query(&http, &url, format!("CREATE DATABASE \"{db}\"")).await;
@@ -214,7 +191,7 @@ impl App {
         ];
         match backend {
             Backend::Embedded => env.push(("HOMEIQ_STORAGE", "embedded".to_owned())),
-            Backend::Influxdb => env.extend([
+            Backend::Influxdb | Backend::HaCompat => env.extend([
                 ("HOMEIQ_STORAGE", "external".to_owned()),
                 ("HOMEIQ_INFLUXDB__URL", influx_url()),
                 ("HOMEIQ_INFLUXDB__DATABASE", db.to_owned()),
@@ -426,7 +403,7 @@ async fn run(backend: Backend, size: &Size, dir: &Path) -> Row {
     println!("  catch-up over the dataset (not measured): {built:.0} s");
     // the rollups' pass with nothing due (every minute, all day), no load: HomeIQ's CPU per minute
     let influx = match backend {
-        Backend::Influxdb => influx_pid(),
+        Backend::Influxdb | Backend::HaCompat => influx_pid(),
         Backend::Embedded => None,
     };
     let q0 = mark(&app, influx).await;
@@ -504,7 +481,7 @@ async fn run(backend: Backend, size: &Size, dir: &Path) -> Row {
     );
     let deleted = match backend {
         Backend::Embedded => format!("{} points", run["points_deleted"]),
-        Backend::Influxdb => format!("{} shards", run["shards_dropped"]),
+        Backend::Influxdb | Backend::HaCompat => format!("{} shards", run["shards_dropped"]),
     };
     let end_deep = app.deep().await;
     let dropped = end_deep["storage"]["dropped_overflow"]
@@ -541,7 +518,7 @@ async fn run(backend: Backend, size: &Size, dir: &Path) -> Row {
         .await
         .unwrap_or_else(|e| panic!("simulator status: {e}"));
     sim.shutdown().await;
-    if backend == Backend::Influxdb {
+    if backend != Backend::Embedded {
         influx_query(
             &reqwest::Client::new(),
             &influx_url(),
@@ -599,6 +576,10 @@ fn main() {
             .unwrap_or_else(|_| default.into())
             .split(',')
             .map(Backend::parse)
+            .inspect(|b| {
+                // the dataset is written in the homeiq schema's lines
+                assert!(*b != Backend::HaCompat, "BACKENDS: ha_compat is not measured here");
+            })
             .collect();
         println!(
             "One day's maintenance of {} entities (a point every {} s, raw_days {}) while {} changes/s are recorded; load average {}",

@@ -483,3 +483,30 @@ pub fn push_waiting<F: std::future::Future<Output = ()>>(
         }
     });
 }
+
+/// A history backend a benchmark runs against (`BACKENDS=embedded,influxdb,ha_compat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Influxdb,
+    HaCompat,
+}
+
+impl Backend {
+    pub fn parse(text: &str) -> Backend {
+        match text.trim() {
+            "embedded" => Backend::Embedded,
+            "influxdb" => Backend::Influxdb,
+            "ha_compat" => Backend::HaCompat,
+            other => panic!("BACKENDS: unknown backend {other}"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Influxdb => "influxdb (homeiq schema)",
+            Backend::HaCompat => "influxdb (ha_compat schema)",
+        }
+    }
+}
