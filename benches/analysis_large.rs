@@ -298,16 +298,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     runtime.block_on(async {
-        let default = if std::env::var("INFLUX_URL").is_ok() {
-            "embedded,influxdb,ha_compat"
-        } else {
-            "embedded"
-        };
-        let backends: Vec<Backend> = std::env::var("BACKENDS")
-            .unwrap_or_else(|_| default.into())
-            .split(',')
-            .map(Backend::parse)
-            .collect();
+        let backends = common::backends("embedded,influxdb,ha_compat");
         let rate: u64 = env_or("RATE", 1_000);
         println!(
             "Analysis of {} days of the large home while {rate} changes/s are offered",

@@ -567,20 +567,12 @@ fn main() {
             rate: env_or("RATE", 1_000),
             quiet_secs: env_or("QUIET_SECS", 180),
         };
-        let default = if std::env::var("INFLUX_URL").is_ok() {
-            "embedded,influxdb"
-        } else {
-            "embedded"
-        };
-        let backends: Vec<Backend> = std::env::var("BACKENDS")
-            .unwrap_or_else(|_| default.into())
-            .split(',')
-            .map(Backend::parse)
-            .inspect(|b| {
-                // the dataset is written in the homeiq schema's lines
-                assert!(*b != Backend::HaCompat, "BACKENDS: ha_compat is not measured here");
-            })
-            .collect();
+        let backends = common::backends("embedded,influxdb");
+        // the dataset is written in the homeiq schema's lines
+        assert!(
+            !backends.contains(&Backend::HaCompat),
+            "BACKENDS: ha_compat is not measured here"
+        );
         println!(
             "One day's maintenance of {} entities (a point every {} s, raw_days {}) while {} changes/s are recorded; load average {}",
             size.entities,

@@ -510,3 +510,17 @@ impl Backend {
         }
     }
 }
+
+/// `BACKENDS` (comma-separated), else `with_influx` when `INFLUX_URL` is set, else `embedded`.
+pub fn backends(with_influx: &str) -> Vec<Backend> {
+    let default = if std::env::var("INFLUX_URL").is_ok() {
+        with_influx
+    } else {
+        "embedded"
+    };
+    std::env::var("BACKENDS")
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(Backend::parse)
+        .collect()
+}
