@@ -25,44 +25,11 @@ mod common;
 use homeiq::simulate::{Profile, SimulatorOptions, spawn};
 use serde_json::Value;
 
-use common::{free_port, status_kb, stop_process};
+use common::{Backend, env_or, free_port, status_kb, stop_process};
 
 /// The simulator runs in this process, with the allocator `homeiq simulate` ships with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Embedded,
-    Influxdb,
-    HaCompat,
-}
-
-impl Backend {
-    fn parse(text: &str) -> Backend {
-        match text.trim() {
-            "embedded" => Backend::Embedded,
-            "influxdb" => Backend::Influxdb,
-            "ha_compat" => Backend::HaCompat,
-            other => panic!("BACKENDS: unknown backend {other}"),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Backend::Embedded => "embedded",
-            Backend::Influxdb => "influxdb (homeiq schema)",
-            Backend::HaCompat => "influxdb (ha_compat schema)",
-        }
-    }
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// HomeIQ as its own process (release binary), on `data` and `db`.
 struct HomeIq {
@@ -260,21 +227,12 @@ async fn analyse_under_load(backend: Backend, data: &Path, db: &str) -> Row {
     tokio::time::sleep(Duration::from_secs(5)).await;
     // a nightly run finds the rollups caught up: the first start's catch-up over the recorded
     // month (which reads every raw point) is not part of the analysis
-    let settle = Instant::now();
-    let deadline = settle + Duration::from_secs(900);
-    loop {
-        let deep = app.get("/health/deep").await.unwrap_or_default();
-        let rollups = &deep["rollups"];
-        if rollups["catching_up"] == false && rollups["dirty"].as_u64() == Some(0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the rollups never caught up: {rollups}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!(
-        "rollups caught up {:.1} s after the start",
-        settle.elapsed().as_secs_f64() + 5.0
-    );
+    let waited = common::wait_rolled_up(
+        &format!("http://127.0.0.1:{}", app.port),
+        Duration::from_secs(900),
+    )
+    .await;
+    eprintln!("rollups caught up {:.1} s after the start", waited + 5.0);
     let rss0 = app.rss_mb();
     let deep0 = app.get("/health/deep").await.unwrap_or_default();
     let w0 = deep0["storage"]["written"].as_u64().unwrap_or(0);
@@ -348,16 +306,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     runtime.block_on(async {
-        let default = if std::env::var("INFLUX_URL").is_ok() {
-            "embedded,influxdb,ha_compat"
-        } else {
-            "embedded"
-        };
-        let backends: Vec<Backend> = std::env::var("BACKENDS")
-            .unwrap_or_else(|_| default.into())
-            .split(',')
-            .map(Backend::parse)
-            .collect();
+        let backends = common::backends("embedded,influxdb,ha_compat");
         let rate: u64 = env_or("RATE", 1_000);
         println!(
             "Analysis of {} days of the large home while {rate} changes/s are offered",

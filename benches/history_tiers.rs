@@ -16,19 +16,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
+
+use common::{env_or, influx_query, influx_write, iso};
 
 use homeiq::store::embedded;
 use homeiq::store::influx::encode_point;
 use homeiq::store::point::{FieldValue, Point};
-
-fn env_or(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Size {
     long_days: i64,
@@ -82,58 +77,16 @@ fn generate(size: &Size, end_us: i64, mut sink: impl FnMut(Vec<Point>)) {
 }
 
 fn spawn(data: &std::path::Path, backend: &[(&str, String)]) -> (Child, String) {
-    let port = common::free_port();
-    let bin = std::env::var("HOMEIQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_homeiq").into());
     let ha_url = std::env::var("HA_URL").expect("HA_URL: the home's time zone comes from HA");
     let ha_token = std::env::var("HA_TOKEN").expect("HA_TOKEN");
-    let mut command = Command::new(bin);
-    command
-        .arg("serve")
-        .env_clear()
-        .env("HOMEIQ_OPTIONS_FILE", data.join("none.json"))
-        .env("HOMEIQ_DATA_DIR", data)
-        .env("HOMEIQ_LOG_LEVEL", "warn")
-        .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
-        .env("HOMEIQ_HTTP__PORT", port.to_string())
-        .env("HOMEIQ_HA__URL", ha_url)
-        .env("HOMEIQ_HA__TOKEN", ha_token)
-        .env("HOMEIQ_BACKFILL__ENABLED", "false")
-        .env("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "0")
-        .env("HOMEIQ_API__CACHE_MB", "0");
-    for (k, v) in backend {
-        command.env(k, v);
-    }
-    let child = command.stdout(Stdio::null()).spawn().expect("spawn homeiq");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
-fn iso(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
-/// Waits until the rollups caught up (`/health/deep`); returns the seconds it took.
-async fn wait_rolled_up(base: &str) -> f64 {
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(3_600);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/health/deep")).send().await
-            && let Ok(v) = r.json::<serde_json::Value>().await
-        {
-            let r = &v["rollups"];
-            let lag = r["lag_secs"].as_f64().unwrap_or(f64::MAX);
-            if !r["catching_up"].as_bool().unwrap_or(true)
-                && !r["rolled_up_until"].is_null()
-                && lag < 3.0 * 3_600.0
-            {
-                return started.elapsed().as_secs_f64();
-            }
-        }
-        assert!(Instant::now() < deadline, "rollups did not catch up");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let mut env = vec![
+        ("HOMEIQ_HA__URL", ha_url),
+        ("HOMEIQ_HA__TOKEN", ha_token),
+        ("HOMEIQ_BACKFILL__ENABLED", "false".to_owned()),
+        ("HOMEIQ_API__CACHE_MB", "0".to_owned()),
+    ];
+    env.extend(backend.iter().cloned());
+    common::spawn_homeiq(data, &env, None)
 }
 
 fn p95(mut ms: Vec<f64>) -> f64 {
@@ -217,7 +170,7 @@ async fn run_backend(
 ) {
     let requests = env_or("REQUESTS", 20) as usize;
     let (mut child, base) = spawn(data, backend);
-    let build = wait_rolled_up(&base).await;
+    let build = common::wait_rolled_up(&base, Duration::from_secs(3_600)).await;
     println!("{name}: rollups built from the raw points in {build:.1} s");
     let (long, tier) = measure(
         &base,
@@ -280,12 +233,11 @@ async fn main() {
     let mut n = 0usize;
     generate(&size, end_us, |chunk| {
         n += chunk.len();
-        for p in chunk {
-            writer.push(p);
-        }
+        common::push_waiting(chunk, || writer.wait_for_room(), |p| writer.push(p));
     });
-    let report = writer.shutdown(Duration::from_secs(600)).await;
-    assert_eq!(report.left, 0);
+    assert_eq!(writer.stats().counts.dropped_overflow, 0, "dropped");
+    let report = writer.shutdown(Duration::from_secs(3_600)).await;
+    assert_eq!(report.left, 0, "{report:?}");
     let raw = std::fs::metadata(embedded::history_path(&data)).map_or(0, |m| m.len());
     let entity_years = (size.long_days as f64 + size.wide_days as f64 * size.wide as f64) / 365.0;
     println!(
@@ -306,11 +258,7 @@ async fn main() {
     if let Ok(influx) = std::env::var("INFLUX_URL") {
         let db = format!("bench_tiers_{}", std::process::id());
         let http = reqwest::Client::new();
-        http.post(format!("{influx}/query"))
-            .form(&[("q", format!("CREATE DATABASE \"{db}\""))])
-            .send()
-            .await
-            .expect("create database");
+        influx_query(&http, &influx, format!("CREATE DATABASE \"{db}\"")).await;
         let started = Instant::now();
         let mut bodies = Vec::new();
         generate(&size, end_us, |chunk| {
@@ -322,13 +270,7 @@ async fn main() {
             bodies.push(body);
         });
         for body in bodies {
-            let r = http
-                .post(format!("{influx}/write?db={db}&precision=u"))
-                .body(body)
-                .send()
-                .await
-                .expect("write");
-            assert!(r.status().is_success(), "{}", r.status());
+            influx_write(&http, &influx, &db, body).await;
         }
         println!(
             "influxdb: points written in {:.1} s",
@@ -347,10 +289,6 @@ async fn main() {
             end_us,
         )
         .await;
-        let _ = http
-            .post(format!("{influx}/query"))
-            .form(&[("q", format!("DROP DATABASE \"{db}\""))])
-            .send()
-            .await;
+        influx_query(&http, &influx, format!("DROP DATABASE \"{db}\"")).await;
     }
 }

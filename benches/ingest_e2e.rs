@@ -40,58 +40,14 @@ use homeiq::store::schema::PointMapper;
 use serde_json::Value;
 
 use common::{
-    RAW_BATCH, RawBatches, Rng, count_states, event, free_port, make_entities, settings, status_kb,
-    stop_process,
+    RAW_BATCH, RawBatches, Rng, count_states, cpu_secs, env_or, event, free_port, influx_pid,
+    make_entities, settings, status_kb, stop_process,
 };
 
 /// The simulator runs in this process: with the allocator `homeiq simulate` ships with, so that
 /// it costs the machine what the real command costs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The InfluxDB server's process: `INFLUX_PID`, else the one process named `influxd`.
-fn influx_pid() -> Option<u32> {
-    if let Some(pid) = std::env::var("INFLUX_PID")
-        .ok()
-        .and_then(|p| p.parse().ok())
-    {
-        return Some(pid);
-    }
-    let found: Vec<u32> = std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "influxd")
-        })
-        .collect();
-    match found.as_slice() {
-        [pid] => Some(*pid),
-        _ => None,
-    }
-}
-
-/// CPU time (user + system) a process has used, seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // fields after the command name (which is in parentheses and may hold spaces)
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .unwrap_or(0.0);
-    // USER_HZ is 100 on Linux
-    ticks / 100.0
-}
-
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A HomeIQ process recording the simulator at `ha_url`.
 struct HomeIq {

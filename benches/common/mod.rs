@@ -286,3 +286,241 @@ pub fn stop_process(child: &mut std::process::Child, grace: std::time::Duration)
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `key` from the environment parsed, else `default`.
+pub fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `us` (µs since the epoch) as RFC 3339, whole seconds.
+pub fn iso(us: i64) -> String {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// Starts `homeiq serve` (the release binary, or `HOMEIQ_BIN`) on `data` at a free loopback
+/// port, logging warnings to `log` (else nowhere), with `env` on top of the settings every
+/// benchmark shares (no options file, no rate limit). Returns the child and its base URL.
+pub fn spawn_homeiq(
+    data: &std::path::Path,
+    env: &[(&str, String)],
+    log: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let bin = std::env::var("HOMEIQ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_homeiq").into());
+    let mut command = std::process::Command::new(bin);
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOMEIQ_OPTIONS_FILE", data.join("none.json"))
+        .env("HOMEIQ_DATA_DIR", data)
+        .env("HOMEIQ_LOG_LEVEL", "warn")
+        .env("HOMEIQ_HTTP__BIND", "127.0.0.1")
+        .env("HOMEIQ_HTTP__PORT", port.to_string())
+        .env("HOMEIQ_API__RATE_LIMIT_PER_SECOND", "0");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let stderr = match log.map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    }) {
+        Some(Ok(f)) => std::process::Stdio::from(f),
+        Some(Err(e)) => panic!("homeiq log: {e}"),
+        None => std::process::Stdio::inherit(),
+    };
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn homeiq: {e}"));
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// `/health/deep` of the HomeIQ at `base` (`None` while it does not answer).
+pub async fn deep(http: &reqwest::Client, base: &str) -> Option<Value> {
+    http.get(format!("{base}/health/deep"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Waits up to `limit` until the rollups at `base` caught up (`/health/deep`: not catching up,
+/// a watermark, less than three hours behind); returns the seconds it took.
+pub async fn wait_rolled_up(base: &str, limit: std::time::Duration) -> f64 {
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = deep(&http, base).await {
+            let r = &v["rollups"];
+            let lag = r["lag_secs"].as_f64().unwrap_or(f64::MAX);
+            if !r["catching_up"].as_bool().unwrap_or(true)
+                && !r["rolled_up_until"].is_null()
+                && lag < 3.0 * 3_600.0
+            {
+                return started.elapsed().as_secs_f64();
+            }
+        }
+        assert!(started.elapsed() < limit, "rollups did not catch up");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// CPU time (user + system) process `pid` has used, seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // fields after the command name (which is in parentheses and may hold spaces)
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+        })
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux
+    ticks / 100.0
+}
+
+/// The InfluxDB server's process: `INFLUX_PID`, else the one process named `influxd`.
+pub fn influx_pid() -> Option<u32> {
+    if let Some(pid) = std::env::var("INFLUX_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        return Some(pid);
+    }
+    let found: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "influxd")
+        })
+        .collect();
+    match found.as_slice() {
+        [pid] => Some(*pid),
+        // several servers: the one listening on `INFLUX_URL`'s port
+        _ => found.into_iter().find(|pid| listens_on_influx_port(*pid)),
+    }
+}
+
+/// Whether process `pid` holds the socket listening on `INFLUX_URL`'s port.
+fn listens_on_influx_port(pid: u32) -> bool {
+    let Some(port) = std::env::var("INFLUX_URL")
+        .ok()
+        .and_then(|u| url::Url::parse(&u).ok()?.port_or_known_default())
+    else {
+        return false;
+    };
+    let suffix = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| {
+            t.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    // local address, state LISTEN (0A), inode
+                    let inode = f.get(9)?;
+                    (f.get(1)?.ends_with(&suffix) && *f.get(3)? == "0A")
+                        .then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+        d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|l| inodes.iter().any(|i| l.to_str() == Some(i)))
+    })
+}
+
+/// Writes `body` (line protocol, µs precision) to database `db` of the InfluxDB at `url`.
+pub async fn influx_write(http: &reqwest::Client, url: &str, db: &str, body: String) {
+    let r = http
+        .post(format!("{url}/write?db={db}&precision=u"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    assert!(r.status().is_success(), "write: {}", r.status());
+}
+
+/// Runs an InfluxQL statement (`CREATE DATABASE`, `DROP DATABASE`) against the InfluxDB at `url`.
+pub async fn influx_query(http: &reqwest::Client, url: &str, q: String) {
+    let r = http
+        .post(format!("{url}/query"))
+        .form(&[("q", q)])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("query: {e}"));
+    assert!(r.status().is_success(), "query: {}", r.status());
+}
+
+/// Queues `points` into the embedded writer with `push`, awaiting `room` (its `wait_for_room`)
+/// before each: `push` alone drops the oldest queued point once the writer's capacity is held,
+/// as ingestion must; a dataset's bulk write must not. Needs a multi-threaded runtime.
+pub fn push_waiting<F: std::future::Future<Output = ()>>(
+    points: Vec<Point>,
+    room: impl Fn() -> F,
+    push: impl Fn(Point),
+) {
+    tokio::task::block_in_place(|| {
+        let handle = tokio::runtime::Handle::current();
+        for p in points {
+            handle.block_on(room());
+            push(p);
+        }
+    });
+}
+
+/// A history backend a benchmark runs against (`BACKENDS=embedded,influxdb,ha_compat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Influxdb,
+    HaCompat,
+}
+
+impl Backend {
+    pub fn parse(text: &str) -> Backend {
+        match text.trim() {
+            "embedded" => Backend::Embedded,
+            "influxdb" => Backend::Influxdb,
+            "ha_compat" => Backend::HaCompat,
+            other => panic!("BACKENDS: unknown backend {other}"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Influxdb => "influxdb (homeiq schema)",
+            Backend::HaCompat => "influxdb (ha_compat schema)",
+        }
+    }
+}
+
+/// `BACKENDS` (comma-separated), else `with_influx` when `INFLUX_URL` is set, else `embedded`.
+pub fn backends(with_influx: &str) -> Vec<Backend> {
+    let default = if std::env::var("INFLUX_URL").is_ok() {
+        with_influx
+    } else {
+        "embedded"
+    };
+    std::env::var("BACKENDS")
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(Backend::parse)
+        .collect()
+}

@@ -33,8 +33,9 @@
 //! * **The watermark** ([`Rollups::rolled_up_until`]): every raw point before it is in every
 //!   enabled tier (the end of the last composed day, earlier when a dirty range starts before it).
 //!   Raw retention deletes nothing at or after it.
-//! * **Tier retention** (`retention.five_minute_days`, `hourly_days`, `daily_days`): rows are
-//!   deleted in chunks of a few thousand, each its own short transaction.
+//! * **Tier retention** (`retention.five_minute_days`, `hourly_days`, `daily_days`): at most
+//!   hourly, rows are deleted in chunks of a few thousand, each its own short transaction, found
+//!   entity by entity (a seek into each entity's oldest rows, not a scan of the tier).
 //! * **Imported statistics** (tier `imported`, [`Rollups::insert_imported`]): Home Assistant's
 //!   hourly statistics; read for hours without own rollups.
 
@@ -206,6 +207,8 @@ struct Progress {
     dirty: usize,
     zone: Option<Tz>,
     last_error: Option<String>,
+    /// When tier retention last ran (µs).
+    expired_at: Option<i64>,
 }
 
 struct Inner {

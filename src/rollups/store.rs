@@ -536,10 +536,14 @@ impl Db {
         blocking(self.write.clone(), move |c| {
             let mut n = 0u64;
             for table in ["numeric", "states"] {
+                // entity by entity (`CROSS JOIN` keeps `entities` the outer loop): a seek into
+                // each entity's oldest rows, where `tier = ? AND start_us < ?` alone scanned the
+                // whole tier (17 million hourly rows a year for 2,000 entities) at every pass
                 n += c.execute(
                     &format!(
                         "DELETE FROM {table} WHERE (tier, entity, start_us) IN
-                         (SELECT tier, entity, start_us FROM {table} WHERE tier = ?1 AND start_us < ?2 LIMIT ?3)"
+                         (SELECT r.tier, r.entity, r.start_us FROM entities AS e CROSS JOIN {table} AS r
+                          WHERE r.tier = ?1 AND r.entity = e.id AND r.start_us < ?2 LIMIT ?3)"
                     ),
                     params![tier.id(), before, i64::try_from(chunk).unwrap_or(i64::MAX)],
                 )? as u64;

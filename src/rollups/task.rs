@@ -28,6 +28,9 @@ const DIRTY_PER_PASS: usize = 64;
 const MAX_DIRTY: usize = 10_000;
 /// Rows deleted per retention statement.
 const EXPIRE_CHUNK: usize = 5_000;
+/// Time between tier-retention runs: tiers are kept for days, so an hour more is nothing, and a
+/// run seeks into every entity's oldest rows of every tier.
+const EXPIRE_EVERY_US: i64 = HOUR;
 /// Days of 5-minute rows kept when the tier is off but computed for local days.
 const FIVE_MINUTE_MIN_DAYS: u32 = 2;
 /// `meta_text` key of the zone the daily periods use.
@@ -134,7 +137,11 @@ impl Rollups {
         }
         lock(&self.0.progress).catching_up = false;
         self.compose_days(tz, cursor).await?;
-        self.expire(now_us).await?;
+        let expired_at = lock(&self.0.progress).expired_at;
+        if expired_at.is_none_or(|t| now_us - t >= EXPIRE_EVERY_US || now_us < t) {
+            self.expire(now_us).await?;
+            lock(&self.0.progress).expired_at = Some(now_us);
+        }
         self.publish().await
     }
 

@@ -399,3 +399,86 @@ async fn imported_hours_fill_hours_without_own_rollups_and_name_their_tier() {
     assert_eq!(page.items[0].value, Some(47.0));
     assert!(page.next_cursor.is_some());
 }
+
+#[tokio::test]
+async fn tier_retention_deletes_each_entitys_old_rows_at_most_hourly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, history) = embedded::open(
+        &embedded::history_path(dir.path()),
+        EmbeddedOptions::default(),
+    )
+    .await
+    .expect("open");
+    let store = HistoryStore::Embedded(history);
+    let r = Rollups::open(RollupParts {
+        data_dir: dir.path().to_path_buf(),
+        history: store.clone(),
+        write_log: writer.write_log(),
+        retention: RetentionSettings {
+            raw_days: None,
+            five_minute_days: 1,
+            hourly_days: 1,
+            daily_days: 10_000,
+        },
+        zone: ZoneOf::Fixed("Europe/Amsterdam".parse().expect("tz")),
+        max_raw_days: 30,
+    })
+    .await
+    .expect("rollups");
+    // three entities, a point every 10 minutes for three days
+    let mut n = 0;
+    for k in 0..(SPAN_US / (10 * 60_000_000)) {
+        for e in ENTITIES {
+            let t = t0() + k * 10 * 60_000_000;
+            writer.push(
+                Point::new("sensor", t)
+                    .tag("entity_id", e)
+                    .field("value", FieldValue::Float(k as f64)),
+            );
+            n += 1;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store
+        .points_between(t0(), t0() + SPAN_US)
+        .await
+        .expect("read")
+        .len()
+        < n
+    {
+        assert!(std::time::Instant::now() < deadline, "points not written");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let hours = |r: Rollups| async move {
+        let mut left = Vec::new();
+        for e in ENTITIES {
+            left.push(
+                r.0.db
+                    .numeric(Tier::Hour, e.to_owned(), t0() - HOUR, t0() + SPAN_US)
+                    .await
+                    .expect("rows"),
+            );
+        }
+        left
+    };
+    let now = t0() + SPAN_US;
+    let cancel = CancellationToken::new();
+    r.pass(&cancel, now).await.expect("pass");
+    for rows in hours(r.clone()).await {
+        // the last day's hours of every entity are left (the last one waits for its grace),
+        // nothing older
+        assert_eq!(rows.len(), 23, "{rows:?}");
+        assert_eq!(rows[0].start_us, now - 24 * HOUR);
+    }
+    let expired = r.counts().expired;
+    assert!(expired > 0);
+    // ten minutes later the hour at now − 1 day is due, but tier retention waits for its hour
+    r.pass(&cancel, now + 10 * 60_000_000).await.expect("pass");
+    assert_eq!(r.counts().expired, expired);
+    r.pass(&cancel, now + HOUR).await.expect("pass");
+    assert!(r.counts().expired > expired);
+    for rows in hours(r.clone()).await {
+        assert_eq!(rows[0].start_us, now - 23 * HOUR, "{rows:?}");
+    }
+    let _ = writer.shutdown(Duration::from_secs(5)).await;
+}
