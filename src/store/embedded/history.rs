@@ -20,6 +20,8 @@
 //! `GROUP BY time(…)`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx::{self, Row as _, SqlitePool};
@@ -38,6 +40,61 @@ use crate::store::origin::{Origin, OriginKind};
 pub struct EmbeddedHistory {
     pool: SqlitePool,
     slots: Slots,
+    bulk: Bulk,
+}
+
+/// Read-only `rusqlite` connections for the bulk reads (the analysis' changes, the rollups' raw
+/// points), each read one blocking call on Tokio's blocking pool. `sqlx` hands every row across a
+/// channel from its worker thread: in a rollup pass over a day of 2,000 one-minute sensors that
+/// thread and its context switches took most of the CPU (README, daily maintenance). Idle
+/// connections are kept; there are at most as many as reads at once (the request slots).
+#[derive(Debug, Clone)]
+struct Bulk {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<rusqlite::Connection>>>,
+}
+
+impl Bulk {
+    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, HistoryError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let taken = me
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let conn = match taken {
+                Some(c) => c,
+                None => open_bulk(&me.path)?,
+            };
+            let out = read(&conn)?;
+            me.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(conn);
+            Ok(out)
+        })
+        .await
+        .map_err(|e| HistoryError::Backend(format!("embedded history: the read task failed: {e}")))?
+        .map_err(|e: rusqlite::Error| HistoryError::Backend(format!("embedded history: {e}")))
+    }
+}
+
+/// A read-only connection with the readers' settings (and a larger cache: a bulk read's pages
+/// are many).
+fn open_bulk(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "cache_size", -8192)?;
+    Ok(conn)
 }
 
 impl From<sqlx::Error> for HistoryError {
@@ -58,11 +115,15 @@ fn interval_us(secs: u64) -> i64 {
 }
 
 impl EmbeddedHistory {
-    /// History read through `pool` (read-only connections to `history.db`).
-    pub(crate) fn new(pool: SqlitePool) -> Self {
+    /// History read through `pool` (read-only connections to `path`, `history.db`).
+    pub(crate) fn new(pool: SqlitePool, path: &Path) -> Self {
         Self {
             pool,
             slots: Slots::default(),
+            bulk: Bulk {
+                path: Arc::new(path.to_path_buf()),
+                idle: Arc::default(),
+            },
         }
     }
 
@@ -93,22 +154,22 @@ impl EmbeddedHistory {
              WHERE e.domain IN ({list}) AND p.time_us >= ?1 AND p.time_us < ?2 AND p.state IS NOT NULL"
         );
         // domains are identifiers ([`is_domain`]): nothing else reaches the statement
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(start.timestamp_micros())
-            .bind(end.timestamp_micros())
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let origin: Option<i64> = r.try_get("origin")?;
-            out.push(StoredChange {
-                entity_id: r.try_get("entity_id")?,
-                time_us: r.try_get("time_us")?,
-                state: r.try_get("state")?,
-                origin: origin.map_or(OriginKind::Unknown, origin_of_code),
-            });
-        }
-        Ok(out)
+        let (from, to) = (start.timestamp_micros(), end.timestamp_micros());
+        self.bulk
+            .read(move |c| {
+                let mut statement = c.prepare(&sql)?;
+                let rows = statement.query_map([from, to], |r| {
+                    let origin: Option<i64> = r.get(3)?;
+                    Ok(StoredChange {
+                        entity_id: r.get(0)?,
+                        time_us: r.get(1)?,
+                        state: r.get(2)?,
+                        origin: origin.map_or(OriginKind::Unknown, origin_of_code),
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
     }
 
     /// Points in `[start_us, end_us)`: of one entity (a range of the primary key) or of all (that
@@ -138,18 +199,38 @@ impl EmbeddedHistory {
                 .await?
             }
             None => {
-                sqlx::query(
-                    "SELECT e.entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
-                        typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
-                        json_extract(a.json, '$.state_class') AS sc
-                 FROM entities e CROSS JOIN points p ON p.entity = e.id
-                 LEFT JOIN attribute_sets a ON a.id = p.attributes
-                 WHERE p.time_us >= ?1 AND p.time_us < ?2",
-                )
-                .bind(start_us)
-                .bind(end_us)
-                .fetch_all(&self.pool)
-                .await?
+                return self
+                    .bulk
+                    .read(move |c| {
+                        let mut statement = c.prepare(
+                            "SELECT e.entity_id, p.time_us, CASE WHEN typeof(p.value) = 'blob' THEN NULL ELSE p.value END AS value,
+                                typeof(p.value) = 'blob' AS value_of_state, p.state, p.origin,
+                                json_extract(a.json, '$.state_class') AS sc
+                             FROM entities e CROSS JOIN points p ON p.entity = e.id
+                             LEFT JOIN attribute_sets a ON a.id = p.attributes
+                             WHERE p.time_us >= ?1 AND p.time_us < ?2",
+                        )?;
+                        let rows = statement.query_map([start_us, end_us], |r| {
+                            let state: Option<String> = r.get(4)?;
+                            let value: Option<f64> = if r.get::<_, bool>(3)? {
+                                state.as_deref().and_then(|s| s.parse::<f64>().ok())
+                            } else {
+                                r.get(2)?
+                            };
+                            let origin: Option<i64> = r.get(5)?;
+                            let sc: Option<String> = r.get(6)?;
+                            Ok(RawPoint {
+                                entity_id: r.get(0)?,
+                                time_us: r.get(1)?,
+                                value: value.filter(|v| v.is_finite()),
+                                state,
+                                heartbeat: origin.map(origin_of_code) == Some(OriginKind::Heartbeat),
+                                total_increasing: is_total_increasing(sc.as_deref()),
+                            })
+                        })?;
+                        rows.collect()
+                    })
+                    .await;
             }
         };
         rows.iter().map(raw_point).collect()

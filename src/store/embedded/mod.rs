@@ -323,7 +323,7 @@ pub async fn open(
         .map_err(open_err)?;
     Ok((
         EmbeddedWriter::spawn(conn, options),
-        EmbeddedHistory::new(readers),
+        EmbeddedHistory::new(readers, path),
     ))
 }
 
