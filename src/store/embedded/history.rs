@@ -211,22 +211,14 @@ impl EmbeddedHistory {
                              WHERE p.time_us >= ?1 AND p.time_us < ?2",
                         )?;
                         let rows = statement.query_map([start_us, end_us], |r| {
-                            let state: Option<String> = r.get(4)?;
-                            let value: Option<f64> = if r.get::<_, bool>(3)? {
-                                state.as_deref().and_then(|s| s.parse::<f64>().ok())
-                            } else {
-                                r.get(2)?
-                            };
-                            let origin: Option<i64> = r.get(5)?;
-                            let sc: Option<String> = r.get(6)?;
-                            Ok(RawPoint {
-                                entity_id: r.get(0)?,
-                                time_us: r.get(1)?,
-                                value: value.filter(|v| v.is_finite()),
-                                state,
-                                heartbeat: origin.map(origin_of_code) == Some(OriginKind::Heartbeat),
-                                total_increasing: is_total_increasing(sc.as_deref()),
-                            })
+                            Ok(raw_point_of(
+                                r.get(0)?,
+                                r.get(1)?,
+                                (r.get(2)?, r.get(3)?),
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get::<_, Option<String>>(6)?.as_deref(),
+                            ))
                         })?;
                         rows.collect()
                     })
@@ -324,19 +316,41 @@ fn stored_value(
     Ok(r.try_get("value")?)
 }
 
-/// A row of `entity_id, time_us, value, state, origin, sc` as a rollup input.
+/// A row of `entity_id, time_us, value, value_of_state, state, origin, sc` as a rollup input.
 fn raw_point(r: &sea_orm::sqlx::sqlite::SqliteRow) -> Result<RawPoint, HistoryError> {
-    let origin: Option<i64> = r.try_get("origin")?;
-    let sc: Option<String> = r.try_get("sc")?;
-    let state: Option<String> = r.try_get("state")?;
-    Ok(RawPoint {
-        entity_id: r.try_get("entity_id")?,
-        time_us: r.try_get("time_us")?,
-        value: stored_value(r, state.as_deref())?.filter(|v| v.is_finite()),
+    Ok(raw_point_of(
+        r.try_get("entity_id")?,
+        r.try_get("time_us")?,
+        (r.try_get("value")?, r.try_get("value_of_state")?),
+        r.try_get("state")?,
+        r.try_get("origin")?,
+        r.try_get::<Option<String>, _>("sc")?.as_deref(),
+    ))
+}
+
+/// A rollup input from a row's columns, whichever driver read them: `value` is the stored
+/// number and whether the state text holds it instead (see [`stored_value`]).
+fn raw_point_of(
+    entity_id: String,
+    time_us: i64,
+    (value, value_of_state): (Option<f64>, bool),
+    state: Option<String>,
+    origin: Option<i64>,
+    state_class: Option<&str>,
+) -> RawPoint {
+    let value = if value_of_state {
+        state.as_deref().and_then(|s| s.parse::<f64>().ok())
+    } else {
+        value
+    };
+    RawPoint {
+        entity_id,
+        time_us,
+        value: value.filter(|v| v.is_finite()),
         state,
         heartbeat: origin.map(origin_of_code) == Some(OriginKind::Heartbeat),
-        total_increasing: is_total_increasing(sc.as_deref()),
-    })
+        total_increasing: is_total_increasing(state_class),
+    }
 }
 
 impl PageBackend for EmbeddedHistory {
