@@ -1216,11 +1216,15 @@ async fn refused_credentials_spool_and_recover() {
         writer.stats()
     );
     fake.set(Mode::Proxy);
+    // the written count rises before the spool's bookkeeping of the same replay: wait for both
     assert!(
         eventually(Duration::from_secs(5), || async {
-            writer.stats().counts.written == 30
+            let s = writer.stats();
+            s.counts.written == 30 && s.influx().spool_points == 0
         })
-        .await
+        .await,
+        "{:?}",
+        writer.stats()
     );
     let s = writer.stats();
     assert_eq!(
