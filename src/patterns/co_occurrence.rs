@@ -50,18 +50,21 @@
 //! Memory: the recent buffer holds one window of transitions; the times of every transition
 //! per (entity, state), 4 bytes each, give the control moments of A (B's are the habit
 //! transitions [`time_of_day`] keeps; the same order of memory, not more). The pair table is
-//! bounded: beyond [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays it is pruned — first pairs
-//! whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times since the pair was created and
-//! whose confidence over those is below [`HOPELESS_FRACTION`] of the lowest minimum confidence
-//! (a motion sensor before a light turned on by hand now and then), then, while still above
-//! half the caps, the least confident pairs. A pair that comes back starts again
+//! bounded: co-occurrences are collected in batches of [`MERGE_BATCH`] and counted into the
+//! pairs (a vector sorted by the pair's dense key ids) in one merge after a radix sort; when a
+//! merge leaves more than [`PAIR_CAP`] pairs or [`STORED_DELAYS_CAP`] kept delays the table is
+//! pruned — first pairs whose A occurred at least [`HOPELESS_MIN_TRIGGERS`] times since the pair
+//! was created and whose confidence over those is below [`HOPELESS_FRACTION`] of the lowest
+//! minimum confidence (a motion sensor before a light turned on by hand now and then), and
+//! pairs seen once whose A has occurred more than [`STALE_SEED_TRIGGERS`] times since, then,
+//! while still above half the caps, the least confident pairs. A pair that comes back starts again
 //! (its support counts from then: a pair confident enough to be a pattern is not pruned in
 //! practice). The number of pruned pairs is reported in the run's statistics.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::{
-    Context, DayType, Delay, EVIDENCE_CAP, Key, KeyMap, KeySet, Params, Pattern, PatternEntity,
+    Context, DayType, Delay, EVIDENCE_CAP, Key, KeyMap, Params, Pattern, PatternEntity,
     PatternKind, key_entity, pattern_id, time_of_day, time_of_day::round3,
 };
 
@@ -96,6 +99,9 @@ pub(crate) const STORED_DELAYS_CAP: usize = 1_000_000;
 pub(crate) const HOPELESS_MIN_TRIGGERS: u32 = 20;
 /// "Far below": this share of the lowest minimum confidence.
 pub(crate) const HOPELESS_FRACTION: f64 = 0.5;
+/// A pair seen once is dropped at a prune when its A has occurred more than this many times
+/// since (its confidence is at most a quarter: B followed one of them).
+pub(crate) const STALE_SEED_TRIGGERS: u32 = 4;
 
 /// One (A, B) pair.
 struct Pair {
@@ -116,6 +122,49 @@ struct Pair {
 }
 
 impl Pair {
+    /// The pair `s` creates.
+    fn new(s: &Seen) -> Self {
+        Pair {
+            support: 0,
+            trigger_base: s.base,
+            last_trigger: s.t - s.delay,
+            first: s.t,
+            min_delay: s.delay,
+            max_delay: s.delay,
+            recent: Vec::new(),
+            head: 0,
+        }
+    }
+
+    /// Counts `s` (B after A); returns the delays newly kept.
+    fn count(&mut self, s: &Seen) -> usize {
+        let (t, delay, ta) = (s.t, s.delay, s.t - s.delay);
+        if self.support > 0 && self.last_trigger == ta {
+            return 0;
+        }
+        let mut stored = 0;
+        if self.support == 1 && self.recent.is_empty() {
+            // the second occurrence: the first one moves to the list
+            self.recent.push((self.first, self.min_delay));
+            stored += 1;
+        }
+        self.support += 1;
+        self.last_trigger = ta;
+        self.min_delay = self.min_delay.min(delay);
+        self.max_delay = self.max_delay.max(delay);
+        if self.support == 1 {
+            // kept in `first` and `min_delay`
+        } else if self.recent.len() >= EVIDENCE_CAP {
+            let head = usize::from(self.head);
+            self.recent[head] = (t, delay);
+            self.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
+        } else {
+            stored += 1;
+            self.recent.push((t, delay));
+        }
+        stored
+    }
+
     /// The kept (B time, delay), oldest first.
     fn ordered(&self) -> Vec<(u32, u32)> {
         if self.recent.is_empty() {
@@ -129,15 +178,104 @@ impl Pair {
 pub(crate) struct Detector {
     window: u32,
     lowest_confidence: f64,
-    recent: VecDeque<(u32, Key)>,
-    triggers: KeyMap<Key, u32>,
+    /// The transitions of the last window: (time, id).
+    recent: VecDeque<(u32, u32)>,
+    /// Dense ids of the (entity, state) keys seen, in order of appearance.
+    ids: KeyMap<Key, u32>,
+    keys: Vec<Key>,
+    /// Transitions per key id (the occurrences of A).
+    triggers: Vec<u32>,
     /// Every transition's time per (entity, state), for the control moments of A.
     times: KeyMap<Key, Vec<u32>>,
-    pairs: KeyMap<(Key, Key), Pair>,
+    /// Sorted by [`pair_key`]; counted up to the last [`Detector::merge`].
+    pairs: Vec<(u64, Pair)>,
+    /// What follows what since the last merge, in time order.
+    pending: Vec<Seen>,
+    /// The radix sort's second buffer.
+    scratch: Vec<Seen>,
+    /// The previous merge's table (its allocation is reused).
+    spare: Vec<(u64, Pair)>,
     stored: usize,
     pruned: u64,
-    seen: KeySet,
+    /// Per key id, the B transition that last counted it as an A (one A per B transition).
+    seen: Vec<u32>,
+    /// B transitions so far (the stamp of `seen`).
+    habits: u32,
 }
+
+/// B reached its state at `t`, `delay` seconds after the most recent A in the window (`pair`:
+/// [`pair_key`] of their ids); `base`: occurrences of A before that one (for a pair it creates).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    pair: u64,
+    t: u32,
+    delay: u32,
+    base: u32,
+}
+
+/// The key of the pair (A, B) of key ids: sorts by A, then B.
+fn pair_key(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
+}
+
+/// Bits of a radix sort's digit.
+const DIGIT_BITS: u32 = 11;
+
+/// Sorts `items` by their pair (stable: each pair's in the order they came), A's id in the
+/// high half and B's in the low, both below `2^id_bits`. Hand-written: the ids are dense, so
+/// a least-significant-digit radix sort takes two to four passes over the batch (a comparison
+/// sort of a batch took a third of a month's analysis), and no radix sort is among the
+/// dependencies.
+fn radix_sort_by_pair(items: &mut Vec<Seen>, scratch: &mut Vec<Seen>, id_bits: u32) {
+    let id_bits = id_bits.clamp(1, 32);
+    let digits_per_half = id_bits.div_ceil(DIGIT_BITS);
+    let buckets = 1usize << DIGIT_BITS;
+    let mask = (1u64 << DIGIT_BITS) - 1;
+    let mut counts = vec![0usize; buckets];
+    for half in [0u32, 32] {
+        for digit in 0..digits_per_half {
+            let shift = half + digit * DIGIT_BITS;
+            let bucket = |s: &Seen| ((s.pair >> shift) & mask) as usize;
+            counts.iter_mut().for_each(|c| *c = 0);
+            for s in items.iter() {
+                counts[bucket(s)] += 1;
+            }
+            let mut start = 0;
+            for c in counts.iter_mut() {
+                let n = *c;
+                *c = start;
+                start += n;
+            }
+            scratch.clear();
+            scratch.resize(
+                items.len(),
+                Seen {
+                    pair: 0,
+                    t: 0,
+                    delay: 0,
+                    base: 0,
+                },
+            );
+            for s in items.iter() {
+                let b = bucket(s);
+                scratch[counts[b]] = *s;
+                counts[b] += 1;
+            }
+            std::mem::swap(items, scratch);
+        }
+    }
+}
+
+/// The key ids of a pair.
+fn pair_ids(pair: u64) -> (usize, usize) {
+    ((pair >> 32) as usize, (pair & 0xffff_ffff) as usize)
+}
+
+/// Co-occurrences collected before they are counted into the pairs in one sorted merge: most
+/// are new pairs that a prune drops again, and a hash table's insert and remove of each (a
+/// cache miss or two in a table of megabytes, a hundred million times in a month of a large
+/// home) cost ten times more than sorting them.
+const MERGE_BATCH: usize = 1 << 18;
 
 impl Detector {
     pub(crate) fn new(params: &Params) -> Self {
@@ -145,12 +283,18 @@ impl Detector {
             window: params.co_occurrence_window_seconds,
             lowest_confidence: params.thresholds.lowest_confidence(),
             recent: VecDeque::new(),
-            triggers: KeyMap::default(),
+            ids: KeyMap::default(),
+            keys: Vec::new(),
+            triggers: Vec::new(),
             times: KeyMap::default(),
-            pairs: KeyMap::default(),
+            pairs: Vec::new(),
+            pending: Vec::new(),
+            scratch: Vec::new(),
+            spare: Vec::new(),
             stored: 0,
             pruned: 0,
-            seen: KeySet::default(),
+            seen: Vec::new(),
+            habits: 0,
         }
     }
 
@@ -164,56 +308,99 @@ impl Detector {
         {
             self.recent.pop_front();
         }
+        let id = self.id(k);
         if habit {
-            self.seen.clear();
-            for &(ta, ka) in self.recent.iter().rev() {
-                if key_entity(ka) == key_entity(k) || !self.seen.insert(ka) || ta > t {
+            self.habits = self.habits.wrapping_add(1);
+            for &(ta, a) in self.recent.iter().rev() {
+                let Some(seen) = self.seen.get_mut(a as usize) else {
+                    continue;
+                };
+                let ka = self.keys.get(a as usize).copied().unwrap_or(k);
+                if key_entity(ka) == key_entity(k) || *seen == self.habits || ta > t {
                     continue;
                 }
-                let delay = t - ta;
-                let base = self
-                    .triggers
-                    .get(&ka)
-                    .copied()
-                    .unwrap_or(1)
-                    .saturating_sub(1);
-                let pair = self.pairs.entry((ka, k)).or_insert_with(|| Pair {
-                    support: 0,
-                    trigger_base: base,
-                    last_trigger: ta,
-                    first: t,
-                    min_delay: delay,
-                    max_delay: delay,
-                    recent: Vec::new(),
-                    head: 0,
+                *seen = self.habits;
+                let occurred = self.triggers.get(a as usize).copied().unwrap_or(1);
+                self.pending.push(Seen {
+                    pair: pair_key(a, id),
+                    t,
+                    delay: t - ta,
+                    base: occurred.saturating_sub(1),
                 });
-                if pair.support > 0 && pair.last_trigger == ta {
-                    continue;
-                }
-                if pair.support == 1 && pair.recent.is_empty() {
-                    // the second occurrence: the first one moves to the list
-                    pair.recent.push((pair.first, pair.min_delay));
-                    self.stored += 1;
-                }
-                pair.support += 1;
-                pair.last_trigger = ta;
-                pair.min_delay = pair.min_delay.min(delay);
-                pair.max_delay = pair.max_delay.max(delay);
-                if pair.support == 1 {
-                    // kept in `first` and `min_delay`
-                } else if pair.recent.len() >= EVIDENCE_CAP {
-                    let head = usize::from(pair.head);
-                    pair.recent[head] = (t, delay);
-                    pair.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
-                } else {
-                    self.stored += 1;
-                    pair.recent.push((t, delay));
-                }
             }
         }
-        *self.triggers.entry(k).or_insert(0) += 1;
+        if let Some(n) = self.triggers.get_mut(id as usize) {
+            *n += 1;
+        }
         self.times.entry(k).or_default().push(t);
-        self.recent.push_back((t, k));
+        self.recent.push_back((t, id));
+        if self.pending.len() >= MERGE_BATCH {
+            self.merge();
+        }
+    }
+
+    /// The dense id of `k`, given on first sight.
+    fn id(&mut self, k: Key) -> u32 {
+        let next = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        let id = *self.ids.entry(k).or_insert(next);
+        if id == next {
+            self.keys.push(k);
+            self.triggers.push(0);
+            // a stamp no B transition has yet
+            self.seen.push(self.habits);
+        }
+        id
+    }
+
+    /// Transitions of `k` (occurrences of it as A).
+    fn occurrences_of(&self, k: Key) -> u32 {
+        self.ids
+            .get(&k)
+            .and_then(|&id| self.triggers.get(id as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts the pending co-occurrences into the pairs (each pair's in time order, as they
+    /// came), then prunes when over the caps.
+    pub(crate) fn merge(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        // by pair, each pair's in time order (they came in time order)
+        let id_bits = u32::BITS
+            - u32::try_from(self.keys.len())
+                .unwrap_or(u32::MAX)
+                .leading_zeros();
+        radix_sort_by_pair(&mut pending, &mut self.scratch, id_bits);
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        out.reserve(self.pairs.len() + pending.len());
+        let mut old = std::mem::take(&mut self.pairs).into_iter().peekable();
+        let mut stored = self.stored;
+        let mut i = 0;
+        while let Some(first) = pending.get(i) {
+            let key = first.pair;
+            while let Some(entry) = old.next_if(|(k, _)| *k < key) {
+                out.push(entry);
+            }
+            let mut pair = match old.next_if(|(k, _)| *k == key) {
+                Some((_, p)) => p,
+                None => Pair::new(first),
+            };
+            while let Some(s) = pending.get(i).filter(|s| s.pair == key) {
+                stored += pair.count(s);
+                i += 1;
+            }
+            out.push((key, pair));
+        }
+        out.extend(old);
+        self.stored = stored;
+        // the old table's allocation holds the next merge
+        self.spare = std::mem::replace(&mut self.pairs, out);
+        pending.clear();
+        self.pending = pending;
         if self.pairs.len() > PAIR_CAP || self.stored > STORED_DELAYS_CAP {
             self.prune();
         }
@@ -222,10 +409,10 @@ impl Detector {
     fn prune(&mut self) {
         let before = self.pairs.len();
         let triggers = &self.triggers;
-        // the confidence of a pair since it was created
-        let confidence = |(a, _): &(Key, Key), p: &Pair| {
+        // the confidence of a pair over the occurrences of A since it was created, and those
+        let confidence = |pair: u64, p: &Pair| {
             let n = triggers
-                .get(a)
+                .get(pair_ids(pair).0)
                 .copied()
                 .unwrap_or(0)
                 .saturating_sub(p.trigger_base)
@@ -233,40 +420,54 @@ impl Detector {
             (f64::from(p.support) / f64::from(n), n)
         };
         let floor = self.lowest_confidence * HOPELESS_FRACTION;
-        let mut doomed = Vec::new();
-        let mut ranked: Vec<(f64, usize, (Key, Key))> = Vec::with_capacity(self.pairs.len());
-        for (k, p) in &self.pairs {
-            let (c, n) = confidence(k, p);
-            if n >= HOPELESS_MIN_TRIGGERS && c < floor {
-                doomed.push((*k, p.recent.len()));
-            } else {
-                ranked.push((c, p.recent.len(), *k));
+        // first, in place: the hopeless, and the pairs seen once whose A has since occurred
+        // often without B (most pairs: anything within the window of something else, once)
+        let mut stored = self.stored;
+        self.pairs.retain(|(pair, p)| {
+            let (c, n) = confidence(*pair, p);
+            let drop = (n >= HOPELESS_MIN_TRIGGERS && c < floor)
+                || (p.support == 1 && n > STALE_SEED_TRIGGERS);
+            if drop {
+                stored -= p.recent.len();
             }
-        }
-        for (k, stored) in doomed {
-            self.pairs.remove(&k);
-            self.stored -= stored;
-        }
+            !drop
+        });
+        self.stored = stored;
         let (keep_pairs, keep_stored) = (PAIR_CAP / 2, STORED_DELAYS_CAP / 2);
-        if ranked.len() > keep_pairs || self.stored > keep_stored {
-            // the least confident go first
+        if self.pairs.len() > keep_pairs || self.stored > keep_stored {
+            // then the least confident (ties: the first in key order goes first)
+            let mut ranked: Vec<(f64, usize)> = self
+                .pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (pair, p))| (confidence(*pair, p).0, i))
+                .collect();
+            let order =
+                |x: &(f64, usize), y: &(f64, usize)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
+            let kept_of = |r: &(f64, usize)| self.pairs.get(r.1).map_or(0, |(_, p)| p.recent.len());
             let mut cut = ranked.len().saturating_sub(keep_pairs);
             if cut > 0 {
-                ranked.select_nth_unstable_by(cut - 1, |x, y| x.0.total_cmp(&y.0));
+                ranked.select_nth_unstable_by(cut - 1, order);
             }
-            let mut stored = self.stored - ranked[..cut].iter().map(|r| r.1).sum::<usize>();
+            let mut stored = self.stored - ranked[..cut].iter().map(kept_of).sum::<usize>();
             if stored > keep_stored {
                 // the delays decide: rank them all
-                ranked.sort_by(|x, y| x.0.total_cmp(&y.0));
-                stored = self.stored - ranked[..cut].iter().map(|r| r.1).sum::<usize>();
+                ranked.sort_by(order);
+                stored = self.stored - ranked[..cut].iter().map(kept_of).sum::<usize>();
                 while stored > keep_stored && cut < ranked.len() {
-                    stored -= ranked[cut].1;
+                    stored -= kept_of(&ranked[cut]);
                     cut += 1;
                 }
             }
-            for (_, _, k) in &ranked[..cut] {
-                self.pairs.remove(k);
+            let mut dropped = vec![false; self.pairs.len()];
+            for r in &ranked[..cut] {
+                dropped[r.1] = true;
             }
+            let mut i = 0;
+            self.pairs.retain(|_| {
+                i += 1;
+                !dropped[i - 1]
+            });
             self.stored = stored;
         }
         self.pruned += (before - self.pairs.len()) as u64;
@@ -277,20 +478,21 @@ impl Detector {
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.recent.capacity() * 16
-            + self.triggers.capacity() * 16
+        self.recent.capacity() * 8
+            + self.ids.capacity() * 16
+            + (self.keys.capacity() * 8 + self.triggers.capacity() * 4 + self.seen.capacity() * 4)
             + self
                 .times
                 .values()
                 .map(|v| v.capacity() * 4 + 48)
                 .sum::<usize>()
-            + self.seen.capacity() * 8
             + self
                 .pairs
-                .values()
-                .map(|p| p.recent.capacity() * 8)
+                .iter()
+                .map(|(_, p)| p.recent.capacity() * 8)
                 .sum::<usize>()
-            + self.pairs.capacity() * (16 + std::mem::size_of::<Pair>() + 8)
+            + (self.pairs.capacity() + self.spare.capacity()) * std::mem::size_of::<(u64, Pair)>()
+            + self.pending.capacity() * std::mem::size_of::<Seen>()
     }
 
     /// The co-occurrence patterns; `habits` holds every B's occurrences (for its base rate).
@@ -298,9 +500,13 @@ impl Detector {
         let duration = (ctx.end - ctx.data_start).max(1) as f64;
         let mut base_rates: HashMap<Key, f64> = HashMap::new();
         let mut out = Vec::new();
-        for (&(a, b), pair) in &self.pairs {
+        for &(ids, ref pair) in &self.pairs {
+            let (a, b) = pair_ids(ids);
+            let (Some(&a), Some(&b)) = (self.keys.get(a), self.keys.get(b)) else {
+                continue;
+            };
             let limits = ctx.limits(b);
-            let triggers = self.triggers.get(&a).copied().unwrap_or(0).max(1);
+            let triggers = self.occurrences_of(a).max(1);
             let confidence = f64::from(pair.support) / f64::from(triggers);
             if pair.support < limits.min_support || confidence < limits.min_confidence {
                 continue;
@@ -461,6 +667,34 @@ fn coverage(occurrences: &[u32], window: u32, ctx: &Context<'_>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_radix_sort_orders_by_pair_and_keeps_each_pairs_order() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (n, ids) in [
+            (0usize, 1u32),
+            (1, 1),
+            (5_000, 3),
+            (20_000, 3_000),
+            (20_000, 70_000),
+        ] {
+            let mut items: Vec<Seen> = (0..n)
+                .map(|i| Seen {
+                    pair: pair_key(rng.random_range(0..ids), rng.random_range(0..ids)),
+                    t: u32::try_from(i).unwrap_or(u32::MAX),
+                    delay: 0,
+                    base: 0,
+                })
+                .collect();
+            let mut expected = items.clone();
+            expected.sort_by_key(|s| s.pair); // stable
+            let bits = u32::BITS - ids.leading_zeros();
+            radix_sort_by_pair(&mut items, &mut Vec::new(), bits);
+            let order = |v: &[Seen]| v.iter().map(|s| (s.pair, s.t)).collect::<Vec<_>>();
+            assert_eq!(order(&items), order(&expected), "{n} items, {ids} ids");
+        }
+    }
 
     #[test]
     fn quantiles_interpolate() {

@@ -394,8 +394,6 @@ impl std::hash::Hasher for KeyHasher {
 
 /// A map keyed by [`Key`]s.
 pub(crate) type KeyMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<KeyHasher>>;
-/// A set of [`Key`]s.
-pub(crate) type KeySet = std::collections::HashSet<Key, std::hash::BuildHasherDefault<KeyHasher>>;
 
 fn key(entity: u32, state: u32) -> Key {
     (u64::from(entity) << 32) | u64::from(state)
@@ -685,6 +683,7 @@ impl Analyzer {
 
     /// The patterns found, time-of-day ones first, each kind by entity; and what was read.
     pub(crate) fn finish(mut self) -> (Vec<Pattern>, AnalysisStats) {
+        self.co_occurrence.merge();
         let ctx = Context {
             params: &self.params,
             entities: &self.entities,

@@ -1392,3 +1392,54 @@ fn an_entity_switched_dozens_of_times_a_day_is_no_sequence_of_a_daily_one() {
     );
     assert!(door_then_hall_light(&co), "{}", describe(&patterns));
 }
+
+/// Replays changes exported from a recorded home (`ANALYSIS_REPLAY=<file>`: lines of
+/// `entity_id<TAB>time_us<TAB>state<TAB>origin code`, oldest first, `ANALYSIS_ZONE` its time
+/// zone) through the detectors and prints the time they take: how detector changes are measured
+/// on real routines (`cargo nextest run --release --lib replay_recorded --run-ignored all
+/// --no-capture`). README, "Benchmarks", explains how to export a recording.
+#[test]
+#[ignore = "a profiling tool: needs ANALYSIS_REPLAY"]
+fn replay_recorded_changes() {
+    let Ok(path) = std::env::var("ANALYSIS_REPLAY") else {
+        return;
+    };
+    let tz: Tz = std::env::var("ANALYSIS_ZONE")
+        .ok()
+        .and_then(|z| z.parse().ok())
+        .unwrap_or_else(amsterdam);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let rows: Vec<(&str, i64, &str, OriginKind)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (e, t, s, o) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let origin = crate::store::embedded::origin_of_code(o.parse().unwrap_or(-1));
+            Some((e, t.parse().ok()?, s, origin))
+        })
+        .collect();
+    let end = rows.last().map_or(0, |r| r.1) + 1;
+    let mut a = Analyzer::new(Params::new(
+        &AnalysisSettings::default(),
+        tz,
+        crate::store::history::time_of(end),
+    ));
+    let began = std::time::Instant::now();
+    for (entity_id, t, state, origin) in &rows {
+        a.push(Change {
+            entity_id,
+            state,
+            time: crate::store::history::time_of(*t),
+            origin: *origin,
+        });
+    }
+    let pushed = began.elapsed();
+    let (patterns, stats) = a.finish();
+    println!(
+        "replay: {} changes in {:.2?} (push {:.2?}); {} patterns; {stats:?}",
+        rows.len(),
+        began.elapsed(),
+        pushed,
+        patterns.len()
+    );
+}

@@ -115,6 +115,8 @@ use sea_orm::sqlx::sqlite::{
 use serde_json::{Map, Value};
 
 pub use history::EmbeddedHistory;
+#[cfg(test)]
+pub(crate) use intern::origin_of_code;
 pub use layout::OpenError;
 pub(crate) use writer::EmbeddedWriter;
 
