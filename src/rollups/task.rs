@@ -218,44 +218,15 @@ impl Rollups {
     ) -> Result<usize, RollupError> {
         let points = self.0.history.points_between(from, to).await?;
         let read = points.len();
-        let mut by_entity: HashMap<&str, &[RawPoint]> = HashMap::new();
-        let mut i = 0;
-        while i < points.len() {
-            let e = points[i].entity_id.as_str();
-            let j = i + points[i..].iter().take_while(|p| p.entity_id == e).count();
-            by_entity.insert(e, &points[i..j]);
-            i = j;
-        }
-        let mut entities: Vec<String> = carries.keys().cloned().collect();
-        entities.extend(
-            by_entity
-                .keys()
-                .filter(|e| !carries.contains_key(**e))
-                .map(|e| (*e).to_owned()),
-        );
         let five = self.five_minute_needed(tz, from, to);
-        let hour_bounds = bounds(from, to, HOUR);
-        let five_bounds = five.then(|| bounds(from, to, FIVE_MINUTES));
-        let mut batch = Batch {
-            meta: vec![(CURSOR, to)],
-            ..Batch::default()
-        };
-        for e in entities {
-            let pts = by_entity.get(e.as_str()).copied().unwrap_or(&[]);
-            let carry = carries.get(&e);
-            for s in summarise(carry, pts, &hour_bounds) {
-                batch.rows.push((Tier::Hour, e.clone(), s));
-            }
-            if let Some(b) = &five_bounds {
-                for s in summarise(carry, pts, b) {
-                    batch.rows.push((Tier::FiveMinute, e.clone(), s));
-                }
-            }
-            if let Some(last) = pts.last() {
-                batch.carry.push(last.clone());
-                carries.insert(e, last.clone());
-            }
-        }
+        // summarising 100,000s of points is CPU work: on the blocking pool, off the runtime's
+        // workers (ingestion's and the writers' tasks run there)
+        let taken = std::mem::take(carries);
+        let (batch, kept) =
+            tokio::task::spawn_blocking(move || summarise_chunk(&points, taken, five, from, to))
+                .await
+                .map_err(|e| RollupError::Task(e.to_string()))?;
+        *carries = kept;
         let rows = batch.rows.len() as u64;
         self.0.db.apply(batch).await?;
         let c = &self.0.counters;
@@ -484,4 +455,54 @@ impl Rollups {
         });
         Ok(())
     }
+}
+
+/// The rows of `[from, to)` of every entity in `points` (sorted by entity, then time) or in
+/// `carries` (the last point before `from` of each entity), hourly and, when `five`, 5-minute;
+/// the carries move on to each entity's last point.
+fn summarise_chunk(
+    points: &[RawPoint],
+    mut carries: HashMap<String, RawPoint>,
+    five: bool,
+    from: i64,
+    to: i64,
+) -> (Batch, HashMap<String, RawPoint>) {
+    let mut by_entity: HashMap<&str, &[RawPoint]> = HashMap::new();
+    let mut i = 0;
+    while i < points.len() {
+        let e = points[i].entity_id.as_str();
+        let j = i + points[i..].iter().take_while(|p| p.entity_id == e).count();
+        by_entity.insert(e, &points[i..j]);
+        i = j;
+    }
+    let mut entities: Vec<String> = carries.keys().cloned().collect();
+    entities.extend(
+        by_entity
+            .keys()
+            .filter(|e| !carries.contains_key(**e))
+            .map(|e| (*e).to_owned()),
+    );
+    let hour_bounds = bounds(from, to, HOUR);
+    let five_bounds = five.then(|| bounds(from, to, FIVE_MINUTES));
+    let mut batch = Batch {
+        meta: vec![(CURSOR, to)],
+        ..Batch::default()
+    };
+    for e in entities {
+        let pts = by_entity.get(e.as_str()).copied().unwrap_or(&[]);
+        let carry = carries.get(&e);
+        for s in summarise(carry, pts, &hour_bounds) {
+            batch.rows.push((Tier::Hour, e.clone(), s));
+        }
+        if let Some(b) = &five_bounds {
+            for s in summarise(carry, pts, b) {
+                batch.rows.push((Tier::FiveMinute, e.clone(), s));
+            }
+        }
+        if let Some(last) = pts.last() {
+            batch.carry.push(last.clone());
+            carries.insert(e, last.clone());
+        }
+    }
+    (batch, carries)
 }

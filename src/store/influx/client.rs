@@ -29,6 +29,9 @@ const MAX_MESSAGE: usize = 2_048;
 /// The media type of MessagePack answers.
 const MSGPACK: &str = "application/x-msgpack";
 
+/// Answers up to this size are decoded on the task that asked; larger ones on the blocking pool.
+const DECODE_INLINE: usize = 64 << 10;
+
 /// Largest `/query` answer read, in bytes: a bigger one is refused
 /// ([`InfluxError::TooLarge`]) instead of held in memory.
 pub(crate) const MAX_QUERY_REPLY: usize = 32 << 20;
@@ -506,12 +509,15 @@ impl InfluxClient {
             }
             _ => {}
         }
-        let parsed = if is_msgpack {
-            msgpack::decode_query(&body)
-                .map_err(|e| InfluxError::Decode(e.to_string()))
-                .and_then(statements_of)
+        // a large answer (a rollup chunk's raw read: megabytes) is decoded on the blocking
+        // pool: on the runtime's workers it would hold up the writer's tasks (its write
+        // latency is measured from request to answer)
+        let parsed = if body.len() > DECODE_INLINE {
+            tokio::task::spawn_blocking(move || decode_answer(&body, is_msgpack))
+                .await
+                .unwrap_or_else(|e| Err(InfluxError::Decode(format!("decoding task: {e}"))))
         } else {
-            parse_query_body(&String::from_utf8_lossy(&body))
+            decode_answer(&body, is_msgpack)
         };
         parsed.map_err(|e| match e {
             InfluxError::Statement {
@@ -523,6 +529,17 @@ impl InfluxClient {
             },
             other => other,
         })
+    }
+}
+
+/// Decodes a successful `/query` answer, MessagePack or JSON.
+fn decode_answer(body: &[u8], is_msgpack: bool) -> Result<QueryResult, InfluxError> {
+    if is_msgpack {
+        msgpack::decode_query(body)
+            .map_err(|e| InfluxError::Decode(e.to_string()))
+            .and_then(statements_of)
+    } else {
+        parse_query_body(&String::from_utf8_lossy(body))
     }
 }
 

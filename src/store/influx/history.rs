@@ -396,7 +396,12 @@ impl InfluxHistory {
             },
         };
         let result = self.query(&statement).await?;
-        Ok(self.raw_of(result.first_series()))
+        let schema = self.schema;
+        // a chunk's raw read holds 100,000s of points: turned into rollup inputs on the
+        // blocking pool, off the runtime's workers (the writer's tasks run there)
+        tokio::task::spawn_blocking(move || raw_of(schema, result.first_series()))
+            .await
+            .map_err(|e| HistoryError::Backend(format!("decoding task: {e}")))
     }
 
     /// `entity`'s point just before `t_us`, or the first at or after it.
@@ -419,7 +424,7 @@ impl InfluxHistory {
             ),
         };
         let result = self.query(&statement).await?;
-        let mut points = self.raw_of(result.first_series());
+        let mut points = raw_of(self.schema, result.first_series());
         // `ha_compat` spreads an entity over measurements: the nearest of each series' answer
         points.sort_by_key(|p| p.time_us);
         Ok(match side {
@@ -448,80 +453,6 @@ impl InfluxHistory {
             }
         }
         Ok(first)
-    }
-
-    /// Rollup inputs from series of [`Self::RAW_FIELDS`] grouped by their entity tags (with the
-    /// `ha_compat` origin points beside them).
-    fn raw_of(&self, series: &[Series]) -> Vec<RawPoint> {
-        let mut out = Vec::new();
-        let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
-        for s in series {
-            let entity_id = match self.schema {
-                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
-                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
-                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
-                    _ => None,
-                },
-            };
-            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
-                continue;
-            };
-            let col = |name: &str| s.columns.iter().position(|c| c == name);
-            let (time, state, value, origin, sc) = (
-                col("time"),
-                col("state"),
-                col("value"),
-                col(ORIGIN_FIELDS[0]),
-                col("state_class_str"),
-            );
-            let beside = self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
-            let text = |v: &Vec<Value>, i: Option<usize>| {
-                i.and_then(|i| v.get(i))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            for v in &s.values {
-                let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
-                    continue;
-                };
-                let heartbeat = text(v, origin).as_deref().map(OriginKind::parse)
-                    == Some(OriginKind::Heartbeat);
-                if beside {
-                    if heartbeat {
-                        beats.insert((entity_id.clone(), time_us));
-                    }
-                    continue;
-                }
-                let value = value
-                    .and_then(|i| v.get(i))
-                    .and_then(Value::as_f64)
-                    .filter(|f| f.is_finite());
-                let state = text(v, state).or_else(|| {
-                    (self.schema == SchemaMode::HaCompat)
-                        .then(|| value.map(number_text))
-                        .flatten()
-                });
-                if state.is_none() && value.is_none() {
-                    continue;
-                }
-                out.push(RawPoint {
-                    entity_id: entity_id.clone(),
-                    time_us,
-                    value,
-                    state,
-                    heartbeat,
-                    total_increasing: is_total_increasing(text(v, sc).as_deref()),
-                });
-            }
-        }
-        if !beats.is_empty() {
-            for p in &mut out {
-                if beats.contains(&(p.entity_id.clone(), p.time_us)) {
-                    p.heartbeat = true;
-                }
-            }
-        }
-        out
     }
 
     /// Records per bucket and domain.
@@ -569,6 +500,80 @@ impl InfluxHistory {
         }
         Ok(stats_buckets(buckets))
     }
+}
+
+/// Rollup inputs from series of [`InfluxHistory::RAW_FIELDS`] grouped by their entity tags
+/// (with the `ha_compat` origin points beside them), written in `schema`.
+fn raw_of(schema: SchemaMode, series: &[Series]) -> Vec<RawPoint> {
+    let mut out = Vec::new();
+    let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
+    for s in series {
+        let entity_id = match schema {
+            SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
+            SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
+                (Some(d), Some(o)) => Some(format!("{d}.{o}")),
+                _ => None,
+            },
+        };
+        let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+            continue;
+        };
+        let col = |name: &str| s.columns.iter().position(|c| c == name);
+        let (time, state, value, origin, sc) = (
+            col("time"),
+            col("state"),
+            col("value"),
+            col(ORIGIN_FIELDS[0]),
+            col("state_class_str"),
+        );
+        let beside = schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
+        let text = |v: &Vec<Value>, i: Option<usize>| {
+            i.and_then(|i| v.get(i))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        for v in &s.values {
+            let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
+                continue;
+            };
+            let heartbeat =
+                text(v, origin).as_deref().map(OriginKind::parse) == Some(OriginKind::Heartbeat);
+            if beside {
+                if heartbeat {
+                    beats.insert((entity_id.clone(), time_us));
+                }
+                continue;
+            }
+            let value = value
+                .and_then(|i| v.get(i))
+                .and_then(Value::as_f64)
+                .filter(|f| f.is_finite());
+            let state = text(v, state).or_else(|| {
+                (schema == SchemaMode::HaCompat)
+                    .then(|| value.map(number_text))
+                    .flatten()
+            });
+            if state.is_none() && value.is_none() {
+                continue;
+            }
+            out.push(RawPoint {
+                entity_id: entity_id.clone(),
+                time_us,
+                value,
+                state,
+                heartbeat,
+                total_increasing: is_total_increasing(text(v, sc).as_deref()),
+            });
+        }
+    }
+    if !beats.is_empty() {
+        for p in &mut out {
+            if beats.contains(&(p.entity_id.clone(), p.time_us)) {
+                p.heartbeat = true;
+            }
+        }
+    }
+    out
 }
 
 impl PageBackend for InfluxHistory {
