@@ -399,7 +399,7 @@ impl InfluxHistory {
         let schema = self.schema;
         // a chunk's raw read holds 100,000s of points: turned into rollup inputs on the
         // blocking pool, off the runtime's workers (the writer's tasks run there)
-        tokio::task::spawn_blocking(move || raw_of(schema, result.first_series()))
+        tokio::task::spawn_blocking(move || raw_of(schema, first_series(result)))
             .await
             .map_err(|e| HistoryError::Backend(format!("decoding task: {e}")))
     }
@@ -424,7 +424,7 @@ impl InfluxHistory {
             ),
         };
         let result = self.query(&statement).await?;
-        let mut points = raw_of(self.schema, result.first_series());
+        let mut points = raw_of(self.schema, first_series(result));
         // `ha_compat` spreads an entity over measurements: the nearest of each series' answer
         points.sort_by_key(|p| p.time_us);
         Ok(match side {
@@ -502,10 +502,25 @@ impl InfluxHistory {
     }
 }
 
+/// The text in column `i` of a row.
+fn text(row: &[Value], i: Option<usize>) -> Option<&str> {
+    i.and_then(|i| row.get(i)).and_then(Value::as_str)
+}
+
+/// The series of an answer's first statement, owned.
+fn first_series(result: crate::store::influx::QueryResult) -> Vec<Series> {
+    result
+        .statements
+        .into_iter()
+        .next()
+        .map(|s| s.series)
+        .unwrap_or_default()
+}
+
 /// Rollup inputs from series of [`InfluxHistory::RAW_FIELDS`] grouped by their entity tags
 /// (with the `ha_compat` origin points beside them), written in `schema`.
-fn raw_of(schema: SchemaMode, series: &[Series]) -> Vec<RawPoint> {
-    let mut out = Vec::new();
+fn raw_of(schema: SchemaMode, series: Vec<Series>) -> Vec<RawPoint> {
+    let mut out = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
     let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
     for s in series {
         let entity_id = match schema {
@@ -527,17 +542,11 @@ fn raw_of(schema: SchemaMode, series: &[Series]) -> Vec<RawPoint> {
             col("state_class_str"),
         );
         let beside = schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
-        let text = |v: &Vec<Value>, i: Option<usize>| {
-            i.and_then(|i| v.get(i))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        for v in &s.values {
+        for mut v in s.values {
             let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
                 continue;
             };
-            let heartbeat =
-                text(v, origin).as_deref().map(OriginKind::parse) == Some(OriginKind::Heartbeat);
+            let heartbeat = text(&v, origin).map(OriginKind::parse) == Some(OriginKind::Heartbeat);
             if beside {
                 if heartbeat {
                     beats.insert((entity_id.clone(), time_us));
@@ -548,7 +557,12 @@ fn raw_of(schema: SchemaMode, series: &[Series]) -> Vec<RawPoint> {
                 .and_then(|i| v.get(i))
                 .and_then(Value::as_f64)
                 .filter(|f| f.is_finite());
-            let state = text(v, state).or_else(|| {
+            // the answer is owned: the state's text is moved out, not copied
+            let state = match state.and_then(|i| v.get_mut(i)).map(Value::take) {
+                Some(Value::String(text)) => Some(text),
+                _ => None,
+            };
+            let state = state.or_else(|| {
                 (schema == SchemaMode::HaCompat)
                     .then(|| value.map(number_text))
                     .flatten()
@@ -562,7 +576,7 @@ fn raw_of(schema: SchemaMode, series: &[Series]) -> Vec<RawPoint> {
                 value,
                 state,
                 heartbeat,
-                total_increasing: is_total_increasing(text(v, sc).as_deref()),
+                total_increasing: is_total_increasing(text(&v, sc)),
             });
         }
     }
