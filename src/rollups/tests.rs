@@ -273,6 +273,19 @@ proptest! {
     }
 }
 
+/// Writes `pts` to InfluxDB, all accepted.
+async fn write_points(client: InfluxClient, pts: Vec<Point>) {
+    let mut body = String::new();
+    for p in &pts {
+        encode_point(p, &mut body).expect("encodes");
+        body.push('\n');
+    }
+    if !body.is_empty() {
+        let outcome = client.write(body, Precision::Micros).await;
+        assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
+    }
+}
+
 /// InfluxDB (both schemas' readers over `homeiq` points here): the same equality, late points
 /// written directly and reported as a writer would.
 async fn influx_case(early: Vec<Point>, late: Vec<Point>) {
@@ -282,20 +295,7 @@ async fn influx_case(early: Vec<Point>, late: Vec<Point>) {
     };
     let client = InfluxClient::new(&settings).expect("client");
     client.create_database().await.expect("database");
-    let write = |pts: Vec<Point>| {
-        let client = client.clone();
-        async move {
-            let mut body = String::new();
-            for p in &pts {
-                encode_point(p, &mut body).expect("encodes");
-                body.push('\n');
-            }
-            if !body.is_empty() {
-                let outcome = client.write(body, Precision::Micros).await;
-                assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
-            }
-        }
-    };
+    let write = |pts: Vec<Point>| write_points(client.clone(), pts);
     write(early).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Arc::new(WriteLog::default());
@@ -493,18 +493,7 @@ async fn the_oldest_raw_point_is_asked_after_retention_and_hourly_not_every_pass
     };
     let client = InfluxClient::new(&settings).expect("client");
     client.create_database().await.expect("database");
-    let write = |pts: Vec<Point>| {
-        let client = client.clone();
-        async move {
-            let mut body = String::new();
-            for p in &pts {
-                encode_point(p, &mut body).expect("encodes");
-                body.push('\n');
-            }
-            let outcome = client.write(body, Precision::Micros).await;
-            assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
-        }
-    };
+    let write = |pts: Vec<Point>| write_points(client.clone(), pts);
     let point = |t: i64| {
         Point::new("sensor", t)
             .tag("entity_id", "sensor.temp")

@@ -302,14 +302,7 @@ impl InfluxHistory {
         // ha_compat: (entity, time) → origin, from the points beside
         let mut origins: HashMap<(String, i64), OriginKind> = HashMap::new();
         for s in result.first_series() {
-            let entity_id = match self.schema {
-                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
-                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
-                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
-                    _ => None,
-                },
-            };
-            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+            let Some(entity_id) = entity_of(self.schema, s) else {
                 continue;
             };
             let col = |name: &str| s.columns.iter().position(|c| c == name);
@@ -502,6 +495,19 @@ impl InfluxHistory {
     }
 }
 
+/// The entity of a series grouped by its entity tags (`homeiq`: `entity_id`; `ha_compat`:
+/// `domain` and the object id in `entity_id`).
+fn entity_of(schema: SchemaMode, series: &Series) -> Option<String> {
+    let entity_id = match schema {
+        SchemaMode::Homeiq => series.tags.get("entity_id").cloned(),
+        SchemaMode::HaCompat => match (series.tags.get("domain"), series.tags.get("entity_id")) {
+            (Some(d), Some(o)) => Some(format!("{d}.{o}")),
+            _ => None,
+        },
+    };
+    entity_id.filter(|e| !e.is_empty())
+}
+
 /// The text in column `i` of a row.
 fn text(row: &[Value], i: Option<usize>) -> Option<&str> {
     i.and_then(|i| row.get(i)).and_then(Value::as_str)
@@ -523,14 +529,7 @@ fn raw_of(schema: SchemaMode, series: Vec<Series>) -> Vec<RawPoint> {
     let mut out = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
     let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
     for s in series {
-        let entity_id = match schema {
-            SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
-            SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
-                (Some(d), Some(o)) => Some(format!("{d}.{o}")),
-                _ => None,
-            },
-        };
-        let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+        let Some(entity_id) = entity_of(schema, &s) else {
             continue;
         };
         let col = |name: &str| s.columns.iter().position(|c| c == name);
