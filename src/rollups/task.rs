@@ -219,13 +219,7 @@ impl Rollups {
         let points = self.0.history.points_between(from, to).await?;
         let read = points.len();
         let five = self.five_minute_needed(tz, from, to);
-        // summarising 100,000s of points is CPU work: on the blocking pool, off the runtime's
-        // workers (ingestion's and the writers' tasks run there)
-        let taken = std::mem::take(carries);
-        let (batch, kept) =
-            tokio::task::spawn_blocking(move || summarise_chunk(&points, taken, five, from, to))
-                .await
-                .map_err(|e| RollupError::Task(e.to_string()))?;
+        let (batch, kept) = summarise_chunk(&points, std::mem::take(carries), five, from, to);
         *carries = kept;
         let rows = batch.rows.len() as u64;
         self.0.db.apply(batch).await?;

@@ -29,9 +29,6 @@ const MAX_MESSAGE: usize = 2_048;
 /// The media type of MessagePack answers.
 const MSGPACK: &str = "application/x-msgpack";
 
-/// Answers up to this size are decoded on the task that asked; larger ones on the blocking pool.
-const DECODE_INLINE: usize = 64 << 10;
-
 /// Largest `/query` answer read, in bytes: a bigger one is refused
 /// ([`InfluxError::TooLarge`]) instead of held in memory.
 pub(crate) const MAX_QUERY_REPLY: usize = 32 << 20;
@@ -509,16 +506,7 @@ impl InfluxClient {
             }
             _ => {}
         }
-        // a large answer (a rollup chunk's raw read: megabytes) is decoded on the blocking
-        // pool: on the runtime's workers it would hold up the writer's tasks (its write
-        // latency is measured from request to answer)
-        let parsed = if body.len() > DECODE_INLINE {
-            tokio::task::spawn_blocking(move || decode_answer(&body, is_msgpack))
-                .await
-                .unwrap_or_else(|e| Err(InfluxError::Decode(format!("decoding task: {e}"))))
-        } else {
-            decode_answer(&body, is_msgpack)
-        };
+        let parsed = decode_answer(&body, is_msgpack);
         parsed.map_err(|e| match e {
             InfluxError::Statement {
                 statement_id,

@@ -389,12 +389,7 @@ impl InfluxHistory {
             },
         };
         let result = self.query(&statement).await?;
-        let schema = self.schema;
-        // a chunk's raw read holds 100,000s of points: turned into rollup inputs on the
-        // blocking pool, off the runtime's workers (the writer's tasks run there)
-        tokio::task::spawn_blocking(move || raw_of(schema, first_series(result)))
-            .await
-            .map_err(|e| HistoryError::Backend(format!("decoding task: {e}")))
+        Ok(raw_of(self.schema, first_series(result)))
     }
 
     /// `entity`'s point just before `t_us`, or the first at or after it.
