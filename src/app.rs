@@ -289,6 +289,7 @@ impl Application {
             retention_target,
             RetentionInputs {
                 rolled_up_until: rollups.rolled_up_until(),
+                write_log: writer.write_log(),
             },
             FIRST_RUN_DELAY,
             cancel.child_token(),

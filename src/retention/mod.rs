@@ -40,6 +40,7 @@ use crate::store::embedded::EmbeddedWriter;
 use crate::store::embedded::retention::{self as embedded, Conversion};
 use crate::store::influx::InfluxClient;
 use crate::store::influx::retention as influx;
+use crate::store::written::WriteLog;
 use crate::task::OwnedTask;
 
 /// Delay of the first run after start: the start-up's own writes (snapshot, backfill) go first.
@@ -68,6 +69,9 @@ crate::counters::counters! {
 pub(crate) struct RetentionInputs {
     /// Every raw point earlier than this is rolled up (`None`: nothing yet).
     pub rolled_up_until: watch::Receiver<Option<DateTime<Utc>>>,
+    /// The writers' log: a run that deleted is noted there ([`WriteLog::note_deleted`]), so the
+    /// rollups learn the oldest raw point again.
+    pub write_log: Arc<WriteLog>,
 }
 
 /// Where raw points are deleted.
@@ -426,7 +430,11 @@ impl Retention {
                 }
                 let watermark = *inputs.rolled_up_until.borrow();
                 tokio::select! {
-                    _ = this.run_once(&target, watermark, Utc::now()) => {}
+                    run = this.run_once(&target, watermark, Utc::now()) => {
+                        if run.outcome == RunOutcome::Done && run.cutoff.is_some() {
+                            inputs.write_log.note_deleted();
+                        }
+                    }
                     () = cancel.cancelled() => return,
                 }
                 delay = INTERVAL;

@@ -165,10 +165,12 @@ async fn the_task_reads_the_watermark_and_runs_when_shortened() {
     let retention = Retention::new(&s);
     let (tx, rx) = watch::channel(None);
     let cancel = CancellationToken::new();
+    let write_log = Arc::new(crate::store::written::WriteLog::default());
     let mut task = retention.spawn(
         target,
         RetentionInputs {
             rolled_up_until: rx,
+            write_log: write_log.clone(),
         },
         Duration::ZERO,
         cancel.clone(),
@@ -182,6 +184,7 @@ async fn the_task_reads_the_watermark_and_runs_when_shortened() {
         Some(RunOutcome::NothingRolledUp)
     );
     assert!(retention.status().next_run_at.is_some());
+    assert_eq!(write_log.deletions(), 0, "nothing deleted: nothing noted");
     // the rollups catch up; shortening runs at once (1 day stays 1 day)
     tx.send_replace(Some(Utc::now()));
     retention.set_shortened(true);
@@ -192,6 +195,11 @@ async fn the_task_reads_the_watermark_and_runs_when_shortened() {
     let last = retention.status().last_run.expect("run");
     assert_eq!(last.outcome, RunOutcome::Done);
     assert!(last.points_deleted > 0, "{last:?}");
+    // the rollups learn that the oldest raw point may have moved
+    until(Duration::from_secs(10), "deletion noted", || {
+        write_log.deletions() == 1
+    })
+    .await;
     cancel.cancel();
     task.join().await;
     writer.shutdown(Duration::from_secs(10)).await;

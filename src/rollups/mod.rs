@@ -202,6 +202,10 @@ struct Progress {
     first_us: Option<i64>,
     /// The oldest raw point still stored, as the last pass found it.
     raw_first_us: Option<i64>,
+    /// When the store was last asked for it (µs; `None`: ask at the next pass).
+    raw_first_asked: Option<i64>,
+    /// The write log's deletions when it was asked.
+    raw_first_deletions: u64,
     cursor_us: Option<i64>,
     catching_up: bool,
     dirty: usize,

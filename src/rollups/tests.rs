@@ -273,6 +273,19 @@ proptest! {
     }
 }
 
+/// Writes `pts` to InfluxDB, all accepted.
+async fn write_points(client: InfluxClient, pts: Vec<Point>) {
+    let mut body = String::new();
+    for p in &pts {
+        encode_point(p, &mut body).expect("encodes");
+        body.push('\n');
+    }
+    if !body.is_empty() {
+        let outcome = client.write(body, Precision::Micros).await;
+        assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
+    }
+}
+
 /// InfluxDB (both schemas' readers over `homeiq` points here): the same equality, late points
 /// written directly and reported as a writer would.
 async fn influx_case(early: Vec<Point>, late: Vec<Point>) {
@@ -282,20 +295,7 @@ async fn influx_case(early: Vec<Point>, late: Vec<Point>) {
     };
     let client = InfluxClient::new(&settings).expect("client");
     client.create_database().await.expect("database");
-    let write = |pts: Vec<Point>| {
-        let client = client.clone();
-        async move {
-            let mut body = String::new();
-            for p in &pts {
-                encode_point(p, &mut body).expect("encodes");
-                body.push('\n');
-            }
-            if !body.is_empty() {
-                let outcome = client.write(body, Precision::Micros).await;
-                assert_eq!(outcome, crate::store::influx::WriteOutcome::Written);
-            }
-        }
-    };
+    let write = |pts: Vec<Point>| write_points(client.clone(), pts);
     write(early).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let log = Arc::new(WriteLog::default());
@@ -481,4 +481,67 @@ async fn tier_retention_deletes_each_entitys_old_rows_at_most_hourly() {
         assert_eq!(rows[0].start_us, now - 23 * HOUR, "{rows:?}");
     }
     let _ = writer.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The oldest raw point (`raw_from`) is asked of the store when unknown, after a retention run
+/// noted deletions, and at least hourly; older points arriving move it back without asking.
+#[tokio::test]
+async fn the_oldest_raw_point_is_asked_after_retention_and_hourly_not_every_pass() {
+    let settings = InfluxSettings {
+        schema: SchemaMode::Homeiq,
+        ..fresh_settings("raw_first")
+    };
+    let client = InfluxClient::new(&settings).expect("client");
+    client.create_database().await.expect("database");
+    let write = |pts: Vec<Point>| write_points(client.clone(), pts);
+    let point = |t: i64| {
+        Point::new("sensor", t)
+            .tag("entity_id", "sensor.temp")
+            .field("state", FieldValue::Str("1".into()))
+            .field("value", FieldValue::Float(1.0))
+    };
+    let minute = 60_000_000;
+    write((0..6).map(|k| point(t0() + k * HOUR)).collect()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(WriteLog::default());
+    let store = HistoryStore::Influx(InfluxHistory::new(client.clone(), SchemaMode::Homeiq));
+    let r = rollups(dir.path(), store, log.clone()).await;
+    let cancel = CancellationToken::new();
+    let now = t0() + 24 * HOUR;
+    r.pass(&cancel, now).await.expect("pass");
+    assert_eq!(r.raw_from(), Some(t0()));
+    // deleted behind the rollups' back: not seen by the next passes within the hour
+    client
+        .query(&format!(
+            "DELETE FROM \"sensor\" WHERE time < {}",
+            i128::from(t0() + 2 * HOUR) * 1000
+        ))
+        .await
+        .expect("delete");
+    r.pass(&cancel, now + minute).await.expect("pass");
+    assert_eq!(r.raw_from(), Some(t0()), "asked again within the hour");
+    // a retention run notes its deletions: the next pass asks
+    log.note_deleted();
+    r.pass(&cancel, now + 2 * minute).await.expect("pass");
+    assert_eq!(r.raw_from(), Some(t0() + 2 * HOUR));
+    // an older point arriving (reported late by its writer) moves it back at once
+    write(vec![point(t0() - 3 * HOUR)]).await;
+    log.note_times([("sensor.temp", t0() - 3 * HOUR)]);
+    r.pass(&cancel, now + 3 * minute).await.expect("pass");
+    assert_eq!(r.raw_from(), Some(t0() - 3 * HOUR));
+    // and at least hourly the store is asked anyway
+    client
+        .query(&format!(
+            "DELETE FROM \"sensor\" WHERE time < {}",
+            i128::from(t0() + 4 * HOUR) * 1000
+        ))
+        .await
+        .expect("delete");
+    r.pass(&cancel, now + 30 * minute).await.expect("pass");
+    assert_eq!(r.raw_from(), Some(t0() - 3 * HOUR));
+    r.pass(&cancel, now + 2 * minute + HOUR)
+        .await
+        .expect("pass");
+    assert_eq!(r.raw_from(), Some(t0() + 4 * HOUR));
+    client.drop_database().await.expect("drop");
 }

@@ -25,6 +25,8 @@ pub struct WriteLog {
     late: Mutex<HashMap<String, (i64, i64)>>,
     /// Late points of entities beyond the bound (their entity is forgotten).
     late_lost: AtomicU64,
+    /// Raw retention runs that may have deleted points (see [`WriteLog::note_deleted`]).
+    deletions: AtomicU64,
 }
 
 impl Default for WriteLog {
@@ -35,6 +37,7 @@ impl Default for WriteLog {
             late_horizon: AtomicI64::new(i64::MIN),
             late: Mutex::default(),
             late_lost: AtomicU64::new(0),
+            deletions: AtomicU64::new(0),
         }
     }
 }
@@ -130,6 +133,17 @@ impl WriteLog {
             taken.into_iter().map(|(e, (a, b))| (e, a, b)).collect(),
             lost,
         )
+    }
+
+    /// Notes that raw retention deleted (or may have deleted) points: the oldest stored point
+    /// may have moved (the rollups ask the store again, see [`WriteLog::deletions`]).
+    pub(crate) fn note_deleted(&self) {
+        self.deletions.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many retention runs noted deletions so far.
+    pub(crate) fn deletions(&self) -> u64 {
+        self.deletions.load(Ordering::Acquire)
     }
 
     /// Records an acknowledged batch of InfluxDB line protocol (see [`entity_of_line`]); a line

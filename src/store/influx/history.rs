@@ -302,14 +302,7 @@ impl InfluxHistory {
         // ha_compat: (entity, time) → origin, from the points beside
         let mut origins: HashMap<(String, i64), OriginKind> = HashMap::new();
         for s in result.first_series() {
-            let entity_id = match self.schema {
-                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
-                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
-                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
-                    _ => None,
-                },
-            };
-            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
+            let Some(entity_id) = entity_of(self.schema, s) else {
                 continue;
             };
             let col = |name: &str| s.columns.iter().position(|c| c == name);
@@ -396,7 +389,7 @@ impl InfluxHistory {
             },
         };
         let result = self.query(&statement).await?;
-        Ok(self.raw_of(result.first_series()))
+        Ok(raw_of(self.schema, first_series(result)))
     }
 
     /// `entity`'s point just before `t_us`, or the first at or after it.
@@ -419,7 +412,7 @@ impl InfluxHistory {
             ),
         };
         let result = self.query(&statement).await?;
-        let mut points = self.raw_of(result.first_series());
+        let mut points = raw_of(self.schema, first_series(result));
         // `ha_compat` spreads an entity over measurements: the nearest of each series' answer
         points.sort_by_key(|p| p.time_us);
         Ok(match side {
@@ -448,80 +441,6 @@ impl InfluxHistory {
             }
         }
         Ok(first)
-    }
-
-    /// Rollup inputs from series of [`Self::RAW_FIELDS`] grouped by their entity tags (with the
-    /// `ha_compat` origin points beside them).
-    fn raw_of(&self, series: &[Series]) -> Vec<RawPoint> {
-        let mut out = Vec::new();
-        let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
-        for s in series {
-            let entity_id = match self.schema {
-                SchemaMode::Homeiq => s.tags.get("entity_id").cloned(),
-                SchemaMode::HaCompat => match (s.tags.get("domain"), s.tags.get("entity_id")) {
-                    (Some(d), Some(o)) => Some(format!("{d}.{o}")),
-                    _ => None,
-                },
-            };
-            let Some(entity_id) = entity_id.filter(|e| !e.is_empty()) else {
-                continue;
-            };
-            let col = |name: &str| s.columns.iter().position(|c| c == name);
-            let (time, state, value, origin, sc) = (
-                col("time"),
-                col("state"),
-                col("value"),
-                col(ORIGIN_FIELDS[0]),
-                col("state_class_str"),
-            );
-            let beside = self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
-            let text = |v: &Vec<Value>, i: Option<usize>| {
-                i.and_then(|i| v.get(i))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            };
-            for v in &s.values {
-                let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
-                    continue;
-                };
-                let heartbeat = text(v, origin).as_deref().map(OriginKind::parse)
-                    == Some(OriginKind::Heartbeat);
-                if beside {
-                    if heartbeat {
-                        beats.insert((entity_id.clone(), time_us));
-                    }
-                    continue;
-                }
-                let value = value
-                    .and_then(|i| v.get(i))
-                    .and_then(Value::as_f64)
-                    .filter(|f| f.is_finite());
-                let state = text(v, state).or_else(|| {
-                    (self.schema == SchemaMode::HaCompat)
-                        .then(|| value.map(number_text))
-                        .flatten()
-                });
-                if state.is_none() && value.is_none() {
-                    continue;
-                }
-                out.push(RawPoint {
-                    entity_id: entity_id.clone(),
-                    time_us,
-                    value,
-                    state,
-                    heartbeat,
-                    total_increasing: is_total_increasing(text(v, sc).as_deref()),
-                });
-            }
-        }
-        if !beats.is_empty() {
-            for p in &mut out {
-                if beats.contains(&(p.entity_id.clone(), p.time_us)) {
-                    p.heartbeat = true;
-                }
-            }
-        }
-        out
     }
 
     /// Records per bucket and domain.
@@ -569,6 +488,100 @@ impl InfluxHistory {
         }
         Ok(stats_buckets(buckets))
     }
+}
+
+/// The entity of a series grouped by its entity tags (`homeiq`: `entity_id`; `ha_compat`:
+/// `domain` and the object id in `entity_id`).
+fn entity_of(schema: SchemaMode, series: &Series) -> Option<String> {
+    let entity_id = match schema {
+        SchemaMode::Homeiq => series.tags.get("entity_id").cloned(),
+        SchemaMode::HaCompat => match (series.tags.get("domain"), series.tags.get("entity_id")) {
+            (Some(d), Some(o)) => Some(format!("{d}.{o}")),
+            _ => None,
+        },
+    };
+    entity_id.filter(|e| !e.is_empty())
+}
+
+/// The text in column `i` of a row.
+fn text(row: &[Value], i: Option<usize>) -> Option<&str> {
+    i.and_then(|i| row.get(i)).and_then(Value::as_str)
+}
+
+/// The series of an answer's first statement, owned.
+fn first_series(result: crate::store::influx::QueryResult) -> Vec<Series> {
+    result
+        .statements
+        .into_iter()
+        .next()
+        .map(|s| s.series)
+        .unwrap_or_default()
+}
+
+/// Rollup inputs from series of [`InfluxHistory::RAW_FIELDS`] grouped by their entity tags
+/// (with the `ha_compat` origin points beside them), written in `schema`.
+fn raw_of(schema: SchemaMode, series: Vec<Series>) -> Vec<RawPoint> {
+    let mut out = Vec::with_capacity(series.iter().map(|s| s.values.len()).sum());
+    let mut beats: std::collections::HashSet<(String, i64)> = Default::default();
+    for s in series {
+        let Some(entity_id) = entity_of(schema, &s) else {
+            continue;
+        };
+        let col = |name: &str| s.columns.iter().position(|c| c == name);
+        let (time, state, value, origin, sc) = (
+            col("time"),
+            col("state"),
+            col("value"),
+            col(ORIGIN_FIELDS[0]),
+            col("state_class_str"),
+        );
+        let beside = schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
+        for mut v in s.values {
+            let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
+                continue;
+            };
+            let heartbeat = text(&v, origin).map(OriginKind::parse) == Some(OriginKind::Heartbeat);
+            if beside {
+                if heartbeat {
+                    beats.insert((entity_id.clone(), time_us));
+                }
+                continue;
+            }
+            let value = value
+                .and_then(|i| v.get(i))
+                .and_then(Value::as_f64)
+                .filter(|f| f.is_finite());
+            // the answer is owned: the state's text is moved out, not copied
+            let state = match state.and_then(|i| v.get_mut(i)).map(Value::take) {
+                Some(Value::String(text)) => Some(text),
+                _ => None,
+            };
+            let state = state.or_else(|| {
+                (schema == SchemaMode::HaCompat)
+                    .then(|| value.map(number_text))
+                    .flatten()
+            });
+            if state.is_none() && value.is_none() {
+                continue;
+            }
+            out.push(RawPoint {
+                entity_id: entity_id.clone(),
+                time_us,
+                value,
+                state,
+                heartbeat,
+                total_increasing: is_total_increasing(text(&v, sc)),
+            });
+        }
+    }
+    if !beats.is_empty() {
+        for p in &mut out {
+            if beats.contains(&(p.entity_id.clone(), p.time_us)) {
+                p.heartbeat = true;
+            }
+        }
+    }
+    out
 }
 
 impl PageBackend for InfluxHistory {

@@ -25,6 +25,7 @@
 mod client;
 mod history;
 mod line;
+mod msgpack;
 mod quarantine;
 pub(crate) mod retention;
 mod spool;
