@@ -8,26 +8,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 use url::Url;
 
-use super::msgpack;
 use crate::config::{InfluxSettings, Secret};
 use crate::store::point::Precision;
 
 /// Longest server message kept in errors and outcomes, in bytes.
 const MAX_MESSAGE: usize = 2_048;
-
-/// The media type of MessagePack answers.
-const MSGPACK: &str = "application/x-msgpack";
 
 /// Largest `/query` answer read, in bytes: a bigger one is refused
 /// ([`InfluxError::TooLarge`]) instead of held in memory.
@@ -162,24 +157,22 @@ impl QueryResult {
     }
 }
 
-/// A `/query` answer as sent (JSON or MessagePack).
-#[derive(Deserialize, Default)]
-pub(super) struct RawQuery {
+#[derive(Deserialize)]
+struct RawQuery {
     #[serde(default)]
-    pub(super) results: Vec<RawStatement>,
+    results: Vec<RawStatement>,
     #[serde(default)]
-    pub(super) error: Option<String>,
+    error: Option<String>,
 }
 
-/// One statement's part of a `/query` answer.
-#[derive(Deserialize, Default)]
-pub(super) struct RawStatement {
+#[derive(Deserialize)]
+struct RawStatement {
     #[serde(default)]
-    pub(super) statement_id: Option<usize>,
+    statement_id: Option<usize>,
     #[serde(default)]
-    pub(super) series: Vec<Series>,
+    series: Vec<Series>,
     #[serde(default)]
-    pub(super) error: Option<String>,
+    error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -199,8 +192,6 @@ struct Inner {
     auth: Auth,
     gzip: bool,
     timeout: Duration,
-    /// History reads ask for MessagePack until the server refuses it (`406`/`415`).
-    msgpack: AtomicBool,
 }
 
 /// An InfluxDB 1.x HTTP client bound to one database. Cheap to clone.
@@ -293,7 +284,6 @@ impl InfluxClient {
                 auth,
                 gzip: settings.gzip,
                 timeout,
-                msgpack: AtomicBool::new(true),
             }),
         })
     }
@@ -406,10 +396,8 @@ impl InfluxClient {
 
     /// [`InfluxClient::query`] with times in epoch microseconds (`epoch=u`), the resolution
     /// HomeIQ writes.
-    /// Asked for as MessagePack (see `msgpack.rs`), JSON when the server answers so.
     pub(crate) async fn query_us(&self, q: &str) -> Result<QueryResult, InfluxError> {
-        self.query_as(self.inner.query_url_us.clone(), q, true)
-            .await
+        self.query_at(self.inner.query_url_us.clone(), q).await
     }
 
     /// The body of `resp`, read in chunks and refused once it exceeds `limit` bytes.
@@ -438,76 +426,41 @@ impl InfluxClient {
     }
 
     async fn query_at(&self, url: Url, q: &str) -> Result<QueryResult, InfluxError> {
-        self.query_as(url, q, false).await
-    }
-
-    /// Runs `q` at `url`, asking for MessagePack when `msgpack` and the server has not refused
-    /// it (then, and for later queries, JSON); the answer is read as its `Content-Type` says.
-    async fn query_as(&self, url: Url, q: &str, msgpack: bool) -> Result<QueryResult, InfluxError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("q", q)
             .finish();
-        let msgpack = msgpack && self.inner.msgpack.load(Ordering::Relaxed);
-        let mut req = self
-            .authorize(self.inner.http.post(url.clone()))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
-        if msgpack {
-            req = req.header(ACCEPT, MSGPACK);
-        }
+        let req = self
+            .authorize(self.inner.http.post(url))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
         let resp = req
-            .body(form)
             .send()
             .await
             .map_err(|e| InfluxError::Transport(self.transport_error(e)))?;
         let status = resp.status();
-        if msgpack
-            && matches!(
-                status,
-                StatusCode::NOT_ACCEPTABLE | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            )
-        {
-            tracing::info!(
-                status = status.as_u16(),
-                "InfluxDB does not answer queries in MessagePack; asking for JSON"
-            );
-            self.inner.msgpack.store(false, Ordering::Relaxed);
-            return Box::pin(self.query_as(url, q, false)).await;
-        }
-        let is_msgpack = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with(MSGPACK));
         let body = self.read_capped(resp, MAX_QUERY_REPLY).await?;
-        let message = || {
-            let m = if is_msgpack {
-                msgpack::error_message(&body)
-                    .unwrap_or_else(|| server_message(&String::from_utf8_lossy(&body)))
-            } else {
-                server_message(&String::from_utf8_lossy(&body))
-            };
-            self.redact(&m)
-        };
+        let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(InfluxError::Unauthorized(message()));
+                return Err(InfluxError::Unauthorized(
+                    self.redact(&server_message(&text)),
+                ));
             }
             StatusCode::BAD_REQUEST => {
                 return Err(InfluxError::Statement {
                     statement_id: 0,
-                    message: message(),
+                    message: self.redact(&server_message(&text)),
                 });
             }
             s if !s.is_success() => {
                 return Err(InfluxError::Status {
                     status: s.as_u16(),
-                    message: message(),
+                    message: self.redact(&server_message(&text)),
                 });
             }
             _ => {}
         }
-        let parsed = decode_answer(&body, is_msgpack);
-        parsed.map_err(|e| match e {
+        parse_query_body(&text).map_err(|e| match e {
             InfluxError::Statement {
                 statement_id,
                 message,
@@ -520,26 +473,10 @@ impl InfluxClient {
     }
 }
 
-/// Decodes a successful `/query` answer, MessagePack or JSON.
-fn decode_answer(body: &[u8], is_msgpack: bool) -> Result<QueryResult, InfluxError> {
-    if is_msgpack {
-        msgpack::decode_query(body)
-            .map_err(|e| InfluxError::Decode(e.to_string()))
-            .and_then(statements_of)
-    } else {
-        parse_query_body(&String::from_utf8_lossy(body))
-    }
-}
-
 /// Parses a `/query` JSON answer.
 fn parse_query_body(text: &str) -> Result<QueryResult, InfluxError> {
     let raw: RawQuery = serde_json::from_str(text)
         .map_err(|e| InfluxError::Decode(format!("{e}: {}", truncate(text, 200))))?;
-    statements_of(raw)
-}
-
-/// The statements of an answer, or the first error in it.
-fn statements_of(raw: RawQuery) -> Result<QueryResult, InfluxError> {
     if let Some(message) = raw.error {
         return Err(InfluxError::Statement {
             statement_id: 0,
@@ -967,108 +904,6 @@ mod tests {
                 .map(|r| r.statements.len()),
             Ok(1)
         );
-    }
-
-    #[tokio::test]
-    async fn history_reads_travel_as_msgpack_and_read_as_json_would() {
-        let settings = fresh_settings("client_msgpack");
-        let client = InfluxClient::new(&settings).expect("client");
-        client.create_database().await.expect("create");
-        assert!(
-            client
-                .write(
-                    "m,e=a s=\"x\",v=1.5,i=3i,b=true 1000\nm,e=b s=\"y\",v=2 2000\n",
-                    Precision::Micros
-                )
-                .await
-                .is_written()
-        );
-        let q = "SELECT s, v, i, b FROM m GROUP BY e; SELECT count(v) FROM m";
-        let json = client.query(q).await.expect("json");
-        let packed = client.query_us(q).await.expect("msgpack");
-        assert_eq!(packed.statements.len(), 2);
-        for (j, p) in json.statements.iter().zip(&packed.statements) {
-            assert_eq!(j.series.len(), p.series.len());
-            for (js, ps) in j.series.iter().zip(&p.series) {
-                assert_eq!(
-                    (&js.name, &js.tags, &js.columns),
-                    (&ps.name, &ps.tags, &ps.columns)
-                );
-                for (jr, pr) in js.values.iter().zip(&ps.values) {
-                    // times: ms against µs; the rest the same values
-                    assert_eq!(jr[0].as_i64().map(|t| t * 1000), pr[0].as_i64());
-                    for (a, b) in jr[1..].iter().zip(&pr[1..]) {
-                        assert_eq!(
-                            a.as_f64().or(a.as_bool().map(f64::from)),
-                            b.as_f64().or(b.as_bool().map(f64::from)),
-                            "{a} {b}"
-                        );
-                        assert_eq!(a.as_str(), b.as_str());
-                    }
-                }
-            }
-        }
-        assert_eq!(
-            packed.first_series()[0].values[0][1],
-            serde_json::json!("x")
-        );
-        // errors read the same from MessagePack: inside a 200, and a 400
-        let err = client
-            .query_us("SELECT * FROM m; SELECT * FROM \"nodb_x\".\"autogen\".\"m\"")
-            .await;
-        assert!(
-            matches!(&err, Err(InfluxError::Statement { statement_id: 1, message }) if message.contains("database not found")),
-            "{err:?}"
-        );
-        let err = client.query_us("SELEC x").await;
-        assert!(
-            matches!(&err, Err(InfluxError::Statement { statement_id: 0, message }) if message.contains("error parsing query")),
-            "{err:?}"
-        );
-        client.drop_database().await.expect("drop");
-    }
-
-    #[tokio::test]
-    async fn a_server_refusing_msgpack_is_asked_for_json_from_then_on() {
-        use std::sync::atomic::AtomicUsize;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let asked_msgpack = Arc::new(AtomicUsize::new(0));
-        let seen = asked_msgpack.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let n = conn.read(&mut buf).await.unwrap_or(0);
-                    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                    let answer = if head.contains("accept: application/x-msgpack") {
-                        seen.fetch_add(1, Ordering::SeqCst);
-                        "HTTP/1.1 406 Not Acceptable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_owned()
-                    } else {
-                        let body = r#"{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time","v"],"values":[[1,2.5]]}]}]}"#;
-                        format!(
-                            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
-                    };
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
-        let client = InfluxClient::new(&InfluxSettings {
-            url,
-            ..InfluxSettings::default()
-        })
-        .expect("client");
-        for _ in 0..2 {
-            let r = client.query_us("SELECT v FROM m").await.expect("answered");
-            assert_eq!(r.first_series()[0].values[0][1], serde_json::json!(2.5));
-        }
-        assert_eq!(asked_msgpack.load(Ordering::SeqCst), 1, "asked once");
     }
 
     #[tokio::test]

@@ -25,7 +25,6 @@
 mod client;
 mod history;
 mod line;
-mod msgpack;
 mod quarantine;
 pub(crate) mod retention;
 mod spool;
