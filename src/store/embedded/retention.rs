@@ -68,11 +68,13 @@ const DELETE_RANGE: &str = "DELETE FROM points WHERE entity = ?1 AND time_us <= 
 
 /// Attribute sets no point references any more, deleted after the points: a set's `last_us` is
 /// above the time of every point referencing it, so a set with `last_us` at or before the cutoff
-/// was referenced only by deleted points; the `NOT EXISTS` (a range of the time index that the
-/// deletes just emptied) keeps one a late point written since references.
+/// was referenced only by points before the cutoff; the `NOT IN` keeps one that a point still
+/// before the cutoff references (a late point written since the deletes). Those points are each
+/// entity's range of the key below the cutoff, which the deletes just emptied: a seek per entity,
+/// once per statement.
 const DELETE_ORPHANS: &str = "DELETE FROM attribute_sets WHERE id IN \
-    (SELECT a.id FROM attribute_sets a WHERE a.last_us <= ?1 AND NOT EXISTS \
-        (SELECT 1 FROM points p INDEXED BY points_by_time WHERE p.time_us < a.last_us AND p.attributes = a.id) \
+    (SELECT a.id FROM attribute_sets a WHERE a.last_us <= ?1 AND a.id NOT IN \
+        (SELECT p.attributes FROM entities e CROSS JOIN points p ON p.entity = e.id WHERE p.time_us < ?1) \
      LIMIT ?2)";
 
 /// Attribute sets deleted per transaction.
