@@ -129,6 +129,10 @@ pub(crate) const HISTORY_FILE_NAME: &str = "history.db";
 /// Read connections: history pages, aggregates and stats run beside the writer.
 const READERS: u32 = 2;
 
+/// WAL pages after which a commit of the write connection checkpoints (retention turns it off
+/// while it runs and checkpoints in its own jobs, [`retention`]).
+pub(crate) const WAL_AUTOCHECKPOINT: i64 = 8_192;
+
 /// How long a statement waits for a lock (checkpoints, a second process).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -265,7 +269,7 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, OpenError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -2048)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     conn.pragma_update(
         None,
         "soft_heap_limit",
