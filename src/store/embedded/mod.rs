@@ -34,10 +34,10 @@
 //!   `unknown` and is stored as that), `origin_id` the field of that name (only live changes made
 //!   by a user, an automation or a script have one, so it stays text).
 //!
-//! A point of a 1-minute sensor takes about 47 bytes in the file (30 in the primary key, 16 in
-//! the time index; README, benchmarks), against 217.5 in the first layout, which repeated the
-//! entity id, domain, attributes JSON and origin as text in every row (and the entity id and
-//! domain again in the time index). The writer keeps the
+//! A point of a 1-minute sensor takes about 28.5 bytes in the file (README, benchmarks; 46.7
+//! with the former time index), against 217.5 in the first layout, which repeated the entity id,
+//! domain, attributes JSON and origin as text in every row (and the entity id and domain again in
+//! the time index). The writer keeps the
 //! ids of the entities and attribute sets it has seen in a bounded cache ([`intern::Interned`]),
 //! so writing a point whose entity and attributes it knows reads neither table. A file in the
 //! first layout is converted once when opened ([`layout`]).
