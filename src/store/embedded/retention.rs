@@ -28,7 +28,13 @@
 //! `PRAGMA incremental_vacuum(N)` moves the last pages into them and truncates the file; it runs
 //! after the deletes in steps of [`VACUUM_PAGES`] pages, each a job of its own, and a passive
 //! checkpoint then writes the shorter file (in WAL mode the file shrinks at the checkpoint, not
-//! at the vacuum's commit). New files are
+//! at the vacuum's commit). While the vacuum runs, the write connection's automatic checkpoint
+//! is off (and restored after the run): it runs in the commit of whichever transaction crosses
+//! [`WAL_AUTOCHECKPOINT`](super::WAL_AUTOCHECKPOINT) WAL pages, which during the vacuum was a
+//! write of points about every other time (write p99 233 ms against 57 ms idle in the
+//! daily-maintenance benchmark). Checkpointing in retention's own jobs instead, every 16 delete
+//! chunks and every vacuum step, took the retention benchmark's delete from 1.4 to 40 s on the
+//! test machine (every checkpoint's fsyncs), so there is one, at the end. New files are
 //! created incremental; an older file (`auto_vacuum = NONE`) needs one full `VACUUM` to change,
 //! which rewrites the whole file: it runs once, when the file system holding the file and the one
 //! holding SQLite's temporary copy have room for it ([`conversion_room`]), and is retried at the
@@ -77,15 +83,7 @@ const DELETE_ORPHANS: &str = "DELETE FROM attribute_sets WHERE id IN \
         (SELECT p.attributes FROM entities e CROSS JOIN points p ON p.entity = e.id WHERE p.time_us < ?1) \
      LIMIT ?2)";
 
-/// Delete chunks between two checkpoints of a run. While retention runs, the write connection's
-/// automatic checkpoint is off and retention's own jobs checkpoint (every this many chunks and
-/// after every vacuum step): the automatic one ran in the commit of whichever transaction crossed
-/// [`WAL_AUTOCHECKPOINT`](super::WAL_AUTOCHECKPOINT) pages, which during the vacuum (every step
-/// moving a thousand pages) was a write of points about every other time, taking the writes' p99
-/// to 4 times idle in the daily-maintenance benchmark.
-const CHECKPOINT_CHUNKS: u64 = 16;
-
-/// Attribute sets deleted per transaction.
+/// Attribute sets deleted per transaction./// Attribute sets deleted per transaction.
 const ORPHAN_CHUNK: usize = 1_000;
 
 /// Why a retention step on the embedded store failed.
@@ -221,10 +219,8 @@ pub(crate) async fn delete_before(
     before_us: i64,
 ) -> Result<DeleteReport, EmbeddedRetentionError> {
     writer.set_maintenance_cache(DELETE_CACHE_KIB);
-    let result = match set_autocheckpoint(writer, 0).await {
-        Ok(()) => delete_chunks(writer, before_us).await,
-        Err(e) => Err(e),
-    };
+    let result = delete_chunks(writer, before_us).await;
+    // whatever happened to the vacuum, commits checkpoint again
     let restored = set_autocheckpoint(writer, super::WAL_AUTOCHECKPOINT).await;
     writer.set_maintenance_cache(0);
     // the next write transaction sizes the cache down again
@@ -259,15 +255,8 @@ async fn delete_chunks(
     let mut holds_us: Vec<u64> = Vec::new();
     let mut from = i64::MIN;
     loop {
-        let due = report.chunks % CHECKPOINT_CHUNKS == CHECKPOINT_CHUNKS - 1;
         let (deleted, held, next) = writer
-            .with_connection(move |c| {
-                let done = delete_chunk(c, before_us, limit, from)?;
-                if due {
-                    checkpoint(c)?;
-                }
-                Ok::<_, rusqlite::Error>(done)
-            })
+            .with_connection(move |c| delete_chunk(c, before_us, limit, from))
             .await
             .ok_or(EmbeddedRetentionError::Closed)??;
         from = next;
@@ -314,14 +303,12 @@ async fn delete_chunks(
             .ok_or(EmbeddedRetentionError::Closed)??
             == AutoVacuum::Incremental
     {
+        // no commit of points checkpoints the vacuum's moved pages (a thousand a step): the
+        // last job does (module docs, returning the space)
+        set_autocheckpoint(writer, 0).await?;
         loop {
-            // each step's moved pages checkpointed in the same job (see [`CHECKPOINT_CHUNKS`])
             let freed = writer
-                .with_connection(|c| {
-                    let freed = vacuum_step(c)?;
-                    checkpoint(c)?;
-                    Ok::<_, rusqlite::Error>(freed)
-                })
+                .with_connection(vacuum_step)
                 .await
                 .ok_or(EmbeddedRetentionError::Closed)??;
             report.pages_freed += freed;
@@ -329,9 +316,12 @@ async fn delete_chunks(
                 break;
             }
         }
-        // the file is cut to its new size when the WAL holding the vacuum is checkpointed: the
-        // last step's checkpoint did (not the next automatic one: a quiet home may not write
-        // that much for days)
+        // the file is cut to its new size when the WAL holding the vacuum is checkpointed: now,
+        // not at the next automatic checkpoint (a quiet home may not write that much for days)
+        writer
+            .with_connection(checkpoint)
+            .await
+            .ok_or(EmbeddedRetentionError::Closed)??;
     }
     Ok(report)
 }
