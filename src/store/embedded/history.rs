@@ -1,7 +1,7 @@
 //! History from the embedded store (`<data_dir>/history.db`, see [`crate::store::embedded`]).
 //!
 //! Every query uses the primary key `(entity, time_us)` (the entity's row id looked up once per
-//! query in `entities`) or the index `(time_us, entity)`, joining `entities` for the entity id
+//! query in `entities`; there is no index by time), joining `entities` for the entity id
 //! and domain and `attribute_sets` for the attributes by their integer keys:
 //!
 //! * a page: a k-way merge of the entities' records (see [`merge_page`]), each entity read in
@@ -10,8 +10,9 @@
 //! * neighbours of a page: per entity, one row before its first and one after its last record;
 //! * aggregates: per entity, `GROUP BY time_us / interval` over its key range (the bucket's last
 //!   value is looked up by the key of its newest row);
-//! * events per bucket and domain: a covering scan of `points_by_time`, each row's domain that of
-//!   its entity.
+//! * events per bucket and domain: per entity its range of the key, counted per bucket and added
+//!   to the entity's domain;
+//! * the oldest point: the least of the entities' first keys.
 //!
 //! A request holds one of [`CONCURRENT_REQUESTS`](crate::store::history::CONCURRENT_REQUESTS) slots for all its
 //! queries, as with InfluxDB; more wait their turn.
@@ -262,16 +263,18 @@ impl EmbeddedHistory {
         row.as_ref().map(raw_point).transpose()
     }
 
-    /// The oldest point's time.
+    /// The oldest point's time: each entity's first key (a seek per entity; there is no index
+    /// by time).
     pub(crate) async fn first_point_us(&self) -> Result<Option<i64>, HistoryError> {
         let _slot = self.slots.take().await?;
-        let first: Option<i64> = sqlx::query_scalar("SELECT min(time_us) FROM points")
+        let first: Option<i64> = sqlx::query_scalar(FIRST_POINT)
             .fetch_one(&self.pool)
             .await?;
         Ok(first)
     }
 
-    /// Records per bucket and domain in `[start, end)`.
+    /// Records per bucket and domain in `[start, end)`: for each entity its range of the primary
+    /// key, counted per bucket, then added to its domain's.
     pub(crate) async fn event_stats(
         &self,
         start: DateTime<Utc>,
@@ -280,29 +283,47 @@ impl EmbeddedHistory {
     ) -> Result<Vec<StatsBucket>, HistoryError> {
         let _slot = self.slots.take().await?;
         let iv = interval_us(interval_secs);
-        let rows = sqlx::query(
-            "SELECT p.time_us - (((p.time_us % ?3) + ?3) % ?3) AS b, e.domain AS domain, count(*) AS n
-             FROM points p INDEXED BY points_by_time CROSS JOIN entities e ON e.id = p.entity
-             WHERE p.time_us >= ?1 AND p.time_us < ?2
-             GROUP BY b, e.domain",
-        )
-        .bind(start.timestamp_micros())
-        .bind(end.timestamp_micros())
-        .bind(iv)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut buckets: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
-        for r in rows {
-            let b: i64 = r.try_get("b")?;
-            let domain: String = r.try_get("domain")?;
-            let n: i64 = r.try_get("n")?;
-            if n > 0 {
-                *buckets.entry(b).or_default().entry(domain).or_default() += n.unsigned_abs();
-            }
-        }
+        let (from, to) = (start.timestamp_micros(), end.timestamp_micros());
+        let buckets = self
+            .bulk
+            .read(move |c| {
+                let entities: Vec<(i64, String)> = c
+                    .prepare("SELECT id, domain FROM entities")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                let mut times =
+                    c.prepare("SELECT time_us FROM points WHERE entity = ?1 AND time_us >= ?2 AND time_us < ?3")?;
+                let mut buckets: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
+                let mut counts: Vec<(i64, u64)> = Vec::new();
+                for (id, domain) in entities {
+                    counts.clear();
+                    let mut rows = times.query([id, from, to])?;
+                    // an entity's times ascend: its rows of a bucket are consecutive
+                    while let Some(r) = rows.next()? {
+                        let t: i64 = r.get(0)?;
+                        let b = t - t.rem_euclid(iv);
+                        match counts.last_mut() {
+                            Some((last, n)) if *last == b => *n += 1,
+                            _ => counts.push((b, 1)),
+                        }
+                    }
+                    for &(b, n) in &counts {
+                        *buckets
+                            .entry(b)
+                            .or_default()
+                            .entry(domain.clone())
+                            .or_default() += n;
+                    }
+                }
+                Ok(buckets)
+            })
+            .await?;
         Ok(stats_buckets(buckets))
     }
 }
+
+/// The oldest point's time: the least of the entities' first keys.
+const FIRST_POINT: &str = "SELECT min((SELECT p.time_us FROM points p WHERE p.entity = e.id ORDER BY p.time_us LIMIT 1)) FROM entities e";
 
 /// A row's `value`: stored, or its state's number when `value_of_state` (the writer stored it
 /// that way because parsing the state gives exactly the value, see [`super::intern::stored_value`]).

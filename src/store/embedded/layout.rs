@@ -14,6 +14,9 @@
 //! 3. `points_v1` is dropped and, when the file returns freed space (`auto_vacuum =
 //!    INCREMENTAL`), the freed pages are returned to the file system.
 //!
+//! A file in the compact layout written before the index by time was dropped loses it once when
+//! opened ([`drop_time_index`]): one `DROP INDEX`, then the incremental vacuum returns its pages.
+//!
 //! A crash leaves the file in one of these steps, every point in exactly one of the two tables;
 //! the next open resumes at the next chunk. Progress is logged every [`LOG_EVERY`].
 
@@ -130,9 +133,48 @@ pub(crate) fn convert_steps(
             conn.execute_batch(statement)?;
         }
     }
+    drop_time_index(conn, path)?;
     if table_exists(conn, "points_v1")? {
         move_rows(conn, path, max_chunks)?;
     }
+    Ok(())
+}
+
+/// Drops the compact layout's former index `points_by_time (time_us, entity)` when the file has
+/// it (every read is entity-major now, see [`crate::store::embedded`]) and returns its pages to
+/// the file system when the file is incremental (else writes reuse them). Idempotent: a crash
+/// before the vacuum leaves the pages on the free list, where writes reuse them.
+fn drop_time_index(conn: &mut Connection, path: &Path) -> Result<(), rusqlite::Error> {
+    let present: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'points_by_time'",
+        [],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let bytes_before = std::fs::metadata(path).map(|m| m.len()).ok();
+    conn.execute_batch("DROP INDEX points_by_time")?;
+    let mut pages_freed = 0;
+    if retention::auto_vacuum(conn)? == retention::AutoVacuum::Incremental {
+        loop {
+            let freed = retention::vacuum_step(conn)?;
+            if freed == 0 {
+                break;
+            }
+            pages_freed += freed;
+        }
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    tracing::info!(
+        path = %path.display(),
+        took_s = started.elapsed().as_secs_f64(),
+        pages_freed,
+        bytes_before,
+        bytes_after = std::fs::metadata(path).map(|m| m.len()).ok(),
+        "history.db: dropped the index by time (once; reads are entity by entity)"
+    );
     Ok(())
 }
 

@@ -15,7 +15,6 @@
 //! points(entity INTEGER, time_us INTEGER, state TEXT, value REAL, attributes INTEGER,
 //!        origin INTEGER, origin_id TEXT,
 //!        PRIMARY KEY (entity, time_us)) WITHOUT ROWID
-//! index points_by_time(time_us, entity)
 //! ```
 //!
 //! * `entities` holds each entity id once with its domain (the points' measurement, which in the
@@ -35,10 +34,10 @@
 //!   `unknown` and is stored as that), `origin_id` the field of that name (only live changes made
 //!   by a user, an automation or a script have one, so it stays text).
 //!
-//! A point of a 1-minute sensor takes about 47 bytes in the file (30 in the primary key, 16 in
-//! the time index; README, benchmarks), against 217.5 in the first layout, which repeated the
-//! entity id, domain, attributes JSON and origin as text in every row (and the entity id and
-//! domain again in the time index). The writer keeps the
+//! A point of a 1-minute sensor takes about 28.5 bytes in the file (README, benchmarks; 46.7
+//! with the former time index), against 217.5 in the first layout, which repeated the entity id,
+//! domain, attributes JSON and origin as text in every row (and the entity id and domain again in
+//! the time index). The writer keeps the
 //! ids of the entities and attribute sets it has seen in a bounded cache ([`intern::Interned`]),
 //! so writing a point whose entity and attributes it knows reads neither table. A file in the
 //! first layout is converted once when opened ([`layout`]).
@@ -60,9 +59,12 @@
 //!   aggregates of one entity are one range scan of the primary key, with no sort. Reads of a
 //!   time range across entities (the analysis' changes, the rollups' raw points) are that range
 //!   of the key for each entity in turn, never the time index plus a lookup per row.
-//! * `points_by_time(time_us, entity)`: events per bucket and domain are a covering scan of this
-//!   index in the requested range, each row's domain looked up by its entity's row id; retention
-//!   finds the oldest keys in it.
+//! * No index by time: every read across entities (events per bucket and domain, the oldest
+//!   point, the attribute sets retention may delete) is a range of the key per entity, 2,000
+//!   seeks for 2,000 entities, and retention deletes each entity's old points as one range of the
+//!   key. An index `points_by_time(time_us, entity)` cost 16 of a point's 47 bytes, a second
+//!   B-tree updated by every write, and an entry removed by every deleted point scattered over
+//!   the day's part of it; a file that has it drops it once when opened ([`layout`]).
 //! * WAL with `synchronous = NORMAL`: a commit is an append to the WAL without an fsync (the WAL
 //!   is synced at checkpoints): a power cut can lose the last commits, never corrupt the file.
 //!
@@ -129,6 +131,10 @@ pub(crate) const HISTORY_FILE_NAME: &str = "history.db";
 /// Read connections: history pages, aggregates and stats run beside the writer.
 const READERS: u32 = 2;
 
+/// WAL pages after which a commit of the write connection checkpoints (retention turns it off
+/// while it runs and checkpoints in its own jobs, [`retention`]).
+pub(crate) const WAL_AUTOCHECKPOINT: i64 = 8_192;
+
 /// How long a statement waits for a lock (checkpoints, a second process).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -157,7 +163,6 @@ const SCHEMA: &[&str] = &[
         origin_id TEXT,
         PRIMARY KEY (entity, time_us)
     ) WITHOUT ROWID",
-    "CREATE INDEX IF NOT EXISTS points_by_time ON points (time_us, entity)",
 ];
 
 /// Why the embedded store failed.
@@ -266,7 +271,7 @@ fn open_writer(path: &Path) -> Result<rusqlite::Connection, OpenError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -2048)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     conn.pragma_update(
         None,
         "soft_heap_limit",

@@ -712,6 +712,110 @@ async fn retention_deletes_orphaned_attribute_sets() {
     .await;
     let last = records(&history, "sensor.a").await.pop().expect("record");
     assert_eq!(last.attributes.get("note"), Some(&serde_json::json!("n0")));
+    // a late point before the cutoff, written after the deletes: the set it needs (its `last_us`
+    // at or before the cutoff) stays
+    writer.push(noted("sensor.a", T0 + 5 * MINUTE, "n5"));
+    until(Duration::from_secs(30), "point written", || {
+        writer.stats().counts.written == 4_002
+    })
+    .await;
+    let epoch = writer.attribute_epoch();
+    let deleted = writer
+        .with_connection(move |c| super::retention::delete_orphans(c, cutoff, &epoch))
+        .await
+        .expect("writer open")
+        .expect("orphans");
+    assert_eq!(deleted, 0);
+    let late = records(&history, "sensor.a").await.remove(0);
+    assert_eq!(late.time_us, T0 + 5 * MINUTE);
+    assert_eq!(late.attributes.get("note"), Some(&serde_json::json!("n5")));
+    assert_eq!(integrity(&writer).await, "ok");
+    writer.shutdown(Duration::from_secs(10)).await;
+}
+
+/// A compact file written while the layout had the index by time loses it once when opened, its
+/// pages returned to the file system, every record as before.
+#[tokio::test]
+async fn a_file_with_the_time_index_drops_it_when_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = history_path(dir.path());
+    let (writer, history) = open(&path, EmbeddedOptions::default()).await.expect("open");
+    fill(&writer, 20, 1_000).await;
+    let before = records(&history, "sensor.s3").await;
+    let stats = history
+        .event_stats(
+            crate::store::history::time_of(T0),
+            crate::store::history::time_of(T0 + 1_000 * MINUTE),
+            3_600,
+        )
+        .await
+        .expect("stats");
+    // as the query over the whole table counts them
+    let want = writer
+        .with_connection(|c| {
+            let mut buckets: std::collections::BTreeMap<
+                i64,
+                std::collections::BTreeMap<String, u64>,
+            > = Default::default();
+            let mut q = c
+                .prepare(
+                    "SELECT p.time_us - (((p.time_us % ?3) + ?3) % ?3) AS b, e.domain, count(*) \
+                     FROM points p JOIN entities e ON e.id = p.entity \
+                     WHERE p.time_us >= ?1 AND p.time_us < ?2 GROUP BY b, e.domain",
+                )
+                .expect("prepare");
+            let mut rows = q
+                .query([T0, T0 + 1_000 * MINUTE, 3_600_000_000])
+                .expect("query");
+            while let Some(r) = rows.next().expect("row") {
+                let n: i64 = r.get(2).expect("n");
+                *buckets
+                    .entry(r.get(0).expect("b"))
+                    .or_default()
+                    .entry(r.get(1).expect("domain"))
+                    .or_default() += n.unsigned_abs();
+            }
+            crate::store::history::stats_buckets(buckets)
+        })
+        .await
+        .expect("writer open");
+    assert_eq!(stats, want);
+    assert!(stats.len() > 10);
+    writer.shutdown(Duration::from_secs(10)).await;
+    drop(history);
+    let index = |c: &rusqlite::Connection| {
+        c.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'points_by_time'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("schema")
+    };
+    let without = {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        assert_eq!(index(&conn), 0, "a new file has no index by time");
+        conn.execute_batch(
+            "CREATE INDEX points_by_time ON points (time_us, entity); PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .expect("the former index");
+        std::fs::metadata(&path).expect("size").len()
+    };
+    let (writer, history) = open(&path, EmbeddedOptions::default()).await.expect("open");
+    assert_eq!(writer.with_connection(move |c| index(c)).await, Some(0));
+    let after = std::fs::metadata(&path).expect("size").len();
+    // 20,000 index entries of about 16 bytes: some 80 pages
+    assert!(after + 40 * 4096 < without, "{without} → {after} bytes");
+    assert_eq!(records(&history, "sensor.s3").await, before);
+    let again = history
+        .event_stats(
+            crate::store::history::time_of(T0),
+            crate::store::history::time_of(T0 + 1_000 * MINUTE),
+            3_600,
+        )
+        .await
+        .expect("stats");
+    assert_eq!(again, stats);
+    assert_eq!(history.first_point_us().await.expect("first"), Some(T0));
     assert_eq!(integrity(&writer).await, "ok");
     writer.shutdown(Duration::from_secs(10)).await;
 }
