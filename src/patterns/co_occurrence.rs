@@ -103,7 +103,7 @@ pub(crate) const HOPELESS_FRACTION: f64 = 0.5;
 /// since (its confidence is at most a quarter: B followed one of them).
 pub(crate) const STALE_SEED_TRIGGERS: u32 = 4;
 
-/// One (A, B) pair.
+/// One (A, B) pair: 32 bytes, as the merge moves every pair at each batch.
 struct Pair {
     support: u32,
     /// Occurrences of A before the one that created the pair (a pruned pair that comes back
@@ -114,10 +114,15 @@ struct Pair {
     first: u32,
     min_delay: u32,
     max_delay: u32,
-    /// The most recent (B time, delay): a ring once full, the oldest at `head`. Empty while
-    /// the support is 1 (the one occurrence is `first` and `min_delay`): most pairs never get a
-    /// second, and allocating for each of millions of them costs time and memory.
-    recent: Vec<(u32, u32)>,
+    /// The most recent occurrences once there are two (while the support is 1, the one
+    /// occurrence is `first` and `min_delay`: most pairs never get a second, and allocating for
+    /// each of millions of them costs time and memory).
+    recent: Option<Box<Ring>>,
+}
+
+/// The most recent (B time, delay) of a pair: a ring once full, the oldest at `head`.
+struct Ring {
+    items: Vec<(u32, u32)>,
     head: u8,
 }
 
@@ -131,9 +136,13 @@ impl Pair {
             first: s.t,
             min_delay: s.delay,
             max_delay: s.delay,
-            recent: Vec::new(),
-            head: 0,
+            recent: None,
         }
+    }
+
+    /// Occurrences kept in the ring.
+    fn kept(&self) -> usize {
+        self.recent.as_ref().map_or(0, |r| r.items.len())
     }
 
     /// Counts `s` (B after A); returns the delays newly kept.
@@ -142,36 +151,48 @@ impl Pair {
         if self.support > 0 && self.last_trigger == ta {
             return 0;
         }
-        let mut stored = 0;
-        if self.support == 1 && self.recent.is_empty() {
-            // the second occurrence: the first one moves to the list
-            self.recent.push((self.first, self.min_delay));
-            stored += 1;
-        }
+        // while the support is at most 1: the first occurrence's delay
+        let first_delay = self.min_delay;
         self.support += 1;
         self.last_trigger = ta;
         self.min_delay = self.min_delay.min(delay);
         self.max_delay = self.max_delay.max(delay);
         if self.support == 1 {
-            // kept in `first` and `min_delay`
-        } else if self.recent.len() >= EVIDENCE_CAP {
-            let head = usize::from(self.head);
-            self.recent[head] = (t, delay);
-            self.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
+            return 0; // kept in `first` and `min_delay`
+        }
+        let first = self.first;
+        let ring = self.recent.get_or_insert_with(|| {
+            // the second occurrence: the first one moves to the ring
+            Box::new(Ring {
+                items: Vec::new(),
+                head: 0,
+            })
+        });
+        let mut stored = 0;
+        if ring.items.is_empty() {
+            ring.items.push((first, first_delay));
+            stored += 1;
+        }
+        if ring.items.len() >= EVIDENCE_CAP {
+            let head = usize::from(ring.head);
+            ring.items[head] = (t, delay);
+            ring.head = u8::try_from((head + 1) % EVIDENCE_CAP).unwrap_or(0);
         } else {
             stored += 1;
-            self.recent.push((t, delay));
+            ring.items.push((t, delay));
         }
         stored
     }
 
     /// The kept (B time, delay), oldest first.
     fn ordered(&self) -> Vec<(u32, u32)> {
-        if self.recent.is_empty() {
-            return vec![(self.first, self.min_delay)];
+        match &self.recent {
+            None => vec![(self.first, self.min_delay)],
+            Some(ring) => {
+                let (newer, older) = ring.items.split_at(usize::from(ring.head));
+                older.iter().chain(newer).copied().collect()
+            }
         }
-        let (newer, older) = self.recent.split_at(usize::from(self.head));
-        older.iter().chain(newer).copied().collect()
     }
 }
 
@@ -428,7 +449,7 @@ impl Detector {
             let drop = (n >= HOPELESS_MIN_TRIGGERS && c < floor)
                 || (p.support == 1 && n > STALE_SEED_TRIGGERS);
             if drop {
-                stored -= p.recent.len();
+                stored -= p.kept();
             }
             !drop
         });
@@ -444,7 +465,7 @@ impl Detector {
                 .collect();
             let order =
                 |x: &(f64, usize), y: &(f64, usize)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
-            let kept_of = |r: &(f64, usize)| self.pairs.get(r.1).map_or(0, |(_, p)| p.recent.len());
+            let kept_of = |r: &(f64, usize)| self.pairs.get(r.1).map_or(0, |(_, p)| p.kept());
             let mut cut = ranked.len().saturating_sub(keep_pairs);
             if cut > 0 {
                 ranked.select_nth_unstable_by(cut - 1, order);
@@ -489,7 +510,7 @@ impl Detector {
             + self
                 .pairs
                 .iter()
-                .map(|(_, p)| p.recent.capacity() * 8)
+                .map(|(_, p)| p.recent.as_ref().map_or(0, |r| r.items.capacity() * 8 + 32))
                 .sum::<usize>()
             + (self.pairs.capacity() + self.spare.capacity()) * std::mem::size_of::<(u64, Pair)>()
             + self.pending.capacity() * std::mem::size_of::<Seen>()
