@@ -642,7 +642,14 @@ async fn both_backends_answer_the_same_json_for_the_same_points() {
         format!("/api/v1/events/stats?{range}"),
         format!("/api/v1/events/stats?{range}&interval=10m"),
     ] {
-        let (x, y) = (ok(&a, &path).await, ok(&b, &path).await);
+        let (mut x, mut y) = (ok(&a, &path).await, ok(&b, &path).await);
+        // which tier an aggregate reads (raw or a rollup with the same values) depends on each
+        // backend's rollup pass and oldest raw point at that moment, not on the points
+        for v in [&mut x, &mut y] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("tier");
+            }
+        }
         let filled = ["items", "series", "buckets"]
             .iter()
             .any(|k| x[*k].as_array().is_some_and(|v| !v.is_empty()));
