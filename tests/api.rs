@@ -645,10 +645,15 @@ async fn both_backends_answer_the_same_json_for_the_same_points() {
         let (mut x, mut y) = (ok(&a, &path).await, ok(&b, &path).await);
         // which tier an aggregate reads (raw or a rollup with the same values) depends on each
         // backend's rollup pass and oldest raw point at that moment, not on the points
-        for v in [&mut x, &mut y] {
-            if let Some(o) = v.as_object_mut() {
-                o.remove("tier");
-            }
+        let tiers = [&mut x, &mut y].map(|v| v.as_object_mut().and_then(|o| o.remove("tier")));
+        // both name one (or neither does), and a real one
+        assert_eq!(tiers[0].is_some(), tiers[1].is_some(), "{path}: {tiers:?}");
+        for tier in tiers.iter().flatten() {
+            assert!(
+                tier.as_str()
+                    .is_some_and(|t| ["raw", "5m", "1h", "1d"].contains(&t)),
+                "{path}: tier {tier}"
+            );
         }
         let filled = ["items", "series", "buckets"]
             .iter()
