@@ -528,6 +528,7 @@ impl From<RollupError> for ApiError {
         match e {
             RollupError::History(h) => h.into(),
             RollupError::CatchingUp => ApiError::unavailable(e.to_string()),
+            RollupError::Expired { .. } => ApiError::invalid("interval", e.to_string()),
             other => {
                 tracing::error!(error = %other, "rollups read failed");
                 ApiError::unavailable(format!("history query failed: {other}"))

@@ -100,6 +100,18 @@ pub(crate) enum RollupError {
     /// The range needs more raw points than a raw read may cover: the rollups are catching up.
     #[error("the rollups are still being built from the existing history; try a shorter range")]
     CatchingUp,
+    /// The buckets are finer than the tiers still kept over the range, and raw points would
+    /// have to be read for longer than a raw read may cover.
+    #[error(
+        "buckets this fine over this range need more than {max_raw_days} days of raw points: \
+         5-minute rollups are kept {five_minute_days} days and hourly ones {hourly_days}; \
+         choose a coarser interval or a shorter range"
+    )]
+    Expired {
+        max_raw_days: u32,
+        five_minute_days: u32,
+        hourly_days: u32,
+    },
     /// Raw history could not be read.
     #[error(transparent)]
     History(#[from] crate::store::history::HistoryError),

@@ -200,23 +200,28 @@ impl Rollups {
             Some(f) => day_start(tz, f),
             None => i64::MAX,
         };
-        let mut tiers = Vec::new();
-        if !raw_only {
+        let now = chrono::Utc::now().timestamp_micros();
+        let plan = |kept: &dyn Fn(Tier) -> i64| {
+            let mut tiers = Vec::new();
+            if raw_only {
+                return tiers;
+            }
             if q.interval_secs.is_multiple_of(86_400) {
                 tiers.push(TierSpan {
                     tier: Tier::Day,
                     up: up_day,
                     down: down_day,
-                    from: rolled_from,
+                    from: rolled_from.max(kept(Tier::Day)),
                     until: days_until,
                 });
             }
-            if interior.iter().all(|b| b % HOUR == 0) {
+            let hourly = interior.iter().all(|b| b % HOUR == 0);
+            if hourly {
                 tiers.push(TierSpan {
                     tier: Tier::Hour,
                     up: up_hour,
                     down: down_hour,
-                    from: i64::MIN,
+                    from: rolled_from.max(kept(Tier::Hour)),
                     until: cursor,
                 });
             }
@@ -227,20 +232,52 @@ impl Rollups {
                     tier: Tier::FiveMinute,
                     up: up_five,
                     down: down_five,
-                    from: rolled_from,
+                    from: rolled_from.max(kept(Tier::FiveMinute)),
                     until: cursor,
                 });
             }
-        }
+            if hourly {
+                // before the own rollups start only imported statistics can serve
+                tiers.push(TierSpan {
+                    tier: Tier::Imported,
+                    up: up_hour,
+                    down: down_hour,
+                    from: i64::MIN,
+                    until: rolled_from,
+                });
+            }
+            tiers
+        };
+        let raw_time = |pieces: &[Piece]| -> i64 {
+            pieces
+                .iter()
+                .filter(|p| p.tier == Tier::Raw)
+                .map(|p| p.to - p.from)
+                .sum()
+        };
+        // a tier serves only where it still keeps rows: [`Rollups::expire`] deletes older ones
         let mut pieces = Vec::new();
-        cover(tz, start, end, &tiers, &mut pieces);
-        let raw_us: i64 = pieces
-            .iter()
-            .filter(|p| p.tier == Tier::Raw)
-            .map(|p| p.to - p.from)
-            .sum();
-        if !raw_only && raw_us > i64::from(self.0.max_raw_days) * 24 * HOUR {
-            return Err(RollupError::CatchingUp);
+        cover(
+            tz,
+            start,
+            end,
+            &plan(&|t| self.kept_from(t, now)),
+            &mut pieces,
+        );
+        let max_raw = i64::from(self.0.max_raw_days) * 24 * HOUR;
+        if !raw_only && raw_time(&pieces) > max_raw {
+            // were every tier kept forever, would the rollups serve? then its retention is why
+            let mut kept_forever = Vec::new();
+            cover(tz, start, end, &plan(&|_| i64::MIN), &mut kept_forever);
+            return Err(if raw_time(&kept_forever) > max_raw {
+                RollupError::CatchingUp
+            } else {
+                RollupError::Expired {
+                    max_raw_days: self.0.max_raw_days,
+                    five_minute_days: self.0.retention.five_minute_days,
+                    hourly_days: self.0.retention.hourly_days,
+                }
+            });
         }
         let mut answer_tier = Tier::Raw;
         let mut series = Vec::with_capacity(q.entity_ids.len());
@@ -276,7 +313,7 @@ impl Rollups {
                                 rows.sort_by_key(|r| r.start_us);
                             }
                         }
-                        if !rows.is_empty() && answer_tier != Tier::Imported {
+                        if !rows.is_empty() {
                             answer_tier = answer_tier.max(tier);
                         }
                         rows.into_iter()

@@ -395,22 +395,31 @@ impl Rollups {
         Ok(())
     }
 
-    /// Deletes rows older than their tier's retention, a chunk per statement.
-    async fn expire(&self, now: i64) -> Result<(), RollupError> {
+    /// Where `tier` keeps its rows from at `now_us`: older ones are deleted (by
+    /// [`Rollups::expire`], up to [`EXPIRE_EVERY_US`] later), so reads rely on rows from here
+    /// on only. Imported statistics are never deleted.
+    pub(super) fn kept_from(&self, tier: Tier, now_us: i64) -> i64 {
         let r = &self.0.retention;
-        let days = |d: u32| now - i64::from(d) * 24 * HOUR;
-        let five = if r.five_minute_days == 0 {
-            FIVE_MINUTE_MIN_DAYS
-        } else {
-            r.five_minute_days
+        let days = match tier {
+            Tier::Raw | Tier::Imported => return i64::MIN,
+            Tier::FiveMinute if r.five_minute_days == 0 => FIVE_MINUTE_MIN_DAYS,
+            Tier::FiveMinute => r.five_minute_days,
+            Tier::Hour => r.hourly_days,
+            Tier::Day => r.daily_days,
         };
-        for (tier, keep) in [
-            (Tier::FiveMinute, five),
-            (Tier::Hour, r.hourly_days),
-            (Tier::Day, r.daily_days),
-        ] {
+        now_us.saturating_sub(i64::from(days) * 24 * HOUR)
+    }
+
+    /// Deletes rows older than their tier's retention ([`Rollups::kept_from`]), a chunk per
+    /// statement.
+    async fn expire(&self, now: i64) -> Result<(), RollupError> {
+        for tier in [Tier::FiveMinute, Tier::Hour, Tier::Day] {
             loop {
-                let n = self.0.db.expire(tier, days(keep), EXPIRE_CHUNK).await?;
+                let n = self
+                    .0
+                    .db
+                    .expire(tier, self.kept_from(tier, now), EXPIRE_CHUNK)
+                    .await?;
                 self.0.counters.expired.fetch_add(n, Ordering::Relaxed);
                 if n < EXPIRE_CHUNK as u64 {
                     break;

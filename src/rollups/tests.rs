@@ -400,32 +400,40 @@ async fn imported_hours_fill_hours_without_own_rollups_and_name_their_tier() {
     assert!(page.next_cursor.is_some());
 }
 
-#[tokio::test]
-async fn tier_retention_deletes_each_entitys_old_rows_at_most_hourly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (writer, history) = embedded::open(
-        &embedded::history_path(dir.path()),
-        EmbeddedOptions::default(),
-    )
-    .await
-    .expect("open");
+/// An embedded store in `dir` holding [`write_every_ten_minutes`]'s points, and rollups over it
+/// keeping 5-minute and hourly rows the days given (daily ones 10,000).
+async fn ten_minute_history(
+    dir: &std::path::Path,
+    five_minute_days: u32,
+    hourly_days: u32,
+    max_raw_days: u32,
+) -> (embedded::EmbeddedWriter, Rollups) {
+    let (writer, history) =
+        embedded::open(&embedded::history_path(dir), EmbeddedOptions::default())
+            .await
+            .expect("open");
     let store = HistoryStore::Embedded(history);
     let r = Rollups::open(RollupParts {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.to_path_buf(),
         history: store.clone(),
         write_log: writer.write_log(),
         retention: RetentionSettings {
             raw_days: None,
-            five_minute_days: 1,
-            hourly_days: 1,
+            five_minute_days,
+            hourly_days,
             daily_days: 10_000,
         },
         zone: ZoneOf::Fixed("Europe/Amsterdam".parse().expect("tz")),
-        max_raw_days: 30,
+        max_raw_days,
     })
     .await
     .expect("rollups");
-    // three entities, a point every 10 minutes for three days
+    write_every_ten_minutes(&writer, &store).await;
+    (writer, r)
+}
+
+/// Three entities, a point every 10 minutes for [`SPAN_US`] from [`t0`], written and stored.
+async fn write_every_ten_minutes(writer: &embedded::EmbeddedWriter, store: &HistoryStore) {
     let mut n = 0;
     for k in 0..(SPAN_US / (10 * 60_000_000)) {
         for e in ENTITIES {
@@ -449,6 +457,53 @@ async fn tier_retention_deletes_each_entitys_old_rows_at_most_hourly() {
         assert!(std::time::Instant::now() < deadline, "points not written");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A tier's expired rows are not relied on: buckets finer than the tiers still kept over a range
+/// come from raw points (the same answer as the raw aggregate, not buckets missing where the
+/// rows were deleted), and where that would read too many days of raw points the answer is an
+/// error naming the retention, not holes.
+#[tokio::test]
+async fn expired_tiers_leave_their_range_to_raw_points_or_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, r) = ten_minute_history(dir.path(), 1, 10_000, 2).await;
+    // a day after the history: its 5-minute rows are computed, then expired
+    r.pass(&CancellationToken::new(), t0() + SPAN_US + 24 * HOUR)
+        .await
+        .expect("pass");
+    assert!(r.counts().expired > 0);
+    let query = |from: i64, to: i64, interval_secs: u64| AggregateQuery {
+        entity_ids: ENTITIES.iter().map(|e| (*e).to_owned()).collect(),
+        start: time_of(t0() + from),
+        end: time_of(t0() + to),
+        interval_secs,
+    };
+    for (q, tier) in [
+        (query(17 * 60_000_000, 36 * HOUR, 900), Tier::Raw),
+        (query(0, SPAN_US, 3_600), Tier::Hour),
+    ] {
+        let raw = r.aggregate(&q, true).await.expect("raw");
+        let tiered = r.aggregate(&q, false).await.expect("tiered");
+        assert_eq!(tiered.tier, tier, "every {} s", q.interval_secs);
+        assert!(raw.series.iter().all(|s| s.points.len() >= 36));
+        assert_same(&raw.series, &tiered.series, q.interval_secs);
+    }
+    let err = r
+        .aggregate(&query(0, SPAN_US, 900), false)
+        .await
+        .expect_err("three days of raw points at most two");
+    assert!(matches!(err, super::RollupError::Expired { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("5-minute rollups are kept 1 days"),
+        "{err}"
+    );
+    let _ = writer.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn tier_retention_deletes_each_entitys_old_rows_at_most_hourly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (writer, r) = ten_minute_history(dir.path(), 1, 1, 30).await;
     let hours = |r: Rollups| async move {
         let mut left = Vec::new();
         for e in ENTITIES {

@@ -39,6 +39,27 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A port for a server a test starts, stops and starts again on the same port (InfluxDB also
+/// binds the port two above it).
+///
+/// [`free_port`] hands out a port of the kernel's ephemeral range (32768–60999), from which every
+/// client connection and port-0 listener of the parallel tests also draws: CI saw one taken
+/// before `influxd` bound it. This one is drawn at random below that range, so only another test
+/// drawing the same number could take it.
+pub fn server_port() -> u16 {
+    use std::hash::BuildHasher;
+    loop {
+        let draw = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+        let port = 20_000 + (draw % 12_000) as u16;
+        if [port, port + 2]
+            .iter()
+            .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
 /// A name unique to this process and call, for databases and entities.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -663,7 +684,7 @@ impl OwnHa {
     pub fn start() -> (Self, Ha) {
         let me = OwnHa {
             dir: tempfile::tempdir().expect("tempdir"),
-            port: free_port(),
+            port: server_port(),
         };
         let ha = me.run_start();
         (me, ha)
@@ -707,7 +728,7 @@ pub struct OwnInflux {
 impl OwnInflux {
     /// Starts it (blocking).
     pub fn start() -> Self {
-        let port = free_port();
+        let port = server_port();
         let me = OwnInflux {
             dir: tempfile::tempdir().expect("tempdir"),
             port,

@@ -64,3 +64,25 @@ pub(crate) fn closed_port() -> u16 {
     drop(listener);
     port
 }
+
+/// A port for a server a test starts, stops and starts again on the same port (InfluxDB also
+/// binds the port two above it).
+///
+/// [`closed_port`] hands out a port of the kernel's ephemeral range (32768–60999), from which
+/// every client connection and port-0 listener of the parallel tests also draws: CI saw one
+/// taken before `influxd` bound it. This one is drawn at random below that range, so only
+/// another test drawing the same number could take it.
+pub(crate) fn server_port() -> u16 {
+    use std::hash::BuildHasher;
+    loop {
+        let draw =
+            std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+        let port = 20_000 + (draw % 12_000) as u16;
+        if [port, port + 2]
+            .iter()
+            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            return port;
+        }
+    }
+}

@@ -9,7 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::store::influx::test_support::{closed_port, count, fresh_settings, influx_url};
+use crate::store::influx::test_support::{
+    closed_port, count, fresh_settings, influx_url, server_port,
+};
 use crate::store::point::FieldValue;
 
 fn point(i: i64) -> Point {
@@ -719,18 +721,7 @@ impl OwnInflux {
     }
 
     async fn run(&self, name: &str) {
-        let script = Self::script(name);
-        let dir = self.dir.path().to_path_buf();
-        let port = self.port.to_string();
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(script)
-                .arg(dir)
-                .arg(port)
-                .output()
-        })
-        .await
-        .expect("join")
-        .expect("script runs");
+        let out = self.try_run(name).await;
         assert!(
             out.status.success(),
             "{name} failed: {}",
@@ -738,11 +729,37 @@ impl OwnInflux {
         );
     }
 
+    async fn try_run(&self, name: &str) -> std::process::Output {
+        let script = Self::script(name);
+        let dir = self.dir.path().to_path_buf();
+        let port = self.port.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(script)
+                .arg(dir)
+                .arg(port)
+                .output()
+        })
+        .await
+        .expect("join")
+        .expect("script runs")
+    }
+
+    /// Starts it on a port of its own; a port taken between the draw and `influxd`'s bind is
+    /// drawn again (a few times).
     async fn start() -> Self {
-        let own = OwnInflux {
+        let mut own = OwnInflux {
             dir: tempfile::tempdir().expect("tempdir"),
-            port: closed_port(),
+            port: server_port(),
         };
+        for _ in 0..4 {
+            let out = own.try_run("start-influxdb").await;
+            if out.status.success()
+                || !String::from_utf8_lossy(&out.stderr).contains("address already in use")
+            {
+                break;
+            }
+            own.port = server_port();
+        }
         own.run("start-influxdb").await;
         own
     }
