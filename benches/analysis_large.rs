@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `BACKENDS=embedded,influxdb,ha_compat` (default all three; the InfluxDB ones need
-//! `INFLUX_URL`), `DAYS=30`, `RATE=1000`, `SPEED=20000` (simulated seconds per second while
+//! `INFLUX_URL`), `KEEP_DB=1` (keep the InfluxDB database for queries by hand), `DAYS=30`, `RATE=1000`, `SPEED=20000` (simulated seconds per second while
 //! recording), `SEED=1`, `HOMEIQ_BIN=` another build. Targets (issue 16): ≤ 20 s and ≤ 100 MB extra
 //! RSS on each backend, nothing dropped. Exits non-zero only when a run failed.
 
@@ -321,7 +321,12 @@ fn main() {
             let data: PathBuf = dir.path().to_path_buf();
             let db = format!("bench_analysis_{}", std::process::id());
             let r = analyse_under_load(backend, &data, &db).await;
-            drop_db(&db).await;
+            if std::env::var_os("KEEP_DB").is_some() {
+                // to profile the analysis's reads by hand afterwards
+                eprintln!("kept InfluxDB database {db}");
+            } else {
+                drop_db(&db).await;
+            }
             println!(
                 "| {} | {} ({:.0}) | {} | {} | {} | {:.1} | {:.1} | {:.0} | {} | {} |",
                 backend.name(),

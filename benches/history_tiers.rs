@@ -8,9 +8,10 @@
 //! ```
 //!
 //! The dataset is written through the stores' bulk paths before HomeIQ starts (the embedded
-//! writer; InfluxDB's `/write` in batches of 10,000 lines): `LONG_DAYS` (365) days of one sensor
-//! every `STEP_SECS` (60) seconds, and `WIDE_DAYS` (30) days of `WIDE` (50) sensors at the same
-//! step. HomeIQ then builds its rollups from the raw points (the first start's catch-up, timed);
+//! writer; InfluxDB's `/write` in batches of 10,000 lines): `LONG_DAYS` (365) days of `LONG` (1)
+//! sensors every `STEP_SECS` (60) seconds, and `WIDE_DAYS` (30) days of `WIDE` (50) sensors at the
+//! same step (the issue's full dataset: `LONG=50 WIDE=2000`). The 30-day aggregate names the
+//! first 50 wide sensors. HomeIQ then builds its rollups from the raw points (the first start's catch-up, timed);
 //! each request asks for a range of its own (shifted by an hour), so no answer comes from the
 //! cache. Without `INFLUX_URL` only the embedded backend runs. `REQUESTS` (20) per case.
 
@@ -27,13 +28,33 @@ use homeiq::store::point::{FieldValue, Point};
 
 struct Size {
     long_days: i64,
+    long: usize,
     wide_days: i64,
     wide: usize,
     step_secs: i64,
 }
 
-fn long_entity() -> String {
-    "sensor.tiers_long".into()
+impl Size {
+    /// Entity-years of 1-minute points in the dataset.
+    fn entity_years(&self) -> f64 {
+        (self.long_days as f64 * self.long as f64 + self.wide_days as f64 * self.wide as f64)
+            / 365.0
+    }
+}
+
+/// The dataset's size from the environment.
+fn size_of_env() -> Size {
+    Size {
+        long_days: env_or("LONG_DAYS", 365),
+        long: env_or("LONG", 1) as usize,
+        wide_days: env_or("WIDE_DAYS", 30),
+        wide: env_or("WIDE", 50) as usize,
+        step_secs: env_or("STEP_SECS", 60),
+    }
+}
+
+fn long_entity(i: usize) -> String {
+    format!("sensor.tiers_long_{i:02}")
 }
 
 fn wide_entity(i: usize) -> String {
@@ -61,10 +82,16 @@ fn generate(size: &Size, end_us: i64, mut sink: impl FnMut(Vec<Point>)) {
     let mut k = 0i64;
     let mut t = long_from;
     while t < end_us {
-        chunk.push(point(&long_entity(), t, k));
+        for i in 0..size.long {
+            chunk.push(point(&long_entity(i), t + i as i64, k + i as i64));
+        }
         if t >= wide_from {
             for i in 0..size.wide {
-                chunk.push(point(&wide_entity(i), t + i as i64 + 1, k + i as i64));
+                chunk.push(point(
+                    &wide_entity(i),
+                    t + (size.long + i) as i64,
+                    k + i as i64,
+                ));
             }
         }
         if chunk.len() >= 10_000 {
@@ -145,7 +172,7 @@ fn rollup_bytes(data: &std::path::Path, size: &Size) {
         })
         .unwrap_or_default();
     let total: i64 = rows.iter().map(|r| r.1).sum::<i64>().max(1);
-    let entity_years = (size.long_days as f64 + size.wide_days as f64 * size.wide as f64) / 365.0;
+    let entity_years = size.entity_years();
     for (tier, n) in rows {
         let name = ["raw", "5m", "1h", "1d", "imported"]
             .get(usize::try_from(tier).unwrap_or(0))
@@ -174,7 +201,7 @@ async fn run_backend(
     println!("{name}: rollups built from the raw points in {build:.1} s");
     let (long, tier) = measure(
         &base,
-        &long_entity(),
+        &long_entity(0),
         size.long_days - 2,
         "1d",
         end_us,
@@ -185,7 +212,8 @@ async fn run_backend(
         "{name}: {}-day aggregate of 1 entity (1d buckets): p95 {long:.1} ms (tier {tier})",
         size.long_days - 2
     );
-    let wide: Vec<String> = (0..size.wide).map(wide_entity).collect();
+    // an aggregate names at most 50 entities
+    let wide: Vec<String> = (0..size.wide.min(50)).map(wide_entity).collect();
     let (wide_ms, tier) = measure(
         &base,
         &wide.join(","),
@@ -198,7 +226,7 @@ async fn run_backend(
     println!(
         "{name}: {}-day aggregate of {} entities (1h buckets): p95 {wide_ms:.1} ms (tier {tier})",
         size.wide_days - 2,
-        size.wide
+        wide.len()
     );
     rollup_bytes(data, size);
     common::stop_process(&mut child, Duration::from_secs(10));
@@ -207,18 +235,13 @@ async fn run_backend(
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let size = Size {
-        long_days: env_or("LONG_DAYS", 365),
-        wide_days: env_or("WIDE_DAYS", 30),
-        wide: env_or("WIDE", 50) as usize,
-        step_secs: env_or("STEP_SECS", 60),
-    };
+    let size = size_of_env();
     // the dataset ends at the last full hour, so the rollups cover it once caught up
     let now = chrono::Utc::now().timestamp_micros();
     let end_us = now - now.rem_euclid(3_600_000_000);
     println!(
-        "dataset: {} days of 1 sensor + {} days of {} sensors, a point every {} s",
-        size.long_days, size.wide_days, size.wide, size.step_secs
+        "dataset: {} days of {} sensors + {} days of {} sensors, a point every {} s",
+        size.long_days, size.long, size.wide_days, size.wide, size.step_secs
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -239,7 +262,7 @@ async fn main() {
     let report = writer.shutdown(Duration::from_secs(3_600)).await;
     assert_eq!(report.left, 0, "{report:?}");
     let raw = std::fs::metadata(embedded::history_path(&data)).map_or(0, |m| m.len());
-    let entity_years = (size.long_days as f64 + size.wide_days as f64 * size.wide as f64) / 365.0;
+    let entity_years = size.entity_years();
     println!(
         "embedded: {n} points written in {:.1} s; history.db {:.1} MB ({:.1} MB per entity-year raw)",
         started.elapsed().as_secs_f64(),
@@ -260,18 +283,23 @@ async fn main() {
         let http = reqwest::Client::new();
         influx_query(&http, &influx, format!("CREATE DATABASE \"{db}\"")).await;
         let started = Instant::now();
-        let mut bodies = Vec::new();
-        generate(&size, end_us, |chunk| {
-            let mut body = String::new();
-            for p in &chunk {
-                encode_point(p, &mut body).expect("encode");
-                body.push('\n');
-            }
-            bodies.push(body);
+        // generated on a thread of its own and written as it comes: the full dataset's lines
+        // (112 million points) do not fit in memory
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(8);
+        let generator = std::thread::spawn(move || {
+            generate(&size_of_env(), end_us, |chunk| {
+                let mut body = String::new();
+                for p in &chunk {
+                    encode_point(p, &mut body).expect("encode");
+                    body.push('\n');
+                }
+                let _ = tx.blocking_send(body);
+            });
         });
-        for body in bodies {
+        while let Some(body) = rx.recv().await {
             influx_write(&http, &influx, &db, body).await;
         }
+        generator.join().expect("generator");
         println!(
             "influxdb: points written in {:.1} s",
             started.elapsed().as_secs_f64()

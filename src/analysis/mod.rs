@@ -8,7 +8,7 @@
 //!   cut short is recorded as `interrupted` at the next start.
 //! - **How.** A run reads the window (`analysis.window_days` up to now, plus a day before it so
 //!   every entity's state at the start is known) through the storage interface, in slices of
-//!   [`SLICE`], each handed to the detectors on Tokio's blocking pool while the next is read:
+//!   [`HistoryStore::analysis_slice`], each handed to the detectors on Tokio's blocking pool while the next is read:
 //!   memory holds two slices and the detectors' tallies, never the window, and ingestion keeps
 //!   its threads (history reads go through the backends' request slots and read-only
 //!   connections). Its patterns replace the
@@ -35,9 +35,6 @@ use crate::store::history::{HistoryStore, time_of};
 use crate::store::states::CurrentStates;
 use crate::task::OwnedTask;
 use store::{AnalysisStore, Outcome, RunCounts, StoredPattern, Trigger, run};
-
-/// History read per step of a run.
-const SLICE: chrono::Duration = chrono::Duration::hours(6);
 
 /// How long a run waits for Home Assistant's `get_config`.
 const CONFIG_TIMEOUT: Duration = Duration::from_secs(10);
@@ -367,9 +364,10 @@ impl Analysis {
         }
         let domains = crate::patterns::domains::analysed_domains();
         let mut slices = Vec::new();
+        let slice = inner.history.analysis_slice();
         let mut from = start - chrono::Duration::days(1);
         while from < end {
-            let to = (from + SLICE).min(end);
+            let to = (from + slice).min(end);
             slices.push((from, to));
             from = to;
         }

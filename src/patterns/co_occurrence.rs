@@ -398,7 +398,11 @@ impl Detector {
         let mut out = std::mem::take(&mut self.spare);
         out.clear();
         out.reserve(self.pairs.len() + pending.len());
-        let mut old = std::mem::take(&mut self.pairs).into_iter().peekable();
+        // drained, not consumed: the old table keeps its allocation for the next merge (a fresh
+        // table of up to 362,144 pairs each batch was page faults, zeroing and unmapping: 15 % of
+        // a month's analysis)
+        let mut old_table = std::mem::take(&mut self.pairs);
+        let mut old = old_table.drain(..).peekable();
         let mut stored = self.stored;
         let mut i = 0;
         while let Some(first) = pending.get(i) {
@@ -418,8 +422,8 @@ impl Detector {
         }
         out.extend(old);
         self.stored = stored;
-        // the old table's allocation holds the next merge
-        self.spare = std::mem::replace(&mut self.pairs, out);
+        self.pairs = out;
+        self.spare = old_table;
         pending.clear();
         self.pending = pending;
         if self.pairs.len() > PAIR_CAP || self.stored > STORED_DELAYS_CAP {

@@ -467,11 +467,29 @@ async fn write_every_ten_minutes(writer: &embedded::EmbeddedWriter, store: &Hist
 async fn expired_tiers_leave_their_range_to_raw_points_or_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (writer, r) = ten_minute_history(dir.path(), 1, 10_000, 2).await;
-    // a day after the history: its 5-minute rows are computed, then expired
-    r.pass(&CancellationToken::new(), t0() + SPAN_US + 24 * HOUR)
+    let five_minute_rows = |from: i64, to: i64| {
+        let r = r.clone();
+        async move {
+            r.0.db
+                .numeric(Tier::FiveMinute, ENTITIES[0].to_owned(), from, to)
+                .await
+                .expect("rows")
+                .len()
+        }
+    };
+    // rolled up at the history's end: 5-minute rows only for the last day, the one the tier
+    // keeps (the catch-up writes none that retention would delete)
+    let cancel = CancellationToken::new();
+    r.pass(&cancel, t0() + SPAN_US).await.expect("pass");
+    let kept = t0() + SPAN_US - 24 * HOUR;
+    assert_eq!(five_minute_rows(t0(), kept - HOUR).await, 0);
+    assert!(five_minute_rows(kept, t0() + SPAN_US).await >= 12 * 20);
+    // two days later they have expired
+    r.pass(&cancel, t0() + SPAN_US + 48 * HOUR)
         .await
         .expect("pass");
     assert!(r.counts().expired > 0);
+    assert_eq!(five_minute_rows(t0(), t0() + SPAN_US).await, 0);
     let query = |from: i64, to: i64, interval_secs: u64| AggregateQuery {
         entity_ids: ENTITIES.iter().map(|e| (*e).to_owned()).collect(),
         start: time_of(t0() + from),

@@ -291,18 +291,41 @@ impl InfluxHistory {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
-            SchemaMode::HaCompat => format!(
-                "SELECT \"state\", \"value\", \"{}\" FROM /.*/ WHERE \"domain\" =~ /^({})$/ AND {range} GROUP BY \"domain\", \"entity_id\"",
-                ORIGIN_FIELDS[0],
-                domains.join("|")
-            ),
+            // two statements: the states (the origins' measurement has neither field), then the
+            // origins beside them (one statement for both sent a column of nulls in each row
+            // of each: 3.3 instead of 2.6 MB a day of the large home, 6 % more of InfluxDB's
+            // time)
+            SchemaMode::HaCompat => {
+                let domains = format!("\"domain\" =~ /^({})$/", domains.join("|"));
+                format!(
+                    "SELECT \"state\", \"value\" FROM /.*/ WHERE {domains} AND {range} GROUP BY \"domain\", \"entity_id\"; \
+                     SELECT \"{}\" FROM {} WHERE {domains} AND {range} GROUP BY \"domain\", \"entity_id\"",
+                    ORIGIN_FIELDS[0],
+                    quote_ident(ORIGIN_MEASUREMENT),
+                )
+            }
         };
         let result = self.query(&statement).await?;
+        let mut statements = result.statements.into_iter();
+        let states = statements.next().map(|s| s.series).unwrap_or_default();
+        // ha_compat: entity → its origins by time (each series comes in time order)
+        let mut origins: HashMap<String, Vec<(i64, OriginKind)>> = HashMap::new();
+        for s in statements.next().map(|s| s.series).unwrap_or_default() {
+            let Some(entity_id) = entity_of(self.schema, &s) else {
+                continue;
+            };
+            let col = |name: &str| s.columns.iter().position(|c| c == name);
+            let (time, origin) = (col("time"), col(ORIGIN_FIELDS[0]));
+            let times = origins.entry(entity_id).or_default();
+            times.extend(s.values.iter().filter_map(|v| {
+                let t = time.and_then(|i| v.get(i)).and_then(as_i64)?;
+                let o = text(v, origin).map(OriginKind::parse)?;
+                Some((t, o))
+            }));
+        }
         let mut out = Vec::new();
-        // ha_compat: (entity, time) → origin, from the points beside
-        let mut origins: HashMap<(String, i64), OriginKind> = HashMap::new();
-        for s in result.first_series() {
-            let Some(entity_id) = entity_of(self.schema, s) else {
+        for s in states {
+            let Some(entity_id) = entity_of(self.schema, &s) else {
                 continue;
             };
             let col = |name: &str| s.columns.iter().position(|c| c == name);
@@ -312,31 +335,23 @@ impl InfluxHistory {
                 col("value"),
                 col(ORIGIN_FIELDS[0]),
             );
-            let beside = self.schema == SchemaMode::HaCompat && s.name == ORIGIN_MEASUREMENT;
+            let beside = origins.get(&entity_id).map_or(&[][..], Vec::as_slice);
             for v in &s.values {
                 let Some(time_us) = time.and_then(|i| v.get(i)).and_then(as_i64) else {
                     continue;
                 };
-                let origin = origin
-                    .and_then(|i| v.get(i))
-                    .and_then(Value::as_str)
-                    .map(OriginKind::parse);
-                if beside {
-                    if let Some(o) = origin {
-                        origins.insert((entity_id.clone(), time_us), o);
-                    }
-                    continue;
-                }
-                let text = state
-                    .and_then(|i| v.get(i))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or_else(|| {
-                        value
-                            .and_then(|i| v.get(i))
-                            .and_then(Value::as_f64)
-                            .map(number_text)
-                    });
+                let origin = text(v, origin).map(OriginKind::parse).or_else(|| {
+                    beside
+                        .binary_search_by_key(&time_us, |(t, _)| *t)
+                        .ok()
+                        .map(|i| beside[i].1)
+                });
+                let text = text(v, state).map(str::to_owned).or_else(|| {
+                    value
+                        .and_then(|i| v.get(i))
+                        .and_then(Value::as_f64)
+                        .map(number_text)
+                });
                 let Some(text) = text else { continue };
                 out.push(StoredChange {
                     entity_id: entity_id.clone(),
@@ -344,13 +359,6 @@ impl InfluxHistory {
                     state: text,
                     origin: origin.unwrap_or(OriginKind::Unknown),
                 });
-            }
-        }
-        if !origins.is_empty() {
-            for c in &mut out {
-                if let Some(o) = origins.remove(&(c.entity_id.clone(), c.time_us)) {
-                    c.origin = o;
-                }
             }
         }
         Ok(out)
