@@ -546,7 +546,8 @@ impl From<crate::store::history::HistoryError> for ApiError {
                     "history is unavailable: {m}; live data and the registry keep working"
                 ))
             }
-            crate::store::history::HistoryError::Backend(m) => {
+            crate::store::history::HistoryError::Backend(m)
+            | crate::store::history::HistoryError::TooLarge(m) => {
                 tracing::error!(error = %m, "history query failed");
                 ApiError::unavailable(format!("history query failed: {m}"))
             }

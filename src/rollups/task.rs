@@ -13,7 +13,7 @@ use super::compute::{PeriodSummary, RawPoint, combine, summarise};
 use super::periods::{FIVE_MINUTES, HOUR, bounds, ceil, day_start, floor, next_day};
 use super::store::{Batch, CURSOR, DAYS_UNTIL, Dirty, FIRST};
 use super::{RollupError, Rollups, Tier, ZoneOf, lock};
-use crate::store::history::Side;
+use crate::store::history::{HistoryError, Side};
 
 /// Time between passes.
 const PASS_EVERY: Duration = Duration::from_secs(60);
@@ -122,9 +122,17 @@ impl Rollups {
         lock(&self.0.progress).catching_up = limit - cursor > 2 * HOUR;
         while cursor < limit && !cancel.is_cancelled() {
             let to = (cursor + hours * HOUR).min(limit);
-            let read = self
-                .roll_chunk(tz, &mut carries, cursor, to, now_us)
-                .await?;
+            let read = match self.roll_chunk(tz, &mut carries, cursor, to, now_us).await {
+                Ok(read) => read,
+                // hours grown over sparse history meet dense history (a year of 50 sensors,
+                // then 30 days of 2,000): the same range in smaller chunks
+                Err(RollupError::History(HistoryError::TooLarge(e))) if hours > 1 => {
+                    tracing::debug!(hours, error = %e, "rollup chunk too large: halved");
+                    hours /= 2;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             cursor = to;
             self.0.write_log.set_late_horizon(cursor);
             lock(&self.0.progress).cursor_us = Some(cursor);

@@ -618,3 +618,54 @@ async fn the_oldest_raw_point_is_asked_after_retention_and_hourly_not_every_pass
     assert_eq!(r.raw_from(), Some(t0() + 4 * HOUR));
     client.drop_database().await.expect("drop");
 }
+
+/// Chunks grown over sparse history that meet dense history (a year of a few sensors, then a
+/// month of thousands) are halved when InfluxDB's answer would be too large to hold, instead of
+/// the pass failing at every retry.
+#[tokio::test]
+async fn a_chunk_too_large_for_one_answer_is_rolled_up_in_halves() {
+    let settings = InfluxSettings {
+        schema: SchemaMode::Homeiq,
+        ..fresh_settings("chunks")
+    };
+    let client = InfluxClient::new(&settings).expect("client");
+    client.create_database().await.expect("database");
+    let point = |e: &str, t: i64, v: f64| {
+        Point::new("sensor", t)
+            .tag("entity_id", e)
+            .field("state", FieldValue::Str(v.to_string()))
+            .field("value", FieldValue::Float(v))
+    };
+    // 48 sparse hours (one point an hour), then 8 dense ones (three sensors every 30 s)
+    let mut pts: Vec<Point> = (0..48)
+        .map(|h| point(ENTITIES[0], t0() + h * HOUR, 1.0))
+        .collect();
+    let dense = t0() + 48 * HOUR;
+    for k in 0..8 * 120 {
+        for e in ENTITIES {
+            pts.push(point(e, dense + k * 30_000_000, k as f64));
+        }
+    }
+    write_points(client.clone(), pts).await;
+    // an answer holds one dense hour (360 points, under 25 kB), not eight
+    let small = InfluxClient::with_reply_limit(&settings, 50_000).expect("client");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = HistoryStore::Influx(InfluxHistory::new(small, SchemaMode::Homeiq));
+    let r = rollups(dir.path(), store, Arc::new(WriteLog::default())).await;
+    r.pass(&CancellationToken::new(), dense + 9 * HOUR)
+        .await
+        .expect("the pass rolls the dense hours up in smaller chunks");
+    for e in ENTITIES {
+        let hours =
+            r.0.db
+                .numeric(Tier::Hour, e.to_owned(), dense, dense + 8 * HOUR)
+                .await
+                .expect("rows");
+        assert_eq!(hours.len(), 8, "{e}");
+        assert!(
+            hours.iter().all(|h| h.summary.count == 120),
+            "{e}: {hours:?}"
+        );
+    }
+    client.drop_database().await.expect("drop");
+}

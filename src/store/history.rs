@@ -32,6 +32,9 @@ pub(crate) enum HistoryError {
     /// The backend answered with an error.
     #[error("history storage failed: {0}")]
     Backend(String),
+    /// The answer would be larger than HomeIQ holds in memory: ask for less.
+    #[error("history storage failed: {0}")]
+    TooLarge(String),
 }
 
 impl From<InfluxError> for HistoryError {
@@ -40,6 +43,9 @@ impl From<InfluxError> for HistoryError {
             InfluxError::Transport(m) => HistoryError::Unavailable(format!("InfluxDB: {m}")),
             InfluxError::Status { status, message } if status >= 500 => {
                 HistoryError::Unavailable(format!("InfluxDB answered HTTP {status}: {message}"))
+            }
+            too_large @ InfluxError::TooLarge { .. } => {
+                HistoryError::TooLarge(too_large.to_string())
             }
             other => HistoryError::Backend(other.to_string()),
         }

@@ -192,6 +192,8 @@ struct Inner {
     auth: Auth,
     gzip: bool,
     timeout: Duration,
+    /// Largest query answer read ([`MAX_QUERY_REPLY`]; smaller in tests).
+    reply_limit: usize,
 }
 
 /// An InfluxDB 1.x HTTP client bound to one database. Cheap to clone.
@@ -201,6 +203,20 @@ pub struct InfluxClient {
 }
 
 impl InfluxClient {
+    /// [`InfluxClient::new`] refusing query answers over `limit` bytes (tests of what a too
+    /// large answer does, without writing 32 MiB of points).
+    #[cfg(test)]
+    pub(crate) fn with_reply_limit(
+        settings: &InfluxSettings,
+        limit: usize,
+    ) -> Result<Self, InfluxError> {
+        let mut client = Self::new(settings)?;
+        if let Some(inner) = Arc::get_mut(&mut client.inner) {
+            inner.reply_limit = limit;
+        }
+        Ok(client)
+    }
+
     /// A client for `settings.url` and `settings.database`. Credentials come from
     /// `settings.token` (sent as `Authorization: Token …`), else `username`/`password` (HTTP basic
     /// auth), else from the URL's user info (removed from the URL).
@@ -284,6 +300,7 @@ impl InfluxClient {
                 auth,
                 gzip: settings.gzip,
                 timeout,
+                reply_limit: MAX_QUERY_REPLY,
             }),
         })
     }
@@ -438,7 +455,7 @@ impl InfluxClient {
             .await
             .map_err(|e| InfluxError::Transport(self.transport_error(e)))?;
         let status = resp.status();
-        let body = self.read_capped(resp, MAX_QUERY_REPLY).await?;
+        let body = self.read_capped(resp, self.inner.reply_limit).await?;
         let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
